@@ -1,0 +1,359 @@
+//! Body framing: `Content-Length`, `chunked` and read-to-end, with a size limit.
+
+use std::io::{self, BufRead, Read, Write};
+
+use crate::error::{excerpt, ProtocolError};
+use crate::headers::Headers;
+
+/// How the end of a body is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// The body runs to the end of the stream (a response with neither header).
+    UntilEof,
+}
+
+impl Framing {
+    /// The framing of a response with these headers (RFC 7230 3.3.3): chunked wins over a
+    /// length; several lengths must agree.
+    pub fn of_response(headers: &Headers) -> Result<Framing, ProtocolError> {
+        if let Some(te) = headers.get("Transfer-Encoding") {
+            let last = te.rsplit(',').next().unwrap_or("").trim();
+            if last.eq_ignore_ascii_case("chunked") {
+                return Ok(Framing::Chunked);
+            }
+            if !last.eq_ignore_ascii_case("identity") {
+                return Err(ProtocolError::UnsupportedTransferEncoding(te.to_string()));
+            }
+        }
+        let mut length = None;
+        for value in headers.get_all("Content-Length") {
+            for part in value.split(',') {
+                let part = part.trim();
+                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(ProtocolError::InvalidContentLength(value.to_string()));
+                }
+                let n: u64 = part
+                    .parse()
+                    .map_err(|_| ProtocolError::InvalidContentLength(value.to_string()))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ProtocolError::InvalidContentLength(value.to_string()));
+                }
+                length = Some(n);
+            }
+        }
+        Ok(length.map_or(Framing::UntilEof, Framing::Length))
+    }
+}
+
+/// Largest chunk-size line we accept (size, extensions and CRLF).
+const MAX_CHUNK_LINE: usize = 1024;
+/// Largest trailer section we accept after the last chunk.
+const MAX_TRAILERS: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Bytes left in a length-framed body, or in the current chunk.
+    Remaining(u64),
+    /// Expecting a chunk-size line.
+    ChunkHeader,
+    /// Expecting the CRLF after a chunk's data.
+    ChunkEnd,
+    /// Reading to EOF.
+    Eof,
+    Done,
+}
+
+/// Reads a body with the given framing from the bytes after the head, and stops at its end.
+///
+/// Errors of the framing come out as `io::Error`s carrying a [`ProtocolError`]
+/// (`ProtocolError::from(io_error)` recovers it).
+pub struct BodyReader<R> {
+    inner: R,
+    chunked: bool,
+    state: State,
+    limit: Option<u64>,
+    read: u64,
+}
+
+impl<R: BufRead> BodyReader<R> {
+    /// A reader of the body framed by `framing`; reading more than `limit` bytes of body
+    /// (decoded) fails with [`ProtocolError::BodyTooLarge`].
+    pub fn new(inner: R, framing: Framing, limit: Option<u64>) -> Self {
+        let (chunked, state) = match framing {
+            Framing::Length(0) => (false, State::Done),
+            Framing::Length(n) => (false, State::Remaining(n)),
+            Framing::Chunked => (true, State::ChunkHeader),
+            Framing::UntilEof => (false, State::Eof),
+        };
+        BodyReader {
+            inner,
+            chunked,
+            state,
+            limit,
+            read: 0,
+        }
+    }
+
+    /// Bytes of body returned so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// True once the whole body has been read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The underlying reader (after the body, if it was read to its end).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    fn read_chunk_header(&mut self) -> Result<(), ProtocolError> {
+        let mut budget = MAX_CHUNK_LINE;
+        let line = crate::headers::read_head_line(
+            &mut self.inner,
+            &mut budget,
+            MAX_CHUNK_LINE,
+            "chunked body",
+        )
+        .map_err(|e| match e {
+            ProtocolError::HeadTooLarge { .. } => {
+                ProtocolError::InvalidChunk("chunk-size line too long".into())
+            }
+            other => other,
+        })?;
+        let size_part = line.split(|&b| b == b';').next().unwrap_or(&[]);
+        let size_text = std::str::from_utf8(size_part)
+            .map_err(|_| ProtocolError::InvalidChunk(excerpt(&line)))?
+            .trim();
+        if size_text.is_empty() || size_text.len() > 15 {
+            return Err(ProtocolError::InvalidChunk(excerpt(&line)));
+        }
+        let size = u64::from_str_radix(size_text, 16)
+            .map_err(|_| ProtocolError::InvalidChunk(excerpt(&line)))?;
+        if size == 0 {
+            // Trailers: read and drop up to the empty line.
+            let mut budget = MAX_TRAILERS;
+            Headers::read_from(
+                &mut self.inner,
+                &mut budget,
+                MAX_TRAILERS,
+                "chunked trailer",
+            )?;
+            self.state = State::Done;
+        } else {
+            self.state = State::Remaining(size);
+        }
+        Ok(())
+    }
+
+    fn read_chunk_end(&mut self) -> Result<(), ProtocolError> {
+        let mut budget = 2;
+        let line = crate::headers::read_head_line(&mut self.inner, &mut budget, 2, "chunked body")
+            .map_err(|e| match e {
+                ProtocolError::HeadTooLarge { .. } => {
+                    ProtocolError::InvalidChunk("chunk data longer than its size".into())
+                }
+                other => other,
+            })?;
+        if !line.is_empty() {
+            return Err(ProtocolError::InvalidChunk(excerpt(&line)));
+        }
+        self.state = State::ChunkHeader;
+        Ok(())
+    }
+
+    fn charge(&mut self, n: usize) -> Result<(), ProtocolError> {
+        self.read += n as u64;
+        match self.limit {
+            Some(limit) if self.read > limit => Err(ProtocolError::BodyTooLarge { limit }),
+            _ => Ok(()),
+        }
+    }
+
+    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, ProtocolError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.state {
+                State::Done => return Ok(0),
+                State::ChunkHeader => self.read_chunk_header()?,
+                State::ChunkEnd => self.read_chunk_end()?,
+                State::Eof => {
+                    let n = self.inner.read(buf)?;
+                    if n == 0 {
+                        self.state = State::Done;
+                    }
+                    self.charge(n)?;
+                    return Ok(n);
+                }
+                State::Remaining(left) => {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    let n = self.inner.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(ProtocolError::UnexpectedEof {
+                            context: if self.chunked { "chunked body" } else { "body" },
+                        });
+                    }
+                    let left = left - n as u64;
+                    self.state = match (left, self.chunked) {
+                        (0, true) => State::ChunkEnd,
+                        (0, false) => State::Done,
+                        (left, _) => State::Remaining(left),
+                    };
+                    self.charge(n)?;
+                    return Ok(n);
+                }
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Read for BodyReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf).map_err(io::Error::from)
+    }
+}
+
+/// Reads a whole body into memory, at most `limit` bytes.
+pub fn read_body<R: BufRead>(
+    inner: R,
+    framing: Framing,
+    limit: Option<u64>,
+) -> Result<Vec<u8>, ProtocolError> {
+    let mut body = Vec::new();
+    BodyReader::new(inner, framing, limit).read_to_end(&mut body)?;
+    Ok(body)
+}
+
+/// Writes a body in chunked encoding; `finish` writes the last chunk.
+pub struct ChunkedWriter<W: Write> {
+    inner: W,
+}
+
+impl<W: Write> ChunkedWriter<W> {
+    /// Wraps `inner`; each `write` becomes one chunk.
+    pub fn new(inner: W) -> Self {
+        ChunkedWriter { inner }
+    }
+
+    /// Writes the terminating zero-size chunk and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.inner.write_all(b"0\r\n\r\n")?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for ChunkedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        write!(self.inner, "{:x}\r\n", buf.len())?;
+        self.inner.write_all(buf)?;
+        self.inner.write_all(b"\r\n")?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunked(bytes: &[u8], limit: Option<u64>) -> Result<Vec<u8>, ProtocolError> {
+        read_body(bytes, Framing::Chunked, limit)
+    }
+
+    #[test]
+    fn chunked_round_trip() {
+        let mut w = ChunkedWriter::new(Vec::new());
+        w.write_all(b"hello ").unwrap();
+        w.write_all(b"world").unwrap();
+        let out = w.finish().unwrap();
+        assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
+        assert_eq!(chunked(&out, None).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn chunk_extensions_and_trailers_are_accepted() {
+        let body = b"5;name=x\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        assert_eq!(chunked(body, None).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn bad_chunks_are_refused() {
+        for bad in [
+            &b"zz\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhelloXX\r\n0\r\n\r\n",
+            b"5\r\nhel",
+            b"\r\n",
+            b"ffffffffffffffffffff\r\n",
+            b"",
+        ] {
+            assert!(
+                chunked(bad, None).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_apply_to_every_framing() {
+        let err = read_body(&b"0123456789"[..], Framing::Length(10), Some(5)).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::BodyTooLarge { limit: 5 }),
+            "{err}"
+        );
+        let err = read_body(&b"0123456789"[..], Framing::UntilEof, Some(5)).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::BodyTooLarge { limit: 5 }),
+            "{err}"
+        );
+        let err = chunked(b"a\r\n0123456789\r\n0\r\n\r\n", Some(5)).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::BodyTooLarge { limit: 5 }),
+            "{err}"
+        );
+        assert_eq!(
+            read_body(&b"01234"[..], Framing::Length(5), Some(5)).unwrap(),
+            b"01234"
+        );
+    }
+
+    #[test]
+    fn length_framing_stops_at_length_and_detects_truncation() {
+        let mut input: &[u8] = b"abcdeREST";
+        let body = read_body(&mut input, Framing::Length(5), None).unwrap();
+        assert_eq!(body, b"abcde");
+        assert_eq!(input, b"REST");
+        let err = read_body(&b"abc"[..], Framing::Length(5), None).unwrap_err();
+        assert!(matches!(err, ProtocolError::UnexpectedEof { .. }), "{err}");
+    }
+
+    #[test]
+    fn framing_from_headers() {
+        let mut h = Headers::new();
+        assert_eq!(Framing::of_response(&h).unwrap(), Framing::UntilEof);
+        h.append("Content-Length", "12");
+        assert_eq!(Framing::of_response(&h).unwrap(), Framing::Length(12));
+        h.append("content-length", "13");
+        assert!(Framing::of_response(&h).is_err());
+        h.set("Content-Length", "+5");
+        assert!(Framing::of_response(&h).is_err());
+        h.append("Transfer-Encoding", "chunked");
+        assert_eq!(Framing::of_response(&h).unwrap(), Framing::Chunked);
+        h.set("Transfer-Encoding", "gzip");
+        assert!(Framing::of_response(&h).is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! The PushProx wire protocol, shared by `pushprox-proxy` and `pushprox-client`.
+//!
+//! 1. Prometheus sends the proxy a scrape in absolute form: `GET http://fqdn:9100/metrics`.
+//! 2. A client long-polls the proxy with `POST /poll`, body = its FQDN.
+//! 3. The proxy answers the poll with the scrape request in proxy form ([`ScrapeRequest`]),
+//!    adding an `Id` header and the effective `X-Prometheus-Scrape-Timeout-Seconds`.
+//! 4. The client performs the scrape against its local target.
+//! 5. The client sends `POST /push` whose body is the whole HTTP response, serialized
+//!    ([`Response`], [`ResponseHead`]), with the same `Id` header.
+//! 6. The proxy strips `Id` and returns status, headers and body to Prometheus.
+//!
+//! Framing of serialized responses (`Content-Length`, chunked, read-to-end) lives in
+//! [`body`]. Nothing here opens sockets, starts threads or logs: callers bring the bytes.
+
+pub mod body;
+mod error;
+mod headers;
+mod request;
+mod response;
+mod timeout;
+
+pub use body::{read_body, BodyReader, ChunkedWriter, Framing};
+pub use error::ProtocolError;
+pub use headers::Headers;
+pub use request::{ScrapeRequest, Target, ID_HEADER};
+pub use response::{reason_phrase, Response, ResponseHead, HOP_BY_HOP};
+pub use timeout::{
+    format_duration, format_scrape_timeout, parse_duration, parse_scrape_timeout,
+    PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,
+};
+
+/// Default limit for a request or response head, in bytes.
+pub const DEFAULT_MAX_HEAD: usize = 64 * 1024;

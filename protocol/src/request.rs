@@ -1,0 +1,253 @@
+//! The scrape request in proxy form: what Prometheus sends the proxy, and what the proxy hands
+//! a client as the body of its poll.
+
+use std::io::BufRead;
+
+use crate::error::{excerpt, ProtocolError};
+use crate::headers::{read_head_line, Headers};
+
+/// The header that carries the proxy's id of a scrape, echoed in the push.
+pub const ID_HEADER: &str = "Id";
+
+/// A scrape request: method, absolute URL and the scraper's headers (including `Host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeRequest {
+    /// `GET` in practice; any token is carried through.
+    pub method: String,
+    /// The absolute target URL, as sent: `http://client.example:9100/metrics`.
+    pub url: String,
+    /// Every header, in arrival order.
+    pub headers: Headers,
+}
+
+/// The parts of an absolute scrape URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `http` or `https`, lower case.
+    pub scheme: String,
+    /// Host name or IP literal, without brackets or port, lower case.
+    pub host: String,
+    /// The explicit port, if any.
+    pub port: Option<u16>,
+    /// Path and query, at least `/`.
+    pub path_and_query: String,
+}
+
+impl Target {
+    /// Parses an absolute `http://` or `https://` URL.
+    pub fn parse(url: &str) -> Result<Target, ProtocolError> {
+        let bad = || ProtocolError::MalformedUrl(excerpt(url.as_bytes()));
+        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad());
+        }
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        let path = path.split('#').next().unwrap_or("");
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (host, port)
+        } else {
+            match host_port.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host_port, None),
+            }
+        };
+        let port = match port {
+            None | Some("") => None,
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(p.parse::<u16>().map_err(|_| bad())?)
+            }
+            Some(_) => return Err(bad()),
+        };
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b));
+        if !host_ok || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(bad());
+        }
+        Ok(Target {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+            path_and_query: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
+        })
+    }
+}
+
+impl ScrapeRequest {
+    /// A `GET` of `url` with no headers yet; `Host` is taken from the URL when written.
+    pub fn get(url: &str) -> Result<ScrapeRequest, ProtocolError> {
+        Target::parse(url)?;
+        Ok(ScrapeRequest {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Headers::new(),
+        })
+    }
+
+    /// Parses a request head in proxy form (request line with an absolute URL) from `r`,
+    /// reading at most `max_head` bytes. The bytes after the head are left in `r`.
+    pub fn parse<R: BufRead>(r: &mut R, max_head: usize) -> Result<ScrapeRequest, ProtocolError> {
+        let mut budget = max_head;
+        let mut line = read_head_line(r, &mut budget, max_head, "scrape request head")?;
+        // Tolerate blank lines before the request line (RFC 7230 3.5).
+        for _ in 0..4 {
+            if !line.is_empty() {
+                break;
+            }
+            line = read_head_line(r, &mut budget, max_head, "scrape request head")?;
+        }
+        let text = std::str::from_utf8(&line)
+            .map_err(|_| ProtocolError::MalformedRequestLine(excerpt(&line)))?;
+        let mut parts = text.split(' ');
+        let (Some(method), Some(url), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ProtocolError::MalformedRequestLine(excerpt(&line)));
+        };
+        let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+        if !method_ok || !(version == "HTTP/1.1" || version == "HTTP/1.0") {
+            return Err(ProtocolError::MalformedRequestLine(excerpt(&line)));
+        }
+        Target::parse(url)?;
+        let headers = Headers::read_from(r, &mut budget, max_head, "scrape request head")?;
+        Ok(ScrapeRequest {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers,
+        })
+    }
+
+    /// Parses a whole request head from bytes (the body of a poll response).
+    pub fn from_bytes(bytes: &[u8], max_head: usize) -> Result<ScrapeRequest, ProtocolError> {
+        let mut r = bytes;
+        ScrapeRequest::parse(&mut r, max_head)
+    }
+
+    /// The parsed URL.
+    pub fn target(&self) -> Result<Target, ProtocolError> {
+        Target::parse(&self.url)
+    }
+
+    /// The proxy's id of this scrape, if set.
+    pub fn id(&self) -> Option<&str> {
+        self.headers.get(ID_HEADER)
+    }
+
+    /// Writes the request in proxy form, as Go's `Request.WriteProxy` does: the request line
+    /// with the absolute URL, `Host`, `User-Agent`, then the other headers sorted by name,
+    /// each line ending in CRLF, and the empty line. There is no body.
+    pub fn write_proxy_form(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.url.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut head = Headers::new();
+        match self.headers.get("Host") {
+            Some(host) => head.append("Host", host),
+            None => {
+                let authority = self
+                    .url
+                    .split_once("://")
+                    .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+                    .unwrap_or("");
+                head.append("Host", authority);
+            }
+        }
+        if let Some(ua) = self.headers.get("User-Agent") {
+            head.append("User-Agent", ua);
+        }
+        let mut rest: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| {
+                !n.eq_ignore_ascii_case("Host") && !n.eq_ignore_ascii_case("User-Agent")
+            })
+            .collect();
+        rest.sort_by_key(|(n, _)| n.to_ascii_lowercase());
+        for (n, v) in rest {
+            head.append(n, v);
+        }
+        head.write_to(out);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// [`write_proxy_form`](Self::write_proxy_form) into a new buffer.
+    pub fn to_proxy_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.write_proxy_form(&mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = Target::parse("http://Client.Example:9100/metrics?_scheme=https").unwrap();
+        assert_eq!(t.scheme, "http");
+        assert_eq!(t.host, "client.example");
+        assert_eq!(t.port, Some(9100));
+        assert_eq!(t.path_and_query, "/metrics?_scheme=https");
+        let t = Target::parse("https://[::1]:8443").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path_and_query.as_str()),
+            ("::1", Some(8443), "/")
+        );
+        let t = Target::parse("http://user:pw@host/x").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("host", None));
+        for bad in [
+            "/metrics",
+            "ftp://host/",
+            "http://",
+            "http://:9100/",
+            "http://host:99999/",
+            "http://host:x/",
+            "http://ho st/",
+            "http://host/a b",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_line_must_be_absolute_http() {
+        for bad in [
+            &b"GET /metrics HTTP/1.1\r\n\r\n"[..],
+            b"GET http://h/ HTTP/2\r\n\r\n",
+            b"get http://h/ HTTP/1.1\r\n\r\n",
+            b"GET  http://h/ HTTP/1.1\r\n\r\n",
+            b"<html><body>Gateway Timeout</body></html>",
+            b"",
+        ] {
+            assert!(
+                ScrapeRequest::from_bytes(bad, 1024).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn written_without_host_header_takes_host_from_url() {
+        let req = ScrapeRequest::get("http://h:1/m").unwrap();
+        assert_eq!(
+            req.to_proxy_bytes(),
+            b"GET http://h:1/m HTTP/1.1\r\nHost: h:1\r\n\r\n"
+        );
+    }
+}
