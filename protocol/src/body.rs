@@ -266,6 +266,91 @@ impl<W: Write> Write for ChunkedWriter<W> {
     }
 }
 
+/// Size of the chunks a [`ChunkedEncoder`] produces: large enough to keep the framing
+/// overhead negligible, small enough that streaming a body needs little memory.
+const ENCODER_CHUNK: usize = 32 * 1024;
+
+/// A reader that yields its inner reader's bytes in chunked encoding, ending with the
+/// zero-size last chunk: it lets a body of unknown length be streamed, never buffered whole.
+///
+/// Each `read` of the inner reader becomes one chunk of at most 32 KiB. Errors of the inner
+/// reader are passed through unchanged; an encoder that failed should not be read again.
+pub struct ChunkedEncoder<R: Read> {
+    inner: R,
+    /// Encoded bytes not yet handed out: `out[pos..]`.
+    out: Vec<u8>,
+    pos: usize,
+    /// The last chunk has been produced.
+    finished: bool,
+}
+
+impl<R: Read> ChunkedEncoder<R> {
+    /// Encodes the bytes of `inner`.
+    pub fn new(inner: R) -> Self {
+        ChunkedEncoder {
+            inner,
+            out: Vec::new(),
+            pos: 0,
+            finished: false,
+        }
+    }
+
+    /// The inner reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Reads the next chunk of the inner reader into `out`, or the last chunk at its end.
+    fn refill(&mut self) -> io::Result<()> {
+        // Room for the size line (at most 8 hex digits for 32 KiB, plus CRLF), data, CRLF.
+        const SIZE_LINE: usize = 10;
+        self.out.clear();
+        self.pos = 0;
+        self.out.resize(SIZE_LINE + ENCODER_CHUNK, 0);
+        let n = loop {
+            match self.inner.read(&mut self.out[SIZE_LINE..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.out.clear();
+                    return Err(e);
+                }
+            }
+        };
+        if n == 0 {
+            self.out.clear();
+            self.out.extend_from_slice(b"0\r\n\r\n");
+            self.finished = true;
+            return Ok(());
+        }
+        let size_line = format!("{n:x}\r\n");
+        // Right-align the size line against the data so nothing has to move.
+        self.pos = SIZE_LINE - size_line.len();
+        self.out[self.pos..SIZE_LINE].copy_from_slice(size_line.as_bytes());
+        self.out.truncate(SIZE_LINE + n);
+        self.out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for ChunkedEncoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pos >= self.out.len() {
+            if self.finished {
+                return Ok(0);
+            }
+            self.refill()?;
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +440,83 @@ mod tests {
         assert_eq!(Framing::of_response(&h).unwrap(), Framing::Chunked);
         h.set("Transfer-Encoding", "gzip");
         assert!(Framing::of_response(&h).is_err());
+    }
+
+    /// Hands out at most `step` bytes per read, to exercise chunk boundaries.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunked_encoder_writes_exact_chunks() {
+        let mut out = Vec::new();
+        ChunkedEncoder::new(Trickle {
+            data: b"hello world",
+            step: 6,
+        })
+        .read_to_end(&mut out)
+        .unwrap();
+        assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
+
+        let mut out = Vec::new();
+        ChunkedEncoder::new(&b""[..]).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn chunked_encoder_round_trips_through_body_reader() {
+        // Binary data with CRLFs and zero bytes, larger than one chunk, read through small
+        // and large buffers.
+        let data: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .chain(*b"\r\n0\r\n\r\n\x1f\x8b\0")
+            .collect();
+        for (step, read_buf) in [
+            (3, 7),
+            (100, 3),
+            (ENCODER_CHUNK + 5, 64 * 1024),
+            (usize::MAX, 1),
+        ] {
+            let mut enc = ChunkedEncoder::new(Trickle { data: &data, step });
+            let mut encoded = Vec::new();
+            let mut buf = vec![0; read_buf];
+            loop {
+                let n = enc.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                encoded.extend_from_slice(&buf[..n]);
+            }
+            assert!(encoded.ends_with(b"0\r\n\r\n"));
+            let mut rest = &encoded[..];
+            let mut reader = BodyReader::new(&mut rest, Framing::Chunked, None);
+            let mut decoded = Vec::new();
+            reader.read_to_end(&mut decoded).unwrap();
+            assert!(reader.is_done());
+            assert_eq!(decoded, data, "step {step}, read buffer {read_buf}");
+            assert!(rest.is_empty(), "bytes after the last chunk");
+        }
+    }
+
+    #[test]
+    fn chunked_encoder_passes_errors_through() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::TimedOut, "target too slow"))
+            }
+        }
+        let err = ChunkedEncoder::new(Broken).read(&mut [0; 16]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 }

@@ -19,7 +19,7 @@ mod request;
 mod response;
 mod timeout;
 
-pub use body::{read_body, BodyReader, ChunkedWriter, Framing};
+pub use body::{read_body, BodyReader, ChunkedEncoder, ChunkedWriter, Framing};
 pub use error::ProtocolError;
 pub use headers::Headers;
 pub use request::{ScrapeRequest, Target, ID_HEADER};
