@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# End-to-end test: real Prometheus scrapes two real node_exporters through our proxy and clients.
+#
+#   scripts/e2e.sh                                   # builds the release binaries first
+#   PUSHPROX_BIN_DIR=target/debug scripts/e2e.sh     # uses binaries already built there
+#   E2E_KEEP_TMP=1 scripts/e2e.sh                    # keep the temp dir (logs, config) on success too
+#
+# Needs: prometheus and promtool (2.28 or later, for http_sd), prometheus-node-exporter (or
+# node_exporter), curl, python3. On Debian: apt-get install prometheus prometheus-node-exporter.
+#
+# Layout, all on this machine: loopback "hosts" 127.0.0.2 and 127.0.0.3 each run a node_exporter
+# on the same port P and have a pushprox-client with --fqdn 127.0.0.2 / 127.0.0.3; the proxy and
+# Prometheus listen on 127.0.0.1. Prometheus job `node` has static targets 127.0.0.2:P,
+# 127.0.0.3:P and 127.0.0.4:P (no client there: must be down); job `node_sd` finds the clients
+# through the proxy's /clients (http_sd_configs). Every component picks a free port and its logs go
+# to a temp dir, printed on failure. Ends with "e2e: PASS" or "e2e: FAIL: reason", exit 0 or 1.
+set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-e2e.XXXXXX")
+PASSED=0
+FAIL_REASON=""
+
+fail() {
+    FAIL_REASON=$*
+    exit 1
+}
+
+finish() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_all
+    if [ "$rc" = 0 ] && [ "$PASSED" = 1 ]; then
+        say "PASS ($((SECONDS - START))s)"
+        if [ -n "${E2E_KEEP_TMP:-}" ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+        exit 0
+    fi
+    dump_logs
+    say "logs, config and data kept in $TMP"
+    say "FAIL: ${FAIL_REASON:-exit code $rc}"
+    exit 1
+}
+trap finish EXIT
+trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
+
+START=$SECONDS
+
+need curl || fail "curl is missing"
+need python3 || fail "python3 is missing"
+need prometheus "apt-get install prometheus" || fail "prometheus is missing"
+need promtool "apt-get install prometheus" || fail "promtool is missing"
+NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
+    fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
+pushprox_bins || fail "no pushprox binaries"
+
+# --- ports -------------------------------------------------------------------------------------
+# P is the one port of every node_exporter "host"; 127.0.0.4:P is a target with no client.
+P=$(free_port 127.0.0.2 127.0.0.3 127.0.0.4) || fail "no free port on 127.0.0.2-4"
+mapfile -t PORTS < <(free_ports 4)
+[ "${#PORTS[@]}" = 4 ] || fail "no free ports on 127.0.0.1"
+PROXY_PORT=${PORTS[0]} PROM_PORT=${PORTS[1]} CM2_PORT=${PORTS[2]} CM3_PORT=${PORTS[3]}
+PROXY=http://127.0.0.1:$PROXY_PORT
+PROM=http://127.0.0.1:$PROM_PORT
+say "temp dir $TMP; proxy $PROXY, prometheus $PROM, node_exporters on 127.0.0.2:$P and 127.0.0.3:$P"
+
+# --- targets, proxy, clients -------------------------------------------------------------------
+start_node_exporter() { # HOST
+    start_bg "node_exporter $1" "$TMP/node_exporter-$1.log" "$NODE_EXPORTER" \
+        --web.listen-address="$1:$P" \
+        --collector.disable-defaults --collector.cpu --collector.meminfo --collector.loadavg
+    wait_http "node_exporter $1" "$LAST_PID" "http://$1:$P/metrics" 15 || fail "$FAIL_REASON"
+}
+start_node_exporter 127.0.0.2
+start_node_exporter 127.0.0.3
+say "ok: node_exporters answer on 127.0.0.2:$P and 127.0.0.3:$P"
+
+start_bg proxy "$TMP/proxy.log" "$PROXY_BIN" -l "127.0.0.1:$PROXY_PORT" --log.level debug
+PROXY_PID=$LAST_PID
+wait_http proxy "$PROXY_PID" "$PROXY/-/healthy" 15 || fail "$FAIL_REASON"
+say "ok: proxy healthy"
+
+start_client() { # FQDN METRICS_PORT
+    start_bg "client $1" "$TMP/client-$1.log" "$CLIENT_BIN" --proxy-url "$PROXY/" --fqdn "$1" \
+        --metrics-addr "127.0.0.1:$2" --log.level debug
+    wait_http "client $1" "$LAST_PID" "http://127.0.0.1:$2/-/healthy" 15 || fail "$FAIL_REASON"
+}
+start_client 127.0.0.2 "$CM2_PORT"
+start_client 127.0.0.3 "$CM3_PORT"
+say "ok: clients healthy"
+
+# clients_listed: the targets of the proxy's /clients, sorted, one a line.
+clients_listed() {
+    curl -sS --max-time 2 "$PROXY/clients" | python3 -c '
+import json, sys
+print("\n".join(sorted(t for g in json.load(sys.stdin) for t in g["targets"])))'
+}
+
+say "check: /clients lists both clients"
+want=$(printf '127.0.0.2\n127.0.0.3')
+got=""
+for ((i = 0; i < 100; i++)); do # 10 s
+    got=$(clients_listed 2>&1)
+    [ "$got" = "$want" ] && break
+    sleep 0.1
+done
+[ "$got" = "$want" ] || fail "/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
+say "ok: /clients = $(curl -sS --max-time 2 "$PROXY/clients")"
+
+# --- scrapes through the proxy with curl -------------------------------------------------------
+check_scrape_with_curl() {
+    say "check: curl -x $PROXY http://127.0.0.2:$P/metrics gives 200 and node_ metrics"
+    local code lines
+    code=$(curl -sS --max-time 10 -x "$PROXY" -o "$TMP/scrape.out" -w '%{http_code}' \
+        "http://127.0.0.2:$P/metrics") || fail "curl through the proxy failed (status $code)"
+    lines=$(grep -c '^node_' "$TMP/scrape.out")
+    [ "$code" = 200 ] || fail "scrape through the proxy: status $code, body: $(head -c 300 "$TMP/scrape.out")"
+    [ "$lines" -gt 0 ] || fail "scrape through the proxy: 200 but no node_ lines: $(head -c 300 "$TMP/scrape.out")"
+    say "ok: 200 with $lines node_ lines"
+}
+
+check_unknown_client_fails_fast() {
+    say "check: a scrape of 127.0.0.9 (no client) with a 1 s deadline gives a 5xx with a reason within 2.5 s"
+    local out code secs
+    out=$(curl -sS --max-time 10 -x "$PROXY" -o "$TMP/unknown.out" -w '%{http_code} %{time_total}' \
+        -H 'X-Prometheus-Scrape-Timeout-Seconds: 1' "http://127.0.0.9:$P/metrics") ||
+        fail "curl for a scrape of an unknown client failed: $out"
+    read -r code secs <<<"$out"
+    case "$code" in 5??) ;; *) fail "scrape of an unknown client: status $code, want 5xx" ;; esac
+    [ -s "$TMP/unknown.out" ] || fail "scrape of an unknown client: status $code with an empty body"
+    python3 -c "import sys; sys.exit(float('$secs') >= 2.5)" ||
+        fail "scrape of an unknown client took ${secs}s, deadline was 1s"
+    say "ok: $code after ${secs}s: $(head -c 200 "$TMP/unknown.out")"
+}
+
+check_scrape_with_curl
+check_unknown_client_fails_fast
+
+# --- Prometheus --------------------------------------------------------------------------------
+cat >"$TMP/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  # Static targets scraped through the proxy; 127.0.0.4 has no client and must be down.
+  - job_name: node
+    proxy_url: $PROXY/
+    static_configs:
+      - targets: ['127.0.0.2:$P', '127.0.0.3:$P', '127.0.0.4:$P']
+  # Targets discovered from the proxy's /clients (FQDNs without a port): add the port.
+  - job_name: node_sd
+    proxy_url: $PROXY/
+    http_sd_configs:
+      - url: $PROXY/clients
+        refresh_interval: 1s
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: '(.*)'
+        target_label: __address__
+        replacement: '\${1}:$P'
+EOF
+say "check: promtool check config"
+promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
+    fail "promtool check config: $(cat "$TMP/promtool.log")"
+
+start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
+    --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
+wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
+say "ok: prometheus ready"
+
+# wait_query QUERY WANT SECONDS: until prom_query QUERY prints exactly WANT; else fail.
+wait_query() {
+    local got="" deadline=$((SECONDS + $3))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        got=$(prom_query "$PROM" "$1" 2>&1)
+        [ "$got" = "$2" ] && return 0
+        sleep 0.5
+    done
+    fail "$1 after $3s is [$(one_line <<<"$got")], want [$(one_line <<<"$2")]"
+}
+
+check_static_targets() {
+    say "check: up{job=\"node\"} is 1 for 127.0.0.2:$P and 127.0.0.3:$P, 0 for 127.0.0.4:$P"
+    wait_query "up{job=\"node\"}" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1\n127.0.0.4:%s 0' "$P" "$P" "$P")" 60
+    say "ok: $(prom_query "$PROM" "up{job=\"node\"}" | one_line)"
+
+    say "check: node_memory_MemTotal_bytes and node_load1 arrived for both clients"
+    local metric
+    for metric in node_memory_MemTotal_bytes node_load1; do
+        wait_query "count by (instance) ($metric{job=\"node\"})" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1' "$P" "$P")" 10
+    done
+    say "ok: $(prom_query "$PROM" "node_memory_MemTotal_bytes{job=\"node\"}" | one_line)"
+}
+
+# Issue 3: Prometheus discovers the clients from the proxy's /clients (http_sd_configs).
+check_http_sd() {
+    say "check: job node_sd discovered both clients through $PROXY/clients and they are up"
+    wait_query "up{job=\"node_sd\"}" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1' "$P" "$P")" 60
+    say "ok: $(prom_query "$PROM" "up{job=\"node_sd\"}" | one_line)"
+}
+
+check_static_targets
+check_http_sd
+
+PASSED=1

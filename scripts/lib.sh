@@ -1,0 +1,189 @@
+# shellcheck shell=bash disable=SC2034  # LAST_PID, FAIL_REASON are read by the scripts
+# Shell helpers shared by demo.sh and e2e.sh: finding or building the binaries, free loopback
+# ports, starting processes in the background and stopping them on exit, bounded waits.
+# Source it; it is not a script of its own:  . "$(dirname "$0")/lib.sh"
+#
+# Everything here talks to 127.0.0.0/8 only, and every wait has a time limit.
+
+# A proxy from the environment would catch our loopback requests (curl's, and the clients' own).
+unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SCRIPT=$(basename "$0" .sh)
+
+say() { printf '%s: %s\n' "$SCRIPT" "$*"; }
+warn() { printf '%s: warning: %s\n' "$SCRIPT" "$*" >&2; }
+
+# one_line: joins the lines of stdin with ", ".
+one_line() { paste -sd, - | sed 's/,/, /g'; }
+
+# need CMD [HINT]: fail early, with a hint, when a tool the script runs is missing.
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    printf '%s: %s not found%s\n' "$SCRIPT" "$1" "${2:+ ($2)}" >&2
+    return 1
+}
+
+# first_command NAME...: prints the first of NAMEs that is on PATH (packages name binaries
+# differently: Debian's prometheus-node-exporter is upstream's node_exporter).
+first_command() {
+    local c
+    for c in "$@"; do
+        command -v "$c" 2>/dev/null && return 0
+    done
+    return 1
+}
+
+# pushprox_bins: sets PROXY_BIN and CLIENT_BIN. Uses $PUSHPROX_BIN_DIR when set (test.sh and
+# people who built elsewhere), else builds the release binaries, which is what users run.
+pushprox_bins() {
+    local dir
+    if [ -n "${PUSHPROX_BIN_DIR:-}" ]; then
+        dir=$PUSHPROX_BIN_DIR
+    else
+        need cargo "install Rust with rustup, or set PUSHPROX_BIN_DIR" || return 1
+        say "building the release binaries (cargo build --release)"
+        (cd "$ROOT" && cargo build --release -q --bin pushprox-proxy --bin pushprox-client) || return 1
+        dir=${CARGO_TARGET_DIR:-$ROOT/target}/release
+    fi
+    PROXY_BIN=$dir/pushprox-proxy
+    CLIENT_BIN=$dir/pushprox-client
+    local b
+    for b in "$PROXY_BIN" "$CLIENT_BIN"; do
+        [ -x "$b" ] || { printf '%s: %s is missing or not executable\n' "$SCRIPT" "$b" >&2; return 1; }
+    done
+}
+
+# free_port [HOST...]: prints one TCP port that is free on every HOST (default 127.0.0.1).
+# The kernel picks it (bind to port 0); sockets are closed before the caller binds, so another
+# program could take it in between, which on a test machine is rare enough.
+free_port() {
+    python3 - "$@" <<'PY'
+import socket, sys
+hosts = sys.argv[1:] or ["127.0.0.1"]
+for _ in range(50):
+    socks = []
+    try:
+        first = socket.socket()
+        socks.append(first)
+        first.bind((hosts[0], 0))
+        port = first.getsockname()[1]
+        for h in hosts[1:]:
+            s = socket.socket()
+            socks.append(s)
+            s.bind((h, port))
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(port)
+    sys.exit(0)
+sys.exit("no port free on all of " + " ".join(hosts))
+PY
+}
+
+# free_ports N: prints N distinct free ports on 127.0.0.1, one a line.
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# Background processes, stopped by stop_all (run it from an EXIT trap).
+PIDS=()
+NAMES=()
+LOGS=()
+
+# start_bg NAME LOGFILE CMD [ARG...]: starts CMD in the background, output to LOGFILE.
+start_bg() {
+    local name=$1 log=$2
+    shift 2
+    "$@" >"$log" 2>&1 </dev/null &
+    PIDS+=("$!")
+    NAMES+=("$name")
+    LOGS+=("$log")
+    LAST_PID=$!
+}
+
+# alive PID: is that process still running?
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# stop_all: SIGTERM to each process we started, SIGKILL to any still there after 5 s.
+stop_all() {
+    local i pid n
+    for pid in "${PIDS[@]}"; do
+        alive "$pid" && kill -TERM "$pid" 2>/dev/null
+    done
+    for ((n = 0; n < 50; n++)); do
+        local left=0
+        for pid in "${PIDS[@]}"; do alive "$pid" && left=1; done
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    for i in "${!PIDS[@]}"; do
+        pid=${PIDS[$i]}
+        if alive "$pid"; then
+            warn "${NAMES[$i]} (pid $pid) ignored SIGTERM for 5 s: killing it"
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        wait "$pid" 2>/dev/null
+    done
+    PIDS=()
+    return 0
+}
+
+# dump_logs: the last lines of every log, for a failure report.
+dump_logs() {
+    local i
+    for i in "${!LOGS[@]}"; do
+        printf '\n----- %s: %s (last 40 lines) -----\n' "${NAMES[$i]}" "${LOGS[$i]}"
+        tail -n 40 "${LOGS[$i]}" 2>/dev/null
+    done
+    echo
+}
+
+# http_status URL [CURL_ARG...]: prints the status code, 000 when nothing answered.
+http_status() {
+    local url=$1
+    shift
+    curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true
+}
+
+# wait_http NAME PID URL SECONDS: waits until URL answers 200, while process PID lives.
+wait_http() {
+    local name=$1 pid=$2 url=$3 secs=$4 code=000
+    local deadline=$((SECONDS + secs))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if ! alive "$pid"; then
+            wait "$pid"
+            FAIL_REASON="$name exited with status $? before it was ready ($url)"
+            return 1
+        fi
+        code=$(http_status "$url")
+        [ "$code" = 200 ] && return 0
+        sleep 0.1
+    done
+    FAIL_REASON="$name not ready within ${secs}s: $url last answered $code"
+    return 1
+}
+
+# prom_query PROM_URL QUERY: runs an instant query against the Prometheus HTTP API and prints
+# one line per series: "<instance> <value>", sorted. Fails on an API error.
+prom_query() {
+    curl -sS --max-time 3 -G --data-urlencode "query=$2" "$1/api/v1/query" |
+        python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+if r.get("status") != "success":
+    sys.exit("query failed: %s" % r.get("error"))
+for s in sorted(r["data"]["result"], key=lambda s: s["metric"].get("instance", "")):
+    print(s["metric"].get("instance", "-"), s["value"][1])
+'
+}
