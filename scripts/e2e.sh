@@ -133,8 +133,22 @@ check_unknown_client_fails_fast() {
     say "ok: $code after ${secs}s: $(head -c 200 "$TMP/unknown.out")"
 }
 
+# Section 6 of PROTOCOL.md: the Go names, which dashboards use.
+check_self_metrics() {
+    say "check: proxy /metrics has pushprox_proxy_clients 2; client /metrics has pushprox_client_ counters"
+    curl -sS --max-time 5 "$PROXY/metrics" >"$TMP/proxy-metrics.out" || fail "GET $PROXY/metrics failed"
+    grep -Eq '^pushprox_proxy_clients 2(\.0*)?$' "$TMP/proxy-metrics.out" ||
+        fail "proxy /metrics: no 'pushprox_proxy_clients 2' in: $(grep pushprox_proxy_clients "$TMP/proxy-metrics.out")"
+    curl -sS --max-time 5 "http://127.0.0.1:$CM2_PORT/metrics" >"$TMP/client-metrics.out" ||
+        fail "GET client /metrics failed"
+    grep -q '^pushprox_client_scrape_errors_total' "$TMP/client-metrics.out" ||
+        fail "client /metrics has no pushprox_client_scrape_errors_total"
+    say "ok: proxy and client serve their metrics"
+}
+
 check_scrape_with_curl
 check_unknown_client_fails_fast
+check_self_metrics
 
 # --- Prometheus --------------------------------------------------------------------------------
 cat >"$TMP/prometheus.yml" <<EOF
