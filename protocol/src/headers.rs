@@ -150,7 +150,12 @@ pub(crate) fn read_head_line<R: BufRead>(
     loop {
         let buf = r.fill_buf().map_err(ProtocolError::Io)?;
         if buf.is_empty() {
-            return Err(ProtocolError::UnexpectedEof { context });
+            // A partial line at the end is returned as a line, so the caller can say what it
+            // got ("garbage") rather than only that the stream ended.
+            if line.is_empty() {
+                return Err(ProtocolError::UnexpectedEof { context });
+            }
+            return Ok(line);
         }
         let (take, done) = match memchr_newline(buf) {
             Some(i) => (i + 1, true),

@@ -1,0 +1,36 @@
+//! `GET /clients`: the live clients as Prometheus file_sd / http_sd target groups.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tiny_http::Request;
+
+use crate::server::State;
+
+#[derive(Serialize)]
+struct TargetGroup<'a> {
+    targets: [&'a str; 1],
+    labels: BTreeMap<&'a str, &'a str>,
+}
+
+/// Writes the target groups; `labels` is `{}` where Go wrote `null` (both valid for Prometheus).
+pub fn handle(state: &State, request: Request) -> u16 {
+    let live = state.registry.live();
+    let groups: Vec<TargetGroup> = live
+        .iter()
+        .map(|c| TargetGroup {
+            targets: [c.fqdn.as_str()],
+            labels: BTreeMap::new(),
+        })
+        .collect();
+    match serde_json::to_vec(&groups) {
+        Ok(mut json) => {
+            json.push(b'\n');
+            super::body(request, 200, "application/json", json)
+        }
+        Err(e) => super::text(
+            request,
+            500,
+            &format!("could not encode the client list: {e}"),
+        ),
+    }
+}

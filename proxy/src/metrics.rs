@@ -1,0 +1,295 @@
+//! The proxy's own metrics, in the Prometheus text format.
+//!
+//! The Go proxy's names are kept for dashboards that exist; the rest is what an operator
+//! needs to see whether scrapes get through, and why not.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the duration histograms (the client_golang defaults, as in Go).
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// How a scrape through the proxy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeOutcome {
+    /// The client's response was relayed to the scraper (whatever its status).
+    Relayed,
+    /// No poll of the FQDN came before the deadline.
+    NoPoll,
+    /// The client took the scrape but did not push before the deadline.
+    NoPush,
+    /// The push broke off, or the scraper hung up, while the body was relayed.
+    RelayFailed,
+    /// The scrape request itself was unusable.
+    BadRequest,
+    /// The proxy was stopping.
+    ShuttingDown,
+}
+
+impl ScrapeOutcome {
+    const ALL: [ScrapeOutcome; 6] = [
+        ScrapeOutcome::Relayed,
+        ScrapeOutcome::NoPoll,
+        ScrapeOutcome::NoPush,
+        ScrapeOutcome::RelayFailed,
+        ScrapeOutcome::BadRequest,
+        ScrapeOutcome::ShuttingDown,
+    ];
+
+    /// The `outcome` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScrapeOutcome::Relayed => "relayed",
+            ScrapeOutcome::NoPoll => "no_poll",
+            ScrapeOutcome::NoPush => "no_push",
+            ScrapeOutcome::RelayFailed => "relay_failed",
+            ScrapeOutcome::BadRequest => "bad_request",
+            ScrapeOutcome::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Gauges read from elsewhere at exposition time.
+pub struct Gauges {
+    /// Clients listed in /clients.
+    pub clients: usize,
+    /// Polls held open.
+    pub polls_waiting: usize,
+    /// Scrapes waiting for a poll or a push.
+    pub scrapes_waiting: usize,
+}
+
+/// Counters and histograms, shared by every handler thread.
+#[derive(Default)]
+pub struct Metrics {
+    http_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    http_durations: Mutex<BTreeMap<&'static str, Histogram>>,
+    proxied: Mutex<BTreeMap<u16, u64>>,
+    scrapes: [AtomicU64; ScrapeOutcome::ALL.len()],
+    scrape_durations: Mutex<Histogram>,
+    relayed_bytes: AtomicU64,
+    rejected_busy: AtomicU64,
+}
+
+impl Metrics {
+    /// A request to one of the proxy's own endpoints was answered.
+    pub fn http_request(&self, path: &'static str, code: u16, took: Duration) {
+        *lock(&self.http_requests).entry((path, code)).or_default() += 1;
+        lock(&self.http_durations)
+            .entry(path)
+            .or_default()
+            .observe(took);
+    }
+
+    /// A scrape ended; `status` is what the scraper got.
+    pub fn scrape(&self, outcome: ScrapeOutcome, status: u16, took: Duration) {
+        let i = ScrapeOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.scrapes[i].fetch_add(1, Ordering::Relaxed);
+        *lock(&self.proxied).entry(status).or_default() += 1;
+        lock(&self.scrape_durations).observe(took);
+    }
+
+    /// Body bytes passed from a push to a scraper.
+    pub fn relayed(&self, bytes: u64) {
+        self.relayed_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A request refused because the proxy was at its connection limit.
+    pub fn rejected_busy(&self) {
+        self.rejected_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The whole exposition.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(8192);
+        header(
+            &mut out,
+            "pushprox_http_requests_total",
+            "counter",
+            "Requests to the proxy's own endpoints, by status code and path.",
+        );
+        for ((path, code), n) in lock(&self.http_requests).iter() {
+            let _ = writeln!(
+                out,
+                "pushprox_http_requests_total{{code=\"{code}\",path=\"{path}\"}} {n}"
+            );
+        }
+        header(&mut out, "pushprox_http_duration_seconds", "histogram", "Time to answer requests to the proxy's own endpoints (polls include their wait), by path.");
+        for (path, h) in lock(&self.http_durations).iter() {
+            h.render(
+                &mut out,
+                "pushprox_http_duration_seconds",
+                &format!("path=\"{path}\""),
+            );
+        }
+        header(&mut out, "pushproxy_proxied_requests_total", "counter", "Scrapes answered through the proxy, by the status code the scraper got (name kept from the Go proxy).");
+        for (code, n) in lock(&self.proxied).iter() {
+            let _ = writeln!(
+                out,
+                "pushproxy_proxied_requests_total{{code=\"{code}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "pushprox_proxy_clients",
+            "gauge",
+            "Clients that polled within --registration.timeout.",
+        );
+        let _ = writeln!(out, "pushprox_proxy_clients {}", gauges.clients);
+        header(&mut out, "pushprox_scrapes_total", "counter", "Scrapes through the proxy by outcome: relayed, no_poll (no client polled in time), no_push (the client did not answer in time), relay_failed, bad_request, shutting_down.");
+        for (outcome, n) in ScrapeOutcome::ALL.iter().zip(&self.scrapes) {
+            let _ = writeln!(
+                out,
+                "pushprox_scrapes_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "pushprox_scrape_duration_seconds",
+            "histogram",
+            "Time from a scrape's arrival to its answer.",
+        );
+        lock(&self.scrape_durations).render(&mut out, "pushprox_scrape_duration_seconds", "");
+        header(
+            &mut out,
+            "pushprox_polls_waiting",
+            "gauge",
+            "Polls held open, waiting for a scrape.",
+        );
+        let _ = writeln!(out, "pushprox_polls_waiting {}", gauges.polls_waiting);
+        header(
+            &mut out,
+            "pushprox_scrapes_waiting",
+            "gauge",
+            "Scrapes waiting for a poll or a push.",
+        );
+        let _ = writeln!(out, "pushprox_scrapes_waiting {}", gauges.scrapes_waiting);
+        header(
+            &mut out,
+            "pushprox_relayed_bytes_total",
+            "counter",
+            "Body bytes relayed from pushes to scrapers.",
+        );
+        let _ = writeln!(
+            out,
+            "pushprox_relayed_bytes_total {}",
+            self.relayed_bytes.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "pushprox_rejected_busy_total",
+            "counter",
+            "Requests refused with 503 because the proxy was at --web.max-connections.",
+        );
+        let _ = writeln!(
+            out,
+            "pushprox_rejected_busy_total {}",
+            self.rejected_busy.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "pushprox_build_info",
+            "gauge",
+            "Always 1; the version of this proxy.",
+        );
+        let _ = writeln!(
+            out,
+            "pushprox_build_info{{version=\"{}\",implementation=\"pushprox-rs\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        crate::process::render(&mut out);
+        out
+    }
+}
+
+/// `# HELP` and `# TYPE` lines.
+pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_go_names_and_counts() {
+        let m = Metrics::default();
+        m.http_request("/poll", 200, Duration::from_millis(3));
+        m.scrape(ScrapeOutcome::Relayed, 200, Duration::from_millis(20));
+        m.scrape(ScrapeOutcome::NoPoll, 504, Duration::from_secs(1));
+        let text = m.render(&Gauges {
+            clients: 2,
+            polls_waiting: 1,
+            scrapes_waiting: 0,
+        });
+        for line in [
+            "pushprox_http_requests_total{code=\"200\",path=\"/poll\"} 1",
+            "pushproxy_proxied_requests_total{code=\"504\"} 1",
+            "pushprox_proxy_clients 2",
+            "pushprox_scrapes_total{outcome=\"no_poll\"} 1",
+            "pushprox_scrape_duration_seconds_bucket{le=\"0.025\"} 1",
+            "pushprox_scrape_duration_seconds_count 2",
+            "pushprox_http_duration_seconds_bucket{path=\"/poll\",le=\"0.005\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The clients the proxy knows: who polled, when, and how many scrapes went to each.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What is known of one client.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The FQDN as the client sent it.
+    pub fqdn: String,
+    /// When it last polled (or a poll of it ended).
+    pub last_seen: Instant,
+    /// Wall-clock time of `last_seen`, for display.
+    pub last_seen_wall: SystemTime,
+    /// Polls of it held open right now.
+    pub polls_waiting: u32,
+    /// Scrapes handed to it.
+    pub scrapes: u64,
+}
+
+/// Known clients by lower-case FQDN.
+pub struct Registry {
+    timeout: Duration,
+    clients: Mutex<HashMap<String, ClientInfo>>,
+}
+
+/// What [`Registry::poll_started`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// First poll of this FQDN (or first since it was forgotten).
+    New,
+    /// A client we knew.
+    Known,
+}
+
+impl Registry {
+    /// An empty registry forgetting clients `timeout` after they were last seen.
+    pub fn new(timeout: Duration) -> Self {
+        Registry {
+            timeout,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, ClientInfo>) -> R) -> R {
+        f(&mut self.clients.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A poll of `fqdn` arrived and is now held.
+    pub fn poll_started(&self, key: &str, fqdn: &str) -> Seen {
+        self.with(|clients| {
+            let now = Instant::now();
+            let mut seen = Seen::Known;
+            let info = clients.entry(key.to_string()).or_insert_with(|| {
+                seen = Seen::New;
+                ClientInfo {
+                    fqdn: fqdn.to_string(),
+                    last_seen: now,
+                    last_seen_wall: SystemTime::now(),
+                    polls_waiting: 0,
+                    scrapes: 0,
+                }
+            });
+            info.last_seen = now;
+            info.last_seen_wall = SystemTime::now();
+            info.polls_waiting += 1;
+            seen
+        })
+    }
+
+    /// A poll of `key` was answered (or abandoned); `scraped` if it carried a scrape.
+    pub fn poll_ended(&self, key: &str, scraped: bool) {
+        self.with(|clients| {
+            if let Some(info) = clients.get_mut(key) {
+                info.last_seen = Instant::now();
+                info.last_seen_wall = SystemTime::now();
+                info.polls_waiting = info.polls_waiting.saturating_sub(1);
+                if scraped {
+                    info.scrapes += 1;
+                }
+            }
+        })
+    }
+
+    fn is_live(&self, info: &ClientInfo, now: Instant) -> bool {
+        info.polls_waiting > 0 || now.duration_since(info.last_seen) <= self.timeout
+    }
+
+    /// Clients that have a poll open or were seen within the registration timeout, sorted by
+    /// FQDN.
+    pub fn live(&self) -> Vec<ClientInfo> {
+        let now = Instant::now();
+        let mut live: Vec<ClientInfo> = self.with(|clients| {
+            clients
+                .values()
+                .filter(|c| self.is_live(c, now))
+                .cloned()
+                .collect()
+        });
+        live.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
+        live
+    }
+
+    /// Whether `key` is a live client.
+    pub fn is_known(&self, key: &str) -> bool {
+        let now = Instant::now();
+        self.with(|clients| clients.get(key).is_some_and(|c| self.is_live(c, now)))
+    }
+
+    /// Removes clients not seen within the registration timeout; returns their FQDNs.
+    pub fn forget_expired(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        self.with(|clients| {
+            clients.retain(|_, c| {
+                let keep = self.is_live(c, now);
+                if !keep {
+                    gone.push(c.fqdn.clone());
+                }
+                keep
+            })
+        });
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_live_while_polling_or_recently_seen() {
+        let r = Registry::new(Duration::from_millis(50));
+        assert_eq!(r.poll_started("a", "A"), Seen::New);
+        assert_eq!(r.poll_started("a", "A"), Seen::Known);
+        r.poll_started("b", "b");
+        r.poll_ended("b", true);
+        std::thread::sleep(Duration::from_millis(80));
+        // "a" still has polls open; "b" timed out.
+        let live: Vec<_> = r.live().into_iter().map(|c| c.fqdn).collect();
+        assert_eq!(live, ["A"]);
+        assert_eq!(r.forget_expired(), ["b"]);
+        assert!(r.is_known("a") && !r.is_known("b"));
+    }
+}

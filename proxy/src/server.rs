@@ -1,0 +1,256 @@
+//! The listener, one named thread per request, and the routing of a request to its handler.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tiny_http::{Method, Request, Server};
+
+use crate::config::Config;
+use crate::handlers::{self, push::Delivery};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::rendezvous::Rendezvous;
+
+/// Everything the handlers share.
+pub struct State {
+    /// The flags.
+    pub config: Config,
+    /// Where polls, scrapes and pushes meet.
+    pub rendezvous: Rendezvous<Delivery>,
+    /// Known clients.
+    pub registry: Registry,
+    /// Counters for /metrics.
+    pub metrics: Metrics,
+    /// Start of the process, for the status page.
+    pub started: Instant,
+    /// Handler threads running now.
+    in_flight: AtomicUsize,
+}
+
+/// Stack of each handler thread: they parse heads and copy bodies in 16 KiB buffers.
+const HANDLER_STACK: usize = 128 * 1024;
+/// How long in-flight scrapes may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Scrape,
+    Poll,
+    Push,
+    Clients,
+    Metrics,
+    Index,
+    Healthy,
+    WrongMethod(&'static str, &'static str),
+    Tunnel,
+    NotFound,
+}
+
+fn route(method: &Method, url: &str) -> Route {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Route::Scrape;
+    }
+    if *method == Method::Connect {
+        return Route::Tunnel;
+    }
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let (route, allowed) = match path {
+        "/poll" => (Route::Poll, "POST"),
+        "/push" => (Route::Push, "POST"),
+        "/clients" => (Route::Clients, "GET"),
+        "/metrics" => (Route::Metrics, "GET"),
+        "/" => (Route::Index, "GET"),
+        "/-/healthy" | "/-/ready" => (Route::Healthy, "GET"),
+        _ => return Route::NotFound,
+    };
+    let ok = match allowed {
+        "POST" => *method == Method::Post,
+        _ => *method == Method::Get || *method == Method::Head,
+    };
+    if ok {
+        route
+    } else {
+        Route::WrongMethod(static_path(route), allowed)
+    }
+}
+
+fn static_path(route: Route) -> &'static str {
+    match route {
+        Route::Poll => "/poll",
+        Route::Push => "/push",
+        Route::Clients => "/clients",
+        Route::Metrics => "/metrics",
+        Route::Index => "/",
+        Route::Healthy => "/-/healthy",
+        _ => "other",
+    }
+}
+
+/// Binds the listener and serves until SIGTERM/SIGINT.
+pub fn run(config: Config) -> Result<(), String> {
+    let addr = config.listen_addr();
+    let server = Server::http(&addr).map_err(|e| {
+        format!("cannot listen on {addr}: {e} (is another proxy running there? choose another address with -l)")
+    })?;
+    log::info!(
+        "listening address={} scrape.default-timeout={} scrape.max-timeout={} registration.timeout={}",
+        server.server_addr(),
+        pushprox_protocol::format_duration(config.scrape_default_timeout),
+        pushprox_protocol::format_duration(config.scrape_max_timeout),
+        pushprox_protocol::format_duration(config.registration_timeout),
+    );
+    let state = Arc::new(State {
+        rendezvous: Rendezvous::new(),
+        registry: Registry::new(config.registration_timeout),
+        metrics: Metrics::default(),
+        started: Instant::now(),
+        in_flight: AtomicUsize::new(0),
+        config,
+    });
+    spawn_janitor(state.clone())?;
+    while !crate::shutdown::requested() {
+        match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(request)) => dispatch(&state, request),
+            Ok(None) => {}
+            Err(e) => log::warn!("accepting a request failed: {e}"),
+        }
+    }
+    log::info!(
+        "stopping: no new requests; waiting up to {}s for in-flight scrapes",
+        SHUTDOWN_GRACE.as_secs()
+    );
+    drop(server);
+    state.rendezvous.shut_down();
+    let until = Instant::now() + SHUTDOWN_GRACE;
+    while state.rendezvous.scrapes_waiting() > 0 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(50));
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+fn dispatch(state: &Arc<State>, request: Request) {
+    let route = route(request.method(), request.url());
+    let state2 = state.clone();
+    let busy =
+        state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.config.max_connections as usize;
+    if busy {
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        state.metrics.rejected_busy();
+        log::warn!(
+            "at --web.max-connections={}: refusing {} with 503",
+            state.config.max_connections,
+            request.url()
+        );
+        handlers::text(
+            request,
+            503,
+            "the proxy is at its connection limit (--web.max-connections); retry shortly",
+        );
+        return;
+    }
+    let name = match route {
+        Route::Scrape => "scrape",
+        Route::Poll => "poll",
+        Route::Push => "push",
+        _ => "api",
+    };
+    let spawned = thread::Builder::new()
+        .name(name.into())
+        .stack_size(HANDLER_STACK)
+        .spawn(move || {
+            serve(&state2, route, request);
+            state2.in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        // The request was dropped with the closure; tiny_http answers it 500.
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        log::error!("cannot start a {name} thread: {e} (thread or memory limit reached)");
+    }
+}
+
+fn serve(state: &Arc<State>, route: Route, request: Request) {
+    let started = Instant::now();
+    let (path, code) = match route {
+        Route::Scrape => {
+            handlers::scrape::handle(state, request);
+            return;
+        }
+        Route::Push => {
+            // Recorded when the push is answered, which may be after its body was relayed.
+            handlers::push::handle(state, request);
+            return;
+        }
+        Route::Poll => ("/poll", handlers::poll::handle(state, request)),
+        Route::Clients => ("/clients", handlers::clients::handle(state, request)),
+        Route::Metrics => ("/metrics", handlers::metrics::handle(state, request)),
+        Route::Index => ("/", handlers::index::handle(state, request)),
+        Route::Healthy => ("/-/healthy", handlers::text(request, 200, "OK")),
+        Route::WrongMethod(path, allowed) => {
+            let reason = format!(
+                "{} is not allowed on {path}: use {allowed}",
+                request.method()
+            );
+            log::debug!("refused request: {reason}");
+            (path, handlers::text(request, 405, &reason))
+        }
+        Route::Tunnel => {
+            let reason = "CONNECT tunnels are not supported: scrape http:// targets through proxy_url, and add params: {_scheme: [https]} for TLS targets";
+            ("other", handlers::text(request, 405, reason))
+        }
+        Route::NotFound => {
+            let reason = format!(
+                "no such endpoint {}: this proxy serves POST /poll, POST /push, GET /clients, GET /metrics, GET / and scrapes in absolute form (http://host:port/path)",
+                request.url().chars().take(100).collect::<String>()
+            );
+            log::debug!("{reason}");
+            ("other", handlers::text(request, 404, &reason))
+        }
+    };
+    state.metrics.http_request(path, code, started.elapsed());
+}
+
+/// Forgets clients past the registration timeout, and idle channels.
+fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
+    let every = (state.config.registration_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(10));
+    thread::Builder::new()
+        .name("janitor".into())
+        .stack_size(HANDLER_STACK)
+        .spawn(move || loop {
+            thread::sleep(every);
+            for fqdn in state.registry.forget_expired() {
+                log::info!("client forgotten fqdn={fqdn} (no poll within --registration.timeout)");
+            }
+            state.rendezvous.forget_idle();
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the janitor thread: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(&Method::Get, "http://h:9100/metrics"), Route::Scrape);
+        assert_eq!(route(&Method::Get, "HTTPS://h/"), Route::Scrape);
+        assert_eq!(route(&Method::Post, "/poll"), Route::Poll);
+        assert_eq!(
+            route(&Method::Get, "/poll"),
+            Route::WrongMethod("/poll", "POST")
+        );
+        assert_eq!(route(&Method::Get, "/clients?x=1"), Route::Clients);
+        assert_eq!(
+            route(&Method::Post, "/clients"),
+            Route::WrongMethod("/clients", "GET")
+        );
+        assert_eq!(route(&Method::Connect, "h:443"), Route::Tunnel);
+        assert_eq!(route(&Method::Get, "/nope"), Route::NotFound);
+    }
+}
