@@ -1,0 +1,232 @@
+//! Issue 4: the proxy under load and faults, with real clients: nothing leaks (threads, file
+//! descriptors, waiting scrapes), nothing crosses between clients, and nobody waits past a
+//! deadline.
+
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RELAYED: &str = "pushprox_scrapes_total{outcome=\"relayed\"}";
+const POLLS_WAITING: &str = "pushprox_polls_waiting";
+const SCRAPES_WAITING: &str = "pushprox_scrapes_waiting";
+
+/// Threads and fds may differ from the baseline by this much: the client's HTTP agent may keep
+/// one more or one fewer idle connection to the proxy (each holds a thread and an fd there).
+const SLACK: usize = 3;
+/// tiny_http lets an idle worker thread go after 5 s.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+
+/// One real client per target, FQDN = the target's IP; waits until the proxy lists them all
+/// and holds a poll of each.
+fn clients_for(proxy: &Proxy, targets: &[Target]) -> Vec<Client> {
+    let clients: Vec<Client> = targets
+        .iter()
+        .map(|t| Client::start(&[proxy.port], &t.ip))
+        .collect();
+    let fqdns: Vec<String> = targets.iter().map(|t| t.ip.clone()).collect();
+    proxy.wait_for_clients(&fqdns, Duration::from_secs(15));
+    wait_for_polls(proxy, targets.len());
+    clients
+}
+
+/// Waits until the proxy holds at least `n` polls.
+fn wait_for_polls(proxy: &Proxy, n: usize) {
+    let mut last = None;
+    let ok = wait_until(Duration::from_secs(10), || {
+        last = proxy.metric(POLLS_WAITING);
+        last.is_some_and(|v| v >= n as f64)
+    });
+    assert!(ok, "{POLLS_WAITING} did not reach {n}: {last:?}");
+}
+
+fn scrape_ok(proxy: &Proxy, target: &Target, path: &str) {
+    let r = scrape(proxy.port, &target.url(path), Some("5"))
+        .unwrap_or_else(|e| panic!("scrape of {}: {e}", target.url(path)));
+    assert!(
+        r.status == 200 && r.text().starts_with(&target.echo_prefix(path)),
+        "scrape of {}: {} {:?}",
+        target.url(path),
+        r.status,
+        r.text()
+    );
+}
+
+/// A thousand scrapes one after the other: the proxy's threads and fds come back to where they
+/// were.
+#[test]
+fn thousand_sequential_scrapes_leave_no_threads_or_fds_behind() {
+    let proxy = Proxy::start(&[]);
+    let targets = vec![Target::start(&host(2), Answer::Echo)];
+    let _clients = clients_for(&proxy, &targets);
+    let t = &targets[0];
+    // Warm up, so the client's connections to the proxy are open and pooled.
+    for i in 0..5 {
+        scrape_ok(&proxy, t, &format!("/metrics?warmup={i}"));
+    }
+    wait_for_polls(&proxy, 1);
+    let (threads0, fds0) = (proxy.threads(), proxy.fds());
+
+    let started = Instant::now();
+    for i in 0..1000 {
+        scrape_ok(&proxy, t, &format!("/metrics?seq={i}"));
+    }
+    let took = started.elapsed();
+    assert_eq!(t.hits(), 1005, "every scrape reached the target once");
+    let relayed = proxy.wait_for_metric(RELAYED, 1005.0, Duration::from_secs(5));
+    assert_eq!(relayed, Some(1005.0), "{RELAYED}");
+
+    let threads = settles_to(SETTLE_WITHIN, threads0 + SLACK, || proxy.threads());
+    let fds = settles_to(SETTLE_WITHIN, fds0 + SLACK, || proxy.fds());
+    assert!(
+        threads <= threads0 + SLACK && fds <= fds0 + SLACK,
+        "after 1000 scrapes ({took:?}): {threads} threads and {fds} fds, {threads0} and {fds0} before"
+    );
+    assert_eq!(
+        proxy.metric(SCRAPES_WAITING),
+        Some(0.0),
+        "{SCRAPES_WAITING}"
+    );
+}
+
+/// Five hundred scrapes from fifty scraper threads over fifty clients: every body comes from the
+/// target asked, none is lost.
+#[test]
+fn five_hundred_concurrent_scrapes_over_fifty_clients_cross_nothing() {
+    let proxy = Proxy::start(&[]);
+    let targets: Vec<Target> = (2..=51)
+        .map(|n| Target::start(&host(n), Answer::Echo))
+        .collect();
+    let _clients = clients_for(&proxy, &targets);
+    let targets = Arc::new(targets);
+
+    // Scraper j does scrapes 10j..10j+10, of targets 10j % 50 onwards: at any moment several
+    // scrapers ask the same client.
+    let started = Instant::now();
+    let scrapers: Vec<_> = (0..50)
+        .map(|j| {
+            let targets = targets.clone();
+            let port = proxy.port;
+            thread::Builder::new()
+                .name(format!("scraper-{j}"))
+                .spawn(move || {
+                    let mut wrong = Vec::new();
+                    for i in 10 * j..10 * j + 10 {
+                        let t = &targets[i % targets.len()];
+                        let path = format!("/metrics?scrape={i}");
+                        match scrape(port, &t.url(&path), Some("10")) {
+                            Ok(r)
+                                if r.status == 200
+                                    && r.text().starts_with(&t.echo_prefix(&path)) => {}
+                            Ok(r) => wrong.push(format!(
+                                "scrape {i} of {}: {} {:?}",
+                                t.url(&path),
+                                r.status,
+                                r.text()
+                            )),
+                            Err(e) => wrong.push(format!("scrape {i} of {}: {e}", t.url(&path))),
+                        }
+                    }
+                    wrong
+                })
+                .expect("start a scraper thread")
+        })
+        .collect();
+    let wrong: Vec<String> = scrapers
+        .into_iter()
+        .flat_map(|s| s.join().expect("scraper thread"))
+        .collect();
+    let took = started.elapsed();
+    assert!(
+        wrong.is_empty(),
+        "{} of 500 scrapes went wrong (in {took:?}):\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    for t in targets.iter() {
+        assert_eq!(t.hits(), 10, "target {} was asked 10 times", t.ip);
+    }
+    let relayed = proxy.wait_for_metric(RELAYED, 500.0, Duration::from_secs(5));
+    assert_eq!(relayed, Some(500.0), "{RELAYED}");
+}
+
+/// A scraper that hangs up while its scrape waits for a stalled target: once the deadline has
+/// passed, the proxy holds nothing for it any more.
+#[test]
+fn scraper_hanging_up_early_frees_what_its_scrape_held() {
+    let proxy = Proxy::start(&[]);
+    let targets = vec![Target::start(
+        &host(60),
+        Answer::Stall(Duration::from_secs(2)),
+    )];
+    let _clients = clients_for(&proxy, &targets);
+    let (threads0, fds0) = (proxy.threads(), proxy.fds());
+
+    let mut s = connect(proxy.port).expect("connect");
+    s.write_all(&scrape_request(&targets[0].url("/metrics"), Some("1"), &[]))
+        .expect("write the scrape");
+    let sent = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(1), || targets[0].hits() == 1),
+        "the scrape never reached the target"
+    );
+    thread::sleep(Duration::from_millis(100).saturating_sub(sent.elapsed()));
+    drop(s);
+
+    let mut waiting = None;
+    let freed = wait_until(Duration::from_secs(3), || {
+        waiting = proxy.metric(SCRAPES_WAITING);
+        waiting == Some(0.0)
+    });
+    assert!(
+        freed,
+        "{SCRAPES_WAITING} is {waiting:?} {:?} after a scrape with a 1s deadline was sent",
+        sent.elapsed()
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{SCRAPES_WAITING} took {:?} to return to 0, deadline 1s",
+        sent.elapsed()
+    );
+    let threads = settles_to(SETTLE_WITHIN, threads0 + 1, || proxy.threads());
+    let fds = settles_to(SETTLE_WITHIN, fds0 + 1, || proxy.fds());
+    assert!(
+        threads <= threads0 + 1 && fds <= fds0 + 1,
+        "after a scraper hung up: {threads} threads and {fds} fds, {threads0} and {fds0} before"
+    );
+    assert_eq!(proxy.get("/-/healthy").status, 200, "still serving");
+}
+
+/// A target slower than the deadline: the scraper gets an error by the deadline, not when the
+/// target finally answers.
+#[test]
+fn target_stalling_past_the_deadline_gives_the_scraper_an_error_by_then() {
+    let proxy = Proxy::start(&[]);
+    let targets = vec![Target::start(
+        &host(61),
+        Answer::Stall(Duration::from_secs(3)),
+    )];
+    let _clients = clients_for(&proxy, &targets);
+    let r = scrape(proxy.port, &targets[0].url("/metrics"), Some("1"))
+        .expect("the scraper gets an answer");
+    assert!(
+        r.status >= 500,
+        "an error status: {} {:?}",
+        r.status,
+        r.text()
+    );
+    assert!(
+        r.text().contains(&targets[0].ip),
+        "the reason names the target: {:?}",
+        r.text()
+    );
+    assert!(
+        r.took >= Duration::from_secs(1) && r.took < Duration::from_secs(2),
+        "answered after {:?}, deadline 1s",
+        r.took
+    );
+}
