@@ -42,8 +42,10 @@ pub struct Config {
     pub registration_timeout: Duration,
 
     /// Longest time a poll is held open without a scrape before it is answered 408 and the
-    /// client polls again. Set it below the idle time-out of a load balancer in front of the
-    /// proxy. 0s holds polls indefinitely, as the Go proxy does.
+    /// client polls again. 0s holds polls indefinitely, as the Go proxy does: keep it for
+    /// fleets of Go clients, which log an error and back off 1 s on every 408. Behind a load
+    /// balancer or NAT with an idle time-out, set it a little below that time-out (e.g. 50s
+    /// for a 60 s idle time-out), so the proxy ends the poll before the balancer cuts it.
     #[arg(long = "poll.max-hold", value_name = "DURATION", default_value = "0s", value_parser = parse_duration_flag)]
     pub poll_max_hold: Duration,
 
@@ -51,6 +53,57 @@ pub struct Config {
     /// get 503 and the proxy carries on. Each needs a thread: see the README on limits.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+
+    /// Longest time a connection may stay silent while the proxy reads a request from it, and
+    /// longest time a write to it may block. A held poll is not a read: it is unaffected. Stops
+    /// slow or idle connections (half-sent requests, idle keep-alives) from pinning threads.
+    /// 0s turns it off (as the Go proxy, which has none). [ours]
+    #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag)]
+    pub read_timeout: Duration,
+
+    /// Largest push body (the client's serialized scrape response). A larger push gets 413 and
+    /// its scraper 502 with the reason. Units: B, KiB, MiB, GiB (or KB, MB, GB); 0 means no
+    /// limit. Keep it below this host's memory. [ours]
+    #[arg(long = "push.max-body", value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub push_max_body: u64,
+
+    /// Serve HTTPS: PEM file with the certificate chain (server certificate first). Needs
+    /// --tls.key. Clients then use --proxy-url https://..., Prometheus proxy_url: https://...
+    /// [ours]
+    #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls.cert (PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA
+    /// PRIVATE KEY", unencrypted). [ours]
+    #[arg(long = "tls.key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require clients to authenticate: a file of `FQDN TOKEN` lines (`#` comments; FQDN may be
+    /// `*.example.com` or `*`, the most specific match wins). /poll and /push then need
+    /// `Authorization: Bearer TOKEN` valid for the FQDN polled for, or for the FQDN of the
+    /// scrape answered: 401 without it, 403 with a wrong one. Unset: anyone may poll, as in Go.
+    /// [ours]
+    #[arg(long = "auth.client-tokens", value_name = "FILE")]
+    pub client_tokens: Option<PathBuf>,
+
+    /// Require scrapers to authenticate: a file of `user:sha256:SALT_HEX:HASH_HEX` lines (make
+    /// one with --hash-password). Scrapes then need `Proxy-Authorization: Basic` (Prometheus:
+    /// proxy_url: http://user:password@proxy:8080/), else 407. Unset: anyone may scrape, as
+    /// in Go. [ours]
+    #[arg(long = "auth.scrape-users", value_name = "FILE")]
+    pub scrape_users: Option<PathBuf>,
+
+    /// Also require a user of --auth.scrape-users, by `Authorization: Basic`, for GET /clients,
+    /// /metrics and / (401 otherwise; Prometheus: basic_auth in http_sd_configs and in the job
+    /// scraping the proxy). /-/healthy stays open for load balancers. [ours]
+    #[arg(long = "auth.protect-api", requires = "scrape_users")]
+    pub protect_api: bool,
+
+    /// Print a line for --auth.scrape-users and exit: the password is read from standard input
+    /// (e.g. `printf %s "$PW" | pushprox-proxy --hash-password prometheus >> users`; one
+    /// trailing newline is dropped). [ours]
+    #[arg(long = "hash-password", value_name = "USER")]
+    pub hash_password: Option<String>,
 
     /// Only one copy of the proxy runs per lock file: a second copy finds it held and exits 0.
     #[arg(long = "lock-file", value_name = "PATH")]
@@ -86,6 +139,35 @@ impl Config {
 
 fn parse_duration_flag(text: &str) -> Result<Duration, String> {
     pushprox_protocol::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or `1048576` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|_| factor != 0)
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| {
+            format!(
+                "\"{text}\" is not a size: expected e.g. 512KiB, 64MiB, 1GiB or a number of bytes"
+            )
+        })
 }
 
 fn parse_level(text: &str) -> Result<LevelFilter, String> {
@@ -125,6 +207,45 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(c.effective_deadline(None), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1gib").unwrap(), 1 << 30);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("0").unwrap(), 0);
+        for bad in ["", "MiB", "1.5MiB", "-1", "5 parsecs", "99999999999TiB"] {
+            assert!(
+                parse_size(bad).unwrap_err().contains("is not a size"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn security_defaults_change_nothing() {
+        let c = Config::try_parse_from(["pushprox-proxy"]).unwrap();
+        assert!(c.tls_cert.is_none() && c.client_tokens.is_none() && c.scrape_users.is_none());
+        assert!(!c.protect_api);
+        assert_eq!(c.poll_max_hold, Duration::ZERO);
+        assert_eq!(c.push_max_body, 256 << 20);
+        assert_eq!(c.read_timeout, Duration::from_secs(30));
+        for (args, flag) in [
+            (&["--tls.cert", "c.pem"][..], "--tls.key"),
+            (&["--tls.key", "k.pem"][..], "--tls.cert"),
+            (&["--auth.protect-api"][..], "--auth.scrape-users"),
+        ] {
+            let err = Config::try_parse_from(
+                std::iter::once("pushprox-proxy").chain(args.iter().copied()),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+            assert_eq!(err.exit_code(), 2);
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! pushprox-proxy: flags, logging, lock file, then the server. Nothing else.
 
+mod auth;
 mod config;
 mod handlers;
 mod id;
+mod listener;
 mod lock;
 mod metrics;
 mod process;
@@ -10,12 +12,16 @@ mod registry;
 mod rendezvous;
 mod server;
 mod shutdown;
+mod tls;
 
 use clap::Parser;
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 
 fn main() {
     let config = config::Config::parse();
+    if let Some(user) = &config.hash_password {
+        std::process::exit(hash_password(user));
+    }
     let log_config = ConfigBuilder::new()
         .set_time_format_rfc3339()
         .set_target_level(LevelFilter::Off)
@@ -50,5 +56,37 @@ fn main() {
     if let Err(e) = server::run(config) {
         log::error!("{e}");
         std::process::exit(1);
+    }
+}
+
+/// `--hash-password USER`: reads the password from stdin, prints the users-file line.
+fn hash_password(user: &str) -> i32 {
+    use std::io::Read;
+    if user.is_empty() || user.contains(':') {
+        eprintln!("--hash-password: the user name must be non-empty and contain no ':'");
+        return 2;
+    }
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("--hash-password: cannot read the password from standard input: {e}");
+        return 1;
+    }
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        eprintln!("--hash-password: the password read from standard input is empty");
+        return 2;
+    }
+    match auth::users::new_salt() {
+        Ok(salt) => {
+            println!("{}", auth::users::line(user, password, &salt));
+            0
+        }
+        Err(e) => {
+            eprintln!("--hash-password: cannot read /dev/urandom for a salt: {e}");
+            1
+        }
     }
 }

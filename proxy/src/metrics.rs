@@ -97,6 +97,47 @@ impl ScrapeOutcome {
     }
 }
 
+/// Why a request was refused for its credentials: the `reason` label of
+/// `pushprox_auth_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// A poll or push without a bearer token.
+    ClientTokenMissing,
+    /// A poll or push whose token is not valid for its FQDN.
+    ClientTokenWrong,
+    /// A scrape without Proxy-Authorization.
+    ScrapeCredentialsMissing,
+    /// A scrape with a wrong user or password.
+    ScrapeCredentialsWrong,
+    /// A read of /clients, /metrics or / without Authorization (--auth.protect-api).
+    ApiCredentialsMissing,
+    /// A read of the API with a wrong user or password.
+    ApiCredentialsWrong,
+}
+
+impl AuthFailure {
+    const ALL: [AuthFailure; 6] = [
+        AuthFailure::ClientTokenMissing,
+        AuthFailure::ClientTokenWrong,
+        AuthFailure::ScrapeCredentialsMissing,
+        AuthFailure::ScrapeCredentialsWrong,
+        AuthFailure::ApiCredentialsMissing,
+        AuthFailure::ApiCredentialsWrong,
+    ];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::ClientTokenMissing => "client_token_missing",
+            AuthFailure::ClientTokenWrong => "client_token_wrong",
+            AuthFailure::ScrapeCredentialsMissing => "scrape_credentials_missing",
+            AuthFailure::ScrapeCredentialsWrong => "scrape_credentials_wrong",
+            AuthFailure::ApiCredentialsMissing => "api_credentials_missing",
+            AuthFailure::ApiCredentialsWrong => "api_credentials_wrong",
+        }
+    }
+}
+
 /// Gauges read from elsewhere at exposition time.
 pub struct Gauges {
     /// Clients listed in /clients.
@@ -117,6 +158,7 @@ pub struct Metrics {
     scrape_durations: Mutex<Histogram>,
     relayed_bytes: AtomicU64,
     rejected_busy: AtomicU64,
+    auth_failures: [AtomicU64; AuthFailure::ALL.len()],
 }
 
 impl Metrics {
@@ -148,6 +190,15 @@ impl Metrics {
     /// A request refused because the proxy was at its connection limit.
     pub fn rejected_busy(&self) {
         self.rejected_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request refused for its credentials.
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        let i = AuthFailure::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.auth_failures[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The whole exposition.
@@ -239,6 +290,15 @@ impl Metrics {
             "pushprox_rejected_busy_total {}",
             self.rejected_busy.load(Ordering::Relaxed)
         );
+        header(&mut out, "pushprox_auth_failures_total", "counter", "Requests refused for missing or wrong credentials (--auth.client-tokens, --auth.scrape-users), by reason.");
+        for (reason, n) in AuthFailure::ALL.iter().zip(&self.auth_failures) {
+            let _ = writeln!(
+                out,
+                "pushprox_auth_failures_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
         header(
             &mut out,
             "pushprox_build_info",
@@ -275,6 +335,8 @@ mod tests {
         m.http_request("/poll", 200, Duration::from_millis(3));
         m.scrape(ScrapeOutcome::Relayed, 200, Duration::from_millis(20));
         m.scrape(ScrapeOutcome::NoPoll, 504, Duration::from_secs(1));
+        m.auth_failure(AuthFailure::ClientTokenWrong);
+        m.auth_failure(AuthFailure::ClientTokenWrong);
         let text = m.render(&Gauges {
             clients: 2,
             polls_waiting: 1,
@@ -284,6 +346,8 @@ mod tests {
             "pushprox_http_requests_total{code=\"200\",path=\"/poll\"} 1",
             "pushproxy_proxied_requests_total{code=\"504\"} 1",
             "pushprox_proxy_clients 2",
+            "pushprox_auth_failures_total{reason=\"client_token_wrong\"} 2",
+            "pushprox_auth_failures_total{reason=\"scrape_credentials_missing\"} 0",
             "pushprox_scrapes_total{outcome=\"no_poll\"} 1",
             "pushprox_scrape_duration_seconds_bucket{le=\"0.025\"} 1",
             "pushprox_scrape_duration_seconds_count 2",

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use tiny_http::{Method, Request, Server};
 
+use crate::auth::Auth;
 use crate::config::Config;
-use crate::handlers::{self, push::Delivery};
+use crate::handlers::{self, push::Delivery, Guard};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
@@ -25,6 +26,8 @@ pub struct State {
     pub metrics: Metrics,
     /// Start of the process, for the status page.
     pub started: Instant,
+    /// Credentials of clients and scrapers.
+    pub auth: Auth,
     /// Handler threads running now.
     in_flight: AtomicUsize,
 }
@@ -90,20 +93,63 @@ fn static_path(route: Route) -> &'static str {
     }
 }
 
+/// Largest body a request other than a push may declare; nothing of ours takes more than
+/// 1 KiB, and a larger one is not drained (see [`handlers::refuse_undrained`]).
+const MAX_OTHER_BODY: usize = 1 << 20;
+
+/// Pushes declaring more than --push.max-body, but at most this, are refused after their Id
+/// is read (so their scrape gets a 502) and drained; larger ones are not drained.
+const PUSH_DRAIN_CEILING: usize = 256 << 20;
+
 /// Binds the listener and serves until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
+    let ssl = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::load(cert, key)?),
+        _ => None,
+    };
+    let scheme = if ssl.is_some() { "https" } else { "http" };
+    let auth = Auth::load(&config)?;
     let addr = config.listen_addr();
-    let server = Server::http(&addr).map_err(|e| {
+    let listener = crate::listener::bind(&addr, config.read_timeout).map_err(|e| {
         format!("cannot listen on {addr}: {e} (is another proxy running there? choose another address with -l)")
     })?;
+    let server = Server::from_listener(listener, ssl).map_err(|e| {
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => format!(
+                "the TLS certificate {} or key {} was refused: {e} (do they belong together?)",
+                cert.display(),
+                key.display()
+            ),
+            _ => format!("cannot serve on {addr}: {e}"),
+        }
+    })?;
     log::info!(
-        "listening address={} scrape.default-timeout={} scrape.max-timeout={} registration.timeout={}",
+        "listening address={} scheme={scheme} scrape.default-timeout={} scrape.max-timeout={} registration.timeout={} web.read-timeout={} push.max-body={}",
         server.server_addr(),
         pushprox_protocol::format_duration(config.scrape_default_timeout),
         pushprox_protocol::format_duration(config.scrape_max_timeout),
         pushprox_protocol::format_duration(config.registration_timeout),
+        pushprox_protocol::format_duration(config.read_timeout),
+        config.push_max_body,
     );
+    match &auth.clients {
+        Some(t) => log::info!("clients must authenticate: {} FQDN pattern(s) in --auth.client-tokens", t.len()),
+        None => log::info!("clients are not authenticated: any client may poll for any FQDN (set --auth.client-tokens)"),
+    }
+    match &auth.scrapers {
+        Some(u) => log::info!(
+            "scrapers must authenticate: {} user(s) in --auth.scrape-users; API {}",
+            u.len(),
+            if auth.protect_api {
+                "protected"
+            } else {
+                "open"
+            }
+        ),
+        None => log::info!("scrapers are not authenticated (set --auth.scrape-users)"),
+    }
     let state = Arc::new(State {
+        auth,
         rendezvous: Rendezvous::new(),
         registry: Registry::new(config.registration_timeout),
         metrics: Metrics::default(),
@@ -135,6 +181,30 @@ pub fn run(config: Config) -> Result<(), String> {
 
 fn dispatch(state: &Arc<State>, request: Request) {
     let route = route(request.method(), request.url());
+    let limit = match (route, state.config.push_max_body) {
+        (Route::Push, 0) => usize::MAX,
+        (Route::Push, max) => usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .max(PUSH_DRAIN_CEILING),
+        _ => MAX_OTHER_BODY,
+    };
+    if let Some(declared) = request.body_length().filter(|n| *n > limit) {
+        log::warn!(
+            "refused {} {} from={}: declared body of {declared} bytes is over the limit of {limit}; connection abandoned undrained",
+            request.method(),
+            request.url().chars().take(100).collect::<String>(),
+            handlers::poll::peer(&request)
+        );
+        let path = match route {
+            Route::Push => "/push",
+            Route::Poll => "/poll",
+            _ => "other",
+        };
+        state.metrics.http_request(path, 413, Duration::ZERO);
+        let reason = format!("request body of {declared} bytes is too large (limit {limit}; for pushes see --push.max-body)");
+        handlers::refuse_undrained(request, 413, &reason);
+        return;
+    }
     let state2 = state.clone();
     let busy =
         state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.config.max_connections as usize;
@@ -175,9 +245,31 @@ fn dispatch(state: &Arc<State>, request: Request) {
 
 fn serve(state: &Arc<State>, route: Route, request: Request) {
     let started = Instant::now();
+    let api_guard = match route {
+        Route::Clients => Some("/clients"),
+        Route::Metrics => Some("/metrics"),
+        Route::Index => Some("/"),
+        _ => None,
+    };
+    if let Some(path) = api_guard {
+        let checked = state
+            .auth
+            .api(handlers::header_value(&request, "Authorization"));
+        if let Err(refusal) = checked {
+            let code = handlers::refuse(state, request, Guard::Api, &refusal);
+            state.metrics.http_request(path, code, started.elapsed());
+            return;
+        }
+    }
     let (path, code) = match route {
         Route::Scrape => {
-            handlers::scrape::handle(state, request);
+            let checked = state
+                .auth
+                .scraper(handlers::header_value(&request, "Proxy-Authorization"));
+            match checked {
+                Ok(()) => handlers::scrape::handle(state, request),
+                Err(refusal) => handlers::refuse(state, request, Guard::Scraper, &refusal),
+            };
             return;
         }
         Route::Push => {

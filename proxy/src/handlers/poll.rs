@@ -34,6 +34,13 @@ pub fn parse_fqdn(body: &[u8]) -> Result<&str, String> {
 
 /// Holds the poll until a scrape for its FQDN comes, then answers with the scrape request.
 pub fn handle(state: &State, mut request: Request) -> u16 {
+    let token = match state
+        .auth
+        .client_token(super::header_value(&request, "Authorization"))
+    {
+        Ok(t) => t.map(str::to_string),
+        Err(refusal) => return super::refuse(state, request, super::Guard::Client, &refusal),
+    };
     let mut body = Vec::new();
     if let Err(e) = request
         .as_reader()
@@ -56,6 +63,9 @@ pub fn handle(state: &State, mut request: Request) -> u16 {
             return super::text(request, 400, &reason);
         }
     };
+    if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
+        return super::refuse(state, request, super::Guard::Client, &refusal);
+    }
     let key = fqdn.to_ascii_lowercase();
     if state.registry.poll_started(&key, &fqdn) == Seen::New {
         log::info!("client registered fqdn={fqdn} from={}", peer(&request));

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    format_duration, format_scrape_timeout, parse_scrape_timeout, Framing, Headers, ScrapeRequest,
-    Target, HOP_BY_HOP, ID_HEADER, SCRAPE_TIMEOUT_HEADER,
+    format_duration, format_scrape_timeout, parse_scrape_timeout, Framing, Headers, ResponseHead,
+    ScrapeRequest, Target, HOP_BY_HOP, ID_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
 use tiny_http::{Request, Response, StatusCode};
 
+use crate::handlers::push::{Delivery, PushBody};
 use crate::metrics::ScrapeOutcome;
 use crate::rendezvous::{Job, ScrapeError};
 use crate::server::State;
@@ -69,7 +70,14 @@ pub fn handle(state: &Arc<State>, request: Request) -> u16 {
         deadline: started + deadline_in,
     };
     match state.rendezvous.scrape(job) {
-        Ok(delivery) => relay(request, delivery, started),
+        Ok(Delivery::Pushed { head, body }) => relay(request, head, body, started),
+        Ok(Delivery::Refused { reason }) => {
+            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
+            state
+                .metrics
+                .scrape(ScrapeOutcome::RelayFailed, 502, started.elapsed());
+            super::text(request, 502, &reason)
+        }
         Err(err) => {
             let (outcome, status, reason) = explain(state, err, &fqdn, &url, &id, deadline_in);
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
@@ -109,8 +117,7 @@ fn explain(
     }
 }
 
-fn relay(request: Request, delivery: crate::handlers::push::Delivery, started: Instant) -> u16 {
-    let crate::handlers::push::Delivery { head, mut body } = delivery;
+fn relay(request: Request, head: ResponseHead, mut body: PushBody, started: Instant) -> u16 {
     body.scrape_started = Some(started);
     let status = body.status();
     let length = match head.framing() {

@@ -1,0 +1,237 @@
+//! Who may talk to the proxy: clients by bearer token per FQDN (`--auth.client-tokens`),
+//! scrapers and API readers by user and password (`--auth.scrape-users`). Nothing here knows
+//! HTTP beyond the header values it is given; the handlers turn a [`Refusal`] into a status.
+
+pub mod base64;
+pub mod sha256;
+pub mod tokens;
+pub mod users;
+
+use crate::config::Config;
+
+pub use tokens::ClientTokens;
+pub use users::Users;
+
+/// Why a request was refused, with a one-line reason for the requester (never echoing what
+/// it sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials at all: the answer carries a challenge.
+    Missing(String),
+    /// Credentials that are malformed or not valid here.
+    Wrong(String),
+}
+
+impl Refusal {
+    /// The reason text.
+    pub fn reason(&self) -> &str {
+        match self {
+            Refusal::Missing(r) | Refusal::Wrong(r) => r,
+        }
+    }
+}
+
+/// The realm of the challenges (`WWW-Authenticate`, `Proxy-Authenticate`).
+pub const REALM: &str = "pushprox";
+
+/// The loaded credential files.
+#[derive(Debug, Default)]
+pub struct Auth {
+    /// Tokens of clients; `None`: polls and pushes are not authenticated (as in Go).
+    pub clients: Option<ClientTokens>,
+    /// Users that may scrape; `None`: scrapes are not authenticated (as in Go).
+    pub scrapers: Option<Users>,
+    /// Whether /clients, /metrics and / need a scrape user too.
+    pub protect_api: bool,
+}
+
+impl Auth {
+    /// Reads the files the flags name.
+    pub fn load(config: &Config) -> Result<Self, String> {
+        let clients = config
+            .client_tokens
+            .as_deref()
+            .map(ClientTokens::load)
+            .transpose()?;
+        let scrapers = config
+            .scrape_users
+            .as_deref()
+            .map(Users::load)
+            .transpose()?;
+        Ok(Auth {
+            clients,
+            scrapers,
+            protect_api: config.protect_api,
+        })
+    }
+
+    /// The bearer token of a poll or push, from its `Authorization` header value; `Ok(None)`
+    /// when clients are not authenticated.
+    pub fn client_token<'a>(
+        &self,
+        authorization: Option<&'a str>,
+    ) -> Result<Option<&'a str>, Refusal> {
+        let Some(tokens) = &self.clients else {
+            return Ok(None);
+        };
+        let Some(value) = authorization else {
+            return Err(Refusal::Missing(
+                "this proxy requires Authorization: Bearer <token> on /poll and /push (--auth.client-tokens); give the client its token with --auth.token-file".into(),
+            ));
+        };
+        let token = scheme(value, "Bearer")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Refusal::Wrong("the Authorization header is not \"Bearer <token>\"".into())
+            })?;
+        if tokens.known(token) {
+            Ok(Some(token))
+        } else {
+            Err(Refusal::Wrong(
+                "the bearer token is not valid for any client FQDN".into(),
+            ))
+        }
+    }
+
+    /// Whether `token` (from [`Auth::client_token`]) may poll or push for `fqdn`.
+    pub fn client_may(&self, token: Option<&str>, fqdn: &str) -> Result<(), Refusal> {
+        match (&self.clients, token) {
+            (Some(tokens), Some(token)) => tokens.check(fqdn, token),
+            (Some(_), None) => Err(Refusal::Missing("no bearer token".into())),
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// Checks a scrape's `Proxy-Authorization` header value.
+    pub fn scraper(&self, proxy_authorization: Option<&str>) -> Result<(), Refusal> {
+        let Some(users) = &self.scrapers else {
+            return Ok(());
+        };
+        check_basic(
+            users,
+            proxy_authorization,
+            "this proxy requires Proxy-Authorization: Basic for scrapes (--auth.scrape-users); put user:password@ in Prometheus' proxy_url",
+        )
+    }
+
+    /// Checks the `Authorization` header value of a request to /clients, /metrics or /.
+    pub fn api(&self, authorization: Option<&str>) -> Result<(), Refusal> {
+        match &self.scrapers {
+            Some(users) if self.protect_api => check_basic(
+                users,
+                authorization,
+                "this proxy requires Authorization: Basic with a scrape user for its API (--auth.protect-api)",
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn check_basic(users: &Users, value: Option<&str>, missing: &str) -> Result<(), Refusal> {
+    let Some(value) = value else {
+        return Err(Refusal::Missing(missing.into()));
+    };
+    let Some((user, password)) = basic(value) else {
+        return Err(Refusal::Wrong(
+            "the credentials are not \"Basic base64(user:password)\"".into(),
+        ));
+    };
+    if users.verify(&user, &password) {
+        Ok(())
+    } else {
+        Err(Refusal::Wrong("wrong user name or password".into()))
+    }
+}
+
+/// The credentials after `name ` in a header value (scheme case-insensitive).
+fn scheme<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    let value = value.trim();
+    let (given, rest) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(name).then(|| rest.trim())
+}
+
+/// User and password of a `Basic` header value.
+pub fn basic(value: &str) -> Option<(String, String)> {
+    let decoded = base64::decode(scheme(value, "Basic")?)?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Equality whose time depends only on the lengths, not on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from turning the fold back into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"xbc"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn header_values() {
+        assert_eq!(
+            basic("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==").unwrap(),
+            ("Aladdin".to_string(), "open sesame".to_string())
+        );
+        assert_eq!(
+            basic("basic dTpwOnE=").unwrap(),
+            ("u".to_string(), "p:q".to_string())
+        );
+        assert!(basic("Bearer QWxh").is_none());
+        assert!(basic("Basic !!!").is_none());
+        assert!(basic("Basic dXNlcg==").is_none(), "no colon");
+        assert_eq!(scheme("Bearer  tok ", "bearer"), Some("tok"));
+        assert_eq!(scheme("Bearertok", "bearer"), None);
+    }
+
+    #[test]
+    fn refusals() {
+        let auth = Auth {
+            clients: Some(ClientTokens::parse("a.example ta\nb.example tb\n").unwrap()),
+            scrapers: Some(Users::parse(&users::line("prom", "pw", b"salt")).unwrap()),
+            protect_api: false,
+        };
+        assert!(matches!(auth.client_token(None), Err(Refusal::Missing(_))));
+        assert!(matches!(
+            auth.client_token(Some("Basic x")),
+            Err(Refusal::Wrong(_))
+        ));
+        assert!(matches!(
+            auth.client_token(Some("Bearer nope")),
+            Err(Refusal::Wrong(_))
+        ));
+        let token = auth.client_token(Some("Bearer tb")).unwrap();
+        assert!(auth.client_may(token, "b.example").is_ok());
+        assert!(matches!(
+            auth.client_may(token, "a.example"),
+            Err(Refusal::Wrong(_))
+        ));
+        assert!(matches!(auth.scraper(None), Err(Refusal::Missing(_))));
+        assert!(matches!(
+            auth.scraper(Some("Basic cHJvbTpubw==")),
+            Err(Refusal::Wrong(_))
+        ));
+        assert!(auth.scraper(Some("Basic cHJvbTpwdw==")).is_ok());
+        assert!(
+            auth.api(None).is_ok(),
+            "API open without --auth.protect-api"
+        );
+        let open = Auth::default();
+        assert_eq!(open.client_token(None), Ok(None));
+        assert!(open.scraper(None).is_ok());
+    }
+}
