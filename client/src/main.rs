@@ -1,1 +1,25 @@
-fn main() {}
+//! pushprox-client: polls PushProx proxies and performs the scrapes they hand out against
+//! targets on this host. See `--help`.
+
+mod config;
+mod error;
+mod fqdn;
+mod lock;
+mod logging;
+mod metrics;
+mod poller;
+mod push;
+mod run;
+mod scrape;
+mod shutdown;
+mod tls;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = config::Flags::parse();
+    logging::init(flags.log_level, flags.log_format);
+    run::run(flags.into_config())
+}

@@ -1,0 +1,248 @@
+//! The command line: every flag once, with its default and its Go name beside it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The flags as given. Go's flag names are the primary names, so unit files written for the Go
+/// client work unchanged.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pushprox-client",
+    version,
+    about = "PushProx client: keeps a poll open to the proxy and performs the scrapes it hands \
+             out against targets on this host.",
+    after_help = "Example: pushprox-client --proxy-url http://proxy.example:8080/"
+)]
+pub struct Flags {
+    /// Proxy to poll, as http(s)://host:port/ (a trailing / or none both work). Required; give
+    /// it several times to keep a poll open to each proxy (high availability). Go: --proxy-url,
+    /// once only.
+    #[arg(long = "proxy-url", value_name = "URL", required = true, value_parser = proxy_url)]
+    pub proxy_urls: Vec<String>,
+
+    /// The name this client serves scrapes for; it must equal the host of the Prometheus
+    /// target. Default: this host's fully qualified name, as `hostname -f` gives it. Go: --fqdn.
+    #[arg(long = "fqdn", value_name = "NAME", value_parser = fqdn)]
+    pub fqdn: Option<String>,
+
+    /// PEM file of the CA certificates to trust for the proxy and for https scrapes, instead
+    /// of the built-in Mozilla roots. Default: none. Go: --tls.cacert.
+    #[arg(long = "tls.cacert", value_name = "FILE")]
+    pub tls_cacert: Option<PathBuf>,
+
+    /// PEM file of the client certificate (chain) for mutual TLS, with --tls.key. Default:
+    /// none. Go: --tls.cert.
+    #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the private key of --tls.cert. Default: none. Go: --tls.key.
+    #[arg(long = "tls.key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Address to serve /metrics and /-/healthy on: host:port, or :port for all interfaces.
+    /// Default: :9369. Go: --metrics-addr.
+    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = ":9369", hide_default_value = true, value_parser = listen_addr)]
+    pub metrics_addr: ListenAddr,
+
+    /// First wait before polling again after a failed poll; each further failure waits 1.5
+    /// times longer. Default: 1s. Go: --proxy.retry.initial-wait.
+    #[arg(long = "proxy.retry.initial-wait", value_name = "DURATION", default_value = "1s", hide_default_value = true, value_parser = duration)]
+    pub retry_initial_wait: Duration,
+
+    /// Longest wait between failed polls. Default: 5s. Go: --proxy.retry.max-wait.
+    #[arg(long = "proxy.retry.max-wait", value_name = "DURATION", default_value = "5s", hide_default_value = true, value_parser = duration)]
+    pub retry_max_wait: Duration,
+
+    /// Least severe log level to print. Default: info. Go: --log.level.
+    #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info, hide_default_value = true)]
+    pub log_level: LogLevel,
+
+    /// Accepted for compatibility with Go unit files; logs are always one plain line per event.
+    /// Default: logfmt. Go: --log.format.
+    #[arg(long = "log.format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Logfmt, hide_default_value = true)]
+    pub log_format: LogFormat,
+
+    /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
+    /// cron can start the client every minute. Default: no lock. Not in Go.
+    #[arg(long = "lock-file", value_name = "PATH")]
+    pub lock_file: Option<PathBuf>,
+}
+
+/// `--log.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Error => log::LevelFilter::Error,
+        }
+    }
+}
+
+/// `--log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+/// Where the metrics server listens. `:PORT` (no host) means every interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// `None` for all interfaces.
+    pub host: Option<String>,
+    pub port: u16,
+    /// As given on the command line, for logs.
+    pub text: String,
+}
+
+/// Everything `run` needs, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy_urls: Vec<String>,
+    pub fqdn: String,
+    pub tls_cacert: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub metrics_addr: ListenAddr,
+    pub retry_initial_wait: Duration,
+    pub retry_max_wait: Duration,
+    pub lock_file: Option<PathBuf>,
+}
+
+impl Flags {
+    /// The configuration, with the default FQDN looked up when `--fqdn` is absent.
+    pub fn into_config(self) -> Config {
+        let fqdn = match self.fqdn {
+            Some(f) => f,
+            None => crate::fqdn::default_fqdn(),
+        };
+        let mut proxy_urls = self.proxy_urls;
+        proxy_urls.dedup();
+        Config {
+            proxy_urls,
+            fqdn,
+            tls_cacert: self.tls_cacert,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            metrics_addr: self.metrics_addr,
+            retry_initial_wait: self.retry_initial_wait,
+            retry_max_wait: self.retry_max_wait.max(self.retry_initial_wait),
+            lock_file: self.lock_file,
+        }
+    }
+}
+
+/// `--proxy-url`: an http(s) URL, kept without its trailing `/` so `{url}/poll` is right.
+fn proxy_url(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"))
+        .ok_or_else(|| {
+            format!(
+                "\"{text}\" is not an http:// or https:// URL, such as http://proxy.example:8080/"
+            )
+        })?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || t.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "\"{text}\" is not a proxy URL such as http://proxy.example:8080/ (a host is needed; no query)"
+        ));
+    }
+    Ok(t.trim_end_matches('/').to_string())
+}
+
+/// `--fqdn`: a host name without port or scheme.
+fn fqdn(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let ok = !t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if !ok {
+        return Err(format!(
+            "\"{text}\" is not a host name; give the name Prometheus uses as the target host, such as node1.example.com"
+        ));
+    }
+    Ok(t.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Durations in Prometheus style, via the protocol crate.
+fn duration(text: &str) -> Result<Duration, String> {
+    pushprox_protocol::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `--metrics-addr`: `host:port`, `[v6]:port` or `:port`.
+fn listen_addr(text: &str) -> Result<ListenAddr, String> {
+    let bad = || format!("\"{text}\" is not a listen address such as :9369 or 127.0.0.1:9369");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(ListenAddr {
+        host: (!host.is_empty()).then(|| host.to_string()),
+        port,
+        text: text.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
+        Flags::try_parse_from(std::iter::once("pushprox-client").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn go_flags_and_defaults() {
+        let f = parse(&["--proxy-url", "http://proxy:8080/", "--fqdn=Node1.Example."]).unwrap();
+        assert_eq!(f.proxy_urls, ["http://proxy:8080"]);
+        assert_eq!(f.fqdn.as_deref(), Some("node1.example"));
+        assert_eq!(f.retry_initial_wait, Duration::from_secs(1));
+        assert_eq!(f.retry_max_wait, Duration::from_secs(5));
+        assert_eq!(f.metrics_addr.host, None);
+        assert_eq!(f.metrics_addr.port, 9369);
+        assert_eq!(f.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn several_proxies() {
+        let f = parse(&[
+            "--proxy-url=http://a:8080",
+            "--proxy-url",
+            "https://b/",
+            "--metrics-addr",
+            "[::1]:1234",
+            "--proxy.retry.max-wait",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!(f.proxy_urls, ["http://a:8080", "https://b"]);
+        assert_eq!(f.metrics_addr.host.as_deref(), Some("::1"));
+        assert_eq!(f.retry_max_wait, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_the_form() {
+        let err = parse(&["--proxy-url=http://a", "--proxy.retry.max-wait", "5"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("--proxy.retry.max-wait"), "{text}");
+        assert!(text.contains("15s"), "{text}");
+        assert_eq!(err.exit_code(), 2);
+        assert!(parse(&["--proxy-url=proxy:8080"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--proxy-url=http://a", "--metrics-addr=9369"]).is_err());
+        assert!(parse(&["--proxy-url=http://a", "--tls.cert=c.pem"]).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! Errors that stop the client before it starts polling; each one exits 1.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why the client could not start.
+#[derive(Debug)]
+pub enum StartupError {
+    /// A `--tls.*` file could not be read or holds no usable PEM item.
+    TlsFile {
+        /// The flag that named the file.
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// `--metrics-addr` could not be bound.
+    MetricsBind { addr: String, source: io::Error },
+    /// `--lock-file` could not be opened or locked.
+    LockFile { path: PathBuf, source: io::Error },
+    /// A thread could not be started.
+    Thread {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupError::TlsFile { flag, path, reason } => {
+                write!(f, "cannot use {flag} file {}: {reason}", path.display())
+            }
+            StartupError::MetricsBind { addr, source } => write!(
+                f,
+                "cannot listen on --metrics-addr {addr}: {source} (is another client or exporter using that port?)"
+            ),
+            StartupError::LockFile { path, source } => {
+                write!(f, "cannot lock --lock-file {}: {source}", path.display())
+            }
+            StartupError::Thread { what, source } => {
+                write!(f, "cannot start the {what} thread: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartupError::TlsFile { .. } => None,
+            StartupError::MetricsBind { source, .. }
+            | StartupError::LockFile { source, .. }
+            | StartupError::Thread { source, .. } => Some(source),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Sending a scrape's result to the proxy: `POST /push` whose body is the target's response,
+//! serialized, with the scrape's `Id`. The target's body is streamed, never held whole.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{self, Cursor, Read};
+use std::time::{Duration, Instant};
+
+use pushprox_protocol::{
+    reason_phrase, ChunkedEncoder, Response, ResponseHead, HOP_BY_HOP, ID_HEADER,
+    PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,
+};
+use ureq::{Agent, SendBody};
+
+/// Time a push may take beyond the scrape's deadline, to carry the body over.
+pub const PUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// How long after a failure its 500 may still be pushed (the proxy drops late ones anyway).
+pub const ERROR_PUSH_WINDOW: Duration = Duration::from_secs(5);
+
+/// At most this much of a refused push's answer is quoted.
+const ANSWER_EXCERPT: usize = 200;
+
+/// One proxy: where to poll and push, and the agent that reaches it.
+pub struct ProxyLink {
+    /// Without a trailing `/`.
+    pub url: String,
+    pub agent: Agent,
+}
+
+/// Why a push did not get through.
+#[derive(Debug)]
+pub enum PushError {
+    /// Reading the target's body failed mid-way (the push was cut short).
+    Source(io::Error),
+    /// The proxy could not be reached or the connection failed.
+    Network(ureq::Error),
+    /// The proxy answered with something other than 200.
+    Refused { status: u16, answer: String },
+}
+
+impl fmt::Display for PushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PushError::Source(e) => write!(f, "reading the target's body failed: {e}"),
+            PushError::Network(e) => write!(f, "{e}"),
+            PushError::Refused { status, answer } => write!(
+                f,
+                "the proxy answered {status} {}: \"{answer}\"",
+                reason_phrase(*status)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PushError {}
+
+/// How the pushed response's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushFraming {
+    /// The target gave a length: copy exactly that many bytes.
+    Length(u64),
+    /// No length known: chunked.
+    Chunked,
+}
+
+/// The head of the pushed response: the target's status line and end-to-end headers (names
+/// in canonical case), our `Id` and the time left, then the framing header.
+pub fn push_head<'a>(
+    status: u16,
+    reason: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+    id: &str,
+    remaining: Duration,
+    framing: PushFraming,
+) -> Vec<u8> {
+    let mut head = ResponseHead::new(status);
+    if !reason.is_empty() {
+        head.reason = reason.to_string();
+    }
+    for (name, value) in headers {
+        let ours = [ID_HEADER, PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER];
+        if HOP_BY_HOP
+            .iter()
+            .chain(&ours)
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        head.headers.append(canonical_name(name), value);
+    }
+    head.headers.append(ID_HEADER, id);
+    head.headers.append(
+        PUSH_TIMEOUT_HEADER,
+        format!("{:.6}", remaining.as_secs_f64()),
+    );
+    match framing {
+        PushFraming::Length(n) => head.headers.append("Content-Length", n.to_string()),
+        PushFraming::Chunked => head.headers.append("Transfer-Encoding", "chunked"),
+    }
+    let mut out = Vec::with_capacity(512);
+    head.write_to(&mut out);
+    out
+}
+
+/// `content-type` -> `Content-Type`, as Go writes header names.
+fn canonical_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        });
+        upper = c == '-';
+    }
+    out
+}
+
+/// Remembers the first error of the reader it wraps, so a failed push can tell a broken
+/// target body from a broken proxy connection.
+struct Tracked<'a, R> {
+    inner: R,
+    error: &'a RefCell<Option<io::Error>>,
+}
+
+impl<R: Read> Read for Tracked<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            let mut slot = self.error.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(io::Error::new(e.kind(), e.to_string()));
+            }
+        })
+    }
+}
+
+/// Counts the bytes that pass.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Pushes the target's response, streaming its body; returns the body's size.
+pub fn push_response(
+    link: &ProxyLink,
+    id: &str,
+    response: ureq::http::Response<ureq::Body>,
+    deadline: Instant,
+) -> Result<u64, PushError> {
+    let (parts, body) = response.into_parts();
+    let framing = match body.content_length() {
+        Some(n) => PushFraming::Length(n),
+        None => PushFraming::Chunked,
+    };
+    let headers: Vec<(&str, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let head = push_head(
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or(""),
+        headers.iter().map(|(n, v)| (*n, v.as_str())),
+        id,
+        remaining,
+        framing,
+    );
+    let source_error = RefCell::new(None);
+    let mut body = Counted {
+        inner: Tracked {
+            inner: body.into_reader(),
+            error: &source_error,
+        },
+        bytes: 0,
+    };
+    let result = {
+        let mut reader: Box<dyn Read + '_> = match framing {
+            PushFraming::Length(_) => Box::new(Cursor::new(head).chain(&mut body)),
+            PushFraming::Chunked => {
+                Box::new(Cursor::new(head).chain(ChunkedEncoder::new(&mut body)))
+            }
+        };
+        send(
+            link,
+            SendBody::from_reader(&mut reader),
+            remaining + PUSH_GRACE,
+        )
+    };
+    let bytes = body.bytes;
+    drop(body);
+    if let Some(e) = source_error.into_inner() {
+        return Err(PushError::Source(e));
+    }
+    result.map(|()| bytes)
+}
+
+/// Pushes a `500` whose body is `reason`, for a scrape that failed.
+pub fn push_error(
+    link: &ProxyLink,
+    id: &str,
+    reason: &str,
+    deadline: Instant,
+) -> Result<(), PushError> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let mut response = Response::text(500, reason);
+    response.head.headers.append(ID_HEADER, id);
+    response.head.headers.append(
+        PUSH_TIMEOUT_HEADER,
+        format!("{:.6}", remaining.as_secs_f64()),
+    );
+    let bytes = response.to_bytes();
+    send(
+        link,
+        SendBody::from_reader(&mut &bytes[..]),
+        remaining + PUSH_GRACE,
+    )
+}
+
+fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), PushError> {
+    let mut answer = link
+        .agent
+        .post(format!("{}/push", link.url))
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .send(body)
+        .map_err(PushError::Network)?;
+    let status = answer.status().as_u16();
+    // Read the answer so the connection can be reused; it is short.
+    let text = answer
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_default();
+    if status == 200 {
+        return Ok(());
+    }
+    Err(PushError::Refused {
+        status,
+        answer: crate::poller::excerpt(text.as_bytes(), ANSWER_EXCERPT),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_has_status_end_to_end_headers_id_and_framing() {
+        let head = push_head(
+            200,
+            "OK",
+            [
+                ("content-type", "text/plain; version=0.0.4"),
+                ("content-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+                ("connection", "keep-alive"),
+                ("content-length", "12"),
+                ("id", "spoofed"),
+                ("x-custom-header", "a"),
+                ("x-custom-header", "b"),
+            ],
+            "0c6e3a4e",
+            Duration::from_micros(9_431_720),
+            PushFraming::Chunked,
+        );
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "HTTP/1.1 200 OK\r\n\
+             Content-Type: text/plain; version=0.0.4\r\n\
+             Content-Encoding: gzip\r\n\
+             X-Custom-Header: a\r\n\
+             X-Custom-Header: b\r\n\
+             Id: 0c6e3a4e\r\n\
+             X-Prometheus-Scrape-Timeout: 9.431720\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn head_with_length_and_unknown_reason() {
+        let head = push_head(299, "", [], "x", Duration::ZERO, PushFraming::Length(5));
+        assert_eq!(
+            head,
+            b"HTTP/1.1 299 \r\nId: x\r\nX-Prometheus-Scrape-Timeout: 0.000000\r\nContent-Length: 5\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn pushed_head_and_chunked_body_parse_back() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let head = push_head(
+            200,
+            "OK",
+            [("content-encoding", "gzip")],
+            "id1",
+            Duration::from_secs(1),
+            PushFraming::Chunked,
+        );
+        let mut wire = Vec::new();
+        Cursor::new(head)
+            .chain(ChunkedEncoder::new(&body[..]))
+            .read_to_end(&mut wire)
+            .unwrap();
+        let parsed = Response::from_bytes(&wire, 64 * 1024, None).unwrap();
+        assert_eq!(parsed.head.status, 200);
+        assert_eq!(parsed.head.headers.get("id"), Some("id1"));
+        assert_eq!(parsed.head.headers.get("Content-Encoding"), Some("gzip"));
+        assert_eq!(parsed.body, body);
+    }
+
+    #[test]
+    fn header_names_in_canonical_case() {
+        assert_eq!(canonical_name("content-type"), "Content-Type");
+        assert_eq!(canonical_name("x-prometheus-SCRAPE"), "X-Prometheus-Scrape");
+        assert_eq!(canonical_name("etag"), "Etag");
+    }
+}

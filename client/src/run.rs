@@ -1,0 +1,131 @@
+//! Start-up and shut-down: lock, agents, metrics server, one poller per proxy; then wait for
+//! SIGTERM or SIGINT and let the scrapes in flight finish.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::Agent;
+
+use crate::config::Config;
+use crate::error::StartupError;
+use crate::lock::{self, Lock};
+use crate::metrics::{self, Metrics};
+use crate::poller::{Backoff, Poller};
+use crate::push::ProxyLink;
+use crate::scrape::ScrapeContext;
+use crate::shutdown::{self, InFlight};
+
+/// Stack of every thread we start; the work on them is shallow.
+pub const THREAD_STACK: usize = 128 * 1024;
+
+/// A proxy that accepts no TCP connection within this is reported, and polled again later.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the client until SIGTERM or SIGINT. Exit codes: 0 after a signal or when the lock is
+/// held elsewhere, 1 when it cannot start.
+pub fn run(config: Config) -> ExitCode {
+    // Keep the lock file open (and so locked) until the process ends.
+    let _lock = match &config.lock_file {
+        None => None,
+        Some(path) => match lock::acquire(path) {
+            Ok(Lock::Held(file)) => Some(file),
+            Ok(Lock::HeldElsewhere) => {
+                log::info!(
+                    "another pushprox-client holds --lock-file {}; exiting",
+                    path.display()
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => return fail(e),
+        },
+    };
+    match start(&config) {
+        Ok(in_flight) => wait_for_signal(&in_flight),
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(e: StartupError) -> ExitCode {
+    log::error!("{e}");
+    // Also without a logger configured to show errors, say why we stop.
+    if !log::log_enabled!(log::Level::Error) {
+        eprintln!("pushprox-client: {e}");
+    }
+    ExitCode::from(1)
+}
+
+fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
+    let tls = crate::tls::tls_config(config)?;
+    let listener = metrics::bind(&config.metrics_addr)?;
+    log::info!(
+        "starting pushprox-client version={} fqdn={} proxy_urls={} metrics_addr={}",
+        env!("CARGO_PKG_VERSION"),
+        config.fqdn,
+        config.proxy_urls.join(","),
+        config.metrics_addr.text
+    );
+    let metrics = Metrics::new();
+    metrics::serve(listener, Arc::clone(&metrics))?;
+    shutdown::install_handlers();
+
+    let scrape_agent: Agent = Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls.clone())
+        // Targets are on this host: never through an HTTP(S)_PROXY.
+        .proxy(None)
+        // Send only the scraper's headers.
+        .user_agent("")
+        .accept("")
+        .accept_encoding("")
+        .build()
+        .new_agent();
+    let ctx = Arc::new(ScrapeContext {
+        fqdn: config.fqdn.clone(),
+        agent: scrape_agent,
+        metrics,
+    });
+    let in_flight = InFlight::new();
+    for url in &config.proxy_urls {
+        // The default proxy setting follows ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls.clone())
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .max_redirects(0)
+            .user_agent(format!("pushprox-client/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        let poller = Poller {
+            link: Arc::new(ProxyLink {
+                url: url.clone(),
+                agent,
+            }),
+            ctx: Arc::clone(&ctx),
+            in_flight: Arc::clone(&in_flight),
+            backoff: Backoff::new(config.retry_initial_wait, config.retry_max_wait),
+        };
+        poller.spawn().map_err(|e| StartupError::Thread {
+            what: "poll",
+            source: e,
+        })?;
+    }
+    Ok(in_flight)
+}
+
+/// Polls are long and need not be waited for; scrapes in flight get until their deadlines.
+fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
+    while !shutdown::requested() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n = in_flight.count();
+    if n > 0 {
+        log::info!("stopping: waiting for {n} scrape(s) in flight");
+    }
+    let left = in_flight.wait_idle();
+    if left > 0 {
+        log::warn!("stopping with {left} scrape(s) still running past their deadlines");
+    }
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,422 @@
+//! One scrape: check the request the proxy handed out, perform it against the local target
+//! within its deadline, and push the result (or the reason it failed) back.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pushprox_protocol::{
+    parse_scrape_timeout, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER,
+    SCRAPE_TIMEOUT_HEADER,
+};
+use ureq::Agent;
+
+use crate::metrics::{Metrics, Outcome};
+use crate::push::{self, ProxyLink, PushError};
+
+/// What every scrape thread shares.
+pub struct ScrapeContext {
+    /// The FQDN this client serves; targets on other hosts are refused.
+    pub fqdn: String,
+    /// The agent for targets: no proxy, statuses are not errors, nothing decompressed.
+    pub agent: Agent,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a scrape produced no response of the target; the text becomes the body of the 500
+/// pushed in its place, so Prometheus shows it.
+#[derive(Debug)]
+pub enum ScrapeError {
+    /// The target's host is not our FQDN.
+    WrongHost { asked: String, fqdn: String },
+    /// The URL is not an absolute http(s) URL.
+    BadUrl(ProtocolError),
+    /// `_scheme` is neither `http` nor `https`.
+    BadScheme(String),
+    /// No `X-Prometheus-Scrape-Timeout-Seconds` header.
+    MissingDeadline,
+    /// An `X-Prometheus-Scrape-Timeout-Seconds` that is not a number of seconds.
+    BadDeadline(ProtocolError),
+    /// The scraper's headers cannot be sent as they are.
+    BadRequest { url: String, reason: String },
+    /// The deadline passed before the target answered.
+    Timeout { url: String, timeout: Duration },
+    /// The target could not be reached or answered something that is not HTTP.
+    Target { url: String, error: ureq::Error },
+    /// The target broke off its response body.
+    Body { url: String, error: std::io::Error },
+}
+
+impl ScrapeError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            ScrapeError::WrongHost { .. }
+            | ScrapeError::BadUrl(_)
+            | ScrapeError::BadScheme(_)
+            | ScrapeError::MissingDeadline
+            | ScrapeError::BadDeadline(_)
+            | ScrapeError::BadRequest { .. } => Outcome::Refused,
+            ScrapeError::Timeout { .. } => Outcome::Timeout,
+            ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
+        }
+    }
+}
+
+impl fmt::Display for ScrapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScrapeError::WrongHost { asked, fqdn } => write!(
+                f,
+                "scrape refused: the target host is \"{asked}\" but this pushprox-client serves \
+                 \"{fqdn}\"; its --fqdn must match the host of the Prometheus target"
+            ),
+            ScrapeError::BadUrl(e) => write!(f, "scrape refused: {e}"),
+            ScrapeError::BadScheme(s) => write!(
+                f,
+                "scrape refused: _scheme=\"{s}\" is neither http nor https"
+            ),
+            ScrapeError::MissingDeadline => write!(
+                f,
+                "scrape refused: the request has no {SCRAPE_TIMEOUT_HEADER} header, so it has no \
+                 deadline; Prometheus always sends it, other scrapers must add it \
+                 (e.g. curl -H '{SCRAPE_TIMEOUT_HEADER}: 10')"
+            ),
+            ScrapeError::BadDeadline(e) => write!(f, "scrape refused: {e}"),
+            ScrapeError::BadRequest { url, reason } => {
+                write!(f, "scrape of {url} refused: {reason}")
+            }
+            ScrapeError::Timeout { url, timeout } => write!(
+                f,
+                "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
+                pushprox_protocol::format_scrape_timeout(*timeout)
+            ),
+            ScrapeError::Target { url, error } => write!(f, "scrape of {url} failed: {error}"),
+            ScrapeError::Body { url, error } => {
+                write!(f, "scrape of {url} failed while reading the body: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ScrapeError {}
+
+/// A scrape request checked and turned into what is sent to the target.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub method: String,
+    /// The URL to request, with `_scheme` applied and removed.
+    pub url: String,
+    /// The scraper's headers minus those meant for the proxy hop.
+    pub headers: Vec<(String, String)>,
+    /// From `X-Prometheus-Scrape-Timeout-Seconds`.
+    pub timeout: Duration,
+}
+
+/// Checks the request against our FQDN and its deadline header.
+pub fn prepare(request: &ScrapeRequest, fqdn: &str) -> Result<Prepared, ScrapeError> {
+    let target = request.target().map_err(ScrapeError::BadUrl)?;
+    if !same_host(&target.host, fqdn) {
+        return Err(ScrapeError::WrongHost {
+            asked: target.host,
+            fqdn: fqdn.to_string(),
+        });
+    }
+    let timeout = request
+        .headers
+        .get(SCRAPE_TIMEOUT_HEADER)
+        .ok_or(ScrapeError::MissingDeadline)
+        .and_then(|v| parse_scrape_timeout(v).map_err(ScrapeError::BadDeadline))?;
+    Ok(Prepared {
+        method: request.method.clone(),
+        url: target_url(&request.url)?,
+        headers: forwarded_headers(request),
+        timeout,
+    })
+}
+
+fn same_host(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// The URL to request: `_scheme=https` (or `http`) in the query picks the scheme and is
+/// removed; the other parameters stay as they were, in order.
+pub fn target_url(url: &str) -> Result<String, ScrapeError> {
+    let bad = || ScrapeError::BadUrl(ProtocolError::MalformedUrl(url.to_string()));
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let rest = rest.split('#').next().unwrap_or("");
+    let (base, query) = match rest.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (rest, None),
+    };
+    let mut scheme = scheme.to_ascii_lowercase();
+    let mut kept = Vec::new();
+    for param in query.unwrap_or("").split('&') {
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        if key == "_scheme" {
+            match value {
+                "http" | "https" => scheme = value.to_string(),
+                other => return Err(ScrapeError::BadScheme(other.to_string())),
+            }
+        } else if !param.is_empty() {
+            kept.push(param);
+        }
+    }
+    let slash = if base.contains('/') { "" } else { "/" };
+    let mut out = format!("{scheme}://{base}{slash}");
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    Ok(out)
+}
+
+/// Headers for the proxy hop (framing, connection, proxy credentials) and ours (`Id`) are not
+/// sent on; `Host` comes from the URL.
+const NOT_FORWARDED: &[&str] = &["Host", ID_HEADER, "Proxy-Authorization", "TE"];
+
+/// The scraper's headers to send to the target.
+pub fn forwarded_headers(request: &ScrapeRequest) -> Vec<(String, String)> {
+    request
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            !HOP_BY_HOP
+                .iter()
+                .chain(NOT_FORWARDED)
+                .any(|h| h.eq_ignore_ascii_case(name))
+        })
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Performs the scrape; the response's body is still to be read, within the same deadline.
+fn perform(
+    agent: &Agent,
+    prepared: &Prepared,
+    deadline: Instant,
+) -> Result<ureq::http::Response<ureq::Body>, ScrapeError> {
+    let mut builder = ureq::http::Request::builder()
+        .method(prepared.method.as_str())
+        .uri(prepared.url.as_str());
+    for (name, value) in &prepared.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let request = builder.body(()).map_err(|e| ScrapeError::BadRequest {
+        url: prepared.url.clone(),
+        reason: e.to_string(),
+    })?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let request = agent
+        .configure_request(request)
+        .timeout_global(Some(remaining))
+        .build();
+    agent.run(request).map_err(|error| {
+        if matches!(error, ureq::Error::Timeout(_)) || Instant::now() >= deadline {
+            ScrapeError::Timeout {
+                url: prepared.url.clone(),
+                timeout: prepared.timeout,
+            }
+        } else {
+            ScrapeError::Target {
+                url: prepared.url.clone(),
+                error,
+            }
+        }
+    })
+}
+
+/// Handles one scrape request from `link`'s proxy, from checks to push. `received` is when the
+/// poll answer arrived: the deadline counts from there.
+pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, received: Instant) {
+    let fqdn = &ctx.fqdn;
+    let Some(id) = request.id().map(str::to_string) else {
+        log::warn!(
+            "fqdn={fqdn} scrape_id=none proxy={} url={}: scrape request without an {ID_HEADER} header, so its result cannot be pushed; dropped",
+            link.url,
+            request.url
+        );
+        ctx.metrics.scrape_done(Outcome::Refused);
+        return;
+    };
+    let result = match prepare(&request, fqdn) {
+        Ok(prepared) => {
+            let deadline = received + prepared.timeout;
+            log::debug!(
+                "fqdn={fqdn} scrape_id={id} scraping {} {} timeout={}s",
+                prepared.method,
+                prepared.url,
+                pushprox_protocol::format_scrape_timeout(prepared.timeout)
+            );
+            scrape_and_push(ctx, link, &id, &prepared, deadline)
+        }
+        Err(e) => Err((e, received + push::ERROR_PUSH_WINDOW)),
+    };
+    let (error, deadline) = match result {
+        Ok(()) => return,
+        Err(failure) => failure,
+    };
+    let outcome = error.outcome();
+    ctx.metrics.scrape_done(outcome);
+    match outcome {
+        Outcome::Refused => log::warn!("fqdn={fqdn} scrape_id={id} {error}"),
+        _ => log::info!("fqdn={fqdn} scrape_id={id} {error}"),
+    }
+    match push::push_error(link, &id, &error.to_string(), deadline) {
+        Ok(()) => log::debug!("fqdn={fqdn} scrape_id={id} pushed the 500 for the failed scrape"),
+        Err(e) => {
+            ctx.metrics.push_failed();
+            log::warn!(
+                "fqdn={fqdn} scrape_id={id} push of the failed scrape's 500 to {} failed: {e}",
+                link.url
+            );
+        }
+    }
+}
+
+/// Scrapes and pushes the response. A failure of the scrape itself is returned (with the
+/// deadline that applies to pushing its 500); push failures are logged and counted here.
+fn scrape_and_push(
+    ctx: &ScrapeContext,
+    link: &ProxyLink,
+    id: &str,
+    prepared: &Prepared,
+    deadline: Instant,
+) -> Result<(), (ScrapeError, Instant)> {
+    let fqdn = &ctx.fqdn;
+    let response = perform(&ctx.agent, prepared, deadline).map_err(|e| (e, deadline))?;
+    let status = response.status().as_u16();
+    let started = Instant::now();
+    match push::push_response(link, id, response, deadline) {
+        Ok(bytes) => {
+            ctx.metrics.scrape_done(Outcome::Success);
+            log::debug!(
+                "fqdn={fqdn} scrape_id={id} pushed status={status} body_bytes={bytes} in {:?}",
+                started.elapsed()
+            );
+            Ok(())
+        }
+        Err(PushError::Source(error)) => {
+            let failure =
+                if Instant::now() >= deadline || error.kind() == std::io::ErrorKind::TimedOut {
+                    ScrapeError::Timeout {
+                        url: prepared.url.clone(),
+                        timeout: prepared.timeout,
+                    }
+                } else {
+                    ScrapeError::Body {
+                        url: prepared.url.clone(),
+                        error,
+                    }
+                };
+            // The proxy got a truncated push and still waits for this id: a 500 may reach it.
+            Err((failure, Instant::now() + push::ERROR_PUSH_WINDOW))
+        }
+        Err(e) => {
+            ctx.metrics.scrape_done(Outcome::Success);
+            ctx.metrics.push_failed();
+            log::warn!(
+                "fqdn={fqdn} scrape_id={id} push of the scrape result to {} failed: {e}",
+                link.url
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> ScrapeRequest {
+        ScrapeRequest::from_bytes(text.as_bytes(), 64 * 1024).unwrap()
+    }
+
+    #[test]
+    fn scheme_parameter_picks_https_and_is_removed() {
+        let cases = [
+            ("http://h:9100/metrics", "http://h:9100/metrics"),
+            (
+                "http://h:9100/metrics?_scheme=https",
+                "https://h:9100/metrics",
+            ),
+            (
+                "http://h:9100/probe?target=x&_scheme=https&module=http_2xx",
+                "https://h:9100/probe?target=x&module=http_2xx",
+            ),
+            ("https://h/metrics?_scheme=http", "http://h/metrics"),
+            ("http://h:9100?_scheme=https", "https://h:9100/"),
+            ("HTTP://h/m?a=1&&b=2#frag", "http://h/m?a=1&b=2"),
+            // A parameter whose name merely contains _scheme is kept.
+            ("http://h/m?x_scheme=https", "http://h/m?x_scheme=https"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(target_url(url).unwrap(), want, "{url}");
+        }
+        assert!(matches!(
+            target_url("http://h/m?_scheme=ftp"),
+            Err(ScrapeError::BadScheme(s)) if s == "ftp"
+        ));
+    }
+
+    #[test]
+    fn proxy_hop_headers_are_not_forwarded() {
+        let req = request(
+            "GET http://node1:9100/metrics HTTP/1.1\r\n\
+             Host: node1:9100\r\n\
+             User-Agent: Prometheus/2.42.0\r\n\
+             Accept-Encoding: gzip\r\n\
+             Id: 1234\r\n\
+             Connection: close\r\n\
+             Proxy-Authorization: Basic eA==\r\n\
+             Content-Length: 0\r\n\
+             X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
+        );
+        let names: Vec<String> = forwarded_headers(&req)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "User-Agent",
+                "Accept-Encoding",
+                "X-Prometheus-Scrape-Timeout-Seconds"
+            ]
+        );
+    }
+
+    #[test]
+    fn host_must_be_our_fqdn() {
+        let req = request(
+            "GET http://Other.Example:9100/metrics HTTP/1.1\r\nId: 1\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
+        );
+        let err = prepare(&req, "node1.example").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("other.example") && text.contains("node1.example"),
+            "{text}"
+        );
+        assert!(text.contains("--fqdn"), "{text}");
+        assert_eq!(err.outcome(), Outcome::Refused);
+
+        let ok = prepare(&req, "OTHER.example.").unwrap();
+        assert_eq!(ok.url, "http://Other.Example:9100/metrics");
+        assert_eq!(ok.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn deadline_header_is_required() {
+        let req = request("GET http://h:9100/metrics HTTP/1.1\r\nId: 1\r\n\r\n");
+        let err = prepare(&req, "h").unwrap_err();
+        assert!(matches!(err, ScrapeError::MissingDeadline));
+        assert!(err.to_string().contains(SCRAPE_TIMEOUT_HEADER));
+        let req = request(
+            "GET http://h:9100/metrics HTTP/1.1\r\nX-Prometheus-Scrape-Timeout-Seconds: soon\r\n\r\n",
+        );
+        assert!(matches!(
+            prepare(&req, "h"),
+            Err(ScrapeError::BadDeadline(_))
+        ));
+    }
+}

@@ -1,0 +1,682 @@
+//! Integration tests: the real `pushprox-client` binary against a fake proxy and a fake target,
+//! both tiny servers on loopback in this process. Every wait is bounded; children are killed
+//! on drop.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pushprox_protocol::{BodyReader, Framing, Headers, Response};
+
+/// Upper bound of every wait in these tests.
+const WAIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// The fake proxy
+
+/// What the fake proxy saw.
+#[derive(Debug)]
+enum Event {
+    Poll { body: Vec<u8>, at: Instant },
+    Push { body: Vec<u8> },
+}
+
+/// Answers polls from a script of raw HTTP responses (then holds them), captures pushes.
+struct FakeProxy {
+    addr: SocketAddr,
+    events: Receiver<Event>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeProxy {
+    fn start(poll_answers: Vec<Vec<u8>>) -> FakeProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, events) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(VecDeque::from(poll_answers)));
+        let stop2 = Arc::clone(&stop);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let (tx, answers, stop) = (tx.clone(), Arc::clone(&answers), Arc::clone(&stop2));
+                thread::spawn(move || serve_proxy_connection(conn, &tx, &answers, &stop));
+            }
+        });
+        FakeProxy { addr, events, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    fn next_event(&self) -> Event {
+        self.events
+            .recv_timeout(WAIT)
+            .expect("no poll or push reached the fake proxy in time")
+    }
+
+    fn next_push(&self) -> Vec<u8> {
+        let until = Instant::now() + WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Push { body }) => return body,
+                Ok(Event::Poll { .. }) => continue,
+                Err(_) => panic!("no push reached the fake proxy within {WAIT:?}"),
+            }
+        }
+    }
+
+    fn next_poll(&self) -> (Vec<u8>, Instant) {
+        match self.next_event() {
+            Event::Poll { body, at } => (body, at),
+            other => panic!("expected a poll, got {other:?}"),
+        }
+    }
+}
+
+impl Drop for FakeProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+struct RequestHead {
+    method: String,
+    path: String,
+    headers: Headers,
+}
+
+fn read_request_head(r: &mut impl BufRead) -> Option<RequestHead> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Headers::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (n, v) = line.split_once(':')?;
+        headers.append(n.trim(), v.trim());
+    }
+    Some(RequestHead {
+        method,
+        path,
+        headers,
+    })
+}
+
+fn serve_proxy_connection(
+    conn: TcpStream,
+    events: &Sender<Event>,
+    answers: &Mutex<VecDeque<Vec<u8>>>,
+    stop: &AtomicBool,
+) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    while let Some(head) = read_request_head(&mut reader) {
+        let framing = Framing::of_response(&head.headers).unwrap_or(Framing::Length(0));
+        let framing = match framing {
+            Framing::UntilEof => Framing::Length(0),
+            f => f,
+        };
+        let mut body = Vec::new();
+        if BodyReader::new(&mut reader, framing, None)
+            .read_to_end(&mut body)
+            .is_err()
+        {
+            return;
+        }
+        assert_eq!(head.method, "POST", "{}", head.path);
+        let answer = match head.path.as_str() {
+            "/poll" => {
+                let _ = events.send(Event::Poll {
+                    body,
+                    at: Instant::now(),
+                });
+                let scripted = answers.lock().unwrap().pop_front();
+                match scripted {
+                    Some(a) => a,
+                    None => {
+                        // Hold the poll, as a proxy without scrapes does.
+                        let until = Instant::now() + Duration::from_secs(20);
+                        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                            thread::sleep(Duration::from_millis(20));
+                        }
+                        http_response(408, "text/plain", b"poll held too long")
+                    }
+                }
+            }
+            "/push" => {
+                let _ = events.send(Event::Push { body });
+                http_response(200, "text/plain", b"")
+            }
+            _ => http_response(404, "text/plain", b"not found"),
+        };
+        if writer.write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        pushprox_protocol::reason_phrase(status),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A poll answer handing out a scrape of `url`, in proxy form.
+fn scrape_answer(url: &str, id: &str, timeout: Option<&str>) -> Vec<u8> {
+    let host = url.split("://").nth(1).unwrap().split('/').next().unwrap();
+    let mut req = format!(
+        "GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Prometheus/2.42.0\r\n\
+         Accept: text/plain;version=0.0.4\r\nAccept-Encoding: gzip\r\nId: {id}\r\n"
+    );
+    if let Some(t) = timeout {
+        req.push_str(&format!("X-Prometheus-Scrape-Timeout-Seconds: {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    http_response(200, "text/plain", req.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fake target
+
+/// Answers every connection with the same bytes, optionally after a delay, and reports the
+/// request heads it got.
+struct FakeTarget {
+    addr: SocketAddr,
+    requests: Receiver<String>,
+}
+
+impl FakeTarget {
+    fn start(response: Vec<u8>, delay: Duration) -> FakeTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, requests) = mpsc::channel();
+        let response = Arc::new(response);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (tx, response) = (tx.clone(), Arc::clone(&response));
+                thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(WAIT));
+                    let mut head = Vec::new();
+                    let mut byte = [0u8];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match conn.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                    thread::sleep(delay);
+                    let _ = conn.write_all(&response);
+                });
+            }
+        });
+        FakeTarget { addr, requests }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
+    fn next_request(&self) -> String {
+        self.requests
+            .recv_timeout(WAIT)
+            .expect("the target got no request in time")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client process
+
+/// The running binary; killed on drop. Its stderr is collected line by line.
+struct ClientProcess {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl ClientProcess {
+    fn start(args: &[&str]) -> ClientProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pushprox-client"))
+            .args(args)
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        ClientProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A client with the usual flags for `proxy`, FQDN 127.0.0.1 and any free metrics port.
+    fn for_proxy(proxy: &FakeProxy, extra: &[&str]) -> ClientProcess {
+        let url = proxy.url();
+        let mut args = vec![
+            "--proxy-url",
+            &url,
+            "--fqdn",
+            "127.0.0.1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--log.level",
+            "debug",
+        ];
+        args.extend_from_slice(extra);
+        ClientProcess::start(&args)
+    }
+
+    /// Waits for a log line that satisfies `pred`, and returns it.
+    fn wait_for_log(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
+            return line.clone();
+        }
+        let until = Instant::now() + WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line {what} within {WAIT:?}; stderr so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "the client did not exit within {WAIT:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// All of stderr, once the process has exited.
+    fn stderr_after_exit(&mut self) -> String {
+        while let Ok(line) = self.lines.recv_timeout(WAIT) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// The metrics port, from the start-up log line.
+    fn metrics_addr(&mut self) -> String {
+        let line = self.wait_for_log("serving metrics", |l| l.contains("serving metrics on"));
+        let url = line.split("http://").nth(1).unwrap();
+        url.trim_end_matches("/metrics").to_string()
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(WAIT)).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn parse_push(bytes: &[u8]) -> Response {
+    Response::from_bytes(bytes, 64 * 1024, None).unwrap_or_else(|e| {
+        panic!(
+            "push body is not an HTTP response ({e}): {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+        )
+    })
+}
+
+/// The push's head as text, with the varying remaining-time value replaced by `*`.
+fn push_head_text(bytes: &[u8]) -> String {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    String::from_utf8(bytes[..end].to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("X-Prometheus-Scrape-Timeout: ") {
+                "X-Prometheus-Scrape-Timeout: *".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn scrape_result_is_pushed_with_status_id_and_identical_body() {
+    let body = b"# HELP up test\n# TYPE up gauge\nup 1\n";
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(body);
+    let target = FakeTarget::start(response, Duration::ZERO);
+    let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-1", Some("5"))]);
+    let _client = ClientProcess::for_proxy(&proxy, &[]);
+
+    let (poll_body, _) = proxy.next_poll();
+    assert_eq!(poll_body, b"127.0.0.1");
+
+    let seen = target.next_request();
+    assert!(seen.starts_with("GET /metrics HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.contains("accept-encoding: gzip\r\n"), "{seen}");
+    assert!(seen.contains("user-agent: Prometheus/2.42.0\r\n"), "{seen}");
+    assert!(!seen.to_ascii_lowercase().contains("\r\nid:"), "{seen}");
+
+    let push = proxy.next_push();
+    assert_eq!(
+        push_head_text(&push),
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nId: id-1\r\n\
+             X-Prometheus-Scrape-Timeout: *\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    );
+    assert!(push.ends_with(body));
+    assert_eq!(parse_push(&push).body, body);
+}
+
+#[test]
+fn gzip_body_of_unknown_length_is_pushed_chunked_and_untouched() {
+    // gzip magic, then bytes that look like framing, and enough of them for several chunks.
+    let mut body = vec![0x1f, 0x8b, 0x08, 0x00, b'\r', b'\n', b'0', b'\r', b'\n', 0];
+    body.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8));
+    let mut response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                         Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .to_vec();
+    for part in body.chunks(7000) {
+        response.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        response.extend_from_slice(part);
+        response.extend_from_slice(b"\r\n");
+    }
+    response.extend_from_slice(b"0\r\n\r\n");
+    let target = FakeTarget::start(response, Duration::ZERO);
+    let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-gz", Some("5"))]);
+    let _client = ClientProcess::for_proxy(&proxy, &[]);
+
+    let push = proxy.next_push();
+    assert_eq!(
+        push_head_text(&push),
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Encoding: gzip\r\n\
+         Id: id-gz\r\nX-Prometheus-Scrape-Timeout: *\r\nTransfer-Encoding: chunked\r\n"
+    );
+    let parsed = parse_push(&push);
+    assert_eq!(parsed.head.status, 200);
+    assert!(parsed.body == body, "the body changed on the way");
+}
+
+#[test]
+fn poll_answered_408_is_followed_by_an_immediate_repoll() {
+    let proxy = FakeProxy::start(vec![http_response(408, "text/plain", b"superseded")]);
+    // A back-off would wait 5 s: a quick second poll shows there was none.
+    let _client = ClientProcess::for_proxy(&proxy, &["--proxy.retry.initial-wait", "5s"]);
+    let (_, first) = proxy.next_poll();
+    let (_, second) = proxy.next_poll();
+    assert!(
+        second - first < Duration::from_secs(1),
+        "second poll came {:?} after the first",
+        second - first
+    );
+}
+
+#[test]
+fn html_502_poll_answer_is_logged_with_status_type_and_body() {
+    let page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\r\n";
+    let proxy = FakeProxy::start(vec![http_response(502, "text/html", page)]);
+    let mut client = ClientProcess::for_proxy(&proxy, &[]);
+    let line = client.wait_for_log("about the 502", |l| l.contains("502"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("<html"), "{line}");
+    assert!(line.contains("text/html"), "{line}");
+    assert!(line.contains(&proxy.addr.to_string()), "{line}");
+    assert!(!line.contains('\r'), "{line:?}");
+}
+
+#[test]
+fn wrong_host_is_answered_with_a_500_naming_the_fqdn() {
+    let proxy = FakeProxy::start(vec![scrape_answer(
+        "http://other.example:9100/metrics",
+        "id-host",
+        Some("5"),
+    )]);
+    let mut client = ClientProcess::for_proxy(&proxy, &[]);
+    let push = parse_push(&proxy.next_push());
+    assert_eq!(push.head.status, 500);
+    assert_eq!(push.head.headers.get("Id"), Some("id-host"));
+    let text = String::from_utf8(push.body).unwrap();
+    assert!(text.contains("other.example"), "{text}");
+    assert!(text.contains("\"127.0.0.1\""), "{text}");
+    assert!(text.contains("--fqdn"), "{text}");
+
+    let metrics = http_get(&client.metrics_addr(), "/metrics");
+    assert!(
+        metrics.contains("pushprox_client_scrapes_total{outcome=\"refused\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pushprox_client_scrape_errors_total 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn unreachable_target_is_answered_with_a_500() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let proxy = FakeProxy::start(vec![scrape_answer(&url, "id-down", Some("5"))]);
+    let mut client = ClientProcess::for_proxy(&proxy, &[]);
+    let push = parse_push(&proxy.next_push());
+    assert_eq!(push.head.status, 500);
+    assert_eq!(push.head.headers.get("Id"), Some("id-down"));
+    let text = String::from_utf8(push.body).unwrap();
+    assert!(text.contains(&url) && text.contains("refused"), "{text}");
+    let metrics = http_get(&client.metrics_addr(), "/metrics");
+    assert!(
+        metrics.contains("pushprox_client_scrapes_total{outcome=\"target_error\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn missing_deadline_header_is_answered_with_a_500() {
+    let target = FakeTarget::start(http_response(200, "text/plain", b"up 1\n"), Duration::ZERO);
+    let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-nodl", None)]);
+    let _client = ClientProcess::for_proxy(&proxy, &[]);
+    let push = parse_push(&proxy.next_push());
+    assert_eq!(push.head.status, 500);
+    let text = String::from_utf8(push.body).unwrap();
+    assert!(
+        text.contains("X-Prometheus-Scrape-Timeout-Seconds"),
+        "{text}"
+    );
+}
+
+#[test]
+fn slow_target_is_answered_with_a_500_at_the_deadline() {
+    let target = FakeTarget::start(
+        http_response(200, "text/plain", b"up 1\n"),
+        Duration::from_secs(3),
+    );
+    let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-slow", Some("0.5"))]);
+    let _client = ClientProcess::for_proxy(&proxy, &[]);
+    let started = Instant::now();
+    let push = parse_push(&proxy.next_push());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(push.head.status, 500);
+    let text = String::from_utf8(push.body).unwrap();
+    assert!(text.contains("timed out"), "{text}");
+}
+
+#[test]
+fn sigterm_lets_the_scrape_in_flight_finish_and_exits_0() {
+    let target = FakeTarget::start(
+        http_response(200, "text/plain", b"up 1\n"),
+        Duration::from_millis(1500),
+    );
+    let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-term", Some("5"))]);
+    let mut client = ClientProcess::for_proxy(&proxy, &[]);
+    target.next_request();
+    let killed = Command::new("kill")
+        .args(["-TERM", &client.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let push = parse_push(&proxy.next_push());
+    assert_eq!(push.head.status, 200);
+    assert_eq!(push.body, b"up 1\n");
+    let status = client.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", client.stderr_after_exit());
+}
+
+#[test]
+fn metrics_and_health_endpoints_answer() {
+    let proxy = FakeProxy::start(vec![]);
+    let mut client = ClientProcess::for_proxy(&proxy, &[]);
+    let addr = client.metrics_addr();
+    let health = http_get(&addr, "/-/healthy");
+    assert!(
+        health.starts_with("HTTP/1.0 200") && health.ends_with("\r\n\r\nOK"),
+        "{health}"
+    );
+    let metrics = http_get(&addr, "/metrics");
+    assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "pushprox_client_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{metrics}"
+    );
+    assert!(http_get(&addr, "/nope").starts_with("HTTP/1.0 404"));
+}
+
+#[test]
+fn second_copy_with_the_same_lock_file_exits_0() {
+    let lock = std::env::temp_dir().join(format!("pushprox-client-it-{}.lock", std::process::id()));
+    let lock = lock.to_str().unwrap();
+    let proxy = FakeProxy::start(vec![]);
+    let mut first = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
+    first.wait_for_log("at start", |l| l.contains("starting pushprox-client"));
+    let mut second = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
+    let status = second.wait_exit();
+    let stderr = second.stderr_after_exit();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("another pushprox-client holds"), "{stderr}");
+    drop(first);
+    let _ = std::fs::remove_file(lock);
+}
+
+#[test]
+fn bad_retry_max_wait_exits_2_naming_the_flag() {
+    let mut client = ClientProcess::start(&[
+        "--proxy-url",
+        "http://127.0.0.1:1/",
+        "--proxy.retry.max-wait",
+        "5",
+    ]);
+    let status = client.wait_exit();
+    let stderr = client.stderr_after_exit();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--proxy.retry.max-wait"), "{stderr}");
+    assert!(stderr.contains("15s"), "{stderr}");
+}
+
+#[test]
+fn unbindable_metrics_address_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut client = ClientProcess::start(&[
+        "--proxy-url",
+        "http://127.0.0.1:1/",
+        "--metrics-addr",
+        &addr,
+    ]);
+    let status = client.wait_exit();
+    let stderr = client.stderr_after_exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&addr) && stderr.contains("in use"),
+        "{stderr}"
+    );
+}
