@@ -1,7 +1,9 @@
 //! TLS settings of the agents: `--tls.cacert` roots and the `--tls.cert`/`--tls.key` client
 //! certificate, for the proxy connection and for https scrapes alike.
 
+use std::net::TcpListener;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 
@@ -22,6 +24,73 @@ pub fn tls_config(config: &Config) -> Result<TlsConfig, StartupError> {
         builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     Ok(builder.build())
+}
+
+/// Name of the thread that performs [`check_client_cert`]; a panic there is about the files.
+pub const CHECK_THREAD: &str = "tls-check";
+
+/// `--tls.cert FILE with --tls.key FILE`, for the panic hook's message.
+pub static CHECKED_FILES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// ureq builds its rustls configuration at the first TLS connection and panics, instead of
+/// returning an error, when the client certificate does not fit its key (a v1 certificate, a
+/// key of another certificate, an unsupported key type). Build it now, with a connection to a
+/// socket of our own, so that a bad pair stops the start with a message instead of killing a
+/// poll later. The panic hook turns the panic into that message and exit 1.
+pub fn check_client_cert(config: &Config, tls: &TlsConfig) -> Result<(), StartupError> {
+    if tls.client_cert().is_none() {
+        return Ok(());
+    }
+    let _ = CHECKED_FILES.set(format!(
+        "--tls.cert {} with --tls.key {}",
+        config
+            .tls_cert
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .display(),
+        config.tls_key.as_deref().unwrap_or(Path::new("")).display()
+    ));
+    let failed = |reason: String| StartupError::TlsFile {
+        flag: "--tls.cert",
+        path: config.tls_cert.clone().unwrap_or_default(),
+        reason,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| failed(format!("cannot check it against a local socket: {e}")))?;
+    let url = match listener.local_addr() {
+        Ok(addr) => format!("https://{addr}/"),
+        Err(e) => {
+            return Err(failed(format!(
+                "cannot check it against a local socket: {e}"
+            )))
+        }
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls.clone())
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .new_agent();
+    let probe = std::thread::Builder::new()
+        .name(CHECK_THREAD.into())
+        .stack_size(crate::run::THREAD_STACK)
+        .spawn(move || {
+            // The handshake fails (we hang up); only the configuration matters.
+            let _ = agent.get(url).call();
+        })
+        .map_err(|e| failed(format!("cannot start the check: {e}")))?;
+    // Accept the probe's connection and hang up at once, so its handshake ends quickly.
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until && !probe.is_finished() {
+        match listener.accept() {
+            Ok((conn, _)) => drop(conn),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    probe
+        .join()
+        .map_err(|_| failed("the TLS library refused the certificate and key".into()))
 }
 
 fn pem_items(flag: &'static str, path: &Path) -> Result<Vec<PemItem<'static>>, StartupError> {

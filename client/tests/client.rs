@@ -680,3 +680,243 @@ fn unbindable_metrics_address_exits_1() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS, with certificates and a server from the openssl command line (skipped without it)
+
+/// A CA, a server certificate for 127.0.0.1 and a v3 client certificate, in a fresh directory.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn make(name: &str) -> Option<Pki> {
+        let dir =
+            std::env::temp_dir().join(format!("pushprox-client-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("server.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+        std::fs::write(dir.join("metrics"), "up 1\n").unwrap();
+        let steps: &[&[&str]] = &[
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test-ca",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.cnf",
+            ],
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=client",
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "client.cnf",
+            ],
+            // Without -extfile, openssl makes a v1 certificate, which rustls refuses.
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client-v1.pem",
+                "-days",
+                "2",
+            ],
+        ];
+        for args in steps {
+            let ok = Command::new("openssl")
+                .args(*args)
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                eprintln!(
+                    "skipped: `openssl {}` failed or openssl is missing",
+                    args.join(" ")
+                );
+                return None;
+            }
+        }
+        Some(Pki { dir })
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A child process killed on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `openssl s_server -WWW` serving the PKI directory over TLS, requiring a client certificate.
+fn start_tls_target(pki: &Pki) -> (ChildGuard, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-Verify", "1"])
+        .args(["-accept", &format!("127.0.0.1:{port}")])
+        .args([
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-CAfile",
+            "ca.pem",
+        ])
+        .current_dir(&pki.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(server);
+    let until = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "openssl s_server did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    (guard, port)
+}
+
+#[test]
+fn https_scrape_with_scheme_parameter_and_client_certificate() {
+    let Some(pki) = Pki::make("https") else {
+        return;
+    };
+    let (_server, port) = start_tls_target(&pki);
+    let url = format!("http://127.0.0.1:{port}/metrics?_scheme=https");
+    let proxy = FakeProxy::start(vec![scrape_answer(&url, "id-tls", Some("5"))]);
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let _client = ClientProcess::for_proxy(
+        &proxy,
+        &["--tls.cacert", &ca, "--tls.cert", &cert, "--tls.key", &key],
+    );
+    let push = parse_push(&proxy.next_push());
+    assert_eq!(
+        (
+            push.head.status,
+            String::from_utf8_lossy(&push.body).as_ref()
+        ),
+        (200, "up 1\n")
+    );
+}
+
+#[test]
+fn v1_client_certificate_stops_the_start_with_exit_1() {
+    let Some(pki) = Pki::make("v1") else { return };
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client-v1.pem"),
+        pki.path("client.key"),
+    );
+    let mut client = ClientProcess::start(&[
+        "--proxy-url",
+        "https://127.0.0.1:1/",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--tls.cacert",
+        &ca,
+        "--tls.cert",
+        &cert,
+        "--tls.key",
+        &key,
+    ]);
+    let status = client.wait_exit();
+    let stderr = client.stderr_after_exit();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&cert) && stderr.contains("v3"), "{stderr}");
+}
