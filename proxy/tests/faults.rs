@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::Arc;
+use std::io::{BufReader, Write};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -141,9 +141,14 @@ fn five_hundred_concurrent_scrapes_over_fifty_clients_cross_nothing() {
         .flat_map(|s| s.join().expect("scraper thread"))
         .collect();
     let took = started.elapsed();
+    let seen: String = targets
+        .iter()
+        .filter(|t| wrong.iter().any(|w| w.contains(&t.url(""))))
+        .map(Target::events)
+        .collect();
     assert!(
         wrong.is_empty(),
-        "{} of 500 scrapes went wrong (in {took:?}):\n{}",
+        "{} of 500 scrapes went wrong (in {took:?}):\n{}\n{seen}",
         wrong.len(),
         wrong.join("\n")
     );
@@ -228,5 +233,65 @@ fn target_stalling_past_the_deadline_gives_the_scraper_an_error_by_then() {
         r.took >= Duration::from_secs(1) && r.took < Duration::from_secs(2),
         "answered after {:?}, deadline 1s",
         r.took
+    );
+}
+
+/// Clients keep their connections to the proxy open between requests (HTTP keep-alive), and
+/// many connect at once after a restart or at a scrape interval: every connection of a burst
+/// must be served at once, whatever the others do.
+#[test]
+fn burst_of_keep_alive_connections_is_served_without_delay() {
+    let proxy = Proxy::start(&[]);
+    let port = proxy.port;
+    const CONNECTIONS: usize = 40;
+    let mut slow = Vec::new();
+    for round in 0..5 {
+        let start = Arc::new(Barrier::new(CONNECTIONS));
+        let done = Arc::new(Barrier::new(CONNECTIONS));
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|i| {
+                let (start, done) = (start.clone(), done.clone());
+                thread::spawn(move || {
+                    start.wait();
+                    let sent = Instant::now();
+                    let answer = connect(port).and_then(|mut s| {
+                        s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                            .map_err(|e| e.to_string())?;
+                        let mut reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+                        s.set_read_timeout(Some(Duration::from_secs(3)))
+                            .map_err(|e| e.to_string())?;
+                        let r = read_reply_from(&mut reader, sent);
+                        Ok((r, s))
+                    });
+                    // Keep the connection open, as an HTTP agent's pool does, until every
+                    // connection of the round has its answer.
+                    done.wait();
+                    match answer {
+                        Ok((Ok(r), _open)) if r.status == 200 => None,
+                        Ok((Ok(r), _)) => Some(format!(
+                            "round {round} connection {i}: {} {:?}",
+                            r.status,
+                            r.text()
+                        )),
+                        Ok((Err(e), _)) | Err(e) => {
+                            Some(format!("round {round} connection {i}: {e}"))
+                        }
+                    }
+                })
+            })
+            .collect();
+        slow.extend(
+            workers
+                .into_iter()
+                .filter_map(|w| w.join().expect("worker")),
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        slow.is_empty(),
+        "{} of {} keep-alive connections were not answered within 3s:\n{}",
+        slow.len(),
+        5 * CONNECTIONS,
+        slow.join("\n")
     );
 }

@@ -96,9 +96,10 @@ fn fifty_concurrent_scrapes_over_ten_clients_each_reach_their_own_target() {
     }
     assert!(
         wrong.is_empty(),
-        "{} of 50 scrapes went wrong:\n{}",
+        "{} of 50 scrapes went wrong:\n{}\n{}",
         wrong.len(),
-        wrong.join("\n")
+        wrong.join("\n"),
+        targets.iter().map(Target::events).collect::<String>()
     );
     for t in targets.iter() {
         assert_eq!(t.hits(), 5, "target {} was asked 5 times", t.ip);

@@ -12,9 +12,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use pushprox_protocol::{Headers, Response, DEFAULT_MAX_HEAD};
 
@@ -471,6 +471,24 @@ pub struct Target {
     pub port: u16,
     hits: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    events: Events,
+}
+
+/// What a target saw, with UTC times of day as in the binaries' logs, for failure messages.
+type Events = Arc<Mutex<Vec<String>>>;
+
+fn note(events: &Events, what: String) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (s, micros) = (now.as_secs() % 86_400, now.subsec_micros());
+    let line = format!(
+        "{:02}:{:02}:{:02}.{micros:06} {what}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    );
+    events.lock().unwrap_or_else(|p| p.into_inner()).push(line);
 }
 
 impl Target {
@@ -482,7 +500,13 @@ impl Target {
         let port = listener.local_addr().expect("target address").port();
         let hits = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, s, name) = (hits.clone(), stop.clone(), format!("{ip}:{port}"));
+        let events = Events::default();
+        let (h, s, e, name) = (
+            hits.clone(),
+            stop.clone(),
+            events.clone(),
+            format!("{ip}:{port}"),
+        );
         thread::Builder::new()
             .name(format!("target-{name}"))
             .spawn(move || {
@@ -490,12 +514,18 @@ impl Target {
                     if s.load(Ordering::SeqCst) {
                         return;
                     }
-                    let Ok(conn) = conn else { continue };
-                    let (h, answer, name) = (h.clone(), answer.clone(), name.clone());
+                    let conn = match conn {
+                        Ok(c) => c,
+                        Err(err) => {
+                            note(&e, format!("accept failed: {err}"));
+                            continue;
+                        }
+                    };
+                    let (h, e, answer, name) = (h.clone(), e.clone(), answer.clone(), name.clone());
                     let _ = thread::Builder::new()
                         .name("target-conn".into())
                         .stack_size(128 * 1024)
-                        .spawn(move || serve_target(conn, &name, &h, &answer));
+                        .spawn(move || serve_target(conn, &name, &h, &e, &answer));
                 }
             })
             .expect("cannot start a target thread");
@@ -504,7 +534,19 @@ impl Target {
             port,
             hits,
             stop,
+            events,
         }
+    }
+
+    /// What it saw, one line per event, for failure messages.
+    pub fn events(&self) -> String {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        format!(
+            "--- target {}:{} ---\n{}\n",
+            self.ip,
+            self.port,
+            events.join("\n")
+        )
     }
 
     /// `http://IP:PORT{path}`.
@@ -534,7 +576,11 @@ impl Drop for Target {
     }
 }
 
-fn serve_target(conn: TcpStream, name: &str, hits: &AtomicUsize, answer: &Answer) {
+fn serve_target(conn: TcpStream, name: &str, hits: &AtomicUsize, events: &Events, answer: &Answer) {
+    let peer = conn
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    note(events, format!("accepted from {peer}"));
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(match conn.try_clone() {
@@ -542,19 +588,23 @@ fn serve_target(conn: TcpStream, name: &str, hits: &AtomicUsize, answer: &Answer
         Err(_) => return,
     });
     let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+    match reader.read_line(&mut line) {
+        Ok(0) => return note(events, format!("{peer} closed before a request")),
+        Err(e) => return note(events, format!("{peer} reading the request line: {e}")),
+        Ok(_) => {}
     }
     let path = line.split(' ').nth(1).unwrap_or("").to_string();
     loop {
         let mut header = String::new();
         match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return note(events, format!("{peer} closed within the head of {path}")),
+            Err(e) => return note(events, format!("{peer} reading the head of {path}: {e}")),
             Ok(_) if header.trim_end().is_empty() => break,
             Ok(_) => {}
         }
     }
     let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
+    note(events, format!("{peer} asked for {path} (request {n})"));
     let echo = || {
         let body = format!("target={name} path={path} n={n}\n");
         format!(
@@ -611,8 +661,13 @@ fn serve_target(conn: TcpStream, name: &str, hits: &AtomicUsize, answer: &Answer
         }
     };
     let mut conn = conn;
-    let _ = conn.write_all(&bytes);
-    let _ = conn.flush();
+    match conn.write_all(&bytes).and_then(|()| conn.flush()) {
+        Ok(()) => note(
+            events,
+            format!("{peer} answered {path} ({} bytes)", bytes.len()),
+        ),
+        Err(e) => note(events, format!("{peer} answering {path}: {e}")),
+    }
 }
 
 /// `len` pseudo-random bytes (xorshift), the same for the same seed.
