@@ -128,8 +128,13 @@ impl Flags {
             Some(f) => f,
             None => crate::fqdn::default_fqdn(),
         };
-        let mut proxy_urls = self.proxy_urls;
-        proxy_urls.dedup();
+        // The same proxy twice would only make two polls supersede each other.
+        let mut proxy_urls: Vec<String> = Vec::new();
+        for url in self.proxy_urls {
+            if !proxy_urls.contains(&url) {
+                proxy_urls.push(url);
+            }
+        }
         Config {
             proxy_urls,
             fqdn,

@@ -21,6 +21,12 @@ const BODY_EXCERPT: usize = 80;
 /// with the same FQDN.
 const QUICK_408: Duration = Duration::from_secs(1);
 
+/// A poll with no answer after this is given up and sent again on a new connection. The
+/// proxy may hold polls indefinitely (Go's does), and a NAT or firewall between may drop an
+/// idle connection without telling either end (AWS NAT gateways after 350 s, Azure after
+/// 240 s): without a limit the client would wait on a dead connection for ever.
+const POLL_GIVE_UP: Duration = Duration::from_secs(200);
+
 /// Scrape deadline assumed for shutdown bookkeeping when the header is missing or bad (the
 /// scrape then fails at once anyway).
 const UNKNOWN_DEADLINE: Duration = Duration::from_secs(15);
@@ -61,6 +67,8 @@ enum PollAnswer {
     Scrape(ScrapeRequest),
     /// 408: superseded by a newer poll, or held as long as the proxy holds polls.
     Superseded,
+    /// No answer within [`POLL_GIVE_UP`].
+    GaveUp,
 }
 
 /// Why a poll brought back no scrape request.
@@ -179,6 +187,12 @@ impl Poller {
                     }
                     last_was_quick_408 = quick;
                 }
+                Ok(PollAnswer::GaveUp) => {
+                    last_was_quick_408 = false;
+                    log::debug!(
+                        "fqdn={fqdn} poll of {url} got no answer within {POLL_GIVE_UP:?}; polling again on a new connection"
+                    );
+                }
                 Err(e) => {
                     last_was_quick_408 = false;
                     self.ctx.metrics.poll_failed();
@@ -194,12 +208,21 @@ impl Poller {
     }
 
     fn poll_once(&self) -> Result<PollAnswer, PollError> {
-        let mut answer = self
+        let sent = self
             .link
             .agent
             .post(format!("{}/poll", self.link.url))
-            .send(self.ctx.fqdn.as_bytes())
-            .map_err(PollError::Network)?;
+            .config()
+            .timeout_recv_response(Some(POLL_GIVE_UP))
+            .build()
+            .send(self.ctx.fqdn.as_bytes());
+        let mut answer = match sent {
+            Ok(answer) => answer,
+            Err(ureq::Error::Timeout(ureq::Timeout::RecvResponse)) => {
+                return Ok(PollAnswer::GaveUp)
+            }
+            Err(e) => return Err(PollError::Network(e)),
+        };
         let status = answer.status().as_u16();
         let content_type = answer
             .headers()

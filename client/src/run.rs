@@ -104,6 +104,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             .user_agent(format!("pushprox-client/{}", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
+        log_forward_proxy(&agent, url);
         let poller = Poller {
             link: Arc::new(ProxyLink {
                 url: url.clone(),
@@ -119,6 +120,26 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         })?;
     }
     Ok(in_flight)
+}
+
+/// Says whether `url` is reached through a forward proxy from the environment: a poll that
+/// fails there is otherwise hard to explain.
+fn log_forward_proxy(agent: &Agent, url: &str) {
+    let Some(forward) = agent.config().proxy() else {
+        return;
+    };
+    let direct = url
+        .parse::<ureq::http::Uri>()
+        .is_ok_and(|uri| forward.is_no_proxy(&uri));
+    if direct {
+        log::info!("reaching {url} directly: NO_PROXY exempts it from the forward proxy");
+    } else {
+        log::info!(
+            "reaching {url} through the forward proxy {}:{} (from ALL_PROXY, HTTPS_PROXY or HTTP_PROXY; exempt hosts with NO_PROXY)",
+            forward.host(),
+            forward.port()
+        );
+    }
 }
 
 /// A panic is a bug or a failure we could not catch (ureq panics on a client certificate that

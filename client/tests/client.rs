@@ -66,13 +66,17 @@ impl FakeProxy {
     }
 
     fn next_push(&self) -> Vec<u8> {
-        let until = Instant::now() + WAIT;
+        self.next_push_within(WAIT)
+    }
+
+    fn next_push_within(&self, wait: Duration) -> Vec<u8> {
+        let until = Instant::now() + wait;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(Event::Push { body }) => return body,
                 Ok(Event::Poll { .. }) => continue,
-                Err(_) => panic!("no push reached the fake proxy within {WAIT:?}"),
+                Err(_) => panic!("no push reached the fake proxy within {wait:?}"),
             }
         }
     }
@@ -919,4 +923,90 @@ fn v1_client_certificate_stops_the_start_with_exit_1() {
     let stderr = client.stderr_after_exit();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&cert) && stderr.contains("v3"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// High availability, large bodies, the environment
+
+#[test]
+fn every_proxy_is_polled_and_each_scrape_is_pushed_to_the_proxy_that_sent_it() {
+    let body = b"up 1\n";
+    let target = FakeTarget::start(http_response(200, "text/plain", body), Duration::ZERO);
+    let idle = FakeProxy::start(vec![]);
+    let busy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-ha", Some("5"))]);
+    let (idle_url, busy_url) = (idle.url(), busy.url());
+    let _client =
+        ClientProcess::for_proxy(&idle, &["--proxy-url", &busy_url, "--proxy-url", &idle_url]);
+    assert_eq!(idle.next_poll().0, b"127.0.0.1");
+    let push = parse_push(&busy.next_push());
+    assert_eq!((push.head.status, push.body.as_slice()), (200, &body[..]));
+    assert_eq!(push.head.headers.get("Id"), Some("id-ha"));
+    // The idle proxy saw one poll (held), and no push.
+    assert!(idle
+        .events
+        .recv_timeout(Duration::from_millis(300))
+        .is_err());
+}
+
+/// The peak resident memory of a process, from /proc (Linux).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn large_body_is_streamed_through_with_little_memory() {
+    const SIZE: usize = 100 * 1024 * 1024;
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {SIZE}\r\n\r\n"
+    )
+    .into_bytes();
+    response.extend((0..SIZE as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8));
+    let target = FakeTarget::start(response, Duration::ZERO);
+    let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-big", Some("30"))]);
+    let client = ClientProcess::for_proxy(&proxy, &[]);
+    let push = proxy.next_push_within(Duration::from_secs(60));
+    let peak = peak_rss_kib(client.child.id());
+    let parsed = parse_push(&push);
+    assert_eq!(parsed.body.len(), SIZE);
+    // Compare against the generator rather than keep another 100 MiB copy.
+    assert!(parsed
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == ((i as u32).wrapping_mul(2_654_435_761) >> 7) as u8));
+    if let Some(kib) = peak {
+        assert!(
+            kib < 40 * 1024,
+            "the client peaked at {kib} KiB for a 100 MiB body"
+        );
+    }
+}
+
+#[test]
+fn no_proxy_exempts_the_proxy_from_http_proxy() {
+    let proxy = FakeProxy::start(vec![]);
+    let url = proxy.url();
+    let child = Command::new(env!("CARGO_BIN_EXE_pushprox-client"))
+        .args([
+            "--proxy-url",
+            &url,
+            "--fqdn",
+            "127.0.0.1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        // A forward proxy that does not exist: polls only arrive if NO_PROXY is honoured.
+        .env("HTTP_PROXY", "http://127.0.0.1:1")
+        .env("HTTPS_PROXY", "http://127.0.0.1:1")
+        .env("ALL_PROXY", "http://127.0.0.1:1")
+        .env("NO_PROXY", "localhost,127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _client = ChildGuard(child);
+    assert_eq!(proxy.next_poll().0, b"127.0.0.1");
 }
