@@ -2,8 +2,15 @@
 //! SO_RCVTIMEO and SO_SNDTIMEO set on the listening socket are copied by Linux to every
 //! socket `accept` returns (checked by `accepted_sockets_inherit_the_time_outs` below), so
 //! each connection gets them without tiny_http knowing.
+//!
+//! The catch: SO_RCVTIMEO also bounds `accept` itself, which then fails with EAGAIN after
+//! that long without a new connection (`accept_times_out_too` below), and tiny_http's accept
+//! thread stops at its first error. [`keep_accepting`] connects to the listener a little
+//! more often than that, so `accept` always returns in time; the server loop restarts the accept thread
+//! should it stop anyway.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::thread;
 use std::time::Duration;
 
 #[cfg(target_os = "linux")]
@@ -39,6 +46,39 @@ pub fn bind(addr: &str, timeout: Duration) -> std::io::Result<TcpListener> {
         set_timeouts(&listener, timeout)?;
     }
     Ok(listener)
+}
+
+/// Where to connect to reach `bound` from this host: loopback for a wildcard address.
+fn reachable(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// Opens and closes a connection to the listener at `bound` a little more often than
+/// `timeout`, so that tiny_http's `accept` never runs into the listener's SO_RCVTIMEO. The
+/// empty connections end at once in tiny_http (end of stream before a request line). Not
+/// more often than needed: each one wakes an idle tiny_http thread, which then lives 5 s
+/// longer.
+pub fn keep_accepting(bound: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    let target = reachable(bound);
+    let margin = (timeout / 4).min(Duration::from_secs(1));
+    let every = (timeout - margin).max(Duration::from_millis(50));
+    thread::Builder::new()
+        .name("accept-keeper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            while !crate::shutdown::requested() {
+                thread::sleep(every);
+                if let Err(e) = TcpStream::connect_timeout(&target, every) {
+                    log::debug!("accept keeper could not connect to {target}: {e}");
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 #[cfg(target_os = "linux")]
@@ -98,6 +138,31 @@ mod tests {
         let err = accepted.read(&mut [0; 8]).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
         assert!(start.elapsed() >= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn accept_times_out_too() {
+        let listener = bind("127.0.0.1:0", Duration::from_millis(200)).unwrap();
+        let start = Instant::now();
+        let err = listener.accept().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        assert!(start.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[test]
+    fn keeper_targets_loopback_for_wildcards() {
+        assert_eq!(
+            reachable("0.0.0.0:8080".parse().unwrap()),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("[::]:8080".parse().unwrap()),
+            "[::1]:8080".parse().unwrap()
+        );
+        assert_eq!(
+            reachable("10.1.2.3:80".parse().unwrap()),
+            "10.1.2.3:80".parse().unwrap()
+        );
     }
 
     #[test]

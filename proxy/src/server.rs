@@ -113,6 +113,14 @@ pub fn run(config: Config) -> Result<(), String> {
     let listener = crate::listener::bind(&addr, config.read_timeout).map_err(|e| {
         format!("cannot listen on {addr}: {e} (is another proxy running there? choose another address with -l)")
     })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the address of the listener: {e}"))?;
+    // A second handle, to restart tiny_http's accept thread should it stop (see listener.rs).
+    let spare = listener
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate the listening socket: {e}"))?;
+    let ssl_again = ssl.clone();
     let server = Server::from_listener(listener, ssl).map_err(|e| {
         match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => format!(
@@ -158,11 +166,36 @@ pub fn run(config: Config) -> Result<(), String> {
         config,
     });
     spawn_janitor(state.clone())?;
+    if !state.config.read_timeout.is_zero() {
+        crate::listener::keep_accepting(bound, state.config.read_timeout)
+            .map_err(|e| format!("cannot start the accept-keeper thread: {e}"))?;
+    }
+    let mut server = server;
+    // Servers whose accept thread stopped; their open connections may still send requests.
+    let mut retired: Vec<Server> = Vec::new();
     while !crate::shutdown::requested() {
+        for old in &retired {
+            while let Ok(Some(request)) = old.try_recv() {
+                dispatch(&state, request);
+            }
+        }
         match server.recv_timeout(Duration::from_millis(200)) {
             Ok(Some(request)) => dispatch(&state, request),
             Ok(None) => {}
-            Err(e) => log::warn!("accepting a request failed: {e}"),
+            Err(e) => {
+                // tiny_http's accept thread has stopped at this error: start another.
+                log::warn!("accepting connections failed: {e}; restarting the accept loop");
+                let restarted = spare.try_clone().map_err(|e| e.to_string()).and_then(|l| {
+                    Server::from_listener(l, ssl_again.clone()).map_err(|e| e.to_string())
+                });
+                match restarted {
+                    Ok(new) => retired.push(std::mem::replace(&mut server, new)),
+                    Err(e) => {
+                        log::error!("cannot restart the accept loop: {e}");
+                        thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            }
         }
     }
     log::info!(
@@ -170,6 +203,7 @@ pub fn run(config: Config) -> Result<(), String> {
         SHUTDOWN_GRACE.as_secs()
     );
     drop(server);
+    drop(retired);
     state.rendezvous.shut_down();
     let until = Instant::now() + SHUTDOWN_GRACE;
     while state.rendezvous.scrapes_waiting() > 0 && Instant::now() < until {

@@ -1,0 +1,781 @@
+//! The proxy's security flags on the real binary: TLS, client tokens, scrape users, size
+//! limits and connection time-outs. Self-contained: raw TCP requests, and curl for TLS.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const TOKENS: &str = "# test clients\na.example tok-a\n*.b.example tok-b\n";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "pushprox-security-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The proxy binary, killed on drop.
+struct Proxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Proxy {
+    fn start(args: &[&str]) -> Proxy {
+        Self::start_tls(args, false)
+    }
+
+    fn start_tls(args: &[&str], tls: bool) -> Proxy {
+        let dir = TempDir::new("proxy");
+        let log = dir.0.join("proxy.log");
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_pushprox-proxy"))
+            .args(["-l", &format!("127.0.0.1:{port}"), "--log.level", "debug"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start pushprox-proxy");
+        let mut proxy = Proxy {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        let ready = wait_until(Duration::from_secs(10), || {
+            if tls {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                raw(
+                    port,
+                    b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+                .status
+                    == 200
+            }
+        });
+        assert!(ready, "proxy not ready: {}", proxy.log_text());
+        assert!(proxy.child.try_wait().expect("try_wait").is_none());
+        proxy
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn threads(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Threads: line")
+    }
+
+    fn metric(&self, series: &str) -> Option<f64> {
+        let reply = raw(
+            self.port,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        reply
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An answer read off a raw connection.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+fn parse_reply(bytes: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = match text.find("\r\n\r\n") {
+        Some(i) => (text[..i].to_string(), bytes[i + 4..].to_vec()),
+        None => (text.to_string(), Vec::new()),
+    };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply { status, head, body }
+}
+
+/// Sends `request` and reads until the proxy closes, or 10 s.
+fn raw(port: u16, request: &[u8]) -> Reply {
+    raw_within(port, request, Duration::from_secs(10))
+}
+
+fn raw_within(port: u16, request: &[u8], within: Duration) -> Reply {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return parse_reply(b"");
+    };
+    let _ = stream.set_read_timeout(Some(within));
+    let _ = stream.write_all(request);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    parse_reply(&out)
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn poll_request(fqdn: &str, auth: Option<&str>) -> Vec<u8> {
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    format!(
+        "POST /poll HTTP/1.1\r\nHost: proxy\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{fqdn}",
+        fqdn.len()
+    )
+    .into_bytes()
+}
+
+fn push_request(id: &str, auth: Option<&str>, body: &str) -> Vec<u8> {
+    let pushed = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nId: {id}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    format!(
+        "POST /push HTTP/1.1\r\nHost: proxy\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{pushed}",
+        pushed.len()
+    )
+    .into_bytes()
+}
+
+fn scrape_request(fqdn: &str, proxy_auth: Option<&str>) -> Vec<u8> {
+    let auth = proxy_auth.map_or(String::new(), |a| format!("Proxy-Authorization: {a}\r\n"));
+    format!(
+        "GET http://{fqdn}:9100/metrics HTTP/1.1\r\nHost: {fqdn}:9100\r\n{auth}X-Prometheus-Scrape-Timeout-Seconds: 5\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The Id header of a scrape request handed to a poll.
+fn scrape_id(poll: &Reply) -> String {
+    poll.text()
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("id").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Id in poll answer {poll:?}"))
+}
+
+/// Holds a poll of `fqdn` with `auth` in a thread; returns it once the proxy counts it.
+fn held_poll(proxy: &Proxy, fqdn: &str, auth: &str) -> thread::JoinHandle<Reply> {
+    let before = proxy.metric("pushprox_polls_waiting").unwrap_or(0.0);
+    let request = poll_request(fqdn, Some(auth));
+    let port = proxy.port;
+    let handle = thread::spawn(move || raw(port, &request));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            proxy.metric("pushprox_polls_waiting").unwrap_or(0.0) > before
+        }),
+        "poll of {fqdn} not held"
+    );
+    handle
+}
+
+/// A scrape of `fqdn` in a thread, and the Id its poll received.
+fn scrape_through(proxy: &Proxy, fqdn: &str, token: &str) -> (thread::JoinHandle<Reply>, String) {
+    let poll = held_poll(proxy, fqdn, token);
+    let port = proxy.port;
+    let request = scrape_request(fqdn, None);
+    let scrape = thread::spawn(move || raw(port, &request));
+    let poll = poll.join().expect("poll thread");
+    assert_eq!(poll.status, 200, "{poll:?}");
+    let id = scrape_id(&poll);
+    (scrape, id)
+}
+
+#[test]
+fn polls_without_or_with_a_wrong_token_are_refused_and_the_right_one_works() {
+    let dir = TempDir::new("tokens");
+    let tokens = dir.file("tokens", TOKENS);
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens]);
+
+    let missing = raw(proxy.port, &poll_request("a.example", None));
+    assert_eq!(missing.status, 401, "{missing:?}");
+    assert_eq!(
+        missing.header("WWW-Authenticate").as_deref(),
+        Some("Bearer realm=\"pushprox\"")
+    );
+    assert!(missing.text().contains("Bearer"), "{missing:?}");
+
+    let wrong = raw(
+        proxy.port,
+        &poll_request("a.example", Some("Bearer guess-me")),
+    );
+    assert_eq!(wrong.status, 403, "{wrong:?}");
+    assert!(
+        !wrong.text().contains("guess-me"),
+        "token echoed: {wrong:?}"
+    );
+    assert_eq!(wrong.text().lines().count(), 1, "{wrong:?}");
+
+    // A valid token of another FQDN may not register this one.
+    let other = raw(proxy.port, &poll_request("a.example", Some("Bearer tok-b")));
+    assert_eq!(other.status, 403, "{other:?}");
+    assert!(!other.text().contains("tok-b"));
+
+    // The right token: the poll is held, gets the scrape, and the push is relayed.
+    let (scrape, id) = scrape_through(&proxy, "a.example", "Bearer tok-a");
+    let push = raw(
+        proxy.port,
+        &push_request(&id, Some("Bearer tok-a"), "up 1\n"),
+    );
+    assert_eq!(push.status, 200, "{push:?}");
+    let scraped = scrape.join().expect("scrape thread");
+    assert_eq!((scraped.status, scraped.text().as_str()), (200, "up 1\n"));
+    // A wildcard token works for a name under it.
+    let (scrape, id) = scrape_through(&proxy, "host.b.example", "Bearer tok-b");
+    let push = raw(proxy.port, &push_request(&id, Some("Bearer tok-b"), "b\n"));
+    assert_eq!(push.status, 200, "{push:?}");
+    assert_eq!(scrape.join().expect("scrape").status, 200);
+
+    assert_eq!(
+        proxy.metric("pushprox_auth_failures_total{reason=\"client_token_missing\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        proxy.metric("pushprox_auth_failures_total{reason=\"client_token_wrong\"}"),
+        Some(2.0)
+    );
+    assert!(!proxy.log_text().contains("guess-me"), "token in the log");
+}
+
+#[test]
+fn push_with_the_token_of_another_fqdn_is_refused_even_with_a_valid_id() {
+    let dir = TempDir::new("push");
+    let tokens = dir.file("tokens", TOKENS);
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens]);
+    let (scrape, id) = scrape_through(&proxy, "a.example", "Bearer tok-a");
+
+    let missing = raw(proxy.port, &push_request(&id, None, "forged\n"));
+    assert_eq!(missing.status, 401, "{missing:?}");
+    assert_eq!(
+        missing.header("WWW-Authenticate").as_deref(),
+        Some("Bearer realm=\"pushprox\"")
+    );
+    let wrong = raw(
+        proxy.port,
+        &push_request(&id, Some("Bearer nope"), "forged\n"),
+    );
+    assert_eq!(wrong.status, 403, "{wrong:?}");
+    let other = raw(
+        proxy.port,
+        &push_request(&id, Some("Bearer tok-b"), "forged\n"),
+    );
+    assert_eq!(other.status, 403, "{other:?}");
+    assert!(other.text().contains("a.example"), "{other:?}");
+    assert!(other.text().contains(&id), "{other:?}");
+
+    // The scrape still waits for its own client.
+    let push = raw(
+        proxy.port,
+        &push_request(&id, Some("Bearer tok-a"), "real\n"),
+    );
+    assert_eq!(push.status, 200, "{push:?}");
+    let scraped = scrape.join().expect("scrape thread");
+    assert_eq!((scraped.status, scraped.text().as_str()), (200, "real\n"));
+}
+
+fn users_file(dir: &TempDir) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushprox-proxy"))
+        .args(["--hash-password", "prom"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run --hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"s3cret pw\n")
+        .expect("write password");
+    let out = child.wait_with_output().expect("--hash-password output");
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(line.starts_with("prom:sha256:"), "{line}");
+    assert!(!line.contains("s3cret"), "{line}");
+    dir.file("users", &format!("# scrapers\n{line}"))
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "--max-time",
+            "10",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn scrapes_need_proxy_credentials() {
+    let dir = TempDir::new("users");
+    let users = users_file(&dir);
+    let proxy = Proxy::start(&[
+        "--auth.scrape-users",
+        &users,
+        "--scrape.default-timeout",
+        "1s",
+    ]);
+    let missing = raw(proxy.port, &scrape_request("nobody.example", None));
+    assert_eq!(missing.status, 407, "{missing:?}");
+    assert_eq!(
+        missing.header("Proxy-Authenticate").as_deref(),
+        Some("Basic realm=\"pushprox\"")
+    );
+    let wrong = format!("Basic {}", base64(b"prom:bad-guess-42"));
+    let refused = raw(proxy.port, &scrape_request("nobody.example", Some(&wrong)));
+    assert_eq!(refused.status, 407, "{refused:?}");
+    assert!(!refused.text().contains("bad-guess-42"), "{refused:?}");
+
+    // Good credentials get past the check and end where any scrape of an absent client does.
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let (code, body) = curl(&[
+        "-x",
+        &proxy_url,
+        "-U",
+        "prom:s3cret pw",
+        "http://nobody.example:9100/metrics",
+    ]);
+    assert_eq!(code, 504, "{body}");
+    assert!(
+        body.contains("no client polled for nobody.example"),
+        "{body}"
+    );
+    // The API stays open without --auth.protect-api.
+    let clients = raw(
+        proxy.port,
+        b"GET /clients HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(clients.status, 200);
+    assert_eq!(
+        proxy.metric("pushprox_auth_failures_total{reason=\"scrape_credentials_missing\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        proxy.metric("pushprox_auth_failures_total{reason=\"scrape_credentials_wrong\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn protect_api_needs_a_scrape_user_except_for_health() {
+    let dir = TempDir::new("api");
+    let users = users_file(&dir);
+    let port_probe = Proxy::start(&["--auth.scrape-users", &users, "--auth.protect-api"]);
+    let port = port_probe.port;
+    for path in ["/clients", "/metrics", "/"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let refused = raw(port, request.as_bytes());
+        assert_eq!(refused.status, 401, "{path}: {refused:?}");
+        assert_eq!(
+            refused.header("WWW-Authenticate").as_deref(),
+            Some("Basic realm=\"pushprox\""),
+            "{path}"
+        );
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let (code, _) = curl(&["-u", "prom:s3cret pw", &url]);
+        assert_eq!(code, 200, "{path}");
+        let (code, _) = curl(&["-u", "prom:nope", &url]);
+        assert_eq!(code, 401, "{path}");
+    }
+    let healthy = raw(
+        port,
+        b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(healthy.status, 200);
+}
+
+#[test]
+fn tls_listener_serves_https_with_a_generated_certificate() {
+    let dir = TempDir::new("tls");
+    let cert = dir.0.join("cert.pem");
+    let key = dir.0.join("key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "{out:?}");
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let proxy = Proxy::start_tls(&["--tls.cert", &cert_s, "--tls.key", &key_s], true);
+    let url = format!("https://127.0.0.1:{}/-/healthy", proxy.port);
+    let ok = wait_until(Duration::from_secs(5), || {
+        curl(&["--cacert", &cert_s, &url]) == (200, "OK\n".to_string())
+    });
+    assert!(ok, "{:?}", curl(&["--cacert", &cert_s, &url]));
+    let clients = format!("https://127.0.0.1:{}/clients", proxy.port);
+    assert_eq!(curl(&["--cacert", &cert_s, &clients]), (200, "[]\n".into()));
+    assert!(
+        proxy.log_text().contains("scheme=https"),
+        "{}",
+        proxy.log_text()
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = raw_within(
+        proxy.port,
+        b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(3),
+    );
+    assert_ne!(plain.status, 200);
+}
+
+fn exit_of(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pushprox-proxy"))
+        .args(["-l", &format!("127.0.0.1:{}", free_port())])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pushprox-proxy");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_security_files_exit_1_naming_the_file() {
+    let dir = TempDir::new("bad");
+    let garbage = dir.file("garbage.pem", "not a pem file\n");
+    let missing = dir.0.join("missing.pem").display().to_string();
+    let (code, err) = exit_of(&["--tls.cert", &missing, "--tls.key", &garbage]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("missing.pem"), "{err}");
+    let (code, err) = exit_of(&["--tls.cert", &garbage, "--tls.key", &garbage]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("garbage.pem") && err.contains("--tls.cert"),
+        "{err}"
+    );
+    let (code, err) = exit_of(&["--tls.cert", &garbage]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--tls.key"), "{err}");
+    let tokens = dir.file("tokens", "a.example secret-token extra\n");
+    let (code, err) = exit_of(&["--auth.client-tokens", &tokens]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("tokens") && err.contains("line 1"), "{err}");
+    assert!(!err.contains("secret-token"), "{err}");
+    let (code, err) = exit_of(&["--auth.scrape-users", &missing]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("missing.pem"), "{err}");
+}
+
+#[test]
+fn oversized_push_gets_413_and_its_scraper_502() {
+    let dir = TempDir::new("size");
+    let tokens = dir.file("tokens", TOKENS);
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens, "--push.max-body", "1KiB"]);
+    let (scrape, id) = scrape_through(&proxy, "a.example", "Bearer tok-a");
+    let push = raw(
+        proxy.port,
+        &push_request(&id, Some("Bearer tok-a"), &"x".repeat(4096)),
+    );
+    assert_eq!(push.status, 413, "{push:?}");
+    assert!(push.text().contains("--push.max-body"), "{push:?}");
+    let scraped = scrape.join().expect("scrape thread");
+    assert_eq!(scraped.status, 502, "{scraped:?}");
+    assert!(scraped.text().contains("--push.max-body"), "{scraped:?}");
+}
+
+#[test]
+fn push_head_over_the_limit_gets_431() {
+    let proxy = Proxy::start(&[]);
+    let pushed = format!(
+        "HTTP/1.1 200 OK\r\nId: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let request = format!(
+        "POST /push HTTP/1.1\r\nHost: proxy\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{pushed}",
+        pushed.len()
+    );
+    let reply = raw(proxy.port, request.as_bytes());
+    assert_eq!(reply.status, 431, "{reply:?}");
+}
+
+#[test]
+fn huge_declared_body_is_refused_and_the_proxy_lives() {
+    let mut proxy = Proxy::start(&[]);
+    for path in ["/clients", "/push", "/poll"] {
+        let method = if path == "/clients" { "GET" } else { "POST" };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999999\r\n\r\nabc"
+        );
+        let reply = raw_within(proxy.port, request.as_bytes(), Duration::from_secs(2));
+        assert_eq!(reply.status, 413, "{path}: {reply:?}");
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert!(proxy.alive(), "proxy died: {}", proxy.log_text());
+    let healthy = raw(
+        proxy.port,
+        b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(healthy.status, 200);
+}
+
+#[test]
+fn half_sent_heads_are_closed_after_the_read_timeout_and_threads_return() {
+    const CONNECTIONS: usize = 12;
+    let proxy = Proxy::start(&["--web.read-timeout", "2s"]);
+    thread::sleep(Duration::from_millis(300));
+    let baseline = proxy.threads();
+    let started = Instant::now();
+    let mut conns: Vec<TcpStream> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).expect("connect");
+            s.write_all(b"GET /clients HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .expect("half a head");
+            s.set_read_timeout(Some(Duration::from_secs(15)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    let mut peak = baseline;
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            peak = peak.max(proxy.threads());
+            peak > baseline
+        }),
+        "threads did not grow: {peak} from {baseline}"
+    );
+    for c in conns.iter_mut() {
+        let mut buf = [0u8; 64];
+        // The proxy closes it: end of stream, or a reset.
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!("unexpected answer {:?}", String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    let closed_after = started.elapsed();
+    assert!(
+        // tiny_http may queue a connection behind busy ones, so some close a round later.
+        closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(12),
+        "closed after {closed_after:?}"
+    );
+    for c in &conns {
+        let _ = c.shutdown(Shutdown::Both);
+    }
+    // tiny_http lets an idle connection thread go after 5 s without work. The proxy's
+    // accept keeper (a connection every 1.5 s here, see proxy/src/listener.rs) counts as
+    // work, so up to 5 s / 1.5 s = 4 idle threads may stay; with the default 30 s, none.
+    let retained = 4;
+    let mut now = peak;
+    let settled = wait_until(Duration::from_secs(15), || {
+        now = proxy.threads();
+        now <= baseline + retained
+    });
+    assert!(
+        settled,
+        "threads {now} did not come back from {peak} to {baseline} (+{retained})"
+    );
+}
+
+#[test]
+fn held_poll_outlives_the_read_timeout() {
+    let dir = TempDir::new("hold");
+    let tokens = dir.file("tokens", TOKENS);
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens, "--web.read-timeout", "1s"]);
+    let poll = held_poll(&proxy, "a.example", "Bearer tok-a");
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(proxy.metric("pushprox_polls_waiting"), Some(1.0));
+    let port = proxy.port;
+    let scrape = thread::spawn(move || raw(port, &scrape_request("a.example", None)));
+    let poll = poll.join().expect("poll thread");
+    assert_eq!(poll.status, 200, "{poll:?}");
+    let id = scrape_id(&poll);
+    let push = raw(
+        proxy.port,
+        &push_request(&id, Some("Bearer tok-a"), "late\n"),
+    );
+    assert_eq!(push.status, 200);
+    assert_eq!(scrape.join().expect("scrape").text(), "late\n");
+}
+
+#[test]
+fn requests_beyond_max_connections_get_503() {
+    let proxy = Proxy::start(&["--web.max-connections", "2"]);
+    let port = proxy.port;
+    let first = thread::spawn(move || {
+        raw_within(
+            port,
+            &poll_request("a.example", None),
+            Duration::from_secs(15),
+        )
+    });
+    assert!(wait_until(Duration::from_secs(5), || {
+        proxy.metric("pushprox_polls_waiting") == Some(1.0)
+    }));
+    // The second poll takes the last slot (it may itself be refused while a probe below
+    // holds that slot: then it tries again).
+    let second = thread::spawn(move || loop {
+        let request = poll_request("b.example", None);
+        let reply = raw_within(port, &request, Duration::from_secs(15));
+        if reply.status != 503 {
+            return reply;
+        }
+    });
+    let mut last = None;
+    let refused = wait_until(Duration::from_secs(10), || {
+        let reply = raw(
+            port,
+            b"GET /clients HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        let is_503 = reply.status == 503;
+        last = Some(reply);
+        is_503
+    });
+    assert!(refused, "{last:?}");
+    assert!(last
+        .expect("reply")
+        .text()
+        .contains("--web.max-connections"));
+    drop((first, second));
+}
+
+#[test]
+fn defaults_need_no_credentials() {
+    let proxy = Proxy::start(&[]);
+    let (scrape, id) = scrape_through(&proxy, "open.example", "Bearer ignored");
+    let push = raw(proxy.port, &push_request(&id, None, "open\n"));
+    assert_eq!(push.status, 200, "{push:?}");
+    assert_eq!(scrape.join().expect("scrape").text(), "open\n");
+    assert!(
+        proxy.log_text().contains("scheme=http "),
+        "{}",
+        proxy.log_text()
+    );
+}
+
+#[test]
+fn proxy_keeps_accepting_after_idling_longer_than_the_read_timeout() {
+    // SO_RCVTIMEO on the listener also bounds accept(); the proxy must not stop accepting.
+    let proxy = Proxy::start(&["--web.read-timeout", "1s"]);
+    thread::sleep(Duration::from_millis(3500));
+    let healthy = raw(
+        proxy.port,
+        b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(healthy.status, 200, "{}", proxy.log_text());
+    assert!(!proxy.log_text().contains("accepting connections failed"));
+}
