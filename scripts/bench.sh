@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# The benchmark of issue 5: how fast and how small pushprox-rs is, measured on this machine,
+# one line per figure ("bench: ..."):
+#   1. scrapes of a known 20 KiB body through the proxy and 100 real clients (FQDNs 127.0.0.2
+#      ..=127.0.0.101, each with its own target), then through 1 client, each under 8 keep-alive
+#      scrapers for BENCH_SECONDS; the same scrapes straight to the targets; the ratios;
+#   2. the proxy's resident memory and threads holding 1,000 and 10,000 idle polls;
+#   3. one 100 MiB scrape relayed through the proxy and one client: time, MB/s, peak RSS;
+#   4. idle RSS of each binary, and the sizes of the static builds (scripts/build-static.sh).
+# Every response is checked byte for byte; a wrong status or byte fails the run (exit 1).
+# The targets are nginx when it is installed (started here with its own prefix and config),
+# else the bench tool's own server; the load tool is proxy/examples/bench.rs.
+#
+#   scripts/bench.sh                  full run (builds the release binaries first)
+#   BENCH_SECONDS=30 scripts/bench.sh longer load phases (default 10)
+#   scripts/bench.sh --smoke          same code paths, tiny numbers (2 s, 5 clients, 50 idle
+#                                     polls, 1 MiB relay), for CI; timings mean nothing there
+#   BENCH_FIGURES="2 3" scripts/bench.sh   only some of the figures (default "1 2 3 4")
+#   PUSHPROX_BIN_DIR=target/debug scripts/bench.sh --smoke
+#                                     use binaries already built (bench in DIR/examples/)
+#
+# Everything listens on 127.0.0.0/8 only; every wait is bounded, the whole run is bounded
+# (BENCH_TIME_LIMIT seconds), and every process started here is stopped on exit.
+set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+SMOKE=0
+case "${1:-}" in
+    --smoke) SMOKE=1 ;;
+    "") ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
+esac
+
+if [ "$SMOKE" = 1 ]; then
+    LOAD_SECONDS=${BENCH_SECONDS:-2}
+    WARMUP=0.3
+    CLIENTS=5
+    IDLE_COUNTS=(50)
+    BIG_BYTES=$((1 << 20))
+    TIME_LIMIT=${BENCH_TIME_LIMIT:-120}
+else
+    LOAD_SECONDS=${BENCH_SECONDS:-10}
+    WARMUP=1
+    CLIENTS=100
+    IDLE_COUNTS=(1000 10000)
+    BIG_BYTES=$((100 << 20))
+    TIME_LIMIT=${BENCH_TIME_LIMIT:-$((900 + 8 * LOAD_SECONDS))}
+fi
+CONNECTIONS=8
+FIGURES=" ${BENCH_FIGURES:-1 2 3 4} "
+# want N: whether figure N is asked for.
+want() { [[ $FIGURES == *" $1 "* ]]; }
+
+need curl || exit 1
+need python3 "lib.sh picks free ports with it" || exit 1
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-bench.XXXXXX")
+FAILED=0
+WATCHDOG=
+
+cleanup() {
+    [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
+    stop_all
+    if [ "$FAILED" = 1 ]; then
+        echo "bench: logs kept in $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'echo "bench: stopped by a signal" >&2; FAILED=1; exit 1' INT TERM
+
+# The run bounds itself: past TIME_LIMIT the watchdog sends us SIGTERM and the trap cleans up.
+# Its sleep holds no output open, so a pipe after this script ends when the script does.
+watchdog() {
+    local s
+    sleep "$TIME_LIMIT" >/dev/null 2>&1 &
+    s=$!
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    wait "$s" || exit 0
+    echo "bench: over the time limit of ${TIME_LIMIT}s (BENCH_TIME_LIMIT), stopping" >&2
+    kill -TERM $$
+}
+watchdog &
+WATCHDOG=$!
+
+# die: exit 1 after a failure reported inside $(...), keeping the logs.
+die() {
+    FAILED=1
+    exit 1
+}
+
+fail() {
+    FAILED=1
+    echo "bench: FAIL: $*" >&2
+    dump_logs >&2
+    exit 1
+}
+
+# --- binaries ----------------------------------------------------------------------------------
+if [ -n "${PUSHPROX_BIN_DIR:-}" ]; then
+    BIN=$PUSHPROX_BIN_DIR
+else
+    need cargo "install Rust, or set PUSHPROX_BIN_DIR" || exit 1
+    say "building the release binaries and the bench tool"
+    # --bins too: with --examples alone cargo builds only the examples.
+    (cd "$ROOT" && cargo build --release -q --workspace --bins --examples) || fail "cargo build failed"
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+fi
+PROXY_BIN=$BIN/pushprox-proxy
+CLIENT_BIN=$BIN/pushprox-client
+BENCH=$BIN/examples/bench
+for b in "$PROXY_BIN" "$CLIENT_BIN" "$BENCH"; do
+    [ -x "$b" ] || fail "$b is missing (cargo build --release --workspace --bins --examples)"
+done
+
+# File descriptors: each idle poll is one socket in the proxy and one in the bench tool.
+HARD=$(ulimit -Hn)
+if [ "$HARD" = unlimited ] || [ "$HARD" -ge 65536 ]; then ulimit -n 65536; else ulimit -n "$HARD"; fi
+NOFILE=$(ulimit -n)
+
+# --- helpers -----------------------------------------------------------------------------------
+# status_of PID FIELD: a field of /proc/PID/status, as a number (kB for memory).
+status_of() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# kv LINE KEY: the value of KEY=value in a line of the bench tool.
+kv() { printf ' %s\n' "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+# ms MICROSECONDS
+ms() { awk -v u="$1" 'BEGIN { printf(u < 10000 ? "%.2fms" : "%.1fms", u / 1000) }'; }
+# mib KIB
+mib() { awk -v k="$1" 'BEGIN { printf("%.1fMiB", k / 1024) }'; }
+
+# tool TIMEOUT SUBCOMMAND ARG...: runs the bench tool, bounded; its result line on stdout.
+tool() {
+    local limit=$1 out
+    shift
+    if ! out=$(timeout "$limit" "$BENCH" "$@" 2>"$TMP/tool.err"); then
+        cat "$TMP/tool.err" >&2
+        fail "bench $1 failed (exit status above; timeout is ${limit}s)"
+    fi
+    cat "$TMP/tool.err" >&2
+    printf '%s\n' "$out" | tail -n 1
+}
+
+# stop_pids PID...: stops these processes (TERM, then KILL after 5 s).
+stop_pids() {
+    local pid n
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null; done
+    for ((n = 0; n < 50; n++)); do
+        local left=0
+        for pid in "$@"; do alive "$pid" && left=1; done
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "$@"; do
+        alive "$pid" && kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    return 0
+}
+
+# start_proxy NAME [FLAG...]: a fresh proxy on a free port; sets PROXY_PID, PROXY_ADDR.
+start_proxy() {
+    local name=$1 port
+    shift
+    port=$(free_port) || fail "no free port"
+    PROXY_ADDR=127.0.0.1:$port
+    start_bg "$name" "$TMP/$name.log" "$PROXY_BIN" -l "$PROXY_ADDR" --log.level warn "$@"
+    PROXY_PID=$LAST_PID
+    wait_http "$name" "$PROXY_PID" "http://$PROXY_ADDR/-/healthy" 10 || fail "$FAIL_REASON"
+}
+
+# start_client NAME FQDN: a client polling the current proxy; sets CLIENT_PID.
+start_client() {
+    start_bg "$1" "$TMP/$1.log" "$CLIENT_BIN" --proxy-url "http://$PROXY_ADDR/" --fqdn "$2" \
+        --metrics-addr 127.0.0.1:0 --log.level warn
+    CLIENT_PID=$LAST_PID
+}
+
+# polls_waiting: the proxy's pushprox_polls_waiting gauge.
+polls_waiting() {
+    curl -sS --max-time 2 "http://$PROXY_ADDR/metrics" 2>/dev/null |
+        awk '$1 == "pushprox_polls_waiting" { print $2 }'
+}
+
+# wait_polls N SECONDS: until N polls wait at the proxy.
+wait_polls() {
+    local want=$1 deadline=$((SECONDS + $2)) got=
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        alive "$PROXY_PID" || fail "the proxy exited"
+        got=$(polls_waiting)
+        [ "${got:-0}" -ge "$want" ] 2>/dev/null && return 0
+        sleep 0.1
+    done
+    fail "only ${got:-0} of $want polls waiting at the proxy after $2 s (see the client logs)"
+}
+
+# wait_line FILE TEXT SECONDS PID: until FILE has a line starting with TEXT.
+wait_line() {
+    local deadline=$((SECONDS + $3))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        grep -q "^$2" "$1" 2>/dev/null && return 0
+        alive "$4" || fail "$(basename "$1" .log) exited: $(tail -n 3 "$1")"
+        sleep 0.1
+    done
+    fail "$(basename "$1" .log) not ready within $3 s"
+}
+
+say "$( ((SMOKE)) && echo "smoke run: timings are not figures; ")$(nproc) CPUs, ulimit -n $NOFILE, load ${LOAD_SECONDS}s x $CONNECTIONS connections"
+
+# --- targets -----------------------------------------------------------------------------------
+LAST_HOST=127.0.0.$((CLIENTS + 1))
+HOSTS=()
+for ((n = 2; n <= CLIENTS + 1; n++)); do HOSTS+=("127.0.0.$n"); done
+PORT=$(free_port "${HOSTS[@]}") || fail "no port free on ${HOSTS[0]}..$LAST_HOST"
+BIG_PORT=$(free_port 127.0.0.2) || fail "no free port"
+[ "$BIG_PORT" = "$PORT" ] && BIG_PORT=$(free_port 127.0.0.2)
+
+# The tool's own target always serves the big relay; the 20 KiB scrapes go to nginx if present.
+start_bg big-target "$TMP/big-target.log" "$BENCH" target --hosts 127.0.0.2 --count 1 \
+    --port "$BIG_PORT" --seconds "$TIME_LIMIT"
+wait_line "$TMP/big-target.log" "target ready" 10 "$LAST_PID"
+
+if command -v nginx >/dev/null 2>&1; then
+    TARGET_KIND=nginx
+    mkdir -p "$TMP/nginx/logs" "$TMP/nginx/html"
+    "$BENCH" write-body --out "$TMP/nginx/html/20k" || fail "cannot write the body"
+    {
+        echo "daemon off; master_process on; worker_processes auto;"
+        echo "pid $TMP/nginx/nginx.pid; error_log stderr warn;"
+        [ "$(id -u)" = 0 ] && echo "user root;"
+        echo "events { worker_connections 4096; }"
+        echo "http {"
+        echo "  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;"
+        for p in client_body proxy fastcgi uwsgi scgi; do echo "  ${p}_temp_path $TMP/nginx/$p;"; done
+        echo "  server {"
+        for h in "${HOSTS[@]}"; do echo "    listen $h:$PORT;"; done
+        echo "    default_type text/plain;"
+        echo "    location = /20k { root $TMP/nginx/html; }"
+        echo "  }"
+        echo "}"
+    } >"$TMP/nginx/nginx.conf"
+    start_bg nginx "$TMP/nginx.log" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e stderr
+    NGINX_PID=$LAST_PID
+    deadline=$((SECONDS + 10))
+    until [ "$(http_status "http://$LAST_HOST:$PORT/20k")" = 200 ]; do
+        alive "$NGINX_PID" || fail "nginx exited: $(tail -n 3 "$TMP/nginx.log")"
+        [ "$SECONDS" -lt "$deadline" ] || fail "nginx not ready within 10 s"
+        sleep 0.1
+    done
+else
+    TARGET_KIND="bench tool"
+    start_bg target "$TMP/target.log" "$BENCH" target --hosts 127.0.0.2 --count "$CLIENTS" \
+        --port "$PORT" --seconds "$TIME_LIMIT"
+    wait_line "$TMP/target.log" "target ready" 10 "$LAST_PID"
+fi
+
+# --- 1. latency and throughput of 20 KiB scrapes -------------------------------------------------
+if want 1; then
+    start_proxy proxy-load
+    CLIENT_PIDS=()
+    for h in "${HOSTS[@]}"; do
+        start_client "client-$h" "$h"
+        CLIENT_PIDS+=("$CLIENT_PID")
+    done
+    wait_polls "$CLIENTS" 60
+
+    LOAD_LIMIT=$(awk -v s="$LOAD_SECONDS" -v w="$WARMUP" 'BEGIN { printf("%d", s + w + 60) }')
+    # load LABEL COUNT [--proxy ADDR]: one load run against the first COUNT targets.
+    load() {
+        local label=$1 count=$2
+        shift 2
+        tool "$LOAD_LIMIT" load --label "$label" --hosts 127.0.0.2 --count "$count" --port "$PORT" \
+            --connections "$CONNECTIONS" --seconds "$LOAD_SECONDS" --warmup "$WARMUP" "$@"
+    }
+    # figure LINE: "p50=.. p90=.. p99=.. throughput=../s" of a load result.
+    figure() {
+        printf 'p50=%s p90=%s p99=%s throughput=%s/s' "$(ms "$(kv "$1" p50_us)")" \
+            "$(ms "$(kv "$1" p90_us)")" "$(ms "$(kv "$1" p99_us)")" "$(kv "$1" rate)"
+    }
+    # ratio PROXIED DIRECT WHAT
+    ratio() {
+        awk -v pp="$(kv "$1" p50_us)" -v dp="$(kv "$2" p50_us)" -v pr="$(kv "$1" rate)" \
+            -v dr="$(kv "$2" rate)" -v what="$3" 'BEGIN {
+            printf("bench: proxied/direct %s: p50 x%.1f (+%.2fms) throughput x%.3f\n",
+                what, pp / dp, (pp - dp) / 1000, pr / dr) }'
+    }
+
+    for count in "$CLIENTS" 1; do
+        if [ "$count" = 1 ]; then what="1 client"; else what="$count clients"; fi
+        proxied=$(load "proxied-$count" "$count" --proxy "$PROXY_ADDR") || die
+        direct=$(load "direct-$count" "$count") || die
+        echo "bench: proxied 20KB via $what, $CONNECTIONS conns: $(figure "$proxied")"
+        echo "bench: direct 20KB to $count $TARGET_KIND target$( ((count > 1)) && echo s), $CONNECTIONS conns: $(figure "$direct")"
+        ratio "$proxied" "$direct" "$what"
+    done
+    stop_pids "$PROXY_PID" "${CLIENT_PIDS[@]}"
+fi
+
+# --- 2. idle polls -------------------------------------------------------------------------------
+want 2 || IDLE_COUNTS=()
+for count in "${IDLE_COUNTS[@]}"; do
+    if [ $((count + 64)) -gt "$NOFILE" ]; then
+        echo "bench: idle polls $count: skipped, ulimit -n is only $NOFILE (hard limit $HARD)"
+        continue
+    fi
+    max_conn=$((count + 1024 > 16384 ? count + 1024 : 16384))
+    start_proxy "proxy-idle-$count" --web.max-connections "$max_conn"
+    r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$count" --proxy-pid "$PROXY_PID" --timeout 240) || die
+    awk -v n="$count" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" \
+        -v tb="$(kv "$r" threads_before)" -v ta="$(kv "$r" threads)" -v s="$(kv "$r" ready_seconds)" 'BEGIN {
+        printf("bench: idle polls %d: proxy RSS=%.1fMiB threads=%d (idle proxy %.1fMiB/%d threads; per poll +%.1fKiB +%.2f threads; all waiting after %ss)\n",
+            n, a / 1024, ta, b / 1024, tb, (a - b) / n, (ta - tb) / n, s) }'
+    stop_pids "$PROXY_PID"
+done
+
+# --- 3. one big scrape through one client ---------------------------------------------------------
+if want 3; then
+    start_proxy proxy-big
+    start_client client-big 127.0.0.2
+    wait_polls 1 30
+    r=$(tool 200 big --proxy "$PROXY_ADDR" --url "http://127.0.0.2:$BIG_PORT/big/$BIG_BYTES" \
+        --pids "proxy=$PROXY_PID,client=$CLIENT_PID" --timeout 150) || die
+    awk -v b="$BIG_BYTES" -v s="$(kv "$r" seconds)" -v m="$(kv "$r" mb_per_s)" \
+        -v pp="$(kv "$r" proxy_peak_rss_kib)" -v cp="$(kv "$r" client_peak_rss_kib)" \
+        -v ph="$(kv "$r" proxy_hwm_kib)" -v ch="$(kv "$r" client_hwm_kib)" \
+        -v pb="$(kv "$r" proxy_rss_before_kib)" -v cb="$(kv "$r" client_rss_before_kib)" 'BEGIN {
+        printf("bench: relay %gMiB via 1 client: %.2fs %.1fMB/s, peak RSS proxy=%.1fMiB client=%.1fMiB (VmHWM %.1f/%.1fMiB; before %.1f/%.1fMiB)\n",
+            b / 1048576, s, m, pp / 1024, cp / 1024, ph / 1024, ch / 1024, pb / 1024, cb / 1024) }'
+    stop_pids "$PROXY_PID" "$CLIENT_PID"
+fi
+
+# --- 4. idle binaries, static sizes ---------------------------------------------------------------
+if want 4; then
+    start_proxy proxy-idle
+    sleep 1
+    p_rss=$(status_of "$PROXY_PID" VmRSS) p_thr=$(status_of "$PROXY_PID" Threads)
+    start_client client-idle idle-client.example
+    wait_polls 1 30
+    sleep 1
+    c_rss=$(status_of "$CLIENT_PID" VmRSS) c_thr=$(status_of "$CLIENT_PID" Threads)
+    p2_rss=$(status_of "$PROXY_PID" VmRSS)
+    echo "bench: idle RSS proxy=$(mib "$p_rss") ($p_thr threads, no clients; $(mib "$p2_rss") with 1 poll) client=$(mib "$c_rss") ($c_thr threads, polling)"
+    stop_pids "$PROXY_PID" "$CLIENT_PID"
+
+    # scripts/build-static.sh builds them with its own Cargo profile: take whichever profile is there.
+    sizes=
+    for f in "${CARGO_TARGET_DIR:-$ROOT/target}"/x86_64-unknown-linux-musl/*/pushprox-{proxy,client}; do
+        [ -f "$f" ] || continue
+        profile=$(basename "$(dirname "$f")")
+        sizes+=" $profile/$(basename "$f")=$(awk -v s="$(stat -c %s "$f")" 'BEGIN { printf("%.2fMiB", s / 1048576) }')"
+    done
+    if [ -n "$sizes" ]; then
+        echo "bench: static sizes:$sizes"
+    else
+        echo "bench: static sizes: run scripts/build-static.sh first"
+fi
+echo "bench: dynamic release sizes: pushprox-proxy=$(awk -v s="$(stat -c %s "$PROXY_BIN")" 'BEGIN { printf("%.2fMiB", s / 1048576) }') pushprox-client=$(awk -v s="$(stat -c %s "$CLIENT_BIN")" 'BEGIN { printf("%.2fMiB", s / 1048576) }')"
+fi
+say "done in ${SECONDS}s"
