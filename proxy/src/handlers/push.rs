@@ -109,6 +109,22 @@ impl BufRead for PushStream {
     }
 }
 
+/// Most bytes read past the pushed response to reach the end of the push request.
+const MAX_DRAIN: usize = 1 << 20;
+
+/// Reads what is left of a push request's own body (the last chunk of a chunked push comes
+/// after the pushed response ends), so the keep-alive connection is at the next request.
+fn drain(request: &mut Request) {
+    let mut buf = [0u8; 8192];
+    let mut left = MAX_DRAIN;
+    while left > 0 {
+        match request.as_reader().read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
 /// The body of a push on its way to the scraper. Dropping it answers the push: `200` when
 /// the whole body was relayed, an error status with the reason otherwise.
 pub struct PushBody {
@@ -140,7 +156,8 @@ impl PushBody {
     fn answer(&mut self, status: u16, reason: &str) {
         self.answered = true;
         let request = self.reader_request();
-        if let Some(request) = request {
+        if let Some(mut request) = request {
+            drain(&mut request);
             let code = if status == 200 {
                 let _ = request.respond(Response::empty(StatusCode(200)));
                 200
