@@ -271,6 +271,37 @@ fn newer_poll_supersedes_older_and_gets_the_scrape() {
     assert_eq!(got.header("Id"), None, "the Id header is not relayed");
 }
 
+/// Issue 2: a poll held past --poll.max-hold is answered 408 (so a load balancer's idle
+/// time-out never cuts it), and a real client simply polls again and keeps serving scrapes.
+#[test]
+fn poll_held_past_max_hold_gets_408_and_clients_keep_serving() {
+    let proxy = Proxy::start(&["--poll.max-hold", "500ms"]);
+    let r = RawPoll::send(proxy.port, "held.test")
+        .answer(Duration::from_secs(3))
+        .expect("the held poll is answered");
+    assert_eq!(r.status, 408, "{:?}", r.text());
+    assert!(r.text().contains("held.test"), "{:?}", r.text());
+    assert!(
+        r.took >= Duration::from_millis(500) && r.took < Duration::from_millis(1500),
+        "answered after {:?}, --poll.max-hold 500ms",
+        r.took
+    );
+
+    let targets = vec![Target::start(&host(18), Answer::Echo)];
+    let _client = Client::start(&[proxy.port], &targets[0].ip);
+    let known = [targets[0].ip.clone(), "held.test".to_string()];
+    proxy.wait_for_clients(&known, Duration::from_secs(10));
+    thread::sleep(Duration::from_millis(1200));
+    for i in 0..5 {
+        let path = format!("/metrics?after_hold={i}");
+        let r = scrape(proxy.port, &targets[0].url(&path), Some("2"))
+            .unwrap_or_else(|e| panic!("scrape {i}: {e}"));
+        assert_eq!(r.status, 200, "scrape {i}: {}", r.text());
+        assert!(r.text().starts_with(&targets[0].echo_prefix(&path)));
+        thread::sleep(Duration::from_millis(150));
+    }
+}
+
 /// Issue 2: a client's HTTP agent sends a push of unknown length in chunked encoding and then
 /// reuses the connection for its next poll or push; the proxy must consume the whole push
 /// request, up to its last chunk, or the next request on that connection is garbage to it.
