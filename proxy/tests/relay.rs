@@ -287,7 +287,7 @@ fn poll_held_past_max_hold_gets_408_and_clients_keep_serving() {
         r.took
     );
 
-    let targets = vec![Target::start(&host(18), Answer::Echo)];
+    let targets = [Target::start(&host(18), Answer::Echo)];
     let _client = Client::start(&[proxy.port], &targets[0].ip);
     let known = [targets[0].ip.clone(), "held.test".to_string()];
     proxy.wait_for_clients(&known, Duration::from_secs(10));
