@@ -38,7 +38,7 @@ seeds=()
 
 # run SEED CASES SECONDS: one run of the test; prints its summary line.
 run() {
-    local seed=$1 cases=$2 secs=$3 log rc line
+    local seed=$1 cases=$2 secs=$3 log rc line began=$SECONDS
     log=$logs/run-$seed.log
     env PUSHPROX_FUZZ_SEED="$seed" PUSHPROX_FUZZ_ITERS="$cases" ${secs:+PUSHPROX_FUZZ_SECONDS="$secs"} \
         cargo test -q --release -p pushprox-protocol --test fuzz fuzz_codec -- --exact --nocapture \
@@ -55,7 +55,7 @@ run() {
         total_cases=$((total_cases + n))
         total_secs=$(awk -v a="$total_secs" -v b="$e" 'BEGIN { print a + b }')
         [[ $k =~ ^[0-9]+$ ]] && [ "$k" -gt "$peak_kib" ] && peak_kib=$k
-        say "run $runs: ${line#fuzz: }"
+        say "run $runs: ${line#fuzz: } wall=$((SECONDS - began))s"
     else
         say "run $runs: seed=$seed ended without a summary (crash, abort or hang; see $log)"
         broken=1
