@@ -22,7 +22,7 @@ case "${1:-}" in
     *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
 esac
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-demo.XXXXXX")
+TMP=""
 FAIL_REASON=""
 OK=0
 
@@ -43,8 +43,8 @@ finish() {
         printf '\nAll stopped.\n'
         exit 0
     fi
-    dump_logs
-    printf 'demo failed: %s\n(logs kept in %s)\n' "${FAIL_REASON:-exit code $rc}" "$TMP" >&2
+    [ -n "$TMP" ] && dump_logs && echo "(logs kept in $TMP)"
+    echo "demo failed: ${FAIL_REASON:-exit code $rc}" >&2
     exit 1
 }
 trap finish EXIT
@@ -54,6 +54,7 @@ trap '[ "$KEEP" = 1 ] && [ "$OK" = 1 ] && exit 0; FAIL_REASON="interrupted"; exi
 need curl || fail "curl is missing"
 need python3 || fail "python3 is missing"
 pushprox_bins || fail "no pushprox binaries"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-demo.XXXXXX")
 
 mapfile -t PORTS < <(free_ports 4)
 [ "${#PORTS[@]}" = 4 ] || fail "no free ports on 127.0.0.1"
@@ -91,14 +92,17 @@ done
 
 step "The proxy's service discovery: the clients it knows"
 show "curl -s $PROXY/clients"
-curl -sS --max-time 5 "$PROXY/clients" || fail "GET /clients failed"
-echo
+clients=$(curl -sS --max-time 5 "$PROXY/clients") || fail "GET /clients failed"
+echo "$clients"
 
 step "A scrape through the proxy, as Prometheus does it (proxy_url)"
-show "curl -s -x $PROXY http://$TARGET/metrics | head"
+# node_exporter starts with Go runtime metrics; its own say more.
+pick="head"
+[ -n "${NODE_EXPORTER:-}" ] && pick="grep ^node_ | head"
+show "curl -s -x $PROXY http://$TARGET/metrics | $pick"
 code=$(curl -sS --max-time 10 -x "$PROXY" -o "$TMP/scrape.out" -w '%{http_code}' \
     "http://$TARGET/metrics") || fail "curl through the proxy failed"
-head -n 10 "$TMP/scrape.out"
+sh -c "$pick" <"$TMP/scrape.out"
 echo "... $(wc -l <"$TMP/scrape.out") lines, HTTP status $code"
 [ "$code" = 200 ] || fail "the scrape through the proxy answered $code"
 

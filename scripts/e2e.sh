@@ -18,9 +18,11 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-e2e.XXXXXX")
+TMP=""
 PASSED=0
 FAIL_REASON=""
+
+ok() { say "ok ($((SECONDS - START))s): $*"; }
 
 fail() {
     FAIL_REASON=$*
@@ -36,8 +38,10 @@ finish() {
         if [ -n "${E2E_KEEP_TMP:-}" ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
         exit 0
     fi
-    dump_logs
-    say "logs, config and data kept in $TMP"
+    if [ -n "$TMP" ]; then
+        dump_logs
+        say "logs, config and data kept in $TMP"
+    fi
     say "FAIL: ${FAIL_REASON:-exit code $rc}"
     exit 1
 }
@@ -53,6 +57,7 @@ need promtool "apt-get install prometheus" || fail "promtool is missing"
 NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
     fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
 pushprox_bins || fail "no pushprox binaries"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-e2e.XXXXXX")
 
 # --- ports -------------------------------------------------------------------------------------
 # P is the one port of every node_exporter "host"; 127.0.0.4:P is a target with no client.
@@ -73,12 +78,12 @@ start_node_exporter() { # HOST
 }
 start_node_exporter 127.0.0.2
 start_node_exporter 127.0.0.3
-say "ok: node_exporters answer on 127.0.0.2:$P and 127.0.0.3:$P"
+ok "node_exporters answer on 127.0.0.2:$P and 127.0.0.3:$P"
 
 start_bg proxy "$TMP/proxy.log" "$PROXY_BIN" -l "127.0.0.1:$PROXY_PORT" --log.level debug
 PROXY_PID=$LAST_PID
 wait_http proxy "$PROXY_PID" "$PROXY/-/healthy" 15 || fail "$FAIL_REASON"
-say "ok: proxy healthy"
+ok "proxy healthy"
 
 start_client() { # FQDN METRICS_PORT
     start_bg "client $1" "$TMP/client-$1.log" "$CLIENT_BIN" --proxy-url "$PROXY/" --fqdn "$1" \
@@ -87,7 +92,7 @@ start_client() { # FQDN METRICS_PORT
 }
 start_client 127.0.0.2 "$CM2_PORT"
 start_client 127.0.0.3 "$CM3_PORT"
-say "ok: clients healthy"
+ok "clients healthy"
 
 # clients_listed: the targets of the proxy's /clients, sorted, one a line.
 clients_listed() {
@@ -105,7 +110,7 @@ for ((i = 0; i < 100; i++)); do # 10 s
     sleep 0.1
 done
 [ "$got" = "$want" ] || fail "/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
-say "ok: /clients = $(curl -sS --max-time 2 "$PROXY/clients")"
+ok "/clients = $(curl -sS --max-time 2 "$PROXY/clients")"
 
 # --- scrapes through the proxy with curl -------------------------------------------------------
 check_scrape_with_curl() {
@@ -116,7 +121,7 @@ check_scrape_with_curl() {
     lines=$(grep -c '^node_' "$TMP/scrape.out")
     [ "$code" = 200 ] || fail "scrape through the proxy: status $code, body: $(head -c 300 "$TMP/scrape.out")"
     [ "$lines" -gt 0 ] || fail "scrape through the proxy: 200 but no node_ lines: $(head -c 300 "$TMP/scrape.out")"
-    say "ok: 200 with $lines node_ lines"
+    ok "200 with $lines node_ lines"
 }
 
 check_unknown_client_fails_fast() {
@@ -130,7 +135,7 @@ check_unknown_client_fails_fast() {
     [ -s "$TMP/unknown.out" ] || fail "scrape of an unknown client: status $code with an empty body"
     python3 -c "import sys; sys.exit(float('$secs') >= 2.5)" ||
         fail "scrape of an unknown client took ${secs}s, deadline was 1s"
-    say "ok: $code after ${secs}s: $(head -c 200 "$TMP/unknown.out")"
+    ok "$code after ${secs}s: $(head -c 200 "$TMP/unknown.out")"
 }
 
 # Section 6 of PROTOCOL.md: the Go names, which dashboards use.
@@ -143,7 +148,7 @@ check_self_metrics() {
         fail "GET client /metrics failed"
     grep -q '^pushprox_client_scrape_errors_total' "$TMP/client-metrics.out" ||
         fail "client /metrics has no pushprox_client_scrape_errors_total"
-    say "ok: proxy and client serve their metrics"
+    ok "proxy and client serve their metrics"
 }
 
 check_scrape_with_curl
@@ -180,7 +185,7 @@ promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
 start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
     --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
 wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
-say "ok: prometheus ready"
+ok "prometheus ready"
 
 # wait_query QUERY WANT SECONDS: until prom_query QUERY prints exactly WANT; else fail.
 wait_query() {
@@ -196,21 +201,21 @@ wait_query() {
 check_static_targets() {
     say "check: up{job=\"node\"} is 1 for 127.0.0.2:$P and 127.0.0.3:$P, 0 for 127.0.0.4:$P"
     wait_query "up{job=\"node\"}" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1\n127.0.0.4:%s 0' "$P" "$P" "$P")" 60
-    say "ok: $(prom_query "$PROM" "up{job=\"node\"}" | one_line)"
+    ok "$(prom_query "$PROM" "up{job=\"node\"}" | one_line)"
 
     say "check: node_memory_MemTotal_bytes and node_load1 arrived for both clients"
     local metric
     for metric in node_memory_MemTotal_bytes node_load1; do
         wait_query "count by (instance) ($metric{job=\"node\"})" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1' "$P" "$P")" 10
     done
-    say "ok: $(prom_query "$PROM" "node_memory_MemTotal_bytes{job=\"node\"}" | one_line)"
+    ok "$(prom_query "$PROM" "node_memory_MemTotal_bytes{job=\"node\"}" | one_line)"
 }
 
 # Issue 3: Prometheus discovers the clients from the proxy's /clients (http_sd_configs).
 check_http_sd() {
     say "check: job node_sd discovered both clients through $PROXY/clients and they are up"
     wait_query "up{job=\"node_sd\"}" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1' "$P" "$P")" 60
-    say "ok: $(prom_query "$PROM" "up{job=\"node_sd\"}" | one_line)"
+    ok "$(prom_query "$PROM" "up{job=\"node_sd\"}" | one_line)"
 }
 
 check_static_targets
