@@ -1,5 +1,6 @@
 //! The command line: every flag once, with its default and its Go name beside it.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -64,6 +65,21 @@ pub struct Flags {
     #[arg(long = "log.format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Logfmt, hide_default_value = true)]
     pub log_format: LogFormat,
 
+    /// File holding the bearer token this client sends to the proxy as `Authorization: Bearer
+    /// TOKEN` on every /poll and /push (surrounding white space is ignored). Needed when the
+    /// proxy runs with --auth.client-tokens; the token is never taken from the command line,
+    /// where `ps` would show it. Default: none (no Authorization header). Not in Go.
+    #[arg(long = "auth.token-file", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Ports, or HOST:PORT pairs, this client will scrape: give it several times or
+    /// comma-separated (`9100,9256`, `node1.example:9100`). A HOST:PORT entry only counts when
+    /// the scrape is for that host, so one list can be shared by many clients. Any other scrape
+    /// gets a 403 that names this flag. Default: empty, any port of this host's FQDN, as in Go.
+    /// Not in Go.
+    #[arg(long = "scrape.allow", value_name = "PORT_OR_HOSTPORT", value_delimiter = ',', value_parser = allow_rule)]
+    pub scrape_allow: Vec<AllowRule>,
+
     /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
     /// cron can start the client every minute. Default: no lock. Not in Go.
     #[arg(long = "lock-file", value_name = "PATH")]
@@ -107,6 +123,25 @@ pub struct ListenAddr {
     pub text: String,
 }
 
+/// One `--scrape.allow` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowRule {
+    /// Any host (that is, this client's FQDN) on this port.
+    Port(u16),
+    /// This host (lower case, no brackets, no trailing dot) on this port.
+    HostPort(String, u16),
+}
+
+impl fmt::Display for AllowRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AllowRule::Port(port) => write!(f, "{port}"),
+            AllowRule::HostPort(host, port) if host.contains(':') => write!(f, "[{host}]:{port}"),
+            AllowRule::HostPort(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
 /// Everything `run` needs, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,6 +154,9 @@ pub struct Config {
     pub retry_initial_wait: Duration,
     pub retry_max_wait: Duration,
     pub lock_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    /// Empty: any port.
+    pub scrape_allow: Vec<AllowRule>,
 }
 
 impl Flags {
@@ -145,6 +183,8 @@ impl Flags {
             retry_initial_wait: self.retry_initial_wait,
             retry_max_wait: self.retry_max_wait.max(self.retry_initial_wait),
             lock_file: self.lock_file,
+            token_file: self.token_file,
+            scrape_allow: self.scrape_allow,
         }
     }
 }
@@ -181,6 +221,30 @@ fn fqdn(text: &str) -> Result<String, String> {
         ));
     }
     Ok(t.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `--scrape.allow`: `9100`, `host:9100`, `[::1]:9100`.
+fn allow_rule(text: &str) -> Result<AllowRule, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "\"{text}\" is not a port or host:port, such as 9100 or node1.example:9100 (several: 9100,9256)"
+        )
+    };
+    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(bad);
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        return port(t).map(AllowRule::Port);
+    }
+    let (host, p) = if let Some(v6) = t.strip_prefix('[') {
+        v6.split_once("]:").ok_or_else(bad)?
+    } else {
+        t.rsplit_once(':').ok_or_else(bad)?
+    };
+    let host = fqdn(host).map_err(|_| bad())?;
+    if host.contains(':') && !t.starts_with('[') {
+        return Err(bad());
+    }
+    Ok(AllowRule::HostPort(host, port(p)?))
 }
 
 /// Durations in Prometheus style, via the protocol crate.
@@ -249,5 +313,47 @@ mod tests {
         assert!(parse(&[]).is_err());
         assert!(parse(&["--proxy-url=http://a", "--metrics-addr=9369"]).is_err());
         assert!(parse(&["--proxy-url=http://a", "--tls.cert=c.pem"]).is_err());
+    }
+
+    #[test]
+    fn scrape_allow_takes_ports_and_host_ports_repeated_or_comma_separated() {
+        let f = parse(&[
+            "--proxy-url=http://a",
+            "--scrape.allow",
+            "9100,9256",
+            "--scrape.allow=Node1.Example.:9100",
+            "--scrape.allow",
+            "[::1]:80",
+        ])
+        .unwrap();
+        assert_eq!(
+            f.scrape_allow,
+            [
+                AllowRule::Port(9100),
+                AllowRule::Port(9256),
+                AllowRule::HostPort("node1.example".into(), 9100),
+                AllowRule::HostPort("::1".into(), 80),
+            ]
+        );
+        let shown: Vec<String> = f.scrape_allow.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown, ["9100", "9256", "node1.example:9100", "[::1]:80"]);
+        assert!(parse(&["--proxy-url=http://a"])
+            .unwrap()
+            .scrape_allow
+            .is_empty());
+        for bad in [
+            "0",
+            "70000",
+            "host",
+            "host:",
+            ":9100",
+            "a b:1",
+            "::1:80",
+            "http://h:1",
+        ] {
+            let err = parse(&["--proxy-url=http://a", "--scrape.allow", bad]).unwrap_err();
+            assert!(err.to_string().contains("--scrape.allow"), "{bad}: {err}");
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
     }
 }

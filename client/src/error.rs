@@ -14,6 +14,8 @@ pub enum StartupError {
         path: PathBuf,
         reason: String,
     },
+    /// `--auth.token-file` could not be read or holds no usable token.
+    TokenFile { path: PathBuf, reason: String },
     /// `--metrics-addr` could not be bound.
     MetricsBind { addr: String, source: io::Error },
     /// `--lock-file` could not be opened or locked.
@@ -30,6 +32,9 @@ impl fmt::Display for StartupError {
         match self {
             StartupError::TlsFile { flag, path, reason } => {
                 write!(f, "cannot use {flag} file {}: {reason}", path.display())
+            }
+            StartupError::TokenFile { path, reason } => {
+                write!(f, "cannot use --auth.token-file {}: {reason}", path.display())
             }
             StartupError::MetricsBind { addr, source } => write!(
                 f,
@@ -48,7 +53,7 @@ impl fmt::Display for StartupError {
 impl std::error::Error for StartupError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartupError::TlsFile { .. } => None,
+            StartupError::TlsFile { .. } | StartupError::TokenFile { .. } => None,
             StartupError::MetricsBind { source, .. }
             | StartupError::LockFile { source, .. }
             | StartupError::Thread { source, .. } => Some(source),

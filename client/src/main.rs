@@ -13,6 +13,7 @@ mod run;
 mod scrape;
 mod shutdown;
 mod tls;
+mod token;
 
 use std::process::ExitCode;
 

@@ -17,7 +17,8 @@ pub enum Outcome {
     Success,
     /// The target could not be reached or broke off its response.
     TargetError,
-    /// The client would not perform the scrape: wrong host, bad URL, no deadline header.
+    /// The client would not perform the scrape: wrong host, port not in `--scrape.allow`, bad
+    /// URL, no deadline header.
     Refused,
     /// The scrape's deadline passed.
     Timeout,
@@ -94,7 +95,7 @@ impl Metrics {
         counter(
             &mut out,
             "pushprox_client_scrape_errors_total",
-            "Scrapes that failed and were answered with a 500 push (every outcome but success).",
+            "Scrapes that failed and were answered with a 500 (or 403) push (every outcome but success).",
             get(&self.scrape_errors),
         );
         counter(
@@ -110,7 +111,7 @@ impl Metrics {
             get(&self.poll_errors),
         );
         out.push_str(
-            "# HELP pushprox_client_scrapes_total Scrapes handed out by the proxy, by outcome: success (the target answered), target_error (unreachable or broken response), refused (wrong host, bad URL or no deadline), timeout (deadline passed).\n\
+            "# HELP pushprox_client_scrapes_total Scrapes handed out by the proxy, by outcome: success (the target answered), target_error (unreachable or broken response), refused (wrong host, port not in --scrape.allow, bad URL or no deadline), timeout (deadline passed).\n\
              # TYPE pushprox_client_scrapes_total counter\n",
         );
         for outcome in Outcome::ALL {

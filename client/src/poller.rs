@@ -10,12 +10,16 @@ use pushprox_protocol::{
 };
 
 use crate::metrics::Outcome;
-use crate::push::{ProxyLink, ERROR_PUSH_WINDOW, PUSH_GRACE};
+use crate::push::{is_token_refusal, ProxyLink, ERROR_PUSH_WINDOW, PUSH_GRACE};
 use crate::scrape::{self, ScrapeContext};
 use crate::shutdown::{self, InFlight};
+use crate::token::TokenRefused;
 
 /// How much of an unexpected poll answer is quoted in the log.
 const BODY_EXCERPT: usize = 80;
+
+/// How much of a 401 or 403 is quoted: our proxy's reasons are a sentence long.
+const TOKEN_REFUSAL_EXCERPT: usize = 200;
 
 /// A 408 after a hold shorter than this may be a superseding ping-pong between two clients
 /// with the same FQDN.
@@ -76,7 +80,9 @@ enum PollAnswer {
 pub enum PollError {
     /// The proxy could not be reached, or the connection broke.
     Network(ureq::Error),
-    /// A status other than 200 or 408.
+    /// 401 or 403: the proxy does not accept our token (or our lack of one) for our FQDN.
+    Token(TokenRefused),
+    /// A status other than 200, 401, 403 or 408.
     Status {
         status: u16,
         content_type: String,
@@ -93,7 +99,11 @@ pub enum PollError {
 impl fmt::Display for PollError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PollError::Network(e) => write!(f, "{e}"),
+            PollError::Network(e) => {
+                let text = e.to_string();
+                write!(f, "{text}{}", crate::tls::hint(&text))
+            }
+            PollError::Token(refused) => write!(f, "{refused}"),
             PollError::Status {
                 status,
                 content_type,
@@ -210,8 +220,7 @@ impl Poller {
     fn poll_once(&self) -> Result<PollAnswer, PollError> {
         let sent = self
             .link
-            .agent
-            .post(format!("{}/poll", self.link.url))
+            .post("/poll")
             .config()
             .timeout_recv_response(Some(POLL_GIVE_UP))
             .build()
@@ -244,6 +253,13 @@ impl Poller {
                     body: excerpt(&body, BODY_EXCERPT),
                 }),
             408 => Ok(PollAnswer::Superseded),
+            s if is_token_refusal(s) => Err(PollError::Token(self.link.token_refused(
+                s,
+                excerpt(
+                    String::from_utf8_lossy(&body).trim_end().as_bytes(),
+                    TOKEN_REFUSAL_EXCERPT,
+                ),
+            ))),
             _ => Err(PollError::Status {
                 status,
                 content_type,

@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Cursor, Read};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
@@ -11,6 +12,8 @@ use pushprox_protocol::{
     PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
 use ureq::{Agent, SendBody};
+
+use crate::token::{BearerToken, TokenRefused};
 
 /// Time a push may take beyond the scrape's deadline, to carry the body over.
 pub const PUSH_GRACE: Duration = Duration::from_secs(5);
@@ -21,11 +24,41 @@ pub const ERROR_PUSH_WINDOW: Duration = Duration::from_secs(5);
 /// At most this much of a refused push's answer is quoted.
 const ANSWER_EXCERPT: usize = 200;
 
-/// One proxy: where to poll and push, and the agent that reaches it.
+/// One proxy: where to poll and push, as whom, and the agent that reaches it.
 pub struct ProxyLink {
     /// Without a trailing `/`.
     pub url: String,
     pub agent: Agent,
+    /// Our FQDN, for messages.
+    pub fqdn: String,
+    /// `--auth.token-file` and its token, shown on every /poll and /push.
+    pub token: Option<(PathBuf, BearerToken)>,
+}
+
+impl ProxyLink {
+    /// `POST {url}{path}`, with our bearer token if we have one.
+    pub fn post(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let request = self.agent.post(format!("{}{path}", self.url));
+        match &self.token {
+            Some((_, token)) => request.header("Authorization", token.header_value()),
+            None => request,
+        }
+    }
+
+    /// A 401 or 403 answer to /poll or /push, explained.
+    pub fn token_refused(&self, status: u16, answer: String) -> TokenRefused {
+        TokenRefused {
+            status,
+            answer,
+            fqdn: self.fqdn.clone(),
+            token_file: self.token.as_ref().map(|(path, _)| path.clone()),
+        }
+    }
+}
+
+/// Statuses with which a proxy refuses a client's credentials.
+pub fn is_token_refusal(status: u16) -> bool {
+    status == 401 || status == 403
 }
 
 /// Why a push did not get through.
@@ -37,6 +70,8 @@ pub enum PushError {
     Network(ureq::Error),
     /// The proxy answered with something other than 200.
     Refused { status: u16, answer: String },
+    /// The proxy answered 401 or 403: it does not accept our token for this scrape's FQDN.
+    Token(TokenRefused),
 }
 
 impl fmt::Display for PushError {
@@ -49,6 +84,7 @@ impl fmt::Display for PushError {
                 "the proxy answered {status} {}: \"{answer}\"",
                 reason_phrase(*status)
             ),
+            PushError::Token(refused) => write!(f, "{refused}"),
         }
     }
 }
@@ -210,15 +246,17 @@ pub fn push_response(
     result.map(|()| bytes)
 }
 
-/// Pushes a `500` whose body is `reason`, for a scrape that failed.
+/// Pushes a `status` (500, or 403 for a scrape refused by `--scrape.allow`) whose body is
+/// `reason`, for a scrape that failed.
 pub fn push_error(
     link: &ProxyLink,
     id: &str,
+    status: u16,
     reason: &str,
     deadline: Instant,
 ) -> Result<(), PushError> {
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let mut response = Response::text(500, reason);
+    let mut response = Response::text(status, reason);
     response.head.headers.append(ID_HEADER, id);
     response.head.headers.append(
         PUSH_TIMEOUT_HEADER,
@@ -234,8 +272,7 @@ pub fn push_error(
 
 fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), PushError> {
     let mut answer = link
-        .agent
-        .post(format!("{}/push", link.url))
+        .post("/push")
         .config()
         .timeout_global(Some(timeout))
         .build()
@@ -250,13 +287,12 @@ fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), P
         .lossy_utf8(true)
         .read_to_string()
         .unwrap_or_default();
-    if status == 200 {
-        return Ok(());
+    let answer = crate::poller::excerpt(text.trim_end().as_bytes(), ANSWER_EXCERPT);
+    match status {
+        200 => Ok(()),
+        s if is_token_refusal(s) => Err(PushError::Token(link.token_refused(s, answer))),
+        _ => Err(PushError::Refused { status, answer }),
     }
-    Err(PushError::Refused {
-        status,
-        answer: crate::poller::excerpt(text.as_bytes(), ANSWER_EXCERPT),
-    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::poller::{Backoff, Poller};
 use crate::push::ProxyLink;
 use crate::scrape::ScrapeContext;
 use crate::shutdown::{self, InFlight};
+use crate::token::BearerToken;
 
 /// Stack of every thread we start. A poll or scrape with a TLS handshake (RSA client
 /// certificate) was measured to need under 64 KiB optimized but over 128 KiB unoptimized, whose
@@ -63,15 +64,29 @@ fn fail(e: StartupError) -> ExitCode {
 
 fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     install_panic_hook();
+    let token = match &config.token_file {
+        Some(path) => Some((path.clone(), BearerToken::read(path)?)),
+        None => None,
+    };
     let tls = crate::tls::tls_config(config)?;
     crate::tls::check_client_cert(config, &tls)?;
     let listener = metrics::bind(&config.metrics_addr)?;
+    let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
-        "starting pushprox-client version={} fqdn={} proxy_urls={} metrics_addr={}",
+        "starting pushprox-client version={} fqdn={} proxy_urls={} metrics_addr={} token_file={} scrape_allow={}",
         env!("CARGO_PKG_VERSION"),
         config.fqdn,
         config.proxy_urls.join(","),
-        config.metrics_addr.text
+        config.metrics_addr.text,
+        config
+            .token_file
+            .as_deref()
+            .map_or_else(|| "none".into(), |p| p.display().to_string()),
+        if allow.is_empty() {
+            "any".to_string()
+        } else {
+            allow.join(",")
+        }
     );
     let metrics = Metrics::new();
     metrics::serve(listener, Arc::clone(&metrics))?;
@@ -90,6 +105,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         .new_agent();
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
+        allow: config.scrape_allow.clone(),
         agent: scrape_agent,
         metrics,
     });
@@ -105,10 +121,17 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             .build()
             .new_agent();
         log_forward_proxy(&agent, url);
+        if token.is_some() && url.starts_with("http://") && !is_loopback(url) {
+            log::warn!(
+                "sending the --auth.token-file token to {url} over plain http, where anyone on the way can read it; use an https:// proxy URL"
+            );
+        }
         let poller = Poller {
             link: Arc::new(ProxyLink {
                 url: url.clone(),
                 agent,
+                fqdn: config.fqdn.clone(),
+                token: token.clone(),
             }),
             ctx: Arc::clone(&ctx),
             in_flight: Arc::clone(&in_flight),
@@ -120,6 +143,22 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         })?;
     }
     Ok(in_flight)
+}
+
+/// Whether the host of `url` is this machine, where a plain-http token is read by no one.
+fn is_loopback(url: &str) -> bool {
+    url.parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|uri| {
+            uri.host()
+                .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+        })
+        .is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 /// Says whether `url` is reached through a forward proxy from the environment: a poll that
@@ -187,4 +226,28 @@ fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
     }
     log::info!("stopped");
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_proxy_urls() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:80",
+            "http://127.1.2.3",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://proxy.example:8080",
+            "http://10.0.0.1",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use pushprox_protocol::{
 };
 use ureq::Agent;
 
+use crate::config::AllowRule;
 use crate::metrics::{Metrics, Outcome};
 use crate::push::{self, ProxyLink, PushError};
 
@@ -18,6 +19,8 @@ use crate::push::{self, ProxyLink, PushError};
 pub struct ScrapeContext {
     /// The FQDN this client serves; targets on other hosts are refused.
     pub fqdn: String,
+    /// `--scrape.allow`; empty: any port.
+    pub allow: Vec<AllowRule>,
     /// The agent for targets: no proxy, statuses are not errors, nothing decompressed.
     pub agent: Agent,
     pub metrics: Arc<Metrics>,
@@ -29,6 +32,13 @@ pub struct ScrapeContext {
 pub enum ScrapeError {
     /// The target's host is not our FQDN.
     WrongHost { asked: String, fqdn: String },
+    /// The target's port (or host and port) is not in `--scrape.allow`.
+    NotAllowed {
+        url: String,
+        host: String,
+        port: u16,
+        allow: Vec<AllowRule>,
+    },
     /// The URL is not an absolute http(s) URL.
     BadUrl(ProtocolError),
     /// `_scheme` is neither `http` nor `https`.
@@ -51,6 +61,7 @@ impl ScrapeError {
     pub fn outcome(&self) -> Outcome {
         match self {
             ScrapeError::WrongHost { .. }
+            | ScrapeError::NotAllowed { .. }
             | ScrapeError::BadUrl(_)
             | ScrapeError::BadScheme(_)
             | ScrapeError::MissingDeadline
@@ -58,6 +69,15 @@ impl ScrapeError {
             | ScrapeError::BadRequest { .. } => Outcome::Refused,
             ScrapeError::Timeout { .. } => Outcome::Timeout,
             ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
+        }
+    }
+
+    /// The status of the push that answers the scrape: 403 where this client's configuration
+    /// forbids it, 500 for every other failure (as Go).
+    pub fn status(&self) -> u16 {
+        match self {
+            ScrapeError::NotAllowed { .. } => 403,
+            _ => 500,
         }
     }
 }
@@ -70,6 +90,29 @@ impl fmt::Display for ScrapeError {
                 "scrape refused: the target host is \"{asked}\" but this pushprox-client serves \
                  \"{fqdn}\"; its --fqdn must match the host of the Prometheus target"
             ),
+            ScrapeError::NotAllowed {
+                url,
+                host,
+                port,
+                allow,
+            } => {
+                let list: Vec<String> = allow.iter().map(AllowRule::to_string).collect();
+                let list = list.join(", ");
+                if allow.iter().all(|r| matches!(r, AllowRule::Port(_))) {
+                    write!(
+                        f,
+                        "scrape of {url} refused: port {port} is not in --scrape.allow ({list}); \
+                         add it there to allow it"
+                    )
+                } else {
+                    let pair = AllowRule::HostPort(host.clone(), *port);
+                    write!(
+                        f,
+                        "scrape of {url} refused: {pair} is not in --scrape.allow ({list}); add \
+                         {port} or {pair} there to allow it"
+                    )
+                }
+            }
             ScrapeError::BadUrl(e) => write!(f, "scrape refused: {e}"),
             ScrapeError::BadScheme(s) => write!(
                 f,
@@ -112,13 +155,31 @@ pub struct Prepared {
     pub timeout: Duration,
 }
 
-/// Checks the request against our FQDN and its deadline header.
-pub fn prepare(request: &ScrapeRequest, fqdn: &str) -> Result<Prepared, ScrapeError> {
+/// Checks the request against our FQDN, `--scrape.allow` (empty: any port) and its deadline
+/// header.
+pub fn prepare(
+    request: &ScrapeRequest,
+    fqdn: &str,
+    allow: &[AllowRule],
+) -> Result<Prepared, ScrapeError> {
     let target = request.target().map_err(ScrapeError::BadUrl)?;
     if !same_host(&target.host, fqdn) {
         return Err(ScrapeError::WrongHost {
             asked: target.host,
             fqdn: fqdn.to_string(),
+        });
+    }
+    let url = target_url(&request.url)?;
+    // The port the connection goes to: _scheme=https without a port means 443.
+    let port = target
+        .port
+        .unwrap_or(if url.starts_with("https:") { 443 } else { 80 });
+    if !allowed(allow, &target.host, port) {
+        return Err(ScrapeError::NotAllowed {
+            url,
+            host: target.host.trim_end_matches('.').to_string(),
+            port,
+            allow: allow.to_vec(),
         });
     }
     let timeout = request
@@ -128,10 +189,19 @@ pub fn prepare(request: &ScrapeRequest, fqdn: &str) -> Result<Prepared, ScrapeEr
         .and_then(|v| parse_scrape_timeout(v).map_err(ScrapeError::BadDeadline))?;
     Ok(Prepared {
         method: request.method.clone(),
-        url: target_url(&request.url)?,
+        url,
         headers: forwarded_headers(request),
         timeout,
     })
+}
+
+/// Whether `--scrape.allow` lets this client scrape `port` of `host`.
+fn allowed(allow: &[AllowRule], host: &str, port: u16) -> bool {
+    allow.is_empty()
+        || allow.iter().any(|rule| match rule {
+            AllowRule::Port(p) => *p == port,
+            AllowRule::HostPort(h, p) => *p == port && same_host(h, host),
+        })
 }
 
 fn same_host(a: &str, b: &str) -> bool {
@@ -239,7 +309,7 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
         ctx.metrics.scrape_done(Outcome::Refused);
         return;
     };
-    let result = match prepare(&request, fqdn) {
+    let result = match prepare(&request, fqdn, &ctx.allow) {
         Ok(prepared) => {
             let deadline = received + prepared.timeout;
             log::debug!(
@@ -262,12 +332,15 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
         Outcome::Refused => log::warn!("fqdn={fqdn} scrape_id={id} {error}"),
         _ => log::info!("fqdn={fqdn} scrape_id={id} {error}"),
     }
-    match push::push_error(link, &id, &error.to_string(), deadline) {
-        Ok(()) => log::debug!("fqdn={fqdn} scrape_id={id} pushed the 500 for the failed scrape"),
+    let status = error.status();
+    match push::push_error(link, &id, status, &error.to_string(), deadline) {
+        Ok(()) => {
+            log::debug!("fqdn={fqdn} scrape_id={id} pushed the {status} for the failed scrape")
+        }
         Err(e) => {
             ctx.metrics.push_failed();
             log::warn!(
-                "fqdn={fqdn} scrape_id={id} push of the failed scrape's 500 to {} failed: {e}",
+                "fqdn={fqdn} scrape_id={id} push of the failed scrape's {status} to {} failed: {e}",
                 link.url
             );
         }
@@ -391,7 +464,7 @@ mod tests {
         let req = request(
             "GET http://Other.Example:9100/metrics HTTP/1.1\r\nId: 1\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n",
         );
-        let err = prepare(&req, "node1.example").unwrap_err();
+        let err = prepare(&req, "node1.example", &[]).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("other.example") && text.contains("node1.example"),
@@ -400,7 +473,7 @@ mod tests {
         assert!(text.contains("--fqdn"), "{text}");
         assert_eq!(err.outcome(), Outcome::Refused);
 
-        let ok = prepare(&req, "OTHER.example.").unwrap();
+        let ok = prepare(&req, "OTHER.example.", &[]).unwrap();
         assert_eq!(ok.url, "http://Other.Example:9100/metrics");
         assert_eq!(ok.timeout, Duration::from_secs(10));
     }
@@ -408,15 +481,70 @@ mod tests {
     #[test]
     fn deadline_header_is_required() {
         let req = request("GET http://h:9100/metrics HTTP/1.1\r\nId: 1\r\n\r\n");
-        let err = prepare(&req, "h").unwrap_err();
+        let err = prepare(&req, "h", &[]).unwrap_err();
         assert!(matches!(err, ScrapeError::MissingDeadline));
         assert!(err.to_string().contains(SCRAPE_TIMEOUT_HEADER));
         let req = request(
             "GET http://h:9100/metrics HTTP/1.1\r\nX-Prometheus-Scrape-Timeout-Seconds: soon\r\n\r\n",
         );
         assert!(matches!(
-            prepare(&req, "h"),
+            prepare(&req, "h", &[]),
             Err(ScrapeError::BadDeadline(_))
         ));
+    }
+
+    #[test]
+    fn scrape_allow_refuses_other_ports_with_a_403_naming_the_flag() {
+        let allow = [AllowRule::Port(9100), AllowRule::Port(9256)];
+        let req = |url: &str| {
+            request(&format!(
+                "GET {url} HTTP/1.1\r\nId: 1\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n"
+            ))
+        };
+        assert!(prepare(&req("http://h:9100/metrics"), "h", &allow).is_ok());
+        assert!(prepare(&req("http://h:9256/"), "h", &allow).is_ok());
+        let err = prepare(&req("http://h:22/"), "h", &allow).unwrap_err();
+        assert_eq!(err.status(), 403);
+        assert_eq!(err.outcome(), Outcome::Refused);
+        assert_eq!(
+            err.to_string(),
+            "scrape of http://h:22/ refused: port 22 is not in --scrape.allow (9100, 9256); add it there to allow it"
+        );
+        // No port: the scheme's, after _scheme.
+        let err = prepare(&req("http://h/m?_scheme=https"), "h", &allow).unwrap_err();
+        assert!(err.to_string().contains("port 443 "), "{err}");
+        let err = prepare(&req("http://h/m"), "h", &allow).unwrap_err();
+        assert!(err.to_string().contains("port 80 "), "{err}");
+        // Other failures stay 500.
+        assert_eq!(
+            prepare(&req("http://x:9100/"), "h", &allow)
+                .unwrap_err()
+                .status(),
+            500
+        );
+    }
+
+    #[test]
+    fn scrape_allow_host_port_entries_only_count_for_their_host() {
+        let allow = [
+            AllowRule::HostPort("node1.example".into(), 9100),
+            AllowRule::HostPort("node2.example".into(), 9256),
+        ];
+        let req = |url: &str| {
+            request(&format!(
+                "GET {url} HTTP/1.1\r\nId: 1\r\nX-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n"
+            ))
+        };
+        let ok = prepare(&req("http://NODE1.example:9100/"), "node1.example", &allow);
+        assert!(ok.is_ok());
+        let err = prepare(&req("http://node1.example:9256/"), "node1.example", &allow)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "scrape of http://node1.example:9256/ refused: node1.example:9256 is not in \
+             --scrape.allow (node1.example:9100, node2.example:9256); add 9256 or \
+             node1.example:9256 there to allow it"
+        );
     }
 }

@@ -93,6 +93,22 @@ pub fn check_client_cert(config: &Config, tls: &TlsConfig) -> Result<(), Startup
         .map_err(|_| failed("the TLS library refused the certificate and key".into()))
 }
 
+/// What to check for a TLS failure whose words (from rustls) an operator may not know; empty
+/// for the others.
+pub fn hint(error: &str) -> &'static str {
+    if error.contains("CaUsedAsEndEntity") {
+        "; the proxy's certificate is marked as a CA certificate, which rustls refuses for a \
+         server: `openssl req -x509` makes such a certificate unless given \
+         `-addext basicConstraints=critical,CA:FALSE`"
+    } else if error.contains("UnknownIssuer") {
+        "; the proxy's certificate is not signed by a CA in --tls.cacert (or the built-in roots)"
+    } else if error.contains("NotValidForName") {
+        "; the proxy's certificate does not name the host of --proxy-url in its subjectAltName"
+    } else {
+        ""
+    }
+}
+
 fn pem_items(flag: &'static str, path: &Path) -> Result<Vec<PemItem<'static>>, StartupError> {
     let fail = |reason: String| StartupError::TlsFile {
         flag,
@@ -159,7 +175,20 @@ mod tests {
             retry_initial_wait: std::time::Duration::from_secs(1),
             retry_max_wait: std::time::Duration::from_secs(5),
             lock_file: None,
+            token_file: None,
+            scrape_allow: Vec::new(),
         }
+    }
+
+    #[test]
+    fn hints_for_rustls_words() {
+        assert!(
+            hint("io: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))")
+                .contains("CA:FALSE")
+        );
+        assert!(hint("invalid peer certificate: UnknownIssuer").contains("--tls.cacert"));
+        assert!(hint("invalid peer certificate: NotValidForName").contains("subjectAltName"));
+        assert_eq!(hint("Connection refused"), "");
     }
 
     #[test]
