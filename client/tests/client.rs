@@ -686,7 +686,8 @@ fn unbindable_metrics_address_exits_1() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// TLS, with certificates and a server from the openssl command line (skipped without it)
+// TLS, with certificates and a server from the openssl command line (these tests fail without
+// it: CI installs it)
 
 /// A CA, a server certificate for 127.0.0.1 and a v3 client certificate, in a fresh directory.
 struct Pki {
@@ -694,7 +695,7 @@ struct Pki {
 }
 
 impl Pki {
-    fn make(name: &str) -> Option<Pki> {
+    fn make(name: &str) -> Pki {
         let dir =
             std::env::temp_dir().join(format!("pushprox-client-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -800,22 +801,22 @@ impl Pki {
             ],
         ];
         for args in steps {
-            let ok = Command::new("openssl")
+            let out = Command::new("openssl")
                 .args(*args)
                 .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                eprintln!(
-                    "skipped: `openssl {}` failed or openssl is missing",
-                    args.join(" ")
-                );
-                return None;
-            }
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("this test needs the openssl command (apt-get install openssl): {e}")
+                });
+            assert!(
+                out.status.success(),
+                "`openssl {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        Some(Pki { dir })
+        Pki { dir }
     }
 
     fn path(&self, file: &str) -> String {
@@ -874,9 +875,7 @@ fn start_tls_target(pki: &Pki) -> (ChildGuard, u16) {
 
 #[test]
 fn https_scrape_with_scheme_parameter_and_client_certificate() {
-    let Some(pki) = Pki::make("https") else {
-        return;
-    };
+    let pki = Pki::make("https");
     let (_server, port) = start_tls_target(&pki);
     let url = format!("http://127.0.0.1:{port}/metrics?_scheme=https");
     let proxy = FakeProxy::start(vec![scrape_answer(&url, "id-tls", Some("5"))]);
@@ -901,7 +900,7 @@ fn https_scrape_with_scheme_parameter_and_client_certificate() {
 
 #[test]
 fn v1_client_certificate_stops_the_start_with_exit_1() {
-    let Some(pki) = Pki::make("v1") else { return };
+    let pki = Pki::make("v1");
     let (ca, cert, key) = (
         pki.path("ca.pem"),
         pki.path("client-v1.pem"),
