@@ -1,0 +1,615 @@
+//! The client's security flags against the REAL proxy binary: `--auth.token-file` with the
+//! proxy's `--auth.client-tokens`, `--scrape.allow`, and `--tls.cacert` with the proxy's TLS
+//! listener. The proxy is the sibling of the client binary in the same target directory: run
+//! `cargo build --workspace` first. Everything listens on 127.0.0.1; every wait is bounded;
+//! every process is killed on drop. Tests that need openssl fail without it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pushprox_protocol::Response;
+
+/// Upper bound of every wait.
+const WAIT: Duration = Duration::from_secs(10);
+
+const TARGET_BODY: &str = "# TYPE up gauge\nup{job=\"security\"} 1\n";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + WAIT;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The proxy binary next to the client binary.
+fn proxy_binary() -> PathBuf {
+    let client = Path::new(env!("CARGO_BIN_EXE_pushprox-client"));
+    let proxy = client.with_file_name(format!("pushprox-proxy{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        proxy.is_file(),
+        "the proxy binary {} is missing: these tests start the real proxy; run `cargo build --workspace` first",
+        proxy.display()
+    );
+    proxy
+}
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "pushprox-client-security-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write a temporary file");
+        path.display().to_string()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A process whose stderr goes to a file; killed on drop.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(program: &Path, args: &[&str], log: PathBuf) -> Process {
+        let child = Command::new(program)
+            .args(args)
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create a log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Process { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for a log line containing every one of `parts`, and returns it.
+    fn wait_for_line(&self, what: &str, parts: &[&str]) -> String {
+        let mut found = None;
+        let ok = wait_until(|| {
+            found = self
+                .log_text()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .map(str::to_string);
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no log line {what} ({parts:?}) within {WAIT:?}; the log:\n{}",
+            self.log_text()
+        );
+        found.unwrap_or_default()
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        let mut code = None;
+        let exited = wait_until(|| match self.child.try_wait() {
+            Ok(Some(status)) => {
+                code = status.code();
+                true
+            }
+            _ => false,
+        });
+        assert!(exited, "did not exit within {WAIT:?}:\n{}", self.log_text());
+        code
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real proxy on 127.0.0.1.
+struct Proxy {
+    process: Process,
+    port: u16,
+}
+
+impl Proxy {
+    /// Starts it with `args`; with `tls` it is ready when it accepts a connection, else when
+    /// /-/healthy answers 200.
+    fn start(dir: &TempDir, args: &[&str], tls: bool) -> Proxy {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec!["-l", &listen, "--log.level", "debug"];
+        all.extend_from_slice(args);
+        let process = Process::spawn(&proxy_binary(), &all, dir.0.join("proxy.log"));
+        let mut proxy = Proxy { process, port };
+        let ready = wait_until(|| {
+            if tls {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                request(
+                    port,
+                    "GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+                .starts_with(b"HTTP/1.1 200")
+            }
+        });
+        let alive = matches!(proxy.process.child.try_wait(), Ok(None));
+        assert!(
+            ready && alive,
+            "the proxy did not start on {listen}:\n{}",
+            proxy.process.log_text()
+        );
+        proxy
+    }
+
+    /// Waits until the proxy has seen a poll for `fqdn`.
+    fn wait_registered(&self, fqdn: &str) {
+        self.process.wait_for_line(
+            "saying the client registered",
+            &["client registered", &format!("fqdn={fqdn} ")],
+        );
+    }
+}
+
+/// The client binary, with FQDN 127.0.0.1 and a free metrics port.
+fn start_client(dir: &TempDir, proxy_url: &str, extra: &[&str]) -> Process {
+    let mut args = vec![
+        "--proxy-url",
+        proxy_url,
+        "--fqdn",
+        "127.0.0.1",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--log.level",
+        "debug",
+        "--proxy.retry.initial-wait",
+        "200ms",
+        "--proxy.retry.max-wait",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    Process::spawn(
+        Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
+        &args,
+        dir.0.join("client.log"),
+    )
+}
+
+/// Sends `text` on a fresh connection and reads until the peer closes (at most [`WAIT`]).
+fn request(port: u16, text: &str) -> Vec<u8> {
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let _ = conn.set_read_timeout(Some(WAIT));
+    let _ = conn.write_all(text.as_bytes());
+    let mut out = Vec::new();
+    let _ = conn.read_to_end(&mut out);
+    out
+}
+
+/// A scrape as Prometheus sends it to its proxy_url: absolute form, with a deadline.
+fn scrape_request(url: &str, timeout: &str) -> String {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("");
+    format!(
+        "GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: security-test\r\n\
+         X-Prometheus-Scrape-Timeout-Seconds: {timeout}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// Scrapes `url` through the plain-http proxy on `port`.
+fn scrape(port: u16, url: &str, timeout: &str) -> Response {
+    parse_answer(&request(port, &scrape_request(url, timeout)))
+}
+
+fn parse_answer(bytes: &[u8]) -> Response {
+    Response::from_bytes(bytes, 64 * 1024, None).unwrap_or_else(|e| {
+        panic!(
+            "the scrape's answer is not an HTTP response ({e}): {:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
+        )
+    })
+}
+
+fn body_text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// A target on 127.0.0.1 that answers every request with [`TARGET_BODY`] and counts them.
+struct Target {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Target {
+    fn start() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the target");
+        let addr = listener.local_addr().expect("target address");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = conn.set_read_timeout(Some(WAIT));
+                let mut head = Vec::new();
+                let mut byte = [0u8];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{TARGET_BODY}",
+                    TARGET_BODY.len()
+                );
+            }
+        });
+        Target {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Runs openssl; fails the test, with what to install, if openssl is missing or fails.
+fn openssl(dir: &TempDir, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(&dir.0)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("this test needs the openssl command (apt-get install openssl): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "`openssl {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --auth.token-file
+
+#[test]
+fn right_token_file_lets_a_scrape_through_the_proxy() {
+    let dir = TempDir::new("token-ok");
+    let tokens = dir.write(
+        "client-tokens",
+        "# test\n127.0.0.1 tok-right-1234\n*.example other-token\n",
+    );
+    // White space around the token is ignored.
+    let token_file = dir.write("token", "  tok-right-1234\n\n");
+    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
+    let target = Target::start();
+    let client = start_client(
+        &dir,
+        &format!("http://127.0.0.1:{}/", proxy.port),
+        &["--auth.token-file", &token_file],
+    );
+    proxy.wait_registered("127.0.0.1");
+
+    let answer = scrape(proxy.port, &target.url(), "5");
+    assert_eq!(
+        (answer.head.status, body_text(&answer).as_str()),
+        (200, TARGET_BODY),
+        "client log:\n{}",
+        client.log_text()
+    );
+    assert!(
+        !client.log_text().contains("tok-right-1234")
+            && !proxy.process.log_text().contains("tok-right-1234"),
+        "a log shows the token"
+    );
+}
+
+#[test]
+fn wrong_token_is_logged_as_refused_and_the_scrape_gets_the_proxys_504() {
+    let dir = TempDir::new("token-wrong");
+    let tokens = dir.write("client-tokens", "127.0.0.1 tok-right-1234\n");
+    let token_file = dir.write("token", "tok-WRONG-5678\n");
+    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
+    let target = Target::start();
+    let client = start_client(
+        &dir,
+        &format!("http://127.0.0.1:{}/", proxy.port),
+        &["--auth.token-file", &token_file],
+    );
+    let line = client.wait_for_line(
+        "saying the proxy refused the token",
+        &["refused the bearer token", "fqdn 127.0.0.1"],
+    );
+    assert!(
+        line.contains(&format!("--auth.token-file {token_file}"))
+            && line.contains("403 Forbidden")
+            && line.contains("--auth.client-tokens")
+            && line.contains("polling again in"),
+        "{line}"
+    );
+
+    let answer = scrape(proxy.port, &target.url(), "1");
+    assert_eq!(answer.head.status, 504, "{}", body_text(&answer));
+    assert!(
+        body_text(&answer).contains("no client polled for 127.0.0.1"),
+        "{}",
+        body_text(&answer)
+    );
+    assert_eq!(target.requests.load(Ordering::SeqCst), 0);
+    let log = client.log_text();
+    assert!(
+        !log.contains("tok-WRONG-5678"),
+        "the client log shows the token:\n{log}"
+    );
+    // Refusals back off like other poll errors: a handful, not a flood, in the second above.
+    let refusals = log.matches("refused the bearer token").count();
+    assert!((1..=20).contains(&refusals), "{refusals} refusals:\n{log}");
+}
+
+#[test]
+fn client_without_a_token_is_told_which_flag_to_use() {
+    let dir = TempDir::new("token-missing");
+    let tokens = dir.write("client-tokens", "* tok-any-1234\n");
+    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
+    let client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
+    let line = client.wait_for_line(
+        "saying a token is needed",
+        &[
+            "wants a bearer token for fqdn 127.0.0.1",
+            "401 Unauthorized",
+        ],
+    );
+    assert!(line.contains("with --auth.token-file"), "{line}");
+}
+
+#[test]
+fn empty_or_missing_token_file_stops_the_start_with_exit_1() {
+    let dir = TempDir::new("token-empty");
+    let empty = dir.write("token", " \n");
+    let missing = dir.path("no-such-token");
+    for (file, why) in [(&empty, "empty"), (&missing, "No such file")] {
+        let mut client = start_client(&dir, "http://127.0.0.1:1/", &["--auth.token-file", file]);
+        assert_eq!(client.wait_exit(), Some(1), "{}", client.log_text());
+        let log = client.log_text();
+        assert!(
+            log.contains(&format!("--auth.token-file {file}")) && log.contains(why),
+            "{log}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// --scrape.allow
+
+#[test]
+fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
+    let dir = TempDir::new("allow");
+    let proxy = Proxy::start(&dir, &[], false);
+    let target = Target::start();
+    let allowed = if target.addr.port() == 9100 {
+        "9101"
+    } else {
+        "9100"
+    };
+    let mut client = start_client(
+        &dir,
+        &format!("http://127.0.0.1:{}/", proxy.port),
+        &["--scrape.allow", allowed],
+    );
+    proxy.wait_registered("127.0.0.1");
+
+    let answer = scrape(proxy.port, &target.url(), "5");
+    let text = body_text(&answer);
+    assert_eq!(answer.head.status, 403, "{text}");
+    let port = target.addr.port();
+    assert_eq!(
+        text,
+        format!(
+            "scrape of {} refused: port {port} is not in --scrape.allow ({allowed}); add it there to allow it",
+            target.url()
+        )
+    );
+    assert_eq!(
+        target.requests.load(Ordering::SeqCst),
+        0,
+        "the target was scraped"
+    );
+    let line = client.wait_for_line("warning of the refusal", &["--scrape.allow", "scrape_id="]);
+    assert!(
+        line.contains("WARN") && line.contains("fqdn=127.0.0.1"),
+        "{line}"
+    );
+    let metrics = client_metrics(&mut client);
+    assert!(
+        metrics.contains("pushprox_client_scrapes_total{outcome=\"refused\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+/// The client's /metrics, from the port its start-up log names.
+fn client_metrics(client: &mut Process) -> String {
+    let line = client.wait_for_line(
+        "naming the metrics address",
+        &["serving metrics on http://"],
+    );
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap_or_default()
+        .to_string();
+    let port: u16 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let answer = request(port, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS to the proxy
+
+#[test]
+fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
+    let dir = TempDir::new("tls");
+    // CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
+    // makes by default.
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ],
+    );
+    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
+    let tokens = dir.write("client-tokens", "127.0.0.1 tok-tls-1234\n");
+    let token_file = dir.write("token", "tok-tls-1234\n");
+    let proxy = Proxy::start(
+        &dir,
+        &[
+            "--tls.cert",
+            &cert,
+            "--tls.key",
+            &key,
+            "--auth.client-tokens",
+            &tokens,
+        ],
+        true,
+    );
+    let target = Target::start();
+    let client = start_client(
+        &dir,
+        &format!("https://127.0.0.1:{}/", proxy.port),
+        &["--tls.cacert", &cert, "--auth.token-file", &token_file],
+    );
+    proxy.wait_registered("127.0.0.1");
+    assert!(
+        !client.log_text().contains("over plain http"),
+        "{}",
+        client.log_text()
+    );
+
+    // Prometheus with proxy_url: https://...: the scrape goes over TLS too.
+    let answer = parse_answer(&tls_request(
+        &dir,
+        proxy.port,
+        &cert,
+        &scrape_request(&target.url(), "5"),
+    ));
+    assert_eq!(
+        (answer.head.status, body_text(&answer).as_str()),
+        (200, TARGET_BODY),
+        "client log:\n{}",
+        client.log_text()
+    );
+}
+
+/// Sends `text` over TLS with `openssl s_client`, trusting `ca`, and returns what came back.
+fn tls_request(dir: &TempDir, port: u16, ca: &str, text: &str) -> Vec<u8> {
+    let out_path = dir.0.join("s_client.out");
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile", ca])
+        .args(["-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).expect("create s_client.out"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("this test needs the openssl command (apt-get install openssl): {e}")
+        });
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(text.as_bytes());
+        // Dropping stdin is ignored with -quiet: s_client reads until the proxy closes.
+    }
+    let exited = wait_until(|| matches!(child.try_wait(), Ok(Some(_))));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(exited, "openssl s_client did not finish within {WAIT:?}");
+    std::fs::read(&out_path).unwrap_or_default()
+}
