@@ -61,23 +61,40 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, bound.port())
 }
 
-/// Opens and closes a connection to the listener at `bound` a little more often than
-/// `timeout`, so that tiny_http's `accept` never runs into the listener's SO_RCVTIMEO. The
-/// empty connections end at once in tiny_http (end of stream before a request line). Not
-/// more often than needed: each one wakes an idle tiny_http thread, which then lives 5 s
-/// longer.
+/// How often the keeper connects, and how many connections each time.
+const NUDGE_EVERY: Duration = Duration::from_millis(50);
+const NUDGES: usize = 2;
+
+/// Opens and closes empty connections to the listener at `bound`, for two flaws of
+/// tiny_http 0.12 that its users cannot fix from outside:
+///
+/// - Its accept thread stops at the first error, and with SO_RCVTIMEO set `accept` fails
+///   after `timeout` without a connection; a connection at least that often prevents it.
+/// - Its connection pool queues a new connection whenever a thread is idle, even when a
+///   burst brings more connections than there are idle threads; the surplus then waits until
+///   some thread's connection ends, which for keep-alive clients with a held poll may be
+///   never (a Go client would hang for good after a proxy restart). A connection arriving
+///   while no thread is idle makes the pool start a thread, and that thread takes the oldest
+///   queued connection once the empty one ends: every nudge frees one waiting connection,
+///   40 a second. Over TLS tiny_http does the handshake on its accept thread, an empty
+///   connection never reaches the pool, and only the first point holds.
 pub fn keep_accepting(bound: SocketAddr, timeout: Duration) -> std::io::Result<()> {
     let target = reachable(bound);
-    let margin = (timeout / 4).min(Duration::from_secs(1));
-    let every = (timeout - margin).max(Duration::from_millis(50));
+    let every = if timeout.is_zero() {
+        NUDGE_EVERY
+    } else {
+        NUDGE_EVERY.min(timeout / 2)
+    };
     thread::Builder::new()
         .name("accept-keeper".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             while !crate::shutdown::requested() {
                 thread::sleep(every);
-                if let Err(e) = TcpStream::connect_timeout(&target, every) {
-                    log::debug!("accept keeper could not connect to {target}: {e}");
+                for _ in 0..NUDGES {
+                    if let Err(e) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+                        log::debug!("accept keeper could not connect to {target}: {e}");
+                    }
                 }
             }
         })

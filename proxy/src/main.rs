@@ -13,6 +13,7 @@ mod rendezvous;
 mod server;
 mod shutdown;
 mod tls;
+mod workers;
 
 use clap::Parser;
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};

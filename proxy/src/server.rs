@@ -13,6 +13,7 @@ use crate::handlers::{self, push::Delivery, Guard};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
+use crate::workers::Workers;
 
 /// Everything the handlers share.
 pub struct State {
@@ -28,10 +29,14 @@ pub struct State {
     pub started: Instant,
     /// Credentials of clients and scrapers.
     pub auth: Auth,
-    /// Handler threads running now.
+    /// Requests being served now.
     in_flight: AtomicUsize,
+    /// The threads that serve them.
+    workers: Workers,
 }
 
+/// How long an idle handler thread waits for work before it ends.
+const WORKER_IDLE: Duration = Duration::from_secs(2);
 /// Stack of each handler thread: they parse heads and copy bodies in 16 KiB buffers.
 const HANDLER_STACK: usize = 128 * 1024;
 /// How long in-flight scrapes may take to finish after SIGTERM.
@@ -163,13 +168,12 @@ pub fn run(config: Config) -> Result<(), String> {
         metrics: Metrics::default(),
         started: Instant::now(),
         in_flight: AtomicUsize::new(0),
+        workers: Workers::new("handler", HANDLER_STACK, WORKER_IDLE),
         config,
     });
     spawn_janitor(state.clone())?;
-    if !state.config.read_timeout.is_zero() {
-        crate::listener::keep_accepting(bound, state.config.read_timeout)
-            .map_err(|e| format!("cannot start the accept-keeper thread: {e}"))?;
-    }
+    crate::listener::keep_accepting(bound, state.config.read_timeout)
+        .map_err(|e| format!("cannot start the accept-keeper thread: {e}"))?;
     let mut server = server;
     // Servers whose accept thread stopped; their open connections may still send requests.
     let mut retired: Vec<Server> = Vec::new();
@@ -257,23 +261,14 @@ fn dispatch(state: &Arc<State>, request: Request) {
         );
         return;
     }
-    let name = match route {
-        Route::Scrape => "scrape",
-        Route::Poll => "poll",
-        Route::Push => "push",
-        _ => "api",
-    };
-    let spawned = thread::Builder::new()
-        .name(name.into())
-        .stack_size(HANDLER_STACK)
-        .spawn(move || {
-            serve(&state2, route, request);
-            state2.in_flight.fetch_sub(1, Ordering::SeqCst);
-        });
-    if let Err(e) = spawned {
-        // The request was dropped with the closure; tiny_http answers it 500.
+    let task = Box::new(move || {
+        serve(&state2, route, request);
+        state2.in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
+    if let Err(e) = state.workers.run(task) {
+        // The request was dropped with the task; tiny_http answers it 500.
         state.in_flight.fetch_sub(1, Ordering::SeqCst);
-        log::error!("cannot start a {name} thread: {e} (thread or memory limit reached)");
+        log::error!("cannot start a handler thread: {e} (thread or memory limit reached)");
     }
 }
 
