@@ -522,11 +522,6 @@ fn clients_come_back_after_the_proxy_restarts() {
 
     proxy.restart(Duration::from_millis(500));
     let restarted = Instant::now();
-    assert_eq!(
-        proxy.clients(),
-        Vec::<String>::new(),
-        "a new proxy knows no one"
-    );
     let mut fqdns: Vec<String> = targets.iter().map(|t| t.ip.clone()).collect();
     fqdns.sort();
     proxy.wait_for_clients(&fqdns, Duration::from_secs(5));
