@@ -26,7 +26,9 @@ impl Framing {
                 return Ok(Framing::Chunked);
             }
             if !last.eq_ignore_ascii_case("identity") {
-                return Err(ProtocolError::UnsupportedTransferEncoding(te.to_string()));
+                return Err(ProtocolError::UnsupportedTransferEncoding(excerpt(
+                    te.as_bytes(),
+                )));
             }
         }
         let mut length = None;
@@ -34,13 +36,17 @@ impl Framing {
             for part in value.split(',') {
                 let part = part.trim();
                 if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(ProtocolError::InvalidContentLength(value.to_string()));
+                    return Err(ProtocolError::InvalidContentLength(excerpt(
+                        value.as_bytes(),
+                    )));
                 }
                 let n: u64 = part
                     .parse()
-                    .map_err(|_| ProtocolError::InvalidContentLength(value.to_string()))?;
+                    .map_err(|_| ProtocolError::InvalidContentLength(excerpt(value.as_bytes())))?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(ProtocolError::InvalidContentLength(value.to_string()));
+                    return Err(ProtocolError::InvalidContentLength(excerpt(
+                        value.as_bytes(),
+                    )));
                 }
                 length = Some(n);
             }
@@ -131,7 +137,10 @@ impl<R: BufRead> BodyReader<R> {
         let size_text = std::str::from_utf8(size_part)
             .map_err(|_| ProtocolError::InvalidChunk(excerpt(&line)))?
             .trim();
-        if size_text.is_empty() || size_text.len() > 15 {
+        if size_text.is_empty()
+            || size_text.len() > 15
+            || !size_text.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(ProtocolError::InvalidChunk(excerpt(&line)));
         }
         let size = u64::from_str_radix(size_text, 16)

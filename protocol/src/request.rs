@@ -163,6 +163,8 @@ impl ScrapeRequest {
                     .split_once("://")
                     .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
                     .unwrap_or("");
+                // As Go's URL.Host: never the userinfo.
+                let authority = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
                 head.append("Host", authority);
             }
         }
