@@ -43,7 +43,9 @@ pushprox_bins() {
     else
         need cargo "install Rust with rustup, or set PUSHPROX_BIN_DIR" || return 1
         say "building the release binaries (cargo build --release)"
+        local start=$SECONDS
         (cd "$ROOT" && cargo build --release -q --bin pushprox-proxy --bin pushprox-client) || return 1
+        say "built in $((SECONDS - start))s"
         dir=${CARGO_TARGET_DIR:-$ROOT/target}/release
     fi
     PROXY_BIN=$dir/pushprox-proxy
