@@ -69,7 +69,7 @@ fn thousand_sequential_scrapes_leave_no_threads_or_fds_behind() {
         scrape_ok(&proxy, t, &format!("/metrics?warmup={i}"));
     }
     wait_for_polls(&proxy, 1);
-    let (threads0, fds0) = (proxy.threads(), proxy.fds());
+    let (threads0, fds0) = (quiet_min(|| proxy.threads()), quiet_min(|| proxy.fds()));
 
     let started = Instant::now();
     for i in 0..1000 {
@@ -81,16 +81,6 @@ fn thousand_sequential_scrapes_leave_no_threads_or_fds_behind() {
     assert_eq!(relayed, Some(1005.0), "{RELAYED}");
 
     let pid = proxy.pid();
-    let handlers_gone = wait_until(SETTLE_WITHIN, || {
-        ["scrape", "push"]
-            .iter()
-            .all(|name| threads_named(pid, name) == 0)
-    });
-    assert!(
-        handlers_gone,
-        "scrape or push threads remain after 1000 scrapes: {}",
-        resources(pid)
-    );
     let threads = settles_to(SETTLE_WITHIN, threads0 + SLACK, || proxy.threads());
     let fds = settles_to(SETTLE_WITHIN, fds0 + SLACK, || proxy.fds());
     assert!(
@@ -173,8 +163,8 @@ fn five_hundred_concurrent_scrapes_over_fifty_clients_cross_nothing() {
 }
 
 /// A scraper that hangs up while its scrape waits for a stalled target: once the deadline has
-/// passed, the proxy holds nothing for it any more (no waiting scrape, no `scrape` thread, no
-/// socket of that connection).
+/// passed, the proxy holds nothing for it any more: no waiting scrape, no socket of that
+/// connection, and its threads back to where they were.
 #[test]
 fn scraper_hanging_up_early_frees_what_its_scrape_held() {
     let proxy = Proxy::start(&[]);
@@ -184,7 +174,7 @@ fn scraper_hanging_up_early_frees_what_its_scrape_held() {
         Answer::Stall(Duration::from_secs(2)),
     )];
     let _clients = clients_for(&proxy, &targets);
-    let (threads0, fds0) = (proxy.threads(), proxy.fds());
+    let (threads0, fds0) = (quiet_min(|| proxy.threads()), quiet_min(|| proxy.fds()));
 
     let mut s = connect(proxy.port).expect("connect");
     let scraper_port = s.local_addr().expect("local address").port();
@@ -203,9 +193,6 @@ fn scraper_hanging_up_early_frees_what_its_scrape_held() {
         let waiting = proxy.metric(SCRAPES_WAITING);
         if waiting != Some(0.0) {
             held.push(format!("{SCRAPES_WAITING} {waiting:?}"));
-        }
-        if threads_named(pid, "scrape") > 0 {
-            held.push("a scrape thread".to_string());
         }
         if tcp_connections(pid)
             .iter()

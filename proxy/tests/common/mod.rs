@@ -943,6 +943,19 @@ pub fn resources(pid: u32) -> String {
     )
 }
 
+/// The least of ten readings 10 ms apart: a baseline that a connection passing through at
+/// that moment does not raise.
+pub fn quiet_min(mut read: impl FnMut() -> usize) -> usize {
+    (0..10)
+        .map(|_| {
+            let v = read();
+            thread::sleep(Duration::from_millis(10));
+            v
+        })
+        .min()
+        .unwrap_or(0)
+}
+
 /// Waits until `read()` is at most `limit`; returns the last value read.
 pub fn settles_to(within: Duration, limit: usize, mut read: impl FnMut() -> usize) -> usize {
     let mut last = usize::MAX;
