@@ -61,44 +61,94 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, bound.port())
 }
 
-/// How often the keeper connects, and how many connections each time.
-const NUDGE_EVERY: Duration = Duration::from_millis(50);
-const NUDGES: usize = 2;
+/// How often the keeper looks for starved connections.
+const SCAN_EVERY: Duration = Duration::from_millis(200);
+/// Most empty connections opened in one round.
+const MAX_NUDGES: usize = 512;
 
-/// Opens and closes empty connections to the listener at `bound`, for two flaws of
-/// tiny_http 0.12 that its users cannot fix from outside:
+/// Works around two flaws of tiny_http 0.12 that its users cannot fix from outside:
 ///
 /// - Its accept thread stops at the first error, and with SO_RCVTIMEO set `accept` fails
-///   after `timeout` without a connection; a connection at least that often prevents it.
-/// - Its connection pool queues a new connection whenever a thread is idle, even when a
-///   burst brings more connections than there are idle threads; the surplus then waits until
-///   some thread's connection ends, which for keep-alive clients with a held poll may be
-///   never (a Go client would hang for good after a proxy restart). A connection arriving
-///   while no thread is idle makes the pool start a thread, and that thread takes the oldest
-///   queued connection once the empty one ends: every nudge frees one waiting connection,
-///   40 a second. Over TLS tiny_http does the handshake on its accept thread, an empty
-///   connection never reaches the pool, and only the first point holds.
+///   after `timeout` without a connection: an empty connection at least that often
+///   prevents it.
+/// - Its connection pool queues a new connection whenever one of its threads is idle, even
+///   when a burst brings more connections than there are idle threads; the surplus then
+///   waits until some thread's connection ends, which for keep-alive clients with a parked
+///   poll may be never (a Go client would hang for good after a proxy restart). Such a
+///   connection is visible in /proc/net/tcp: established, with received bytes nobody reads.
+///   An empty connection arriving while no thread is idle makes the pool start a thread,
+///   which takes the oldest queued connection once the empty one ends; so for each
+///   connection found starved in two scans in a row, the keeper opens one empty connection.
+///   (Over TLS tiny_http does the handshake on its accept thread, an empty connection never
+///   reaches the pool, and only the first point holds.)
 pub fn keep_accepting(bound: SocketAddr, timeout: Duration) -> std::io::Result<()> {
     let target = reachable(bound);
-    let every = if timeout.is_zero() {
-        NUDGE_EVERY
-    } else {
-        NUDGE_EVERY.min(timeout / 2)
+    // Well inside the time-out: a loaded machine may run this thread late.
+    let keep_alive_every =
+        (!timeout.is_zero()).then(|| (timeout / 4).max(Duration::from_millis(20)));
+    let tick = keep_alive_every.map_or(SCAN_EVERY, |e| (e / 2).min(SCAN_EVERY));
+    let nudge = move || {
+        if let Err(e) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+            log::debug!("accept keeper could not connect to {target}: {e}");
+        }
     };
     thread::Builder::new()
         .name("accept-keeper".into())
         .stack_size(64 * 1024)
         .spawn(move || {
+            let mut last_connect = std::time::Instant::now();
+            let mut unread_before: Vec<u64> = Vec::new();
             while !crate::shutdown::requested() {
-                thread::sleep(every);
-                for _ in 0..NUDGES {
-                    if let Err(e) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
-                        log::debug!("accept keeper could not connect to {target}: {e}");
+                thread::sleep(tick);
+                let unread = unread_connections(bound.port());
+                let starved = unread.iter().filter(|i| unread_before.contains(i)).count();
+                if starved > 0 {
+                    log::debug!("{starved} connection(s) waiting in tiny_http's queue; starting threads for them");
+                    for _ in 0..starved.min(MAX_NUDGES) {
+                        nudge();
                     }
+                    last_connect = std::time::Instant::now();
+                }
+                unread_before = unread;
+                if keep_alive_every.is_some_and(|every| last_connect.elapsed() >= every) {
+                    nudge();
+                    last_connect = std::time::Instant::now();
                 }
             }
         })
         .map(|_| ())
+}
+
+/// Inodes of established connections to local `port` with received bytes not yet read.
+fn unread_connections(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(queues), Some(inode)) =
+                (f.get(1), f.get(3), f.get(4), f.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let rx_waiting = queues
+                .split(':')
+                .nth(1)
+                .is_some_and(|rx| rx.bytes().any(|b| b != b'0'));
+            if local_port == Some(port) && *state == "01" && rx_waiting {
+                if let Ok(inode) = inode.parse() {
+                    out.push(inode);
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(target_os = "linux")]
@@ -196,6 +246,26 @@ mod tests {
         let err = listener.accept().unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
         assert!(start.elapsed() >= Duration::from_millis(150));
+    }
+
+    #[test]
+    fn unread_bytes_of_a_connection_are_seen() {
+        use std::io::Write;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        assert!(unread_connections(port).is_empty());
+        peer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let until = Instant::now() + Duration::from_secs(2);
+        while unread_connections(port).is_empty() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            unread_connections(port).len(),
+            1,
+            "the request waits unread"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub struct ClientInfo {
     pub last_seen: Instant,
     /// Wall-clock time of `last_seen`, for display.
     pub last_seen_wall: SystemTime,
-    /// Polls of it held open right now.
-    pub polls_waiting: u32,
+    /// Whether a poll of it is held open right now (filled in by [`Registry::live`]).
+    pub polling: bool,
     /// Scrapes handed to it.
     pub scrapes: u64,
 }
@@ -58,24 +58,22 @@ impl Registry {
                     fqdn: fqdn.to_string(),
                     last_seen: now,
                     last_seen_wall: SystemTime::now(),
-                    polls_waiting: 0,
+                    polling: false,
                     scrapes: 0,
                 }
             });
             info.last_seen = now;
             info.last_seen_wall = SystemTime::now();
-            info.polls_waiting += 1;
             seen
         })
     }
 
-    /// A poll of `key` was answered (or abandoned); `scraped` if it carried a scrape.
+    /// A poll of `key` ended; `scraped` if it carried a scrape.
     pub fn poll_ended(&self, key: &str, scraped: bool) {
         self.with(|clients| {
             if let Some(info) = clients.get_mut(key) {
                 info.last_seen = Instant::now();
                 info.last_seen_wall = SystemTime::now();
-                info.polls_waiting = info.polls_waiting.saturating_sub(1);
                 if scraped {
                     info.scrapes += 1;
                 }
@@ -83,19 +81,24 @@ impl Registry {
         })
     }
 
-    fn is_live(&self, info: &ClientInfo, now: Instant) -> bool {
-        info.polls_waiting > 0 || now.duration_since(info.last_seen) <= self.timeout
+    fn is_live(&self, info: &ClientInfo, polling: bool, now: Instant) -> bool {
+        polling || now.duration_since(info.last_seen) <= self.timeout
     }
 
-    /// Clients that have a poll open or were seen within the registration timeout, sorted by
-    /// FQDN.
-    pub fn live(&self) -> Vec<ClientInfo> {
+    /// Clients that have a poll open (`polling` says which) or were seen within the
+    /// registration timeout, sorted by FQDN.
+    pub fn live(&self, polling: impl Fn(&str) -> bool) -> Vec<ClientInfo> {
         let now = Instant::now();
         let mut live: Vec<ClientInfo> = self.with(|clients| {
             clients
-                .values()
-                .filter(|c| self.is_live(c, now))
-                .cloned()
+                .iter()
+                .filter_map(|(key, c)| {
+                    let p = polling(key);
+                    self.is_live(c, p, now).then(|| ClientInfo {
+                        polling: p,
+                        ..c.clone()
+                    })
+                })
                 .collect()
         });
         live.sort_by(|a, b| a.fqdn.cmp(&b.fqdn));
@@ -103,18 +106,23 @@ impl Registry {
     }
 
     /// Whether `key` is a live client.
-    pub fn is_known(&self, key: &str) -> bool {
+    pub fn is_known(&self, key: &str, polling: bool) -> bool {
         let now = Instant::now();
-        self.with(|clients| clients.get(key).is_some_and(|c| self.is_live(c, now)))
+        self.with(|clients| {
+            clients
+                .get(key)
+                .is_some_and(|c| self.is_live(c, polling, now))
+        })
     }
 
-    /// Removes clients not seen within the registration timeout; returns their FQDNs.
-    pub fn forget_expired(&self) -> Vec<String> {
+    /// Removes clients not seen within the registration timeout that have no poll open;
+    /// returns their FQDNs.
+    pub fn forget_expired(&self, polling: impl Fn(&str) -> bool) -> Vec<String> {
         let now = Instant::now();
         let mut gone = Vec::new();
         self.with(|clients| {
-            clients.retain(|_, c| {
-                let keep = self.is_live(c, now);
+            clients.retain(|key, c| {
+                let keep = self.is_live(c, polling(key), now);
                 if !keep {
                     gone.push(c.fqdn.clone());
                 }
@@ -137,10 +145,15 @@ mod tests {
         r.poll_started("b", "b");
         r.poll_ended("b", true);
         std::thread::sleep(Duration::from_millis(80));
-        // "a" still has polls open; "b" timed out.
-        let live: Vec<_> = r.live().into_iter().map(|c| c.fqdn).collect();
-        assert_eq!(live, ["A"]);
-        assert_eq!(r.forget_expired(), ["b"]);
-        assert!(r.is_known("a") && !r.is_known("b"));
+        // "a" still has a poll open; "b" timed out.
+        let polling = |key: &str| key == "a";
+        let live: Vec<_> = r
+            .live(polling)
+            .into_iter()
+            .map(|c| (c.fqdn, c.polling))
+            .collect();
+        assert_eq!(live, [("A".to_string(), true)]);
+        assert_eq!(r.forget_expired(polling), ["b"]);
+        assert!(r.is_known("a", true) && !r.is_known("b", false));
     }
 }

@@ -1,44 +1,51 @@
 //! Where a client's poll meets a scrape, and a push meets the scrape that waits for it.
 //!
-//! Nothing here knows HTTP. Per FQDN there is one zero-capacity channel: a scrape thread
-//! blocks sending its [`Job`] until a poll thread of that FQDN receives it (or the scrape's
-//! deadline passes). The scrape thread then waits on its own channel, registered under the
-//! scrape id, for the push. A newer poll of an FQDN supersedes a waiting one.
+//! Nothing here knows HTTP: a poll is any `P` (the proxy parks the poll's request itself), a
+//! push any `D`. Per FQDN there is at most one parked poll, the newest (an older one comes
+//! back to the caller to be answered as superseded), and a queue of scrapes waiting for a
+//! poll, each on its own channel. A parked poll costs no thread: it is a value in a map
+//! until a scrape takes it, so 10,000 idle clients do not need 10,000 waiting threads. A
+//! scrape that took a poll writes itself onto it and then waits, on a channel registered
+//! under its id, for the push.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
-/// A scrape on its way to a client: the poll response body and when the scraper gives up.
+/// What became of an arriving poll.
 #[derive(Debug)]
-pub struct Job {
-    /// The scrape id (the `Id` header).
-    pub id: String,
-    /// The FQDN the scrape is for (lower case).
-    pub fqdn: String,
-    /// The scrape request in proxy form: the body of the poll response.
-    pub request: Vec<u8>,
-    /// When the scraper stops waiting.
-    pub deadline: Instant,
+pub enum Arrival<P> {
+    /// A waiting scrape took it; that scrape's thread answers it.
+    Taken,
+    /// It is parked until a scrape comes; an older parked poll of the same FQDN, if there was
+    /// one, comes back to be answered as superseded.
+    Parked {
+        /// The poll it replaced.
+        superseded: Option<P>,
+    },
+    /// The proxy is stopping; the poll comes back to be answered so.
+    ShuttingDown(P),
 }
 
-/// How a poll ended.
+/// What a scrape found when it looked for a poll.
 #[derive(Debug)]
-pub enum PollOutcome {
-    /// A scrape to perform.
-    Scrape(Job),
-    /// A newer poll of the same FQDN took over.
-    Superseded,
-    /// Nothing came within the hold limit.
-    HeldTooLong,
+pub enum Taken<P> {
+    /// A poll to write the scrape onto.
+    Poll(P),
+    /// None came before the deadline. `stale` is a poll that arrived as the scrape gave up
+    /// while a newer one was already parked: answer it as superseded.
+    NoPoll {
+        /// A poll to answer as superseded, rarely.
+        stale: Option<P>,
+    },
     /// The proxy is stopping.
     ShuttingDown,
 }
 
-/// Why a scrape got no response.
+/// Why a scrape got no push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScrapeError {
     /// No poll of the FQDN arrived before the deadline.
@@ -63,12 +70,19 @@ pub enum PushError {
     },
 }
 
-struct Slot {
-    jobs_tx: Sender<Job>,
-    jobs_rx: Receiver<Job>,
-    /// The generation and cancel channel of the poll currently waiting, if any.
-    current_poll: Mutex<Option<(u64, Sender<()>)>>,
-    next_generation: AtomicU64,
+struct Slot<P> {
+    parked: Option<(P, Instant)>,
+    /// Scrapes waiting for a poll, oldest first, by ticket.
+    scrapes: VecDeque<(u64, Sender<P>)>,
+}
+
+impl<P> Default for Slot<P> {
+    fn default() -> Self {
+        Slot {
+            parked: None,
+            scrapes: VecDeque::new(),
+        }
+    }
 }
 
 struct WaitingScrape<D> {
@@ -76,15 +90,25 @@ struct WaitingScrape<D> {
     tx: Sender<D>,
 }
 
+/// A scrape registered for its push: [`Rendezvous::wait_push`] or [`Rendezvous::abandon`]
+/// ends it.
+pub struct PushWait<D> {
+    id: String,
+    fqdn: String,
+    deadline: Instant,
+    rx: Receiver<D>,
+}
+
 /// Ids of scrapes that gave up recently, so a late push gets a precise answer.
 const REMEMBER_EXPIRED: usize = 4096;
 
-/// The meeting point of polls, scrapes and pushes; `D` is what a push delivers.
-pub struct Rendezvous<D> {
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+/// The meeting point of polls (`P`), scrapes and pushes (`D`).
+pub struct Rendezvous<P, D> {
+    slots: Mutex<HashMap<String, Slot<P>>>,
     waiting: Mutex<HashMap<String, WaitingScrape<D>>>,
     expired: Mutex<VecDeque<(String, String, Instant)>>,
-    polls_waiting: AtomicUsize,
+    parked: AtomicUsize,
+    next_ticket: AtomicU64,
     shutting_down: AtomicBool,
 }
 
@@ -93,139 +117,125 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<D: Send> Default for Rendezvous<D> {
+impl<P: Send, D: Send> Default for Rendezvous<P, D> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<D: Send> Rendezvous<D> {
+impl<P: Send, D: Send> Rendezvous<P, D> {
     /// An empty meeting point.
     pub fn new() -> Self {
         Rendezvous {
             slots: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             expired: Mutex::new(VecDeque::new()),
-            polls_waiting: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            next_ticket: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
         }
     }
 
-    fn slot(&self, fqdn: &str) -> Arc<Slot> {
-        lock(&self.slots)
-            .entry(fqdn.to_string())
-            .or_insert_with(|| {
-                let (jobs_tx, jobs_rx) = bounded(0);
-                Arc::new(Slot {
-                    jobs_tx,
-                    jobs_rx,
-                    current_poll: Mutex::new(None),
-                    next_generation: AtomicU64::new(0),
-                })
-            })
-            .clone()
+    /// A poll of `fqdn` arrived: it goes to the oldest scrape waiting for one, or is parked.
+    pub fn poll_arrived(&self, fqdn: &str, mut poll: P) -> Arrival<P> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Arrival::ShuttingDown(poll);
+        }
+        let mut slots = lock(&self.slots);
+        let slot = slots.entry(fqdn.to_string()).or_default();
+        while let Some((_, tx)) = slot.scrapes.pop_front() {
+            match tx.try_send(poll) {
+                Ok(()) => return Arrival::Taken,
+                // That scrape gave up a moment ago; try the next one.
+                Err(e) => poll = e.into_inner(),
+            }
+        }
+        let superseded = slot.parked.replace((poll, Instant::now())).map(|(p, _)| p);
+        if superseded.is_none() {
+            self.parked.fetch_add(1, Ordering::SeqCst);
+        }
+        Arrival::Parked { superseded }
     }
 
-    /// Waits for a scrape for `fqdn`, superseding any poll of it that is already waiting.
-    /// `max_hold` of zero waits until a scrape comes, or shutdown.
-    pub fn poll(&self, fqdn: &str, max_hold: Duration) -> PollOutcome {
+    /// Takes the parked poll of `fqdn`, or waits for one until `deadline`.
+    pub fn take_poll(&self, fqdn: &str, deadline: Instant) -> Taken<P> {
         if self.shutting_down.load(Ordering::SeqCst) {
-            return PollOutcome::ShuttingDown;
+            return Taken::ShuttingDown;
         }
-        let slot = self.slot(fqdn);
-        let generation = slot.next_generation.fetch_add(1, Ordering::SeqCst);
-        let (cancel_tx, cancel_rx) = bounded::<()>(1);
-        if let Some((_, older)) = lock(&slot.current_poll).replace((generation, cancel_tx)) {
-            let _ = older.try_send(());
+        let (tx, rx) = bounded::<P>(1);
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut slots = lock(&self.slots);
+            let slot = slots.entry(fqdn.to_string()).or_default();
+            if let Some((poll, _)) = slot.parked.take() {
+                self.parked.fetch_sub(1, Ordering::SeqCst);
+                return Taken::Poll(poll);
+            }
+            slot.scrapes.push_back((ticket, tx));
         }
-        self.polls_waiting.fetch_add(1, Ordering::SeqCst);
-        let hold = if max_hold.is_zero() {
-            Duration::from_secs(365 * 86_400)
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(poll) => return Taken::Poll(poll),
+            Err(RecvTimeoutError::Disconnected) => return Taken::ShuttingDown,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get_mut(fqdn) {
+            slot.scrapes.retain(|(t, _)| *t != ticket);
+        }
+        // A poll may have been sent between the time-out and the lock: park it again.
+        let Ok(late) = rx.try_recv() else {
+            return Taken::NoPoll { stale: None };
+        };
+        let slot = slots.entry(fqdn.to_string()).or_default();
+        if slot.parked.is_none() {
+            slot.parked = Some((late, Instant::now()));
+            self.parked.fetch_add(1, Ordering::SeqCst);
+            Taken::NoPoll { stale: None }
         } else {
-            max_hold
-        };
-        let outcome = select! {
-            recv(slot.jobs_rx) -> job => match job {
-                Ok(job) => PollOutcome::Scrape(job),
-                Err(_) => PollOutcome::ShuttingDown,
-            },
-            recv(cancel_rx) -> _ => {
-                if self.shutting_down.load(Ordering::SeqCst) {
-                    PollOutcome::ShuttingDown
-                } else {
-                    PollOutcome::Superseded
-                }
-            }
-            default(hold) => PollOutcome::HeldTooLong,
-        };
-        self.polls_waiting.fetch_sub(1, Ordering::SeqCst);
-        let still_current = {
-            let mut current = lock(&slot.current_poll);
-            let ours = current.as_ref().is_some_and(|(g, _)| *g == generation);
-            if ours {
-                *current = None;
-            }
-            ours
-        };
-        match outcome {
-            // Won the race against a newer poll: give the scrape to the newer one.
-            PollOutcome::Scrape(job) if !still_current => {
-                self.requeue(job);
-                PollOutcome::Superseded
-            }
-            other => other,
+            Taken::NoPoll { stale: Some(late) }
         }
     }
 
-    /// Offers a job whose hand-over to a poll failed to the next poll of its FQDN, until its
-    /// deadline. Returns false when no poll took it in time.
-    pub fn requeue(&self, job: Job) -> bool {
-        let Some(left) = job.deadline.checked_duration_since(Instant::now()) else {
-            return false;
-        };
-        let slot = self.slot(&job.fqdn);
-        slot.jobs_tx.send_timeout(job, left).is_ok()
-    }
-
-    /// Offers a scrape to the polls of `fqdn` and waits for its push, both until `deadline`.
-    pub fn scrape(&self, job: Job) -> Result<D, ScrapeError> {
-        if self.shutting_down.load(Ordering::SeqCst) {
-            return Err(ScrapeError::ShuttingDown);
-        }
+    /// Registers a scrape so that its push can find it.
+    pub fn expect_push(&self, id: &str, fqdn: &str, deadline: Instant) -> PushWait<D> {
         let (tx, rx) = bounded::<D>(1);
-        let id = job.id.clone();
-        let fqdn = job.fqdn.clone();
-        let deadline = job.deadline;
         lock(&self.waiting).insert(
-            id.clone(),
+            id.to_string(),
             WaitingScrape {
-                fqdn: fqdn.clone(),
+                fqdn: fqdn.to_string(),
                 tx,
             },
         );
-        let slot = self.slot(&fqdn);
-        let left = deadline.saturating_duration_since(Instant::now());
-        let result = match slot.jobs_tx.send_timeout(job, left) {
-            Err(SendTimeoutError::Timeout(_)) => Err(ScrapeError::NoPoll),
-            Err(SendTimeoutError::Disconnected(_)) => Err(ScrapeError::ShuttingDown),
-            Ok(()) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(d) => Ok(d),
-                    Err(RecvTimeoutError::Timeout) => Err(ScrapeError::NoPush),
-                    Err(RecvTimeoutError::Disconnected) => Err(ScrapeError::ShuttingDown),
-                }
-            }
+        PushWait {
+            id: id.to_string(),
+            fqdn: fqdn.to_string(),
+            deadline,
+            rx,
+        }
+    }
+
+    /// Waits for the push of a scrape that was handed to a client, until its deadline.
+    pub fn wait_push(&self, wait: PushWait<D>) -> Result<D, ScrapeError> {
+        let left = wait.deadline.saturating_duration_since(Instant::now());
+        let result = match wait.rx.recv_timeout(left) {
+            Ok(d) => Ok(d),
+            Err(RecvTimeoutError::Timeout) => Err(ScrapeError::NoPush),
+            Err(RecvTimeoutError::Disconnected) => Err(ScrapeError::ShuttingDown),
         };
-        drop(slot);
-        if lock(&self.waiting).remove(&id).is_some() {
+        if lock(&self.waiting).remove(&wait.id).is_some() {
             let mut expired = lock(&self.expired);
             if expired.len() == REMEMBER_EXPIRED {
                 expired.pop_front();
             }
-            expired.push_back((id, fqdn, deadline));
+            expired.push_back((wait.id, wait.fqdn, wait.deadline));
         }
         result
+    }
+
+    /// Ends a registration whose scrape never reached a client.
+    pub fn abandon(&self, wait: PushWait<D>) {
+        lock(&self.waiting).remove(&wait.id);
     }
 
     /// Hands a push to the scrape waiting for `id`. On success the scrape thread owns the
@@ -256,156 +266,183 @@ impl<D: Send> Rendezvous<D> {
         lock(&self.waiting).get(id).map(|w| w.fqdn.clone())
     }
 
-    /// Polls currently held open.
-    pub fn polls_waiting(&self) -> usize {
-        self.polls_waiting.load(Ordering::SeqCst)
+    /// Whether a poll of `fqdn` is parked now.
+    pub fn has_poll(&self, fqdn: &str) -> bool {
+        lock(&self.slots)
+            .get(fqdn)
+            .is_some_and(|s| s.parked.is_some())
     }
 
-    /// Scrapes currently waiting for a poll or a push.
+    /// Polls parked now.
+    pub fn polls_waiting(&self) -> usize {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    /// Scrapes waiting for a poll or a push.
     pub fn scrapes_waiting(&self) -> usize {
         lock(&self.waiting).len()
     }
 
-    /// Drops the channels of FQDNs nobody polls or scrapes any more.
-    pub fn forget_idle(&self) {
-        lock(&self.slots).retain(|_, slot| Arc::strong_count(slot) > 1);
-    }
-
-    /// Answers every waiting poll with [`PollOutcome::ShuttingDown`] and refuses new ones.
-    /// Scrapes already handed to a client may still receive their push.
-    pub fn shut_down(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-        for slot in lock(&self.slots).values() {
-            if let Some((_, cancel)) = lock(&slot.current_poll).as_ref() {
-                let _ = cancel.try_send(());
+    /// Takes the polls parked longer than `max_hold`, to be answered.
+    pub fn expire_parked(&self, max_hold: Duration) -> Vec<(String, P)> {
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for (fqdn, slot) in lock(&self.slots).iter_mut() {
+            if slot
+                .parked
+                .as_ref()
+                .is_some_and(|(_, since)| now.duration_since(*since) >= max_hold)
+            {
+                if let Some((poll, _)) = slot.parked.take() {
+                    self.parked.fetch_sub(1, Ordering::SeqCst);
+                    out.push((fqdn.clone(), poll));
+                }
             }
         }
+        out
+    }
+
+    /// Drops the entries of FQDNs with neither a parked poll nor a waiting scrape.
+    pub fn forget_idle(&self) {
+        lock(&self.slots).retain(|_, slot| slot.parked.is_some() || !slot.scrapes.is_empty());
+    }
+
+    /// Refuses new polls and scrapes, and gives back every parked poll to be answered.
+    /// Scrapes already handed to a client may still receive their push.
+    pub fn shut_down(&self) -> Vec<P> {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut out = Vec::new();
+        for slot in lock(&self.slots).values_mut() {
+            if let Some((poll, _)) = slot.parked.take() {
+                self.parked.fetch_sub(1, Ordering::SeqCst);
+                out.push(poll);
+            }
+            // Waiting scrapes see their channel close and stop at once.
+            slot.scrapes.clear();
+        }
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::thread;
 
-    fn job(id: &str, fqdn: &str, ms: u64) -> Job {
-        Job {
-            id: id.into(),
-            fqdn: fqdn.into(),
-            request: id.as_bytes().to_vec(),
-            deadline: Instant::now() + Duration::from_millis(ms),
-        }
+    type R = Rendezvous<&'static str, String>;
+
+    fn soon(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
     }
 
     #[test]
-    fn poll_meets_scrape_and_push_meets_scrape() {
-        let r: Arc<Rendezvous<String>> = Arc::new(Rendezvous::new());
-        let poller = {
-            let r = r.clone();
-            thread::spawn(move || match r.poll("a", Duration::from_secs(5)) {
-                PollOutcome::Scrape(job) => {
-                    r.push(&job.id, format!("body of {}", job.id)).unwrap();
-                }
-                other => panic!("{other:?}"),
-            })
-        };
-        assert_eq!(r.scrape(job("1", "a", 5000)).unwrap(), "body of 1");
-        poller.join().unwrap();
+    fn parked_poll_is_taken_by_a_scrape_and_push_meets_the_scrape() {
+        let r: Arc<R> = Arc::new(Rendezvous::new());
+        assert!(matches!(
+            r.poll_arrived("a", "poll-1"),
+            Arrival::Parked { superseded: None }
+        ));
+        assert_eq!(r.polls_waiting(), 1);
+        assert!(r.has_poll("a"));
+        let wait = r.expect_push("id-1", "a", soon(2000));
+        assert!(matches!(
+            r.take_poll("a", soon(2000)),
+            Taken::Poll("poll-1")
+        ));
+        assert_eq!(r.polls_waiting(), 0);
+        assert_eq!(r.fqdn_of("id-1").as_deref(), Some("a"));
+        let r2 = r.clone();
+        let pusher = thread::spawn(move || r2.push("id-1", "body".to_string()).unwrap());
+        assert_eq!(r.wait_push(wait).unwrap(), "body");
+        pusher.join().unwrap();
         assert_eq!(r.scrapes_waiting(), 0);
     }
 
     #[test]
-    fn scrape_without_poll_fails_at_its_deadline() {
-        let r: Rendezvous<()> = Rendezvous::new();
+    fn waiting_scrape_gets_the_next_poll() {
+        let r: Arc<R> = Arc::new(Rendezvous::new());
+        let r2 = r.clone();
+        let scraper = thread::spawn(move || r2.take_poll("a", soon(3000)));
+        while lock(&r.slots).get("a").is_none_or(|s| s.scrapes.is_empty()) {
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert!(matches!(r.poll_arrived("a", "poll-2"), Arrival::Taken));
+        assert!(matches!(scraper.join().unwrap(), Taken::Poll("poll-2")));
+        assert_eq!(r.polls_waiting(), 0);
+    }
+
+    #[test]
+    fn scrape_without_poll_gives_up_at_its_deadline() {
+        let r: R = Rendezvous::new();
         let start = Instant::now();
-        assert_eq!(
-            r.scrape(job("1", "nobody", 200)).unwrap_err(),
-            ScrapeError::NoPoll
-        );
+        assert!(matches!(
+            r.take_poll("nobody", soon(200)),
+            Taken::NoPoll { stale: None }
+        ));
         let took = start.elapsed();
         assert!(
-            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            took >= Duration::from_millis(190) && took < Duration::from_secs(2),
             "{took:?}"
         );
-    }
-
-    #[test]
-    fn late_push_is_refused_with_its_age() {
-        let r: Arc<Rendezvous<u8>> = Arc::new(Rendezvous::new());
-        let r2 = r.clone();
-        let poller = thread::spawn(move || match r2.poll("a", Duration::from_secs(5)) {
-            PollOutcome::Scrape(job) => job.id,
-            other => panic!("{other:?}"),
-        });
-        assert_eq!(
-            r.scrape(job("late", "a", 100)).unwrap_err(),
-            ScrapeError::NoPush
-        );
-        let id = poller.join().unwrap();
-        match r.push(&id, 7) {
-            Err((PushError::Expired { fqdn, .. }, 7)) => assert_eq!(fqdn, "a"),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(r.push("never", 1), Err((PushError::UnknownId, 1))));
-    }
-
-    #[test]
-    fn newer_poll_supersedes_older() {
-        let r: Arc<Rendezvous<()>> = Arc::new(Rendezvous::new());
-        let r2 = r.clone();
-        let old = thread::spawn(move || r2.poll("a", Duration::from_secs(5)));
-        while r.polls_waiting() == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        let r3 = r.clone();
-        let new = thread::spawn(move || r3.poll("a", Duration::from_secs(5)));
-        assert!(matches!(old.join().unwrap(), PollOutcome::Superseded));
-        // The scrape goes to the newer poll.
-        let r4 = r.clone();
-        let scraper = thread::spawn(move || r4.scrape(job("s", "a", 2000)));
-        match new.join().unwrap() {
-            PollOutcome::Scrape(job) => assert_eq!(job.id, "s"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(scraper.join().unwrap().unwrap_err(), ScrapeError::NoPush);
-    }
-
-    #[test]
-    fn hold_limit_and_shutdown_end_polls() {
-        let r: Arc<Rendezvous<()>> = Arc::new(Rendezvous::new());
-        assert!(matches!(
-            r.poll("a", Duration::from_millis(50)),
-            PollOutcome::HeldTooLong
-        ));
-        let r2 = r.clone();
-        let p = thread::spawn(move || r2.poll("b", Duration::ZERO));
-        while r.polls_waiting() == 0 {
-            thread::sleep(Duration::from_millis(1));
-        }
-        r.shut_down();
-        assert!(matches!(p.join().unwrap(), PollOutcome::ShuttingDown));
         r.forget_idle();
-        assert!(lock(&r.slots).is_empty());
+        assert!(
+            lock(&r.slots).is_empty(),
+            "the gone scrape left nothing behind"
+        );
+        // A poll arriving afterwards is parked, not sent to the scrape that left.
+        assert!(matches!(
+            r.poll_arrived("nobody", "late"),
+            Arrival::Parked { superseded: None }
+        ));
     }
 
     #[test]
-    fn failed_hand_over_goes_to_next_poll() {
-        let r: Arc<Rendezvous<()>> = Arc::new(Rendezvous::new());
-        let r2 = r.clone();
-        let first = thread::spawn(move || r2.poll("a", Duration::from_secs(5)));
-        let r3 = r.clone();
-        let scraper = thread::spawn(move || r3.scrape(job("x", "a", 3000)));
-        let PollOutcome::Scrape(job) = first.join().unwrap() else {
-            panic!()
-        };
-        let r4 = r.clone();
-        let second = thread::spawn(move || r4.poll("a", Duration::from_secs(5)));
-        assert!(r.requeue(job), "the next poll takes it");
-        match second.join().unwrap() {
-            PollOutcome::Scrape(job) => assert_eq!(job.id, "x"),
+    fn newer_poll_supersedes_the_parked_one() {
+        let r: R = Rendezvous::new();
+        r.poll_arrived("a", "old");
+        match r.poll_arrived("a", "new") {
+            Arrival::Parked {
+                superseded: Some("old"),
+            } => {}
             other => panic!("{other:?}"),
         }
-        r.push("x", ()).unwrap();
-        scraper.join().unwrap().unwrap();
+        assert_eq!(r.polls_waiting(), 1);
+        assert!(matches!(r.take_poll("a", soon(100)), Taken::Poll("new")));
+    }
+
+    #[test]
+    fn late_and_unknown_pushes_are_refused() {
+        let r: R = Rendezvous::new();
+        let wait = r.expect_push("late", "a", soon(50));
+        assert_eq!(r.wait_push(wait).unwrap_err(), ScrapeError::NoPush);
+        match r.push("late", "x".into()) {
+            Err((PushError::Expired { fqdn, .. }, _)) => assert_eq!(fqdn, "a"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            r.push("never", "y".into()),
+            Err((PushError::UnknownId, _))
+        ));
+        let wait = r.expect_push("gone", "a", soon(50));
+        r.abandon(wait);
+        assert_eq!(r.scrapes_waiting(), 0);
+    }
+
+    #[test]
+    fn hold_limit_and_shutdown_give_polls_back() {
+        let r: R = Rendezvous::new();
+        r.poll_arrived("a", "p-a");
+        thread::sleep(Duration::from_millis(30));
+        r.poll_arrived("b", "p-b");
+        let expired = r.expire_parked(Duration::from_millis(20));
+        assert_eq!(expired, vec![("a".to_string(), "p-a")]);
+        assert_eq!(r.shut_down(), vec!["p-b"]);
+        assert_eq!(r.polls_waiting(), 0);
+        assert!(matches!(
+            r.poll_arrived("c", "p-c"),
+            Arrival::ShuttingDown("p-c")
+        ));
+        assert!(matches!(r.take_poll("c", soon(1000)), Taken::ShuttingDown));
     }
 }

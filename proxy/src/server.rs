@@ -9,7 +9,7 @@ use tiny_http::{Method, Request, Server};
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::handlers::{self, push::Delivery, Guard};
+use crate::handlers::{self, poll::ParkedPoll, push::Delivery, Guard};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
@@ -20,7 +20,7 @@ pub struct State {
     /// The flags.
     pub config: Config,
     /// Where polls, scrapes and pushes meet.
-    pub rendezvous: Rendezvous<Delivery>,
+    pub rendezvous: Rendezvous<ParkedPoll, Delivery>,
     /// Known clients.
     pub registry: Registry,
     /// Counters for /metrics.
@@ -208,7 +208,9 @@ pub fn run(config: Config) -> Result<(), String> {
     );
     drop(server);
     drop(retired);
-    state.rendezvous.shut_down();
+    for poll in state.rendezvous.shut_down() {
+        poll.answer(503, "the proxy is shutting down; poll again shortly");
+    }
     let until = Instant::now() + SHUTDOWN_GRACE;
     while state.rendezvous.scrapes_waiting() > 0 && Instant::now() < until {
         thread::sleep(Duration::from_millis(50));
@@ -244,8 +246,9 @@ fn dispatch(state: &Arc<State>, request: Request) {
         return;
     }
     let state2 = state.clone();
-    let busy =
-        state.in_flight.fetch_add(1, Ordering::SeqCst) >= state.config.max_connections as usize;
+    // Parked polls count too: each keeps one of tiny_http's connection threads.
+    let busy = state.in_flight.fetch_add(1, Ordering::SeqCst) + state.rendezvous.polls_waiting()
+        >= state.config.max_connections as usize;
     if busy {
         state.in_flight.fetch_sub(1, Ordering::SeqCst);
         state.metrics.rejected_busy();
@@ -306,7 +309,11 @@ fn serve(state: &Arc<State>, route: Route, request: Request) {
             handlers::push::handle(state, request);
             return;
         }
-        Route::Poll => ("/poll", handlers::poll::handle(state, request)),
+        Route::Poll => match handlers::poll::handle(state, request) {
+            Some(code) => ("/poll", code),
+            // Parked or handed over: recorded when it is answered.
+            None => return,
+        },
         Route::Clients => ("/clients", handlers::clients::handle(state, request)),
         Route::Metrics => ("/metrics", handlers::metrics::handle(state, request)),
         Route::Index => ("/", handlers::index::handle(state, request)),
@@ -335,19 +342,47 @@ fn serve(state: &Arc<State>, route: Route, request: Request) {
     state.metrics.http_request(path, code, started.elapsed());
 }
 
-/// Forgets clients past the registration timeout, and idle channels.
+/// Answers polls held past --poll.max-hold, forgets clients past the registration timeout,
+/// and drops idle per-FQDN entries.
 fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
     let every = (state.config.registration_timeout / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let hold = state.config.poll_max_hold;
+    // Polls are checked often enough that none is held much past the limit.
+    let tick = if hold.is_zero() {
+        every
+    } else {
+        (hold / 10)
+            .clamp(Duration::from_millis(20), Duration::from_secs(1))
+            .min(every)
+    };
     thread::Builder::new()
         .name("janitor".into())
         .stack_size(HANDLER_STACK)
-        .spawn(move || loop {
-            thread::sleep(every);
-            for fqdn in state.registry.forget_expired() {
-                log::info!("client forgotten fqdn={fqdn} (no poll within --registration.timeout)");
+        .spawn(move || {
+            let mut last_sweep = Instant::now();
+            loop {
+                thread::sleep(tick);
+                if !hold.is_zero() {
+                    for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
+                        let reason = format!(
+                            "no scrape for {fqdn} within --poll.max-hold {}; poll again",
+                            pushprox_protocol::format_duration(hold)
+                        );
+                        poll.answer(408, &reason);
+                    }
+                }
+                if last_sweep.elapsed() >= every {
+                    last_sweep = Instant::now();
+                    let polling = |key: &str| state.rendezvous.has_poll(key);
+                    for fqdn in state.registry.forget_expired(polling) {
+                        log::info!(
+                            "client forgotten fqdn={fqdn} (no poll within --registration.timeout)"
+                        );
+                    }
+                    state.rendezvous.forget_idle();
+                }
             }
-            state.rendezvous.forget_idle();
         })
         .map(|_| ())
         .map_err(|e| format!("cannot start the janitor thread: {e}"))

@@ -14,7 +14,7 @@ struct TargetGroup<'a> {
 
 /// Writes the target groups; `labels` is `{}` where Go wrote `null` (both valid for Prometheus).
 pub fn handle(state: &State, request: Request) -> u16 {
-    let live = state.registry.live();
+    let live = state.registry.live(|key| state.rendezvous.has_poll(key));
     let groups: Vec<TargetGroup> = live
         .iter()
         .map(|c| TargetGroup {

@@ -16,16 +16,12 @@ fn escape(text: &str) -> String {
 
 /// Renders the page: the live clients with their last poll age and scrape count.
 pub fn render(state: &State) -> String {
-    let clients = state.registry.live();
+    let clients = state.registry.live(|key| state.rendezvous.has_poll(key));
     let now = Instant::now();
     let mut rows = String::new();
     for c in &clients {
         let age = now.duration_since(c.last_seen).as_secs_f64();
-        let polling = if c.polls_waiting > 0 {
-            "polling"
-        } else {
-            "idle"
-        };
+        let polling = if c.polling { "polling" } else { "idle" };
         let _ = writeln!(
             rows,
             "<tr><td>{}</td><td>{age:.1} s ago</td><td>{polling}</td><td>{}</td></tr>",

@@ -8,7 +8,10 @@ use crate::server::State;
 /// Renders the exposition with the current gauges.
 pub fn handle(state: &State, request: Request) -> u16 {
     let gauges = Gauges {
-        clients: state.registry.live().len(),
+        clients: state
+            .registry
+            .live(|key| state.rendezvous.has_poll(key))
+            .len(),
         polls_waiting: state.rendezvous.polls_waiting(),
         scrapes_waiting: state.rendezvous.scrapes_waiting(),
     };

@@ -1,11 +1,14 @@
-//! `POST /poll`: a client waits for a scrape. The body is its FQDN.
+//! `POST /poll`: a client waits for a scrape. The body is its FQDN. The poll is parked,
+//! unanswered and without a thread, until a scrape takes it.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tiny_http::Request;
 
 use crate::registry::Seen;
-use crate::rendezvous::PollOutcome;
+use crate::rendezvous::Arrival;
 use crate::server::State;
 
 /// An FQDN is at most 253 characters; anything much longer is not a poll.
@@ -32,14 +35,77 @@ pub fn parse_fqdn(body: &[u8]) -> Result<&str, String> {
     Ok(text)
 }
 
-/// Holds the poll until a scrape for its FQDN comes, then answers with the scrape request.
-pub fn handle(state: &State, mut request: Request) -> u16 {
+/// A poll waiting for a scrape: its request, kept unanswered without a thread.
+pub struct ParkedPoll {
+    request: Request,
+    /// The FQDN as the client sent it.
+    pub fqdn: String,
+    arrived: Instant,
+    state: Arc<State>,
+}
+
+impl ParkedPoll {
+    /// Answers the poll with the scrape request in proxy form, written straight to the
+    /// connection so that a failed write is seen (tiny_http's `respond` hides a closed peer).
+    pub fn hand_over(self, scrape: &[u8]) -> std::io::Result<()> {
+        let mut head = pushprox_protocol::ResponseHead::new(200);
+        head.headers
+            .append("Content-Type", "text/plain; charset=utf-8");
+        head.headers
+            .append("Content-Length", scrape.len().to_string());
+        let mut bytes = Vec::with_capacity(128 + scrape.len());
+        head.write_to(&mut bytes);
+        bytes.extend_from_slice(scrape);
+        let mut writer = self.request.into_writer();
+        let written = writer.write_all(&bytes).and_then(|()| writer.flush());
+        let code = if written.is_ok() { 200 } else { 499 };
+        self.state
+            .metrics
+            .http_request("/poll", code, self.arrived.elapsed());
+        self.state
+            .registry
+            .poll_ended(&self.fqdn.to_ascii_lowercase(), written.is_ok());
+        written
+    }
+
+    /// Answers the poll without a scrape: superseded, held too long, or shutting down.
+    pub fn answer(self, status: u16, reason: &str) {
+        let code = super::text(self.request, status, reason);
+        self.state
+            .metrics
+            .http_request("/poll", code, self.arrived.elapsed());
+        self.state
+            .registry
+            .poll_ended(&self.fqdn.to_ascii_lowercase(), false);
+    }
+
+    /// Answers a poll that a newer poll of the same client replaced.
+    pub fn superseded(self) {
+        log::debug!("poll superseded by a newer poll fqdn={}", self.fqdn);
+        let reason = format!(
+            "Error WaitForScrapeInstruction: request is expired: a newer poll of {} took over",
+            self.fqdn
+        );
+        self.answer(408, &reason);
+    }
+}
+
+/// Checks the poll and parks it until a scrape for its FQDN takes it. Returns `None` when
+/// the poll was parked or handed over (it is answered later, by whoever takes it).
+pub fn handle(state: &Arc<State>, mut request: Request) -> Option<u16> {
     let token = match state
         .auth
         .client_token(super::header_value(&request, "Authorization"))
     {
         Ok(t) => t.map(str::to_string),
-        Err(refusal) => return super::refuse(state, request, super::Guard::Client, &refusal),
+        Err(refusal) => {
+            return Some(super::refuse(
+                state,
+                request,
+                super::Guard::Client,
+                &refusal,
+            ))
+        }
     };
     let mut body = Vec::new();
     if let Err(e) = request
@@ -47,90 +113,56 @@ pub fn handle(state: &State, mut request: Request) -> u16 {
         .take(MAX_POLL_BODY + 1)
         .read_to_end(&mut body)
     {
-        return super::text(request, 400, &format!("could not read the poll body: {e}"));
+        return Some(super::text(
+            request,
+            400,
+            &format!("could not read the poll body: {e}"),
+        ));
     }
     if body.len() as u64 > MAX_POLL_BODY {
-        return super::text(
+        return Some(super::text(
             request,
             413,
             "poll body is larger than 1024 bytes: it must be the client's FQDN",
-        );
+        ));
     }
     let fqdn = match parse_fqdn(&body) {
         Ok(f) => f.to_string(),
         Err(reason) => {
             log::warn!("refused poll from {}: {reason}", peer(&request));
-            return super::text(request, 400, &reason);
+            return Some(super::text(request, 400, &reason));
         }
     };
     if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
-        return super::refuse(state, request, super::Guard::Client, &refusal);
+        return Some(super::refuse(
+            state,
+            request,
+            super::Guard::Client,
+            &refusal,
+        ));
     }
     let key = fqdn.to_ascii_lowercase();
     if state.registry.poll_started(&key, &fqdn) == Seen::New {
         log::info!("client registered fqdn={fqdn} from={}", peer(&request));
     }
     log::debug!("poll waiting fqdn={fqdn}");
-    let outcome = state.rendezvous.poll(&key, state.config.poll_max_hold);
-    let (status, scraped) = match outcome {
-        PollOutcome::Scrape(job) => {
-            log::debug!("scrape handed to poll fqdn={fqdn} scrape_id={}", job.id);
-            match hand_over(request, &job.request) {
-                Ok(()) => (200, true),
-                Err(e) => {
-                    log::warn!(
-                        "hand-over to poll failed fqdn={fqdn} scrape_id={}: {e}; offering the scrape to the next poll",
-                        job.id
-                    );
-                    let id = job.id.clone();
-                    if !state.rendezvous.requeue(job) {
-                        log::warn!(
-                            "no other poll took the scrape in time fqdn={fqdn} scrape_id={id}"
-                        );
-                    }
-                    (200, false)
-                }
-            }
-        }
-        PollOutcome::Superseded => {
-            log::debug!("poll superseded by a newer poll fqdn={fqdn}");
-            let reason = format!("Error WaitForScrapeInstruction: request is expired: a newer poll of {fqdn} took over");
-            (super::text(request, 408, &reason), false)
-        }
-        PollOutcome::HeldTooLong => {
-            let reason = format!(
-                "no scrape for {fqdn} within --poll.max-hold {}; poll again",
-                pushprox_protocol::format_duration(state.config.poll_max_hold)
-            );
-            (super::text(request, 408, &reason), false)
-        }
-        PollOutcome::ShuttingDown => (
-            super::text(
-                request,
-                503,
-                "the proxy is shutting down; poll again shortly",
-            ),
-            false,
-        ),
+    let poll = ParkedPoll {
+        request,
+        fqdn,
+        arrived: Instant::now(),
+        state: state.clone(),
     };
-    state.registry.poll_ended(&key, scraped);
-    status
-}
-
-/// Writes the poll's `200` answer straight to the connection, so that a failed write is seen
-/// (tiny_http's `respond` hides a closed peer).
-fn hand_over(request: Request, scrape: &[u8]) -> std::io::Result<()> {
-    let mut head = pushprox_protocol::ResponseHead::new(200);
-    head.headers
-        .append("Content-Type", "text/plain; charset=utf-8");
-    head.headers
-        .append("Content-Length", scrape.len().to_string());
-    let mut bytes = Vec::with_capacity(128 + scrape.len());
-    head.write_to(&mut bytes);
-    bytes.extend_from_slice(scrape);
-    let mut writer = request.into_writer();
-    writer.write_all(&bytes)?;
-    writer.flush()
+    match state.rendezvous.poll_arrived(&key, poll) {
+        Arrival::Taken => {}
+        Arrival::Parked { superseded: None } => {}
+        Arrival::Parked {
+            superseded: Some(old),
+        } => old.superseded(),
+        Arrival::ShuttingDown(poll) => {
+            poll.answer(503, "the proxy is shutting down; poll again shortly")
+        }
+    }
+    None
 }
 
 /// The peer address for logs.

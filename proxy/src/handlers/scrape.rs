@@ -12,7 +12,7 @@ use tiny_http::{Request, Response, StatusCode};
 
 use crate::handlers::push::{Delivery, PushBody};
 use crate::metrics::ScrapeOutcome;
-use crate::rendezvous::{Job, ScrapeError};
+use crate::rendezvous::{ScrapeError, Taken};
 use crate::server::State;
 
 /// Request headers that belong to the hop between scraper and proxy, not to the target.
@@ -63,13 +63,39 @@ pub fn handle(state: &Arc<State>, request: Request) -> u16 {
         "scrape waiting for a poll fqdn={fqdn} scrape_id={id} url={url} deadline={}",
         format_duration(deadline_in)
     );
-    let job = Job {
-        id: id.clone(),
-        fqdn: fqdn.clone(),
-        request: scrape.to_proxy_bytes(),
-        deadline: started + deadline_in,
+    let request_bytes = scrape.to_proxy_bytes();
+    let deadline = started + deadline_in;
+    let key = fqdn.to_ascii_lowercase();
+    let wait = state.rendezvous.expect_push(&id, &key, deadline);
+    let handed = loop {
+        match state.rendezvous.take_poll(&key, deadline) {
+            Taken::Poll(poll) => match poll.hand_over(&request_bytes) {
+                Ok(()) => break Ok(()),
+                // Only a write that fails is seen; the next poll of the client gets it.
+                Err(e) => log::warn!(
+                    "hand-over to poll failed fqdn={fqdn} scrape_id={id}: {e}; offering the scrape to the next poll"
+                ),
+            },
+            Taken::NoPoll { stale } => {
+                if let Some(poll) = stale {
+                    poll.superseded();
+                }
+                break Err(ScrapeError::NoPoll);
+            }
+            Taken::ShuttingDown => break Err(ScrapeError::ShuttingDown),
+        }
     };
-    match state.rendezvous.scrape(job) {
+    let pushed = match handed {
+        Ok(()) => {
+            log::debug!("scrape handed to poll fqdn={fqdn} scrape_id={id}");
+            state.rendezvous.wait_push(wait)
+        }
+        Err(e) => {
+            state.rendezvous.abandon(wait);
+            Err(e)
+        }
+    };
+    match pushed {
         Ok(Delivery::Pushed { head, body }) => relay(request, head, body, started),
         Ok(Delivery::Refused { reason }) => {
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
@@ -98,7 +124,7 @@ fn explain(
 ) -> (ScrapeOutcome, u16, String) {
     let within = format_duration(deadline);
     match err {
-        ScrapeError::NoPoll if state.registry.is_known(fqdn) => (
+        ScrapeError::NoPoll if state.registry.is_known(fqdn, state.rendezvous.has_poll(fqdn)) => (
             ScrapeOutcome::NoPoll,
             504,
             format!("Error scraping \"{url}\": client {fqdn} is registered but no poll of it arrived within {within} (it may be reconnecting or too busy)"),
