@@ -177,23 +177,24 @@ pub fn run(config: Config) -> Result<(), String> {
     let mut server = server;
     // Servers whose accept thread stopped; their open connections may still send requests.
     let mut retired: Vec<Server> = Vec::new();
-    while !crate::shutdown::requested() {
-        for old in &retired {
+    // Takes the next request (or waits up to `wait`), restarting tiny_http's accept thread
+    // should it have stopped.
+    let serve_next = |server: &mut Server, retired: &mut Vec<Server>, wait: Duration| {
+        for old in retired.iter() {
             while let Ok(Some(request)) = old.try_recv() {
                 dispatch(&state, request);
             }
         }
-        match server.recv_timeout(Duration::from_millis(200)) {
+        match server.recv_timeout(wait) {
             Ok(Some(request)) => dispatch(&state, request),
             Ok(None) => {}
             Err(e) => {
-                // tiny_http's accept thread has stopped at this error: start another.
                 log::warn!("accepting connections failed: {e}; restarting the accept loop");
                 let restarted = spare.try_clone().map_err(|e| e.to_string()).and_then(|l| {
                     Server::from_listener(l, ssl_again.clone()).map_err(|e| e.to_string())
                 });
                 match restarted {
-                    Ok(new) => retired.push(std::mem::replace(&mut server, new)),
+                    Ok(new) => retired.push(std::mem::replace(server, new)),
                     Err(e) => {
                         log::error!("cannot restart the accept loop: {e}");
                         thread::sleep(Duration::from_secs(1));
@@ -201,19 +202,30 @@ pub fn run(config: Config) -> Result<(), String> {
                 }
             }
         }
+    };
+    while !crate::shutdown::requested() {
+        serve_next(&mut server, &mut retired, Duration::from_millis(200));
     }
     log::info!(
-        "stopping: no new requests; waiting up to {}s for in-flight scrapes",
+        "stopping: no new requests (polls and new scrapes get 503); waiting up to {}s for the pushes of in-flight scrapes",
         SHUTDOWN_GRACE.as_secs()
     );
-    drop(server);
-    drop(retired);
     for poll in state.rendezvous.shut_down() {
         poll.answer(503, "the proxy is shutting down; poll again shortly");
     }
+    // Requests are still read, so that the pushes of scrapes in flight arrive; polls and new
+    // scrapes are refused by the rendezvous from now on.
     let until = Instant::now() + SHUTDOWN_GRACE;
     while state.rendezvous.scrapes_waiting() > 0 && Instant::now() < until {
-        thread::sleep(Duration::from_millis(50));
+        serve_next(&mut server, &mut retired, Duration::from_millis(20));
+    }
+    drop(server);
+    drop(retired);
+    drop(spare);
+    // Relays still streaming a body run on their own threads; give them a moment.
+    let until = Instant::now() + Duration::from_secs(2);
+    while state.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        thread::sleep(Duration::from_millis(20));
     }
     log::info!("stopped");
     Ok(())
@@ -317,6 +329,10 @@ fn serve(state: &Arc<State>, route: Route, request: Request) {
         Route::Clients => ("/clients", handlers::clients::handle(state, request)),
         Route::Metrics => ("/metrics", handlers::metrics::handle(state, request)),
         Route::Index => ("/", handlers::index::handle(state, request)),
+        // 503 while stopping, so that a load balancer stops sending clients here.
+        Route::Healthy if crate::shutdown::requested() => {
+            ("/-/healthy", handlers::text(request, 503, "stopping"))
+        }
         Route::Healthy => ("/-/healthy", handlers::text(request, 200, "OK")),
         Route::WrongMethod(path, allowed) => {
             let reason = format!(

@@ -459,9 +459,6 @@ fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
 // Signals
 
 #[test]
-#[ignore = "proxy bug: after SIGTERM server::run drops the tiny_http Server before its grace \
-            wait, so the push of a scrape in flight is never read and the scraper gets a 504 \
-            at the scrape's deadline; run with --ignored once that is fixed"]
 fn sigterm_lets_the_scrape_in_flight_finish_then_the_proxy_exits_0() {
     let (mut proxy, port) = spawn_proxy(&[]);
     let fqdn = host(4);
