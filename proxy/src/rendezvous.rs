@@ -20,11 +20,13 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 pub enum Arrival<P> {
     /// A waiting scrape took it; that scrape's thread answers it.
     Taken,
-    /// It is parked until a scrape comes; an older parked poll of the same FQDN, if there was
-    /// one, comes back to be answered as superseded.
+    /// It is parked until a scrape comes; older parked polls it replaces come back to be
+    /// answered as superseded: every one of another client instance (a Go client has none,
+    /// so each of its polls replaces the last), and the oldest of the same instance beyond
+    /// [`MAX_POLLS_PER_CLIENT`].
     Parked {
-        /// The poll it replaced.
-        superseded: Option<P>,
+        /// The polls it replaced.
+        superseded: Vec<P>,
     },
     /// The proxy is stopping; the poll comes back to be answered so.
     ShuttingDown(P),
@@ -70,8 +72,27 @@ pub enum PushError {
     },
 }
 
+/// Most polls parked side by side for one FQDN (polls of one client instance, ours only).
+pub const MAX_POLLS_PER_CLIENT: usize = 8;
+
+/// Who sent a poll and how long it may be held: what decides which polls supersede which.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollerInfo {
+    /// The client process's instance id (`X-PushProx-Poller`, ours); None for Go clients.
+    pub instance: Option<String>,
+    /// Longest hold the poll asked for (`X-PushProx-Hold`, ours); zero for none.
+    pub hold: Duration,
+}
+
+struct Parked<P> {
+    poll: P,
+    since: Instant,
+    info: PollerInfo,
+}
+
 struct Slot<P> {
-    parked: Option<(P, Instant)>,
+    /// Parked polls, oldest first.
+    parked: VecDeque<Parked<P>>,
     /// Scrapes waiting for a poll, oldest first, by ticket.
     scrapes: VecDeque<(u64, Sender<P>)>,
 }
@@ -79,7 +100,7 @@ struct Slot<P> {
 impl<P> Default for Slot<P> {
     fn default() -> Self {
         Slot {
-            parked: None,
+            parked: VecDeque::new(),
             scrapes: VecDeque::new(),
         }
     }
@@ -137,7 +158,7 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
     }
 
     /// A poll of `fqdn` arrived: it goes to the oldest scrape waiting for one, or is parked.
-    pub fn poll_arrived(&self, fqdn: &str, mut poll: P) -> Arrival<P> {
+    pub fn poll_arrived(&self, fqdn: &str, mut poll: P, info: PollerInfo) -> Arrival<P> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Arrival::ShuttingDown(poll);
         }
@@ -150,10 +171,29 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
                 Err(e) => poll = e.into_inner(),
             }
         }
-        let superseded = slot.parked.replace((poll, Instant::now())).map(|(p, _)| p);
-        if superseded.is_none() {
-            self.parked.fetch_add(1, Ordering::SeqCst);
+        let mut superseded = Vec::new();
+        let mut kept = VecDeque::with_capacity(slot.parked.len() + 1);
+        for p in slot.parked.drain(..) {
+            let same_client = info.instance.is_some() && p.info.instance == info.instance;
+            if same_client {
+                kept.push_back(p);
+            } else {
+                superseded.push(p.poll);
+            }
         }
+        while kept.len() >= MAX_POLLS_PER_CLIENT {
+            if let Some(oldest) = kept.pop_front() {
+                superseded.push(oldest.poll);
+            }
+        }
+        kept.push_back(Parked {
+            poll,
+            since: Instant::now(),
+            info,
+        });
+        slot.parked = kept;
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        self.parked.fetch_sub(superseded.len(), Ordering::SeqCst);
         Arrival::Parked { superseded }
     }
 
@@ -167,9 +207,10 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         {
             let mut slots = lock(&self.slots);
             let slot = slots.entry(fqdn.to_string()).or_default();
-            if let Some((poll, _)) = slot.parked.take() {
+            // The newest poll: the one most likely still connected.
+            if let Some(p) = slot.parked.pop_back() {
                 self.parked.fetch_sub(1, Ordering::SeqCst);
-                return Taken::Poll(poll);
+                return Taken::Poll(p.poll);
             }
             slot.scrapes.push_back((ticket, tx));
         }
@@ -188,8 +229,13 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
             return Taken::NoPoll { stale: None };
         };
         let slot = slots.entry(fqdn.to_string()).or_default();
-        if slot.parked.is_none() {
-            slot.parked = Some((late, Instant::now()));
+        if slot.parked.is_empty() {
+            // Its sender is unknown here; it is parked as a Go client's poll would be.
+            slot.parked.push_back(Parked {
+                poll: late,
+                since: Instant::now(),
+                info: PollerInfo::default(),
+            });
             self.parked.fetch_add(1, Ordering::SeqCst);
             Taken::NoPoll { stale: None }
         } else {
@@ -270,7 +316,7 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
     pub fn has_poll(&self, fqdn: &str) -> bool {
         lock(&self.slots)
             .get(fqdn)
-            .is_some_and(|s| s.parked.is_some())
+            .is_some_and(|s| !s.parked.is_empty())
     }
 
     /// Polls parked now.
@@ -283,28 +329,36 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         lock(&self.waiting).len()
     }
 
-    /// Takes the polls parked longer than `max_hold`, to be answered.
+    /// Takes the polls held past their own hold (`X-PushProx-Hold`) or past `max_hold`
+    /// (zero: no limit), to be answered.
     pub fn expire_parked(&self, max_hold: Duration) -> Vec<(String, P)> {
         let mut out = Vec::new();
         let now = Instant::now();
+        let limit = |info: &PollerInfo| match (info.hold.is_zero(), max_hold.is_zero()) {
+            (true, true) => None,
+            (true, false) => Some(max_hold),
+            (false, true) => Some(info.hold),
+            (false, false) => Some(info.hold.min(max_hold)),
+        };
         for (fqdn, slot) in lock(&self.slots).iter_mut() {
-            if slot
-                .parked
-                .as_ref()
-                .is_some_and(|(_, since)| now.duration_since(*since) >= max_hold)
-            {
-                if let Some((poll, _)) = slot.parked.take() {
-                    self.parked.fetch_sub(1, Ordering::SeqCst);
-                    out.push((fqdn.clone(), poll));
+            let before = slot.parked.len();
+            let mut kept = VecDeque::with_capacity(before);
+            for p in slot.parked.drain(..) {
+                if limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l) {
+                    out.push((fqdn.clone(), p.poll));
+                } else {
+                    kept.push_back(p);
                 }
             }
+            self.parked.fetch_sub(before - kept.len(), Ordering::SeqCst);
+            slot.parked = kept;
         }
         out
     }
 
     /// Drops the entries of FQDNs with neither a parked poll nor a waiting scrape.
     pub fn forget_idle(&self) {
-        lock(&self.slots).retain(|_, slot| slot.parked.is_some() || !slot.scrapes.is_empty());
+        lock(&self.slots).retain(|_, slot| !slot.parked.is_empty() || !slot.scrapes.is_empty());
     }
 
     /// Refuses new polls and scrapes, and gives back every parked poll to be answered.
@@ -313,9 +367,9 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         self.shutting_down.store(true, Ordering::SeqCst);
         let mut out = Vec::new();
         for slot in lock(&self.slots).values_mut() {
-            if let Some((poll, _)) = slot.parked.take() {
+            for p in slot.parked.drain(..) {
                 self.parked.fetch_sub(1, Ordering::SeqCst);
-                out.push(poll);
+                out.push(p.poll);
             }
             // Waiting scrapes see their channel close and stop at once.
             slot.scrapes.clear();
@@ -332,6 +386,10 @@ mod tests {
 
     type R = Rendezvous<&'static str, String>;
 
+    fn go() -> PollerInfo {
+        PollerInfo::default()
+    }
+
     fn soon(ms: u64) -> Instant {
         Instant::now() + Duration::from_millis(ms)
     }
@@ -340,8 +398,8 @@ mod tests {
     fn parked_poll_is_taken_by_a_scrape_and_push_meets_the_scrape() {
         let r: Arc<R> = Arc::new(Rendezvous::new());
         assert!(matches!(
-            r.poll_arrived("a", "poll-1"),
-            Arrival::Parked { superseded: None }
+            r.poll_arrived("a", "poll-1", go()),
+            Arrival::Parked { superseded } if superseded.is_empty()
         ));
         assert_eq!(r.polls_waiting(), 1);
         assert!(r.has_poll("a"));
@@ -367,7 +425,10 @@ mod tests {
         while lock(&r.slots).get("a").is_none_or(|s| s.scrapes.is_empty()) {
             thread::sleep(Duration::from_millis(1));
         }
-        assert!(matches!(r.poll_arrived("a", "poll-2"), Arrival::Taken));
+        assert!(matches!(
+            r.poll_arrived("a", "poll-2", go()),
+            Arrival::Taken
+        ));
         assert!(matches!(scraper.join().unwrap(), Taken::Poll("poll-2")));
         assert_eq!(r.polls_waiting(), 0);
     }
@@ -392,23 +453,64 @@ mod tests {
         );
         // A poll arriving afterwards is parked, not sent to the scrape that left.
         assert!(matches!(
-            r.poll_arrived("nobody", "late"),
-            Arrival::Parked { superseded: None }
+            r.poll_arrived("nobody", "late", go()),
+            Arrival::Parked { superseded } if superseded.is_empty()
         ));
     }
 
     #[test]
     fn newer_poll_supersedes_the_parked_one() {
         let r: R = Rendezvous::new();
-        r.poll_arrived("a", "old");
-        match r.poll_arrived("a", "new") {
-            Arrival::Parked {
-                superseded: Some("old"),
-            } => {}
+        r.poll_arrived("a", "old", go());
+        match r.poll_arrived("a", "new", go()) {
+            Arrival::Parked { superseded } => assert_eq!(superseded, ["old"]),
             other => panic!("{other:?}"),
         }
         assert_eq!(r.polls_waiting(), 1);
         assert!(matches!(r.take_poll("a", soon(100)), Taken::Poll("new")));
+    }
+
+    #[test]
+    fn polls_of_one_instance_stay_side_by_side_up_to_the_limit() {
+        let r: R = Rendezvous::new();
+        let ours = |hold_ms| PollerInfo {
+            instance: Some("i1".into()),
+            hold: Duration::from_millis(hold_ms),
+        };
+        // A Go client's poll is replaced by ours, as by any newer poll.
+        r.poll_arrived("a", "go", go());
+        let names = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"];
+        let mut superseded = Vec::new();
+        for name in names {
+            if let Arrival::Parked { superseded: s } = r.poll_arrived("a", name, ours(0)) {
+                superseded.extend(s);
+            }
+        }
+        // The Go poll went first, then the oldest of ours beyond the limit.
+        assert_eq!(superseded, ["go", "p0"]);
+        assert_eq!(r.polls_waiting(), MAX_POLLS_PER_CLIENT);
+        // Scrapes take the newest first.
+        assert!(matches!(r.take_poll("a", soon(100)), Taken::Poll("p8")));
+        // Another instance (the client restarted) replaces them all.
+        let other = PollerInfo {
+            instance: Some("i2".into()),
+            hold: Duration::ZERO,
+        };
+        match r.poll_arrived("a", "new", other) {
+            Arrival::Parked { superseded } => {
+                assert_eq!(superseded.len(), MAX_POLLS_PER_CLIENT - 1)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.polls_waiting(), 1);
+        // A poll's own hold ends it, without a global limit.
+        r.poll_arrived("b", "short", ours(10));
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            r.expire_parked(Duration::ZERO),
+            vec![("b".to_string(), "short")]
+        );
+        assert_eq!(r.polls_waiting(), 1);
     }
 
     #[test]
@@ -432,15 +534,15 @@ mod tests {
     #[test]
     fn hold_limit_and_shutdown_give_polls_back() {
         let r: R = Rendezvous::new();
-        r.poll_arrived("a", "p-a");
+        r.poll_arrived("a", "p-a", go());
         thread::sleep(Duration::from_millis(30));
-        r.poll_arrived("b", "p-b");
+        r.poll_arrived("b", "p-b", go());
         let expired = r.expire_parked(Duration::from_millis(20));
         assert_eq!(expired, vec![("a".to_string(), "p-a")]);
         assert_eq!(r.shut_down(), vec!["p-b"]);
         assert_eq!(r.polls_waiting(), 0);
         assert!(matches!(
-            r.poll_arrived("c", "p-c"),
+            r.poll_arrived("c", "p-c", go()),
             Arrival::ShuttingDown("p-c")
         ));
         assert!(matches!(r.take_poll("c", soon(1000)), Taken::ShuttingDown));

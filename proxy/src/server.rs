@@ -365,13 +365,13 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
         .clamp(Duration::from_millis(100), Duration::from_secs(10));
     let hold = state.config.poll_max_hold;
     // Polls are checked often enough that none is held much past the limit.
+    // Polls may ask for their own hold (X-PushProx-Hold), so they are checked often.
     let tick = if hold.is_zero() {
-        every
+        Duration::from_millis(250)
     } else {
-        (hold / 10)
-            .clamp(Duration::from_millis(20), Duration::from_secs(1))
-            .min(every)
-    };
+        (hold / 10).clamp(Duration::from_millis(20), Duration::from_millis(250))
+    }
+    .min(every);
     thread::Builder::new()
         .name("janitor".into())
         .stack_size(HANDLER_STACK)
@@ -379,14 +379,9 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
             let mut last_sweep = Instant::now();
             loop {
                 thread::sleep(tick);
-                if !hold.is_zero() {
-                    for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
-                        let reason = format!(
-                            "no scrape for {fqdn} within --poll.max-hold {}; poll again",
-                            pushprox_protocol::format_duration(hold)
-                        );
-                        poll.answer(408, &reason);
-                    }
+                for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
+                    let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
+                    poll.answer(408, &reason);
                 }
                 if last_sweep.elapsed() >= every {
                     last_sweep = Instant::now();

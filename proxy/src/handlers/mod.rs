@@ -110,8 +110,18 @@ pub fn header(name: &str, value: &str) -> Option<Header> {
 
 /// Answers with a one-line plain-text reason (newline-terminated, as Go's http.Error).
 pub fn text(request: Request, status: u16, reason: &str) -> u16 {
+    text_with(request, status, reason, &[])
+}
+
+/// [`text`] with extra headers.
+pub fn text_with(request: Request, status: u16, reason: &str, extra: &[(&str, &str)]) -> u16 {
     let body = format!("{reason}\n");
     let mut response = Response::from_string(body).with_status_code(StatusCode(status));
+    for (name, value) in extra {
+        if let Some(h) = header(name, value) {
+            response.add_header(h);
+        }
+    }
     if let Some(h) = header("Content-Type", "text/plain; charset=utf-8") {
         response.add_header(h);
     }

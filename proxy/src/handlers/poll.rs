@@ -3,12 +3,12 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
 use crate::registry::Seen;
-use crate::rendezvous::Arrival;
+use crate::rendezvous::{Arrival, PollerInfo, MAX_POLLS_PER_CLIENT};
 use crate::server::State;
 
 /// An FQDN is at most 253 characters; anything much longer is not a poll.
@@ -53,6 +53,8 @@ impl ParkedPoll {
             .append("Content-Type", "text/plain; charset=utf-8");
         head.headers
             .append("Content-Length", scrape.len().to_string());
+        head.headers
+            .append(MAX_POLLS_HEADER, MAX_POLLS_PER_CLIENT.to_string());
         let mut bytes = Vec::with_capacity(128 + scrape.len());
         head.write_to(&mut bytes);
         bytes.extend_from_slice(scrape);
@@ -70,7 +72,8 @@ impl ParkedPoll {
 
     /// Answers the poll without a scrape: superseded, held too long, or shutting down.
     pub fn answer(self, status: u16, reason: &str) {
-        let code = super::text(self.request, status, reason);
+        let max = MAX_POLLS_PER_CLIENT.to_string();
+        let code = super::text_with(self.request, status, reason, &[(MAX_POLLS_HEADER, &max)]);
         self.state
             .metrics
             .http_request("/poll", code, self.arrived.elapsed());
@@ -146,23 +149,47 @@ pub fn handle(state: &Arc<State>, mut request: Request) -> Option<u16> {
         log::info!("client registered fqdn={fqdn} from={}", peer(&request));
     }
     log::debug!("poll waiting fqdn={fqdn}");
+    let info = poller_info(&request);
     let poll = ParkedPoll {
         request,
         fqdn,
         arrived: Instant::now(),
         state: state.clone(),
     };
-    match state.rendezvous.poll_arrived(&key, poll) {
+    match state.rendezvous.poll_arrived(&key, poll, info) {
         Arrival::Taken => {}
-        Arrival::Parked { superseded: None } => {}
-        Arrival::Parked {
-            superseded: Some(old),
-        } => old.superseded(),
+        Arrival::Parked { superseded } => superseded.into_iter().for_each(ParkedPoll::superseded),
         Arrival::ShuttingDown(poll) => {
             poll.answer(503, "the proxy is shutting down; poll again shortly")
         }
     }
     None
+}
+
+/// Our extension, in every answer to a poll: how many polls of one client instance the
+/// proxy keeps side by side. Go clients ignore it; ours open more polls only when they see it.
+pub const MAX_POLLS_HEADER: &str = "X-PushProx-Max-Polls";
+/// Our extension, on polls: the client process's instance id.
+pub const POLLER_HEADER: &str = "X-PushProx-Poller";
+/// Our extension, on polls: answer 408 after holding the poll this long.
+pub const HOLD_HEADER: &str = "X-PushProx-Hold";
+/// Longest hold a poll may ask for.
+const MAX_HOLD: Duration = Duration::from_secs(300);
+
+/// Who sent the poll and how long it may be held, from our extension headers; a poll
+/// without them (a Go client's) gets the Go proxy's treatment. Malformed values are ignored.
+fn poller_info(request: &Request) -> PollerInfo {
+    let instance = super::header_value(request, POLLER_HEADER)
+        .map(str::trim)
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(str::to_string);
+    let hold = super::header_value(request, HOLD_HEADER)
+        .and_then(|v| pushprox_protocol::parse_duration(v).ok())
+        .map_or(Duration::ZERO, |d| d.min(MAX_HOLD));
+    PollerInfo { instance, hold }
 }
 
 /// The peer address for logs.
