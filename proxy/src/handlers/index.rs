@@ -1,7 +1,7 @@
 //! `GET /`: a small self-contained status page for people.
 
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
@@ -14,47 +14,82 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// `3d 4h`, `5m 2s`, `12s`: the two largest units.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, _) => format!("{mins}m {secs}s"),
+        (0, _, _) => format!("{hours}h {mins}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
 /// Renders the page: the live clients with their last poll age and scrape count.
 pub fn render(state: &State) -> String {
     let clients = state.registry.live(|key| state.rendezvous.has_poll(key));
     let now = Instant::now();
     let mut rows = String::new();
     for c in &clients {
-        let age = now.duration_since(c.last_seen).as_secs_f64();
-        let polling = if c.polling { "polling" } else { "idle" };
+        // A client with a poll open is connected now; otherwise say when it was last seen.
+        let seen = if c.polling {
+            "now (poll open)".to_string()
+        } else {
+            format!("{} ago", human(now.duration_since(c.last_seen)))
+        };
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{age:.1} s ago</td><td>{polling}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{seen}</td><td>{}</td></tr>",
             escape(&c.fqdn),
             c.scrapes
         );
     }
     if clients.is_empty() {
-        rows.push_str("<tr><td colspan=\"4\">No client has polled yet. Start one with <code>pushprox-client --proxy-url http://THIS-HOST:PORT/</code>.</td></tr>\n");
+        rows.push_str("<tr><td colspan=\"3\">No client has polled yet. Start one with <code>pushprox-client --proxy-url http://THIS-HOST:PORT/</code>.</td></tr>\n");
     }
     format!(
         r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>PushProx proxy</title>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10"><title>PushProx proxy</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: .3em 1em; border-bottom: 1px solid #ddd; text-align: left; }}
+body {{ max-width: 60em; }} table {{ border-collapse: collapse; }}
+td, th {{ padding: .3em 1em; border-bottom: 1px solid #ddd; text-align: left; }}
+td:last-child, th:last-child {{ text-align: right; font-variant-numeric: tabular-nums; }}
 th {{ background: #f4f4f4; }} code {{ background: #f4f4f4; padding: 0 .2em; }}
 </style></head>
 <body>
 <h1>PushProx proxy</h1>
-<p>pushprox-rs {version} &middot; up {uptime:.0} s &middot; {count} client(s) &middot; {polls} poll(s) waiting &middot; {scrapes} scrape(s) in flight</p>
+<p>pushprox-rs {version} &middot; up {uptime} &middot; {count} client(s) &middot; {polls} poll(s) waiting &middot; {scrapes} scrape(s) in flight</p>
 <table>
-<tr><th>Client (FQDN)</th><th>Last poll</th><th>State</th><th>Scrapes</th></tr>
+<tr><th>Client (FQDN)</th><th>Last seen</th><th>Scrapes</th></tr>
 {rows}</table>
 <p><a href="/clients">/clients</a> (service discovery for Prometheus) &middot; <a href="/metrics">/metrics</a> (this proxy's metrics)</p>
 </body></html>
 "#,
         version = env!("CARGO_PKG_VERSION"),
-        uptime = state.started.elapsed().as_secs_f64(),
+        uptime = human(state.started.elapsed()),
         count = clients.len(),
         polls = state.rendezvous.polls_waiting(),
         scrapes = state.rendezvous.scrapes_waiting(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+    use std::time::Duration;
+
+    #[test]
+    fn ages_read_like_a_person_says_them() {
+        assert_eq!(human(Duration::from_secs(12)), "12s");
+        assert_eq!(human(Duration::from_secs(302)), "5m 2s");
+        assert_eq!(human(Duration::from_secs(3 * 3600 + 60)), "3h 1m");
+        assert_eq!(
+            human(Duration::from_secs(3 * 86_400 + 4 * 3600 + 5)),
+            "3d 4h"
+        );
+    }
 }
 
 /// Serves the page.
