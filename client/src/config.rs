@@ -56,6 +56,14 @@ pub struct Flags {
     #[arg(long = "proxy.retry.max-wait", value_name = "DURATION", default_value = "5s", hide_default_value = true, value_parser = duration)]
     pub retry_max_wait: Duration,
 
+    /// Most polls kept open to one proxy at a time (1 to 64). One poll carries one scrape at a
+    /// time, so while scrapes keep every poll busy the client opens more, up to this and to
+    /// what the proxy offers; each extra poll ends after 5 s without a scrape. Only our proxy
+    /// offers more than one: against the Go proxy one poll is used, whatever this says. 1
+    /// disables the extra polls. Default: 4. Not in Go.
+    #[arg(long = "proxy.max-polls", value_name = "N", default_value_t = 4, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_polls: u16,
+
     /// Least severe log level to print. Default: info. Go: --log.level.
     #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info, hide_default_value = true)]
     pub log_level: LogLevel,
@@ -153,6 +161,8 @@ pub struct Config {
     pub metrics_addr: ListenAddr,
     pub retry_initial_wait: Duration,
     pub retry_max_wait: Duration,
+    /// `--proxy.max-polls`: at least 1.
+    pub max_polls: usize,
     pub lock_file: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     /// Empty: any port.
@@ -182,6 +192,7 @@ impl Flags {
             metrics_addr: self.metrics_addr,
             retry_initial_wait: self.retry_initial_wait,
             retry_max_wait: self.retry_max_wait.max(self.retry_initial_wait),
+            max_polls: usize::from(self.max_polls),
             lock_file: self.lock_file,
             token_file: self.token_file,
             scrape_allow: self.scrape_allow,
@@ -283,6 +294,22 @@ mod tests {
         assert_eq!(f.metrics_addr.host, None);
         assert_eq!(f.metrics_addr.port, 9369);
         assert_eq!(f.log_level, LogLevel::Info);
+        assert_eq!(f.max_polls, 4);
+    }
+
+    #[test]
+    fn max_polls_is_1_to_64() {
+        let f = parse(&["--proxy-url=http://a", "--proxy.max-polls", "1"]).unwrap();
+        assert_eq!(f.into_config().max_polls, 1);
+        for bad in ["0", "65", "-1", "many"] {
+            let flag = format!("--proxy.max-polls={bad}");
+            let err = parse(&["--proxy-url=http://a", &flag]).unwrap_err();
+            assert!(
+                err.to_string().contains("--proxy.max-polls"),
+                "{bad}: {err}"
+            );
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
     }
 
     #[test]

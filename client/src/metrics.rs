@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -51,6 +51,17 @@ pub struct Metrics {
     scrapes: [AtomicU64; 4],
     /// Milliseconds since the epoch; 0 until the first good poll.
     last_successful_poll_ms: AtomicU64,
+    /// Polls sent and not answered yet, to every proxy.
+    polls_open: AtomicUsize,
+}
+
+/// Counts a poll in `pushprox_client_polls_open` until dropped.
+pub struct PollOpen<'a>(&'a Metrics);
+
+impl Drop for PollOpen<'_> {
+    fn drop(&mut self) {
+        self.0.polls_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -80,6 +91,12 @@ impl Metrics {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         self.last_successful_poll_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Marks a poll open until the guard drops.
+    pub fn poll_open(&self) -> PollOpen<'_> {
+        self.polls_open.fetch_add(1, Ordering::Relaxed);
+        PollOpen(self)
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -130,6 +147,13 @@ impl Metrics {
              pushprox_client_last_successful_poll_timestamp_seconds {}.{:03}\n",
             last_ms / 1000,
             last_ms % 1000
+        );
+        let _ = write!(
+            out,
+            "# HELP pushprox_client_polls_open Polls sent to the proxies and not answered yet. One per proxy when idle; more while extra pollers help our proxy (--proxy.max-polls).\n\
+             # TYPE pushprox_client_polls_open gauge\n\
+             pushprox_client_polls_open {}\n",
+            self.polls_open.load(Ordering::Relaxed)
         );
         let _ = write!(
             out,
@@ -248,6 +272,7 @@ mod tests {
             "pushprox_client_scrapes_total",
             "pushprox_client_last_successful_poll_timestamp_seconds",
             "pushprox_client_build_info",
+            "pushprox_client_polls_open",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}\n{text}");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}\n{text}");
@@ -265,5 +290,10 @@ mod tests {
         assert!(text.contains("pushprox_client_scrapes_total{outcome=\"timeout\"} 0\n"));
         assert!(text.contains("pushprox_client_last_successful_poll_timestamp_seconds 0.000\n"));
         assert!(text.ends_with('\n'));
+        let open = m.poll_open();
+        let also_open = m.poll_open();
+        assert!(m.render().contains("pushprox_client_polls_open 2\n"));
+        drop((open, also_open));
+        assert!(m.render().contains("pushprox_client_polls_open 0\n"));
     }
 }

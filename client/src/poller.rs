@@ -1,7 +1,9 @@
 //! The poll loop of one proxy: keep a `POST /poll` open, hand each scrape request it returns
-//! to a scrape thread, poll again at once; back off after failures.
+//! to a scrape thread, poll again at once; back off after failures. Ours: while scrapes keep
+//! every poll busy and our proxy says it keeps several polls open, extra pollers join in.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +70,11 @@ impl Backoff {
 
 /// What a poll brought back.
 enum PollAnswer {
-    Scrape(ScrapeRequest),
+    /// A scrape, and the proxy's `X-PushProx-Max-Polls` if it sent one.
+    Scrape {
+        request: ScrapeRequest,
+        max_polls: Option<usize>,
+    },
     /// 408: superseded by a newer poll, or held as long as the proxy holds polls.
     Superseded,
     /// No answer within [`POLL_GIVE_UP`].
@@ -145,54 +151,130 @@ pub fn excerpt(bytes: &[u8], max: usize) -> String {
     out
 }
 
-/// Polls one proxy until shutdown.
-pub struct Poller {
+/// Ours: sent on every poll, the client process's instance id. Our proxy keeps polls with the
+/// same id side by side instead of superseding them; Go's ignores it.
+pub const POLLER_HEADER: &str = "X-PushProx-Poller";
+
+/// Ours: on a poll, how long the proxy may hold it before answering 408. Only extra polls send it.
+pub const HOLD_HEADER: &str = "X-PushProx-Hold";
+
+/// Ours: on our proxy's poll answers, how many polls per FQDN it keeps open side by side.
+pub const MAX_POLLS_HEADER: &str = "X-PushProx-Max-Polls";
+
+/// The hold an extra poll asks for. An idle extra poll ends itself, so an idle fleet keeps one
+/// poll per client; and it is the proxy, not a client-side timeout, that ends it, so the proxy
+/// never writes a scrape into a connection the client already gave up.
+const EXTRA_HOLD: &str = "5s";
+
+/// A random id for this process, 16 hex digits: std's `RandomState` is seeded from the OS's
+/// randomness; time and pid are mixed in for good measure.
+pub fn instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(now);
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+/// Whether a poll that just brought a scrape should start one more poller for its proxy.
+/// `advertised` is the proxy's `X-PushProx-Max-Polls` (none from the Go proxy, which would
+/// supersede our own polls back and forth), `flag_max` is `--proxy.max-polls`, `running` the
+/// pollers of that proxy now and `in_flight` its scrapes in flight, the new one included.
+pub fn should_add_poller(
+    advertised: Option<usize>,
+    flag_max: usize,
+    running: usize,
+    in_flight: usize,
+) -> bool {
+    match advertised {
+        Some(n) if n >= 2 => in_flight >= running && running < n.min(flag_max),
+        _ => false,
+    }
+}
+
+/// What the pollers of one proxy share: the primary one, which polls until shutdown, and the
+/// extra ones started while scrapes keep all of them busy.
+pub struct ProxyPolls {
     pub link: Arc<ProxyLink>,
     pub ctx: Arc<ScrapeContext>,
     pub in_flight: Arc<InFlight>,
-    pub backoff: Backoff,
+    /// [`instance_id`], sent as [`POLLER_HEADER`].
+    pub instance: String,
+    /// `--proxy.max-polls`.
+    pub max_polls: usize,
+    /// Poller threads of this proxy, the primary included.
+    running: AtomicUsize,
+    /// Scrapes from this proxy not finished yet.
+    scrapes: AtomicUsize,
 }
 
-impl Poller {
-    /// Starts the poll loop on a thread of its own.
-    pub fn spawn(self) -> std::io::Result<()> {
+impl ProxyPolls {
+    pub fn new(
+        link: Arc<ProxyLink>,
+        ctx: Arc<ScrapeContext>,
+        in_flight: Arc<InFlight>,
+        instance: String,
+        max_polls: usize,
+    ) -> Arc<ProxyPolls> {
+        Arc::new(ProxyPolls {
+            link,
+            ctx,
+            in_flight,
+            instance,
+            max_polls,
+            running: AtomicUsize::new(0),
+            scrapes: AtomicUsize::new(0),
+        })
+    }
+
+    /// Starts the primary poll loop on a thread of its own: it polls until shutdown and backs
+    /// off after failures, exactly as with a Go proxy.
+    pub fn spawn_primary(self: &Arc<Self>, backoff: Backoff) -> std::io::Result<()> {
+        let polls = Arc::clone(self);
+        self.running.fetch_add(1, Ordering::SeqCst);
         std::thread::Builder::new()
             .name("poll".into())
             .stack_size(crate::run::THREAD_STACK)
-            .spawn(move || self.run())
+            .spawn(move || polls.run_primary(backoff))
             .map(|_| ())
+            .inspect_err(|_| {
+                self.running.fetch_sub(1, Ordering::SeqCst);
+            })
     }
 
-    fn run(mut self) {
+    fn run_primary(self: Arc<Self>, mut backoff: Backoff) {
         let fqdn = self.ctx.fqdn.clone();
         let url = self.link.url.clone();
         let mut last_was_quick_408 = false;
         while !shutdown::requested() {
             log::debug!("fqdn={fqdn} polling {url}/poll");
             let sent = Instant::now();
-            let result = self.poll_once();
+            let result = self.poll_once(false);
             let received = Instant::now();
             if shutdown::requested() {
                 break;
             }
             match result {
-                Ok(PollAnswer::Scrape(request)) => {
+                Ok(PollAnswer::Scrape { request, max_polls }) => {
                     last_was_quick_408 = false;
-                    self.backoff.reset();
+                    backoff.reset();
                     self.ctx.metrics.poll_succeeded();
-                    self.start_scrape(request, received);
+                    self.take_scrape(request, max_polls, received);
                 }
                 Ok(PollAnswer::Superseded) => {
                     self.ctx.metrics.poll_succeeded();
                     let quick = received - sent < QUICK_408;
                     if quick && last_was_quick_408 {
-                        let wait = self.backoff.next_wait();
+                        let wait = backoff.next_wait();
                         log::warn!(
                             "fqdn={fqdn} polls of {url} keep being superseded at once (408): is another client polling with the same FQDN? polling again in {wait:?}"
                         );
                         shutdown::sleep(wait);
                     } else {
-                        self.backoff.reset();
+                        backoff.reset();
                         log::debug!("fqdn={fqdn} poll of {url} answered 408 (superseded or held long enough); polling again");
                     }
                     last_was_quick_408 = quick;
@@ -206,7 +288,7 @@ impl Poller {
                 Err(e) => {
                     last_was_quick_408 = false;
                     self.ctx.metrics.poll_failed();
-                    let wait = self.backoff.next_wait();
+                    let wait = backoff.next_wait();
                     log::warn!(
                         "fqdn={fqdn} poll of {url}/poll failed: {e}; polling again in {wait:?}"
                     );
@@ -214,13 +296,93 @@ impl Poller {
                 }
             }
         }
+        self.running.fetch_sub(1, Ordering::SeqCst);
         log::debug!("fqdn={fqdn} stopped polling {url}");
     }
 
-    fn poll_once(&self) -> Result<PollAnswer, PollError> {
-        let sent = self
+    /// An extra poller: polls with a hold while the polls bring scrapes, and ends at the first
+    /// 408 (its hold ran out, or it was superseded), failure or shutdown. It never backs off;
+    /// errors are the primary poller's business.
+    fn run_extra(self: Arc<Self>) {
+        let fqdn = self.ctx.fqdn.clone();
+        let url = self.link.url.clone();
+        let why = loop {
+            if shutdown::requested() {
+                break "shutdown".to_string();
+            }
+            let result = self.poll_once(true);
+            let received = Instant::now();
+            if shutdown::requested() {
+                break "shutdown".to_string();
+            }
+            match result {
+                Ok(PollAnswer::Scrape { request, max_polls }) => {
+                    self.ctx.metrics.poll_succeeded();
+                    self.take_scrape(request, max_polls, received);
+                }
+                Ok(PollAnswer::Superseded) => {
+                    self.ctx.metrics.poll_succeeded();
+                    break "408 (held long enough, or superseded)".to_string();
+                }
+                Ok(PollAnswer::GaveUp) => {
+                    break format!("no answer within {POLL_GIVE_UP:?}");
+                }
+                Err(e) => break format!("failed: {e}"),
+            }
+        };
+        let left = self.running.fetch_sub(1, Ordering::SeqCst) - 1;
+        log::debug!("fqdn={fqdn} extra poller of {url} ends: {why}; {left} poller(s) left");
+    }
+
+    /// Starts the scrape a poll brought, then one more poller if every poller is kept busy.
+    fn take_scrape(
+        self: &Arc<Self>,
+        request: ScrapeRequest,
+        max_polls: Option<usize>,
+        at: Instant,
+    ) {
+        let in_flight = self.start_scrape(request, at);
+        let added = self
+            .running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |running| {
+                should_add_poller(max_polls, self.max_polls, running, in_flight)
+                    .then_some(running + 1)
+            });
+        let Ok(before) = added else { return };
+        let polls = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("poll-extra".into())
+            .stack_size(crate::run::THREAD_STACK)
+            .spawn(move || polls.run_extra());
+        match spawned {
+            Ok(_) => log::debug!(
+                "fqdn={} {in_flight} scrape(s) in flight from {}: started poller {} of at most {}",
+                self.ctx.fqdn,
+                self.link.url,
+                before + 1,
+                max_polls.unwrap_or(1).min(self.max_polls)
+            ),
+            Err(e) => {
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                log::warn!(
+                    "fqdn={} cannot start an extra poller of {}: {e}",
+                    self.ctx.fqdn,
+                    self.link.url
+                );
+            }
+        }
+    }
+
+    fn poll_once(&self, hold: bool) -> Result<PollAnswer, PollError> {
+        let mut request = self
             .link
             .post("/poll")
+            .header(POLLER_HEADER, &self.instance);
+        if hold {
+            request = request.header(HOLD_HEADER, EXTRA_HOLD);
+        }
+        let _open = self.ctx.metrics.poll_open();
+        let sent = request
             .config()
             .timeout_recv_response(Some(POLL_GIVE_UP))
             .build()
@@ -233,11 +395,14 @@ impl Poller {
             Err(e) => return Err(PollError::Network(e)),
         };
         let status = answer.status().as_u16();
-        let content_type = answer
-            .headers()
-            .get("content-type")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .unwrap_or_default();
+        let header = |name: &str| {
+            answer
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let max_polls = header(MAX_POLLS_HEADER).and_then(|v| v.trim().parse::<usize>().ok());
         let body = answer
             .body_mut()
             .with_config()
@@ -246,7 +411,7 @@ impl Poller {
             .map_err(PollError::Network)?;
         match status {
             200 => ScrapeRequest::from_bytes(&body, DEFAULT_MAX_HEAD)
-                .map(PollAnswer::Scrape)
+                .map(|request| PollAnswer::Scrape { request, max_polls })
                 .map_err(|error| PollError::NotAScrapeRequest {
                     error,
                     content_type,
@@ -268,7 +433,8 @@ impl Poller {
         }
     }
 
-    fn start_scrape(&self, request: ScrapeRequest, received: Instant) {
+    /// Starts a scrape thread; returns the scrapes in flight from this proxy, this one included.
+    fn start_scrape(self: &Arc<Self>, request: ScrapeRequest, received: Instant) -> usize {
         let bound = request
             .headers
             .get(SCRAPE_TIMEOUT_HEADER)
@@ -277,6 +443,7 @@ impl Poller {
             + PUSH_GRACE
             + ERROR_PUSH_WINDOW;
         let guard = self.in_flight.start(bound);
+        let (scrape, in_flight) = ScrapeOfProxy::start(self);
         let ctx = Arc::clone(&self.ctx);
         let link = Arc::clone(&self.link);
         let id = request.id().unwrap_or("none").to_string();
@@ -284,7 +451,7 @@ impl Poller {
             .name("scrape".into())
             .stack_size(crate::run::THREAD_STACK)
             .spawn(move || {
-                let _guard = guard;
+                let _guards = (guard, scrape);
                 scrape::handle(&ctx, &link, request, received);
             });
         if let Err(e) = spawned {
@@ -294,6 +461,24 @@ impl Poller {
                 self.ctx.fqdn
             );
         }
+        in_flight
+    }
+}
+
+/// Counts a scrape in [`ProxyPolls::scrapes`] while it lives.
+struct ScrapeOfProxy(Arc<ProxyPolls>);
+
+impl ScrapeOfProxy {
+    /// Also returns the count with this scrape.
+    fn start(polls: &Arc<ProxyPolls>) -> (ScrapeOfProxy, usize) {
+        let count = polls.scrapes.fetch_add(1, Ordering::SeqCst) + 1;
+        (ScrapeOfProxy(Arc::clone(polls)), count)
+    }
+}
+
+impl Drop for ScrapeOfProxy {
+    fn drop(&mut self) {
+        self.0.scrapes.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -314,6 +499,42 @@ mod tests {
     fn initial_wait_above_the_cap_is_capped() {
         let mut b = Backoff::new(Duration::from_secs(10), Duration::from_secs(5));
         assert_eq!(b.next_wait(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn extra_pollers_only_where_the_proxy_offers_them() {
+        // The Go proxy sends no header; an offer of 1 or 0 is no offer.
+        assert!(!should_add_poller(None, 4, 1, 1));
+        assert!(!should_add_poller(None, 4, 1, 100));
+        assert!(!should_add_poller(Some(1), 4, 1, 1));
+        assert!(!should_add_poller(Some(0), 4, 1, 1));
+        // --proxy.max-polls 1 disables them.
+        assert!(!should_add_poller(Some(8), 1, 1, 5));
+    }
+
+    #[test]
+    fn extra_pollers_while_every_poller_is_busy_up_to_the_smaller_limit() {
+        assert!(should_add_poller(Some(8), 4, 1, 1));
+        assert!(should_add_poller(Some(2), 4, 1, 1));
+        assert!(should_add_poller(Some(8), 4, 3, 3));
+        assert!(should_add_poller(Some(8), 4, 3, 7));
+        // Fewer scrapes in flight than pollers: one of them is idle, no need for another.
+        assert!(!should_add_poller(Some(8), 4, 3, 2));
+        assert!(!should_add_poller(Some(8), 4, 2, 1));
+        // At the flag's limit, or at the proxy's.
+        assert!(!should_add_poller(Some(8), 4, 4, 10));
+        assert!(!should_add_poller(Some(2), 4, 2, 10));
+        assert!(should_add_poller(Some(8), 64, 7, 10));
+        assert!(!should_add_poller(Some(8), 64, 8, 10));
+    }
+
+    #[test]
+    fn instance_ids_are_16_hex_digits_and_differ() {
+        let a = instance_id();
+        let b = instance_id();
+        assert_eq!(a.len(), 16, "{a}");
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
     }
 
     #[test]

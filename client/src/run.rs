@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::StartupError;
 use crate::lock::{self, Lock};
 use crate::metrics::{self, Metrics};
-use crate::poller::{Backoff, Poller};
+use crate::poller::{self, Backoff, ProxyPolls};
 use crate::push::ProxyLink;
 use crate::scrape::ScrapeContext;
 use crate::shutdown::{self, InFlight};
@@ -73,10 +73,11 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let listener = metrics::bind(&config.metrics_addr)?;
     let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
-        "starting pushprox-client version={} fqdn={} proxy_urls={} metrics_addr={} token_file={} scrape_allow={}",
+        "starting pushprox-client version={} fqdn={} proxy_urls={} max_polls={} metrics_addr={} token_file={} scrape_allow={}",
         env!("CARGO_PKG_VERSION"),
         config.fqdn,
         config.proxy_urls.join(","),
+        config.max_polls,
         config.metrics_addr.text,
         config
             .token_file
@@ -110,6 +111,11 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         metrics,
     });
     let in_flight = InFlight::new();
+    let instance = poller::instance_id();
+    log::debug!(
+        "poller instance id {instance}, sent as {} on every poll",
+        poller::POLLER_HEADER
+    );
     for url in &config.proxy_urls {
         // The default proxy setting follows ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
         let agent: Agent = Agent::config_builder()
@@ -126,21 +132,28 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
                 "sending the --auth.token-file token to {url} over plain http, where anyone on the way can read it; use an https:// proxy URL"
             );
         }
-        let poller = Poller {
-            link: Arc::new(ProxyLink {
-                url: url.clone(),
-                agent,
-                fqdn: config.fqdn.clone(),
-                token: token.clone(),
-            }),
-            ctx: Arc::clone(&ctx),
-            in_flight: Arc::clone(&in_flight),
-            backoff: Backoff::new(config.retry_initial_wait, config.retry_max_wait),
-        };
-        poller.spawn().map_err(|e| StartupError::Thread {
-            what: "poll",
-            source: e,
-        })?;
+        let link = Arc::new(ProxyLink {
+            url: url.clone(),
+            agent,
+            fqdn: config.fqdn.clone(),
+            token: token.clone(),
+        });
+        let polls = ProxyPolls::new(
+            link,
+            Arc::clone(&ctx),
+            Arc::clone(&in_flight),
+            instance.clone(),
+            config.max_polls,
+        );
+        polls
+            .spawn_primary(Backoff::new(
+                config.retry_initial_wait,
+                config.retry_max_wait,
+            ))
+            .map_err(|e| StartupError::Thread {
+                what: "poll",
+                source: e,
+            })?;
     }
     Ok(in_flight)
 }
