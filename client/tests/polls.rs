@@ -1,7 +1,8 @@
 //! Extra polls (ours): the real `pushprox-client` binary against a fake proxy in this process
 //! that offers (`X-PushProx-Max-Polls`) or does not offer several polls side by side, and a
-//! fake target that keeps scrapes in flight. Everything is on loopback; every wait is bounded;
-//! the child is killed on drop.
+//! fake target that keeps scrapes in flight; then against the REAL proxy binary, the sibling of
+//! the client binary (run `cargo build --workspace` first). Everything is on loopback; every
+//! wait is bounded; children are killed on drop.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -250,17 +251,20 @@ struct ClientProcess {
 
 impl ClientProcess {
     fn start(proxy: &FakeProxy, extra: &[&str]) -> ClientProcess {
-        let url = proxy.url();
+        ClientProcess::start_for(&proxy.url(), "debug", extra)
+    }
+
+    fn start_for(url: &str, log_level: &str, extra: &[&str]) -> ClientProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushprox-client"))
             .args([
                 "--proxy-url",
-                &url,
+                url,
                 "--fqdn",
                 "127.0.0.1",
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--log.level",
-                "debug",
+                log_level,
             ])
             .args(extra)
             .env_remove("HTTP_PROXY")
@@ -447,4 +451,239 @@ fn max_polls_1_on_either_side_keeps_one_poll_open() {
         most_polls_open_with("X-PushProx-Max-Polls: 8\r\n", &["--proxy.max-polls", "1"]),
         1
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against the real proxy
+
+/// The proxy binary next to the client binary.
+fn proxy_binary() -> std::path::PathBuf {
+    let client = std::path::Path::new(env!("CARGO_BIN_EXE_pushprox-client"));
+    let proxy = client.with_file_name(format!("pushprox-proxy{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        proxy.is_file(),
+        "the proxy binary {} is missing: this test starts the real proxy; run `cargo build --workspace` first",
+        proxy.display()
+    );
+    proxy
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Sends `text` on a fresh connection and reads until the peer closes (at most [`WAIT`]).
+fn request(port: u16, text: &str) -> Vec<u8> {
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let _ = conn.set_read_timeout(Some(WAIT));
+    let _ = conn.write_all(text.as_bytes());
+    let mut out = Vec::new();
+    let _ = conn.read_to_end(&mut out);
+    out
+}
+
+/// The real proxy on 127.0.0.1; killed on drop.
+struct RealProxy {
+    child: Child,
+    port: u16,
+}
+
+impl RealProxy {
+    fn start() -> RealProxy {
+        let port = free_port();
+        let child = Command::new(proxy_binary())
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the proxy");
+        let proxy = RealProxy { child, port };
+        proxy.wait_polls_waiting("the proxy to answer /metrics", |_| true);
+        proxy
+    }
+
+    fn polls_waiting(&self) -> Option<u64> {
+        polls_waiting(self.port)
+    }
+
+    /// Waits until the gauge satisfies `ok`; returns it.
+    fn wait_polls_waiting(&self, what: &str, ok: impl Fn(u64) -> bool) -> u64 {
+        let until = Instant::now() + WAIT;
+        loop {
+            match self.polls_waiting() {
+                Some(n) if ok(n) => return n,
+                last => assert!(
+                    Instant::now() < until,
+                    "no {what} within {WAIT:?}: pushprox_polls_waiting is {last:?}"
+                ),
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The proxy's `pushprox_polls_waiting`, or `None` while it does not answer.
+fn polls_waiting(port: u16) -> Option<u64> {
+    let text = request(
+        port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix("pushprox_polls_waiting "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+impl Drop for RealProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A target that answers each request at once with a body naming its path, so each scraper
+/// can check it got its own answer. Stops accepting when dropped.
+struct EchoTarget {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl EchoTarget {
+    fn start() -> EchoTarget {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(WAIT));
+                    let mut writer = conn.try_clone().unwrap();
+                    let mut reader = BufReader::new(conn);
+                    while let Some((path, _)) = read_request_head(&mut reader) {
+                        let body = format!("echo{{path=\"{path}\"}} 1\n");
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if writer.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        EchoTarget { addr, stop }
+    }
+}
+
+impl Drop for EchoTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+#[test]
+fn eight_scrapers_through_one_client_open_extra_polls_at_the_real_proxy_that_end_when_idle() {
+    const SCRAPERS: usize = 8;
+    const LOAD: Duration = Duration::from_secs(2);
+    let proxy = RealProxy::start();
+    let target = EchoTarget::start();
+    let client = ClientProcess::start_for(
+        &format!("http://127.0.0.1:{}/", proxy.port),
+        // One line per scrape would be a lot of lines.
+        "info",
+        &["--proxy.max-polls", "8"],
+    );
+    let metrics = client.metrics_addr();
+    proxy.wait_polls_waiting("poll of the client", |n| n == 1);
+
+    let most_waiting = Arc::new(AtomicUsize::new(0));
+    let loading = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let (most, loading, port) = (Arc::clone(&most_waiting), Arc::clone(&loading), proxy.port);
+        thread::spawn(move || {
+            while loading.load(Ordering::SeqCst) {
+                if let Some(n) = polls_waiting(port) {
+                    most.fetch_max(n as usize, Ordering::SeqCst);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let started = Instant::now();
+    let scrapers: Vec<_> = (0..SCRAPERS)
+        .map(|s| {
+            let (port, target) = (proxy.port, target.addr);
+            thread::spawn(move || {
+                let mut done = 0;
+                while started.elapsed() < LOAD {
+                    let path = format!("/metrics?scraper={s}&n={done}");
+                    let answer = request(
+                        port,
+                        &format!(
+                            "GET http://{target}{path} HTTP/1.1\r\nHost: {target}\r\n\
+                             X-Prometheus-Scrape-Timeout-Seconds: 5\r\nConnection: close\r\n\r\n"
+                        ),
+                    );
+                    let answer = String::from_utf8_lossy(&answer);
+                    assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+                    let want = format!("\r\n\r\necho{{path=\"{path}\"}} 1\n");
+                    assert!(answer.ends_with(&want), "{path}: {answer}");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let scrapes: usize = scrapers.into_iter().map(|t| t.join().unwrap()).sum();
+    let stopped = Instant::now();
+    loading.store(false, Ordering::SeqCst);
+    watcher.join().unwrap();
+    let most = most_waiting.load(Ordering::SeqCst);
+    eprintln!(
+        "{scrapes} scrapes in {:?}; at most {most} polls waiting",
+        stopped - started
+    );
+    assert!(scrapes >= SCRAPERS, "{scrapes} scrapes");
+    assert!(
+        most > 1,
+        "pushprox_polls_waiting never went above 1 during the load:\n{}",
+        client.log()
+    );
+
+    // Idle now: every extra poll's 5 s hold runs out, and the primary's poll stays.
+    let slow = Duration::from_secs(8);
+    let until = stopped + slow;
+    let back_to_one = loop {
+        if proxy.polls_waiting() == Some(1) {
+            break stopped.elapsed();
+        }
+        assert!(
+            Instant::now() < until,
+            "pushprox_polls_waiting is {:?}, not 1, {slow:?} after the load stopped:\n{}",
+            proxy.polls_waiting(),
+            client.log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("back to one poll waiting {back_to_one:?} after the load stopped");
+    assert!(
+        back_to_one > Duration::from_millis(2500),
+        "the extra polls ended {back_to_one:?} after the load, well before their 5 s hold"
+    );
+    client.wait_polls_open(&metrics, 1);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(proxy.polls_waiting(), Some(1), "{}", client.log());
 }
