@@ -151,15 +151,7 @@ pub fn excerpt(bytes: &[u8], max: usize) -> String {
     out
 }
 
-/// Ours: sent on every poll, the client process's instance id. Our proxy keeps polls with the
-/// same id side by side instead of superseding them; Go's ignores it.
-pub const POLLER_HEADER: &str = "X-PushProx-Poller";
-
-/// Ours: on a poll, how long the proxy may hold it before answering 408. Only extra polls send it.
-pub const HOLD_HEADER: &str = "X-PushProx-Hold";
-
-/// Ours: on our proxy's poll answers, how many polls per FQDN it keeps open side by side.
-pub const MAX_POLLS_HEADER: &str = "X-PushProx-Max-Polls";
+pub use pushprox_protocol::{HOLD_HEADER, MAX_POLLS_HEADER, POLLER_HEADER};
 
 /// The hold an extra poll asks for. An idle extra poll ends itself, so an idle fleet keeps one
 /// poll per client; and it is the proxy, not a client-side timeout, that ends it, so the proxy
@@ -190,7 +182,10 @@ pub fn should_add_poller(
     in_flight: usize,
 ) -> bool {
     match advertised {
-        Some(n) if n >= 2 => in_flight >= running && running < n.min(flag_max),
+        // Only when clearly more scrapes are in flight than polls are open: one poll keeps
+        // up with scrapes that do not overlap (one may still be finishing its push when the
+        // next arrives), and an idle fleet keeps one poll per client.
+        Some(n) if n >= 2 => in_flight > running + 1 && running < n.min(flag_max),
         _ => false,
     }
 }
@@ -514,9 +509,13 @@ mod tests {
 
     #[test]
     fn extra_pollers_while_every_poller_is_busy_up_to_the_smaller_limit() {
-        assert!(should_add_poller(Some(8), 4, 1, 1));
-        assert!(should_add_poller(Some(2), 4, 1, 1));
-        assert!(should_add_poller(Some(8), 4, 3, 3));
+        assert!(!should_add_poller(Some(8), 4, 1, 1));
+        assert!(!should_add_poller(Some(8), 4, 1, 2));
+        assert!(should_add_poller(Some(8), 4, 1, 3));
+        assert!(should_add_poller(Some(2), 4, 1, 3));
+        assert!(!should_add_poller(Some(8), 4, 3, 3));
+        assert!(!should_add_poller(Some(8), 4, 3, 4));
+        assert!(should_add_poller(Some(8), 4, 3, 5));
         assert!(should_add_poller(Some(8), 4, 3, 7));
         // Fewer scrapes in flight than pollers: one of them is idle, no need for another.
         assert!(!should_add_poller(Some(8), 4, 3, 2));

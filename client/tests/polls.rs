@@ -361,11 +361,11 @@ fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 fn a_busy_poll_with_max_polls_brings_an_extra_poll_with_the_same_id_and_a_hold() {
     let target = start_slow_target(Duration::from_secs(3));
     let proxy = FakeProxy::start(
-        vec![scrape_answer(
-            &target,
-            "id-1",
-            "X-PushProx-Max-Polls: 8\r\n",
-        )],
+        vec![
+            scrape_answer(&target, "id-1", "X-PushProx-Max-Polls: 8\r\n"),
+            scrape_answer(&target, "id-2", "X-PushProx-Max-Polls: 8\r\n"),
+            scrape_answer(&target, "id-3", "X-PushProx-Max-Polls: 8\r\n"),
+        ],
         Duration::from_secs(1),
     );
     let client = ClientProcess::start(&proxy, &[]);
@@ -385,8 +385,13 @@ fn a_busy_poll_with_max_polls_brings_an_extra_poll_with_the_same_id_and_a_hold()
         "the primary asks for no hold"
     );
 
-    // The scrape is in flight and the primary polls again: the one poll is busy, so an extra
-    // joins it.
+    // One or two scrapes in flight: the primary's re-polls keep up, no extra yet.
+    for _ in 0..2 {
+        let repoll = proxy.next_poll();
+        assert_eq!(header(&repoll, "X-PushProx-Hold"), None, "{repoll:?}");
+    }
+    // A third scrape arrives while the first two are still in flight: clearly more scrapes
+    // than polls, so an extra poll joins the primary's.
     let (second, third) = (proxy.next_poll(), proxy.next_poll());
     for poll in [&second, &third] {
         assert_eq!(

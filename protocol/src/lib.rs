@@ -29,5 +29,17 @@ pub use timeout::{
     PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
 
+/// Ours, on every answer of our proxy to a poll: how many polls of one client instance it
+/// keeps open side by side. Go peers ignore it; our client opens extra polls only when it
+/// sees it, so it never makes a Go proxy supersede its own polls.
+pub const MAX_POLLS_HEADER: &str = "X-PushProx-Max-Polls";
+
+/// Ours, on polls: the client process's instance id. Polls with the same id stand side by
+/// side; a poll without one (a Go client's) or with another supersedes them, as in Go.
+pub const POLLER_HEADER: &str = "X-PushProx-Poller";
+
+/// Ours, on polls: how long the proxy may hold the poll before answering 408.
+pub const HOLD_HEADER: &str = "X-PushProx-Hold";
+
 /// Default limit for a request or response head, in bytes.
 pub const DEFAULT_MAX_HEAD: usize = 64 * 1024;

@@ -1473,7 +1473,7 @@ fn decode_and_compare(
             Err(e) => break Err(ProtocolError::from(e)),
         }
         ensure!(
-            decoded.len() <= data.len() && limit.map_or(true, |l| decoded.len() as u64 <= l),
+            decoded.len() <= data.len() && limit.is_none_or(|l| decoded.len() as u64 <= l),
             format!("{what}: BodyReader delivered more than was encoded or allowed"),
             "{} bytes decoded of {}, limit {limit:?}",
             decoded.len(),

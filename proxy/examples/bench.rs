@@ -43,7 +43,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Latency samples kept per scraper thread: far more than 8 threads can do in the run.
 const MAX_SAMPLES: usize = 20_000_000;
 /// Seed of the pseudo-random stream of `/big/N`.
-const SEED: u64 = 0x5eed_0f_b16_b0d1;
+const SEED: u64 = 0x0005_eed0_fb16_b0d1;
 
 type Fail = String;
 
@@ -608,10 +608,10 @@ fn scraper(
                 ""
             }
         );
-        if !conns.contains_key(&addr) {
-            conns.insert(addr, Conn::open(addr)?);
-        }
-        let conn = conns.get_mut(&addr).ok_or("connection vanished")?;
+        let conn = match conns.entry(addr) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Conn::open(addr)?),
+        };
         let sent = Instant::now();
         conn.writer
             .write_all(&requests[idx])

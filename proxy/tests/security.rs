@@ -716,16 +716,26 @@ fn held_poll_outlives_the_read_timeout() {
 fn requests_beyond_max_connections_get_503() {
     let proxy = Proxy::start(&["--web.max-connections", "2"]);
     let port = proxy.port;
-    let first = thread::spawn(move || {
-        raw_within(
+    // A request answered a moment ago may still count against the limit for a few
+    // microseconds (the readiness probe, a metrics read): a refused poll tries again.
+    let first = thread::spawn(move || loop {
+        let reply = raw_within(
             port,
             &poll_request("a.example", None),
             Duration::from_secs(15),
-        )
+        );
+        if reply.status != 503 {
+            return reply;
+        }
+        thread::sleep(Duration::from_millis(20));
     });
-    assert!(wait_until(Duration::from_secs(5), || {
-        proxy.metric("pushprox_polls_waiting") == Some(1.0)
-    }));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            proxy.metric("pushprox_polls_waiting") == Some(1.0)
+        }),
+        "the first poll was not parked: {}",
+        proxy.log_text()
+    );
     // The second poll takes the last slot (it may itself be refused while a probe below
     // holds that slot: then it tries again).
     let second = thread::spawn(move || loop {

@@ -99,7 +99,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// Bytes from hex (either case); `None` for odd lengths or other characters.
 pub fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

@@ -75,6 +75,11 @@ th {{ background: #f4f4f4; }} code {{ background: #f4f4f4; padding: 0 .2em; }}
     )
 }
 
+/// Serves the page.
+pub fn handle(state: &State, request: Request) -> u16 {
+    super::body(request, 200, "text/html; charset=utf-8", render(state))
+}
+
 #[cfg(test)]
 mod tests {
     use super::human;
@@ -90,9 +95,4 @@ mod tests {
             "3d 4h"
         );
     }
-}
-
-/// Serves the page.
-pub fn handle(state: &State, request: Request) -> u16 {
-    super::body(request, 200, "text/html; charset=utf-8", render(state))
 }

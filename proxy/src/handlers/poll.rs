@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tiny_http::Request;
 
+use pushprox_protocol::{HOLD_HEADER, MAX_POLLS_HEADER, POLLER_HEADER};
+
 use crate::registry::Seen;
 use crate::rendezvous::{Arrival, PollerInfo, MAX_POLLS_PER_CLIENT};
 use crate::server::State;
@@ -166,13 +168,6 @@ pub fn handle(state: &Arc<State>, mut request: Request) -> Option<u16> {
     None
 }
 
-/// Our extension, in every answer to a poll: how many polls of one client instance the
-/// proxy keeps side by side. Go clients ignore it; ours open more polls only when they see it.
-pub const MAX_POLLS_HEADER: &str = "X-PushProx-Max-Polls";
-/// Our extension, on polls: the client process's instance id.
-pub const POLLER_HEADER: &str = "X-PushProx-Poller";
-/// Our extension, on polls: answer 408 after holding the poll this long.
-pub const HOLD_HEADER: &str = "X-PushProx-Hold";
 /// Longest hold a poll may ask for.
 const MAX_HOLD: Duration = Duration::from_secs(300);
 
