@@ -2,9 +2,9 @@
 # Builds fully static pushprox-proxy and pushprox-client for x86_64 Linux (musl libc, Cargo
 # profile `static`), copies them to target/static/, and checks each one: at most 2 MiB,
 # statically linked (`file`, `ldd`), runs with an empty environment (`env -i ... --version`,
-# `--help`), and keeps TLS: the client polls a local https server through rustls (and refuses
-# it without our test CA), and the static proxy serves https to the static client, relaying one
-# scrape.
+# `--help`), and keeps TLS: the client polls a local https server through rustls when given our
+# test CA by --tls.cacert or SSL_CERT_FILE (and refuses it with only the system's CA bundle),
+# and the static proxy serves https to the static client, relaying one scrape.
 #
 #   scripts/build-static.sh
 #   STATIC_MAX_BYTES=2500000 scripts/build-static.sh    another size budget (default 2 MiB)
@@ -193,12 +193,14 @@ start_bg https-server "$tmp/server.log" python3 "$tmp/https_server.py" "$tmp/ser
 port=$(wait_line "$tmp/server.log" '^listening' "$LAST_PID" | awk '{ print $2 }')
 [ -n "$port" ] || die "the test https server did not start: $(tail -n 3 "$tmp/server.log" | one_line)"
 
-# poll_once LOG [FLAG...]: runs the static client, with an empty environment, against that
-# server until its log shows how the first poll went; 5 s at most.
+# poll_once LOG [FLAG...]: runs the static client, with an empty environment (plus the
+# VAR=value words of the array poll_env), against that server until its log shows how the
+# first poll went; 5 s at most.
+poll_env=()
 poll_once() {
     local log=$1
     shift
-    start_bg pushprox-client "$log" timeout 5 env -i "$client" \
+    start_bg pushprox-client "$log" timeout 5 env -i "${poll_env[@]}" "$client" \
         --proxy-url "https://127.0.0.1:$port/" --fqdn static-check.invalid \
         --metrics-addr 127.0.0.1:0 --proxy.retry.initial-wait 5s "$@"
     local pid=$LAST_PID
@@ -208,7 +210,9 @@ poll_once() {
 }
 
 client_tls=1
-# Without --tls.cacert the client trusts only its built-in roots, so it must refuse our CA.
+# Without --tls.cacert the client trusts the system's CA bundle (it has no roots built in),
+# which does not hold our CA: it must refuse the server. On a host without any CA bundle it
+# refuses to start, naming --tls.cacert and SSL_CERT_FILE.
 poll_once "$tmp/client-untrusting.log"
 if grep -qi 'certificate' "$tmp/client-untrusting.log" && ! grep -q 'POST /poll' "$tmp/server.log"; then
     say "client without --tls.cacert: $(grep -m 1 -o 'poll of.*' "$tmp/client-untrusting.log" | cut -c 1-150)"
@@ -221,6 +225,16 @@ if grep -q 'POST /poll' "$tmp/server.log" && grep -q 'status 200' "$tmp/client-t
     say "client with --tls.cacert: $(grep -m 1 -o 'poll of.*' "$tmp/client-trusting.log" | cut -c 1-150)…"
 else
     fail pushprox-client "its poll did not get through TLS to a local https server (client: $(tail -n 2 "$tmp/client-trusting.log" | one_line); server: $(tail -n 2 "$tmp/server.log" | one_line))"
+    client_tls=0
+fi
+# SSL_CERT_FILE replaces the system's bundle, as for Go programs and OpenSSL.
+poll_env=("SSL_CERT_FILE=$tmp/ca.pem")
+poll_once "$tmp/client-ssl-cert-file.log"
+poll_env=()
+if grep -q 'status 200' "$tmp/client-ssl-cert-file.log"; then
+    say "client with SSL_CERT_FILE: trusts the CA in it"
+else
+    fail pushprox-client "with SSL_CERT_FILE naming our CA its poll did not get through TLS (client: $(tail -n 2 "$tmp/client-ssl-cert-file.log" | one_line))"
     client_tls=0
 fi
 

@@ -29,7 +29,8 @@ pub struct Flags {
     pub fqdn: Option<String>,
 
     /// PEM file of the CA certificates to trust for the proxy and for https scrapes, instead
-    /// of the built-in Mozilla roots. Default: none. Go: --tls.cacert.
+    /// of the system's (SSL_CERT_FILE, SSL_CERT_DIR, else /etc/ssl/certs/ca-certificates.crt
+    /// and the other usual bundles, as Go finds them). Default: none. Go: --tls.cacert.
     #[arg(long = "tls.cacert", value_name = "FILE")]
     pub tls_cacert: Option<PathBuf>,
 

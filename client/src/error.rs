@@ -14,6 +14,12 @@ pub enum StartupError {
         path: PathBuf,
         reason: String,
     },
+    /// No `--tls.cacert` and no system CA certificates, with an https proxy URL.
+    NoCaCertificates {
+        url: String,
+        /// Where the system's certificates were looked for.
+        looked: String,
+    },
     /// `--auth.token-file` could not be read or holds no usable token.
     TokenFile { path: PathBuf, reason: String },
     /// `--metrics-addr` could not be bound.
@@ -33,6 +39,12 @@ impl fmt::Display for StartupError {
             StartupError::TlsFile { flag, path, reason } => {
                 write!(f, "cannot use {flag} file {}: {reason}", path.display())
             }
+            StartupError::NoCaCertificates { url, looked } => write!(
+                f,
+                "cannot check the certificate of --proxy-url {url}: no CA certificates found \
+                 ({looked}); give the CA's PEM file with --tls.cacert FILE or SSL_CERT_FILE=FILE, \
+                 or install the system's CA bundle (ca-certificates)"
+            ),
             StartupError::TokenFile { path, reason } => {
                 write!(f, "cannot use --auth.token-file {}: {reason}", path.display())
             }
@@ -53,7 +65,9 @@ impl fmt::Display for StartupError {
 impl std::error::Error for StartupError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartupError::TlsFile { .. } | StartupError::TokenFile { .. } => None,
+            StartupError::TlsFile { .. }
+            | StartupError::NoCaCertificates { .. }
+            | StartupError::TokenFile { .. } => None,
             StartupError::MetricsBind { source, .. }
             | StartupError::LockFile { source, .. }
             | StartupError::Thread { source, .. } => Some(source),

@@ -2,10 +2,11 @@
 //! `--metrics-addr` that serves them.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::ListenAddr;
 use crate::error::StartupError;
@@ -189,30 +190,54 @@ pub fn bind(addr: &ListenAddr) -> Result<TcpListener, StartupError> {
     }
 }
 
-/// Serves `GET /metrics` and `GET /-/healthy` on `listener` from a thread of its own.
+/// The longest request head the metrics server reads; longer ones get a 431.
+const MAX_HEAD: usize = 8 * 1024;
+/// Time a connection has to send its request head, and then to take the response.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections answered side by side on threads of their own; more wait for the accept thread.
+const MAX_CONNECTION_THREADS: usize = 4;
+
+/// Serves `GET /metrics` and `GET /-/healthy` on `listener`: one thread accepts, and each
+/// connection is answered (one request, then `Connection: close`) on a thread of its own, or
+/// on the accept thread when [`MAX_CONNECTION_THREADS`] are busy. Plain std: the client needs
+/// no more of HTTP than this, and tiny_http cost 50 KB of the static binary.
 pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), StartupError> {
     let addr_text = listener
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let server = tiny_http::Server::from_listener(listener, None).map_err(|e| {
-        StartupError::MetricsBind {
-            addr: addr_text.clone(),
-            source: std::io::Error::other(e.to_string()),
-        }
-    })?;
     log::info!("serving metrics on http://{addr_text}/metrics");
+    let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("metrics-http".into())
         .stack_size(crate::run::THREAD_STACK)
         .spawn(move || loop {
-            // A deadline on the wait keeps the thread responsive; there is nothing else to do.
-            match server.recv_timeout(Duration::from_secs(1)) {
-                Ok(Some(request)) => answer(request, &metrics),
-                Ok(None) => {}
+            let conn = match listener.accept() {
+                Ok((conn, _)) => conn,
                 Err(e) => {
-                    log::warn!("metrics server: {e}");
+                    // Out of file descriptors, for instance; do not spin.
+                    log::warn!("metrics server: accepting a connection failed: {e}");
                     std::thread::sleep(Duration::from_millis(100));
+                    continue;
                 }
+            };
+            if busy.fetch_add(1, Ordering::Relaxed) < MAX_CONNECTION_THREADS {
+                let metrics = Arc::clone(&metrics);
+                let done = Arc::clone(&busy);
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-conn".into())
+                    .stack_size(crate::run::THREAD_STACK)
+                    .spawn(move || {
+                        answer(conn, &metrics);
+                        done.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if let Err(e) = spawned {
+                    // The connection went with the closure: it is closed unanswered.
+                    log::warn!("metrics server: cannot start a connection thread: {e}");
+                    busy.fetch_sub(1, Ordering::Relaxed);
+                }
+            } else {
+                busy.fetch_sub(1, Ordering::Relaxed);
+                answer(conn, &metrics);
             }
         })
         .map_err(|e| StartupError::MetricsBind {
@@ -222,34 +247,151 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), Startup
     Ok(())
 }
 
-fn answer(request: tiny_http::Request, metrics: &Metrics) {
-    use tiny_http::{Header, Method, Response};
-    let get = matches!(request.method(), Method::Get | Method::Head);
-    let path = request.url().split('?').next().unwrap_or("");
-    let (status, content_type, body) = match (path, get) {
-        ("/metrics", true) => (
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        ("/-/healthy", true) => (200, "text/plain; charset=utf-8", "OK".to_string()),
-        ("/metrics" | "/-/healthy", false) => (
-            405,
-            "text/plain; charset=utf-8",
-            "only GET is allowed here\n".to_string(),
-        ),
-        _ => (
+/// Reads one request head from `conn` and answers it; every failure just ends the connection.
+fn answer(mut conn: TcpStream, metrics: &Metrics) {
+    let deadline = Instant::now() + CONNECTION_TIMEOUT;
+    let _ = conn.set_write_timeout(Some(CONNECTION_TIMEOUT));
+    let response = match read_head(&mut conn, deadline) {
+        Ok(head) => route(&head, metrics),
+        Err(HeadError::TooLarge) => Response::text(431, "request head larger than 8 KiB\n"),
+        Err(HeadError::Io(e)) => {
+            log::debug!("metrics server: reading a request failed: {e}");
+            return;
+        }
+    };
+    let head_only = response.head_only;
+    let mut bytes = format!(
+        "{} {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+        response.version,
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len(),
+        if response.status == 405 {
+            "Allow: GET, HEAD\r\n"
+        } else {
+            ""
+        },
+    )
+    .into_bytes();
+    if !head_only {
+        bytes.extend_from_slice(response.body.as_bytes());
+    }
+    if let Err(e) = conn.write_all(&bytes).and_then(|()| conn.flush()) {
+        log::debug!("metrics server: writing a response failed: {e}");
+        return;
+    }
+    // Read what the client still sends (a body we did not want) before closing, so that the
+    // close does not reset the connection under the response. Bounded like the head.
+    let _ = conn.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 1024];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let _ = conn.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        match conn.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+enum HeadError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// The request head up to its blank line, within [`MAX_HEAD`] bytes and the deadline.
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        let wait = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| HeadError::Io(std::io::ErrorKind::TimedOut.into()))?;
+        conn.set_read_timeout(Some(wait)).map_err(HeadError::Io)?;
+        let n = conn.read(&mut buf).map_err(HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        // Look for the end from a little before the new bytes: "\r\n\r\n" may straddle reads.
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            head.truncate(from + end);
+            return Ok(head);
+        }
+        if head.len() >= MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+    }
+}
+
+struct Response {
+    version: &'static str,
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    head_only: bool,
+}
+
+impl Response {
+    fn text(status: u16, body: &str) -> Response {
+        Response {
+            version: "HTTP/1.1",
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.to_string(),
+            head_only: false,
+        }
+    }
+}
+
+/// The answer to a request head: `GET`/`HEAD` of `/metrics` or `/-/healthy`, 404 elsewhere.
+fn route(head: &[u8], metrics: &Metrics) -> Response {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Response::text(400, "bad request line\n");
+    };
+    let version = match version {
+        "HTTP/1.1" => "HTTP/1.1",
+        "HTTP/1.0" => "HTTP/1.0",
+        _ => return Response::text(400, "only HTTP/1.0 and HTTP/1.1 are served\n"),
+    };
+    let get = matches!(method, "GET" | "HEAD");
+    let path = target.split('?').next().unwrap_or("");
+    let mut response = match (path, get) {
+        ("/metrics", true) => Response {
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: metrics.render(),
+            ..Response::text(200, "")
+        },
+        ("/-/healthy", true) => Response::text(200, "OK"),
+        ("/metrics" | "/-/healthy", false) => Response::text(405, "only GET is allowed here\n"),
+        _ => Response::text(
             404,
-            "text/plain; charset=utf-8",
-            "not found: this is a pushprox-client; try /metrics or /-/healthy\n".to_string(),
+            "not found: this is a pushprox-client; try /metrics or /-/healthy\n",
         ),
     };
-    let mut response = Response::from_string(body).with_status_code(status);
-    if let Ok(h) = Header::from_bytes("Content-Type", content_type) {
-        response.add_header(h);
-    }
-    if let Err(e) = request.respond(response) {
-        log::debug!("metrics server: writing a response failed: {e}");
+    response.version = version;
+    response.head_only = method == "HEAD";
+    response
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Request Header Fields Too Large",
     }
 }
 

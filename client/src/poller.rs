@@ -107,7 +107,7 @@ impl fmt::Display for PollError {
         match self {
             PollError::Network(e) => {
                 let text = e.to_string();
-                write!(f, "{text}{}", crate::tls::hint(&text))
+                write!(f, "{text}{}", crate::tls::hint(&text, "proxy"))
             }
             PollError::Token(refused) => write!(f, "{refused}"),
             PollError::Status {

@@ -133,7 +133,14 @@ impl fmt::Display for ScrapeError {
                 "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
                 pushprox_protocol::format_scrape_timeout(*timeout)
             ),
-            ScrapeError::Target { url, error } => write!(f, "scrape of {url} failed: {error}"),
+            ScrapeError::Target { url, error } => {
+                let text = error.to_string();
+                write!(
+                    f,
+                    "scrape of {url} failed: {text}{}",
+                    crate::tls::hint(&text, "target")
+                )
+            }
             ScrapeError::Body { url, error } => {
                 write!(f, "scrape of {url} failed while reading the body: {error}")
             }

@@ -1,8 +1,10 @@
-//! TLS settings of the agents: `--tls.cacert` roots and the `--tls.cert`/`--tls.key` client
-//! certificate, for the proxy connection and for https scrapes alike.
+//! TLS settings of the agents: the CA certificates to trust (`--tls.cacert`, else the system's
+//! CA bundle) and the `--tls.cert`/`--tls.key` client certificate, for the proxy connection and
+//! for https scrapes alike.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
@@ -10,14 +12,80 @@ use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConf
 use crate::config::Config;
 use crate::error::StartupError;
 
-/// The TLS configuration from the flags; without them, ureq's defaults (Mozilla roots, no
-/// client certificate).
+/// The CA bundles of Linux distributions, in the order Go's crypto/x509 tries them.
+pub const SYSTEM_CA_FILES: [&str; 6] = [
+    "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Gentoo, Arch
+    "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL 6
+    "/etc/ssl/ca-bundle.pem",             // openSUSE
+    "/etc/pki/tls/cacert.pem",            // OpenELEC
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
+    "/etc/ssl/cert.pem",                  // Alpine
+];
+
+/// Directories of single certificates, read when none of [`SYSTEM_CA_FILES`] exists.
+const SYSTEM_CA_DIRS: [&str; 2] = ["/etc/ssl/certs", "/etc/pki/tls/certs"];
+
+/// What the client trusts, in words, once [`tls_config`] has run; for [`hint`].
+static TRUSTED: OnceLock<Trusted> = OnceLock::new();
+
+/// Where the trusted CA certificates came from.
+#[derive(Debug)]
+enum Trusted {
+    /// `--tls.cacert FILE`, or the system's bundle (with its path): said in error hints.
+    From(String),
+    /// No CA certificate anywhere: what was looked at, for the message that asks for one.
+    Nothing(String),
+}
+
+/// The TLS configuration from the flags. Without --tls.cacert the client trusts the system's
+/// CA certificates, as the Go client does; ureq's compiled-in Mozilla roots are left out of
+/// the binary. An https proxy URL with no CA certificate found stops the start.
 pub fn tls_config(config: &Config) -> Result<TlsConfig, StartupError> {
-    let mut builder = TlsConfig::builder();
-    if let Some(path) = &config.tls_cacert {
-        let roots = certificates("--tls.cacert", path)?;
-        builder = builder.root_certs(RootCerts::new_with_certs(&roots));
-    }
+    tls_config_with(
+        config,
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
+        std::env::var_os("SSL_CERT_DIR"),
+    )
+}
+
+/// [`tls_config`] with the values of `SSL_CERT_FILE` and `SSL_CERT_DIR`.
+fn tls_config_with(
+    config: &Config,
+    env_file: Option<PathBuf>,
+    env_dirs: Option<std::ffi::OsString>,
+) -> Result<TlsConfig, StartupError> {
+    let mut builder = TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+    let roots = match &config.tls_cacert {
+        Some(path) => {
+            let _ = TRUSTED.set(Trusted::From(format!("--tls.cacert {}", path.display())));
+            certificates("--tls.cacert", path)?
+        }
+        None => match system_roots(env_file, env_dirs) {
+            Ok((source, roots)) => {
+                log::debug!(
+                    "trusting {} CA certificates of {source} (--tls.cacert would replace them)",
+                    roots.len()
+                );
+                let _ = TRUSTED.set(Trusted::From(source));
+                roots
+            }
+            Err(looked) => {
+                if let Some(url) = config.proxy_urls.iter().find(|u| u.starts_with("https:")) {
+                    return Err(StartupError::NoCaCertificates {
+                        url: url.clone(),
+                        looked,
+                    });
+                }
+                log::warn!(
+                    "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
+                );
+                let _ = TRUSTED.set(Trusted::Nothing(looked));
+                Vec::new()
+            }
+        },
+    };
+    builder = builder.root_certs(RootCerts::new_with_certs(&roots));
     if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
         let chain = certificates("--tls.cert", cert)?;
         let key = private_key("--tls.key", key)?;
@@ -93,19 +161,101 @@ pub fn check_client_cert(config: &Config, tls: &TlsConfig) -> Result<(), Startup
         .map_err(|_| failed("the TLS library refused the certificate and key".into()))
 }
 
+/// The system's CA certificates, as Go's crypto/x509 finds them on Linux: the file
+/// `SSL_CERT_FILE` or else the first of [`SYSTEM_CA_FILES`] that exists, plus every file in the
+/// directories of `SSL_CERT_DIR` (colon-separated), or else of [`SYSTEM_CA_DIRS`] when no
+/// bundle was found. Returns where they came from, or what was looked at when there were none.
+fn system_roots(
+    env_file: Option<PathBuf>,
+    env_dirs: Option<std::ffi::OsString>,
+) -> Result<(String, Vec<Certificate<'static>>), String> {
+    let files: Vec<PathBuf> = match &env_file {
+        Some(f) => vec![f.clone()],
+        None => SYSTEM_CA_FILES.iter().map(PathBuf::from).collect(),
+    };
+    let mut roots = Vec::new();
+    let mut sources = Vec::new();
+    for file in &files {
+        if let Ok(bytes) = std::fs::read(file) {
+            roots.extend(pem_certificates(&bytes));
+            sources.push(file.display().to_string());
+            break;
+        }
+    }
+    let dirs: Vec<PathBuf> = match &env_dirs {
+        Some(d) => std::env::split_paths(d).collect(),
+        None if roots.is_empty() => SYSTEM_CA_DIRS.iter().map(PathBuf::from).collect(),
+        None => Vec::new(),
+    };
+    for dir in &dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let before = roots.len();
+        for entry in entries.flatten() {
+            if let Ok(bytes) = std::fs::read(entry.path()) {
+                roots.extend(pem_certificates(&bytes));
+            }
+        }
+        if roots.len() > before {
+            sources.push(dir.display().to_string());
+        }
+    }
+    if !roots.is_empty() {
+        return Ok((sources.join(" and "), roots));
+    }
+    let files = match &env_file {
+        Some(f) => format!("SSL_CERT_FILE={}", f.display()),
+        None => format!(
+            "SSL_CERT_FILE is not set, none in {}",
+            SYSTEM_CA_FILES.join(", ")
+        ),
+    };
+    let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(format!(
+        "{files}; none in the directories {}",
+        dirs.join(", ")
+    ))
+}
+
+/// The certificates of a PEM bundle; other items and broken ones are skipped, as Go does.
+fn pem_certificates(bytes: &[u8]) -> impl Iterator<Item = Certificate<'static>> + '_ {
+    ureq::tls::parse_pem(bytes).filter_map(|item| match item {
+        Ok(PemItem::Certificate(c)) => Some(c),
+        _ => None,
+    })
+}
+
 /// What to check for a TLS failure whose words (from rustls) an operator may not know; empty
-/// for the others.
-pub fn hint(error: &str) -> &'static str {
+/// for the others. `peer` is "proxy" or "target".
+pub fn hint(error: &str, peer: &str) -> String {
     if error.contains("CaUsedAsEndEntity") {
-        "; the proxy's certificate is marked as a CA certificate, which rustls refuses for a \
-         server: `openssl req -x509` makes such a certificate unless given \
-         `-addext basicConstraints=critical,CA:FALSE`"
+        format!(
+            "; the {peer}'s certificate is marked as a CA certificate, which rustls refuses for \
+             a server: `openssl req -x509` makes such a certificate unless given \
+             `-addext basicConstraints=critical,CA:FALSE`"
+        )
     } else if error.contains("UnknownIssuer") {
-        "; the proxy's certificate is not signed by a CA in --tls.cacert (or the built-in roots)"
+        match TRUSTED.get() {
+            Some(Trusted::Nothing(looked)) => format!(
+                "; this client has no CA certificates to check the {peer}'s certificate with \
+                 ({looked}): give --tls.cacert FILE or set SSL_CERT_FILE"
+            ),
+            Some(Trusted::From(source)) => format!(
+                "; the {peer}'s certificate is not signed by a CA in {source}; give the CA's \
+                 file with --tls.cacert (or SSL_CERT_FILE)"
+            ),
+            None => format!(
+                "; the {peer}'s certificate is not signed by a CA in --tls.cacert or the system's \
+                 CA bundle"
+            ),
+        }
     } else if error.contains("NotValidForName") {
-        "; the proxy's certificate does not name the host of --proxy-url in its subjectAltName"
+        format!(
+            "; the {peer}'s certificate does not name the host of its URL in its subjectAltName"
+        )
     } else {
-        ""
+        String::new()
     }
 }
 
@@ -183,13 +333,80 @@ mod tests {
 
     #[test]
     fn hints_for_rustls_words() {
+        assert!(hint(
+            "io: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+            "proxy"
+        )
+        .contains("CA:FALSE"));
+        assert!(hint("invalid peer certificate: UnknownIssuer", "proxy").contains("--tls.cacert"));
+        assert!(hint("invalid peer certificate: NotValidForName", "target")
+            .contains("target's certificate does not name"));
+        assert_eq!(hint("Connection refused", "proxy"), "");
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("pushprox-client-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A self-signed certificate, PEM; its contents do not matter to the loader.
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn system_roots_follow_ssl_cert_file_and_dir() {
+        let dir = temp_dir("roots");
+        let bundle = dir.join("bundle.pem");
+        std::fs::write(&bundle, format!("junk\n{CERT}{CERT}")).unwrap();
+        let (source, roots) =
+            system_roots(Some(bundle.clone()), Some("/nonexistent".into())).unwrap();
+        assert_eq!(roots.len(), 2);
+        assert_eq!(source, bundle.display().to_string());
+
+        let certs = dir.join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        std::fs::write(certs.join("a.pem"), CERT).unwrap();
+        std::fs::write(certs.join("README"), "not a certificate").unwrap();
+        let (source, roots) =
+            system_roots(Some(dir.join("missing.pem")), Some(certs.clone().into())).unwrap();
+        assert_eq!(roots.len(), 1);
+        assert_eq!(source, certs.display().to_string());
+
+        let err =
+            system_roots(Some(dir.join("missing.pem")), Some(dir.join("none").into())).unwrap_err();
         assert!(
-            hint("io: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))")
-                .contains("CA:FALSE")
+            err.contains("SSL_CERT_FILE=") && err.contains("missing.pem"),
+            "{err}"
         );
-        assert!(hint("invalid peer certificate: UnknownIssuer").contains("--tls.cacert"));
-        assert!(hint("invalid peer certificate: NotValidForName").contains("subjectAltName"));
-        assert_eq!(hint("Connection refused"), "");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_https_proxy_without_any_ca_certificate_stops_the_start() {
+        let mut config = config_with_cacert("unused");
+        config.tls_cacert = None;
+        let nowhere = || {
+            (
+                Some(PathBuf::from("/nonexistent/ca.pem")),
+                Some("/nonexistent/certs".into()),
+            )
+        };
+        let (file, dirs) = nowhere();
+        assert!(tls_config_with(&config, file, dirs).is_ok(), "http only");
+        config.proxy_urls.push("https://proxy:8080".into());
+        let (file, dirs) = nowhere();
+        let err = tls_config_with(&config, file, dirs)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("https://proxy:8080")
+                && err.contains("--tls.cacert")
+                && err.contains("SSL_CERT_FILE=/nonexistent/ca.pem"),
+            "{err}"
+        );
     }
 
     #[test]
