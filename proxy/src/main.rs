@@ -4,6 +4,7 @@ mod auth;
 mod config;
 mod handlers;
 mod id;
+mod limits;
 mod listener;
 mod lock;
 mod metrics;

@@ -31,6 +31,8 @@ pub struct State {
     pub auth: Auth,
     /// Requests being served now.
     in_flight: AtomicUsize,
+    /// --web.max-connections, lowered to what the open-files limit allows.
+    max_connections: usize,
     /// The threads that serve them.
     workers: Workers,
 }
@@ -161,6 +163,19 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
         None => log::info!("scrapers are not authenticated (set --auth.scrape-users)"),
     }
+    let max_connections = match crate::limits::raise_open_files() {
+        Some(open_files) => {
+            let fit = crate::limits::connections_for(open_files);
+            if fit < u64::from(config.max_connections) {
+                log::warn!(
+                    "the open-files limit ({open_files}) holds only {fit} connections, fewer than --web.max-connections={}: polls beyond {fit} get 503; raise the limit (ulimit -n, systemd LimitNOFILE=) to hold more clients",
+                    config.max_connections
+                );
+            }
+            fit.min(u64::from(config.max_connections)) as usize
+        }
+        None => config.max_connections as usize,
+    };
     let state = Arc::new(State {
         auth,
         rendezvous: Rendezvous::new(),
@@ -168,6 +183,7 @@ pub fn run(config: Config) -> Result<(), String> {
         metrics: Metrics::default(),
         started: Instant::now(),
         in_flight: AtomicUsize::new(0),
+        max_connections,
         workers: Workers::new("handler", HANDLER_STACK, WORKER_IDLE),
         config,
     });
@@ -195,11 +211,11 @@ pub fn run(config: Config) -> Result<(), String> {
                 });
                 match restarted {
                     Ok(new) => retired.push(std::mem::replace(server, new)),
-                    Err(e) => {
-                        log::error!("cannot restart the accept loop: {e}");
-                        thread::sleep(Duration::from_secs(1));
-                    }
+                    Err(e) => log::error!("cannot restart the accept loop: {e}"),
                 }
+                // Out of file descriptors, accept fails again at once: wait for some to be
+                // freed rather than spin (connections already open are still served).
+                thread::sleep(Duration::from_millis(500));
             }
         }
     };
@@ -260,13 +276,13 @@ fn dispatch(state: &Arc<State>, request: Request) {
     let state2 = state.clone();
     // Parked polls count too: each keeps one of tiny_http's connection threads.
     let busy = state.in_flight.fetch_add(1, Ordering::SeqCst) + state.rendezvous.polls_waiting()
-        >= state.config.max_connections as usize;
+        >= state.max_connections;
     if busy {
         state.in_flight.fetch_sub(1, Ordering::SeqCst);
         state.metrics.rejected_busy();
         log::warn!(
-            "at --web.max-connections={}: refusing {} with 503",
-            state.config.max_connections,
+            "at the connection limit ({}, from --web.max-connections and the open-files limit): refusing {} with 503",
+            state.max_connections,
             request.url()
         );
         handlers::text(
