@@ -399,6 +399,97 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    /// Serves a fresh `Metrics` on a free port and returns its address.
+    fn server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        serve(listener, Metrics::new()).unwrap();
+        addr
+    }
+
+    /// Sends `request` in pieces and returns the whole answer.
+    fn exchange(addr: SocketAddr, request: &[&[u8]]) -> String {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for piece in request {
+            conn.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn metrics_server_routes_get_and_head_and_refuses_the_rest() {
+        let addr = server();
+        let metrics = exchange(addr, &[b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(metrics.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        assert!(
+            metrics.contains("\r\nConnection: close\r\n\r\n# HELP "),
+            "{metrics}"
+        );
+        let body = metrics.split("\r\n\r\n").nth(1).unwrap();
+        assert!(metrics.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+
+        // The head may arrive in pieces, its end split between them.
+        let healthy = exchange(addr, &[b"GET /-/healthy HTTP/1.0\r\nHost: a\r", b"\n\r\n"]);
+        assert!(healthy.starts_with("HTTP/1.0 200 OK\r\n") && healthy.ends_with("\r\n\r\nOK"));
+
+        let head = exchange(addr, &[b"HEAD /metrics HTTP/1.1\r\n\r\n"]);
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("Content-Length: 0\r\n"), "{head}");
+
+        let post = exchange(
+            addr,
+            &[b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"],
+        );
+        assert!(
+            post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{post}"
+        );
+        assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+
+        let other = exchange(addr, &[b"GET /nope HTTP/1.1\r\n\r\n"]);
+        assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
+        assert!(other.ends_with("try /metrics or /-/healthy\n"), "{other}");
+
+        let garbage = exchange(addr, &[b"hello\r\n\r\n"]);
+        assert!(
+            garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{garbage}"
+        );
+
+        let mut long = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        long.resize(9000, b'a');
+        let too_long = exchange(addr, &[&long]);
+        assert!(too_long.starts_with("HTTP/1.1 431 "), "{too_long}");
+    }
+
+    #[test]
+    fn metrics_server_answers_while_connections_stall() {
+        let addr = server();
+        // More silent connections than connection threads: the accept thread answers the
+        // next one itself, after the stalled ones time out at the latest.
+        let stalled: Vec<TcpStream> = (0..MAX_CONNECTION_THREADS + 1)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let started = Instant::now();
+        let answer = exchange(addr, &[b"GET /-/healthy HTTP/1.1\r\n\r\n"]);
+        assert!(answer.ends_with("\r\n\r\nOK"), "{answer}");
+        assert!(
+            started.elapsed() < CONNECTION_TIMEOUT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(stalled);
+    }
+
     #[test]
     fn exposition_has_help_and_type_for_every_family() {
         let m = Metrics::default();

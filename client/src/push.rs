@@ -126,10 +126,8 @@ pub fn push_head<'a>(
         head.headers.append(canonical_name(name), value);
     }
     head.headers.append(ID_HEADER, id);
-    head.headers.append(
-        PUSH_TIMEOUT_HEADER,
-        format!("{:.6}", remaining.as_secs_f64()),
-    );
+    head.headers
+        .append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
     match framing {
         PushFraming::Length(n) => head.headers.append("Content-Length", n.to_string()),
         PushFraming::Chunked => head.headers.append("Transfer-Encoding", "chunked"),
@@ -258,10 +256,10 @@ pub fn push_error(
     let remaining = deadline.saturating_duration_since(Instant::now());
     let mut response = Response::text(status, reason);
     response.head.headers.append(ID_HEADER, id);
-    response.head.headers.append(
-        PUSH_TIMEOUT_HEADER,
-        format!("{:.6}", remaining.as_secs_f64()),
-    );
+    response
+        .head
+        .headers
+        .append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
     let bytes = response.to_bytes();
     send(
         link,
@@ -295,9 +293,22 @@ fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), P
     }
 }
 
+/// `remaining` in seconds with six decimals, as the Go client writes the push timeout header.
+/// Integer arithmetic: formatting an f64 would link the float printing code (5 KB).
+fn seconds_text(remaining: Duration) -> String {
+    format!("{}.{:06}", remaining.as_secs(), remaining.subsec_micros())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_timeout_has_six_decimals() {
+        assert_eq!(seconds_text(Duration::from_micros(9_500_000)), "9.500000");
+        assert_eq!(seconds_text(Duration::from_nanos(1_999)), "0.000001");
+        assert_eq!(seconds_text(Duration::ZERO), "0.000000");
+    }
 
     #[test]
     fn head_has_status_end_to_end_headers_id_and_framing() {
