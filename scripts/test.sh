@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README says to run it and as CI runs it:
-# 1. cargo test --workspace: unit tests and the integration tests that start the real binaries;
-# 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients
-#    (builds the release binaries; needs prometheus, promtool, node_exporter, curl, python3).
+# 1. cargo test --workspace: unit tests, the codec's fuzz test, and the integration tests that
+#    start the real binaries (and promtool, openssl, curl);
+# 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients,
+#    static targets and http_sd (builds the release binaries);
+# 3. scripts/nginx-mtls.sh: the client through nginx checking client certificates;
+# 4. scripts/bench.sh --smoke: the benchmark's code paths with tiny numbers (no timings judged);
+# 5. scripts/screenshot.sh: the proxy's status page rendered by headless Chromium;
+# 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run.
+# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, chromium,
+# musl-tools, file (`bash .ci/run` installs them on Debian).
 #
 #   scripts/test.sh
 #   PUSHPROX_BIN_DIR=target/debug scripts/test.sh    # e2e with the debug binaries, no release build
 #
-# Both parts run even when the first fails; exits non-zero when either failed, after a summary.
+# Every part runs even when an earlier one fails; exits non-zero when any failed, after a summary.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -31,6 +38,10 @@ part() {
 
 part "cargo test --workspace" cargo test --workspace
 part "scripts/e2e.sh" bash scripts/e2e.sh
+part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
+part "scripts/bench.sh --smoke" env PUSHPROX_BIN_DIR=target/debug bash scripts/bench.sh --smoke
+part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/screenshot.sh
+part "scripts/build-static.sh" bash scripts/build-static.sh
 
 printf '\n==> summary\n'
 printf '%s\n' "${summary[@]}"
