@@ -200,7 +200,7 @@ const MAX_CONNECTION_THREADS: usize = 4;
 /// Serves `GET /metrics` and `GET /-/healthy` on `listener`: one thread accepts, and each
 /// connection is answered (one request, then `Connection: close`) on a thread of its own, or
 /// on the accept thread when [`MAX_CONNECTION_THREADS`] are busy. Plain std: the client needs
-/// no more of HTTP than this, and tiny_http cost 50 KB of the static binary.
+/// no more of HTTP than this, and tiny_http cost 100 KB of the static binary.
 pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), StartupError> {
     let addr_text = listener
         .local_addr()
@@ -391,7 +391,8 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
-        _ => "Request Header Fields Too Large",
+        431 => "Request Header Fields Too Large",
+        _ => "",
     }
 }
 

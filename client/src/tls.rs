@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::error::StartupError;
 
 /// The CA bundles of Linux distributions, in the order Go's crypto/x509 tries them.
-pub const SYSTEM_CA_FILES: [&str; 6] = [
+const SYSTEM_CA_FILES: [&str; 6] = [
     "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Gentoo, Arch
     "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL 6
     "/etc/ssl/ca-bundle.pem",             // openSUSE
@@ -31,8 +31,10 @@ static TRUSTED: OnceLock<Trusted> = OnceLock::new();
 /// Where the trusted CA certificates came from.
 #[derive(Debug)]
 enum Trusted {
-    /// `--tls.cacert FILE`, or the system's bundle (with its path): said in error hints.
-    From(String),
+    /// `--tls.cacert FILE`.
+    Flag(String),
+    /// The system's bundle or directories, by path.
+    System(String),
     /// No CA certificate anywhere: what was looked at, for the message that asks for one.
     Nothing(String),
 }
@@ -58,7 +60,7 @@ fn tls_config_with(
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
     let roots = match &config.tls_cacert {
         Some(path) => {
-            let _ = TRUSTED.set(Trusted::From(format!("--tls.cacert {}", path.display())));
+            let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
             certificates("--tls.cacert", path)?
         }
         None => match system_roots(env_file, env_dirs) {
@@ -67,7 +69,7 @@ fn tls_config_with(
                     "trusting {} CA certificates of {source} (--tls.cacert would replace them)",
                     roots.len()
                 );
-                let _ = TRUSTED.set(Trusted::From(source));
+                let _ = TRUSTED.set(Trusted::System(source));
                 roots
             }
             Err(looked) => {
@@ -241,9 +243,12 @@ pub fn hint(error: &str, peer: &str) -> String {
                 "; this client has no CA certificates to check the {peer}'s certificate with \
                  ({looked}): give --tls.cacert FILE or set SSL_CERT_FILE"
             ),
-            Some(Trusted::From(source)) => format!(
-                "; the {peer}'s certificate is not signed by a CA in {source}; give the CA's \
-                 file with --tls.cacert (or SSL_CERT_FILE)"
+            Some(Trusted::Flag(flag)) => {
+                format!("; the {peer}'s certificate is not signed by a CA in {flag}")
+            }
+            Some(Trusted::System(source)) => format!(
+                "; the {peer}'s certificate is not signed by a CA of the system's ({source}); \
+                 give the CA's PEM file with --tls.cacert or SSL_CERT_FILE"
             ),
             None => format!(
                 "; the {peer}'s certificate is not signed by a CA in --tls.cacert or the system's \
