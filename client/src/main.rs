@@ -9,6 +9,7 @@ mod logging;
 mod metrics;
 mod poller;
 mod push;
+mod resolver;
 mod run;
 mod scrape;
 mod shutdown;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use ureq::Agent;
 
+use crate::resolver::CachingResolver;
+
 use crate::config::Config;
 use crate::error::StartupError;
 use crate::lock::{self, Lock};
@@ -93,7 +95,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     metrics::serve(listener, Arc::clone(&metrics))?;
     shutdown::install_handlers();
 
-    let scrape_agent: Agent = Agent::config_builder()
+    let scrape_agent = Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls.clone())
         // Targets are on this host: never through an HTTP(S)_PROXY.
@@ -102,8 +104,8 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         .user_agent("")
         .accept("")
         .accept_encoding("")
-        .build()
-        .new_agent();
+        .build();
+    let scrape_agent = with_cached_names(scrape_agent);
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
         allow: config.scrape_allow.clone(),
@@ -118,14 +120,14 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     );
     for url in &config.proxy_urls {
         // The default proxy setting follows ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
-        let agent: Agent = Agent::config_builder()
+        let agent = Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls.clone())
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .max_redirects(0)
             .user_agent(format!("pushprox-client/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        let agent = with_cached_names(agent);
         log_forward_proxy(&agent, url);
         if token.is_some() && url.starts_with("http://") && !is_loopback(url) {
             log::warn!(
@@ -176,6 +178,15 @@ fn is_loopback(url: &str) -> bool {
 
 /// Says whether `url` is reached through a forward proxy from the environment: a poll that
 /// fails there is otherwise hard to explain.
+/// An agent whose name lookups go through [`CachingResolver`].
+fn with_cached_names(config: ureq::config::Config) -> Agent {
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::default(),
+    )
+}
+
 fn log_forward_proxy(agent: &Agent, url: &str) {
     let Some(forward) = agent.config().proxy() else {
         return;
