@@ -63,6 +63,8 @@ fn reachable(bound: SocketAddr) -> SocketAddr {
 
 /// How often the keeper looks for starved connections.
 const SCAN_EVERY: Duration = Duration::from_millis(200);
+/// Longest time between two looks at /proc/net/tcp while connections are being accepted.
+const MAX_LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Most empty connections opened in one round.
 const MAX_NUDGES: usize = 512;
 
@@ -98,9 +100,30 @@ pub fn keep_accepting(bound: SocketAddr, timeout: Duration) -> std::io::Result<(
         .spawn(move || {
             let mut last_connect = std::time::Instant::now();
             let mut unread_before: Vec<u64> = Vec::new();
+            let mut opens_before = passive_opens();
+            let mut last_look = std::time::Instant::now();
+            let mut look_every = tick;
             while !crate::shutdown::requested() {
                 thread::sleep(tick);
-                let unread = unread_connections(bound.port());
+                // Reading /proc/net/tcp costs in proportion to every socket of the host (it
+                // took a tenth of the CPU under load): look only when new connections were
+                // accepted since the last look, and then less often while looks find nothing
+                // (up to once a second); at once again when one does.
+                let opens = passive_opens();
+                let look = !unread_before.is_empty()
+                    || (opens != opens_before && last_look.elapsed() >= look_every);
+                let unread = if look {
+                    opens_before = opens;
+                    last_look = std::time::Instant::now();
+                    unread_connections(bound.port())
+                } else {
+                    Vec::new()
+                };
+                look_every = if unread.is_empty() {
+                    (look_every * 2).min(MAX_LOOK_EVERY)
+                } else {
+                    tick
+                };
                 let starved = unread.iter().filter(|i| unread_before.contains(i)).count();
                 if starved > 0 {
                     log::debug!("{starved} connection(s) waiting in tiny_http's queue; starting threads for them");
@@ -117,6 +140,17 @@ pub fn keep_accepting(bound: SocketAddr, timeout: Duration) -> std::io::Result<(
             }
         })
         .map(|_| ())
+}
+
+/// Connections accepted by any process of this network namespace so far (TCP PassiveOpens of
+/// /proc/net/snmp, IPv4 and IPv6 alike); None where it cannot be read, which makes every tick
+/// look.
+fn passive_opens() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let column = names.split_whitespace().position(|n| n == "PassiveOpens")?;
+    values.split_whitespace().nth(column)?.parse().ok()
 }
 
 /// Inodes of established connections to local `port` with received bytes not yet read.
@@ -266,6 +300,15 @@ mod tests {
             1,
             "the request waits unread"
         );
+    }
+
+    #[test]
+    fn accepted_connections_are_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let before = passive_opens().expect("/proc/net/snmp is readable");
+        let _peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let _accepted = listener.accept().unwrap();
+        assert!(passive_opens().unwrap() > before);
     }
 
     #[test]
