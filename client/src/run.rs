@@ -15,7 +15,7 @@ use crate::lock::{self, Lock};
 use crate::metrics::{self, Metrics};
 use crate::poller::{self, Backoff, ProxyPolls};
 use crate::push::ProxyLink;
-use crate::scrape::ScrapeContext;
+use crate::scrape::{ScrapeContext, TargetAgents};
 use crate::shutdown::{self, InFlight};
 use crate::token::BearerToken;
 
@@ -70,8 +70,13 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         Some(path) => Some((path.clone(), BearerToken::read(path)?)),
         None => None,
     };
-    let tls = crate::tls::tls_config(config)?;
-    crate::tls::check_client_cert(config, &tls)?;
+    let tls = if crate::tls::needed_at_start(config) {
+        let tls = crate::tls::tls_config(config)?;
+        crate::tls::check_client_cert(config, &tls)?;
+        Some(tls)
+    } else {
+        None
+    };
     let listener = metrics::bind(&config.metrics_addr)?;
     let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
@@ -95,21 +100,20 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     metrics::serve(listener, Arc::clone(&metrics))?;
     shutdown::install_handlers();
 
-    let scrape_agent = Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls.clone())
-        // Targets are on this host: never through an HTTP(S)_PROXY.
-        .proxy(None)
-        // Send only the scraper's headers.
-        .user_agent("")
-        .accept("")
-        .accept_encoding("")
-        .build();
-    let scrape_agent = with_cached_names(scrape_agent);
+    let http_agent = target_agent(tls.clone().unwrap_or_default());
+    let https = std::sync::OnceLock::new();
+    if tls.is_some() {
+        let _ = https.set(http_agent.clone());
+    }
+    let agents = TargetAgents {
+        http: http_agent,
+        https,
+        make_https: || target_agent(crate::tls::system_tls_config()),
+    };
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
         allow: config.scrape_allow.clone(),
-        agent: scrape_agent,
+        agents,
         metrics,
     });
     let in_flight = InFlight::new();
@@ -122,7 +126,8 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         // The default proxy setting follows ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
         let agent = Agent::config_builder()
             .http_status_as_error(false)
-            .tls_config(tls.clone())
+            // Only https proxies use it, and then it was built at start.
+            .tls_config(tls.clone().unwrap_or_default())
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .max_redirects(0)
             .user_agent(format!("pushprox-client/{}", env!("CARGO_PKG_VERSION")))
@@ -178,6 +183,21 @@ fn is_loopback(url: &str) -> bool {
 
 /// Says whether `url` is reached through a forward proxy from the environment: a poll that
 /// fails there is otherwise hard to explain.
+/// The agent for targets on this host.
+fn target_agent(tls: ureq::tls::TlsConfig) -> Agent {
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        // Targets are on this host: never through an HTTP(S)_PROXY.
+        .proxy(None)
+        // Send only the scraper's headers.
+        .user_agent("")
+        .accept("")
+        .accept_encoding("")
+        .build();
+    with_cached_names(config)
+}
+
 /// An agent whose name lookups go through [`CachingResolver`].
 fn with_cached_names(config: ureq::config::Config) -> Agent {
     Agent::with_parts(

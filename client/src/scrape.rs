@@ -21,9 +21,28 @@ pub struct ScrapeContext {
     pub fqdn: String,
     /// `--scrape.allow`; empty: any port.
     pub allow: Vec<AllowRule>,
-    /// The agent for targets: no proxy, statuses are not errors, nothing decompressed.
-    pub agent: Agent,
+    /// The agents for targets: no proxy, statuses are not errors, nothing decompressed.
+    pub agents: TargetAgents,
     pub metrics: Arc<Metrics>,
+}
+
+/// The agent for http targets, and the one for https targets, which may be built only at the
+/// first https scrape (see [`crate::tls::needed_at_start`]).
+pub struct TargetAgents {
+    pub http: Agent,
+    pub https: std::sync::OnceLock<Agent>,
+    pub make_https: fn() -> Agent,
+}
+
+impl TargetAgents {
+    /// The agent for `url`.
+    pub fn for_url(&self, url: &str) -> &Agent {
+        if url.starts_with("https:") {
+            self.https.get_or_init(self.make_https)
+        } else {
+            &self.http
+        }
+    }
 }
 
 /// Why a scrape produced no response of the target; the text becomes the body of the 500
@@ -364,7 +383,8 @@ fn scrape_and_push(
     deadline: Instant,
 ) -> Result<(), (ScrapeError, Instant)> {
     let fqdn = &ctx.fqdn;
-    let response = perform(&ctx.agent, prepared, deadline).map_err(|e| (e, deadline))?;
+    let response = perform(ctx.agents.for_url(&prepared.url), prepared, deadline)
+        .map_err(|e| (e, deadline))?;
     let status = response.status().as_u16();
     let started = Instant::now();
     match push::push_response(link, id, response, deadline) {

@@ -96,6 +96,45 @@ fn tls_config_with(
     Ok(builder.build())
 }
 
+/// Whether the TLS configuration is needed at start: an https proxy, or TLS flags to check.
+/// Otherwise it is built at the first https scrape ([`system_tls_config`]): the system's CA
+/// certificates take about 1 MiB of memory that an http-only client never needs.
+pub fn needed_at_start(config: &Config) -> bool {
+    config.tls_cacert.is_some()
+        || config.tls_cert.is_some()
+        || config.proxy_urls.iter().any(|u| u.starts_with("https:"))
+}
+
+/// The TLS configuration of a client started without TLS flags and with http proxies only,
+/// built at its first https scrape: the system's CA certificates, or none (with a warning,
+/// so the scrape fails naming --tls.cacert).
+pub fn system_tls_config() -> TlsConfig {
+    let roots = match system_roots(
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
+        std::env::var_os("SSL_CERT_DIR"),
+    ) {
+        Ok((source, roots)) => {
+            log::debug!(
+                "trusting {} CA certificates of {source} for https scrapes",
+                roots.len()
+            );
+            let _ = TRUSTED.set(Trusted::System(source));
+            roots
+        }
+        Err(looked) => {
+            log::warn!(
+                "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
+            );
+            let _ = TRUSTED.set(Trusted::Nothing(looked));
+            Vec::new()
+        }
+    };
+    TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .build()
+}
+
 /// Name of the thread that performs [`check_client_cert`]; a panic there is about the files.
 pub const CHECK_THREAD: &str = "tls-check";
 
