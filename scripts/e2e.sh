@@ -12,8 +12,12 @@
 # on the same port P and have a pushprox-client with --fqdn 127.0.0.2 / 127.0.0.3; the proxy and
 # Prometheus listen on 127.0.0.1. Prometheus job `node` has static targets 127.0.0.2:P,
 # 127.0.0.3:P and 127.0.0.4:P (no client there: must be down); job `node_sd` finds the clients
-# through the proxy's /clients (http_sd_configs). Every component picks a free port and its logs go
-# to a temp dir, printed on failure. Ends with "e2e: PASS" or "e2e: FAIL: reason", exit 0 or 1.
+# through the proxy's /clients (http_sd_configs). A second proxy on 127.0.0.1 runs with
+# --auth.scrape-users (user prom, a random password made for the run, never printed); both
+# clients poll it too; job `node_auth` scrapes through it with the password in proxy_url (must be
+# up), job `node_auth_bad` with a wrong one (must be down, with a 407). Every component picks a
+# free port and its logs go to a temp dir, printed on failure (secrets masked). Ends with
+# "e2e: PASS" or "e2e: FAIL: reason", exit 0 or 1.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -62,12 +66,26 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-e2e.XXXXXX")
 # --- ports -------------------------------------------------------------------------------------
 # P is the one port of every node_exporter "host"; 127.0.0.4:P is a target with no client.
 P=$(free_port 127.0.0.2 127.0.0.3 127.0.0.4) || fail "no free port on 127.0.0.2-4"
-mapfile -t PORTS < <(free_ports 4)
-[ "${#PORTS[@]}" = 4 ] || fail "no free ports on 127.0.0.1"
+mapfile -t PORTS < <(free_ports 5)
+[ "${#PORTS[@]}" = 5 ] || fail "no free ports on 127.0.0.1"
 PROXY_PORT=${PORTS[0]} PROM_PORT=${PORTS[1]} CM2_PORT=${PORTS[2]} CM3_PORT=${PORTS[3]}
+AUTH_PROXY_PORT=${PORTS[4]}
 PROXY=http://127.0.0.1:$PROXY_PORT
+AUTH_PROXY=http://127.0.0.1:$AUTH_PROXY_PORT
 PROM=http://127.0.0.1:$PROM_PORT
-say "temp dir $TMP; proxy $PROXY, prometheus $PROM, node_exporters on 127.0.0.2:$P and 127.0.0.3:$P"
+say "temp dir $TMP; proxy $PROXY, proxy with scrape auth $AUTH_PROXY, prometheus $PROM," \
+    "node_exporters on 127.0.0.2:$P and 127.0.0.3:$P"
+
+# --- the scrape user of the second proxy -------------------------------------------------------
+# A random password for this run only; masked (***) in everything the script prints. It is in
+# $TMP/scrape-users (hashed) and $TMP/prometheus.yml (the temp dir is mode 700).
+AUTH_USER=prom
+AUTH_PW=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+[ -n "$AUTH_PW" ] || fail "could not make a password"
+SECRETS+=("$AUTH_PW")
+AUTH_BAD_PW=wrong-password
+printf %s "$AUTH_PW" | "$PROXY_BIN" --hash-password "$AUTH_USER" >"$TMP/scrape-users" 2>"$TMP/hash-password.log" ||
+    fail "pushprox-proxy --hash-password: $(cat "$TMP/hash-password.log")"
 
 # --- targets, proxy, clients -------------------------------------------------------------------
 start_node_exporter() { # HOST
@@ -85,32 +103,40 @@ PROXY_PID=$LAST_PID
 wait_http proxy "$PROXY_PID" "$PROXY/-/healthy" 15 || fail "$FAIL_REASON"
 ok "proxy healthy"
 
+start_bg "proxy with scrape auth" "$TMP/proxy-auth.log" "$PROXY_BIN" -l "127.0.0.1:$AUTH_PROXY_PORT" \
+    --auth.scrape-users "$TMP/scrape-users" --log.level debug
+wait_http "proxy with scrape auth" "$LAST_PID" "$AUTH_PROXY/-/healthy" 15 || fail "$FAIL_REASON"
+ok "proxy with scrape auth healthy"
+
+# Each client polls both proxies.
 start_client() { # FQDN METRICS_PORT
-    start_bg "client $1" "$TMP/client-$1.log" "$CLIENT_BIN" --proxy-url "$PROXY/" --fqdn "$1" \
-        --metrics-addr "127.0.0.1:$2" --log.level debug
+    start_bg "client $1" "$TMP/client-$1.log" "$CLIENT_BIN" --proxy-url "$PROXY/" \
+        --proxy-url "$AUTH_PROXY/" --fqdn "$1" --metrics-addr "127.0.0.1:$2" --log.level debug
     wait_http "client $1" "$LAST_PID" "http://127.0.0.1:$2/-/healthy" 15 || fail "$FAIL_REASON"
 }
 start_client 127.0.0.2 "$CM2_PORT"
 start_client 127.0.0.3 "$CM3_PORT"
 ok "clients healthy"
 
-# clients_listed: the targets of the proxy's /clients, sorted, one a line.
+# clients_listed [PROXY_URL]: the targets of the proxy's /clients, sorted, one a line.
 clients_listed() {
-    curl -sS --max-time 2 "$PROXY/clients" | python3 -c '
+    curl -sS --max-time 2 "${1:-$PROXY}/clients" | python3 -c '
 import json, sys
 print("\n".join(sorted(t for g in json.load(sys.stdin) for t in g["targets"])))'
 }
 
-say "check: /clients lists both clients"
+say "check: /clients of both proxies lists both clients"
 want=$(printf '127.0.0.2\n127.0.0.3')
-got=""
-for ((i = 0; i < 100; i++)); do # 10 s
-    got=$(clients_listed 2>&1)
-    [ "$got" = "$want" ] && break
-    sleep 0.1
+for url in "$PROXY" "$AUTH_PROXY"; do
+    got=""
+    for ((i = 0; i < 100; i++)); do # 10 s
+        got=$(clients_listed "$url" 2>&1)
+        [ "$got" = "$want" ] && break
+        sleep 0.1
+    done
+    [ "$got" = "$want" ] || fail "$url/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
+    ok "$url/clients = $(curl -sS --max-time 2 "$url/clients")"
 done
-[ "$got" = "$want" ] || fail "/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
-ok "/clients = $(curl -sS --max-time 2 "$PROXY/clients")"
 
 # --- scrapes through the proxy with curl -------------------------------------------------------
 check_scrape_with_curl() {
@@ -151,9 +177,38 @@ check_self_metrics() {
     ok "proxy and client serve their metrics"
 }
 
+# The security issue: the proxy with --auth.scrape-users answers a scrape without credentials,
+# or with a wrong password, 407 with a Basic challenge, and the right password 200.
+check_scrape_auth_with_curl() {
+    say "check: curl -x $AUTH_PROXY http://127.0.0.2:$P/metrics gives 407 + Proxy-Authenticate: Basic" \
+        "without credentials and with a wrong password, 200 with -U $AUTH_USER:***"
+    local code challenge lines
+    code=$(curl -sS --max-time 10 -x "$AUTH_PROXY" -D "$TMP/auth-none.headers" -o "$TMP/auth-none.out" \
+        -w '%{http_code}' "http://127.0.0.2:$P/metrics") || fail "curl without credentials failed (status $code)"
+    [ "$code" = 407 ] || fail "scrape without credentials: status $code, want 407"
+    challenge=$(tr -d '\r' <"$TMP/auth-none.headers" | grep -i '^proxy-authenticate:')
+    grep -Eiq '^proxy-authenticate: *basic( |$)' <<<"$challenge" ||
+        fail "scrape without credentials: 407 without a Proxy-Authenticate: Basic header; headers: $(tr -d '\r' <"$TMP/auth-none.headers" | one_line)"
+
+    # The passwords go to curl by a config on stdin, not on its command line.
+    code=$(printf 'proxy-user = "%s:%s"\n' "$AUTH_USER" "$AUTH_BAD_PW" |
+        curl -sS --max-time 10 -K - -x "$AUTH_PROXY" -o /dev/null -w '%{http_code}' "http://127.0.0.2:$P/metrics") ||
+        fail "curl with a wrong password failed (status $code)"
+    [ "$code" = 407 ] || fail "scrape with a wrong password: status $code, want 407"
+
+    code=$(printf 'proxy-user = "%s:%s"\n' "$AUTH_USER" "$AUTH_PW" |
+        curl -sS --max-time 10 -K - -x "$AUTH_PROXY" -o "$TMP/auth-good.out" -w '%{http_code}' \
+            "http://127.0.0.2:$P/metrics" 2>&1) || fail "curl with the password failed (status $code)"
+    [ "$code" = 200 ] || fail "scrape with the password: status $code, want 200; body: $(head -c 300 "$TMP/auth-good.out")"
+    lines=$(grep -c '^node_' "$TMP/auth-good.out")
+    [ "$lines" -gt 0 ] || fail "scrape with the password: 200 but no node_ lines"
+    ok "no credentials: 407, $challenge; wrong password: 407; $AUTH_USER:***: 200 with $lines node_ lines"
+}
+
 check_scrape_with_curl
 check_unknown_client_fails_fast
 check_self_metrics
+check_scrape_auth_with_curl
 
 # --- Prometheus --------------------------------------------------------------------------------
 cat >"$TMP/prometheus.yml" <<EOF
@@ -177,6 +232,15 @@ scrape_configs:
         regex: '(.*)'
         target_label: __address__
         replacement: '\${1}:$P'
+  # Through the proxy with --auth.scrape-users: the right password (up), a wrong one (down, 407).
+  - job_name: node_auth
+    proxy_url: http://$AUTH_USER:$AUTH_PW@127.0.0.1:$AUTH_PROXY_PORT/
+    static_configs:
+      - targets: ['127.0.0.2:$P', '127.0.0.3:$P']
+  - job_name: node_auth_bad
+    proxy_url: http://$AUTH_USER:$AUTH_BAD_PW@127.0.0.1:$AUTH_PROXY_PORT/
+    static_configs:
+      - targets: ['127.0.0.2:$P', '127.0.0.3:$P']
 EOF
 say "check: promtool check config"
 promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
@@ -218,7 +282,44 @@ check_http_sd() {
     ok "$(prom_query "$PROM" "up{job=\"node_sd\"}" | one_line)"
 }
 
+# target_errors JOB: "<instance> <health> <lastError>" of each active target of JOB, sorted.
+target_errors() {
+    curl -sS --max-time 3 -G --data-urlencode state=active "$PROM/api/v1/targets" |
+        python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+if r.get("status") != "success":
+    sys.exit("targets failed: %s" % r.get("error"))
+ts = [t for t in r["data"]["activeTargets"] if t["scrapePool"] == sys.argv[1]]
+for t in sorted(ts, key=lambda t: t["labels"].get("instance", "")):
+    print(t["labels"].get("instance", "-"), t["health"], t["lastError"])
+' "$1"
+}
+
+# The security issue, "verify with the real Prometheus": proxy_url with user:password@ makes
+# Prometheus send Proxy-Authorization; the right password scrapes, a wrong one gets 407.
+check_scrape_auth() {
+    say "check: job node_auth (proxy_url http://$AUTH_USER:***@127.0.0.1:$AUTH_PROXY_PORT/) is up for both clients"
+    wait_query "up{job=\"node_auth\"}" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1' "$P" "$P")" 60
+    ok "$(prom_query "$PROM" "up{job=\"node_auth\"}" | one_line)"
+
+    say "check: job node_auth_bad (wrong password) is down for both, its lastError says 407"
+    wait_query "up{job=\"node_auth_bad\"}" "$(printf '127.0.0.2:%s 0\n127.0.0.3:%s 0' "$P" "$P")" 60
+    local got="" deadline=$((SECONDS + 15))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        got=$(target_errors node_auth_bad 2>&1)
+        [ "$(grep -c ' down .*407' <<<"$got")" = 2 ] && break
+        sleep 0.5
+    done
+    [ "$(grep -c ' down .*407' <<<"$got")" = 2 ] ||
+        fail "node_auth_bad targets: want both down with a 407 in lastError; got [$(one_line <<<"$got")]"
+    grep -qi 'Proxy Authentication Required' <<<"$got" ||
+        fail "node_auth_bad lastError does not say Proxy Authentication Required: [$(one_line <<<"$got")]"
+    ok "$(one_line <<<"$got")"
+}
+
 check_static_targets
 check_http_sd
+check_scrape_auth
 
 PASSED=1

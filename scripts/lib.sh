@@ -11,8 +11,27 @@ unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY no_proxy
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRIPT=$(basename "$0" .sh)
 
-say() { printf '%s: %s\n' "$SCRIPT" "$*"; }
-warn() { printf '%s: warning: %s\n' "$SCRIPT" "$*" >&2; }
+# Secrets (passwords made up for a test) that must never be printed: say, warn and redact
+# replace each with ***. Add one with SECRETS+=("$PW") before anything could print it.
+SECRETS=()
+
+# masked TEXT: prints TEXT with every secret replaced by ***.
+masked() {
+    local t=$1 s
+    for s in "${SECRETS[@]}"; do [ -n "$s" ] && t=${t//"$s"/***}; done
+    printf '%s' "$t"
+}
+
+# redact: copies stdin to stdout with every secret replaced by *** (for logs, command output).
+redact() {
+    local line
+    while IFS= read -r line || [ -n "$line" ]; do
+        printf '%s\n' "$(masked "$line")"
+    done
+}
+
+say() { printf '%s: %s\n' "$SCRIPT" "$(masked "$*")"; }
+warn() { printf '%s: warning: %s\n' "$SCRIPT" "$(masked "$*")" >&2; }
 
 # one_line: joins the lines of stdin with ", ".
 one_line() { paste -sd, - | sed 's/,/, /g'; }
@@ -141,12 +160,12 @@ stop_all() {
     return 0
 }
 
-# dump_logs: the last lines of every log, for a failure report.
+# dump_logs: the last lines of every log, for a failure report, secrets masked.
 dump_logs() {
     local i
     for i in "${!LOGS[@]}"; do
         printf '\n----- %s: %s (last 40 lines) -----\n' "${NAMES[$i]}" "${LOGS[$i]}"
-        tail -n 40 "${LOGS[$i]}" 2>/dev/null
+        tail -n 40 "${LOGS[$i]}" 2>/dev/null | redact
     done
     echo
 }
