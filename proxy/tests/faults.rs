@@ -162,16 +162,16 @@ fn five_hundred_concurrent_scrapes_over_fifty_clients_cross_nothing() {
     assert_eq!(relayed, Some(500.0), "{RELAYED}");
 }
 
-/// A scraper that hangs up while its scrape waits for a stalled target: once the deadline has
-/// passed, the proxy holds nothing for it any more: no waiting scrape, no socket of that
-/// connection, and its threads back to where they were.
+/// A scraper that hangs up while its scrape waits for a target stalled well past the deadline
+/// (4 s, deadline 1 s): soon after the deadline, not when the target answers, the proxy holds
+/// nothing for it any more: no waiting scrape, no socket of that connection, threads back.
 #[test]
 fn scraper_hanging_up_early_frees_what_its_scrape_held() {
     let proxy = Proxy::start(&[]);
     let pid = proxy.pid();
     let targets = vec![Target::start(
         &host(60),
-        Answer::Stall(Duration::from_secs(2)),
+        Answer::Stall(Duration::from_secs(4)),
     )];
     let _clients = clients_for(&proxy, &targets);
     let (threads0, fds0) = (quiet_min(|| proxy.threads()), quiet_min(|| proxy.fds()));
@@ -203,7 +203,7 @@ fn scraper_hanging_up_early_frees_what_its_scrape_held() {
         held
     };
     let mut still = Vec::new();
-    wait_until(Duration::from_secs(3), || {
+    wait_until(Duration::from_secs(5), || {
         still = held();
         still.is_empty()
     });
@@ -215,7 +215,7 @@ fn scraper_hanging_up_early_frees_what_its_scrape_held() {
         resources(pid)
     );
     assert!(
-        freed_after < Duration::from_secs(2),
+        freed_after < Duration::from_secs(3),
         "its resources were freed only after {freed_after:?}, deadline 1s"
     );
     // The client's error push may leave one more idle keep-alive connection behind.
@@ -283,7 +283,7 @@ fn burst_of_keep_alive_connections_is_served_without_delay() {
                         s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                             .map_err(|e| e.to_string())?;
                         let mut reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
-                        s.set_read_timeout(Some(Duration::from_secs(3)))
+                        s.set_read_timeout(Some(Duration::from_secs(6)))
                             .map_err(|e| e.to_string())?;
                         let r = read_reply_from(&mut reader, sent);
                         Ok((r, s))
@@ -313,7 +313,7 @@ fn burst_of_keep_alive_connections_is_served_without_delay() {
     }
     assert!(
         slow.is_empty(),
-        "{} of {} keep-alive connections were not answered within 3s:\n{}",
+        "{} of {} keep-alive connections were not answered within 6s:\n{}",
         slow.len(),
         BURSTS.iter().sum::<usize>(),
         slow.join("\n")
