@@ -2,20 +2,21 @@
 //! both tiny servers on loopback in this process. Every wait is bounded; children are killed
 //! on drop.
 
+#[allow(dead_code)]
+mod common;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pushprox_protocol::{BodyReader, Framing, Headers, Response};
-
-/// Upper bound of every wait in these tests.
-const WAIT: Duration = Duration::from_secs(10);
+use common::*;
+use pushprox_protocol::Response;
 
 // ---------------------------------------------------------------------------------------------
 // The fake proxy
@@ -29,34 +30,24 @@ enum Event {
 
 /// Answers polls from a script of raw HTTP responses (then holds them), captures pushes.
 struct FakeProxy {
-    addr: SocketAddr,
+    server: Server,
     events: Receiver<Event>,
-    stop: Arc<AtomicBool>,
 }
 
 impl FakeProxy {
     fn start(poll_answers: Vec<Vec<u8>>) -> FakeProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, events) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let answers = Arc::new(Mutex::new(VecDeque::from(poll_answers)));
-        let stop2 = Arc::clone(&stop);
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(conn) = conn else { continue };
-                let (tx, answers, stop) = (tx.clone(), Arc::clone(&answers), Arc::clone(&stop2));
-                thread::spawn(move || serve_proxy_connection(conn, &tx, &answers, &stop));
-            }
+        let answers = Mutex::new(VecDeque::from(poll_answers));
+        let stopped = Arc::clone(&stop);
+        let server = Server::start(stop, move |conn| {
+            serve_proxy_connection(conn, &tx, &answers, &stopped)
         });
-        FakeProxy { addr, events, stop }
+        FakeProxy { server, events }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}/", self.server.addr)
     }
 
     fn next_event(&self) -> Event {
@@ -89,48 +80,6 @@ impl FakeProxy {
     }
 }
 
-impl Drop for FakeProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-struct RequestHead {
-    method: String,
-    path: String,
-    headers: Headers,
-}
-
-fn read_request_head(r: &mut impl BufRead) -> Option<RequestHead> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Headers::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (n, v) = line.split_once(':')?;
-        headers.append(n.trim(), v.trim());
-    }
-    Some(RequestHead {
-        method,
-        path,
-        headers,
-    })
-}
-
 fn serve_proxy_connection(
     conn: TcpStream,
     events: &Sender<Event>,
@@ -140,19 +89,7 @@ fn serve_proxy_connection(
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    while let Some(head) = read_request_head(&mut reader) {
-        let framing = Framing::of_response(&head.headers).unwrap_or(Framing::Length(0));
-        let framing = match framing {
-            Framing::UntilEof => Framing::Length(0),
-            f => f,
-        };
-        let mut body = Vec::new();
-        if BodyReader::new(&mut reader, framing, None)
-            .read_to_end(&mut body)
-            .is_err()
-        {
-            return;
-        }
+    while let Some((head, body)) = read_request(&mut reader) {
         assert_eq!(head.method, "POST", "{}", head.path);
         let answer = match head.path.as_str() {
             "/poll" => {
@@ -186,14 +123,7 @@ fn serve_proxy_connection(
 }
 
 fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        pushprox_protocol::reason_phrase(status),
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
+    raw_response(status, &format!("Content-Type: {content_type}\r\n"), body)
 }
 
 /// A poll answer handing out a scrape of `url`, in proxy form.
@@ -211,77 +141,19 @@ fn scrape_answer(url: &str, id: &str, timeout: Option<&str>) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The fake target
-
-/// Answers every connection with the same bytes, optionally after a delay, and reports the
-/// request heads it got.
-struct FakeTarget {
-    addr: SocketAddr,
-    requests: Receiver<String>,
-}
-
-impl FakeTarget {
-    fn start(response: Vec<u8>, delay: Duration) -> FakeTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, requests) = mpsc::channel();
-        let response = Arc::new(response);
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                let (tx, response) = (tx.clone(), Arc::clone(&response));
-                thread::spawn(move || {
-                    let _ = conn.set_read_timeout(Some(WAIT));
-                    let mut head = Vec::new();
-                    let mut byte = [0u8];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match conn.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
-                    thread::sleep(delay);
-                    let _ = conn.write_all(&response);
-                });
-            }
-        });
-        FakeTarget { addr, requests }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/metrics", self.addr)
-    }
-
-    fn next_request(&self) -> String {
-        self.requests
-            .recv_timeout(WAIT)
-            .expect("the target got no request in time")
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The client process
 
 /// The running binary; killed on drop. Its stderr is collected line by line.
 struct ClientProcess {
-    child: Child,
+    child: ChildGuard,
     lines: Receiver<String>,
     seen: Vec<String>,
 }
 
 impl ClientProcess {
     fn start(args: &[&str]) -> ClientProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushprox-client"))
+        let mut child = command(env!("CARGO_BIN_EXE_pushprox-client"))
             .args(args)
-            .env_remove("HTTP_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -296,7 +168,7 @@ impl ClientProcess {
             }
         });
         ClientProcess {
-            child,
+            child: ChildGuard(child),
             lines,
             seen: Vec::new(),
         }
@@ -305,16 +177,7 @@ impl ClientProcess {
     /// A client with the usual flags for `proxy`, FQDN 127.0.0.1 and any free metrics port.
     fn for_proxy(proxy: &FakeProxy, extra: &[&str]) -> ClientProcess {
         let url = proxy.url();
-        let mut args = vec![
-            "--proxy-url",
-            &url,
-            "--fqdn",
-            "127.0.0.1",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--log.level",
-            "debug",
-        ];
+        let mut args = client_args(&url, "debug");
         args.extend_from_slice(extra);
         ClientProcess::start(&args)
     }
@@ -370,22 +233,6 @@ impl ClientProcess {
         let url = line.split("http://").nth(1).unwrap();
         url.trim_end_matches("/metrics").to_string()
     }
-}
-
-impl Drop for ClientProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(WAIT)).unwrap();
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut out = String::new();
-    conn.read_to_string(&mut out).unwrap();
-    out
 }
 
 fn parse_push(bytes: &[u8]) -> Response {
@@ -504,7 +351,7 @@ fn html_502_poll_answer_is_logged_with_status_type_and_body() {
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("<html"), "{line}");
     assert!(line.contains("text/html"), "{line}");
-    assert!(line.contains(&proxy.addr.to_string()), "{line}");
+    assert!(line.contains(&proxy.server.addr.to_string()), "{line}");
     assert!(!line.contains('\r'), "{line:?}");
 }
 
@@ -538,11 +385,7 @@ fn wrong_host_is_answered_with_a_500_naming_the_fqdn() {
 #[test]
 fn unreachable_target_is_answered_with_a_500() {
     // A port that was free a moment ago: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let proxy = FakeProxy::start(vec![scrape_answer(&url, "id-down", Some("5"))]);
     let mut client = ClientProcess::for_proxy(&proxy, &[]);
@@ -703,118 +546,23 @@ impl Pki {
         std::fs::write(dir.join("server.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
         std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
         std::fs::write(dir.join("metrics"), "up 1\n").unwrap();
-        let steps: &[&[&str]] = &[
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=test-ca",
-            ],
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "server.cnf",
-            ],
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "client.key",
-                "-out",
-                "client.csr",
-                "-subj",
-                "/CN=client",
-            ],
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "client.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "client.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "client.cnf",
-            ],
+        let steps = [
+            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+             -out ca.pem -days 2 -subj /CN=test-ca",
+            "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
+             -out server.csr -subj /CN=127.0.0.1",
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+             -days 2 -extfile server.cnf",
+            "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key \
+             -out client.csr -subj /CN=client",
+            "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem \
+             -days 2 -extfile client.cnf",
             // Without -extfile, openssl makes a v1 certificate, which rustls refuses.
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "client.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "client-v1.pem",
-                "-days",
-                "2",
-            ],
+            "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+             -out client-v1.pem -days 2",
         ];
-        for args in steps {
-            let out = Command::new("openssl")
-                .args(*args)
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap_or_else(|e| {
-                    panic!("this test needs the openssl command (apt-get install openssl): {e}")
-                });
-            assert!(
-                out.status.success(),
-                "`openssl {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
+        for step in steps {
+            openssl(&dir, &step.split_whitespace().collect::<Vec<_>>());
         }
         Pki { dir }
     }
@@ -830,23 +578,9 @@ impl Drop for Pki {
     }
 }
 
-/// A child process killed on drop.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `openssl s_server -WWW` serving the PKI directory over TLS, requiring a client certificate.
 fn start_tls_target(pki: &Pki) -> (ChildGuard, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let server = Command::new("openssl")
         .args(["s_server", "-quiet", "-WWW", "-Verify", "1"])
         .args(["-accept", &format!("127.0.0.1:{port}")])

@@ -4,20 +4,21 @@
 //! the client binary (run `cargo build --workspace` first). Everything is on loopback; every
 //! wait is bounded; children are killed on drop.
 
+#[allow(dead_code)]
+mod common;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pushprox_protocol::{BodyReader, Framing, Headers};
-
-/// Upper bound of every wait in these tests.
-const WAIT: Duration = Duration::from_secs(10);
+use common::*;
+use pushprox_protocol::Headers;
 
 /// What the fake proxy saw.
 #[derive(Debug)]
@@ -30,9 +31,8 @@ enum Event {
 /// hold (`X-PushProx-Hold`) gets a 408 after `hold`, any other after 20 s or when the proxy
 /// stops. Counts the polls open at once.
 struct FakeProxy {
-    addr: SocketAddr,
+    server: Server,
     events: Receiver<Event>,
-    stop: Arc<AtomicBool>,
     most_open: Arc<AtomicUsize>,
 }
 
@@ -48,8 +48,6 @@ struct Shared {
 
 impl FakeProxy {
     fn start(poll_answers: Vec<Vec<u8>>, hold: Duration) -> FakeProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, events) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let most_open = Arc::new(AtomicUsize::new(0));
@@ -61,26 +59,16 @@ impl FakeProxy {
             most_open: Arc::clone(&most_open),
             hold,
         });
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if shared.stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(conn) = conn else { continue };
-                let shared = Arc::clone(&shared);
-                thread::spawn(move || serve_connection(conn, &shared));
-            }
-        });
+        let server = Server::start(stop, move |conn| serve_connection(conn, &shared));
         FakeProxy {
-            addr,
+            server,
             events,
-            stop,
             most_open,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}/", self.server.addr)
     }
 
     /// The next poll's headers, skipping pushes.
@@ -117,50 +105,11 @@ impl FakeProxy {
     }
 }
 
-impl Drop for FakeProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn read_request_head(r: &mut impl BufRead) -> Option<(String, Headers)> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let mut headers = Headers::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            return Some((path, headers));
-        }
-        let (n, v) = line.split_once(':')?;
-        headers.append(n.trim(), v.trim());
-    }
-}
-
 fn serve_connection(conn: TcpStream, shared: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    while let Some((path, headers)) = read_request_head(&mut reader) {
-        let framing = match Framing::of_response(&headers).unwrap_or(Framing::Length(0)) {
-            Framing::UntilEof => Framing::Length(0),
-            f => f,
-        };
-        let mut body = Vec::new();
-        if BodyReader::new(&mut reader, framing, None)
-            .read_to_end(&mut body)
-            .is_err()
-        {
-            return;
-        }
+    while let Some((RequestHead { path, headers, .. }, _)) = read_request(&mut reader) {
         let answer = match path.as_str() {
             "/poll" => {
                 let now_open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
@@ -198,14 +147,11 @@ fn serve_connection(conn: TcpStream, shared: &Shared) {
 
 /// A raw response; `extra` is more header lines, each ending in `\r\n`.
 fn http_response(status: u16, extra: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n",
-        pushprox_protocol::reason_phrase(status),
-        body.len()
+    raw_response(
+        status,
+        &format!("Content-Type: text/plain\r\n{extra}"),
+        body,
     )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
 }
 
 /// A poll answer handing out a scrape of `url`; `extra` as in [`http_response`].
@@ -219,33 +165,16 @@ fn scrape_answer(url: &str, id: &str, extra: &str) -> Vec<u8> {
 }
 
 /// A target that answers every request after `delay`, so scrapes stay in flight that long.
-fn start_slow_target(delay: Duration) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            thread::spawn(move || {
-                let _ = conn.set_read_timeout(Some(WAIT));
-                let mut head = Vec::new();
-                let mut byte = [0u8];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match conn.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                thread::sleep(delay);
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nup 1\n");
-            });
-        }
-    });
-    format!("http://{addr}/metrics")
+fn start_slow_target(delay: Duration) -> FakeTarget {
+    FakeTarget::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nup 1\n".to_vec(),
+        delay,
+    )
 }
 
 /// The client binary; killed on drop. Its stderr is kept for failure messages.
 struct ClientProcess {
-    child: Child,
+    _child: ChildGuard,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -255,26 +184,9 @@ impl ClientProcess {
     }
 
     fn start_for(url: &str, log_level: &str, extra: &[&str]) -> ClientProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushprox-client"))
-            .args([
-                "--proxy-url",
-                url,
-                "--fqdn",
-                "127.0.0.1",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--log.level",
-                log_level,
-            ])
+        let mut child = command(env!("CARGO_BIN_EXE_pushprox-client"))
+            .args(client_args(url, log_level))
             .args(extra)
-            .env_remove("HTTP_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -287,7 +199,10 @@ impl ClientProcess {
                 kept.lock().unwrap().push(line);
             }
         });
-        ClientProcess { child, lines }
+        ClientProcess {
+            _child: ChildGuard(child),
+            lines,
+        }
     }
 
     fn log(&self) -> String {
@@ -317,11 +232,7 @@ impl ClientProcess {
 
     /// The value of `pushprox_client_polls_open`.
     fn polls_open(&self, metrics: &str) -> u64 {
-        let mut conn = TcpStream::connect(metrics).unwrap();
-        conn.set_read_timeout(Some(WAIT)).unwrap();
-        write!(conn, "GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n").unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).unwrap();
+        let text = http_get(metrics, "/metrics");
         text.lines()
             .find_map(|l| l.strip_prefix("pushprox_client_polls_open "))
             .and_then(|v| v.parse().ok())
@@ -346,13 +257,6 @@ impl ClientProcess {
     }
 }
 
-impl Drop for ClientProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
     headers.get(name)
 }
@@ -362,9 +266,9 @@ fn a_busy_poll_with_max_polls_brings_an_extra_poll_with_the_same_id_and_a_hold()
     let target = start_slow_target(Duration::from_secs(3));
     let proxy = FakeProxy::start(
         vec![
-            scrape_answer(&target, "id-1", "X-PushProx-Max-Polls: 8\r\n"),
-            scrape_answer(&target, "id-2", "X-PushProx-Max-Polls: 8\r\n"),
-            scrape_answer(&target, "id-3", "X-PushProx-Max-Polls: 8\r\n"),
+            scrape_answer(&target.url(), "id-1", "X-PushProx-Max-Polls: 8\r\n"),
+            scrape_answer(&target.url(), "id-2", "X-PushProx-Max-Polls: 8\r\n"),
+            scrape_answer(&target.url(), "id-3", "X-PushProx-Max-Polls: 8\r\n"),
         ],
         Duration::from_secs(1),
     );
@@ -427,7 +331,7 @@ fn a_busy_poll_with_max_polls_brings_an_extra_poll_with_the_same_id_and_a_hold()
 fn most_polls_open_with(extra_header: &str, flags: &[&str]) -> usize {
     let target = start_slow_target(Duration::from_secs(2));
     let answers = (1..=3)
-        .map(|i| scrape_answer(&target, &format!("id-{i}"), extra_header))
+        .map(|i| scrape_answer(&target.url(), &format!("id-{i}"), extra_header))
         .collect();
     let proxy = FakeProxy::start(answers, Duration::from_millis(500));
     let client = ClientProcess::start(&proxy, flags);
@@ -461,54 +365,24 @@ fn max_polls_1_on_either_side_keeps_one_poll_open() {
 // ---------------------------------------------------------------------------------------------
 // Against the real proxy
 
-/// The proxy binary next to the client binary.
-fn proxy_binary() -> std::path::PathBuf {
-    let client = std::path::Path::new(env!("CARGO_BIN_EXE_pushprox-client"));
-    let proxy = client.with_file_name(format!("pushprox-proxy{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        proxy.is_file(),
-        "the proxy binary {} is missing: this test starts the real proxy; run `cargo build --workspace` first",
-        proxy.display()
-    );
-    proxy
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// Sends `text` on a fresh connection and reads until the peer closes (at most [`WAIT`]).
-fn request(port: u16, text: &str) -> Vec<u8> {
-    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
-        return Vec::new();
-    };
-    let _ = conn.set_read_timeout(Some(WAIT));
-    let _ = conn.write_all(text.as_bytes());
-    let mut out = Vec::new();
-    let _ = conn.read_to_end(&mut out);
-    out
-}
-
 /// The real proxy on 127.0.0.1; killed on drop.
 struct RealProxy {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
 }
 
 impl RealProxy {
     fn start() -> RealProxy {
         let port = free_port();
-        let child = Command::new(proxy_binary())
+        let child = command(proxy_binary())
             .args(["-l", &format!("127.0.0.1:{port}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start the proxy");
-        let proxy = RealProxy { child, port };
+        let proxy = RealProxy {
+            _child: ChildGuard(child),
+            port,
+        };
         proxy.wait_polls_waiting("the proxy to answer /metrics", |_| true);
         proxy
     }
@@ -545,57 +419,30 @@ fn polls_waiting(port: u16) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-impl Drop for RealProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A target that answers each request at once with a body naming its path, so each scraper
 /// can check it got its own answer. Stops accepting when dropped.
 struct EchoTarget {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    server: Server,
 }
 
 impl EchoTarget {
     fn start() -> EchoTarget {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
+        let server = Server::start(Arc::new(AtomicBool::new(false)), |conn| {
+            let _ = conn.set_read_timeout(Some(WAIT));
+            let mut writer = conn.try_clone().unwrap();
+            let mut reader = BufReader::new(conn);
+            while let Some(RequestHead { path, .. }) = read_request_head(&mut reader) {
+                let body = format!("echo{{path=\"{path}\"}} 1\n");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if writer.write_all(answer.as_bytes()).is_err() {
                     return;
                 }
-                let Ok(conn) = conn else { continue };
-                thread::spawn(move || {
-                    let _ = conn.set_read_timeout(Some(WAIT));
-                    let mut writer = conn.try_clone().unwrap();
-                    let mut reader = BufReader::new(conn);
-                    while let Some((path, _)) = read_request_head(&mut reader) {
-                        let body = format!("echo{{path=\"{path}\"}} 1\n");
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if writer.write_all(answer.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
             }
         });
-        EchoTarget { addr, stop }
-    }
-}
-
-impl Drop for EchoTarget {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
+        EchoTarget { server }
     }
 }
 
@@ -630,7 +477,7 @@ fn eight_scrapers_through_one_client_open_extra_polls_at_the_real_proxy_that_end
     let started = Instant::now();
     let scrapers: Vec<_> = (0..SCRAPERS)
         .map(|s| {
-            let (port, target) = (proxy.port, target.addr);
+            let (port, target) = (proxy.port, target.server.addr);
             thread::spawn(move || {
                 let mut done = 0;
                 while started.elapsed() < LOAD {

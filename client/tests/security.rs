@@ -4,53 +4,21 @@
 //! `cargo build --workspace` first. Everything listens on 127.0.0.1; every wait is bounded;
 //! every process is killed on drop. Tests that need openssl fail without it.
 
-use std::io::{Read, Write};
+#[allow(dead_code)]
+mod common;
+
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
 
+use common::*;
 use pushprox_protocol::Response;
 
-/// Upper bound of every wait.
-const WAIT: Duration = Duration::from_secs(10);
-
 const TARGET_BODY: &str = "# TYPE up gauge\nup{job=\"security\"} 1\n";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + WAIT;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// The proxy binary next to the client binary.
-fn proxy_binary() -> PathBuf {
-    let client = Path::new(env!("CARGO_BIN_EXE_pushprox-client"));
-    let proxy = client.with_file_name(format!("pushprox-proxy{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        proxy.is_file(),
-        "the proxy binary {} is missing: these tests start the real proxy; run `cargo build --workspace` first",
-        proxy.display()
-    );
-    proxy
-}
 
 /// A temporary directory, removed on drop.
 struct TempDir(PathBuf);
@@ -86,26 +54,21 @@ impl Drop for TempDir {
 
 /// A process whose stderr goes to a file; killed on drop.
 struct Process {
-    child: Child,
+    child: ChildGuard,
     log: PathBuf,
 }
 
 impl Process {
     fn spawn(program: &Path, args: &[&str], log: PathBuf) -> Process {
-        let child = Command::new(program)
+        let child = command(program)
             .args(args)
-            .env_remove("HTTP_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create a log file"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Process { child, log }
+        Process {
+            child: ChildGuard(child),
+            log,
+        }
     }
 
     fn log_text(&self) -> String {
@@ -142,13 +105,6 @@ impl Process {
         });
         assert!(exited, "did not exit within {WAIT:?}:\n{}", self.log_text());
         code
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -199,38 +155,19 @@ impl Proxy {
 
 /// The client binary, with FQDN 127.0.0.1 and a free metrics port.
 fn start_client(dir: &TempDir, proxy_url: &str, extra: &[&str]) -> Process {
-    let mut args = vec![
-        "--proxy-url",
-        proxy_url,
-        "--fqdn",
-        "127.0.0.1",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--log.level",
-        "debug",
+    let mut args = client_args(proxy_url, "debug");
+    args.extend([
         "--proxy.retry.initial-wait",
         "200ms",
         "--proxy.retry.max-wait",
         "1s",
-    ];
+    ]);
     args.extend_from_slice(extra);
     Process::spawn(
         Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
         &args,
         dir.0.join("client.log"),
     )
-}
-
-/// Sends `text` on a fresh connection and reads until the peer closes (at most [`WAIT`]).
-fn request(port: u16, text: &str) -> Vec<u8> {
-    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
-        return Vec::new();
-    };
-    let _ = conn.set_read_timeout(Some(WAIT));
-    let _ = conn.write_all(text.as_bytes());
-    let mut out = Vec::new();
-    let _ = conn.read_to_end(&mut out);
-    out
 }
 
 /// A scrape as Prometheus sends it to its proxy_url: absolute form, with a deadline.
@@ -286,14 +223,7 @@ impl Target {
                 let Ok(mut conn) = conn else { continue };
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = conn.set_read_timeout(Some(WAIT));
-                let mut head = Vec::new();
-                let mut byte = [0u8];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match conn.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => break,
-                    }
-                }
+                let _ = read_head(&mut conn);
                 let _ = write!(
                     conn,
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
@@ -319,24 +249,6 @@ impl Drop for Target {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
     }
-}
-
-/// Runs openssl; fails the test, with what to install, if openssl is missing or fails.
-fn openssl(dir: &TempDir, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(&dir.0)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("this test needs the openssl command (apt-get install openssl): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "`openssl {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -526,7 +438,7 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     // CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
     // makes by default.
     openssl(
-        &dir,
+        &dir.0,
         &[
             "req",
             "-x509",
