@@ -22,7 +22,8 @@ pub enum Arrival<P> {
     Taken,
     /// It is parked until a scrape comes; older parked polls it replaces come back to be
     /// answered as superseded: every one of another client instance (a Go client has none,
-    /// so each of its polls replaces the last), and the oldest of the same instance beyond
+    /// so each of its polls replaces the last), an older poll without a hold of the same
+    /// instance when this one has none either, and the oldest of the same instance beyond
     /// [`MAX_POLLS_PER_CLIENT`].
     Parked {
         /// The polls it replaced.
@@ -175,7 +176,11 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         let mut kept = VecDeque::with_capacity(slot.parked.len() + 1);
         for p in slot.parked.drain(..) {
             let same_client = info.instance.is_some() && p.info.instance == info.instance;
-            if same_client {
+            // A client has one long poll without a hold (its primary) and may add extra
+            // polls that end themselves; a new primary replaces an older one, which the
+            // client gave up (its connection may be dead), but not the extras.
+            let both_primary = info.hold.is_zero() && p.info.hold.is_zero();
+            if same_client && !both_primary {
                 kept.push_back(p);
             } else {
                 superseded.push(p.poll);
@@ -479,18 +484,35 @@ mod tests {
         };
         // A Go client's poll is replaced by ours, as by any newer poll.
         r.poll_arrived("a", "go", go());
-        let names = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"];
+        // Our primary, then extras (with a hold) beside it.
         let mut superseded = Vec::new();
+        if let Arrival::Parked { superseded: s } = r.poll_arrived("a", "primary", ours(0)) {
+            superseded.extend(s);
+        }
+        let names = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];
         for name in names {
-            if let Arrival::Parked { superseded: s } = r.poll_arrived("a", name, ours(0)) {
+            if let Arrival::Parked { superseded: s } = r.poll_arrived("a", name, ours(5000)) {
                 superseded.extend(s);
             }
         }
         // The Go poll went first, then the oldest of ours beyond the limit.
-        assert_eq!(superseded, ["go", "p0"]);
+        assert_eq!(superseded, ["go", "primary"]);
         assert_eq!(r.polls_waiting(), MAX_POLLS_PER_CLIENT);
         // Scrapes take the newest first.
-        assert!(matches!(r.take_poll("a", soon(100)), Taken::Poll("p8")));
+        assert!(matches!(r.take_poll("a", soon(100)), Taken::Poll("p7")));
+        // A new primary of the same instance replaces an older primary (the client gave it
+        // up), not the extras.
+        r.poll_arrived("c", "primary-1", ours(0));
+        r.poll_arrived("c", "extra", ours(5000));
+        match r.poll_arrived("c", "primary-2", ours(0)) {
+            Arrival::Parked { superseded } => assert_eq!(superseded, ["primary-1"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            r.take_poll("c", soon(100)),
+            Taken::Poll("primary-2")
+        ));
+        assert!(matches!(r.take_poll("c", soon(100)), Taken::Poll("extra")));
         // Another instance (the client restarted) replaces them all.
         let other = PollerInfo {
             instance: Some("i2".into()),
