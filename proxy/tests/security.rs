@@ -1,34 +1,18 @@
 //! The proxy's security flags on the real binary: TLS, client tokens, scrape users, size
-//! limits and connection time-outs. Self-contained: raw TCP requests, and curl for TLS.
+//! limits and connection time-outs. Raw TCP requests, and curl for TLS.
+
+mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{free_port, wait_until};
+
 const TOKENS: &str = "# test clients\na.example tok-a\n*.b.example tok-b\n";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A temporary directory, removed on drop.
 struct TempDir(PathBuf);
