@@ -231,13 +231,13 @@ impl Metrics {
                 "pushproxy_proxied_requests_total{{code=\"{code}\"}} {n}"
             );
         }
-        header(
+        single(
             &mut out,
             "pushprox_proxy_clients",
             "gauge",
             "Clients that polled within --registration.timeout.",
+            gauges.clients,
         );
-        let _ = writeln!(out, "pushprox_proxy_clients {}", gauges.clients);
         header(&mut out, "pushprox_scrapes_total", "counter", "Scrapes through the proxy by outcome: relayed, no_poll (no client polled in time), no_push (the client did not answer in time), relay_failed, bad_request, shutting_down.");
         for (outcome, n) in ScrapeOutcome::ALL.iter().zip(&self.scrapes) {
             let _ = writeln!(
@@ -254,41 +254,33 @@ impl Metrics {
             "Time from a scrape's arrival to its answer.",
         );
         lock(&self.scrape_durations).render(&mut out, "pushprox_scrape_duration_seconds", "");
-        header(
+        single(
             &mut out,
             "pushprox_polls_waiting",
             "gauge",
             "Polls held open, waiting for a scrape.",
+            gauges.polls_waiting,
         );
-        let _ = writeln!(out, "pushprox_polls_waiting {}", gauges.polls_waiting);
-        header(
+        single(
             &mut out,
             "pushprox_scrapes_waiting",
             "gauge",
             "Scrapes waiting for a poll or a push.",
+            gauges.scrapes_waiting,
         );
-        let _ = writeln!(out, "pushprox_scrapes_waiting {}", gauges.scrapes_waiting);
-        header(
+        single(
             &mut out,
             "pushprox_relayed_bytes_total",
             "counter",
             "Body bytes relayed from pushes to scrapers.",
+            self.relayed_bytes.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "pushprox_relayed_bytes_total {}",
-            self.relayed_bytes.load(Ordering::Relaxed)
-        );
-        header(
+        single(
             &mut out,
             "pushprox_rejected_busy_total",
             "counter",
             "Requests refused with 503 because the proxy was at --web.max-connections.",
-        );
-        let _ = writeln!(
-            out,
-            "pushprox_rejected_busy_total {}",
-            self.rejected_busy.load(Ordering::Relaxed)
+            self.rejected_busy.load(Ordering::Relaxed),
         );
         header(&mut out, "pushprox_auth_failures_total", "counter", "Requests refused for missing or wrong credentials (--auth.client-tokens, --auth.scrape-users), by reason.");
         for (reason, n) in AuthFailure::ALL.iter().zip(&self.auth_failures) {
@@ -319,6 +311,12 @@ impl Metrics {
 pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A series without labels: its `# HELP`, `# TYPE` and value lines.
+pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

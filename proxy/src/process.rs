@@ -1,8 +1,6 @@
 //! The standard `process_*` metrics, read from /proc/self.
 
-use std::fmt::Write as _;
-
-use crate::metrics::header;
+use crate::metrics::single;
 
 /// Linux reports CPU times in USER_HZ ticks, which the kernel ABI fixes at 100 per second.
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -18,16 +16,12 @@ pub fn render(out: &mut String) {
     // fields[0] is field 3 (state) of proc(5).
     let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
     if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        header(
+        single(
             out,
             "process_cpu_seconds_total",
             "counter",
             "Total user and system CPU time spent in seconds.",
-        );
-        let _ = writeln!(
-            out,
-            "process_cpu_seconds_total {}",
-            (utime + stime) as f64 / TICKS_PER_SECOND
+            (utime + stime) as f64 / TICKS_PER_SECOND,
         );
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -38,32 +32,33 @@ pub fn render(out: &mut String) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     };
     if let Some(rss) = kib("VmRSS:") {
-        header(
+        single(
             out,
             "process_resident_memory_bytes",
             "gauge",
             "Resident memory size in bytes.",
+            rss * 1024,
         );
-        let _ = writeln!(out, "process_resident_memory_bytes {}", rss * 1024);
     }
     if let Some(vsz) = kib("VmSize:") {
-        header(
+        single(
             out,
             "process_virtual_memory_bytes",
             "gauge",
             "Virtual memory size in bytes.",
+            vsz * 1024,
         );
-        let _ = writeln!(out, "process_virtual_memory_bytes {}", vsz * 1024);
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        header(
+        // The directory handle itself is one of them.
+        let open = dir.count().saturating_sub(1);
+        single(
             out,
             "process_open_fds",
             "gauge",
             "Number of open file descriptors.",
+            open,
         );
-        // The directory handle itself is one of them.
-        let _ = writeln!(out, "process_open_fds {}", dir.count().saturating_sub(1));
     }
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
     if let Some(max) = limits
@@ -72,22 +67,22 @@ pub fn render(out: &mut String) {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse::<u64>().ok())
     {
-        header(
+        single(
             out,
             "process_max_fds",
             "gauge",
             "Maximum number of open file descriptors.",
+            max,
         );
-        let _ = writeln!(out, "process_max_fds {max}");
     }
     if let Some(threads) = field(20) {
-        header(
+        single(
             out,
             "process_threads",
             "gauge",
             "Number of OS threads in the process.",
+            threads,
         );
-        let _ = writeln!(out, "process_threads {threads}");
     }
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()
@@ -97,16 +92,12 @@ pub fn render(out: &mut String) {
         })
         .and_then(|v| v.parse::<u64>().ok());
     if let (Some(boot), Some(start)) = (boot, field(22)) {
-        header(
+        single(
             out,
             "process_start_time_seconds",
             "gauge",
             "Start time of the process since unix epoch in seconds.",
-        );
-        let _ = writeln!(
-            out,
-            "process_start_time_seconds {}",
-            boot as f64 + start as f64 / TICKS_PER_SECOND
+            boot as f64 + start as f64 / TICKS_PER_SECOND,
         );
     }
 }
