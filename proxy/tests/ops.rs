@@ -69,36 +69,12 @@ fn spawn_proxy(extra: &[&str]) -> (Proc, u16) {
     panic!("the proxy did not start in 5 tries; last:\n{last}");
 }
 
-/// The arguments of a client of the proxy on `proxy_port` for `fqdn`, metrics on
-/// `metrics_port`, then `extra`.
-fn client_args(proxy_port: u16, fqdn: &str, metrics_port: u16, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--proxy-url",
-        &format!("http://127.0.0.1:{proxy_port}/"),
-        "--fqdn",
-        fqdn,
-        "--metrics-addr",
-        &format!("127.0.0.1:{metrics_port}"),
-        "--proxy.retry.initial-wait",
-        "100ms",
-        "--proxy.retry.max-wait",
-        "1s",
-        "--log.level",
-        "debug",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
 /// Starts a client and waits until its metrics endpoint is healthy; returns it and that port.
 fn spawn_client(proxy_port: u16, fqdn: &str, extra: &[&str]) -> (Proc, u16) {
     let mut last = String::new();
     for _ in 0..5 {
         let metrics_port = free_port();
-        let args = client_args(proxy_port, fqdn, metrics_port, extra);
+        let args = client_args(&[proxy_port], fqdn, metrics_port, extra);
         let mut proc = Proc::spawn(&format!("client-{fqdn}"), &client_bin(), &args);
         let mut exited = None;
         let ready = wait_until(READY_WITHIN, || {
@@ -418,7 +394,7 @@ fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
     let (mut first_client, metrics_port) =
         spawn_client(port, &fqdn, &["--lock-file", &client_lock]);
     wait_listed(port, &fqdn);
-    let args = client_args(port, &fqdn, free_port(), &["--lock-file", &client_lock]);
+    let args = client_args(&[port], &fqdn, free_port(), &["--lock-file", &client_lock]);
     let mut second_client = Proc::spawn("client-second", &client_bin(), &args);
     let status = wait_exit(&mut second_client, Duration::from_secs(2)).unwrap_or_else(|| {
         panic!(

@@ -373,25 +373,7 @@ impl Client {
 
     fn start_once(proxy_ports: &[u16], fqdn: &str) -> Result<Client, String> {
         let metrics_port = free_port();
-        let mut args = Vec::new();
-        for p in proxy_ports {
-            args.push("--proxy-url".to_string());
-            args.push(format!("http://127.0.0.1:{p}/"));
-        }
-        for a in [
-            "--fqdn",
-            fqdn,
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--proxy.retry.initial-wait",
-            "100ms",
-            "--proxy.retry.max-wait",
-            "1s",
-            "--log.level",
-            "debug",
-        ] {
-            args.push(a.to_string());
-        }
+        let args = client_args(proxy_ports, fqdn, metrics_port, &[]);
         let mut proc = Proc::spawn(&format!("client-{fqdn}"), &client_bin(), &args);
         let until = Instant::now() + READY_WITHIN;
         loop {
@@ -972,4 +954,36 @@ pub fn read_all(mut stream: TcpStream, within: Duration) -> Vec<u8> {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     out
+}
+
+/// The arguments of a client of the proxies on `proxy_ports` for `fqdn`, metrics on
+/// `metrics_port`, retrying after 100 ms up to 1 s, debug logs, then `extra`.
+pub fn client_args(
+    proxy_ports: &[u16],
+    fqdn: &str,
+    metrics_port: u16,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = Vec::new();
+    for p in proxy_ports {
+        args.push("--proxy-url".to_string());
+        args.push(format!("http://127.0.0.1:{p}/"));
+    }
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    for a in [
+        "--fqdn",
+        fqdn,
+        "--metrics-addr",
+        &metrics_addr,
+        "--proxy.retry.initial-wait",
+        "100ms",
+        "--proxy.retry.max-wait",
+        "1s",
+        "--log.level",
+        "debug",
+    ] {
+        args.push(a.to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
