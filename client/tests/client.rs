@@ -347,7 +347,8 @@ fn html_502_poll_answer_is_logged_with_status_type_and_body() {
     let page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\r\n";
     let proxy = FakeProxy::start(vec![http_response(502, "text/html", page)]);
     let mut client = ClientProcess::for_proxy(&proxy, &[]);
-    let line = client.wait_for_log("about the 502", |l| l.contains("502"));
+    // Match the status phrase, not a bare "502": timestamps contain digit runs like "735027".
+    let line = client.wait_for_log("about the 502", |l| l.contains("status 502"));
     assert!(line.contains("WARN"), "{line}");
     assert!(line.contains("<html"), "{line}");
     assert!(line.contains("text/html"), "{line}");
