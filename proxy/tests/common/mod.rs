@@ -270,6 +270,26 @@ impl Proxy {
         open_fds(self.pid())
     }
 
+    /// Connections open to the proxy's port now (clients' polls and pooled push connections,
+    /// scrapers' keep-alive connections).
+    pub fn connections(&self) -> usize {
+        tcp_connections(self.pid())
+            .iter()
+            .filter(|&&(local, remote)| local == self.port && remote != 0)
+            .count()
+    }
+
+    /// Threads beyond the one tiny_http keeps per open connection: a leaked thread raises it,
+    /// an idle keep-alive connection that a client keeps in its pool does not.
+    pub fn threads_unattached(&self) -> usize {
+        self.threads().saturating_sub(self.connections())
+    }
+
+    /// File descriptors beyond the two tiny_http keeps per open connection.
+    pub fn fds_unattached(&self) -> usize {
+        self.fds().saturating_sub(2 * self.connections())
+    }
+
     /// `GET path` on the proxy.
     pub fn get(&self, path: &str) -> Reply {
         exchange(self.port, &get_request(path), EXCHANGE_WITHIN)
