@@ -105,34 +105,35 @@ pub fn keep_accepting(bound: SocketAddr, timeout: Duration) -> std::io::Result<(
             let mut look_every = tick;
             while !crate::shutdown::requested() {
                 thread::sleep(tick);
-                // Reading /proc/net/tcp costs in proportion to every socket of the host (it
-                // took a tenth of the CPU under load): look only when new connections were
-                // accepted since the last look, and then less often while looks find nothing
-                // (up to once a second); at once again when one does.
+                // Reading /proc/net/tcp walks every socket of the host (under load it took a
+                // tenth of the CPU): look only when new connections were accepted or the last
+                // look saw unread bytes, and then only once `look_every` has passed.
                 let opens = passive_opens();
-                let look = !unread_before.is_empty()
-                    || (opens != opens_before && last_look.elapsed() >= look_every);
-                let unread = if look {
+                let look = (opens.is_none() || opens != opens_before || !unread_before.is_empty())
+                    && last_look.elapsed() >= look_every;
+                if look {
                     opens_before = opens;
                     last_look = std::time::Instant::now();
-                    unread_connections(bound.port())
-                } else {
-                    Vec::new()
-                };
-                look_every = if unread.is_empty() {
-                    (look_every * 2).min(MAX_LOOK_EVERY)
-                } else {
-                    tick
-                };
-                let starved = unread.iter().filter(|i| unread_before.contains(i)).count();
-                if starved > 0 {
-                    log::debug!("{starved} connection(s) waiting in tiny_http's queue; starting threads for them");
-                    for _ in 0..starved.min(MAX_NUDGES) {
-                        nudge();
+                    let unread = unread_connections(bound);
+                    let starved = unread.iter().filter(|i| unread_before.contains(i)).count();
+                    // Soon again after starved connections, or to confirm a first sighting of
+                    // unread bytes; otherwise less and less often, up to MAX_LOOK_EVERY: under
+                    // load some request is nearly always being read, and those come and go.
+                    let first_sighting = unread_before.is_empty() && !unread.is_empty();
+                    look_every = if starved > 0 || first_sighting {
+                        tick
+                    } else {
+                        (look_every * 2).min(MAX_LOOK_EVERY)
+                    };
+                    if starved > 0 {
+                        log::debug!("{starved} connection(s) waiting in tiny_http's queue; starting threads for them");
+                        for _ in 0..starved.min(MAX_NUDGES) {
+                            nudge();
+                        }
+                        last_connect = std::time::Instant::now();
                     }
-                    last_connect = std::time::Instant::now();
+                    unread_before = unread;
                 }
-                unread_before = unread;
                 if keep_alive_every.is_some_and(|every| last_connect.elapsed() >= every) {
                     nudge();
                     last_connect = std::time::Instant::now();
@@ -153,32 +154,39 @@ fn passive_opens() -> Option<u64> {
     values.split_whitespace().nth(column)?.parse().ok()
 }
 
-/// Inodes of established connections to local `port` with received bytes not yet read.
+/// Inodes of established connections to the listener bound to `bound` with received bytes
+/// not yet read.
 ///
-/// The tables are read a line at a time into one buffer: with 10,000 clients they are 3 MB,
-/// and a scan must not cost the proxy that much memory each time it runs.
-fn unread_connections(port: u16) -> Vec<u64> {
+/// Only the table of the listener's family is read (connections accepted by a `[::]`
+/// listener are IPv6 sockets, IPv4 ones included): each table walks every socket of the host.
+/// It is read a line at a time into one buffer: with 10,000 clients it is 3 MB, and a scan
+/// must not cost the proxy that much memory each time it runs.
+fn unread_connections(bound: SocketAddr) -> Vec<u64> {
     use std::io::BufRead;
+    let port = bound.port();
+    let table = if bound.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
     let mut out = Vec::new();
+    let Ok(file) = std::fs::File::open(table) else {
+        return out;
+    };
+    let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
     let mut line = String::with_capacity(256);
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(file) = std::fs::File::open(table) else {
+    let mut header = true;
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if std::mem::take(&mut header) {
             continue;
-        };
-        let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
-        let mut header = true;
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            if std::mem::take(&mut header) {
-                continue;
-            }
-            if let Some(inode) = unread_inode(&line, port) {
-                out.push(inode);
-            }
+        }
+        if let Some(inode) = unread_inode(&line, port) {
+            out.push(inode);
         }
     }
     out
@@ -309,14 +317,15 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let mut peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (_accepted, _) = listener.accept().unwrap();
-        assert!(unread_connections(port).is_empty());
+        let bound = listener.local_addr().unwrap();
+        assert!(unread_connections(bound).is_empty());
         peer.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         let until = Instant::now() + Duration::from_secs(2);
-        while unread_connections(port).is_empty() && Instant::now() < until {
+        while unread_connections(bound).is_empty() && Instant::now() < until {
             thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(
-            unread_connections(port).len(),
+            unread_connections(bound).len(),
             1,
             "the request waits unread"
         );
