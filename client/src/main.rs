@@ -15,6 +15,8 @@ mod scrape;
 mod shutdown;
 mod tls;
 mod token;
+#[path = "../../proxy/src/workers.rs"]
+mod workers;
 
 use std::process::ExitCode;
 

@@ -442,13 +442,10 @@ impl ProxyPolls {
         let ctx = Arc::clone(&self.ctx);
         let link = Arc::clone(&self.link);
         let id = request.id().unwrap_or("none").to_string();
-        let spawned = std::thread::Builder::new()
-            .name("scrape".into())
-            .stack_size(crate::run::THREAD_STACK)
-            .spawn(move || {
-                let _guards = (guard, scrape);
-                scrape::handle(&ctx, &link, request, received);
-            });
+        let spawned = self.ctx.threads.run(Box::new(move || {
+            let _guards = (guard, scrape);
+            scrape::handle(&ctx, &link, request, received);
+        }));
         if let Err(e) = spawned {
             self.ctx.metrics.scrape_done(Outcome::TargetError);
             log::error!(

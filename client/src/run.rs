@@ -18,6 +18,7 @@ use crate::push::ProxyLink;
 use crate::scrape::{ScrapeContext, TargetAgents};
 use crate::shutdown::{self, InFlight};
 use crate::token::BearerToken;
+use crate::workers::Workers;
 
 /// Stack of every thread we start. A poll or scrape with a TLS handshake (RSA client
 /// certificate) was measured to need under 64 KiB optimized but over 128 KiB unoptimized, whose
@@ -30,6 +31,9 @@ pub const THREAD_STACK: usize = if cfg!(debug_assertions) {
 
 /// A proxy that accepts no TCP connection within this is reported, and polled again later.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a scrape thread waits for the next scrape before it ends.
+const SCRAPE_THREAD_IDLE: Duration = Duration::from_secs(10);
 
 /// Idle keep-alive connections each agent keeps per host (ureq's default is 3). Scrapes that
 /// overlap use as many connections to the target, and their pushes as many to the proxy, as
@@ -122,6 +126,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         allow: config.scrape_allow.clone(),
         agents,
         metrics,
+        threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
     });
     let in_flight = InFlight::new();
     let instance = poller::instance_id();

@@ -24,6 +24,8 @@ pub struct ScrapeContext {
     /// The agents for targets: no proxy, statuses are not errors, nothing decompressed.
     pub agents: TargetAgents,
     pub metrics: Arc<Metrics>,
+    /// The threads scrapes run on, reused from one scrape to the next.
+    pub threads: crate::workers::Workers,
 }
 
 /// The agent for http targets, and the one for https targets, which may be built only at the

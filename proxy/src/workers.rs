@@ -1,6 +1,11 @@
-//! Handler threads, kept and reused: a request goes to a thread that is idle right now, or
-//! to a new one. Nothing ever queues behind a held poll, and a busy proxy does not pay for a
-//! thread's creation and teardown on every request (the benchmark showed that cost first).
+//! Threads kept and reused: a task goes to a thread that is idle right now, or to a new one.
+//! Nothing ever queues behind a task that blocks (a held poll, a slow target), and a busy
+//! process does not pay for a thread's creation and teardown on every task (the benchmark
+//! showed that cost first in the proxy's handlers, then in the client's scrapes).
+//!
+//! Both binaries use this one file: the proxy for its request handlers, the client (through
+//! `#[path]`, as the workspace has no crate for code that is neither protocol nor one side's)
+//! for its scrapes.
 
 use std::io;
 use std::thread;
@@ -8,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-/// A unit of work: one request to serve.
+/// A unit of work: one request to serve, one scrape to perform.
 pub type Task = Box<dyn FnOnce() + Send + 'static>;
 
 /// An elastic pool of named threads.
