@@ -17,7 +17,10 @@
 #                                     polls, 1 MiB relay), for CI; timings mean nothing there
 #   BENCH_FIGURES="2 3" scripts/bench.sh   only some of the figures (default "1 2 3 4")
 #   PUSHPROX_BIN_DIR=target/debug scripts/bench.sh --smoke
-#                                     use binaries already built (bench in DIR/examples/)
+#                                     use binaries already built (the load tool from
+#                                     DIR/examples/, else built in release)
+#   scripts/build-static.sh && PUSHPROX_BIN_DIR=target/static BENCH_FIGURES="2 3 4" scripts/bench.sh
+#                                     memory figures of the static binaries
 #
 # Everything listens on 127.0.0.0/8 only; every wait is bounded, the whole run is bounded
 # (BENCH_TIME_LIMIT seconds), and every process started here is stopped on exit.
@@ -29,7 +32,7 @@ SMOKE=0
 case "${1:-}" in
     --smoke) SMOKE=1 ;;
     "") ;;
-    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
 esac
 
@@ -112,6 +115,13 @@ fi
 PROXY_BIN=$BIN/pushprox-proxy
 CLIENT_BIN=$BIN/pushprox-client
 BENCH=$BIN/examples/bench
+# scripts/build-static.sh builds only the two binaries: the load tool then comes from a release
+# build, which does not change what is measured of the proxy and the client.
+if [ ! -x "$BENCH" ] && [ -n "${PUSHPROX_BIN_DIR:-}" ] && command -v cargo >/dev/null 2>&1; then
+    say "no load tool in $BIN/examples; building it (cargo build --release --example bench)"
+    (cd "$ROOT" && cargo build --release -q -p pushprox-proxy --example bench) || fail "cargo build failed"
+    BENCH=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench
+fi
 for b in "$PROXY_BIN" "$CLIENT_BIN" "$BENCH"; do
     [ -x "$b" ] || fail "$b is missing (cargo build --release --workspace --bins --examples)"
 done
@@ -360,7 +370,8 @@ if want 4; then
         echo "bench: static sizes:$sizes"
     else
         echo "bench: static sizes: run scripts/build-static.sh first"
-fi
-echo "bench: dynamic release sizes: pushprox-proxy=$(awk -v s="$(stat -c %s "$PROXY_BIN")" 'BEGIN { printf("%.2fMiB", s / 1048576) }') pushprox-client=$(awk -v s="$(stat -c %s "$CLIENT_BIN")" 'BEGIN { printf("%.2fMiB", s / 1048576) }')"
+    fi
+    size_of() { awk -v s="$(stat -c %s "$1")" 'BEGIN { printf("%.2fMiB", s / 1048576) }'; }
+    echo "bench: sizes of the binaries measured here ($BIN): pushprox-proxy=$(size_of "$PROXY_BIN") pushprox-client=$(size_of "$CLIENT_BIN")"
 fi
 say "done in ${SECONDS}s"
