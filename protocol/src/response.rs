@@ -29,6 +29,18 @@ pub const HOP_BY_HOP: &[&str] = &[
     "Trailer",
 ];
 
+/// `HTTP/x.y` with one digit each, as Go's `http.ParseHTTPVersion` accepts. The Go client
+/// pushes its scrape errors as `HTTP/0.0 500 Internal Server Error` (a `http.Response` built
+/// without a version), and the Go proxy relays them: so must we.
+fn is_http_version(version: &str) -> bool {
+    let b = version.as_bytes();
+    b.len() == 8
+        && b.starts_with(b"HTTP/")
+        && b[5].is_ascii_digit()
+        && b[6] == b'.'
+        && b[7].is_ascii_digit()
+}
+
 impl ResponseHead {
     /// A head with the standard reason phrase for `status` and no headers.
     pub fn new(status: u16) -> ResponseHead {
@@ -47,7 +59,7 @@ impl ResponseHead {
         let bad = || ProtocolError::MalformedStatusLine(excerpt(&line));
         let text = std::str::from_utf8(&line).map_err(|_| bad())?;
         let (version, rest) = text.split_once(' ').ok_or_else(bad)?;
-        if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        if !is_http_version(version) {
             return Err(bad());
         }
         let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));

@@ -180,10 +180,10 @@ fn every_fixture_parses_and_survives_truncation() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 10);
+    assert_eq!(names.len(), 11);
     for name in names {
         let bytes = fixture(&name);
-        let parsed = if bytes.starts_with(b"HTTP/1.1") {
+        let parsed = if bytes.starts_with(b"HTTP/") {
             Response::from_bytes(&bytes, DEFAULT_MAX_HEAD, None).map(|_| ())
         } else if name.starts_with("00") {
             ScrapeRequest::from_bytes(&bytes, DEFAULT_MAX_HEAD).map(|_| ())
@@ -230,4 +230,56 @@ fn oversized_heads_and_bodies_are_refused() {
         matches!(err, ProtocolError::BodyTooLarge { limit: 1000 }),
         "{err}"
     );
+}
+
+/// Captured from the Go client (v0.2.0 source, built here) pushing a failed scrape: its
+/// `http.Response` has no version, so the status line is `HTTP/0.0`, and no length, so the body
+/// runs to the end of the push. The Go proxy relays it; we must read it the same way.
+#[test]
+fn go_client_error_push_with_version_0_0_parses() {
+    let bytes = fixture("10-go-client-error-push-body.http");
+    assert!(bytes.starts_with(b"HTTP/0.0 500 Internal Server Error\r\n"));
+    let response = Response::parse(&mut &bytes[..], DEFAULT_MAX_HEAD, Some(1 << 20)).unwrap();
+    assert_eq!(response.head.status, 500);
+    assert_eq!(
+        response.head.headers.get("Id"),
+        Some("11111111-2222-3333-4444-555555555555")
+    );
+    assert_eq!(
+        response.body,
+        b"failed to scrape http://127.0.0.3:19999/metrics: Get \"http://127.0.0.3:19999/metrics\": \
+          dial tcp 127.0.0.3:19999: connect: connection refused"
+    );
+}
+
+#[test]
+fn status_lines_take_any_one_digit_version_and_nothing_else() {
+    for good in [
+        "HTTP/1.1 200 OK",
+        "HTTP/1.0 200 OK",
+        "HTTP/0.0 500 x",
+        "HTTP/2.0 204 ",
+    ] {
+        let text = format!("{good}\r\n\r\n");
+        assert!(
+            Response::parse(&mut text.as_bytes(), DEFAULT_MAX_HEAD, Some(0)).is_ok(),
+            "{good:?}"
+        );
+    }
+    for bad in [
+        "HTTP/1.10 200 OK",
+        "HTTP/1 200 OK",
+        "http/1.1 200 OK",
+        "HTTP/a.1 200 OK",
+        "HTTPS/1.1 200 OK",
+    ] {
+        let text = format!("{bad}\r\n\r\n");
+        assert!(
+            matches!(
+                Response::parse(&mut text.as_bytes(), DEFAULT_MAX_HEAD, Some(0)),
+                Err(ProtocolError::MalformedStatusLine(_))
+            ),
+            "{bad:?}"
+        );
+    }
 }

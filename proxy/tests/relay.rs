@@ -348,6 +348,46 @@ fn chunked_push_leaves_its_keep_alive_connection_usable() {
     );
 }
 
+/// Issue 2, interop: the Go client pushes a failed scrape as `HTTP/0.0 500 ...` with its body
+/// running to the end of the push (bytes captured from it, in protocol/tests/fixtures). The Go
+/// proxy relays that to the scraper; so do we, status and reason intact.
+#[test]
+fn go_client_error_push_with_version_0_0_is_relayed() {
+    let proxy = Proxy::start(&[]);
+    let poll = RawPoll::send(proxy.port, "go-client.test");
+    wait_for_polls(&proxy, 1);
+    let port = proxy.port;
+    let scraper =
+        thread::spawn(move || scrape(port, "http://go-client.test:19999/metrics", Some("5")));
+    let r = poll
+        .answer(Duration::from_secs(5))
+        .expect("the poll gets the scrape");
+    let req = ScrapeRequest::from_bytes(&r.body, DEFAULT_MAX_HEAD).expect("a scrape request");
+    let id = req.id().expect("Id").to_string();
+
+    let captured = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../protocol/tests/fixtures/10-go-client-error-push-body.http"
+    ))
+    .expect("the captured push");
+    let captured = String::from_utf8(captured).expect("text");
+    let push = captured.replace("11111111-2222-3333-4444-555555555555", &id);
+    let pushed = proxy.post("/push", push.as_bytes());
+    assert_eq!(pushed.status, 200, "push: {}", pushed.text());
+
+    let scraped = scraper
+        .join()
+        .expect("scraper thread")
+        .expect("the scrape is answered");
+    assert_eq!(scraped.status, 500, "{}", scraped.text());
+    assert_eq!(
+        scraped.text(),
+        "failed to scrape http://127.0.0.3:19999/metrics: Get \"http://127.0.0.3:19999/metrics\": \
+         dial tcp 127.0.0.3:19999: connect: connection refused"
+    );
+    assert_eq!(scraped.header("Id"), None, "Id is stripped");
+}
+
 /// Issue 2: a push for a scrape that already gave up is answered 410 at once (the Go proxy held
 /// it 15 s); a push for an id never seen is 404.
 #[test]
