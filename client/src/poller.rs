@@ -428,7 +428,8 @@ impl ProxyPolls {
         }
     }
 
-    /// Starts a scrape thread; returns the scrapes in flight from this proxy, this one included.
+    /// Runs the scrape on an idle scrape thread or a new one; returns the scrapes in flight
+    /// from this proxy, this one included.
     fn start_scrape(self: &Arc<Self>, request: ScrapeRequest, received: Instant) -> usize {
         let bound = request
             .headers
