@@ -302,22 +302,39 @@ fn poll_held_past_max_hold_gets_408_and_clients_keep_serving() {
     }
 }
 
+/// A scrape of `url` (deadline `timeout` seconds) handed to a poll of `fqdn` written by the
+/// test: the scraper's thread, and the scrape's Id as the poll received it.
+fn scrape_through_raw_poll(
+    proxy: &Proxy,
+    fqdn: &str,
+    url: &str,
+    timeout: &'static str,
+) -> (thread::JoinHandle<Result<Reply, String>>, String) {
+    let poll = RawPoll::send(proxy.port, fqdn);
+    wait_for_polls(proxy, 1);
+    let (port, url) = (proxy.port, url.to_string());
+    let scraper = thread::spawn(move || scrape(port, &url, Some(timeout)));
+    let r = poll
+        .answer(Duration::from_secs(5))
+        .expect("the poll gets the scrape");
+    assert_eq!(r.status, 200, "poll answer: {}", r.text());
+    let req = ScrapeRequest::from_bytes(&r.body, DEFAULT_MAX_HEAD).expect("a scrape request");
+    (scraper, req.id().expect("Id").to_string())
+}
+
 /// Issue 2: a client's HTTP agent sends a push of unknown length in chunked encoding and then
 /// reuses the connection for its next poll or push; the proxy must consume the whole push
 /// request, up to its last chunk, or the next request on that connection is garbage to it.
 #[test]
 fn chunked_push_leaves_its_keep_alive_connection_usable() {
     let proxy = Proxy::start(&[]);
-    let poll = RawPoll::send(proxy.port, "keepalive.test");
-    wait_for_polls(&proxy, 1);
     let port = proxy.port;
-    let scraper =
-        thread::spawn(move || scrape(port, "http://keepalive.test:9100/metrics", Some("5")));
-    let r = poll
-        .answer(Duration::from_secs(5))
-        .expect("the poll gets the scrape");
-    let req = ScrapeRequest::from_bytes(&r.body, DEFAULT_MAX_HEAD).expect("a scrape request");
-    let id = req.id().expect("Id").to_string();
+    let (scraper, id) = scrape_through_raw_poll(
+        &proxy,
+        "keepalive.test",
+        "http://keepalive.test:9100/metrics",
+        "5",
+    );
 
     let inner = push_body(&id, 200, &[], b"up 1\n");
     let mut push =
@@ -354,16 +371,12 @@ fn chunked_push_leaves_its_keep_alive_connection_usable() {
 #[test]
 fn go_client_error_push_with_version_0_0_is_relayed() {
     let proxy = Proxy::start(&[]);
-    let poll = RawPoll::send(proxy.port, "go-client.test");
-    wait_for_polls(&proxy, 1);
-    let port = proxy.port;
-    let scraper =
-        thread::spawn(move || scrape(port, "http://go-client.test:19999/metrics", Some("5")));
-    let r = poll
-        .answer(Duration::from_secs(5))
-        .expect("the poll gets the scrape");
-    let req = ScrapeRequest::from_bytes(&r.body, DEFAULT_MAX_HEAD).expect("a scrape request");
-    let id = req.id().expect("Id").to_string();
+    let (scraper, id) = scrape_through_raw_poll(
+        &proxy,
+        "go-client.test",
+        "http://go-client.test:19999/metrics",
+        "5",
+    );
 
     let captured = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -394,16 +407,7 @@ fn go_client_error_push_with_version_0_0_is_relayed() {
 fn late_push_is_refused_at_once_and_unknown_id_is_404() {
     let proxy = Proxy::start(&[]);
     let fqdn = "late.test";
-    let poll = RawPoll::send(proxy.port, fqdn);
-    wait_for_polls(&proxy, 1);
-    let port = proxy.port;
-    let scraper = thread::spawn(move || scrape(port, "http://late.test:9100/metrics", Some("1")));
-    let r = poll
-        .answer(Duration::from_secs(5))
-        .expect("the poll gets the scrape");
-    assert_eq!(r.status, 200, "poll answer: {}", r.text());
-    let req = ScrapeRequest::from_bytes(&r.body, DEFAULT_MAX_HEAD).expect("a scrape request");
-    let id = req.id().expect("Id").to_string();
+    let (scraper, id) = scrape_through_raw_poll(&proxy, fqdn, "http://late.test:9100/metrics", "1");
 
     let scraped = scraper
         .join()
