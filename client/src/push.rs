@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Cursor, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
@@ -33,12 +34,19 @@ pub struct ProxyLink {
     pub fqdn: String,
     /// `--auth.token-file` and its token, shown on every /poll and /push.
     pub token: Option<(PathBuf, BearerToken)>,
+    /// Whether this client is idle towards this proxy (see [`crate::poller::IDLE_POLL`]): then
+    /// its polls and pushes ask for `Connection: close`, and the proxy keeps no thread for it.
+    pub idle: AtomicBool,
 }
 
 impl ProxyLink {
-    /// `POST {url}{path}`, with our bearer token if we have one.
+    /// `POST {url}{path}`, with our bearer token if we have one, asking for the connection to
+    /// close after it while the client is idle.
     pub fn post(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-        let request = self.agent.post(format!("{}{path}", self.url));
+        let mut request = self.agent.post(format!("{}{path}", self.url));
+        if self.idle.load(Ordering::SeqCst) {
+            request = request.header("Connection", "close");
+        }
         match &self.token {
             Some((_, token)) => request.header("Authorization", token.header_value()),
             None => request,

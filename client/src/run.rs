@@ -2,6 +2,7 @@
 //! SIGTERM or SIGINT and let the scrapes in flight finish.
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +159,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             agent,
             fqdn: config.fqdn.clone(),
             token: token.clone(),
+            idle: AtomicBool::new(false),
         });
         let polls = ProxyPolls::new(
             link,

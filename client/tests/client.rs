@@ -24,8 +24,16 @@ use pushprox_protocol::Response;
 /// What the fake proxy saw.
 #[derive(Debug)]
 enum Event {
-    Poll { body: Vec<u8>, at: Instant },
-    Push { body: Vec<u8> },
+    /// `close`: the request asked for its connection to close (`Connection: close`).
+    Poll {
+        body: Vec<u8>,
+        at: Instant,
+        close: bool,
+    },
+    Push {
+        body: Vec<u8>,
+        close: bool,
+    },
 }
 
 /// Answers polls from a script of raw HTTP responses (then holds them), captures pushes.
@@ -36,12 +44,17 @@ struct FakeProxy {
 
 impl FakeProxy {
     fn start(poll_answers: Vec<Vec<u8>>) -> FakeProxy {
+        FakeProxy::start_delayed(poll_answers, Duration::ZERO)
+    }
+
+    /// Each scripted poll answer is sent `delay` after its poll arrived.
+    fn start_delayed(poll_answers: Vec<Vec<u8>>, delay: Duration) -> FakeProxy {
         let (tx, events) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Mutex::new(VecDeque::from(poll_answers));
         let stopped = Arc::clone(&stop);
         let server = Server::start(stop, move |conn| {
-            serve_proxy_connection(conn, &tx, &answers, &stopped)
+            serve_proxy_connection(conn, &tx, &answers, delay, &stopped)
         });
         FakeProxy { server, events }
     }
@@ -65,16 +78,29 @@ impl FakeProxy {
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(Event::Push { body }) => return body,
+                Ok(Event::Push { body, .. }) => return body,
                 Ok(Event::Poll { .. }) => continue,
                 Err(_) => panic!("no push reached the fake proxy within {wait:?}"),
             }
         }
     }
 
+    /// Whether the first two polls and the first push asked for `Connection: close`, in
+    /// whatever order they came.
+    fn closes_of_two_polls_and_a_push(&self) -> (bool, bool, bool) {
+        let (mut polls, mut push) = (Vec::new(), None);
+        while polls.len() < 2 || push.is_none() {
+            match self.next_event() {
+                Event::Poll { close, .. } => polls.push(close),
+                Event::Push { close, .. } => push = push.or(Some(close)),
+            }
+        }
+        (polls[0], push.unwrap_or_default(), polls[1])
+    }
+
     fn next_poll(&self) -> (Vec<u8>, Instant) {
         match self.next_event() {
-            Event::Poll { body, at } => (body, at),
+            Event::Poll { body, at, .. } => (body, at),
             other => panic!("expected a poll, got {other:?}"),
         }
     }
@@ -84,6 +110,7 @@ fn serve_proxy_connection(
     conn: TcpStream,
     events: &Sender<Event>,
     answers: &Mutex<VecDeque<Vec<u8>>>,
+    delay: Duration,
     stop: &AtomicBool,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
@@ -91,15 +118,23 @@ fn serve_proxy_connection(
     let mut reader = BufReader::new(conn);
     while let Some((head, body)) = read_request(&mut reader) {
         assert_eq!(head.method, "POST", "{}", head.path);
+        let close = head
+            .headers
+            .get("Connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let answer = match head.path.as_str() {
             "/poll" => {
                 let _ = events.send(Event::Poll {
                     body,
                     at: Instant::now(),
+                    close,
                 });
                 let scripted = answers.lock().unwrap().pop_front();
                 match scripted {
-                    Some(a) => a,
+                    Some(a) => {
+                        thread::sleep(delay);
+                        a
+                    }
                     None => {
                         // Hold the poll, as a proxy without scrapes does.
                         let until = Instant::now() + Duration::from_secs(20);
@@ -111,7 +146,7 @@ fn serve_proxy_connection(
                 }
             }
             "/push" => {
-                let _ = events.send(Event::Push { body });
+                let _ = events.send(Event::Push { body, close });
                 http_response(200, "text/plain", b"")
             }
             _ => http_response(404, "text/plain", b"not found"),
@@ -128,6 +163,11 @@ fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
 
 /// A poll answer handing out a scrape of `url`, in proxy form.
 fn scrape_answer(url: &str, id: &str, timeout: Option<&str>) -> Vec<u8> {
+    scrape_answer_with(url, id, timeout, "Content-Type: text/plain\r\n")
+}
+
+/// [`scrape_answer`] with the answer's header `fields` (each line ending in CRLF).
+fn scrape_answer_with(url: &str, id: &str, timeout: Option<&str>, fields: &str) -> Vec<u8> {
     let host = url.split("://").nth(1).unwrap().split('/').next().unwrap();
     let mut req = format!(
         "GET {url} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Prometheus/2.42.0\r\n\
@@ -137,7 +177,7 @@ fn scrape_answer(url: &str, id: &str, timeout: Option<&str>) -> Vec<u8> {
         req.push_str(&format!("X-Prometheus-Scrape-Timeout-Seconds: {t}\r\n"));
     }
     req.push_str("\r\n");
-    http_response(200, "text/plain", req.as_bytes())
+    raw_response(200, fields, req.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,6 +366,35 @@ fn gzip_body_of_unknown_length_is_pushed_chunked_and_untouched() {
     let parsed = parse_push(&push);
     assert_eq!(parsed.head.status, 200);
     assert!(parsed.body == body, "the body changed on the way");
+}
+
+/// A client whose poll waited a second or more is idle: its push and its next poll to our
+/// proxy (which answers with X-PushProx-Max-Polls) ask for `Connection: close`, so the proxy
+/// keeps no thread for it; a busy client's, and everything sent to a Go proxy, stay keep-alive.
+#[test]
+fn after_a_long_poll_the_next_poll_to_our_proxy_closes_its_connection() {
+    let body = b"up 1\n";
+    let ok = raw_response(200, "Content-Type: text/plain\r\n", body);
+    for (ours, delay, want_close) in [
+        (true, Duration::from_millis(1200), true),
+        (true, Duration::ZERO, false),
+        (false, Duration::from_millis(1200), false),
+    ] {
+        let target = FakeTarget::start(ok.clone(), Duration::ZERO);
+        let fields = if ours {
+            "Content-Type: text/plain\r\nX-PushProx-Max-Polls: 8\r\n"
+        } else {
+            "Content-Type: text/plain\r\n"
+        };
+        let answer = scrape_answer_with(&target.url(), "id-idle", Some("5"), fields);
+        let proxy = FakeProxy::start_delayed(vec![answer], delay);
+        let _client = ClientProcess::for_proxy(&proxy, &[]);
+        let case = format!("our proxy: {ours}, first poll answered after {delay:?}");
+        let (first, push, second) = proxy.closes_of_two_polls_and_a_push();
+        assert!(!first, "{case}: the first poll is keep-alive");
+        assert_eq!(push, want_close, "{case}: the push");
+        assert_eq!(second, want_close, "{case}: the second poll");
+    }
 }
 
 #[test]
