@@ -20,6 +20,8 @@ const SCRAPES_WAITING: &str = "pushprox_scrapes_waiting";
 const SLACK: usize = 3;
 /// tiny_http lets an idle worker thread go after 5 s.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Idle threads tiny_http's pool keeps however long they wait (its MIN_THREADS).
+const TINY_HTTP_IDLE_THREADS: usize = 4;
 
 /// One real client per target, FQDN = the target's IP; waits until the proxy lists them all
 /// and holds a poll of each.
@@ -332,4 +334,47 @@ fn burst_of_keep_alive_connections_is_served_without_delay() {
         BURSTS.iter().sum::<usize>(),
         slow.join("\n")
     );
+}
+
+/// Issue 5: a poll that asks for `Connection: close` (our client's, once idle) is parked with
+/// no thread behind it; a keep-alive poll (the Go client's) keeps one of tiny_http's connection
+/// threads for as long as it waits. Both are answered alike (the raw polls of relay.rs close).
+#[test]
+fn closing_polls_are_parked_without_a_thread_keep_alive_ones_with_one() {
+    const POLLS: usize = 30;
+    let proxy = Proxy::start(&[]);
+    let baseline = quiet_min(|| proxy.threads());
+    let closing: Vec<RawPoll> = (0..POLLS)
+        .map(|i| RawPoll::send(proxy.port, &format!("closing-{i}.test")))
+        .collect();
+    wait_for_polls(&proxy, POLLS);
+    // tiny_http keeps a few idle pool threads for 5 s after their connection's last request.
+    let closing_threads = settles_to(SETTLE_WITHIN, baseline + SLACK, || proxy.threads());
+    assert!(
+        closing_threads <= baseline + SLACK,
+        "{POLLS} closing polls parked: {closing_threads} threads, {baseline} before\n{}",
+        resources(proxy.pid())
+    );
+
+    let keep_alive: Vec<_> = (0..POLLS)
+        .map(|i| {
+            let fqdn = format!("keep-alive-{i}.test");
+            let mut s = connect(proxy.port).expect("connect");
+            write!(
+                s,
+                "POST /poll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{fqdn}",
+                fqdn.len()
+            )
+            .expect("write a keep-alive poll");
+            s
+        })
+        .collect();
+    wait_for_polls(&proxy, 2 * POLLS);
+    // Each holds a thread; the first few may be idle pool threads already counted.
+    let threads = proxy.threads();
+    assert!(
+        threads + TINY_HTTP_IDLE_THREADS >= closing_threads + POLLS,
+        "{POLLS} keep-alive polls more: {threads} threads, {closing_threads} before"
+    );
+    drop((closing, keep_alive));
 }
