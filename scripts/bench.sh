@@ -312,22 +312,30 @@ if want 1; then
 fi
 
 # --- 2. idle polls -------------------------------------------------------------------------------
+# Two kinds: polls that ask for Connection: close, as our client sends once it is idle (parked
+# without a thread, one descriptor each), and keep-alive polls, as the Go client sends (each
+# keeps a tiny_http thread and two descriptors).
 want 2 || IDLE_COUNTS=()
 for count in "${IDLE_COUNTS[@]}"; do
-    # The proxy needs two descriptors per connection (tiny_http), plus some of its own.
+    # Keep-alive polls need two descriptors each in the proxy (tiny_http), plus some of its own;
+    # both kinds are measured at the same count.
     fits=$(((NOFILE - 200) / 2 / 100 * 100))
     if [ "$count" -gt "$fits" ]; then
-        echo "bench: idle polls $count: ulimit -n $NOFILE (hard limit $HARD) holds only $fits in the proxy; measuring $fits"
+        echo "bench: idle polls $count: ulimit -n $NOFILE (hard limit $HARD) holds only $fits keep-alive polls in the proxy; measuring $fits"
         count=$fits
     fi
     max_conn=$((count + 1024 > 16384 ? count + 1024 : 16384))
-    start_proxy "proxy-idle-$count" --web.max-connections "$max_conn"
-    r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$count" --proxy-pid "$PROXY_PID" --timeout 240) || die
-    awk -v n="$count" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" \
-        -v tb="$(kv "$r" threads_before)" -v ta="$(kv "$r" threads)" -v s="$(kv "$r" ready_seconds)" 'BEGIN {
-        printf("bench: idle polls %d: proxy RSS=%.1fMiB threads=%d (idle proxy %.1fMiB/%d threads; per poll +%.1fKiB +%.2f threads; all waiting after %ss; at that rate 10000 polls: %.0fMiB)\n",
-            n, a / 1024, ta, b / 1024, tb, (a - b) / n, (ta - tb) / n, s, (b + (a - b) / n * 10000) / 1024) }'
-    stop_pids "$PROXY_PID"
+    for kind in close keep-alive; do
+        if [ "$kind" = close ]; then what="closing, as our idle client's"; else what="keep-alive, as the Go client's"; fi
+        start_proxy "proxy-idle-$count-$kind" --web.max-connections "$max_conn"
+        r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$count" --proxy-pid "$PROXY_PID" \
+            --timeout 240 --connection "$kind") || die
+        awk -v n="$count" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" -v what="$what" \
+            -v tb="$(kv "$r" threads_before)" -v ta="$(kv "$r" threads)" -v s="$(kv "$r" ready_seconds)" 'BEGIN {
+            printf("bench: idle polls %d (%s): proxy RSS=%.1fMiB threads=%d (idle proxy %.1fMiB/%d threads; per poll +%.1fKiB +%.2f threads; all waiting after %ss; at that rate 10000 polls: %.0fMiB)\n",
+                n, what, a / 1024, ta, b / 1024, tb, (a - b) / n, (ta - tb) / n, s, (b + (a - b) / n * 10000) / 1024) }'
+        stop_pids "$PROXY_PID"
+    done
 done
 
 # --- 3. one big scrape through one client ---------------------------------------------------------

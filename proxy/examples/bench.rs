@@ -12,8 +12,11 @@
 //!                  keep-alive scrapers, absolute-form through the proxy or origin-form direct;
 //!                  every body checked byte for byte; latency percentiles and throughput
 //! bench idle-polls --proxy ADDR --count N --proxy-pid PID [--timeout 120]
+//!                  [--connection keep-alive|close]
 //!                  holds N raw `POST /poll`s open, waits for pushprox_polls_waiting == N,
-//!                  then reads the proxy's VmRSS and thread count
+//!                  then reads the proxy's VmRSS and thread count; `close` sends them with
+//!                  `Connection: close`, as our client does once idle (default keep-alive, as
+//!                  the Go client)
 //! bench big        --proxy ADDR --url http://H:P/big/N --pids proxy=PID,client=PID
 //!                  one large scrape, checked byte for byte as it streams, with the peak
 //!                  VmRSS of the given processes sampled every 10 ms
@@ -742,6 +745,15 @@ fn idle_polls(o: &Opts) -> Result<(), Fail> {
     let pid: u32 = o.num("proxy-pid", None)?;
     let timeout = o.secs("timeout", 120.0)?;
     let prefix = o.str_or("prefix", "idle");
+    let connection = match o.str_or("connection", "keep-alive") {
+        "keep-alive" => "",
+        "close" => "Connection: close\r\n",
+        other => {
+            return Err(format!(
+                "--connection {other:?}: expected keep-alive or close"
+            ))
+        }
+    };
     let deadline = Instant::now() + timeout;
     // Let a fresh proxy settle before the baseline.
     thread::sleep(Duration::from_millis(300));
@@ -763,7 +775,7 @@ fn idle_polls(o: &Opts) -> Result<(), Fail> {
             .map_err(|e| format!("after {i} polls: {}", connect_error(proxy, &e)))?;
         let fqdn = format!("{prefix}-{i}.example");
         let req = format!(
-            "POST /poll HTTP/1.1\r\nHost: {proxy}\r\nUser-Agent: pushprox-bench\r\nContent-Length: {}\r\n\r\n{fqdn}",
+            "POST /poll HTTP/1.1\r\nHost: {proxy}\r\nUser-Agent: pushprox-bench\r\n{connection}Content-Length: {}\r\n\r\n{fqdn}",
             fqdn.len()
         );
         (&s).write_all(req.as_bytes())
