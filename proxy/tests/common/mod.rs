@@ -745,6 +745,21 @@ pub fn scrape_request(url: &str, timeout: Option<&str>, extra: &[(&str, &str)]) 
     out.into_bytes()
 }
 
+/// Asserts that the scraper got an error status (5xx) whose one-line reason names `name`.
+pub fn assert_error_naming(r: &Reply, name: &str) {
+    assert!(
+        r.status >= 500,
+        "the scraper gets an error status: {} {:?}",
+        r.status,
+        r.text()
+    );
+    assert!(
+        r.text().contains(name),
+        "the reason names {name}: {:?}",
+        r.text()
+    );
+}
+
 /// Connects to `127.0.0.1:port`, writes `request` and reads one answer, each step bounded by
 /// `within`.
 pub fn exchange(port: u16, request: &[u8], within: Duration) -> Result<Reply, String> {
