@@ -204,6 +204,9 @@ fn target_agent(tls: ureq::tls::TlsConfig) -> Agent {
         .tls_config(tls)
         // Targets are on this host: never through an HTTP(S)_PROXY.
         .proxy(None)
+        // A redirect could lead anywhere (another port, the proxy's API) with the scraper's
+        // headers: the 3xx goes back to the scraper, whose next request passes our checks again.
+        .max_redirects(0)
         // Send only the scraper's headers.
         .user_agent("")
         .accept("")

@@ -70,6 +70,8 @@ pub enum ScrapeError {
     BadDeadline(ProtocolError),
     /// The scraper's headers cannot be sent as they are.
     BadRequest { url: String, reason: String },
+    /// The URL carries a user name or password (`http://user:pw@host/`); `url` has them cut out.
+    UserInfo { url: String },
     /// The deadline passed before the target answered.
     Timeout { url: String, timeout: Duration },
     /// The target could not be reached or answered something that is not HTTP.
@@ -87,17 +89,19 @@ impl ScrapeError {
             | ScrapeError::BadScheme(_)
             | ScrapeError::MissingDeadline
             | ScrapeError::BadDeadline(_)
-            | ScrapeError::BadRequest { .. } => Outcome::Refused,
+            | ScrapeError::BadRequest { .. }
+            | ScrapeError::UserInfo { .. } => Outcome::Refused,
             ScrapeError::Timeout { .. } => Outcome::Timeout,
             ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
         }
     }
 
     /// The status of the push that answers the scrape: 403 where this client's configuration
-    /// forbids it, 500 for every other failure (as Go).
+    /// forbids it, 400 for credentials in the URL, 500 for every other failure (as Go).
     pub fn status(&self) -> u16 {
         match self {
             ScrapeError::NotAllowed { .. } => 403,
+            ScrapeError::UserInfo { .. } => 400,
             _ => 500,
         }
     }
@@ -149,6 +153,11 @@ impl fmt::Display for ScrapeError {
             ScrapeError::BadRequest { url, reason } => {
                 write!(f, "scrape of {url} refused: {reason}")
             }
+            ScrapeError::UserInfo { url } => write!(
+                f,
+                "scrape of {url} refused: the URL carries a user name or password, which this \
+                 client never sends on to a target (Prometheus puts credentials in headers)"
+            ),
             ScrapeError::Timeout { url, timeout } => write!(
                 f,
                 "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
@@ -190,6 +199,9 @@ pub fn prepare(
     fqdn: &str,
     allow: &[AllowRule],
 ) -> Result<Prepared, ScrapeError> {
+    if let Some(url) = without_userinfo(&request.url) {
+        return Err(ScrapeError::UserInfo { url });
+    }
     let target = request.target().map_err(ScrapeError::BadUrl)?;
     if !same_host(&target.host, fqdn) {
         return Err(ScrapeError::WrongHost {
@@ -221,6 +233,14 @@ pub fn prepare(
         headers: forwarded_headers(request),
         timeout,
     })
+}
+
+/// `url` with its userinfo (`user:password@`) cut out, or `None` when it has none.
+pub fn without_userinfo(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, _) = rest[..end].rsplit_once('@')?;
+    Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
 }
 
 /// Whether `--scrape.allow` lets this client scrape `port` of `host`.
@@ -332,7 +352,7 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
         log::warn!(
             "fqdn={fqdn} scrape_id=none proxy={} url={}: scrape request without an {ID_HEADER} header, so its result cannot be pushed; dropped",
             link.url,
-            request.url
+            without_userinfo(&request.url).unwrap_or_else(|| request.url.clone())
         );
         ctx.metrics.scrape_done(Outcome::Refused);
         return;
@@ -432,6 +452,22 @@ mod tests {
 
     fn request(text: &str) -> ScrapeRequest {
         ScrapeRequest::from_bytes(text.as_bytes(), 64 * 1024).unwrap()
+    }
+
+    #[test]
+    fn userinfo_is_cut_out_of_the_url_and_refused_with_400() {
+        assert_eq!(
+            without_userinfo("http://u:pw@h:9100/metrics?a=b@c"),
+            Some("http://h:9100/metrics?a=b@c".to_string())
+        );
+        assert_eq!(without_userinfo("http://h:9100/x?a=b@c"), None);
+        let r = request(
+            "GET http://u:pw@h:9100/metrics HTTP/1.1\r\nHost: h:9100\r\n\
+             X-Prometheus-Scrape-Timeout-Seconds: 5\r\nId: 1\r\n\r\n",
+        );
+        let error = prepare(&r, "h", &[]).unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert!(!error.to_string().contains("pw"), "{error}");
     }
 
     #[test]

@@ -525,3 +525,78 @@ fn tls_request(dir: &TempDir, port: u16, ca: &str, text: &str) -> Vec<u8> {
     assert!(exited, "openssl s_client did not finish within {WAIT:?}");
     std::fs::read(&out_path).unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Never leaving the allowed target
+
+/// A target that answers every request with a `302` to `location`.
+fn redirecting_target(location: String) -> Server {
+    Server::start(Arc::new(AtomicBool::new(false)), move |mut conn| {
+        let _ = conn.set_read_timeout(Some(WAIT));
+        if read_head(&mut conn).is_some() {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+            );
+        }
+    })
+}
+
+#[test]
+fn a_targets_redirect_goes_back_to_the_scraper_and_is_never_followed() {
+    let dir = TempDir::new("redirect");
+    let proxy = Proxy::start(&dir, &[], false);
+    let elsewhere = Target::start();
+    let redirecting = redirecting_target(elsewhere.url());
+    let _client = start_client(
+        &dir,
+        &format!("http://127.0.0.1:{}/", proxy.port),
+        &["--scrape.allow", &redirecting.addr.port().to_string()],
+    );
+    proxy.wait_registered("127.0.0.1");
+
+    let answer = scrape(
+        proxy.port,
+        &format!("http://{}/metrics", redirecting.addr),
+        "5",
+    );
+    assert_eq!(answer.head.status, 302, "{}", body_text(&answer));
+    assert_eq!(
+        answer.head.headers.get("Location"),
+        Some(elsewhere.url().as_str())
+    );
+    // The scrape is over, so a followed redirect would have reached the other port by now.
+    assert_eq!(
+        elsewhere.requests.load(Ordering::SeqCst),
+        0,
+        "the client followed the redirect to a port outside --scrape.allow"
+    );
+}
+
+#[test]
+fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logged() {
+    let dir = TempDir::new("userinfo");
+    let proxy = Proxy::start(&dir, &[], false);
+    let target = Target::start();
+    let mut client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
+    proxy.wait_registered("127.0.0.1");
+
+    let url = format!("http://scraper:s3cr3t@{}/metrics", target.addr);
+    let answer = scrape(proxy.port, &url, "5");
+    let text = body_text(&answer);
+    assert_eq!(answer.head.status, 400, "{text}");
+    assert!(text.contains("user name or password"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert_eq!(
+        target.requests.load(Ordering::SeqCst),
+        0,
+        "the target was scraped"
+    );
+    client.wait_for_line("warning of the refusal", &["user name or password"]);
+    assert!(
+        !client.log_text().contains("s3cr3t"),
+        "the client logged the password:\n{}",
+        client.log_text()
+    );
+}
