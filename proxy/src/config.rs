@@ -49,15 +49,25 @@ pub struct Config {
     #[arg(long = "poll.max-hold", value_name = "DURATION", default_value = "0s", value_parser = parse_duration_flag)]
     pub poll_max_hold: Duration,
 
-    /// Most requests handled at once (each held poll counts as one). Beyond it, new requests
-    /// get 503 and the proxy carries on. Each needs a thread: see the README on limits.
+    /// Most connections open at once, from accept to close; each parked poll holds one (and
+    /// one file descriptor, no thread). Beyond it, new connections get 503 and the proxy
+    /// carries on. Lowered at start to what the open-files limit holds.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Longest time a connection may stay silent while the proxy reads a request from it, and
-    /// longest time a write to it may block. A held poll is not a read: it is unaffected. Stops
-    /// slow or idle connections (half-sent requests, idle keep-alives) from pinning threads.
-    /// 0s turns it off (as the Go proxy, which has none). [ours]
+    /// Largest request head (request line and headers); a longer one gets 431 (414 for a
+    /// request line alone that long) and the connection is closed. [ours]
+    #[arg(long = "web.max-header-bytes", value_name = "SIZE", default_value = "16KiB", value_parser = parse_head_size)]
+    pub max_head_bytes: usize,
+
+    /// Most header fields in a request; more get 431. [ours]
+    #[arg(long = "web.max-headers", value_name = "N", default_value_t = 100, value_parser = parse_max_headers)]
+    pub max_headers: usize,
+
+    /// Longest wait for the next request on an idle connection; once a request starts, the
+    /// time its whole head may take (a head trickled a byte at a time is cut here); and the
+    /// longest stall of each body read, each write and a TLS handshake. A parked poll is not a
+    /// read: it is unaffected. 0s turns it off (as the Go proxy, which has none). [ours]
     #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag)]
     pub read_timeout: Duration,
 
@@ -168,6 +178,23 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
                 "\"{text}\" is not a size: expected e.g. 512KiB, 64MiB, 1GiB or a number of bytes"
             )
         })
+}
+
+/// A count of header fields between 1 and 1000.
+fn parse_max_headers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!("\"{text}\" is not a number between 1 and 1000")),
+    }
+}
+
+/// A head limit: a size between 1 KiB and 1 MiB.
+fn parse_head_size(text: &str) -> Result<usize, String> {
+    let n = parse_size(text)?;
+    if !(1024..=1 << 20).contains(&n) {
+        return Err(format!("{text} is outside 1KiB..1MiB"));
+    }
+    Ok(n as usize)
 }
 
 fn parse_level(text: &str) -> Result<LevelFilter, String> {

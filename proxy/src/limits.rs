@@ -1,55 +1,36 @@
-//! The open-files limit, which bounds how many clients the proxy can hold: each connection
-//! takes two file descriptors in tiny_http (a read and a write handle).
+//! The open-files limit, which bounds how many connections the proxy can hold: one file
+//! descriptor each, parked polls included.
 
-/// File descriptors one connection needs.
-pub const FDS_PER_CONNECTION: u64 = 2;
 /// File descriptors kept for everything else (listener, logs, /proc reads, spare).
 const RESERVED_FDS: u64 = 64;
 
-#[cfg(target_os = "linux")]
-mod sys {
-    #[repr(C)]
-    pub struct Rlimit {
-        pub cur: u64,
-        pub max: u64,
-    }
-    pub const RLIMIT_NOFILE: i32 = 7;
-    extern "C" {
-        pub fn getrlimit(resource: i32, rlim: *mut Rlimit) -> i32;
-        pub fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
-    }
-}
-
 /// Raises the soft open-files limit to the hard one, as the Go runtime does at start, and
 /// returns the limit now in force (None where it cannot be read).
-#[cfg(target_os = "linux")]
 pub fn raise_open_files() -> Option<u64> {
-    let mut lim = sys::Rlimit { cur: 0, max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: lim is a valid, writable rlimit struct for the call.
-    if unsafe { sys::getrlimit(sys::RLIMIT_NOFILE, &mut lim) } != 0 {
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return None;
     }
-    if lim.cur < lim.max {
-        let raised = sys::Rlimit {
-            cur: lim.max,
-            max: lim.max,
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
         };
         // SAFETY: raised is a valid rlimit struct that outlives the call.
-        if unsafe { sys::setrlimit(sys::RLIMIT_NOFILE, &raised) } == 0 {
-            return Some(lim.max);
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Some(u64::from(lim.rlim_max));
         }
     }
-    Some(lim.cur)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn raise_open_files() -> Option<u64> {
-    None
+    Some(u64::from(lim.rlim_cur))
 }
 
 /// How many connections fit in `open_files` descriptors.
 pub fn connections_for(open_files: u64) -> u64 {
-    open_files.saturating_sub(RESERVED_FDS) / FDS_PER_CONNECTION
+    open_files.saturating_sub(RESERVED_FDS)
 }
 
 #[cfg(test)]
@@ -65,7 +46,7 @@ mod tests {
             .unwrap();
         let now = super::raise_open_files().expect("readable on Linux");
         assert!(now >= soft, "{now} < {soft}");
-        assert_eq!(super::connections_for(20_000), 9_968);
+        assert_eq!(super::connections_for(20_000), 19_936);
         assert_eq!(super::connections_for(10), 0);
     }
 }

@@ -2,17 +2,20 @@
 
 mod auth;
 mod config;
+mod delivery;
 mod handlers;
+mod http;
 mod id;
 mod limits;
-mod listener;
 mod lock;
 mod metrics;
+mod parked;
 mod process;
 mod registry;
 mod rendezvous;
 mod server;
 mod shutdown;
+mod state;
 mod tls;
 mod workers;
 
@@ -28,7 +31,6 @@ fn main() {
         .set_time_format_rfc3339()
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
-        .add_filter_ignore_str("tiny_http")
         .build();
     let _ = WriteLogger::init(config.log_level, log_config, std::io::stderr());
     if config.log_format == "json" {

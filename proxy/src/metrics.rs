@@ -146,6 +146,8 @@ pub struct Gauges {
     pub polls_waiting: usize,
     /// Scrapes waiting for a poll or a push.
     pub scrapes_waiting: usize,
+    /// Connections open, parked polls included.
+    pub open_connections: usize,
 }
 
 /// Counters and histograms, shared by every handler thread.
@@ -270,6 +272,13 @@ impl Metrics {
         );
         single(
             &mut out,
+            "pushprox_open_connections",
+            "gauge",
+            "Connections open to the proxy, parked polls included (bounded by --web.max-connections).",
+            gauges.open_connections,
+        );
+        single(
+            &mut out,
             "pushprox_relayed_bytes_total",
             "counter",
             "Body bytes relayed from pushes to scrapers.",
@@ -279,7 +288,7 @@ impl Metrics {
             &mut out,
             "pushprox_rejected_busy_total",
             "counter",
-            "Requests refused with 503 because the proxy was at --web.max-connections.",
+            "Connections refused with 503 because the proxy was at --web.max-connections (or the open-files limit), or could not start a thread.",
             self.rejected_busy.load(Ordering::Relaxed),
         );
         header(&mut out, "pushprox_auth_failures_total", "counter", "Requests refused for missing or wrong credentials (--auth.client-tokens, --auth.scrape-users), by reason.");
@@ -339,11 +348,13 @@ mod tests {
             clients: 2,
             polls_waiting: 1,
             scrapes_waiting: 0,
+            open_connections: 3,
         });
         for line in [
             "pushprox_http_requests_total{code=\"200\",path=\"/poll\"} 1",
             "pushproxy_proxied_requests_total{code=\"504\"} 1",
             "pushprox_proxy_clients 2",
+            "pushprox_open_connections 3",
             "pushprox_auth_failures_total{reason=\"client_token_wrong\"} 2",
             "pushprox_auth_failures_total{reason=\"scrape_credentials_missing\"} 0",
             "pushprox_scrapes_total{outcome=\"no_poll\"} 1",

@@ -274,7 +274,14 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
             Err(RecvTimeoutError::Timeout) => Err(ScrapeError::NoPush),
             Err(RecvTimeoutError::Disconnected) => Err(ScrapeError::ShuttingDown),
         };
-        if lock(&self.waiting).remove(&wait.id).is_some() {
+        let registered = lock(&self.waiting).remove(&wait.id).is_some();
+        // A push that came between the time-out and the removal is still relayed.
+        if result.is_err() {
+            if let Ok(d) = wait.rx.try_recv() {
+                return Ok(d);
+            }
+        }
+        if registered {
             let mut expired = lock(&self.expired);
             if expired.len() == REMEMBER_EXPIRED {
                 expired.pop_front();
@@ -351,6 +358,28 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
             for p in slot.parked.drain(..) {
                 if limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l) {
                     out.push((fqdn.clone(), p.poll));
+                } else {
+                    kept.push_back(p);
+                }
+            }
+            self.parked.fetch_sub(before - kept.len(), Ordering::SeqCst);
+            slot.parked = kept;
+        }
+        out
+    }
+
+    /// Takes the parked polls for which `gone` holds (their clients hung up), to be freed.
+    pub fn take_parked_where(&self, gone: impl Fn(&P) -> bool) -> Vec<P> {
+        let mut out = Vec::new();
+        for slot in lock(&self.slots).values_mut() {
+            if !slot.parked.iter().any(|p| gone(&p.poll)) {
+                continue;
+            }
+            let before = slot.parked.len();
+            let mut kept = VecDeque::with_capacity(before);
+            for p in slot.parked.drain(..) {
+                if gone(&p.poll) {
+                    out.push(p.poll);
                 } else {
                     kept.push_back(p);
                 }

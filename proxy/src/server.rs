@@ -1,48 +1,31 @@
-//! The listener, one named thread per request, and the routing of a request to its handler.
+//! Wiring: bind, build the state, route each request to its handler, sweep, shut down.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Method, Request, Server};
+use pushprox_protocol::Framing;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::handlers::{self, poll::ParkedPoll, push::Delivery, Guard};
+use crate::handlers::{self, Guard};
+use crate::http::{After, Connection, Front, HeadLimits, Limits, Request, Service};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
-use crate::workers::Workers;
+use crate::state::State;
 
-/// Everything the handlers share.
-pub struct State {
-    /// The flags.
-    pub config: Config,
-    /// Where polls, scrapes and pushes meet.
-    pub rendezvous: Rendezvous<ParkedPoll, Delivery>,
-    /// Known clients.
-    pub registry: Registry,
-    /// Counters for /metrics.
-    pub metrics: Metrics,
-    /// Start of the process, for the status page.
-    pub started: Instant,
-    /// Credentials of clients and scrapers.
-    pub auth: Auth,
-    /// Requests being served now.
-    in_flight: AtomicUsize,
-    /// --web.max-connections, lowered to what the open-files limit allows.
-    max_connections: usize,
-    /// The threads that serve them.
-    workers: Workers,
-}
+/// Largest body declared by a request other than a push; nothing of ours takes more than
+/// 1 KiB.
+const MAX_OTHER_BODY: u64 = 1 << 20;
 
-/// How long an idle handler thread waits for work before it ends.
-const WORKER_IDLE: Duration = Duration::from_secs(2);
-/// Stack of each handler thread: they parse heads and copy bodies in 16 KiB buffers.
-const HANDLER_STACK: usize = 128 * 1024;
 /// How long in-flight scrapes may take to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Stack of the janitor thread.
+const JANITOR_STACK: usize = 128 * 1024;
+/// How often parked polls are checked for clients that hung up.
+const GONE_SWEEP: Duration = Duration::from_secs(2);
 
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,15 +42,15 @@ enum Route {
     NotFound,
 }
 
-fn route(method: &Method, url: &str) -> Route {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+fn route(method: &str, target: &str) -> Route {
+    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         return Route::Scrape;
     }
-    if *method == Method::Connect {
+    if method == "CONNECT" {
         return Route::Tunnel;
     }
-    let path = url.split(['?', '#']).next().unwrap_or("");
+    let path = target.split(['?', '#']).next().unwrap_or("");
     let (route, allowed) = match path {
         "/poll" => (Route::Poll, "POST"),
         "/push" => (Route::Push, "POST"),
@@ -78,69 +61,134 @@ fn route(method: &Method, url: &str) -> Route {
         _ => return Route::NotFound,
     };
     let ok = match allowed {
-        "POST" => *method == Method::Post,
-        _ => *method == Method::Get || *method == Method::Head,
+        "POST" => method == "POST",
+        _ => method == "GET" || method == "HEAD",
     };
     if ok {
         route
     } else {
-        Route::WrongMethod(static_path(route), allowed)
+        Route::WrongMethod(label(route), allowed)
     }
 }
 
-fn static_path(route: Route) -> &'static str {
+/// The metric label of a route; scrapes are counted by outcome instead (`""`).
+fn label(route: Route) -> &'static str {
     match route {
+        Route::Scrape => "",
         Route::Poll => "/poll",
         Route::Push => "/push",
         Route::Clients => "/clients",
         Route::Metrics => "/metrics",
         Route::Index => "/",
         Route::Healthy => "/-/healthy",
-        _ => "other",
+        Route::WrongMethod(path, _) => path,
+        Route::Tunnel | Route::NotFound => "other",
     }
 }
 
-/// Largest body a request other than a push may declare; nothing of ours takes more than
-/// 1 KiB, and a larger one is not drained (see [`handlers::refuse_undrained`]).
-const MAX_OTHER_BODY: usize = 1 << 20;
+/// The PushProx endpoints, as the HTTP front's service.
+struct Proxy {
+    state: Arc<State>,
+    /// The front, for its open-connection count in /metrics.
+    front: OnceLock<Weak<Front>>,
+}
 
-/// Pushes declaring more than --push.max-body, but at most this, are refused after their Id
-/// is read (so their scrape gets a 502) and drained; larger ones are not drained.
-const PUSH_DRAIN_CEILING: usize = 256 << 20;
+impl Proxy {
+    fn open_connections(&self) -> usize {
+        self.front
+            .get()
+            .and_then(Weak::upgrade)
+            .map_or(0, |f| f.open_connections())
+    }
+}
+
+impl Service for Proxy {
+    fn handle(&self, request: Request, mut conn: Connection) -> After {
+        let state = &self.state;
+        let route = route(request.method(), request.target());
+        conn.set_label(label(route));
+        if let Framing::Length(n) = conn.body_framing() {
+            if n > MAX_OTHER_BODY && route != Route::Push {
+                let reason = format!("request body of {n} bytes is too large (limit {MAX_OTHER_BODY}; for pushes see --push.max-body)");
+                log::warn!(
+                    "refused {} {} from={}: {reason}",
+                    request.method(),
+                    handlers::shown(request.target()),
+                    conn.peer()
+                );
+                return handlers::text(conn, 413, &reason);
+            }
+        }
+        let api = matches!(route, Route::Clients | Route::Metrics | Route::Index);
+        if api {
+            if let Err(refusal) = state.auth.api(request.header("Authorization")) {
+                return handlers::refuse(state, &request, conn, Guard::Api, &refusal);
+            }
+        }
+        match route {
+            Route::Scrape => match state.auth.scraper(request.header("Proxy-Authorization")) {
+                Ok(()) => handlers::scrape::handle(state, request, conn),
+                Err(refusal) => handlers::refuse(state, &request, conn, Guard::Scraper, &refusal),
+            },
+            Route::Poll => handlers::poll::handle(state, request, conn),
+            Route::Push => handlers::push::handle(state, request, conn),
+            Route::Clients => handlers::clients::handle(state, conn),
+            Route::Metrics => handlers::metrics::handle(state, self.open_connections(), conn),
+            Route::Index => handlers::index::handle(state, conn),
+            // 503 while stopping, so that a load balancer stops sending clients here.
+            Route::Healthy if crate::shutdown::requested() => handlers::text(conn, 503, "stopping"),
+            Route::Healthy => handlers::text(conn, 200, "OK"),
+            Route::WrongMethod(path, allowed) => {
+                let reason = format!(
+                    "{} is not allowed on {path}: use {allowed}",
+                    request.method()
+                );
+                log::debug!("refused request: {reason}");
+                handlers::text(conn, 405, &reason)
+            }
+            Route::Tunnel => {
+                let reason = "CONNECT tunnels are not supported: scrape http:// targets through proxy_url, and add params: {_scheme: [https]} for TLS targets";
+                handlers::text(conn, 405, reason)
+            }
+            Route::NotFound => {
+                let reason = format!(
+                    "no such endpoint {}: this proxy serves POST /poll, POST /push, GET /clients, GET /metrics, GET / and scrapes in absolute form (http://host:port/path)",
+                    handlers::shown(request.target())
+                );
+                log::debug!("{reason}");
+                handlers::text(conn, 404, &reason)
+            }
+        }
+    }
+
+    fn record(&self, label: &'static str, status: u16, took: Duration) {
+        if !label.is_empty() {
+            self.state.metrics.http_request(label, status, took);
+        }
+    }
+
+    fn refused_busy(&self) {
+        self.state.metrics.rejected_busy();
+    }
+}
 
 /// Binds the listener and serves until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
-    let ssl = match (&config.tls_cert, &config.tls_key) {
+    let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::load(cert, key)?),
         _ => None,
     };
-    let scheme = if ssl.is_some() { "https" } else { "http" };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let auth = Auth::load(&config)?;
     let addr = config.listen_addr();
-    let listener = crate::listener::bind(&addr, config.read_timeout).map_err(|e| {
+    let listener = TcpListener::bind(&addr).map_err(|e| {
         format!("cannot listen on {addr}: {e} (is another proxy running there? choose another address with -l)")
     })?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the address of the listener: {e}"))?;
-    // A second handle, to restart tiny_http's accept thread should it stop (see listener.rs).
-    let spare = listener
-        .try_clone()
-        .map_err(|e| format!("cannot duplicate the listening socket: {e}"))?;
-    let ssl_again = ssl.clone();
-    let server = Server::from_listener(listener, ssl).map_err(|e| {
-        match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => format!(
-                "the TLS certificate {} or key {} was refused: {e} (do they belong together?)",
-                cert.display(),
-                key.display()
-            ),
-            _ => format!("cannot serve on {addr}: {e}"),
-        }
-    })?;
     log::info!(
-        "listening address={} scheme={scheme} scrape.default-timeout={} scrape.max-timeout={} registration.timeout={} web.read-timeout={} push.max-body={}",
-        server.server_addr(),
+        "listening address={bound} scheme={scheme} scrape.default-timeout={} scrape.max-timeout={} registration.timeout={} web.read-timeout={} push.max-body={}",
         pushprox_protocol::format_duration(config.scrape_default_timeout),
         pushprox_protocol::format_duration(config.scrape_max_timeout),
         pushprox_protocol::format_duration(config.registration_timeout),
@@ -168,7 +216,7 @@ pub fn run(config: Config) -> Result<(), String> {
             let fit = crate::limits::connections_for(open_files);
             if fit < u64::from(config.max_connections) {
                 log::warn!(
-                    "the open-files limit ({open_files}) holds only {fit} connections, fewer than --web.max-connections={}: polls beyond {fit} get 503; raise the limit (ulimit -n, systemd LimitNOFILE=) to hold more clients",
+                    "the open-files limit ({open_files}) holds only {fit} connections, fewer than --web.max-connections={}: connections beyond {fit} get 503; raise the limit (ulimit -n, systemd LimitNOFILE=) to hold more clients",
                     config.max_connections
                 );
             }
@@ -176,211 +224,67 @@ pub fn run(config: Config) -> Result<(), String> {
         }
         None => config.max_connections as usize,
     };
+    let limits = Limits {
+        head: HeadLimits {
+            max_bytes: config.max_head_bytes,
+            max_headers: config.max_headers,
+        },
+        read_timeout: config.read_timeout,
+        max_connections,
+    };
     let state = Arc::new(State {
         auth,
         rendezvous: Rendezvous::new(),
         registry: Registry::new(config.registration_timeout),
         metrics: Metrics::default(),
         started: Instant::now(),
-        in_flight: AtomicUsize::new(0),
-        max_connections,
-        workers: Workers::new("handler", HANDLER_STACK, WORKER_IDLE),
         config,
     });
-    spawn_janitor(state.clone())?;
-    crate::listener::keep_accepting(bound, state.config.read_timeout)
-        .map_err(|e| format!("cannot start the accept-keeper thread: {e}"))?;
-    let mut server = server;
-    // Servers whose accept thread stopped; their open connections may still send requests.
-    let mut retired: Vec<Server> = Vec::new();
-    // Takes the next request (or waits up to `wait`), restarting tiny_http's accept thread
-    // should it have stopped.
-    let serve_next = |server: &mut Server, retired: &mut Vec<Server>, wait: Duration| {
-        for old in retired.iter() {
-            while let Ok(Some(request)) = old.try_recv() {
-                dispatch(&state, request);
-            }
-        }
-        match server.recv_timeout(wait) {
-            Ok(Some(request)) => dispatch(&state, request),
-            Ok(None) => {}
-            Err(e) => {
-                log::warn!("accepting connections failed: {e}; restarting the accept loop");
-                let restarted = spare.try_clone().map_err(|e| e.to_string()).and_then(|l| {
-                    Server::from_listener(l, ssl_again.clone()).map_err(|e| e.to_string())
-                });
-                match restarted {
-                    Ok(new) => retired.push(std::mem::replace(server, new)),
-                    Err(e) => log::error!("cannot restart the accept loop: {e}"),
-                }
-                // Out of file descriptors, accept fails again at once: wait for some to be
-                // freed rather than spin (connections already open are still served).
-                thread::sleep(Duration::from_millis(500));
-            }
-        }
-    };
-    while !crate::shutdown::requested() {
-        serve_next(&mut server, &mut retired, Duration::from_millis(200));
-    }
+    let proxy = Arc::new(Proxy {
+        state: Arc::clone(&state),
+        front: OnceLock::new(),
+    });
+    let front = Front::new(proxy.clone(), limits, tls, Vec::new());
+    let _ = proxy.front.set(Arc::downgrade(&front));
+    spawn_janitor(Arc::clone(&state))?;
+    front
+        .run(&listener, crate::shutdown::requested)
+        .map_err(|e| format!("cannot accept connections on {bound}: {e}"))?;
     log::info!(
         "stopping: no new requests (polls and new scrapes get 503); waiting up to {}s for the pushes of in-flight scrapes",
         SHUTDOWN_GRACE.as_secs()
     );
     for poll in state.rendezvous.shut_down() {
-        poll.answer(503, "the proxy is shutting down; poll again shortly");
+        poll.answer(
+            &state.registry,
+            503,
+            "the proxy is shutting down; poll again shortly",
+        );
     }
-    // Requests are still read, so that the pushes of scrapes in flight arrive; polls and new
-    // scrapes are refused by the rendezvous from now on.
+    // Connections are still accepted, so that the pushes of scrapes in flight arrive; polls
+    // and new scrapes are refused by the rendezvous from now on.
     let until = Instant::now() + SHUTDOWN_GRACE;
-    while state.rendezvous.scrapes_waiting() > 0 && Instant::now() < until {
-        serve_next(&mut server, &mut retired, Duration::from_millis(20));
-    }
-    drop(server);
-    drop(retired);
-    drop(spare);
+    front
+        .run(&listener, || {
+            state.rendezvous.scrapes_waiting() == 0 || Instant::now() >= until
+        })
+        .map_err(|e| format!("cannot accept connections on {bound}: {e}"))?;
+    drop(listener);
     // Relays still streaming a body run on their own threads; give them a moment.
     let until = Instant::now() + Duration::from_secs(2);
-    while state.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+    while state.rendezvous.scrapes_waiting() > 0 && Instant::now() < until {
         thread::sleep(Duration::from_millis(20));
     }
     log::info!("stopped");
     Ok(())
 }
 
-fn dispatch(state: &Arc<State>, request: Request) {
-    let route = route(request.method(), request.url());
-    let limit = match (route, state.config.push_max_body) {
-        (Route::Push, 0) => usize::MAX,
-        (Route::Push, max) => usize::try_from(max)
-            .unwrap_or(usize::MAX)
-            .max(PUSH_DRAIN_CEILING),
-        _ => MAX_OTHER_BODY,
-    };
-    if let Some(declared) = request.body_length().filter(|n| *n > limit) {
-        log::warn!(
-            "refused {} {} from={}: declared body of {declared} bytes is over the limit of {limit}; connection abandoned undrained",
-            request.method(),
-            request.url().chars().take(100).collect::<String>(),
-            handlers::poll::peer(&request)
-        );
-        let path = match route {
-            Route::Push => "/push",
-            Route::Poll => "/poll",
-            _ => "other",
-        };
-        state.metrics.http_request(path, 413, Duration::ZERO);
-        let reason = format!("request body of {declared} bytes is too large (limit {limit}; for pushes see --push.max-body)");
-        handlers::refuse_undrained(request, 413, &reason);
-        return;
-    }
-    let state2 = state.clone();
-    // Parked polls count too: each keeps one of tiny_http's connection threads.
-    let busy = state.in_flight.fetch_add(1, Ordering::SeqCst) + state.rendezvous.polls_waiting()
-        >= state.max_connections;
-    if busy {
-        state.in_flight.fetch_sub(1, Ordering::SeqCst);
-        state.metrics.rejected_busy();
-        log::warn!(
-            "at the connection limit ({}, from --web.max-connections and the open-files limit): refusing {} with 503",
-            state.max_connections,
-            request.url()
-        );
-        handlers::text(
-            request,
-            503,
-            "the proxy is at its connection limit (--web.max-connections); retry shortly",
-        );
-        return;
-    }
-    let task = Box::new(move || {
-        serve(&state2, route, request);
-        state2.in_flight.fetch_sub(1, Ordering::SeqCst);
-    });
-    if let Err(e) = state.workers.run(task) {
-        // The request was dropped with the task; tiny_http answers it 500.
-        state.in_flight.fetch_sub(1, Ordering::SeqCst);
-        log::error!("cannot start a handler thread: {e} (thread or memory limit reached)");
-    }
-}
-
-fn serve(state: &Arc<State>, route: Route, request: Request) {
-    let started = Instant::now();
-    let api_guard = match route {
-        Route::Clients => Some("/clients"),
-        Route::Metrics => Some("/metrics"),
-        Route::Index => Some("/"),
-        _ => None,
-    };
-    if let Some(path) = api_guard {
-        let checked = state
-            .auth
-            .api(handlers::header_value(&request, "Authorization"));
-        if let Err(refusal) = checked {
-            let code = handlers::refuse(state, request, Guard::Api, &refusal);
-            state.metrics.http_request(path, code, started.elapsed());
-            return;
-        }
-    }
-    let (path, code) = match route {
-        Route::Scrape => {
-            let checked = state
-                .auth
-                .scraper(handlers::header_value(&request, "Proxy-Authorization"));
-            match checked {
-                Ok(()) => handlers::scrape::handle(state, request),
-                Err(refusal) => handlers::refuse(state, request, Guard::Scraper, &refusal),
-            };
-            return;
-        }
-        Route::Push => {
-            // Recorded when the push is answered, which may be after its body was relayed.
-            handlers::push::handle(state, request);
-            return;
-        }
-        Route::Poll => match handlers::poll::handle(state, request) {
-            Some(code) => ("/poll", code),
-            // Parked or handed over: recorded when it is answered.
-            None => return,
-        },
-        Route::Clients => ("/clients", handlers::clients::handle(state, request)),
-        Route::Metrics => ("/metrics", handlers::metrics::handle(state, request)),
-        Route::Index => ("/", handlers::index::handle(state, request)),
-        // 503 while stopping, so that a load balancer stops sending clients here.
-        Route::Healthy if crate::shutdown::requested() => {
-            ("/-/healthy", handlers::text(request, 503, "stopping"))
-        }
-        Route::Healthy => ("/-/healthy", handlers::text(request, 200, "OK")),
-        Route::WrongMethod(path, allowed) => {
-            let reason = format!(
-                "{} is not allowed on {path}: use {allowed}",
-                request.method()
-            );
-            log::debug!("refused request: {reason}");
-            (path, handlers::text(request, 405, &reason))
-        }
-        Route::Tunnel => {
-            let reason = "CONNECT tunnels are not supported: scrape http:// targets through proxy_url, and add params: {_scheme: [https]} for TLS targets";
-            ("other", handlers::text(request, 405, reason))
-        }
-        Route::NotFound => {
-            let reason = format!(
-                "no such endpoint {}: this proxy serves POST /poll, POST /push, GET /clients, GET /metrics, GET / and scrapes in absolute form (http://host:port/path)",
-                request.url().chars().take(100).collect::<String>()
-            );
-            log::debug!("{reason}");
-            ("other", handlers::text(request, 404, &reason))
-        }
-    };
-    state.metrics.http_request(path, code, started.elapsed());
-}
-
-/// Answers polls held past --poll.max-hold, forgets clients past the registration timeout,
-/// and drops idle per-FQDN entries.
+/// Answers polls held past --poll.max-hold, frees polls whose clients hung up, forgets
+/// clients past the registration timeout, and drops idle per-FQDN entries.
 fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
     let every = (state.config.registration_timeout / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(10));
     let hold = state.config.poll_max_hold;
-    // Polls are checked often enough that none is held much past the limit.
     // Polls may ask for their own hold (X-PushProx-Hold), so they are checked often.
     let tick = if hold.is_zero() {
         Duration::from_millis(250)
@@ -390,14 +294,22 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
     .min(every);
     thread::Builder::new()
         .name("janitor".into())
-        .stack_size(HANDLER_STACK)
+        .stack_size(JANITOR_STACK)
         .spawn(move || {
             let mut last_sweep = Instant::now();
+            let mut last_gone = Instant::now();
             loop {
                 thread::sleep(tick);
                 for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
                     let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
-                    poll.answer(408, &reason);
+                    poll.answer(&state.registry, 408, &reason);
+                }
+                if last_gone.elapsed() >= GONE_SWEEP {
+                    last_gone = Instant::now();
+                    for poll in state.rendezvous.take_parked_where(|p| p.is_gone()) {
+                        log::debug!("poll freed: its client hung up fqdn={}", poll.fqdn);
+                        poll.drop_gone(&state.registry);
+                    }
                 }
                 if last_sweep.elapsed() >= every {
                     last_sweep = Instant::now();
@@ -421,19 +333,16 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route(&Method::Get, "http://h:9100/metrics"), Route::Scrape);
-        assert_eq!(route(&Method::Get, "HTTPS://h/"), Route::Scrape);
-        assert_eq!(route(&Method::Post, "/poll"), Route::Poll);
+        assert_eq!(route("GET", "http://h:9100/metrics"), Route::Scrape);
+        assert_eq!(route("GET", "HTTPS://h/"), Route::Scrape);
+        assert_eq!(route("POST", "/poll"), Route::Poll);
+        assert_eq!(route("GET", "/poll"), Route::WrongMethod("/poll", "POST"));
+        assert_eq!(route("GET", "/clients?x=1"), Route::Clients);
         assert_eq!(
-            route(&Method::Get, "/poll"),
-            Route::WrongMethod("/poll", "POST")
-        );
-        assert_eq!(route(&Method::Get, "/clients?x=1"), Route::Clients);
-        assert_eq!(
-            route(&Method::Post, "/clients"),
+            route("POST", "/clients"),
             Route::WrongMethod("/clients", "GET")
         );
-        assert_eq!(route(&Method::Connect, "h:443"), Route::Tunnel);
-        assert_eq!(route(&Method::Get, "/nope"), Route::NotFound);
+        assert_eq!(route("CONNECT", "h:443"), Route::Tunnel);
+        assert_eq!(route("GET", "/nope"), Route::NotFound);
     }
 }

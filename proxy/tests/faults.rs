@@ -18,10 +18,8 @@ const SCRAPES_WAITING: &str = "pushprox_scrapes_waiting";
 /// Threads and fds may differ from the baseline by this much: the client's HTTP agent may keep
 /// one more or one fewer idle connection to the proxy (each holds a thread and an fd there).
 const SLACK: usize = 3;
-/// tiny_http lets an idle worker thread go after 5 s.
+/// Pooled connection threads end 2 s after their last work.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
-/// Idle threads tiny_http's pool keeps however long they wait (its MIN_THREADS).
-const TINY_HTTP_IDLE_THREADS: usize = 4;
 
 /// One real client per target, FQDN = the target's IP; waits until the proxy lists them all
 /// and holds a poll of each.
@@ -326,26 +324,17 @@ fn burst_of_keep_alive_connections_is_served_without_delay() {
     );
 }
 
-/// Issue 5: a poll that asks for `Connection: close` (our client's, once idle) is parked with
-/// no thread behind it; a keep-alive poll (the Go client's) keeps one of tiny_http's connection
-/// threads for as long as it waits. Both are answered alike (the raw polls of relay.rs close).
+/// A parked poll holds its socket and no thread, whether it asked for `Connection: close`
+/// or keeps its connection alive as the Go client does; a kept-alive poll's connection then
+/// carries the client's next request.
 #[test]
-fn closing_polls_are_parked_without_a_thread_keep_alive_ones_with_one() {
+fn parked_polls_hold_no_thread_closing_or_kept_alive() {
     const POLLS: usize = 30;
     let proxy = Proxy::start(&[]);
     let baseline = quiet_min(|| proxy.threads());
     let closing: Vec<RawPoll> = (0..POLLS)
         .map(|i| RawPoll::send(proxy.port, &format!("closing-{i}.test")))
         .collect();
-    wait_for_polls(&proxy, POLLS);
-    // tiny_http keeps a few idle pool threads for 5 s after their connection's last request.
-    let closing_threads = settles_to(SETTLE_WITHIN, baseline + SLACK, || proxy.threads());
-    assert!(
-        closing_threads <= baseline + SLACK,
-        "{POLLS} closing polls parked: {closing_threads} threads, {baseline} before\n{}",
-        resources(proxy.pid())
-    );
-
     let keep_alive: Vec<_> = (0..POLLS)
         .map(|i| {
             let fqdn = format!("keep-alive-{i}.test");
@@ -360,11 +349,44 @@ fn closing_polls_are_parked_without_a_thread_keep_alive_ones_with_one() {
         })
         .collect();
     wait_for_polls(&proxy, 2 * POLLS);
-    // Each holds a thread; the first few may be idle pool threads already counted.
-    let threads = proxy.threads();
+    // Connection threads stay in the pool for 2 s after their last request, then end.
+    let threads = settles_to(SETTLE_WITHIN, baseline + SLACK, || proxy.threads());
     assert!(
-        threads + TINY_HTTP_IDLE_THREADS >= closing_threads + POLLS,
-        "{POLLS} keep-alive polls more: {threads} threads, {closing_threads} before"
+        threads <= baseline + SLACK,
+        "{} polls parked: {threads} threads, {baseline} before\n{}",
+        2 * POLLS,
+        resources(proxy.pid())
     );
-    drop((closing, keep_alive));
+    assert_eq!(
+        proxy.metric("pushprox_open_connections"),
+        Some((2 * POLLS + 1) as f64),
+        "each parked poll holds its connection (and the metrics request one more)"
+    );
+
+    // A scrape takes a kept-alive poll; the same connection then carries the next poll.
+    let mut conn = keep_alive.into_iter().next().expect("a poll");
+    let scraper = thread::spawn({
+        let port = proxy.port;
+        move || scrape(port, "http://keep-alive-0.test:9100/metrics", Some("5"))
+    });
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a read time-out");
+    let answer = read_reply_from(
+        &mut BufReader::new(conn.try_clone().expect("clone")),
+        Instant::now(),
+    )
+    .expect("the poll's answer");
+    assert_eq!(answer.status, 200);
+    let body = answer.text();
+    assert!(
+        body.starts_with("GET http://keep-alive-0.test:9100/metrics HTTP/1.1\r\n"),
+        "{body}"
+    );
+    write!(
+        conn,
+        "POST /poll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 16\r\n\r\nkeep-alive-0.test"
+    )
+    .expect("a second poll on the same connection");
+    wait_for_polls(&proxy, 2 * POLLS);
+    drop((closing, conn, scraper));
 }

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use tiny_http::Request;
 
-use crate::server::State;
+use crate::http::{After, Connection};
+use crate::state::State;
 
 #[derive(Serialize)]
 struct TargetGroup<'a> {
@@ -13,7 +13,7 @@ struct TargetGroup<'a> {
 }
 
 /// Writes the target groups; `labels` is `{}` where Go wrote `null` (both valid for Prometheus).
-pub fn handle(state: &State, request: Request) -> u16 {
+pub fn handle(state: &State, conn: Connection) -> After {
     let live = state.registry.live(|key| state.rendezvous.has_poll(key));
     let groups: Vec<TargetGroup> = live
         .iter()
@@ -25,12 +25,8 @@ pub fn handle(state: &State, request: Request) -> u16 {
     match serde_json::to_vec(&groups) {
         Ok(mut json) => {
             json.push(b'\n');
-            super::body(request, 200, "application/json", json)
+            super::body(conn, 200, "application/json", &json)
         }
-        Err(e) => super::text(
-            request,
-            500,
-            &format!("could not encode the client list: {e}"),
-        ),
+        Err(e) => super::text(conn, 500, &format!("could not encode the client list: {e}")),
     }
 }

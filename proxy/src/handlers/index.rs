@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use tiny_http::Request;
+use crate::http::{After, Connection};
 
-use crate::server::State;
+use crate::state::State;
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -76,8 +76,13 @@ th {{ background: #f4f4f4; }} code {{ background: #f4f4f4; padding: 0 .2em; }}
 }
 
 /// Serves the page.
-pub fn handle(state: &State, request: Request) -> u16 {
-    super::body(request, 200, "text/html; charset=utf-8", render(state))
+pub fn handle(state: &State, conn: Connection) -> After {
+    super::body(
+        conn,
+        200,
+        "text/html; charset=utf-8",
+        render(state).as_bytes(),
+    )
 }
 
 #[cfg(test)]

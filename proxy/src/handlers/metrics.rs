@@ -1,12 +1,11 @@
 //! `GET /metrics`: the proxy's own metrics.
 
-use tiny_http::Request;
-
+use crate::http::{After, Connection};
 use crate::metrics::Gauges;
-use crate::server::State;
+use crate::state::State;
 
 /// Renders the exposition with the current gauges.
-pub fn handle(state: &State, request: Request) -> u16 {
+pub fn handle(state: &State, open_connections: usize, conn: Connection) -> After {
     let gauges = Gauges {
         clients: state
             .registry
@@ -14,12 +13,13 @@ pub fn handle(state: &State, request: Request) -> u16 {
             .len(),
         polls_waiting: state.rendezvous.polls_waiting(),
         scrapes_waiting: state.rendezvous.scrapes_waiting(),
+        open_connections,
     };
     let text = state.metrics.render(&gauges);
     super::body(
-        request,
+        conn,
         200,
         "text/plain; version=0.0.4; charset=utf-8",
-        text,
+        text.as_bytes(),
     )
 }

@@ -1,4 +1,6 @@
-//! One file per endpoint. Each handler answers its `Request` and records its metrics.
+//! One file per endpoint. A handler gets the request and its connection, answers it (or
+//! keeps the connection to answer later) and says what comes next; its answer is counted by
+//! the connection, in one place.
 
 pub mod clients;
 pub mod index;
@@ -7,20 +9,10 @@ pub mod poll;
 pub mod push;
 pub mod scrape;
 
-use tiny_http::{Header, Request, Response, StatusCode};
-
 use crate::auth::{Refusal, REALM};
+use crate::http::{After, Connection, Request, TEXT};
 use crate::metrics::AuthFailure;
-use crate::server::State;
-
-/// The value of a request header (first one, case-insensitive name).
-pub fn header_value<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
+use crate::state::State;
 
 /// Who was refused, which decides the status and the challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +26,13 @@ pub enum Guard {
 }
 
 /// Answers a request refused for its credentials, counts it, and logs it (no secrets).
-pub fn refuse(state: &State, request: Request, guard: Guard, refusal: &Refusal) -> u16 {
+pub fn refuse(
+    state: &State,
+    request: &Request,
+    conn: Connection,
+    guard: Guard,
+    refusal: &Refusal,
+) -> After {
     let missing = matches!(refusal, Refusal::Missing(_));
     let (status, challenge, failure) = match (guard, missing) {
         (Guard::Client, true) => (
@@ -65,83 +63,46 @@ pub fn refuse(state: &State, request: Request, guard: Guard, refusal: &Refusal) 
         ),
     };
     state.metrics.auth_failure(failure);
-    let url: String = request.url().chars().take(100).collect();
-    let from = poll::peer(&request);
     log::warn!(
-        "refused {} {url} from={from} status={status}: {}",
+        "refused {} {} from={} status={status}: {}",
         request.method(),
+        shown(request.target()),
+        conn.peer(),
         refusal.reason()
     );
-    let mut response = Response::from_string(format!("{}\n", refusal.reason()))
-        .with_status_code(StatusCode(status));
-    for (name, value) in [
-        ("Content-Type", "text/plain; charset=utf-8".to_string()),
-        ("X-Content-Type-Options", "nosniff".to_string()),
-    ]
-    .into_iter()
-    .chain(challenge.map(|(name, scheme)| (name, format!("{scheme} realm=\"{REALM}\""))))
-    {
-        if let Some(h) = header(name, &value) {
-            response.add_header(h);
-        }
+    let challenge = challenge.map(|(name, scheme)| (name, format!("{scheme} realm=\"{REALM}\"")));
+    let mut headers = TEXT.to_vec();
+    if let Some((name, value)) = &challenge {
+        headers.push((name, value.as_str()));
     }
-    if let Err(e) = request.respond(response) {
-        log::debug!("could not send {status} answer: {e}");
-    }
-    status
-}
-
-/// Answers `status` without reading or draining the request's body, and leaks the
-/// connection. Only for bodies declared too large to drop: tiny_http 0.12 drains an unread
-/// body into one buffer of its declared `Content-Length` when a request is dropped, and a
-/// huge declared length aborts the process (allocation failure). The peer gets the status
-/// line and reason and then silence; the connection and one tiny_http thread stay held.
-pub fn refuse_undrained(request: Request, status: u16, reason: &str) {
-    let response =
-        Response::from_string(format!("{reason}\n")).with_status_code(StatusCode(status));
-    let stream = request.upgrade("none", response);
-    std::mem::forget(stream);
-}
-
-/// A header tiny_http accepts; `None` for names or values it cannot carry.
-pub fn header(name: &str, value: &str) -> Option<Header> {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+    conn.respond(
+        status,
+        &headers,
+        format!("{}\n", refusal.reason()).as_bytes(),
+    )
 }
 
 /// Answers with a one-line plain-text reason (newline-terminated, as Go's http.Error).
-pub fn text(request: Request, status: u16, reason: &str) -> u16 {
-    text_with(request, status, reason, &[])
-}
-
-/// [`text`] with extra headers.
-pub fn text_with(request: Request, status: u16, reason: &str, extra: &[(&str, &str)]) -> u16 {
-    let body = format!("{reason}\n");
-    let mut response = Response::from_string(body).with_status_code(StatusCode(status));
-    for (name, value) in extra {
-        if let Some(h) = header(name, value) {
-            response.add_header(h);
-        }
-    }
-    if let Some(h) = header("Content-Type", "text/plain; charset=utf-8") {
-        response.add_header(h);
-    }
-    if let Some(h) = header("X-Content-Type-Options", "nosniff") {
-        response.add_header(h);
-    }
-    if let Err(e) = request.respond(response) {
-        log::debug!("could not send {status} answer: {e}");
-    }
-    status
+pub fn text(conn: Connection, status: u16, reason: &str) -> After {
+    conn.respond(status, &TEXT, format!("{reason}\n").as_bytes())
 }
 
 /// Answers with a body of the given content type.
-pub fn body(request: Request, status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> u16 {
-    let mut response = Response::from_data(body.into()).with_status_code(StatusCode(status));
-    if let Some(h) = header("Content-Type", content_type) {
-        response.add_header(h);
-    }
-    if let Err(e) = request.respond(response) {
-        log::debug!("could not send {status} answer: {e}");
-    }
-    status
+pub fn body(conn: Connection, status: u16, content_type: &str, body: &[u8]) -> After {
+    conn.respond(status, &[("Content-Type", content_type)], body)
+}
+
+/// A request target fit for a log line: at most 100 characters, any userinfo cut out.
+pub fn shown(target: &str) -> String {
+    let cut = match target.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rsplit_once('@') {
+                Some((userinfo, _)) => format!("{scheme}://{}", &rest[userinfo.len() + 1..]),
+                None => target.to_string(),
+            }
+        }
+        None => target.to_string(),
+    };
+    cut.chars().take(100).flat_map(char::escape_debug).collect()
 }

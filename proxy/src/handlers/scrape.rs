@@ -1,66 +1,70 @@
-//! A scrape in absolute form (`GET http://fqdn:port/path`): handed to a poll of that FQDN,
-//! answered with what the client pushes.
+//! A scrape in absolute form (`GET http://fqdn:port/path`), from arrival to outcome: handed
+//! to a poll of that FQDN, its push awaited, the pushed body relayed to the scraper, the push
+//! answered, the outcome counted. One thread, this one, owns the whole exchange.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pushprox_protocol::{
     format_duration, format_scrape_timeout, parse_scrape_timeout, Framing, Headers, ResponseHead,
     ScrapeRequest, Target, HOP_BY_HOP, ID_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
-use tiny_http::{Request, Response, StatusCode};
 
-use crate::handlers::push::{Delivery, PushBody};
+use crate::delivery::{Delivery, PushedBody, RelayEnd};
+use crate::http::{After, BodyError, Connection, Request};
 use crate::metrics::ScrapeOutcome;
 use crate::rendezvous::{ScrapeError, Taken};
-use crate::server::State;
+use crate::state::State;
 
 /// Request headers that belong to the hop between scraper and proxy, not to the target.
 const NOT_FORWARDED: &[&str] = &["Proxy-Authorization", ID_HEADER];
 
-/// Relays one scrape; returns the status the scraper got (for the scrape thread's log).
-pub fn handle(state: &Arc<State>, request: Request) -> u16 {
-    let started = Instant::now();
-    let url = request.url().to_string();
-    let bad = |request: Request, reason: String| {
-        log::warn!("refused scrape url={url}: {reason}");
+/// Relays one scrape.
+pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
+    let started = conn.started();
+    let url = request.target().to_string();
+    let bad = |conn: Connection, reason: String| {
+        log::warn!("refused scrape url={}: {reason}", super::shown(&url));
         state
             .metrics
             .scrape(ScrapeOutcome::BadRequest, 400, started.elapsed());
-        super::text(request, 400, &reason)
+        super::text(conn, 400, &reason)
     };
+    if conn.body_framing() != Framing::Length(0) {
+        return bad(conn, "a scrape request has no body".into());
+    }
     let target = match Target::parse(&url) {
         Ok(t) => t,
-        Err(e) => return bad(request, e.to_string()),
+        Err(e) => return bad(conn, e.to_string()),
     };
     let mut headers = Headers::new();
-    for h in request.headers() {
-        let name = h.field.as_str().as_str();
+    for (name, value) in request.head.headers.iter() {
         let skip = NOT_FORWARDED
             .iter()
             .chain(HOP_BY_HOP)
             .any(|n| n.eq_ignore_ascii_case(name));
         if !skip {
-            headers.append(name, h.value.as_str());
+            headers.append(name, value);
         }
     }
     let requested = match headers.get(SCRAPE_TIMEOUT_HEADER).map(parse_scrape_timeout) {
         None => None,
         Some(Ok(d)) => Some(d),
-        Some(Err(e)) => return bad(request, e.to_string()),
+        Some(Err(e)) => return bad(conn, e.to_string()),
     };
     let deadline_in = state.config.effective_deadline(requested);
     headers.set(SCRAPE_TIMEOUT_HEADER, format_scrape_timeout(deadline_in));
     let id = crate::id::new_scrape_id();
     headers.set(ID_HEADER, id.clone());
     let scrape = ScrapeRequest {
-        method: request.method().as_str().to_string(),
+        method: request.method().to_string(),
         url: url.clone(),
         headers,
     };
     let fqdn = target.host.clone();
     log::debug!(
-        "scrape waiting for a poll fqdn={fqdn} scrape_id={id} url={url} deadline={}",
+        "scrape waiting for a poll fqdn={fqdn} scrape_id={id} url={} deadline={}",
+        super::shown(&url),
         format_duration(deadline_in)
     );
     let request_bytes = scrape.to_proxy_bytes();
@@ -69,16 +73,15 @@ pub fn handle(state: &Arc<State>, request: Request) -> u16 {
     let wait = state.rendezvous.expect_push(&id, &key, deadline);
     let handed = loop {
         match state.rendezvous.take_poll(&key, deadline) {
-            Taken::Poll(poll) => match poll.hand_over(&request_bytes) {
+            Taken::Poll(poll) => match poll.hand_over(&state.registry, &request_bytes) {
                 Ok(()) => break Ok(()),
-                // Only a write that fails is seen; the next poll of the client gets it.
-                Err(e) => log::warn!(
+                Err(e) => log::debug!(
                     "hand-over to poll failed fqdn={fqdn} scrape_id={id}: {e}; offering the scrape to the next poll"
                 ),
             },
             Taken::NoPoll { stale } => {
                 if let Some(poll) = stale {
-                    poll.superseded();
+                    poll.superseded(&state.registry);
                 }
                 break Err(ScrapeError::NoPoll);
             }
@@ -95,21 +98,48 @@ pub fn handle(state: &Arc<State>, request: Request) -> u16 {
             Err(e)
         }
     };
+    let outcome = |outcome, status| state.metrics.scrape(outcome, status, started.elapsed());
     match pushed {
-        Ok(Delivery::Pushed { head, body }) => relay(request, head, body, started),
+        Ok(Delivery::Pushed { head, body }) => {
+            let (after, end, status, bytes) = relay(conn, head, body, &id);
+            state.metrics.relayed(bytes);
+            match &end {
+                RelayEnd::Relayed => {
+                    log::debug!(
+                        "scrape relayed fqdn={fqdn} scrape_id={id} status={status} bytes={bytes}"
+                    );
+                    outcome(ScrapeOutcome::Relayed, status);
+                }
+                _ => {
+                    log::warn!(
+                        "relay failed fqdn={fqdn} scrape_id={id} after {bytes} bytes: {}",
+                        describe(&end)
+                    );
+                    outcome(ScrapeOutcome::RelayFailed, status);
+                }
+            }
+            after
+        }
         Ok(Delivery::Refused { reason }) => {
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
-            state
-                .metrics
-                .scrape(ScrapeOutcome::RelayFailed, 502, started.elapsed());
-            super::text(request, 502, &reason)
+            outcome(ScrapeOutcome::RelayFailed, 502);
+            super::text(conn, 502, &reason)
         }
         Err(err) => {
-            let (outcome, status, reason) = explain(state, err, &fqdn, &url, &id, deadline_in);
+            let (kind, status, reason) = explain(state, err, &fqdn, &url, &id, deadline_in);
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
-            state.metrics.scrape(outcome, status, started.elapsed());
-            super::text(request, status, &reason)
+            outcome(kind, status);
+            super::text(conn, status, &reason)
         }
+    }
+}
+
+fn describe(end: &RelayEnd) -> String {
+    match end {
+        RelayEnd::Relayed => "relayed".into(),
+        RelayEnd::PushBroken(e) => format!("the push broke off: {e}"),
+        RelayEnd::ScraperGone => "the scraper went away".into(),
+        RelayEnd::Refused { reason, .. } => reason.clone(),
     }
 }
 
@@ -123,6 +153,7 @@ fn explain(
     deadline: Duration,
 ) -> (ScrapeOutcome, u16, String) {
     let within = format_duration(deadline);
+    let url = super::shown(url);
     match err {
         ScrapeError::NoPoll if state.registry.is_known(fqdn, state.rendezvous.has_poll(fqdn)) => (
             ScrapeOutcome::NoPoll,
@@ -143,23 +174,32 @@ fn explain(
     }
 }
 
-fn relay(request: Request, head: ResponseHead, mut body: PushBody, started: Instant) -> u16 {
-    body.scrape_started = Some(started);
-    let status = body.status();
+/// Streams the pushed response to the scraper, then answers the push.
+fn relay(
+    conn: Connection,
+    head: ResponseHead,
+    mut body: PushedBody,
+    id: &str,
+) -> (After, RelayEnd, u16, u64) {
+    let status = head.status;
     let length = match head.framing() {
-        Ok(Framing::Length(n)) => usize::try_from(n).ok(),
+        Ok(Framing::Length(n)) => Some(n),
         _ => None,
     };
-    let headers = head
+    let headers: Vec<(&str, &str)> = head
         .end_to_end_headers()
         .filter(|(n, _)| {
             !n.eq_ignore_ascii_case(ID_HEADER) && !n.eq_ignore_ascii_case(SCRAPE_TIMEOUT_HEADER)
         })
-        .filter_map(|(n, v)| super::header(n, v))
         .collect();
-    let response = Response::new(StatusCode(status), headers, body, length, None)
-        .with_chunked_threshold(usize::MAX);
-    // A failure here means the scraper hung up; the push body reports it when dropped.
-    let _ = request.respond(response);
-    status
+    let (after, relay) = conn.respond_stream(status, &headers, length, &mut body);
+    let end = match (relay.source_error, relay.sink_error) {
+        (Some(e), _) => RelayEnd::PushBroken(BodyError::from_io(&e)),
+        (None, Some(_)) => RelayEnd::ScraperGone,
+        (None, None) if body.is_done() => RelayEnd::Relayed,
+        (None, None) => RelayEnd::ScraperGone,
+    };
+    let bytes = body.bytes_read();
+    body.answer(&end, id);
+    (after, end, status, bytes)
 }

@@ -1,0 +1,82 @@
+//! A poll waiting for a scrape: its connection, kept unanswered and without a thread.
+
+use std::io;
+
+use pushprox_protocol::MAX_POLLS_HEADER;
+
+use crate::http::{After, Connection, TEXT};
+use crate::registry::Registry;
+use crate::rendezvous::MAX_POLLS_PER_CLIENT;
+
+/// A poll held open until a scrape for its FQDN takes it.
+pub struct ParkedPoll {
+    conn: Connection,
+    /// The FQDN as the client sent it.
+    pub fqdn: String,
+}
+
+impl ParkedPoll {
+    pub fn new(conn: Connection, fqdn: String) -> Self {
+        ParkedPoll { conn, fqdn }
+    }
+
+    /// Whether the client hung up while the poll waited.
+    pub fn is_gone(&self) -> bool {
+        self.conn.peer_gone()
+    }
+
+    /// Answers the poll with the scrape request in proxy form; an error when the client is
+    /// gone or the write fails, so the scrape can go to the next poll.
+    pub fn hand_over(self, registry: &Registry, scrape: &[u8]) -> io::Result<()> {
+        let key = self.fqdn.to_ascii_lowercase();
+        if self.is_gone() {
+            registry.poll_ended(&key, false);
+            self.conn.abandon(499);
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client closed the poll's connection",
+            ));
+        }
+        let max = MAX_POLLS_PER_CLIENT.to_string();
+        let headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            (MAX_POLLS_HEADER, max.as_str()),
+        ];
+        let answered = self.conn.respond_checked(200, &headers, scrape);
+        registry.poll_ended(&key, answered.is_ok());
+        let after = answered?;
+        if let After::Next(conn) = after {
+            conn.resume();
+        }
+        Ok(())
+    }
+
+    /// Answers the poll without a scrape: superseded, held too long, or shutting down.
+    pub fn answer(self, registry: &Registry, status: u16, reason: &str) {
+        registry.poll_ended(&self.fqdn.to_ascii_lowercase(), false);
+        let max = MAX_POLLS_PER_CLIENT.to_string();
+        let headers = [TEXT[0], TEXT[1], (MAX_POLLS_HEADER, max.as_str())];
+        if let After::Next(conn) =
+            self.conn
+                .respond(status, &headers, format!("{reason}\n").as_bytes())
+        {
+            conn.resume();
+        }
+    }
+
+    /// Answers a poll that a newer poll of the same client replaced.
+    pub fn superseded(self, registry: &Registry) {
+        log::debug!("poll superseded by a newer poll fqdn={}", self.fqdn);
+        let reason = format!(
+            "Error WaitForScrapeInstruction: request is expired: a newer poll of {} took over",
+            self.fqdn
+        );
+        self.answer(registry, 408, &reason);
+    }
+
+    /// Frees a poll whose client hung up.
+    pub fn drop_gone(self, registry: &Registry) {
+        registry.poll_ended(&self.fqdn.to_ascii_lowercase(), false);
+        self.conn.abandon(499);
+    }
+}

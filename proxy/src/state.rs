@@ -1,0 +1,27 @@
+//! The one state every handler shares.
+
+use std::time::Instant;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::delivery::Delivery;
+use crate::metrics::Metrics;
+use crate::parked::ParkedPoll;
+use crate::registry::Registry;
+use crate::rendezvous::Rendezvous;
+
+/// Everything the handlers share.
+pub struct State {
+    /// The flags.
+    pub config: Config,
+    /// Where polls, scrapes and pushes meet.
+    pub rendezvous: Rendezvous<ParkedPoll, Delivery>,
+    /// Known clients.
+    pub registry: Registry,
+    /// Counters for /metrics.
+    pub metrics: Metrics,
+    /// Start of the process, for the status page.
+    pub started: Instant,
+    /// Credentials of clients and scrapers.
+    pub auth: Auth,
+}
