@@ -181,7 +181,26 @@ impl Proxy {
         panic!("the proxy did not start in 5 tries; last:\n{last}");
     }
 
+    /// [`Proxy::start`] under an open-files limit of `open_files` (`ulimit -n`).
+    pub fn start_with_open_files(open_files: u32, extra: &[&str]) -> Proxy {
+        let mut args = vec!["--open-files-for-test".to_string(), open_files.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Proxy::start_on(free_port(), &args) {
+                Ok(p) => return p,
+                Err(e) => last = e,
+            }
+        }
+        panic!("the proxy did not start in 5 tries; last:\n{last}");
+    }
+
     fn start_on(port: u16, args: &[String]) -> Result<Proxy, String> {
+        // The open-files limit is set by a shell around the proxy.
+        let (limit, args) = match args.first().map(String::as_str) {
+            Some("--open-files-for-test") => (args.get(1).cloned(), &args[2..]),
+            _ => (None, args),
+        };
         let mut all = vec![
             "-l".to_string(),
             format!("127.0.0.1:{port}"),
@@ -189,7 +208,18 @@ impl Proxy {
             "debug".to_string(),
         ];
         all.extend(args.iter().cloned());
-        let mut proc = Proc::spawn(&format!("proxy-{port}"), &proxy_bin(), &all);
+        let mut proc = match &limit {
+            None => Proc::spawn(&format!("proxy-{port}"), &proxy_bin(), &all),
+            Some(n) => {
+                let mut wrapped = vec![
+                    "-c".to_string(),
+                    format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+                    proxy_bin().display().to_string(),
+                ];
+                wrapped.extend(all);
+                Proc::spawn(&format!("proxy-{port}"), Path::new("/bin/sh"), &wrapped)
+            }
+        };
         // The log line proves that the proxy answering is ours, not another test's.
         let listening = format!("listening address=127.0.0.1:{port}");
         let until = Instant::now() + READY_WITHIN;
@@ -204,9 +234,14 @@ impl Proxy {
                 && exchange(port, &get_request("/-/healthy"), Duration::from_secs(1))
                     .is_ok_and(|r| r.status == 200)
             {
+                let mut kept = match &limit {
+                    Some(n) => vec!["--open-files-for-test".to_string(), n.clone()],
+                    None => Vec::new(),
+                };
+                kept.extend(args.iter().cloned());
                 return Ok(Proxy {
                     port,
-                    args: args.to_vec(),
+                    args: kept,
                     proc,
                 });
             }
@@ -265,6 +300,22 @@ impl Proxy {
         threads(self.pid())
     }
 
+    /// Peak resident memory of the proxy process so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("cannot read the proxy's /proc status: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmHWM: line in /proc/PID/status")
+    }
+
+    /// Whether the proxy process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.proc.exited().is_none()
+    }
+
     /// Open file descriptors of the proxy process now.
     pub fn fds(&self) -> usize {
         open_fds(self.pid())
@@ -279,15 +330,16 @@ impl Proxy {
             .count()
     }
 
-    /// Threads beyond the one tiny_http keeps per open connection: a leaked thread raises it,
-    /// an idle keep-alive connection that a client keeps in its pool does not.
+    /// Threads beyond one per open connection (an idle keep-alive connection may hold a
+    /// thread while it waits for its next request): a leaked thread raises it, an idle
+    /// connection that a client keeps in its pool does not.
     pub fn threads_unattached(&self) -> usize {
         self.threads().saturating_sub(self.connections())
     }
 
-    /// File descriptors beyond the two tiny_http keeps per open connection.
+    /// File descriptors beyond the one each open connection holds.
     pub fn fds_unattached(&self) -> usize {
-        self.fds().saturating_sub(2 * self.connections())
+        self.fds().saturating_sub(self.connections())
     }
 
     /// `GET path` on the proxy.
