@@ -19,8 +19,12 @@
 #   PUSHPROX_BIN_DIR=target/debug scripts/bench.sh --smoke
 #                                     use binaries already built (the load tool from
 #                                     DIR/examples/, else built in release)
-#   scripts/build-static.sh && PUSHPROX_BIN_DIR=target/static BENCH_FIGURES="2 3 4" scripts/bench.sh
-#                                     memory figures of the static binaries
+#   scripts/build-static.sh && PUSHPROX_BIN_DIR=target/static/x86_64-unknown-linux-musl \
+#       BENCH_FIGURES="2 3 4" scripts/bench.sh    memory figures of the static binaries
+#   PUSHPROX_GO_BIN_DIR=/path/to/go/bin scripts/bench.sh
+#                                     also measures the Go pair (its pushprox-proxy and
+#                                     pushprox-client, built outside this repository) under the
+#                                     same 1-client load in the same run, for comparison
 #
 # Everything listens on 127.0.0.0/8 only; every wait is bounded, the whole run is bounded
 # (BENCH_TIME_LIMIT seconds), and every process started here is stopped on exit.
@@ -126,9 +130,9 @@ for b in "$PROXY_BIN" "$CLIENT_BIN" "$BENCH"; do
     [ -x "$b" ] || fail "$b is missing (cargo build --release --workspace --bins --examples)"
 done
 
-# File descriptors: each idle poll is one socket in the proxy and one in the bench tool.
-# 10,000 idle clients need about 20,000 descriptors in the proxy (two per connection in
-# tiny_http) and 10,000 in the load tool: as root, lift the hard limit first.
+# File descriptors: each idle poll is one socket in the proxy and one in the bench tool; the
+# load tool holds 10,000 at once: as root, lift the hard limit first. The proxy of figure 2
+# runs under ulimit -n 20000, as an operator would set it for 10,000 clients.
 [ "$(id -u)" = 0 ] && ulimit -Hn 65536 2>/dev/null
 HARD=$(ulimit -Hn)
 if [ "$HARD" = unlimited ] || [ "$HARD" -ge 65536 ]; then ulimit -n 65536; else ulimit -n "$HARD"; fi
@@ -180,6 +184,19 @@ start_proxy() {
     port=$(free_port) || fail "no free port"
     PROXY_ADDR=127.0.0.1:$port
     start_bg "$name" "$TMP/$name.log" "$PROXY_BIN" -l "$PROXY_ADDR" --log.level warn "$@"
+    PROXY_PID=$LAST_PID
+    wait_http "$name" "$PROXY_PID" "http://$PROXY_ADDR/-/healthy" 10 || fail "$FAIL_REASON"
+}
+
+# start_proxy_nofile LIMIT NAME [FLAG...]: start_proxy with its open-files limit, soft and hard,
+# set to LIMIT (the proxy raises its soft limit to the hard one at start).
+start_proxy_nofile() {
+    local limit=$1 name=$2 port
+    shift 2
+    port=$(free_port) || fail "no free port"
+    PROXY_ADDR=127.0.0.1:$port
+    start_bg "$name" "$TMP/$name.log" sh -c "ulimit -n $limit && exec \"\$0\" \"\$@\"" \
+        "$PROXY_BIN" -l "$PROXY_ADDR" --log.level warn "$@"
     PROXY_PID=$LAST_PID
     wait_http "$name" "$PROXY_PID" "http://$PROXY_ADDR/-/healthy" 10 || fail "$FAIL_REASON"
 }
@@ -287,10 +304,11 @@ if want 1; then
         tool "$LOAD_LIMIT" load --label "$label" --hosts 127.0.0.2 --count "$count" --port "$PORT" \
             --connections "$CONNECTIONS" --seconds "$LOAD_SECONDS" --warmup "$WARMUP" "$@"
     }
-    # figure LINE: "p50=.. p90=.. p99=.. throughput=../s" of a load result.
+    # figure LINE: "p50=.. p90=.. p99=.. p99.9=.. throughput=../s" of a load result.
     figure() {
-        printf 'p50=%s p90=%s p99=%s throughput=%s/s' "$(ms "$(kv "$1" p50_us)")" \
-            "$(ms "$(kv "$1" p90_us)")" "$(ms "$(kv "$1" p99_us)")" "$(kv "$1" rate)"
+        printf 'p50=%s p90=%s p99=%s p99.9=%s throughput=%s/s' "$(ms "$(kv "$1" p50_us)")" \
+            "$(ms "$(kv "$1" p90_us)")" "$(ms "$(kv "$1" p99_us)")" "$(ms "$(kv "$1" p999_us)")" \
+            "$(kv "$1" rate)"
     }
     # ratio PROXIED DIRECT WHAT
     ratio() {
@@ -309,31 +327,52 @@ if want 1; then
         ratio "$proxied" "$direct" "$what"
     done
     stop_pids "$PROXY_PID" "${CLIENT_PIDS[@]}"
+
+    # The Go pair under the same 1-client load, when its binaries are given.
+    if [ -n "${PUSHPROX_GO_BIN_DIR:-}" ]; then
+        GO_PROXY=$PUSHPROX_GO_BIN_DIR/pushprox-proxy GO_CLIENT=$PUSHPROX_GO_BIN_DIR/pushprox-client
+        [ -x "$GO_PROXY" ] && [ -x "$GO_CLIENT" ] || fail "no pushprox-proxy and pushprox-client in $PUSHPROX_GO_BIN_DIR"
+        port=$(free_port) || fail "no free port"
+        PROXY_ADDR=127.0.0.1:$port
+        start_bg go-proxy "$TMP/go-proxy.log" "$GO_PROXY" --web.listen-address "$PROXY_ADDR"
+        PROXY_PID=$LAST_PID
+        wait_http go-proxy "$PROXY_PID" "http://$PROXY_ADDR/clients" 10 || fail "$FAIL_REASON"
+        start_bg go-client "$TMP/go-client.log" "$GO_CLIENT" --proxy-url "http://$PROXY_ADDR/" --fqdn 127.0.0.2
+        GO_CLIENT_PID=$LAST_PID
+        deadline=$((SECONDS + 30))
+        until curl -sS --max-time 2 "http://$PROXY_ADDR/clients" 2>/dev/null | grep -q 127.0.0.2; do
+            [ "$SECONDS" -lt "$deadline" ] || fail "the Go client did not register within 30 s"
+            sleep 0.2
+        done
+        go=$(load "go-proxied-1" 1 --proxy "$PROXY_ADDR") || die
+        echo "bench: Go pair 20KB via 1 client, $CONNECTIONS conns: $(figure "$go")"
+        stop_pids "$PROXY_PID" "$GO_CLIENT_PID"
+    fi
 fi
 
 # --- 2. idle polls -------------------------------------------------------------------------------
-# Two kinds: polls that ask for Connection: close, as our client sends once it is idle (parked
-# without a thread, one descriptor each), and keep-alive polls, as the Go client sends (each
-# keeps a tiny_http thread and two descriptors).
+# Two kinds: keep-alive polls, as the Go client sends them, and polls that ask for
+# Connection: close. Either is parked as its socket alone: one descriptor, no thread. The proxy
+# runs under ulimit -n 20000.
+PROXY_NOFILE=$((NOFILE < 20000 ? NOFILE : 20000))
 want 2 || IDLE_COUNTS=()
 for count in "${IDLE_COUNTS[@]}"; do
-    # Keep-alive polls need two descriptors each in the proxy (tiny_http), plus some of its own;
-    # both kinds are measured at the same count.
-    fits=$(((NOFILE - 200) / 2 / 100 * 100))
+    fits=$(((PROXY_NOFILE - 200) / 100 * 100))
     if [ "$count" -gt "$fits" ]; then
-        echo "bench: idle polls $count: ulimit -n $NOFILE (hard limit $HARD) holds only $fits keep-alive polls in the proxy; measuring $fits"
+        echo "bench: idle polls $count: ulimit -n $PROXY_NOFILE holds only $fits polls in the proxy; measuring $fits"
         count=$fits
     fi
     max_conn=$((count + 1024 > 16384 ? count + 1024 : 16384))
-    for kind in close keep-alive; do
-        if [ "$kind" = close ]; then what="closing, as our idle client's"; else what="keep-alive, as the Go client's"; fi
-        start_proxy "proxy-idle-$count-$kind" --web.max-connections "$max_conn"
+    for kind in keep-alive close; do
+        if [ "$kind" = close ]; then what="Connection: close"; else what="keep-alive, as the Go client's"; fi
+        start_proxy_nofile "$PROXY_NOFILE" "proxy-idle-$count-$kind" --web.max-connections "$max_conn"
         r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$count" --proxy-pid "$PROXY_PID" \
             --timeout 240 --connection "$kind") || die
         awk -v n="$count" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" -v what="$what" \
-            -v tb="$(kv "$r" threads_before)" -v ta="$(kv "$r" threads)" -v s="$(kv "$r" ready_seconds)" 'BEGIN {
-            printf("bench: idle polls %d (%s): proxy RSS=%.1fMiB threads=%d (idle proxy %.1fMiB/%d threads; per poll +%.1fKiB +%.2f threads; all waiting after %ss; at that rate 10000 polls: %.0fMiB)\n",
-                n, what, a / 1024, ta, b / 1024, tb, (a - b) / n, (ta - tb) / n, s, (b + (a - b) / n * 10000) / 1024) }'
+            -v tb="$(kv "$r" threads_before)" -v ta="$(kv "$r" threads)" -v s="$(kv "$r" ready_seconds)" \
+            -v fds="$(kv "$r" fds)" -v lim="$PROXY_NOFILE" 'BEGIN {
+            printf("bench: idle polls %d (%s, ulimit -n %d): proxy RSS=%.1fMiB threads=%d fds=%d (idle proxy %.1fMiB/%d threads; per poll +%.2fKiB +%.3f threads %.3f fds; all waiting after %ss; at that rate 10000 polls: %.0fMiB)\n",
+                n, what, lim, a / 1024, ta, fds, b / 1024, tb, (a - b) / n, (ta - tb) / n, fds / n, s, (b + (a - b) / n * 10000) / 1024) }'
         stop_pids "$PROXY_PID"
     done
 done
@@ -369,7 +408,8 @@ if want 4; then
 
     # scripts/build-static.sh builds them with its own Cargo profile: take whichever profile is there.
     sizes=
-    for f in "${CARGO_TARGET_DIR:-$ROOT/target}"/x86_64-unknown-linux-musl/*/pushprox-{proxy,client}; do
+    for f in "${CARGO_TARGET_DIR:-$ROOT/target}"/static/*/pushprox-{proxy,client} \
+        "${CARGO_TARGET_DIR:-$ROOT/target}"/x86_64-unknown-linux-musl/*/pushprox-{proxy,client}; do
         [ -f "$f" ] || continue
         profile=$(basename "$(dirname "$f")")
         sizes+=" $profile/$(basename "$f")=$(awk -v s="$(stat -c %s "$f")" 'BEGIN { printf("%.2fMiB", s / 1048576) }')"

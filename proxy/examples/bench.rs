@@ -552,13 +552,14 @@ fn load(o: &Opts) -> Result<(), Fail> {
     samples.sort_unstable();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!(
-        "load label={label} mode={} targets={} connections={connections} seconds={measured:.2} scrapes={} checked={requests} errors=0 reconnects={reconnects} p50_us={} p90_us={} p99_us={} max_us={} rate={:.0}",
+        "load label={label} mode={} targets={} connections={connections} seconds={measured:.2} scrapes={} checked={requests} errors=0 reconnects={reconnects} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} rate={:.0}",
         if proxy.is_some() { "proxied" } else { "direct" },
         targets.len(),
         samples.len(),
         pct(0.50),
         pct(0.90),
         pct(0.99),
+        pct(0.999),
         samples[samples.len() - 1],
         samples.len() as f64 / measured
     );
@@ -806,11 +807,15 @@ fn idle_polls(o: &Opts) -> Result<(), Fail> {
         ));
     }
     let ready = started.elapsed();
-    // Let the allocator and the kernel settle, then take the figure.
-    thread::sleep(Duration::from_millis(500));
+    // Let the allocator and the kernel settle, and the proxy's pool threads, which end 2 s
+    // after their last work; then take the figure.
+    thread::sleep(Duration::from_millis(3000));
     let after = proc_status(pid)?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .map_err(|e| format!("cannot read /proc/{pid}/fd: {e}"))?;
     println!(
-        "idle-polls count={count} polls_waiting={waiting} rss_before_kib={} rss_kib={} threads_before={} threads={} open_seconds={:.2} ready_seconds={:.2}",
+        "idle-polls count={count} polls_waiting={waiting} rss_before_kib={} rss_kib={} threads_before={} threads={} fds={fds} open_seconds={:.2} ready_seconds={:.2}",
         before.rss_kib,
         after.rss_kib,
         before.threads,
