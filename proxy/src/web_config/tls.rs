@@ -12,11 +12,16 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{PemObject, SectionKind};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName};
+
+use super::{cert_names, ClientAuth, PemSource, TlsServerConfig, TlsVersion};
 
 /// PEM files above this size are refused: certificates, keys and CA bundles are a few KiB,
 /// and a path mistaken for another file (a log, `/dev/zero`) must not fill memory.
@@ -289,6 +294,303 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsConfi
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     Ok(finish(config))
+}
+
+/// The server configuration of a web config's `tls_server_config`; relative paths are
+/// resolved against `base_dir` (the config file's directory).
+pub fn from_web_config(
+    config: &TlsServerConfig,
+    base_dir: &Path,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let load = |source: &PemSource, file_key: &str, inline_key: &str| match source {
+        PemSource::File(path) => {
+            let path = base_dir.join(path);
+            let origin = Origin::config_file(&format!("tls_server_config.{file_key}"), &path);
+            Pem::read(&path, origin)
+        }
+        PemSource::Inline(text) => Ok(Pem::inline(
+            text,
+            Origin::inline(
+                &format!("tls_server_config.{inline_key}"),
+                &config.config_path,
+            ),
+        )),
+    };
+    let cert = load(&config.cert, "cert_file", "cert")?;
+    let key = load(&config.key, "key_file", "key")?;
+
+    let mut provider = provider();
+    if !config.cipher_suites.is_empty() {
+        // As in Go, cipher_suites chooses among TLS 1.2 suites; TLS 1.3 suites stay all on
+        // unless some are listed too.
+        let mut suites = config.cipher_suites.clone();
+        if !suites
+            .iter()
+            .any(|s| s.version() == &rustls::version::TLS13)
+        {
+            suites.extend(
+                provider
+                    .cipher_suites
+                    .iter()
+                    .filter(|s| s.version() == &rustls::version::TLS13),
+            );
+        }
+        provider.cipher_suites = suites;
+    }
+    if !config.curve_preferences.is_empty() {
+        provider.kx_groups = config.curve_preferences.clone();
+    }
+    let provider = Arc::new(provider);
+    let certified = certified_key(&cert, &key, &provider)?;
+
+    let versions: &[&'static rustls::SupportedProtocolVersion] =
+        match (config.min_version, config.max_version) {
+            (TlsVersion::Tls12, TlsVersion::Tls12) => &[&rustls::version::TLS12],
+            (TlsVersion::Tls13, _) => &[&rustls::version::TLS13],
+            (TlsVersion::Tls12, TlsVersion::Tls13) => {
+                &[&rustls::version::TLS13, &rustls::version::TLS12]
+            }
+        };
+    let verifier = client_verifier(config, base_dir, &provider)?;
+    let mut server = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsConfigError::Setting {
+            key: "tls_server_config.cipher_suites",
+            reason: format!("no cipher suite left for the TLS versions allowed ({e})"),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    server.ignore_client_order = config.prefer_server_cipher_suites;
+    Ok(finish(server))
+}
+
+/// The verifier of `client_auth_type`, with the `client_allowed_sans` check around it.
+fn client_verifier(
+    config: &TlsServerConfig,
+    base_dir: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsConfigError> {
+    let schemes = provider.signature_verification_algorithms;
+    let verifier: Arc<dyn ClientCertVerifier> = match config.client_auth {
+        ClientAuth::NoClientCert => return Ok(Arc::new(rustls::server::NoClientAuth)),
+        ClientAuth::RequestClientCert => Arc::new(UnverifiedClientCert {
+            mandatory: false,
+            schemes,
+        }),
+        ClientAuth::RequireAnyClientCert => Arc::new(UnverifiedClientCert {
+            mandatory: true,
+            schemes,
+        }),
+        ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
+            let Some(source) = &config.client_ca else {
+                return Err(TlsConfigError::Setting {
+                    key: "tls_server_config.client_ca_file",
+                    reason:
+                        "missing: this client_auth_type verifies client certificates against it"
+                            .into(),
+                });
+            };
+            let ca = match source {
+                PemSource::File(path) => {
+                    let path = base_dir.join(path);
+                    Pem::read(
+                        &path,
+                        Origin::config_file("tls_server_config.client_ca_file", &path),
+                    )?
+                }
+                PemSource::Inline(text) => Pem::inline(
+                    text,
+                    Origin::inline("tls_server_config.client_ca", &config.config_path),
+                ),
+            };
+            let certs = ca.certificates().map_err(|e| match e {
+                TlsConfigError::NoCertificate { origin } => TlsConfigError::BadClientCa {
+                    origin,
+                    reason: "no PEM \"-----BEGIN CERTIFICATE-----\" block: expected the certificates of the CAs that issue client certificates".into(),
+                },
+                other => other,
+            })?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs {
+                roots.add(cert).map_err(|e| TlsConfigError::BadClientCa {
+                    origin: ca.origin.clone(),
+                    reason: format!("a certificate cannot be a trust anchor: {e}"),
+                })?;
+            }
+            let builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let builder = if config.client_auth == ClientAuth::VerifyClientCertIfGiven {
+                builder.allow_unauthenticated()
+            } else {
+                builder
+            };
+            builder.build().map_err(|e| TlsConfigError::BadClientCa {
+                origin: ca.origin.clone(),
+                reason: format!("{e:?}"),
+            })?
+        }
+    };
+    if config.client_allowed_sans.is_empty() {
+        Ok(verifier)
+    } else {
+        Ok(Arc::new(AllowedSans {
+            inner: verifier,
+            allowed: config.client_allowed_sans.clone(),
+        }))
+    }
+}
+
+/// `RequestClientCert` and `RequireAnyClientCert`, as Go does them: the client is asked for a
+/// certificate (and with `mandatory` must send one), and its handshake signature must verify
+/// with the certificate's key, so the client holds that key. Nothing else is checked: not
+/// the issuer, not the dates, not the usage. Anyone can make such a certificate, so it
+/// proves nothing about who the client is; `RequireAndVerifyClientCert` does.
+#[derive(Debug)]
+struct UnverifiedClientCert {
+    mandatory: bool,
+    schemes: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for UnverifiedClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // It must at least be a certificate, so the signature checks below have a key.
+        ParsedCertificate::try_from(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
+}
+
+/// `client_allowed_sans`: after `inner` accepted the certificate, it must also carry one of
+/// the listed SANs (DNS, e-mail, IP or URI, exact match as exporter-toolkit compares them).
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+/// The handshake error when no SAN is allowed; its text reaches the proxy's log (rustls
+/// prints it with `Debug`, hence the hand-written one).
+struct SansRefused {
+    presented: Vec<String>,
+}
+
+impl fmt::Debug for SansRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SansRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the client certificate's SANs ({}) include none of tls_server_config.client_allowed_sans",
+            if self.presented.is_empty() {
+                "none".to_string()
+            } else {
+                self.presented.join(", ")
+            }
+        )
+    }
+}
+
+impl std::error::Error for SansRefused {}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let presented = cert_names::parse(end_entity)
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ))?
+            .sans();
+        if presented.iter().any(|san| self.allowed.contains(san)) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(SansRefused { presented })),
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 fn finish(mut config: ServerConfig) -> Arc<ServerConfig> {
