@@ -9,6 +9,7 @@
 //! The TLS files themselves are read by [`WebConfig::server_config`] ([`tls::from_web_config`]).
 
 pub mod cert_names;
+pub mod identity;
 pub mod tls;
 pub mod users;
 
