@@ -10,6 +10,7 @@
 
 pub mod cert_names;
 pub mod identity;
+pub mod reload;
 pub mod tls;
 pub mod users;
 
@@ -385,6 +386,26 @@ impl WebConfig {
             }
         }
         files
+    }
+}
+
+/// A web config with its TLS configuration built: what the front holds, and what
+/// [`reload::Reloader`] swaps when the file or a file it names changes:
+/// `Reloader::start("web-config", path, every, LoadedWebConfig::load)`.
+#[derive(Debug)]
+pub struct LoadedWebConfig {
+    pub config: WebConfig,
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<ServerConfig>>,
+}
+
+impl LoadedWebConfig {
+    /// Loads the file and its TLS files; also returns the files it depends on besides itself.
+    pub fn load(path: &Path) -> Result<reload::Loaded<LoadedWebConfig>, WebConfigError> {
+        let config = WebConfig::load(path)?;
+        let tls = config.server_config()?;
+        let files = config.files().into_iter().skip(1).collect();
+        Ok((LoadedWebConfig { config, tls }, files))
     }
 }
 
@@ -1137,6 +1158,55 @@ rate_limit:
         let config = WebConfig::load(&path).unwrap();
         let server = config.server_config().unwrap().unwrap();
         handshake(server, client, "localhost").unwrap();
+    }
+
+    #[test]
+    fn a_rotated_certificate_is_served_to_new_handshakes() {
+        use crate::web_config::reload::Reloader;
+        let pki = Pki::new("rotate");
+        let path = pki.dir.write(
+            "web.yml",
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+        );
+        let reloader = Reloader::start(
+            "web-config",
+            &path,
+            std::time::Duration::from_millis(20),
+            LoadedWebConfig::load,
+        )
+        .unwrap();
+        let served = || {
+            let server = reloader.get().tls.clone().unwrap();
+            let (client, _) = handshake(server, client_trusting(&pki.ca.0), "localhost").unwrap();
+            client.peer_certificates().unwrap()[0].to_vec()
+        };
+        let first = pki.dir.der(&pki.dir.path("server.crt"));
+        assert_eq!(served(), first);
+
+        // certbot-style: a new key and certificate written over the old files. The key
+        // first: in between, the pair does not match, and the last good config stays.
+        let key = pki.dir.key("server.key", KeyKind::Ed25519);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while reloader.current().last_error().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no failed reload seen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(served(), first);
+        pki.dir
+            .leaf("server.crt", &key, &pki.ca, "proxy", &["DNS:localhost"]);
+        let second = pki.dir.der(&pki.dir.path("server.crt"));
+        assert_ne!(first, second);
+        while served() != second {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new certificate is not served"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(reloader.current().last_error(), None);
     }
 
     #[test]

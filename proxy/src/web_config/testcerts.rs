@@ -30,6 +30,9 @@ pub const ALL_KEYS: [KeyKind; 6] = [
     KeyKind::Ed25519,
 ];
 
+/// Serial numbers of the certificates made, so that each is distinct.
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(4242);
+
 /// A temporary directory of test files.
 pub struct Dir(pub PathBuf);
 
@@ -161,7 +164,9 @@ impl Dir {
             "-CAkey",
             ca.1.to_str().unwrap(),
             "-set_serial",
-            "4242",
+            &SERIAL
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                .to_string(),
             "-days",
             "2",
             "-extfile",
