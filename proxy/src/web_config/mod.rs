@@ -15,7 +15,7 @@ pub mod tls;
 pub mod users;
 
 #[cfg(test)]
-mod testcerts;
+pub(crate) mod testcerts;
 
 use std::collections::BTreeMap;
 use std::fmt;
