@@ -47,12 +47,22 @@ pub struct WebConfig {
 }
 
 /// PEM text given as a file (path as written in the config) or inline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PemSource {
     /// `*_file`: a path, relative to the config file's directory unless absolute.
     File(PathBuf),
     /// `cert`, `key`, `client_ca`: the PEM text itself.
     Inline(String),
+}
+
+// Inline text may be a private key: `{:?}` of a config must not print it.
+impl fmt::Debug for PemSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PemSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            PemSource::Inline(text) => write!(f, "Inline(<{} bytes>)", text.len()),
+        }
+    }
 }
 
 /// `client_auth_type`, Go's `tls.ClientAuthType` names.
@@ -829,6 +839,20 @@ rate_limit:
                 PathBuf::from("/etc/pushprox/keys/server.key"),
                 PathBuf::from("/etc/pushprox/ca.pem")
             ]
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = parse(
+            "tls_server_config:\n  cert: CERT-TEXT\n  key: KEY-TEXT\nbasic_auth_users:\n  alice: $2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(debug.contains("key: Inline(<8 bytes>)"), "{debug}");
+        assert!(
+            !debug.contains("KEY-TEXT") && !debug.contains("mDwo"),
+            "{debug}"
         );
     }
 

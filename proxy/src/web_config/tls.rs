@@ -141,10 +141,17 @@ impl std::error::Error for TlsConfigError {
 }
 
 /// PEM text and where it came from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Pem {
     pub origin: Origin,
     pub text: Vec<u8>,
+}
+
+// The text may be a private key: `{:?}` shows only where it came from and its size.
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem({}, {} bytes)", self.origin, self.text.len())
+    }
 }
 
 impl Pem {

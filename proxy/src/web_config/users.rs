@@ -25,10 +25,17 @@ const DECOY_MAX_COST: u32 = 12;
 
 /// A bcrypt hash that parsed: 60 ASCII characters, a `$2y$`/`$2b$`/`$2a$` prefix, a cost
 /// bcrypt allows, and base64 salt and digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BcryptHash {
     text: String,
     cost: u32,
+}
+
+// `{:?}` shows the cost, never the hash (which a GPU could attack).
+impl std::fmt::Debug for BcryptHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BcryptHash(cost {})", self.cost)
+    }
 }
 
 impl BcryptHash {
