@@ -1015,6 +1015,12 @@ rate_limit:
             error("http_server_config:\n  headers:\n    Content-Security-Policy: \"a\\r\\nSet-Cookie: x\"\n"),
             "web config file /etc/pushprox/web.yml: http_server_config.headers.Content-Security-Policy: the value contains a control character (a line break?)"
         );
+        for off in [
+            "rate_limit:\n  interval: 0\n",
+            "rate_limit:\n  interval: 0s\n  burst: 0\n",
+        ] {
+            assert!(parse(off).is_ok(), "{off}");
+        }
         assert_eq!(
             error("rate_limit:\n  interval: 1s\n  burst: 20\n"),
             "web config file /etc/pushprox/web.yml: rate_limit: not supported by pushprox-proxy (a scrape is never refused for arriving too often); remove it"
