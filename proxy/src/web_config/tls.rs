@@ -1,0 +1,785 @@
+//! rustls server configurations for the proxy's listener: from `--tls.cert`/`--tls.key`
+//! ([`from_files`]), or from a web config's `tls_server_config` ([`from_web_config`]).
+//!
+//! Everything is checked here, before the listener starts: the PEM files, the key type, and
+//! that the key belongs to the certificate. Each problem is a [`TlsConfigError`] naming the
+//! flag or web config key and the file, so a bad pair fails at start and never at the first
+//! handshake. The crypto provider is *ring*, the client's (through ureq), so one crypto
+//! library ships.
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName};
+
+use super::{cert_names, ClientAuth, PemSource, TlsServerConfig, TlsVersion};
+
+/// PEM files above this size are refused: certificates, keys and CA bundles are a few KiB,
+/// and a path mistaken for another file (a log, `/dev/zero`) must not fill memory.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// The one ALPN protocol the proxy speaks.
+const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// Where PEM text came from, as said in messages: `--tls.cert file /etc/proxy/cert.pem`,
+/// `tls_server_config.cert_file /etc/proxy/cert.pem`, `tls_server_config.cert in web.yml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(String);
+
+impl Origin {
+    /// A file named by a command-line flag.
+    pub fn flag(flag: &str, path: &Path) -> Origin {
+        Origin(format!("{flag} file {}", path.display()))
+    }
+
+    /// A file named by a key of a web config file.
+    pub fn config_file(key: &str, path: &Path) -> Origin {
+        Origin(format!("{key} {}", path.display()))
+    }
+
+    /// PEM text written inline under a key of the web config file `config`.
+    pub fn inline(key: &str, config: &Path) -> Origin {
+        Origin(format!("{key} in {}", config.display()))
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a TLS configuration cannot be built. Each names the flag or key and the file.
+#[derive(Debug)]
+pub enum TlsConfigError {
+    /// The file cannot be read.
+    Read {
+        origin: Origin,
+        error: std::io::Error,
+    },
+    /// The file is larger than any PEM file the proxy expects.
+    TooLarge { origin: Origin },
+    /// A PEM block is malformed (no END line, bad base64, ...).
+    Pem { origin: Origin, reason: String },
+    /// No `BEGIN CERTIFICATE` block.
+    NoCertificate { origin: Origin },
+    /// No private key block; `encrypted` when there is an encrypted one.
+    NoKey { origin: Origin, encrypted: bool },
+    /// A key rustls cannot sign with (a DSA key, an unsupported curve, a short RSA key, ...).
+    UnsupportedKey { origin: Origin, reason: String },
+    /// The first certificate cannot be parsed.
+    BadCertificate { origin: Origin, reason: String },
+    /// The key does not belong to the first certificate.
+    KeyMismatch { cert: Origin, key: Origin },
+    /// The client CA bundle holds no usable certificate.
+    BadClientCa { origin: Origin, reason: String },
+    /// A web config option rustls cannot honour, or that contradicts another.
+    Setting { key: &'static str, reason: String },
+}
+
+impl fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsConfigError::Read { origin, error } => write!(f, "cannot read {origin}: {error}"),
+            TlsConfigError::TooLarge { origin } => write!(
+                f,
+                "{origin} is larger than {} KiB: not a PEM certificate or key file; check the path",
+                MAX_PEM_BYTES / 1024
+            ),
+            TlsConfigError::Pem { origin, reason } => write!(
+                f,
+                "{origin} is not valid PEM ({reason}); check it with `openssl storeutl -noout -text FILE`"
+            ),
+            TlsConfigError::NoCertificate { origin } => write!(
+                f,
+                "{origin} holds no certificate: expected PEM \"-----BEGIN CERTIFICATE-----\" blocks, the server's certificate first, then its intermediates (a DER file converts with `openssl x509 -inform der -in FILE -out FILE.pem`)"
+            ),
+            TlsConfigError::NoKey { origin, encrypted: true } => write!(
+                f,
+                "{origin} holds an encrypted private key, which the proxy cannot decrypt: write it unencrypted with `openssl pkey -in KEY -out KEY.plain` (and keep that file mode 0600)"
+            ),
+            TlsConfigError::NoKey { origin, encrypted: false } => write!(
+                f,
+                "{origin} holds no private key: expected a PEM \"-----BEGIN PRIVATE KEY-----\" (PKCS#8), \"-----BEGIN RSA PRIVATE KEY-----\" or \"-----BEGIN EC PRIVATE KEY-----\" block"
+            ),
+            TlsConfigError::UnsupportedKey { origin, reason } => write!(
+                f,
+                "{origin}: the private key cannot be used ({reason}); use an RSA (2048 bits or more), ECDSA P-256 or P-384, or Ed25519 key"
+            ),
+            TlsConfigError::BadCertificate { origin, reason } => write!(
+                f,
+                "{origin}: the first certificate cannot be parsed ({reason}); check it with `openssl x509 -noout -text -in FILE`"
+            ),
+            TlsConfigError::KeyMismatch { cert, key } => write!(
+                f,
+                "the private key of {key} does not belong to the first certificate of {cert}: the first certificate must be the one issued for that key (compare `openssl x509 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`)"
+            ),
+            TlsConfigError::BadClientCa { origin, reason } => {
+                write!(f, "{origin}: cannot use it to verify client certificates ({reason})")
+            }
+            TlsConfigError::Setting { key, reason } => write!(f, "{key}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TlsConfigError::Read { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// PEM text and where it came from.
+#[derive(Clone)]
+pub struct Pem {
+    pub origin: Origin,
+    pub text: Vec<u8>,
+}
+
+// The text may be a private key: `{:?}` shows only where it came from and its size.
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem({}, {} bytes)", self.origin, self.text.len())
+    }
+}
+
+impl Pem {
+    /// Reads a PEM file (at most 1 MiB).
+    pub fn read(path: &Path, origin: Origin) -> Result<Pem, TlsConfigError> {
+        let file = std::fs::File::open(path).map_err(|error| TlsConfigError::Read {
+            origin: origin.clone(),
+            error,
+        })?;
+        let mut text = Vec::new();
+        file.take(MAX_PEM_BYTES + 1)
+            .read_to_end(&mut text)
+            .map_err(|error| TlsConfigError::Read {
+                origin: origin.clone(),
+                error,
+            })?;
+        if text.len() as u64 > MAX_PEM_BYTES {
+            return Err(TlsConfigError::TooLarge { origin });
+        }
+        Ok(Pem { origin, text })
+    }
+
+    /// PEM text given inline.
+    pub fn inline(text: &str, origin: Origin) -> Pem {
+        Pem {
+            origin,
+            text: text.as_bytes().to_vec(),
+        }
+    }
+
+    /// The PEM sections of the text, in order; sections of kinds rustls does not know
+    /// (`ENCRYPTED PRIVATE KEY`, `DSA PRIVATE KEY`, ...) are skipped.
+    fn sections(&self) -> Result<Vec<(SectionKind, Vec<u8>)>, TlsConfigError> {
+        <(SectionKind, Vec<u8>)>::pem_slice_iter(&self.text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsConfigError::Pem {
+                origin: self.origin.clone(),
+                reason: pem_reason(&e),
+            })
+    }
+
+    /// Every certificate of the text, in order; at least one.
+    pub fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+        let certs: Vec<CertificateDer<'static>> = self
+            .sections()?
+            .into_iter()
+            .filter(|(kind, _)| *kind == SectionKind::Certificate)
+            .map(|(_, der)| CertificateDer::from(der))
+            .collect();
+        if certs.is_empty() {
+            return Err(TlsConfigError::NoCertificate {
+                origin: self.origin.clone(),
+            });
+        }
+        Ok(certs)
+    }
+
+    /// The first private key of the text: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+        for (kind, der) in self.sections()? {
+            match kind {
+                SectionKind::PrivateKey => return Ok(PrivateKeyDer::Pkcs8(der.into())),
+                SectionKind::RsaPrivateKey => return Ok(PrivateKeyDer::Pkcs1(der.into())),
+                SectionKind::EcPrivateKey => return Ok(PrivateKeyDer::Sec1(der.into())),
+                _ => {}
+            }
+        }
+        let text = String::from_utf8_lossy(&self.text);
+        Err(TlsConfigError::NoKey {
+            origin: self.origin.clone(),
+            encrypted: text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+                || text.contains("Proc-Type: 4,ENCRYPTED"),
+        })
+    }
+}
+
+/// pki-types' PEM errors in words (its `Display` prints the marker as a byte array).
+fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a block has no \"-----END {}-----\" line",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "malformed BEGIN line \"{}\"",
+            String::from_utf8_lossy(line).trim()
+        ),
+        Error::Base64Decode(why) => format!("a block is not base64: {why}"),
+        other => other.to_string(),
+    }
+}
+
+/// The crypto provider of the proxy: *ring*, with its default cipher suites and groups.
+pub fn provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+/// The certificate chain of `cert` with the key of `key`, checked to belong together.
+pub fn certified_key(
+    cert: &Pem,
+    key: &Pem,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsConfigError> {
+    let chain = cert.certificates()?;
+    let key_der = key.private_key()?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| TlsConfigError::UnsupportedKey {
+            origin: key.origin.clone(),
+            reason: e.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // Unknown: the key cannot tell its public half (not so for ring's keys); the
+        // handshake would then fail, not start with a wrong key.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(Arc::new(certified))
+        }
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(TlsConfigError::KeyMismatch {
+                cert: cert.origin.clone(),
+                key: key.origin.clone(),
+            })
+        }
+        Err(e) => Err(TlsConfigError::BadCertificate {
+            origin: cert.origin.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The server configuration of `--tls.cert`/`--tls.key`: TLS 1.3 and 1.2, no client
+/// certificates, ALPN `http/1.1`.
+pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let cert = Pem::read(cert, Origin::flag("--tls.cert", cert))?;
+    let key = Pem::read(key, Origin::flag("--tls.key", key))?;
+    let provider = provider();
+    let certified = certified_key(&cert, &key, &provider)?;
+    let config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|e| TlsConfigError::Setting {
+            key: "--tls.cert",
+            reason: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    Ok(finish(config))
+}
+
+/// The server configuration of a web config's `tls_server_config`; relative paths are
+/// resolved against `base_dir` (the config file's directory).
+pub fn from_web_config(
+    config: &TlsServerConfig,
+    base_dir: &Path,
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    let load = |source: &PemSource, file_key: &str, inline_key: &str| match source {
+        PemSource::File(path) => {
+            let path = base_dir.join(path);
+            let origin = Origin::config_file(&format!("tls_server_config.{file_key}"), &path);
+            Pem::read(&path, origin)
+        }
+        PemSource::Inline(text) => Ok(Pem::inline(
+            text,
+            Origin::inline(
+                &format!("tls_server_config.{inline_key}"),
+                &config.config_path,
+            ),
+        )),
+    };
+    let cert = load(&config.cert, "cert_file", "cert")?;
+    let key = load(&config.key, "key_file", "key")?;
+
+    let mut provider = provider();
+    if !config.cipher_suites.is_empty() {
+        // As in Go, cipher_suites chooses among TLS 1.2 suites; TLS 1.3 suites stay all on
+        // unless some are listed too.
+        let mut suites = config.cipher_suites.clone();
+        if !suites
+            .iter()
+            .any(|s| s.version() == &rustls::version::TLS13)
+        {
+            suites.extend(
+                provider
+                    .cipher_suites
+                    .iter()
+                    .filter(|s| s.version() == &rustls::version::TLS13),
+            );
+        }
+        provider.cipher_suites = suites;
+    }
+    if !config.curve_preferences.is_empty() {
+        provider.kx_groups = config.curve_preferences.clone();
+    }
+    let provider = Arc::new(provider);
+    let certified = certified_key(&cert, &key, &provider)?;
+
+    let versions: &[&'static rustls::SupportedProtocolVersion] =
+        match (config.min_version, config.max_version) {
+            (TlsVersion::Tls12, TlsVersion::Tls12) => &[&rustls::version::TLS12],
+            (TlsVersion::Tls13, _) => &[&rustls::version::TLS13],
+            (TlsVersion::Tls12, TlsVersion::Tls13) => {
+                &[&rustls::version::TLS13, &rustls::version::TLS12]
+            }
+        };
+    let verifier = client_verifier(config, base_dir, &provider)?;
+    let mut server = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsConfigError::Setting {
+            key: "tls_server_config.cipher_suites",
+            reason: format!("no cipher suite left for the TLS versions allowed ({e})"),
+        })?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    server.ignore_client_order = config.prefer_server_cipher_suites;
+    Ok(finish(server))
+}
+
+/// The verifier of `client_auth_type`, with the `client_allowed_sans` check around it.
+fn client_verifier(
+    config: &TlsServerConfig,
+    base_dir: &Path,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsConfigError> {
+    let schemes = provider.signature_verification_algorithms;
+    let verifier: Arc<dyn ClientCertVerifier> = match config.client_auth {
+        ClientAuth::NoClientCert => return Ok(Arc::new(rustls::server::NoClientAuth)),
+        ClientAuth::RequestClientCert => Arc::new(UnverifiedClientCert {
+            mandatory: false,
+            schemes,
+        }),
+        ClientAuth::RequireAnyClientCert => Arc::new(UnverifiedClientCert {
+            mandatory: true,
+            schemes,
+        }),
+        ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
+            let Some(source) = &config.client_ca else {
+                return Err(TlsConfigError::Setting {
+                    key: "tls_server_config.client_ca_file",
+                    reason:
+                        "missing: this client_auth_type verifies client certificates against it"
+                            .into(),
+                });
+            };
+            let ca = match source {
+                PemSource::File(path) => {
+                    let path = base_dir.join(path);
+                    Pem::read(
+                        &path,
+                        Origin::config_file("tls_server_config.client_ca_file", &path),
+                    )?
+                }
+                PemSource::Inline(text) => Pem::inline(
+                    text,
+                    Origin::inline("tls_server_config.client_ca", &config.config_path),
+                ),
+            };
+            let certs = ca.certificates().map_err(|e| match e {
+                TlsConfigError::NoCertificate { origin } => TlsConfigError::BadClientCa {
+                    origin,
+                    reason: "no PEM \"-----BEGIN CERTIFICATE-----\" block: expected the certificates of the CAs that issue client certificates".into(),
+                },
+                other => other,
+            })?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs {
+                roots.add(cert).map_err(|e| TlsConfigError::BadClientCa {
+                    origin: ca.origin.clone(),
+                    reason: format!("a certificate cannot be a trust anchor: {e}"),
+                })?;
+            }
+            let builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let builder = if config.client_auth == ClientAuth::VerifyClientCertIfGiven {
+                builder.allow_unauthenticated()
+            } else {
+                builder
+            };
+            builder.build().map_err(|e| TlsConfigError::BadClientCa {
+                origin: ca.origin.clone(),
+                reason: format!("{e:?}"),
+            })?
+        }
+    };
+    if config.client_allowed_sans.is_empty() {
+        Ok(verifier)
+    } else {
+        Ok(Arc::new(AllowedSans {
+            inner: verifier,
+            allowed: config.client_allowed_sans.clone(),
+        }))
+    }
+}
+
+/// `RequestClientCert` and `RequireAnyClientCert`, as Go does them: the client is asked for a
+/// certificate (and with `mandatory` must send one), and its handshake signature must verify
+/// with the certificate's key, so the client holds that key. Nothing else is checked: not
+/// the issuer, not the dates, not the usage. Anyone can make such a certificate, so it
+/// proves nothing about who the client is; `RequireAndVerifyClientCert` does.
+#[derive(Debug)]
+struct UnverifiedClientCert {
+    mandatory: bool,
+    schemes: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for UnverifiedClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // It must at least be a certificate, so the signature checks below have a key.
+        ParsedCertificate::try_from(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
+}
+
+/// `client_allowed_sans`: after `inner` accepted the certificate, it must also carry one of
+/// the listed SANs (DNS, e-mail, IP or URI, exact match as exporter-toolkit compares them).
+#[derive(Debug)]
+struct AllowedSans {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+/// The handshake error when no SAN is allowed; its text reaches the proxy's log (rustls
+/// prints it with `Debug`, hence the hand-written one).
+struct SansRefused {
+    presented: Vec<String>,
+}
+
+impl fmt::Debug for SansRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SansRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the client certificate's SANs ({}) include none of tls_server_config.client_allowed_sans",
+            if self.presented.is_empty() {
+                "none".to_string()
+            } else {
+                self.presented.join(", ")
+            }
+        )
+    }
+}
+
+impl std::error::Error for SansRefused {}
+
+impl ClientCertVerifier for AllowedSans {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let presented = cert_names::parse(end_entity)
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ))?
+            .sans();
+        if presented.iter().any(|san| self.allowed.contains(san)) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(SansRefused { presented })),
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn finish(mut config: ServerConfig) -> Arc<ServerConfig> {
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Arc::new(config)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::web_config::testcerts::{Dir, KeyKind, ALL_KEYS};
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
+
+    /// A client trusting the CA certificate `ca`, with ALPN `http/1.1`.
+    pub fn client_trusting(ca: &Path) -> ClientConfig {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
+    }
+
+    /// A handshake in memory, at most 10 round trips; both sides after it.
+    pub fn handshake(
+        server: Arc<ServerConfig>,
+        client: ClientConfig,
+        name: &str,
+    ) -> Result<(ClientConnection, ServerConnection), rustls::Error> {
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let mut c = ClientConnection::new(Arc::new(client), name)?;
+        let mut s = ServerConnection::new(server)?;
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            c.write_tls(&mut wire).unwrap();
+            s.read_tls(&mut &wire[..]).unwrap();
+            let server_result = s.process_new_packets();
+            wire.clear();
+            s.write_tls(&mut wire).unwrap();
+            c.read_tls(&mut &wire[..]).unwrap();
+            server_result?;
+            c.process_new_packets()?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok((c, s));
+            }
+        }
+        panic!("no handshake after 10 round trips");
+    }
+
+    #[test]
+    fn every_key_type_completes_a_handshake() {
+        let dir = Dir::new("keytypes");
+        let ca = dir.ca("ca");
+        for kind in ALL_KEYS {
+            let key = dir.key(&format!("{kind:?}.key"), kind);
+            let cert = dir.leaf(
+                &format!("{kind:?}.pem"),
+                &key,
+                &ca,
+                "proxy",
+                &["DNS:localhost"],
+            );
+            let config = from_files(&cert, &key).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            let (_, server) = handshake(config, client_trusting(&ca.0), "localhost")
+                .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            assert_eq!(server.alpn_protocol(), Some(&b"http/1.1"[..]), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_chain_is_sent_whole() {
+        let dir = Dir::new("chain");
+        let ca = dir.ca("root");
+        let key = dir.key("leaf.key", KeyKind::P256Sec1);
+        let leaf = dir.leaf("leaf.pem", &key, &ca, "proxy", &["DNS:localhost"]);
+        let chain = format!(
+            "{}{}",
+            std::fs::read_to_string(&leaf).unwrap(),
+            std::fs::read_to_string(&ca.0).unwrap()
+        );
+        let chain = dir.write("chain.pem", &chain);
+        let (client, server) = handshake(
+            from_files(&chain, &key).unwrap(),
+            client_trusting(&ca.0),
+            "localhost",
+        )
+        .unwrap();
+        assert_eq!(server.peer_certificates(), None);
+        assert_eq!(client.peer_certificates().map(|p| p.len()), Some(2));
+    }
+
+    #[test]
+    fn a_mismatched_pair_names_both_files() {
+        let dir = Dir::new("mismatch");
+        let ca = dir.ca("ca");
+        let key = dir.key("a.key", KeyKind::P256Pkcs8);
+        let other = dir.key("b.key", KeyKind::P256Pkcs8);
+        let cert = dir.leaf("a.pem", &key, &ca, "proxy", &["DNS:localhost"]);
+        let err = from_files(&cert, &other).unwrap_err();
+        let d = dir.0.display();
+        assert_eq!(
+            err.to_string(),
+            format!("the private key of --tls.key file {d}/b.key does not belong to the first certificate of --tls.cert file {d}/a.pem: the first certificate must be the one issued for that key (compare `openssl x509 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`)")
+        );
+        // An RSA key for an ECDSA certificate: also a mismatch, not an obscure failure.
+        let rsa = dir.key("rsa.key", KeyKind::RsaPkcs8);
+        assert!(matches!(
+            from_files(&cert, &rsa),
+            Err(TlsConfigError::KeyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let dir = Dir::new("badfiles");
+        let ca = dir.ca("ca");
+        let key = dir.key("k.key", KeyKind::Ed25519);
+        let cert = dir.leaf("c.pem", &key, &ca, "proxy", &["DNS:localhost"]);
+        let empty = dir.write("empty.pem", "");
+        let garbage = dir.write("garbage.pem", "hello\x00world\n");
+        let d = dir.0.display();
+
+        let err = from_files(&empty, &key).unwrap_err();
+        assert_eq!(err.to_string(), format!("--tls.cert file {d}/empty.pem holds no certificate: expected PEM \"-----BEGIN CERTIFICATE-----\" blocks, the server's certificate first, then its intermediates (a DER file converts with `openssl x509 -inform der -in FILE -out FILE.pem`)"));
+        assert!(matches!(
+            from_files(&garbage, &key),
+            Err(TlsConfigError::NoCertificate { .. })
+        ));
+
+        let err = from_files(&cert, &empty).unwrap_err();
+        assert_eq!(err.to_string(), format!("--tls.key file {d}/empty.pem holds no private key: expected a PEM \"-----BEGIN PRIVATE KEY-----\" (PKCS#8), \"-----BEGIN RSA PRIVATE KEY-----\" or \"-----BEGIN EC PRIVATE KEY-----\" block"));
+        // A certificate given as the key.
+        assert!(matches!(
+            from_files(&cert, &cert),
+            Err(TlsConfigError::NoKey {
+                encrypted: false,
+                ..
+            })
+        ));
+
+        let err = from_files(&dir.path("missing.pem"), &key).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot read --tls.cert file {d}/missing.pem: No such file or directory (os error 2)")
+        );
+
+        let truncated = dir.write("truncated.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n");
+        let err = from_files(&truncated, &key).unwrap_err();
+        assert_eq!(err.to_string(), format!("--tls.cert file {d}/truncated.pem is not valid PEM (a block has no \"-----END CERTIFICATE-----\" line); check it with `openssl storeutl -noout -text FILE`"));
+
+        let bad_der = dir.write(
+            "bad-der.pem",
+            "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n",
+        );
+        let err = from_files(&bad_der, &key).unwrap_err();
+        assert_eq!(err.to_string(), format!("--tls.cert file {d}/bad-der.pem: the first certificate cannot be parsed (invalid peer certificate: BadEncoding); check it with `openssl x509 -noout -text -in FILE`"));
+
+        let bad_key = dir.write(
+            "bad.key",
+            "-----BEGIN PRIVATE KEY-----\naGVsbG8=\n-----END PRIVATE KEY-----\n",
+        );
+        let err = from_files(&cert, &bad_key).unwrap_err();
+        assert_eq!(err.to_string(), format!("--tls.key file {d}/bad.key: the private key cannot be used (unexpected error: failed to parse private key as RSA, ECDSA, or EdDSA); use an RSA (2048 bits or more), ECDSA P-256 or P-384, or Ed25519 key"));
+
+        let encrypted = dir.path("enc.key");
+        crate::web_config::testcerts::openssl(&[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            key.to_str().unwrap(),
+            "-passout",
+            "pass:secret",
+            "-out",
+            encrypted.to_str().unwrap(),
+        ]);
+        let err = from_files(&cert, &encrypted).unwrap_err();
+        assert_eq!(err.to_string(), format!("--tls.key file {d}/enc.key holds an encrypted private key, which the proxy cannot decrypt: write it unencrypted with `openssl pkey -in KEY -out KEY.plain` (and keep that file mode 0600)"));
+    }
+}
