@@ -175,9 +175,9 @@ impl Service for Proxy {
 /// Binds the listener and serves until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
     let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            crate::web_config::tls::from_files(cert, key).map_err(|e| e.to_string())?,
-        ),
+        (Some(cert), Some(key)) => {
+            Some(crate::web_config::tls::from_files(cert, key).map_err(|e| e.to_string())?)
+        }
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -401,4 +401,93 @@ mod tests {
             417
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Pieces heads are made of: valid lines, and the bytes that break them.
+        fn piece() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                Just(b"GET /poll HTTP/1.1\r\n".to_vec()),
+                Just(b"POST /push HTTP/1.0\r\n".to_vec()),
+                Just(b"GET http://h.example:9100/metrics HTTP/1.1\r\n".to_vec()),
+                Just(b"Host: h\r\n".to_vec()),
+                Just(b"Content-Length: 5\r\n".to_vec()),
+                Just(b"Content-Length: 6\r\n".to_vec()),
+                Just(b"Transfer-Encoding: chunked\r\n".to_vec()),
+                Just(b"Expect: 100-continue\r\n".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\r".to_vec()),
+                Just(b": ".to_vec()),
+                Just(b" ".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..40),
+                "[A-Za-z-]{1,20}: [ -~]{0,60}\r\n".prop_map(String::into_bytes),
+            ]
+        }
+
+        fn head() -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(piece(), 0..30).prop_map(|p| p.concat())
+        }
+
+        fn small_limits() -> HeadLimits {
+            HeadLimits {
+                max_bytes: 1024,
+                max_headers: 8,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256)
+            ))]
+
+            /// Whatever arrives, in whatever pieces: no panic, the same answer as when it
+            /// arrives whole, a complete head never longer than the limit, and an accepted head
+            /// never ambiguous.
+            #[test]
+            fn any_bytes_in_any_split_parse_as_when_whole(bytes in head(), cuts in proptest::collection::vec(0usize..2000, 0..8)) {
+                let limits = small_limits();
+                let whole = parse(&bytes, limits);
+                let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+                cuts.sort_unstable();
+                cuts.push(bytes.len());
+                // Fed in growing prefixes, as a connection reads it.
+                let mut seen = None;
+                for cut in cuts {
+                    match parse(&bytes[..cut], limits) {
+                        Ok(None) => continue,
+                        other => {
+                            seen = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let seen = seen.unwrap_or(Ok(None));
+                match (&whole, &seen) {
+                    // A complete head is found at the same place, with the same meaning.
+                    (Ok(Some(a)), Ok(Some(b))) => prop_assert_eq!(a, b),
+                    // An error may show up in a prefix already, but then the whole fails too.
+                    (Err(_), Err(_)) => {}
+                    (Ok(None), Ok(None)) => {}
+                    (w, s) => prop_assert!(false, "whole {:?}, in pieces {:?}", w, s),
+                }
+                if let Ok(Some((head, length))) = &whole {
+                    prop_assert!(*length <= limits.max_bytes);
+                    prop_assert!(head.headers.len() <= limits.max_headers);
+                    let framing_headers = head.headers.get_all("Content-Length").count()
+                        + head.headers.get_all("Transfer-Encoding").count();
+                    if head.headers.get("Transfer-Encoding").is_some() {
+                        prop_assert_eq!(head.framing, Framing::Chunked);
+                        prop_assert_eq!(head.headers.get("Content-Length"), None);
+                    }
+                    prop_assert!(framing_headers == 0 || head.framing != Framing::UntilEof);
+                    for (_, value) in head.headers.iter() {
+                        prop_assert!(!value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0));
+                    }
+                }
+            }
+        }
+    }
 }
