@@ -112,9 +112,16 @@ impl Headers {
         }
     }
 
-    /// Writes `Name: value\r\n` for every field.
+    /// Writes `Name: value\r\n` for every field that a reader would read back as the same one
+    /// field: a name that is not a token, or a value with CR, LF or another control character
+    /// (a way to smuggle header lines), is never written.
     pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
         for (n, v) in &self.0 {
+            let name_ok = !n.is_empty() && n.bytes().all(is_token_byte);
+            let value_ok = v.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
+            if !name_ok || !value_ok {
+                continue;
+            }
             out.extend_from_slice(n.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(v.as_bytes());
@@ -217,5 +224,19 @@ mod tests {
         let mut budget = 100;
         let err = Headers::read_from(&mut input, &mut budget, 100, "test").unwrap_err();
         assert!(err.to_string().contains("garbage"), "{err}");
+    }
+
+    #[test]
+    fn writer_never_writes_a_field_that_reads_back_as_another() {
+        let mut h = Headers::new();
+        h.append("X-Ok", "a\tb c");
+        h.append("X-Smuggle", "1\nId: 5");
+        h.append("X-Cr", "1\rId: 5");
+        h.append("X-Nul", "a\0b");
+        h.append("Bad Name", "x");
+        h.append("X-Last", "z");
+        let mut out = Vec::new();
+        h.write_to(&mut out);
+        assert_eq!(out, b"X-Ok: a\tb c\r\nX-Last: z\r\n");
     }
 }
