@@ -24,7 +24,7 @@ DB=${PUSHPROX_ADVISORY_DB:-$ROOT/../shared/advisory-db}
 
 if ! command -v cargo-audit >/dev/null 2>&1; then
     say "installing cargo-audit (cargo install --locked cargo-audit)"
-    cargo install --locked --quiet cargo-audit || {
+    cargo install --locked --quiet --no-default-features cargo-audit || {
         echo "$SCRIPT: cargo install cargo-audit failed" >&2
         exit 1
     }

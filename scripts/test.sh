@@ -7,7 +7,9 @@
 # 3. scripts/nginx-mtls.sh: the client through nginx checking client certificates;
 # 4. scripts/bench.sh --smoke: the benchmark's code paths with tiny numbers (no timings judged);
 # 5. scripts/screenshot.sh: the proxy's status page rendered by headless Chromium;
-# 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run.
+# 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run;
+# 7. scripts/audit.sh: cargo audit of Cargo.lock against the RustSec snapshot in
+#    ../shared/advisory-db (installs cargo-audit when missing).
 # Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, chromium,
 # musl-tools, file (`bash .ci/run` installs them on Debian).
 #
@@ -42,6 +44,7 @@ part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
 part "scripts/bench.sh --smoke" env PUSHPROX_BIN_DIR=target/debug bash scripts/bench.sh --smoke
 part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/screenshot.sh
 part "scripts/build-static.sh" bash scripts/build-static.sh
+part "scripts/audit.sh" bash scripts/audit.sh
 
 printf '\n==> summary\n'
 printf '%s\n' "${summary[@]}"
