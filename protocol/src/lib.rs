@@ -20,7 +20,7 @@ mod response;
 mod timeout;
 
 pub use body::{read_body, BodyReader, ChunkedEncoder, ChunkedWriter, Framing};
-pub use error::ProtocolError;
+pub use error::{excerpt, ProtocolError};
 pub use headers::Headers;
 pub use request::{ScrapeRequest, Target, ID_HEADER};
 pub use response::{reason_phrase, Response, ResponseHead, HOP_BY_HOP};
