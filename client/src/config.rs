@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+/// Stack of every thread the client starts. A poll or scrape with a TLS handshake (RSA client
+/// certificate) needs under 64 KiB optimized but over 128 KiB unoptimized, whose frames are
+/// several times larger: debug builds (the tests) get more room.
+pub const THREAD_STACK: usize = if cfg!(debug_assertions) {
+    512 * 1024
+} else {
+    128 * 1024
+};
+
 /// The flags as given. Go's flag names are the primary names, so unit files written for the Go
 /// client work unchanged.
 #[derive(Debug, Parser)]

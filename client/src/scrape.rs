@@ -12,8 +12,9 @@ use pushprox_protocol::{
 use ureq::Agent;
 
 use crate::config::AllowRule;
+use crate::link::ProxyLink;
 use crate::metrics::{Metrics, Outcome};
-use crate::push::{self, ProxyLink, PushError};
+use crate::push::{self, PushError};
 
 /// What every scrape thread shares.
 pub struct ScrapeContext {
@@ -25,7 +26,7 @@ pub struct ScrapeContext {
     pub agents: TargetAgents,
     pub metrics: Arc<Metrics>,
     /// The threads scrapes run on, reused from one scrape to the next.
-    pub threads: crate::workers::Workers,
+    pub threads: pushprox_daemon::workers::Workers,
 }
 
 /// The agent for http targets, and the one for https targets, which may be built only at the
@@ -163,14 +164,11 @@ impl fmt::Display for ScrapeError {
                 "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
                 pushprox_protocol::format_scrape_timeout(*timeout)
             ),
-            ScrapeError::Target { url, error } => {
-                let text = error.to_string();
-                write!(
-                    f,
-                    "scrape of {url} failed: {text}{}",
-                    crate::tls::hint(&text, "target")
-                )
-            }
+            ScrapeError::Target { url, error } => write!(
+                f,
+                "scrape of {url} failed: {error}{}",
+                crate::tls::hint(error, "target")
+            ),
             ScrapeError::Body { url, error } => {
                 write!(f, "scrape of {url} failed while reading the body: {error}")
             }

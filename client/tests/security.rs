@@ -579,7 +579,7 @@ fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logge
     let dir = TempDir::new("userinfo");
     let proxy = Proxy::start(&dir, &[], false);
     let target = Target::start();
-    let mut client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
+    let client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
     proxy.wait_registered("127.0.0.1");
 
     let url = format!("http://scraper:s3cr3t@{}/metrics", target.addr);

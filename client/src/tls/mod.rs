@@ -1,0 +1,264 @@
+//! TLS settings of the agents: the CA certificates to trust (`--tls.cacert`, else the system's
+//! CA bundle) and the `--tls.cert`/`--tls.key` client certificate, for the proxy connection and
+//! for https scrapes alike.
+
+mod ca;
+mod hint;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+
+use crate::config::Config;
+use crate::error::StartupError;
+use ca::{system_roots, Trusted, TRUSTED};
+
+pub use hint::hint;
+
+/// The TLS configuration from the flags. Without --tls.cacert the client trusts the system's
+/// CA certificates, as the Go client does; ureq's compiled-in Mozilla roots are left out of
+/// the binary. An https proxy URL with no CA certificate found stops the start.
+pub fn tls_config(config: &Config) -> Result<TlsConfig, StartupError> {
+    tls_config_with(
+        config,
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
+        std::env::var_os("SSL_CERT_DIR"),
+    )
+}
+
+/// [`tls_config`] with the values of `SSL_CERT_FILE` and `SSL_CERT_DIR`.
+fn tls_config_with(
+    config: &Config,
+    env_file: Option<PathBuf>,
+    env_dirs: Option<std::ffi::OsString>,
+) -> Result<TlsConfig, StartupError> {
+    let mut builder = TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
+    let roots = match &config.tls_cacert {
+        Some(path) => {
+            let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
+            certificates("--tls.cacert", path)?
+        }
+        None => match system_roots(env_file, env_dirs) {
+            Ok((source, roots)) => {
+                log::debug!(
+                    "trusting {} CA certificates of {source} (--tls.cacert would replace them)",
+                    roots.len()
+                );
+                let _ = TRUSTED.set(Trusted::System(source));
+                roots
+            }
+            Err(looked) => {
+                if let Some(url) = config.proxy_urls.iter().find(|u| u.starts_with("https:")) {
+                    return Err(StartupError::NoCaCertificates {
+                        url: url.clone(),
+                        looked,
+                    });
+                }
+                log::warn!(
+                    "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
+                );
+                let _ = TRUSTED.set(Trusted::Nothing(looked));
+                Vec::new()
+            }
+        },
+    };
+    builder = builder.root_certs(RootCerts::new_with_certs(&roots));
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        let chain = certificates("--tls.cert", cert)?;
+        let private = private_key("--tls.key", key)?;
+        check_client_cert(cert, key, &chain, &private)?;
+        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, private)));
+    }
+    Ok(builder.build())
+}
+
+/// Whether the TLS configuration is needed at start: an https proxy, or TLS flags to check.
+/// Otherwise it is built at the first https scrape ([`system_tls_config`]): the system's CA
+/// certificates take about 1 MiB of memory that an http-only client never needs.
+pub fn needed_at_start(config: &Config) -> bool {
+    config.tls_cacert.is_some()
+        || config.tls_cert.is_some()
+        || config.proxy_urls.iter().any(|u| u.starts_with("https:"))
+}
+
+/// The TLS configuration of a client started without TLS flags and with http proxies only,
+/// built at its first https scrape: the system's CA certificates, or none (with a warning,
+/// so the scrape fails naming --tls.cacert).
+pub fn system_tls_config() -> TlsConfig {
+    let roots = match system_roots(
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
+        std::env::var_os("SSL_CERT_DIR"),
+    ) {
+        Ok((source, roots)) => {
+            log::debug!(
+                "trusting {} CA certificates of {source} for https scrapes",
+                roots.len()
+            );
+            let _ = TRUSTED.set(Trusted::System(source));
+            roots
+        }
+        Err(looked) => {
+            log::warn!(
+                "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
+            );
+            let _ = TRUSTED.set(Trusted::Nothing(looked));
+            Vec::new()
+        }
+    };
+    TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .build()
+}
+
+/// ureq builds its rustls configuration at the first TLS connection and panics, instead of
+/// returning an error, when the client certificate does not fit its key (a v1 certificate, a
+/// key of another certificate, an unsupported key type). rustls checks the pair the same way
+/// here, so a bad pair stops the start with a message instead of killing a poll later.
+fn check_client_cert(
+    cert: &Path,
+    key: &Path,
+    chain: &[Certificate<'static>],
+    private: &PrivateKey<'static>,
+) -> Result<(), StartupError> {
+    let chain: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let failed = |error| StartupError::ClientCert {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        error,
+    };
+    // The DER's structure tells PKCS#1, PKCS#8 and SEC1 keys apart.
+    let private = PrivateKeyDer::try_from(private.der())
+        .map_err(|e| failed(rustls::Error::General(e.to_string())))?
+        .clone_key();
+    rustls::sign::CertifiedKey::from_der(chain, private, &rustls::crypto::ring::default_provider())
+        .map(|_| ())
+        .map_err(failed)
+}
+
+fn pem_items(flag: &'static str, path: &Path) -> Result<Vec<PemItem<'static>>, StartupError> {
+    let fail = |reason: String| StartupError::TlsFile {
+        flag,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    ureq::tls::parse_pem(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("not valid PEM: {e}")))
+}
+
+fn certificates(
+    flag: &'static str,
+    path: &Path,
+) -> Result<Vec<Certificate<'static>>, StartupError> {
+    let certs: Vec<_> = pem_items(flag, path)?
+        .into_iter()
+        .filter_map(|item| match item {
+            PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(StartupError::TlsFile {
+            flag,
+            path: path.to_path_buf(),
+            reason: "no \"BEGIN CERTIFICATE\" block found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn private_key(flag: &'static str, path: &Path) -> Result<PrivateKey<'static>, StartupError> {
+    pem_items(flag, path)?
+        .into_iter()
+        .find_map(|item| match item {
+            PemItem::PrivateKey(k) => Some(k),
+            _ => None,
+        })
+        .ok_or_else(|| StartupError::TlsFile {
+            flag,
+            path: path.to_path_buf(),
+            reason: "no private key block (\"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\") found".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with_cacert(path: &str) -> Config {
+        Config {
+            proxy_urls: vec!["http://proxy".into()],
+            fqdn: "host".into(),
+            tls_cacert: Some(path.into()),
+            tls_cert: None,
+            tls_key: None,
+            metrics_addr: crate::config::ListenAddr {
+                host: None,
+                port: 9369,
+                text: ":9369".into(),
+            },
+            retry_initial_wait: std::time::Duration::from_secs(1),
+            retry_max_wait: std::time::Duration::from_secs(5),
+            max_polls: 4,
+            lock_file: None,
+            token_file: None,
+            scrape_allow: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_https_proxy_without_any_ca_certificate_stops_the_start() {
+        let mut config = config_with_cacert("unused");
+        config.tls_cacert = None;
+        let nowhere = || {
+            (
+                Some(PathBuf::from("/nonexistent/ca.pem")),
+                Some("/nonexistent/certs".into()),
+            )
+        };
+        let (file, dirs) = nowhere();
+        assert!(tls_config_with(&config, file, dirs).is_ok(), "http only");
+        config.proxy_urls.push("https://proxy:8080".into());
+        let (file, dirs) = nowhere();
+        let err = tls_config_with(&config, file, dirs)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("https://proxy:8080")
+                && err.contains("--tls.cacert")
+                && err.contains("SSL_CERT_FILE=/nonexistent/ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unreadable_or_empty_files_name_the_flag_and_the_file() {
+        let err = tls_config(&config_with_cacert("/nonexistent/ca.pem"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--tls.cacert") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+
+        let path =
+            std::env::temp_dir().join(format!("pushprox-client-empty-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let err = tls_config(&config_with_cacert(path.to_str().unwrap()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+}
