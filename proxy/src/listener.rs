@@ -103,7 +103,7 @@ pub fn keep_accepting(bound: SocketAddr, timeout: Duration) -> std::io::Result<(
             let mut opens_before = passive_opens();
             let mut last_look = std::time::Instant::now();
             let mut look_every = tick;
-            while !crate::shutdown::requested() {
+            while !pushprox_daemon::signals::requested() {
                 thread::sleep(tick);
                 // Reading /proc/net/tcp walks every socket of the host (under load it took a
                 // tenth of the CPU): look only when new connections were accepted or the last

@@ -13,7 +13,7 @@ use crate::handlers::{self, poll::ParkedPoll, push::Delivery, Guard};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
-use crate::workers::Workers;
+use pushprox_daemon::workers::Workers;
 
 /// Everything the handlers share.
 pub struct State {
@@ -219,7 +219,7 @@ pub fn run(config: Config) -> Result<(), String> {
             }
         }
     };
-    while !crate::shutdown::requested() {
+    while !pushprox_daemon::signals::requested() {
         serve_next(&mut server, &mut retired, Duration::from_millis(200));
     }
     log::info!(
@@ -346,7 +346,7 @@ fn serve(state: &Arc<State>, route: Route, request: Request) {
         Route::Metrics => ("/metrics", handlers::metrics::handle(state, request)),
         Route::Index => ("/", handlers::index::handle(state, request)),
         // 503 while stopping, so that a load balancer stops sending clients here.
-        Route::Healthy if crate::shutdown::requested() => {
+        Route::Healthy if pushprox_daemon::signals::requested() => {
             ("/-/healthy", handlers::text(request, 503, "stopping"))
         }
         Route::Healthy => ("/-/healthy", handlers::text(request, 200, "OK")),
