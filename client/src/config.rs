@@ -98,6 +98,13 @@ pub struct Flags {
     #[arg(long = "scrape.allow", value_name = "PORT_OR_HOSTPORT", value_delimiter = ',', value_parser = allow_rule)]
     pub scrape_allow: Vec<AllowRule>,
 
+    /// Host to connect to for every scrape instead of the scrape URL's host, keeping its port,
+    /// path and query (e.g. 127.0.0.1, for exporters that listen on loopback only, or an
+    /// --fqdn this host cannot resolve). Scrapes are still accepted only for --fqdn. Default:
+    /// the scrape URL's host, as in Go. Not in Go (the Rancher fork's --use-localhost).
+    #[arg(long = "scrape.target-host", value_name = "HOST", value_parser = target_host)]
+    pub scrape_target_host: Option<String>,
+
     /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
     /// cron can start the client every minute. Default: no lock. Not in Go.
     #[arg(long = "lock-file", value_name = "PATH")]
@@ -177,6 +184,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// Empty: any port.
     pub scrape_allow: Vec<AllowRule>,
+    /// `--scrape.target-host`, without brackets.
+    pub scrape_target_host: Option<String>,
 }
 
 impl Flags {
@@ -206,6 +215,7 @@ impl Flags {
             lock_file: self.lock_file,
             token_file: self.token_file,
             scrape_allow: self.scrape_allow,
+            scrape_target_host: self.scrape_target_host,
         }
     }
 }
@@ -242,6 +252,22 @@ fn fqdn(text: &str) -> Result<String, String> {
         ));
     }
     Ok(t.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `--scrape.target-host`: a host name or address (`127.0.0.1`, `::1`, `[::1]`), no port.
+fn target_host(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let bare = t
+        .strip_prefix('[')
+        .and_then(|v6| v6.strip_suffix(']'))
+        .unwrap_or(t);
+    let bad = || {
+        format!("\"{text}\" is not a host name or address without a port, such as 127.0.0.1 or ::1")
+    };
+    if bare.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(bad());
+    }
+    fqdn(bare).map_err(|_| bad())
 }
 
 /// `--scrape.allow`: `9100`, `host:9100`, `[::1]:9100`.
@@ -305,6 +331,31 @@ mod tests {
         assert_eq!(f.metrics_addr.port, 9369);
         assert_eq!(f.log_level, LogLevel::Info);
         assert_eq!(f.max_polls, 4);
+    }
+
+    #[test]
+    fn scrape_target_host_is_a_host_without_port() {
+        for (given, kept) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+            ("::1", "::1"),
+            ("Node1.Example", "node1.example"),
+        ] {
+            let f = parse(&["--proxy-url=http://a", "--scrape.target-host", given]).unwrap();
+            assert_eq!(
+                f.into_config().scrape_target_host.as_deref(),
+                Some(kept),
+                "{given}"
+            );
+        }
+        for bad in ["127.0.0.1:9100", "http://h", "", "a b", "[::1]:80"] {
+            let err = parse(&["--proxy-url=http://a", "--scrape.target-host", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains("--scrape.target-host"),
+                "{bad}: {err}"
+            );
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
     }
 
     #[test]

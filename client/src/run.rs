@@ -88,6 +88,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             allow.join(",")
         }
     );
+    log::info!("{}", serving_line(config));
     let metrics = Metrics::new();
     metrics_server::serve(listener, Arc::clone(&metrics))?;
     signals::install();
@@ -105,6 +106,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
         allow: config.scrape_allow.clone(),
+        target_host: config.scrape_target_host.clone(),
         agents,
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
@@ -145,6 +147,23 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             })?;
     }
     Ok(in_flight)
+}
+
+/// The start line that says what a Prometheus target for this client looks like; what `--fqdn`
+/// must be is the commonest confusion about PushProx.
+fn serving_line(config: &Config) -> String {
+    let proxies: Vec<String> = config.proxy_urls.iter().map(|u| format!("{u}/")).collect();
+    let mut line = format!(
+        "serving fqdn={fqdn}: Prometheus targets must be written {fqdn}:PORT, with proxy_url {}",
+        proxies.join(" or "),
+        fqdn = config.fqdn
+    );
+    if let Some(host) = &config.scrape_target_host {
+        line.push_str(&format!(
+            "; scrapes connect to {host} (--scrape.target-host)"
+        ));
+    }
+    line
 }
 
 /// Whether the host of `url` is this machine, where a plain-http token is read by no one.
@@ -203,6 +222,25 @@ fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_says_how_a_target_is_written() {
+        use clap::Parser;
+        let flags = crate::config::Flags::try_parse_from([
+            "pushprox-client",
+            "--proxy-url=http://proxy.example:8080/",
+            "--proxy-url=https://b",
+            "--fqdn=Host.Example",
+            "--scrape.target-host=127.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(
+            serving_line(&flags.into_config()),
+            "serving fqdn=host.example: Prometheus targets must be written host.example:PORT, \
+             with proxy_url http://proxy.example:8080/ or https://b/; scrapes connect to \
+             127.0.0.1 (--scrape.target-host)"
+        );
+    }
 
     #[test]
     fn loopback_proxy_urls() {

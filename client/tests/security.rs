@@ -205,6 +205,8 @@ fn body_text(r: &Response) -> String {
 struct Target {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    /// The request line and Host header of each request.
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -213,8 +215,10 @@ impl Target {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the target");
         let addr = listener.local_addr().expect("target address");
         let requests = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+        let (count, stopped, record) =
+            (Arc::clone(&requests), Arc::clone(&stop), Arc::clone(&seen));
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
@@ -223,7 +227,18 @@ impl Target {
                 let Ok(mut conn) = conn else { continue };
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = conn.set_read_timeout(Some(WAIT));
-                let _ = read_head(&mut conn);
+                if let Some(head) = read_head(&mut conn) {
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    let host = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Host: ").or(l.strip_prefix("host: ")))
+                        .unwrap_or("")
+                        .to_string();
+                    if let Ok(mut seen) = record.lock() {
+                        seen.push(format!("{line} host={host}"));
+                    }
+                }
                 let _ = write!(
                     conn,
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
@@ -235,6 +250,7 @@ impl Target {
         Target {
             addr,
             requests,
+            seen,
             stop,
         }
     }
@@ -599,4 +615,102 @@ fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logge
         "the client logged the password:\n{}",
         client.log_text()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --scrape.target-host
+
+/// The client binary with `--fqdn fqdn` and `extra`.
+fn start_client_for(
+    dir: &TempDir,
+    name: &str,
+    proxy_url: &str,
+    fqdn: &str,
+    extra: &[&str],
+) -> Process {
+    let mut args = vec![
+        "--proxy-url",
+        proxy_url,
+        "--fqdn",
+        fqdn,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--log.level",
+        "debug",
+        "--proxy.retry.initial-wait",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    Process::spawn(
+        Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
+        &args,
+        dir.0.join(name),
+    )
+}
+
+#[test]
+fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
+    let dir = TempDir::new("target-host");
+    let proxy = Proxy::start(&dir, &[], false);
+    let target = Target::start();
+    let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
+    let url = format!(
+        "http://nothing.invalid:{}/metrics?module=x&a=1",
+        target.addr.port()
+    );
+
+    // Without the flag the client tries to resolve nothing.invalid, and fails.
+    let without = start_client_for(&dir, "without.log", &proxy_url, "nothing.invalid", &[]);
+    proxy.wait_registered("nothing.invalid");
+    let answer = scrape(proxy.port, &url, "5");
+    let text = body_text(&answer);
+    assert_eq!(answer.head.status, 500, "{text}");
+    assert!(
+        text.starts_with(&format!("scrape of {url} failed: ")),
+        "{text}"
+    );
+    assert_eq!(target.requests.load(Ordering::SeqCst), 0);
+    drop(without);
+
+    let with = start_client_for(
+        &dir,
+        "with.log",
+        &proxy_url,
+        "nothing.invalid",
+        &["--scrape.target-host", "127.0.0.1"],
+    );
+    let line = with.wait_for_line("saying how targets are written", &["serving fqdn="]);
+    let message = line.split_once("] ").map_or("", |(_, m)| m);
+    assert_eq!(
+        message,
+        format!(
+            "serving fqdn=nothing.invalid: Prometheus targets must be written \
+             nothing.invalid:PORT, with proxy_url http://127.0.0.1:{}/; scrapes connect to \
+             127.0.0.1 (--scrape.target-host)",
+            proxy.port
+        )
+    );
+    assert!(line.contains(" [INFO] "), "{line}");
+    // The newer client's polls supersede the stopped one's.
+    let ok = wait_until(|| {
+        let answer = scrape(proxy.port, &url, "5");
+        answer.head.status == 200
+    });
+    assert!(ok, "no scrape through the new client:\n{}", with.log_text());
+    let answer = scrape(proxy.port, &url, "5");
+    assert_eq!(
+        (answer.head.status, body_text(&answer).as_str()),
+        (200, TARGET_BODY),
+        "client log:\n{}",
+        with.log_text()
+    );
+    let seen = target.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let port = target.addr.port();
+    assert!(!seen.is_empty());
+    for request in &seen {
+        assert_eq!(
+            request,
+            &format!("GET /metrics?module=x&a=1 HTTP/1.1 host=127.0.0.1:{port}")
+        );
+    }
 }

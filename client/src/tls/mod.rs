@@ -211,6 +211,7 @@ mod tests {
             lock_file: None,
             token_file: None,
             scrape_allow: Vec::new(),
+            scrape_target_host: None,
         }
     }
 
