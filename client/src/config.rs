@@ -105,6 +105,22 @@ pub struct Flags {
     #[arg(long = "scrape.target-host", value_name = "HOST", value_parser = target_host)]
     pub scrape_target_host: Option<String>,
 
+    /// PEM file of the CA certificates to trust for https scrapes (`_scheme=https`) only; the
+    /// proxy stays checked with --tls.cacert. Default: the CAs of --tls.cacert, else the
+    /// system's, for targets as for the proxy (as in Go). Not in Go.
+    #[arg(
+        long = "scrape.tls.cacert",
+        value_name = "FILE",
+        conflicts_with = "scrape_insecure"
+    )]
+    pub scrape_tls_cacert: Option<PathBuf>,
+
+    /// Do not check the certificates of https scrapes (`_scheme=https`), for targets with
+    /// self-signed certificates; the proxy's certificate is always checked. Logged as a
+    /// warning at start. Default: off. Not in Go.
+    #[arg(long = "scrape.tls.insecure-skip-verify")]
+    pub scrape_insecure: bool,
+
     /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
     /// cron can start the client every minute. Default: no lock. Not in Go.
     #[arg(long = "lock-file", value_name = "PATH")]
@@ -186,6 +202,10 @@ pub struct Config {
     pub scrape_allow: Vec<AllowRule>,
     /// `--scrape.target-host`, without brackets.
     pub scrape_target_host: Option<String>,
+    /// `--scrape.tls.cacert`.
+    pub scrape_tls_cacert: Option<PathBuf>,
+    /// `--scrape.tls.insecure-skip-verify`.
+    pub scrape_insecure: bool,
 }
 
 impl Flags {
@@ -216,6 +236,8 @@ impl Flags {
             token_file: self.token_file,
             scrape_allow: self.scrape_allow,
             scrape_target_host: self.scrape_target_host,
+            scrape_tls_cacert: self.scrape_tls_cacert,
+            scrape_insecure: self.scrape_insecure,
         }
     }
 }
@@ -356,6 +378,20 @@ mod tests {
             );
             assert_eq!(err.exit_code(), 2, "{bad}");
         }
+    }
+
+    #[test]
+    fn scrape_tls_cacert_and_insecure_skip_verify_exclude_each_other() {
+        let f = parse(&["--proxy-url=http://a", "--scrape.tls.insecure-skip-verify"]).unwrap();
+        assert!(f.into_config().scrape_insecure);
+        let err = parse(&[
+            "--proxy-url=http://a",
+            "--scrape.tls.insecure-skip-verify",
+            "--scrape.tls.cacert=ca.pem",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--scrape.tls.cacert"), "{err}");
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -64,11 +64,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         Some(path) => Some((path.clone(), BearerToken::read(path)?)),
         None => None,
     };
-    let tls = if crate::tls::needed_at_start(config) {
-        Some(crate::tls::tls_config(config)?)
-    } else {
-        None
-    };
+    let tls = crate::tls::tls_configs(config)?;
     let listener = metrics_server::bind(&config.metrics_addr)?;
     let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
@@ -93,15 +89,15 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     metrics_server::serve(listener, Arc::clone(&metrics))?;
     signals::install();
 
-    let http_agent = agent::target_agent(tls.clone().unwrap_or_default());
+    let http_agent = agent::target_agent(tls.target.clone().unwrap_or_default());
     let https = std::sync::OnceLock::new();
-    if tls.is_some() {
+    if tls.target.is_some() {
         let _ = https.set(http_agent.clone());
     }
     let agents = TargetAgents {
         http: http_agent,
         https,
-        make_https: || agent::target_agent(crate::tls::system_tls_config()),
+        make_https: || agent::target_agent(crate::tls::target_default()),
     };
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
@@ -115,7 +111,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let instance = pushprox_daemon::ids::instance_id();
     log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
     for url in &config.proxy_urls {
-        let agent = agent::proxy_agent(tls.clone().unwrap_or_default());
+        let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default());
         agent::log_forward_proxy(&agent, url);
         if token.is_some() && url.starts_with("http://") && !is_loopback(url) {
             log::warn!(

@@ -714,3 +714,162 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// https targets with a self-signed certificate: --scrape.tls.insecure-skip-verify and
+// --scrape.tls.cacert
+
+const NGINX_BODY: &str = "# TYPE up gauge\nup{job=\"nginx-self-signed\"} 1\n";
+
+/// Debian's nginx serving NGINX_BODY over https on a free 127.0.0.1 port, with a self-signed
+/// certificate for 127.0.0.1 made by openssl (`cert.pem` in `dir`); killed by PID on drop.
+struct Nginx {
+    _process: Process,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &TempDir) -> Nginx {
+        openssl(
+            &dir.0,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+            ],
+        );
+        let port = free_port();
+        let d = dir.0.display();
+        std::fs::create_dir_all(dir.0.join("temp")).expect("nginx temp dir");
+        let conf = dir.write(
+            "nginx.conf",
+            &format!(
+                "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/temp/body;\n\
+                   proxy_temp_path {d}/temp/proxy;\n  fastcgi_temp_path {d}/temp/fastcgi;\n\
+                   uwsgi_temp_path {d}/temp/uwsgi;\n  scgi_temp_path {d}/temp/scgi;\n\
+                   server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n\
+                     ssl_certificate_key {d}/key.pem;\n\
+                     location = /metrics {{ default_type \"text/plain; version=0.0.4\"; return 200 \"{}\"; }}\n\
+                     location / {{ return 404; }}\n  }}\n}}\n",
+                NGINX_BODY.replace('\n', "\\n").replace('"', "\\\"")
+            ),
+        );
+        let nginx = Path::new("/usr/sbin/nginx");
+        assert!(
+            nginx.exists(),
+            "this test needs Debian's nginx (apt-get install nginx)"
+        );
+        let process = Process::spawn(
+            nginx,
+            &[
+                "-c",
+                &conf,
+                "-p",
+                &dir.path(""),
+                "-e",
+                &dir.path("error.log"),
+            ],
+            dir.0.join("nginx.out"),
+        );
+        let mut nginx = Nginx {
+            _process: process,
+            port,
+        };
+        let up = wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let alive = matches!(nginx._process.child.try_wait(), Ok(None));
+        assert!(
+            up && alive,
+            "nginx did not listen on 127.0.0.1:{port}: {}{}",
+            nginx._process.log_text(),
+            std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
+        );
+        nginx
+    }
+}
+
+#[test]
+fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_flag_allows_it() {
+    let dir = TempDir::new("nginx-self-signed");
+    let proxy = Proxy::start(&dir, &[], false);
+    let nginx = Nginx::start(&dir);
+    let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
+    let cert = dir.path("cert.pem");
+    // One client per case, each with an FQDN of its own; all connect to 127.0.0.1, the name in
+    // the certificate.
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("plain.invalid", vec![]),
+        (
+            "insecure.invalid",
+            vec!["--scrape.tls.insecure-skip-verify"],
+        ),
+        ("cacert.invalid", vec!["--scrape.tls.cacert", &cert]),
+    ];
+    let clients: Vec<Process> = cases
+        .iter()
+        .map(|(fqdn, flags)| {
+            let mut extra = vec!["--scrape.target-host", "127.0.0.1"];
+            extra.extend(flags.iter().copied());
+            start_client_for(&dir, &format!("{fqdn}.log"), &proxy_url, fqdn, &extra)
+        })
+        .collect();
+    for (fqdn, _) in &cases {
+        proxy.wait_registered(fqdn);
+    }
+    let url = |fqdn: &str| format!("http://{fqdn}:{}/metrics?_scheme=https", nginx.port);
+
+    let refused = scrape(proxy.port, &url("plain.invalid"), "5");
+    let text = body_text(&refused);
+    assert_eq!(refused.head.status, 500, "{text}");
+    let prefix = format!(
+        "scrape of https://127.0.0.1:{}/metrics failed: io: invalid peer certificate: UnknownIssuer; \
+         the target's certificate is not signed by a CA ",
+        nginx.port
+    );
+    assert!(text.starts_with(&prefix), "{text}");
+    let logged = clients[0].wait_for_line("logging the refusal", &["scrape_id=", "UnknownIssuer"]);
+    assert!(logged.contains(&prefix), "{logged}");
+
+    let insecure = scrape(proxy.port, &url("insecure.invalid"), "5");
+    assert_eq!(
+        (insecure.head.status, body_text(&insecure).as_str()),
+        (200, NGINX_BODY),
+        "client log:\n{}",
+        clients[1].log_text()
+    );
+    let warning = clients[1].wait_for_line(
+        "warning of the flag",
+        &["--scrape.tls.insecure-skip-verify"],
+    );
+    assert!(warning.contains(" [WARN] "), "{warning}");
+
+    let trusted = scrape(proxy.port, &url("cacert.invalid"), "5");
+    assert_eq!(
+        (trusted.head.status, body_text(&trusted).as_str()),
+        (200, NGINX_BODY),
+        "client log:\n{}",
+        clients[2].log_text()
+    );
+    assert!(
+        !clients[2].log_text().contains("insecure-skip-verify"),
+        "{}",
+        clients[2].log_text()
+    );
+}

@@ -22,6 +22,9 @@ const SYSTEM_CA_DIRS: [&str; 2] = ["/etc/ssl/certs", "/etc/pki/tls/certs"];
 /// What the client trusts, in words, once the TLS configuration is built; for the hints.
 pub static TRUSTED: OnceLock<Trusted> = OnceLock::new();
 
+/// What the client trusts for https scrapes when `--scrape.tls.cacert` differs from [`TRUSTED`].
+pub static TARGET_TRUSTED: OnceLock<Trusted> = OnceLock::new();
+
 /// Where the trusted CA certificates came from.
 #[derive(Debug)]
 pub enum Trusted {

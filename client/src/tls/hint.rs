@@ -4,7 +4,7 @@ use std::io;
 
 use rustls::{CertificateError, Error as TlsError};
 
-use super::ca::{Trusted, TRUSTED};
+use super::ca::{Trusted, TARGET_TRUSTED, TRUSTED};
 
 /// The rustls error inside a ureq error: ureq returns it as is, or (from a handshake) inside
 /// an `io::Error`.
@@ -18,6 +18,14 @@ fn rustls_error(error: &ureq::Error) -> Option<&TlsError> {
 
 fn io_rustls_error(error: &io::Error) -> Option<&TlsError> {
     error.get_ref()?.downcast_ref::<TlsError>()
+}
+
+/// What the client trusts for `peer`.
+fn trusted(peer: &str) -> Option<&'static Trusted> {
+    match peer {
+        "target" => TARGET_TRUSTED.get().or_else(|| TRUSTED.get()),
+        _ => TRUSTED.get(),
+    }
 }
 
 /// A hint to append to `error`'s text, starting with "; ", or empty when there is nothing to
@@ -39,14 +47,20 @@ pub fn hint(error: &ureq::Error, peer: &str) -> String {
                  `-addext basicConstraints=critical,CA:FALSE`"
             )
         }
-        CertificateError::UnknownIssuer => match TRUSTED.get() {
+        CertificateError::UnknownIssuer => match trusted(peer) {
             Some(Trusted::Nothing(looked)) => format!(
                 "; this client has no CA certificates to check the {peer}'s certificate with \
                  ({looked}): give --tls.cacert FILE or set SSL_CERT_FILE"
             ),
-            Some(Trusted::Flag(flag)) => {
-                format!("; the {peer}'s certificate is not signed by a CA in {flag}")
-            }
+            Some(Trusted::Flag(flag)) => format!(
+                "; the {peer}'s certificate is not signed by a CA in {flag}{}",
+                if peer == "target" {
+                    " (--scrape.tls.cacert trusts other CAs for targets, \
+                     --scrape.tls.insecure-skip-verify none)"
+                } else {
+                    ""
+                }
+            ),
             Some(Trusted::System(source)) => format!(
                 "; the {peer}'s certificate is not signed by a CA of the system's ({source}); \
                  give the CA's PEM file with --tls.cacert or SSL_CERT_FILE"

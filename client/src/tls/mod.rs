@@ -1,6 +1,7 @@
-//! TLS settings of the agents: the CA certificates to trust (`--tls.cacert`, else the system's
-//! CA bundle) and the `--tls.cert`/`--tls.key` client certificate, for the proxy connection and
-//! for https scrapes alike.
+//! TLS settings of the agents. For the proxies: the CA certificates to trust (`--tls.cacert`,
+//! else the system's CA bundle) and the `--tls.cert`/`--tls.key` client certificate. For https
+//! scrapes the same, as in Go, unless `--scrape.tls.cacert` names other CAs or
+//! `--scrape.tls.insecure-skip-verify` turns the check off.
 
 mod ca;
 mod hint;
@@ -13,103 +14,158 @@ use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConf
 
 use crate::config::Config;
 use crate::error::StartupError;
-use ca::{system_roots, Trusted, TRUSTED};
+use ca::{system_roots, Trusted, TARGET_TRUSTED, TRUSTED};
 
 pub use hint::hint;
 
-/// The TLS configuration from the flags. Without --tls.cacert the client trusts the system's
+/// The TLS configurations the flags ask for, built at start.
+#[derive(Debug, Default)]
+pub struct TlsConfigs {
+    /// For the proxies: `None` when no proxy URL is https and no TLS flag is given.
+    pub proxy: Option<TlsConfig>,
+    /// For https targets: `None` when it is built at the first https scrape
+    /// ([`target_default`]).
+    pub target: Option<TlsConfig>,
+}
+
+/// The TLS configurations from the flags. Without --tls.cacert the client trusts the system's
 /// CA certificates, as the Go client does; ureq's compiled-in Mozilla roots are left out of
 /// the binary. An https proxy URL with no CA certificate found stops the start.
-pub fn tls_config(config: &Config) -> Result<TlsConfig, StartupError> {
-    tls_config_with(
+pub fn tls_configs(config: &Config) -> Result<TlsConfigs, StartupError> {
+    tls_configs_with(
         config,
         std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
         std::env::var_os("SSL_CERT_DIR"),
     )
 }
 
-/// [`tls_config`] with the values of `SSL_CERT_FILE` and `SSL_CERT_DIR`.
-fn tls_config_with(
+/// [`tls_configs`] with the values of `SSL_CERT_FILE` and `SSL_CERT_DIR`.
+fn tls_configs_with(
     config: &Config,
     env_file: Option<PathBuf>,
     env_dirs: Option<std::ffi::OsString>,
-) -> Result<TlsConfig, StartupError> {
-    let mut builder = TlsConfig::builder()
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()));
-    let roots = match &config.tls_cacert {
-        Some(path) => {
-            let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
-            certificates("--tls.cacert", path)?
+) -> Result<TlsConfigs, StartupError> {
+    let client_cert = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates("--tls.cert", cert)?;
+            let private = private_key("--tls.key", key)?;
+            check_client_cert(cert, key, &chain, &private)?;
+            Some(ClientCert::new_with_certs(&chain, private))
         }
-        None => match system_roots(env_file, env_dirs) {
-            Ok((source, roots)) => {
-                log::debug!(
-                    "trusting {} CA certificates of {source} (--tls.cacert would replace them)",
-                    roots.len()
-                );
-                let _ = TRUSTED.set(Trusted::System(source));
-                roots
+        _ => None,
+    };
+    let proxy = if needed_at_start(config) {
+        let roots = match &config.tls_cacert {
+            Some(path) => {
+                let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
+                certificates("--tls.cacert", path)?
             }
-            Err(looked) => {
-                if let Some(url) = config.proxy_urls.iter().find(|u| u.starts_with("https:")) {
-                    return Err(StartupError::NoCaCertificates {
+            None => system_roots_recorded(env_file, env_dirs).or_else(|looked| {
+                match config.proxy_urls.iter().find(|u| u.starts_with("https:")) {
+                    Some(url) => Err(StartupError::NoCaCertificates {
                         url: url.clone(),
                         looked,
-                    });
+                    }),
+                    None => {
+                        warn_no_roots(&looked);
+                        Ok(Vec::new())
+                    }
                 }
-                log::warn!(
-                    "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
-                );
-                let _ = TRUSTED.set(Trusted::Nothing(looked));
-                Vec::new()
-            }
-        },
+            })?,
+        };
+        Some(
+            builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .client_cert(client_cert.clone())
+                .build(),
+        )
+    } else {
+        None
     };
-    builder = builder.root_certs(RootCerts::new_with_certs(&roots));
-    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
-        let chain = certificates("--tls.cert", cert)?;
-        let private = private_key("--tls.key", key)?;
-        check_client_cert(cert, key, &chain, &private)?;
-        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, private)));
-    }
-    Ok(builder.build())
+    let target = if config.scrape_insecure {
+        log::warn!(
+            "--scrape.tls.insecure-skip-verify: the certificates of https scrapes (_scheme=https) are not checked; anyone between this client and a target can read and change its metrics (the proxy's certificate is still checked)"
+        );
+        Some(
+            builder()
+                .disable_verification(true)
+                .client_cert(client_cert)
+                .build(),
+        )
+    } else if let Some(path) = &config.scrape_tls_cacert {
+        let roots = certificates("--scrape.tls.cacert", path)?;
+        let _ = TARGET_TRUSTED.set(Trusted::Flag(format!(
+            "--scrape.tls.cacert {}",
+            path.display()
+        )));
+        Some(
+            builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .client_cert(client_cert)
+                .build(),
+        )
+    } else {
+        proxy.clone()
+    };
+    Ok(TlsConfigs { proxy, target })
 }
 
-/// Whether the TLS configuration is needed at start: an https proxy, or TLS flags to check.
-/// Otherwise it is built at the first https scrape ([`system_tls_config`]): the system's CA
-/// certificates take about 1 MiB of memory that an http-only client never needs.
+/// A builder with our crypto provider.
+fn builder() -> ureq::tls::TlsConfigBuilder {
+    TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// The system's CA certificates, with where they came from recorded for the hints; or what
+/// was looked at (recorded too) when there are none.
+fn system_roots_recorded(
+    env_file: Option<PathBuf>,
+    env_dirs: Option<std::ffi::OsString>,
+) -> Result<Vec<Certificate<'static>>, String> {
+    match system_roots(env_file, env_dirs) {
+        Ok((source, roots)) => {
+            log::debug!(
+                "trusting {} CA certificates of {source} (--tls.cacert would replace them)",
+                roots.len()
+            );
+            let _ = TRUSTED.set(Trusted::System(source));
+            Ok(roots)
+        }
+        Err(looked) => {
+            let _ = TRUSTED.set(Trusted::Nothing(looked.clone()));
+            Err(looked)
+        }
+    }
+}
+
+fn warn_no_roots(looked: &str) {
+    log::warn!(
+        "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
+    );
+}
+
+/// Whether the proxies' TLS configuration is needed at start: an https proxy, or TLS flags to
+/// check. Otherwise https scrapes build theirs at the first one ([`target_default`]): the
+/// system's CA certificates take about 1 MiB of memory that an http-only client never needs.
 pub fn needed_at_start(config: &Config) -> bool {
     config.tls_cacert.is_some()
         || config.tls_cert.is_some()
         || config.proxy_urls.iter().any(|u| u.starts_with("https:"))
 }
 
-/// The TLS configuration of a client started without TLS flags and with http proxies only,
-/// built at its first https scrape: the system's CA certificates, or none (with a warning,
-/// so the scrape fails naming --tls.cacert).
-pub fn system_tls_config() -> TlsConfig {
-    let roots = match system_roots(
+/// The TLS configuration for https scrapes of a client started without TLS flags and with
+/// http proxies only, built at its first https scrape: the system's CA certificates, or none
+/// (with a warning, so the scrape fails naming --tls.cacert).
+pub fn target_default() -> TlsConfig {
+    let roots = system_roots_recorded(
         std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
         std::env::var_os("SSL_CERT_DIR"),
-    ) {
-        Ok((source, roots)) => {
-            log::debug!(
-                "trusting {} CA certificates of {source} for https scrapes",
-                roots.len()
-            );
-            let _ = TRUSTED.set(Trusted::System(source));
-            roots
-        }
-        Err(looked) => {
-            log::warn!(
-                "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
-            );
-            let _ = TRUSTED.set(Trusted::Nothing(looked));
-            Vec::new()
-        }
-    };
-    TlsConfig::builder()
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    )
+    .unwrap_or_else(|looked| {
+        warn_no_roots(&looked);
+        Vec::new()
+    });
+    builder()
         .root_certs(RootCerts::new_with_certs(&roots))
         .build()
 }
@@ -212,6 +268,8 @@ mod tests {
             token_file: None,
             scrape_allow: Vec::new(),
             scrape_target_host: None,
+            scrape_tls_cacert: None,
+            scrape_insecure: false,
         }
     }
 
@@ -226,10 +284,10 @@ mod tests {
             )
         };
         let (file, dirs) = nowhere();
-        assert!(tls_config_with(&config, file, dirs).is_ok(), "http only");
+        assert!(tls_configs_with(&config, file, dirs).is_ok(), "http only");
         config.proxy_urls.push("https://proxy:8080".into());
         let (file, dirs) = nowhere();
-        let err = tls_config_with(&config, file, dirs)
+        let err = tls_configs_with(&config, file, dirs)
             .err()
             .unwrap()
             .to_string();
@@ -243,7 +301,7 @@ mod tests {
 
     #[test]
     fn unreadable_or_empty_files_name_the_flag_and_the_file() {
-        let err = tls_config(&config_with_cacert("/nonexistent/ca.pem"))
+        let err = tls_configs(&config_with_cacert("/nonexistent/ca.pem"))
             .err()
             .unwrap()
             .to_string();
@@ -255,11 +313,41 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("pushprox-client-empty-{}.pem", std::process::id()));
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let err = tls_config(&config_with_cacert(path.to_str().unwrap()))
+        let err = tls_configs(&config_with_cacert(path.to_str().unwrap()))
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn scrape_tls_flags_make_the_target_configuration_only() {
+        let mut config = config_with_cacert("unused");
+        config.tls_cacert = None;
+        config.scrape_insecure = true;
+        let tls = tls_configs(&config).unwrap();
+        assert!(tls.proxy.is_none(), "http proxies need no TLS");
+        assert!(tls.target.as_ref().unwrap().disable_verification());
+
+        config.scrape_insecure = false;
+        config.scrape_tls_cacert = Some("/nonexistent/targets-ca.pem".into());
+        let err = tls_configs(&config).err().unwrap().to_string();
+        assert!(
+            err.starts_with("cannot use --scrape.tls.cacert file /nonexistent/targets-ca.pem: "),
+            "{err}"
+        );
+
+        // Without the scrape flags, targets are checked as the proxy is.
+        config.scrape_tls_cacert = None;
+        config.proxy_urls = vec!["https://proxy:8443".into()];
+        let (file, dirs) = (
+            Some(PathBuf::from("/nonexistent/ca.pem")),
+            Some("/nonexistent/certs".into()),
+        );
+        assert!(
+            tls_configs_with(&config, file, dirs).is_err(),
+            "no CA for the proxy"
+        );
     }
 }
