@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+pub use pushprox_protocol::Label;
 
 /// Stack of every thread the client starts. A poll or scrape with a TLS handshake (RSA client
 /// certificate) needs under 64 KiB optimized but over 128 KiB unoptimized, whose frames are
@@ -121,6 +122,21 @@ pub struct Flags {
     #[arg(long = "scrape.tls.insecure-skip-verify")]
     pub scrape_insecure: bool,
 
+    /// A label for this client in the proxy's /clients (service discovery), as NAME=VALUE; give
+    /// it several times (a name given twice: the last value wins). NAME is a Prometheus label
+    /// name, [a-zA-Z_][a-zA-Z0-9_]* not starting with __; VALUE is any UTF-8. Sent with every
+    /// poll (X-PushProx-Labels), which a Go proxy ignores. Default: none. Not in Go.
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = label)]
+    pub labels: Vec<Label>,
+
+    /// A port of this host to announce as a target in the proxy's /clients, with labels of its
+    /// own: PORT or PORT:NAME=VALUE,NAME=VALUE (e.g. 9100:job=node; values without commas);
+    /// give it several times. Without --scrape.allow the announced ports are the only ones
+    /// this client scrapes. Sent with every poll (X-PushProx-Targets), which a Go proxy
+    /// ignores. Default: none (the proxy lists this client by its FQDN alone). Not in Go.
+    #[arg(long = "sd.target", value_name = "PORT[:NAME=VALUE,...]", value_parser = sd_target)]
+    pub sd_targets: Vec<SdTarget>,
+
     /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
     /// cron can start the client every minute. Default: no lock. Not in Go.
     #[arg(long = "lock-file", value_name = "PATH")]
@@ -183,6 +199,14 @@ impl fmt::Display for AllowRule {
     }
 }
 
+/// A target announced with `--sd.target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdTarget {
+    pub port: u16,
+    /// Its own labels, by name.
+    pub labels: Vec<Label>,
+}
+
 /// Everything `run` needs, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -198,8 +222,15 @@ pub struct Config {
     pub max_polls: usize,
     pub lock_file: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
-    /// Empty: any port.
+    /// `--scrape.allow`, else the `--sd.target` ports ([`Config::allow_from_sd_targets`]);
+    /// empty: any port.
     pub scrape_allow: Vec<AllowRule>,
+    /// Whether `scrape_allow` is the `--sd.target` ports.
+    pub allow_from_sd_targets: bool,
+    /// `--label`, by name, each name once.
+    pub labels: Vec<Label>,
+    /// `--sd.target`, in the order given.
+    pub sd_targets: Vec<SdTarget>,
     /// `--scrape.target-host`, without brackets.
     pub scrape_target_host: Option<String>,
     /// `--scrape.tls.cacert`.
@@ -234,7 +265,17 @@ impl Flags {
             max_polls: usize::from(self.max_polls),
             lock_file: self.lock_file,
             token_file: self.token_file,
-            scrape_allow: self.scrape_allow,
+            allow_from_sd_targets: self.scrape_allow.is_empty() && !self.sd_targets.is_empty(),
+            scrape_allow: if self.scrape_allow.is_empty() {
+                self.sd_targets
+                    .iter()
+                    .map(|t| AllowRule::Port(t.port))
+                    .collect()
+            } else {
+                self.scrape_allow
+            },
+            labels: by_name(self.labels),
+            sd_targets: self.sd_targets,
             scrape_target_host: self.scrape_target_host,
             scrape_tls_cacert: self.scrape_tls_cacert,
             scrape_insecure: self.scrape_insecure,
@@ -274,6 +315,65 @@ fn fqdn(text: &str) -> Result<String, String> {
         ));
     }
     Ok(t.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `labels` sorted by name, each name once: the last value given wins.
+fn by_name(labels: Vec<Label>) -> Vec<Label> {
+    let map: std::collections::BTreeMap<String, String> = labels.into_iter().collect();
+    map.into_iter().collect()
+}
+
+/// A Prometheus label name, not one of the reserved `__` names.
+fn label_name(name: &str) -> Result<(), String> {
+    if name.starts_with("__") {
+        return Err(format!(
+            "label name \"{name}\" starts with \"__\", which Prometheus reserves for its own \
+             labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
+        ));
+    }
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "\"{name}\" is not a Prometheus label name: a label name matches \
+             [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
+        ));
+    }
+    Ok(())
+}
+
+/// `--label`: `NAME=VALUE`.
+fn label(text: &str) -> Result<Label, String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("\"{text}\" is not NAME=VALUE, such as env=prod"))?;
+    label_name(name)?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `--sd.target`: `PORT` or `PORT:NAME=VALUE,NAME=VALUE`.
+fn sd_target(text: &str) -> Result<SdTarget, String> {
+    let (port, labels) = match text.split_once(':') {
+        Some((port, labels)) => (port, Some(labels)),
+        None => (text, None),
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| {
+            format!("\"{text}\" is not PORT or PORT:NAME=VALUE,..., such as 9100 or 9100:job=node")
+        })?;
+    let labels = match labels {
+        None => Vec::new(),
+        Some(list) => list.split(',').map(label).collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(SdTarget {
+        port,
+        labels: by_name(labels),
+    })
 }
 
 /// `--scrape.target-host`: a host name or address (`127.0.0.1`, `::1`, `[::1]`), no port.
@@ -392,6 +492,108 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("--scrape.tls.cacert"), "{err}");
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn labels_are_prometheus_label_names_with_any_utf8_values() {
+        let f = parse(&[
+            "--proxy-url=http://a",
+            "--label",
+            "site=Zürich 🦀",
+            "--label=env=prod",
+            "--label",
+            "_x9=a=b",
+            "--label=env=staging",
+            "--label=empty=",
+        ])
+        .unwrap();
+        let config = f.into_config();
+        let labels: Vec<(&str, &str)> = config
+            .labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("_x9", "a=b"),
+                ("empty", ""),
+                ("env", "staging"),
+                ("site", "Zürich 🦀")
+            ]
+        );
+        assert_eq!(
+            label("__name__=x").unwrap_err(),
+            "label name \"__name__\" starts with \"__\", which Prometheus reserves for its own \
+             labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
+        );
+        assert_eq!(
+            label("9lives=x").unwrap_err(),
+            "\"9lives\" is not a Prometheus label name: a label name matches \
+             [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
+        );
+        assert_eq!(
+            label("env").unwrap_err(),
+            "\"env\" is not NAME=VALUE, such as env=prod"
+        );
+        for bad in ["__x=1", "a-b=1", "=1", "env", "ünï=1"] {
+            let err = parse(&["--proxy-url=http://a", "--label", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains("--label <NAME=VALUE>"),
+                "{bad}: {err}"
+            );
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sd_targets_are_ports_with_labels_and_the_implicit_allow_list() {
+        let f = parse(&[
+            "--proxy-url=http://a",
+            "--sd.target",
+            "9100:job=node,env=x",
+            "--sd.target=9256",
+        ])
+        .unwrap();
+        let config = f.into_config();
+        assert_eq!(
+            config.sd_targets,
+            [
+                SdTarget {
+                    port: 9100,
+                    labels: vec![("env".into(), "x".into()), ("job".into(), "node".into())]
+                },
+                SdTarget {
+                    port: 9256,
+                    labels: Vec::new()
+                },
+            ]
+        );
+        assert_eq!(
+            config.scrape_allow,
+            [AllowRule::Port(9100), AllowRule::Port(9256)]
+        );
+        assert!(config.allow_from_sd_targets);
+        // --scrape.allow, when given, is the list.
+        let config = parse(&[
+            "--proxy-url=http://a",
+            "--sd.target=9100",
+            "--scrape.allow=9999",
+        ])
+        .unwrap()
+        .into_config();
+        assert_eq!(config.scrape_allow, [AllowRule::Port(9999)]);
+        assert!(!config.allow_from_sd_targets);
+        assert_eq!(
+            sd_target("node:job=x").unwrap_err(),
+            "\"node:job=x\" is not PORT or PORT:NAME=VALUE,..., such as 9100 or 9100:job=node"
+        );
+        assert!(sd_target("9100:__job=x").unwrap_err().contains("reserves"));
+        for bad in ["0", "70000", "9100:", "9100:job", "9100:a-b=c", "x"] {
+            let err = parse(&["--proxy-url=http://a", "--sd.target", bad]).unwrap_err();
+            assert!(err.to_string().contains("--sd.target"), "{bad}: {err}");
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
     }
 
     #[test]

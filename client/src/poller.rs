@@ -358,10 +358,7 @@ impl ProxyPolls {
 
     /// One poll; `hold` asks for [`EXTRA_HOLD`].
     fn poll_once(&self, hold: bool) -> Result<PollAnswer, PollError> {
-        let mut request = self
-            .link
-            .post("/poll")
-            .header(POLLER_HEADER, &self.instance);
+        let mut request = self.link.poll().header(POLLER_HEADER, &self.instance);
         if hold {
             request = request.header(HOLD_HEADER, EXTRA_HOLD);
         }

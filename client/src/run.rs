@@ -102,6 +102,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
         allow: config.scrape_allow.clone(),
+        allow_from_sd_targets: config.allow_from_sd_targets,
         target_host: config.scrape_target_host.clone(),
         agents,
         metrics,
@@ -110,6 +111,10 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let in_flight = InFlight::new();
     let instance = pushprox_daemon::ids::instance_id();
     log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
+    let announce = crate::link::announcements(&config.labels, &config.sd_targets);
+    for (name, value) in &announce {
+        log::info!("announcing on every poll {name}: {value}");
+    }
     for url in &config.proxy_urls {
         let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default());
         agent::log_forward_proxy(&agent, url);
@@ -124,6 +129,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             fqdn: config.fqdn.clone(),
             token: token.clone(),
             idle: AtomicBool::new(false),
+            announce: announce.clone(),
         });
         let polls = ProxyPolls::new(
             link,

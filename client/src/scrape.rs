@@ -22,6 +22,8 @@ pub struct ScrapeContext {
     pub fqdn: String,
     /// `--scrape.allow`; empty: any port.
     pub allow: Vec<AllowRule>,
+    /// Whether `allow` is the `--sd.target` ports.
+    pub allow_from_sd_targets: bool,
     /// `--scrape.target-host`: where scrapes connect instead of the URL's host.
     pub target_host: Option<String>,
     /// The agents for targets: no proxy, statuses are not errors, nothing decompressed.
@@ -62,6 +64,8 @@ pub enum ScrapeError {
         host: String,
         port: u16,
         allow: Vec<AllowRule>,
+        /// The list is the `--sd.target` ports, no `--scrape.allow` being given.
+        from_sd_targets: bool,
     },
     /// The URL is not an absolute http(s) URL.
     BadUrl(ProtocolError),
@@ -123,10 +127,18 @@ impl fmt::Display for ScrapeError {
                 host,
                 port,
                 allow,
+                from_sd_targets,
             } => {
                 let list: Vec<String> = allow.iter().map(AllowRule::to_string).collect();
                 let list = list.join(", ");
-                if allow.iter().all(|r| matches!(r, AllowRule::Port(_))) {
+                if *from_sd_targets {
+                    write!(
+                        f,
+                        "scrape of {url} refused: port {port} is not one of the --sd.target ports \
+                         ({list}), the only ones scraped without --scrape.allow; announce it with \
+                         --sd.target or allow it with --scrape.allow"
+                    )
+                } else if allow.iter().all(|r| matches!(r, AllowRule::Port(_))) {
                     write!(
                         f,
                         "scrape of {url} refused: port {port} is not in --scrape.allow ({list}); \
@@ -220,6 +232,7 @@ pub fn prepare(
             host: target.host.trim_end_matches('.').to_string(),
             port,
             allow: allow.to_vec(),
+            from_sd_targets: false,
         });
     }
     let timeout = request
@@ -391,7 +404,15 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
             );
             scrape_and_push(ctx, link, &id, &prepared, deadline)
         }
-        Err(e) => Err((e, received + push::ERROR_PUSH_WINDOW)),
+        Err(mut e) => {
+            if let ScrapeError::NotAllowed {
+                from_sd_targets, ..
+            } = &mut e
+            {
+                *from_sd_targets = ctx.allow_from_sd_targets;
+            }
+            Err((e, received + push::ERROR_PUSH_WINDOW))
+        }
     };
     let (error, deadline) = match result {
         Ok(()) => return,
@@ -634,6 +655,24 @@ mod tests {
                 .unwrap_err()
                 .status(),
             500
+        );
+    }
+
+    #[test]
+    fn ports_outside_the_sd_targets_are_refused_naming_both_flags() {
+        let error = ScrapeError::NotAllowed {
+            url: "http://h:22/".into(),
+            host: "h".into(),
+            port: 22,
+            allow: vec![AllowRule::Port(9100), AllowRule::Port(9256)],
+            from_sd_targets: true,
+        };
+        assert_eq!(error.status(), 403);
+        assert_eq!(
+            error.to_string(),
+            "scrape of http://h:22/ refused: port 22 is not one of the --sd.target ports \
+             (9100, 9256), the only ones scraped without --scrape.allow; announce it with \
+             --sd.target or allow it with --scrape.allow"
         );
     }
 
