@@ -448,18 +448,19 @@ fn client_metrics(client: &mut Process) -> String {
 // ---------------------------------------------------------------------------------------------
 // TLS to the proxy
 
-#[test]
-fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
-    let dir = TempDir::new("tls");
-    // CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
-    // makes by default.
+/// A self-signed certificate for 127.0.0.1, `cert.pem` and `key.pem` in `dir`, made by openssl.
+/// CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
+/// makes by default.
+fn self_signed_cert(dir: &TempDir) {
     openssl(
         &dir.0,
         &[
             "req",
             "-x509",
             "-newkey",
-            "rsa:2048",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
             "key.pem",
@@ -475,6 +476,12 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
             "basicConstraints=critical,CA:FALSE",
         ],
     );
+}
+
+#[test]
+fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
+    let dir = TempDir::new("tls");
+    self_signed_cert(&dir);
     let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
     let tokens = dir.write("client-tokens", "127.0.0.1 tok-tls-1234\n");
     let token_file = dir.write("token", "tok-tls-1234\n");
@@ -730,30 +737,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &TempDir) -> Nginx {
-        openssl(
-            &dir.0,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-            ],
-        );
+        self_signed_cert(dir);
         let port = free_port();
         let d = dir.0.display();
         std::fs::create_dir_all(dir.0.join("temp")).expect("nginx temp dir");
