@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README says to run it and as CI runs it:
+# 0. cargo fmt --all --check and cargo clippy --workspace --all-targets -D warnings: the tree
+#    stays formatted and free of lint warnings;
 # 1. cargo test --workspace: unit tests, the codec's fuzz test, and the integration tests that
 #    start the real binaries (and promtool, openssl, curl);
 # 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients,
@@ -38,6 +40,8 @@ part() {
     fi
 }
 
+part "cargo fmt --check" cargo fmt --all --check
+part "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 part "cargo test --workspace" cargo test --workspace
 part "scripts/e2e.sh" bash scripts/e2e.sh
 part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh

@@ -5,6 +5,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+pub use pushprox_protocol::Label;
+
+/// Stack of every thread the client starts. A poll or scrape with a TLS handshake (RSA client
+/// certificate) needs under 64 KiB optimized but over 128 KiB unoptimized, whose frames are
+/// several times larger: debug builds (the tests) get more room.
+pub const THREAD_STACK: usize = if cfg!(debug_assertions) {
+    512 * 1024
+} else {
+    128 * 1024
+};
 
 /// The flags as given. Go's flag names are the primary names, so unit files written for the Go
 /// client work unchanged.
@@ -89,6 +99,44 @@ pub struct Flags {
     #[arg(long = "scrape.allow", value_name = "PORT_OR_HOSTPORT", value_delimiter = ',', value_parser = allow_rule)]
     pub scrape_allow: Vec<AllowRule>,
 
+    /// Host to connect to for every scrape instead of the scrape URL's host, keeping its port,
+    /// path and query (e.g. 127.0.0.1, for exporters that listen on loopback only, or an
+    /// --fqdn this host cannot resolve). Scrapes are still accepted only for --fqdn. Default:
+    /// the scrape URL's host, as in Go. Not in Go (the Rancher fork's --use-localhost).
+    #[arg(long = "scrape.target-host", value_name = "HOST", value_parser = target_host)]
+    pub scrape_target_host: Option<String>,
+
+    /// PEM file of the CA certificates to trust for https scrapes (`_scheme=https`) only; the
+    /// proxy stays checked with --tls.cacert. Default: the CAs of --tls.cacert, else the
+    /// system's, for targets as for the proxy (as in Go). Not in Go.
+    #[arg(
+        long = "scrape.tls.cacert",
+        value_name = "FILE",
+        conflicts_with = "scrape_insecure"
+    )]
+    pub scrape_tls_cacert: Option<PathBuf>,
+
+    /// Do not check the certificates of https scrapes (`_scheme=https`), for targets with
+    /// self-signed certificates; the proxy's certificate is always checked. Logged as a
+    /// warning at start. Default: off. Not in Go.
+    #[arg(long = "scrape.tls.insecure-skip-verify")]
+    pub scrape_insecure: bool,
+
+    /// A label for this client in the proxy's /clients (service discovery), as NAME=VALUE; give
+    /// it several times (a name given twice: the last value wins). NAME is a Prometheus label
+    /// name, [a-zA-Z_][a-zA-Z0-9_]* not starting with __; VALUE is any UTF-8. Sent with every
+    /// poll (X-PushProx-Labels), which a Go proxy ignores. Default: none. Not in Go.
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = label)]
+    pub labels: Vec<Label>,
+
+    /// A port of this host to announce as a target in the proxy's /clients, with labels of its
+    /// own: PORT or PORT:NAME=VALUE,NAME=VALUE (e.g. 9100:job=node; values without commas);
+    /// give it several times. Without --scrape.allow the announced ports are the only ones
+    /// this client scrapes. Sent with every poll (X-PushProx-Targets), which a Go proxy
+    /// ignores. Default: none (the proxy lists this client by its FQDN alone). Not in Go.
+    #[arg(long = "sd.target", value_name = "PORT[:NAME=VALUE,...]", value_parser = sd_target)]
+    pub sd_targets: Vec<SdTarget>,
+
     /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
     /// cron can start the client every minute. Default: no lock. Not in Go.
     #[arg(long = "lock-file", value_name = "PATH")]
@@ -151,6 +199,14 @@ impl fmt::Display for AllowRule {
     }
 }
 
+/// A target announced with `--sd.target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdTarget {
+    pub port: u16,
+    /// Its own labels, by name.
+    pub labels: Vec<Label>,
+}
+
 /// Everything `run` needs, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -166,8 +222,21 @@ pub struct Config {
     pub max_polls: usize,
     pub lock_file: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
-    /// Empty: any port.
+    /// `--scrape.allow`, else the `--sd.target` ports ([`Config::allow_from_sd_targets`]);
+    /// empty: any port.
     pub scrape_allow: Vec<AllowRule>,
+    /// Whether `scrape_allow` is the `--sd.target` ports.
+    pub allow_from_sd_targets: bool,
+    /// `--label`, by name, each name once.
+    pub labels: Vec<Label>,
+    /// `--sd.target`, in the order given.
+    pub sd_targets: Vec<SdTarget>,
+    /// `--scrape.target-host`, without brackets.
+    pub scrape_target_host: Option<String>,
+    /// `--scrape.tls.cacert`.
+    pub scrape_tls_cacert: Option<PathBuf>,
+    /// `--scrape.tls.insecure-skip-verify`.
+    pub scrape_insecure: bool,
 }
 
 impl Flags {
@@ -196,7 +265,20 @@ impl Flags {
             max_polls: usize::from(self.max_polls),
             lock_file: self.lock_file,
             token_file: self.token_file,
-            scrape_allow: self.scrape_allow,
+            allow_from_sd_targets: self.scrape_allow.is_empty() && !self.sd_targets.is_empty(),
+            scrape_allow: if self.scrape_allow.is_empty() {
+                self.sd_targets
+                    .iter()
+                    .map(|t| AllowRule::Port(t.port))
+                    .collect()
+            } else {
+                self.scrape_allow
+            },
+            labels: by_name(self.labels),
+            sd_targets: self.sd_targets,
+            scrape_target_host: self.scrape_target_host,
+            scrape_tls_cacert: self.scrape_tls_cacert,
+            scrape_insecure: self.scrape_insecure,
         }
     }
 }
@@ -233,6 +315,81 @@ fn fqdn(text: &str) -> Result<String, String> {
         ));
     }
     Ok(t.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `labels` sorted by name, each name once: the last value given wins.
+fn by_name(labels: Vec<Label>) -> Vec<Label> {
+    let map: std::collections::BTreeMap<String, String> = labels.into_iter().collect();
+    map.into_iter().collect()
+}
+
+/// A Prometheus label name, not one of the reserved `__` names.
+fn label_name(name: &str) -> Result<(), String> {
+    if name.starts_with("__") {
+        return Err(format!(
+            "label name \"{name}\" starts with \"__\", which Prometheus reserves for its own \
+             labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
+        ));
+    }
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!(
+            "\"{name}\" is not a Prometheus label name: a label name matches \
+             [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
+        ));
+    }
+    Ok(())
+}
+
+/// `--label`: `NAME=VALUE`.
+fn label(text: &str) -> Result<Label, String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("\"{text}\" is not NAME=VALUE, such as env=prod"))?;
+    label_name(name)?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `--sd.target`: `PORT` or `PORT:NAME=VALUE,NAME=VALUE`.
+fn sd_target(text: &str) -> Result<SdTarget, String> {
+    let (port, labels) = match text.split_once(':') {
+        Some((port, labels)) => (port, Some(labels)),
+        None => (text, None),
+    };
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| {
+            format!("\"{text}\" is not PORT or PORT:NAME=VALUE,..., such as 9100 or 9100:job=node")
+        })?;
+    let labels = match labels {
+        None => Vec::new(),
+        Some(list) => list.split(',').map(label).collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(SdTarget {
+        port,
+        labels: by_name(labels),
+    })
+}
+
+/// `--scrape.target-host`: a host name or address (`127.0.0.1`, `::1`, `[::1]`), no port.
+fn target_host(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let bare = t
+        .strip_prefix('[')
+        .and_then(|v6| v6.strip_suffix(']'))
+        .unwrap_or(t);
+    let bad = || {
+        format!("\"{text}\" is not a host name or address without a port, such as 127.0.0.1 or ::1")
+    };
+    if bare.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err(bad());
+    }
+    fqdn(bare).map_err(|_| bad())
 }
 
 /// `--scrape.allow`: `9100`, `host:9100`, `[::1]:9100`.
@@ -296,6 +453,147 @@ mod tests {
         assert_eq!(f.metrics_addr.port, 9369);
         assert_eq!(f.log_level, LogLevel::Info);
         assert_eq!(f.max_polls, 4);
+    }
+
+    #[test]
+    fn scrape_target_host_is_a_host_without_port() {
+        for (given, kept) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("[::1]", "::1"),
+            ("::1", "::1"),
+            ("Node1.Example", "node1.example"),
+        ] {
+            let f = parse(&["--proxy-url=http://a", "--scrape.target-host", given]).unwrap();
+            assert_eq!(
+                f.into_config().scrape_target_host.as_deref(),
+                Some(kept),
+                "{given}"
+            );
+        }
+        for bad in ["127.0.0.1:9100", "http://h", "", "a b", "[::1]:80"] {
+            let err = parse(&["--proxy-url=http://a", "--scrape.target-host", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains("--scrape.target-host"),
+                "{bad}: {err}"
+            );
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scrape_tls_cacert_and_insecure_skip_verify_exclude_each_other() {
+        let f = parse(&["--proxy-url=http://a", "--scrape.tls.insecure-skip-verify"]).unwrap();
+        assert!(f.into_config().scrape_insecure);
+        let err = parse(&[
+            "--proxy-url=http://a",
+            "--scrape.tls.insecure-skip-verify",
+            "--scrape.tls.cacert=ca.pem",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--scrape.tls.cacert"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn labels_are_prometheus_label_names_with_any_utf8_values() {
+        let f = parse(&[
+            "--proxy-url=http://a",
+            "--label",
+            "site=Zürich 🦀",
+            "--label=env=prod",
+            "--label",
+            "_x9=a=b",
+            "--label=env=staging",
+            "--label=empty=",
+        ])
+        .unwrap();
+        let config = f.into_config();
+        let labels: Vec<(&str, &str)> = config
+            .labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("_x9", "a=b"),
+                ("empty", ""),
+                ("env", "staging"),
+                ("site", "Zürich 🦀")
+            ]
+        );
+        assert_eq!(
+            label("__name__=x").unwrap_err(),
+            "label name \"__name__\" starts with \"__\", which Prometheus reserves for its own \
+             labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
+        );
+        assert_eq!(
+            label("9lives=x").unwrap_err(),
+            "\"9lives\" is not a Prometheus label name: a label name matches \
+             [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
+        );
+        assert_eq!(
+            label("env").unwrap_err(),
+            "\"env\" is not NAME=VALUE, such as env=prod"
+        );
+        for bad in ["__x=1", "a-b=1", "=1", "env", "ünï=1"] {
+            let err = parse(&["--proxy-url=http://a", "--label", bad]).unwrap_err();
+            assert!(
+                err.to_string().contains("--label <NAME=VALUE>"),
+                "{bad}: {err}"
+            );
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sd_targets_are_ports_with_labels_and_the_implicit_allow_list() {
+        let f = parse(&[
+            "--proxy-url=http://a",
+            "--sd.target",
+            "9100:job=node,env=x",
+            "--sd.target=9256",
+        ])
+        .unwrap();
+        let config = f.into_config();
+        assert_eq!(
+            config.sd_targets,
+            [
+                SdTarget {
+                    port: 9100,
+                    labels: vec![("env".into(), "x".into()), ("job".into(), "node".into())]
+                },
+                SdTarget {
+                    port: 9256,
+                    labels: Vec::new()
+                },
+            ]
+        );
+        assert_eq!(
+            config.scrape_allow,
+            [AllowRule::Port(9100), AllowRule::Port(9256)]
+        );
+        assert!(config.allow_from_sd_targets);
+        // --scrape.allow, when given, is the list.
+        let config = parse(&[
+            "--proxy-url=http://a",
+            "--sd.target=9100",
+            "--scrape.allow=9999",
+        ])
+        .unwrap()
+        .into_config();
+        assert_eq!(config.scrape_allow, [AllowRule::Port(9999)]);
+        assert!(!config.allow_from_sd_targets);
+        assert_eq!(
+            sd_target("node:job=x").unwrap_err(),
+            "\"node:job=x\" is not PORT or PORT:NAME=VALUE,..., such as 9100 or 9100:job=node"
+        );
+        assert!(sd_target("9100:__job=x").unwrap_err().contains("reserves"));
+        for bad in ["0", "70000", "9100:", "9100:job", "9100:a-b=c", "x"] {
+            let err = parse(&["--proxy-url=http://a", "--sd.target", bad]).unwrap_err();
+            assert!(err.to_string().contains("--sd.target"), "{bad}: {err}");
+            assert_eq!(err.exit_code(), 2, "{bad}");
+        }
     }
 
     #[test]

@@ -24,8 +24,14 @@ pub enum StartupError {
     TokenFile { path: PathBuf, reason: String },
     /// `--metrics-addr` could not be bound.
     MetricsBind { addr: String, source: io::Error },
+    /// `--tls.cert` and `--tls.key` do not make a pair rustls can use.
+    ClientCert {
+        cert: PathBuf,
+        key: PathBuf,
+        error: rustls::Error,
+    },
     /// `--lock-file` could not be opened or locked.
-    LockFile { path: PathBuf, source: io::Error },
+    LockFile(pushprox_daemon::lock::LockError),
     /// A thread could not be started.
     Thread {
         what: &'static str,
@@ -52,9 +58,15 @@ impl fmt::Display for StartupError {
                 f,
                 "cannot listen on --metrics-addr {addr}: {source} (is another client or exporter using that port?)"
             ),
-            StartupError::LockFile { path, source } => {
-                write!(f, "cannot lock --lock-file {}: {source}", path.display())
-            }
+            StartupError::ClientCert { cert, key, error } => write!(
+                f,
+                "cannot use --tls.cert {} with --tls.key {}: {error}; they must be a PEM X.509 v3 \
+                 certificate (openssl x509 -req makes v1 unless given -extfile) and the \
+                 unencrypted private key of its public key",
+                cert.display(),
+                key.display()
+            ),
+            StartupError::LockFile(e) => write!(f, "{e}"),
             StartupError::Thread { what, source } => {
                 write!(f, "cannot start the {what} thread: {source}")
             }
@@ -68,9 +80,11 @@ impl std::error::Error for StartupError {
             StartupError::TlsFile { .. }
             | StartupError::NoCaCertificates { .. }
             | StartupError::TokenFile { .. } => None,
-            StartupError::MetricsBind { source, .. }
-            | StartupError::LockFile { source, .. }
-            | StartupError::Thread { source, .. } => Some(source),
+            StartupError::ClientCert { error, .. } => Some(error),
+            StartupError::LockFile(e) => Some(e),
+            StartupError::MetricsBind { source, .. } | StartupError::Thread { source, .. } => {
+                Some(source)
+            }
         }
     }
 }

@@ -1,22 +1,25 @@
 //! pushprox-client: polls PushProx proxies and performs the scrapes they hand out against
 //! targets on this host. See `--help`.
+//!
+//! Modules from the top down, none importing one above it: `run` (wiring) → `poller` →
+//! `scrape` → `push`, over `link` (one proxy), `metrics`, `metrics_server`, `agent`, `tls`,
+//! `token`, `in_flight`, `resolver`, `fqdn`, `config` and `error`.
 
+mod agent;
 mod config;
 mod error;
 mod fqdn;
-mod lock;
-mod logging;
+mod in_flight;
+mod link;
 mod metrics;
+mod metrics_server;
 mod poller;
 mod push;
 mod resolver;
 mod run;
 mod scrape;
-mod shutdown;
 mod tls;
 mod token;
-#[path = "../../proxy/src/workers.rs"]
-mod workers;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let flags = config::Flags::parse();
-    logging::init(flags.log_level, flags.log_format);
+    pushprox_daemon::logger::init(
+        flags.log_level.filter(),
+        &["pushprox_client", "pushprox_daemon"],
+    );
+    if flags.log_format == config::LogFormat::Json {
+        log::info!("--log.format=json is accepted for compatibility with the Go client; logs stay one plain line per event");
+    }
     run::run(flags.into_config())
 }

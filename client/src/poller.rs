@@ -7,14 +7,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pushprox_daemon::signals;
 use pushprox_protocol::{
-    parse_scrape_timeout, reason_phrase, ScrapeRequest, DEFAULT_MAX_HEAD, SCRAPE_TIMEOUT_HEADER,
+    excerpt, parse_scrape_timeout, reason_phrase, ScrapeRequest, DEFAULT_MAX_HEAD, HOLD_HEADER,
+    MAX_POLLS_HEADER, POLLER_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
 
+use crate::config::THREAD_STACK;
+use crate::in_flight::InFlight;
+use crate::link::{is_token_refusal, ProxyLink};
 use crate::metrics::Outcome;
-use crate::push::{is_token_refusal, ProxyLink, ERROR_PUSH_WINDOW, PUSH_GRACE};
+use crate::push::{ERROR_PUSH_WINDOW, PUSH_GRACE};
 use crate::scrape::{self, ScrapeContext};
-use crate::shutdown::{self, InFlight};
 use crate::token::TokenRefused;
 
 /// How much of an unexpected poll answer is quoted in the log.
@@ -37,8 +41,7 @@ const POLL_GIVE_UP: Duration = Duration::from_secs(200);
 /// to our proxy over plain http ask to close their connections once answered (`Connection:
 /// close`). tiny_http keeps a thread and two descriptors for every keep-alive connection,
 /// waiting for its next request; a poll on a connection that ends with it is parked with
-/// neither (about 3.5 KiB in the proxy instead of 17), which is what lets one proxy hold ten
-/// thousand idle clients. The price is a new connection per poll and per push, nothing next to
+/// neither, which is what lets one proxy hold many thousands of idle clients. The price is a new connection per poll and per push, nothing next to
 /// the scrape interval; busy clients, whose polls come back at once, keep their connections.
 /// Over https they stay keep-alive: a TLS handshake per poll would cost more than the thread.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -115,10 +118,7 @@ pub enum PollError {
 impl fmt::Display for PollError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PollError::Network(e) => {
-                let text = e.to_string();
-                write!(f, "{text}{}", crate::tls::hint(&text, "proxy"))
-            }
+            PollError::Network(e) => write!(f, "{e}{}", crate::tls::hint(e, "proxy")),
             PollError::Token(refused) => write!(f, "{refused}"),
             PollError::Status {
                 status,
@@ -147,39 +147,10 @@ impl fmt::Display for PollError {
 
 impl std::error::Error for PollError {}
 
-/// The first `max` characters of `bytes`, escaped so that a log line stays one line.
-pub fn excerpt(bytes: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        out.extend(c.escape_debug());
-    }
-    out
-}
-
-pub use pushprox_protocol::{HOLD_HEADER, MAX_POLLS_HEADER, POLLER_HEADER};
-
 /// The hold an extra poll asks for. An idle extra poll ends itself, so an idle fleet keeps one
 /// poll per client; and it is the proxy, not a client-side timeout, that ends it, so the proxy
 /// never writes a scrape into a connection the client already gave up.
 const EXTRA_HOLD: &str = "5s";
-
-/// A random id for this process, 16 hex digits: std's `RandomState` is seeded from the OS's
-/// randomness; time and pid are mixed in for good measure.
-pub fn instance_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.write_u128(now);
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
-}
 
 /// Whether a poll that just brought a scrape should start one more poller for its proxy.
 /// `advertised` is the proxy's `X-PushProx-Max-Polls` (none from the Go proxy, which would
@@ -206,7 +177,7 @@ pub struct ProxyPolls {
     pub link: Arc<ProxyLink>,
     pub ctx: Arc<ScrapeContext>,
     pub in_flight: Arc<InFlight>,
-    /// [`instance_id`], sent as [`POLLER_HEADER`].
+    /// This process's random id (`pushprox_daemon::ids::instance_id`), sent as [`POLLER_HEADER`].
     pub instance: String,
     /// `--proxy.max-polls`.
     pub max_polls: usize,
@@ -245,7 +216,7 @@ impl ProxyPolls {
         self.running.fetch_add(1, Ordering::SeqCst);
         std::thread::Builder::new()
             .name("poll".into())
-            .stack_size(crate::run::THREAD_STACK)
+            .stack_size(THREAD_STACK)
             .spawn(move || polls.run_primary(backoff))
             .map(|_| ())
             .inspect_err(|_| {
@@ -257,7 +228,7 @@ impl ProxyPolls {
         let fqdn = self.ctx.fqdn.clone();
         let url = self.link.url.clone();
         let mut last_was_quick_408 = false;
-        while !shutdown::requested() {
+        while !signals::requested() {
             log::debug!("fqdn={fqdn} polling {url}/poll");
             let sent = Instant::now();
             let result = self.poll_once(false);
@@ -266,7 +237,7 @@ impl ProxyPolls {
                 && self.ours.load(Ordering::SeqCst)
                 && received - sent >= IDLE_POLL;
             self.link.idle.store(idle, Ordering::SeqCst);
-            if shutdown::requested() {
+            if signals::requested() {
                 break;
             }
             match result {
@@ -284,7 +255,7 @@ impl ProxyPolls {
                         log::warn!(
                             "fqdn={fqdn} polls of {url} keep being superseded at once (408): is another client polling with the same FQDN? polling again in {wait:?}"
                         );
-                        shutdown::sleep(wait);
+                        signals::sleep(wait);
                     } else {
                         backoff.reset();
                         log::debug!("fqdn={fqdn} poll of {url} answered 408 (superseded or held long enough); polling again");
@@ -304,7 +275,7 @@ impl ProxyPolls {
                     log::warn!(
                         "fqdn={fqdn} poll of {url}/poll failed: {e}; polling again in {wait:?}"
                     );
-                    shutdown::sleep(wait);
+                    signals::sleep(wait);
                 }
             }
         }
@@ -319,12 +290,12 @@ impl ProxyPolls {
         let fqdn = self.ctx.fqdn.clone();
         let url = self.link.url.clone();
         let why = loop {
-            if shutdown::requested() {
+            if signals::requested() {
                 break "shutdown".to_string();
             }
             let result = self.poll_once(true);
             let received = Instant::now();
-            if shutdown::requested() {
+            if signals::requested() {
                 break "shutdown".to_string();
             }
             match result {
@@ -364,7 +335,7 @@ impl ProxyPolls {
         let polls = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("poll-extra".into())
-            .stack_size(crate::run::THREAD_STACK)
+            .stack_size(THREAD_STACK)
             .spawn(move || polls.run_extra());
         match spawned {
             Ok(_) => log::debug!(
@@ -387,10 +358,7 @@ impl ProxyPolls {
 
     /// One poll; `hold` asks for [`EXTRA_HOLD`].
     fn poll_once(&self, hold: bool) -> Result<PollAnswer, PollError> {
-        let mut request = self
-            .link
-            .post("/poll")
-            .header(POLLER_HEADER, &self.instance);
+        let mut request = self.link.poll().header(POLLER_HEADER, &self.instance);
         if hold {
             request = request.header(HOLD_HEADER, EXTRA_HOLD);
         }
@@ -542,25 +510,6 @@ mod tests {
         assert!(!should_add_poller(Some(2), 4, 2, 10));
         assert!(should_add_poller(Some(8), 64, 7, 10));
         assert!(!should_add_poller(Some(8), 64, 8, 10));
-    }
-
-    #[test]
-    fn instance_ids_are_16_hex_digits_and_differ() {
-        let a = instance_id();
-        let b = instance_id();
-        assert_eq!(a.len(), 16, "{a}");
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn excerpts_are_one_escaped_line() {
-        assert_eq!(
-            excerpt(b"<html>\r\n<body>502</body>", 80),
-            "<html>\\r\\n<body>502</body>"
-        );
-        assert_eq!(excerpt(b"abcdef", 3), "abc…");
-        assert_eq!(excerpt(&[0x1f, 0x8b], 10), "\\u{1f}\u{fffd}");
     }
 
     #[test]

@@ -4,17 +4,16 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Cursor, Read};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    reason_phrase, ChunkedEncoder, Response, ResponseHead, HOP_BY_HOP, ID_HEADER,
+    excerpt, reason_phrase, ChunkedEncoder, Response, ResponseHead, HOP_BY_HOP, ID_HEADER,
     PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
-use ureq::{Agent, SendBody};
+use ureq::SendBody;
 
-use crate::token::{BearerToken, TokenRefused};
+use crate::link::{is_token_refusal, ProxyLink};
+use crate::token::TokenRefused;
 
 /// Time a push may take beyond the scrape's deadline, to carry the body over.
 pub const PUSH_GRACE: Duration = Duration::from_secs(5);
@@ -24,50 +23,6 @@ pub const ERROR_PUSH_WINDOW: Duration = Duration::from_secs(5);
 
 /// At most this much of a refused push's answer is quoted.
 const ANSWER_EXCERPT: usize = 200;
-
-/// One proxy: where to poll and push, as whom, and the agent that reaches it.
-pub struct ProxyLink {
-    /// Without a trailing `/`.
-    pub url: String,
-    pub agent: Agent,
-    /// Our FQDN, for messages.
-    pub fqdn: String,
-    /// `--auth.token-file` and its token, shown on every /poll and /push.
-    pub token: Option<(PathBuf, BearerToken)>,
-    /// Whether this client is idle towards this proxy (see [`crate::poller::IDLE_POLL`]): then
-    /// its polls and pushes ask for `Connection: close`, and the proxy keeps no thread for it.
-    pub idle: AtomicBool,
-}
-
-impl ProxyLink {
-    /// `POST {url}{path}`, with our bearer token if we have one, asking for the connection to
-    /// close after it while the client is idle.
-    pub fn post(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-        let mut request = self.agent.post(format!("{}{path}", self.url));
-        if self.idle.load(Ordering::SeqCst) {
-            request = request.header("Connection", "close");
-        }
-        match &self.token {
-            Some((_, token)) => request.header("Authorization", token.header_value()),
-            None => request,
-        }
-    }
-
-    /// A 401 or 403 answer to /poll or /push, explained.
-    pub fn token_refused(&self, status: u16, answer: String) -> TokenRefused {
-        TokenRefused {
-            status,
-            answer,
-            fqdn: self.fqdn.clone(),
-            token_file: self.token.as_ref().map(|(path, _)| path.clone()),
-        }
-    }
-}
-
-/// Statuses with which a proxy refuses a client's credentials.
-pub fn is_token_refusal(status: u16) -> bool {
-    status == 401 || status == 403
-}
 
 /// Why a push did not get through.
 #[derive(Debug)]
@@ -293,7 +248,7 @@ fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), P
         .lossy_utf8(true)
         .read_to_string()
         .unwrap_or_default();
-    let answer = crate::poller::excerpt(text.trim_end().as_bytes(), ANSWER_EXCERPT);
+    let answer = excerpt(text.trim_end().as_bytes(), ANSWER_EXCERPT);
     match status {
         200 => Ok(()),
         s if is_token_refusal(s) => Err(PushError::Token(link.token_refused(s, answer))),
@@ -302,7 +257,7 @@ fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), P
 }
 
 /// `remaining` in seconds with six decimals, as the Go client writes the push timeout header.
-/// Integer arithmetic: formatting an f64 would link the float printing code (5 KB).
+/// Integer arithmetic: formatting an f64 would link the float printing code.
 fn seconds_text(remaining: Duration) -> String {
     format!("{}.{:06}", remaining.as_secs(), remaining.subsec_micros())
 }

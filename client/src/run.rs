@@ -6,42 +6,24 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ureq::Agent;
+use pushprox_daemon::lock::{self, Lock};
+use pushprox_daemon::signals;
+use pushprox_daemon::workers::Workers;
+use pushprox_protocol::POLLER_HEADER;
 
-use crate::resolver::CachingResolver;
-
-use crate::config::Config;
+use crate::agent;
+use crate::config::{Config, THREAD_STACK};
 use crate::error::StartupError;
-use crate::lock::{self, Lock};
-use crate::metrics::{self, Metrics};
-use crate::poller::{self, Backoff, ProxyPolls};
-use crate::push::ProxyLink;
+use crate::in_flight::InFlight;
+use crate::link::ProxyLink;
+use crate::metrics::Metrics;
+use crate::metrics_server;
+use crate::poller::{Backoff, ProxyPolls};
 use crate::scrape::{ScrapeContext, TargetAgents};
-use crate::shutdown::{self, InFlight};
 use crate::token::BearerToken;
-use crate::workers::Workers;
-
-/// Stack of every thread we start. A poll or scrape with a TLS handshake (RSA client
-/// certificate) was measured to need under 64 KiB optimized but over 128 KiB unoptimized, whose
-/// frames are several times larger: debug builds (the tests) get more room.
-pub const THREAD_STACK: usize = if cfg!(debug_assertions) {
-    512 * 1024
-} else {
-    128 * 1024
-};
-
-/// A proxy that accepts no TCP connection within this is reported, and polled again later.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a scrape thread waits for the next scrape before it ends.
 const SCRAPE_THREAD_IDLE: Duration = Duration::from_secs(10);
-
-/// Idle keep-alive connections each agent keeps per host (ureq's default is 3). Scrapes that
-/// overlap use as many connections to the target, and their pushes as many to the proxy, as
-/// there are scrapes at once; with only 3 kept, every scrape beyond them paid for a new
-/// connection (seen in the benchmark: 8 overlapping scrapes connected anew on most of them).
-/// An idle connection still goes after ureq's 15 s.
-const IDLE_CONNECTIONS: usize = 16;
 
 /// Runs the client until SIGTERM or SIGINT. Exit codes: 0 after a signal or when the lock is
 /// held elsewhere, 1 when it cannot start.
@@ -58,7 +40,7 @@ pub fn run(config: Config) -> ExitCode {
                 );
                 return ExitCode::SUCCESS;
             }
-            Err(e) => return fail(e),
+            Err(e) => return fail(StartupError::LockFile(e)),
         },
     };
     match start(&config) {
@@ -82,14 +64,8 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         Some(path) => Some((path.clone(), BearerToken::read(path)?)),
         None => None,
     };
-    let tls = if crate::tls::needed_at_start(config) {
-        let tls = crate::tls::tls_config(config)?;
-        crate::tls::check_client_cert(config, &tls)?;
-        Some(tls)
-    } else {
-        None
-    };
-    let listener = metrics::bind(&config.metrics_addr)?;
+    let tls = crate::tls::tls_configs(config)?;
+    let listener = metrics_server::bind(&config.metrics_addr)?;
     let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
         "starting pushprox-client version={} fqdn={} proxy_urls={} max_polls={} metrics_addr={} token_file={} scrape_allow={}",
@@ -108,47 +84,40 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             allow.join(",")
         }
     );
+    log::info!("{}", serving_line(config));
     let metrics = Metrics::new();
-    metrics::serve(listener, Arc::clone(&metrics))?;
-    shutdown::install_handlers();
+    metrics_server::serve(listener, Arc::clone(&metrics))?;
+    signals::install();
 
-    let http_agent = target_agent(tls.clone().unwrap_or_default());
+    let http_agent = agent::target_agent(tls.target.clone().unwrap_or_default());
     let https = std::sync::OnceLock::new();
-    if tls.is_some() {
+    if tls.target.is_some() {
         let _ = https.set(http_agent.clone());
     }
     let agents = TargetAgents {
         http: http_agent,
         https,
-        make_https: || target_agent(crate::tls::system_tls_config()),
+        make_https: || agent::target_agent(crate::tls::target_default()),
     };
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
         allow: config.scrape_allow.clone(),
+        allow_from_sd_targets: config.allow_from_sd_targets,
+        target_host: config.scrape_target_host.clone(),
         agents,
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
     });
     let in_flight = InFlight::new();
-    let instance = poller::instance_id();
-    log::debug!(
-        "poller instance id {instance}, sent as {} on every poll",
-        poller::POLLER_HEADER
-    );
+    let instance = pushprox_daemon::ids::instance_id();
+    log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
+    let announce = crate::link::announcements(&config.labels, &config.sd_targets);
+    for (name, value) in &announce {
+        log::info!("announcing on every poll {name}: {value}");
+    }
     for url in &config.proxy_urls {
-        // The default proxy setting follows ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
-        let agent = Agent::config_builder()
-            .http_status_as_error(false)
-            // Only https proxies use it, and then it was built at start.
-            .tls_config(tls.clone().unwrap_or_default())
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .max_redirects(0)
-            .user_agent(format!("pushprox-client/{}", env!("CARGO_PKG_VERSION")))
-            .max_idle_connections(IDLE_CONNECTIONS)
-            .max_idle_connections_per_host(IDLE_CONNECTIONS)
-            .build();
-        let agent = with_cached_names(agent);
-        log_forward_proxy(&agent, url);
+        let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default());
+        agent::log_forward_proxy(&agent, url);
         if token.is_some() && url.starts_with("http://") && !is_loopback(url) {
             log::warn!(
                 "sending the --auth.token-file token to {url} over plain http, where anyone on the way can read it; use an https:// proxy URL"
@@ -160,6 +129,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             fqdn: config.fqdn.clone(),
             token: token.clone(),
             idle: AtomicBool::new(false),
+            announce: announce.clone(),
         });
         let polls = ProxyPolls::new(
             link,
@@ -181,6 +151,23 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     Ok(in_flight)
 }
 
+/// The start line that says what a Prometheus target for this client looks like; what `--fqdn`
+/// must be is the commonest confusion about PushProx.
+fn serving_line(config: &Config) -> String {
+    let proxies: Vec<String> = config.proxy_urls.iter().map(|u| format!("{u}/")).collect();
+    let mut line = format!(
+        "serving fqdn={fqdn}: Prometheus targets must be written {fqdn}:PORT, with proxy_url {}",
+        proxies.join(" or "),
+        fqdn = config.fqdn
+    );
+    if let Some(host) = &config.scrape_target_host {
+        line.push_str(&format!(
+            "; scrapes connect to {host} (--scrape.target-host)"
+        ));
+    }
+    line
+}
+
 /// Whether the host of `url` is this machine, where a plain-http token is read by no one.
 fn is_loopback(url: &str) -> bool {
     url.parse::<ureq::http::Uri>()
@@ -197,57 +184,7 @@ fn is_loopback(url: &str) -> bool {
         })
 }
 
-/// The agent for targets on this host.
-fn target_agent(tls: ureq::tls::TlsConfig) -> Agent {
-    let config = Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        // Targets are on this host: never through an HTTP(S)_PROXY.
-        .proxy(None)
-        // A redirect could lead anywhere (another port, the proxy's API) with the scraper's
-        // headers: the 3xx goes back to the scraper, whose next request passes our checks again.
-        .max_redirects(0)
-        // Send only the scraper's headers.
-        .user_agent("")
-        .accept("")
-        .accept_encoding("")
-        .max_idle_connections(IDLE_CONNECTIONS)
-        .max_idle_connections_per_host(IDLE_CONNECTIONS)
-        .build();
-    with_cached_names(config)
-}
-
-/// An agent whose name lookups go through [`CachingResolver`].
-fn with_cached_names(config: ureq::config::Config) -> Agent {
-    Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::default(),
-        CachingResolver::default(),
-    )
-}
-
-/// Says whether `url` is reached through a forward proxy from the environment: a poll that
-/// fails there is otherwise hard to explain.
-fn log_forward_proxy(agent: &Agent, url: &str) {
-    let Some(forward) = agent.config().proxy() else {
-        return;
-    };
-    let direct = url
-        .parse::<ureq::http::Uri>()
-        .is_ok_and(|uri| forward.is_no_proxy(&uri));
-    if direct {
-        log::info!("reaching {url} directly: NO_PROXY exempts it from the forward proxy");
-    } else {
-        log::info!(
-            "reaching {url} through the forward proxy {}:{} (from ALL_PROXY, HTTPS_PROXY or HTTP_PROXY; exempt hosts with NO_PROXY)",
-            forward.host(),
-            forward.port()
-        );
-    }
-}
-
-/// A panic is a bug or a failure we could not catch (ureq panics on a client certificate that
-/// does not fit its key): log it as one line and exit 1, in debug builds as in release builds
+/// A panic is a bug: log it as one line and exit 1, in debug builds as in release builds
 /// (which abort), rather than keep running with a dead poll thread.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
@@ -262,23 +199,14 @@ fn install_panic_hook() {
         let location = info
             .location()
             .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
-        if thread == crate::tls::CHECK_THREAD {
-            let files = crate::tls::CHECKED_FILES.get().map_or("", String::as_str);
-            log::error!(
-                "cannot use {files}: {message}; they must be a PEM X.509 v3 \
-                 certificate (openssl x509 -req makes v1 unless given -extfile) and the \
-                 unencrypted private key of its public key"
-            );
-        } else {
-            log::error!("fatal: thread {thread} panicked{location}: {message}");
-        }
+        log::error!("fatal: thread {thread} panicked{location}: {message}");
         std::process::exit(1);
     }));
 }
 
 /// Polls are long and need not be waited for; scrapes in flight get until their deadlines.
 fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
-    while !shutdown::requested() {
+    while !signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let n = in_flight.count();
@@ -296,6 +224,25 @@ fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_says_how_a_target_is_written() {
+        use clap::Parser;
+        let flags = crate::config::Flags::try_parse_from([
+            "pushprox-client",
+            "--proxy-url=http://proxy.example:8080/",
+            "--proxy-url=https://b",
+            "--fqdn=Host.Example",
+            "--scrape.target-host=127.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(
+            serving_line(&flags.into_config()),
+            "serving fqdn=host.example: Prometheus targets must be written host.example:PORT, \
+             with proxy_url http://proxy.example:8080/ or https://b/; scrapes connect to \
+             127.0.0.1 (--scrape.target-host)"
+        );
+    }
 
     #[test]
     fn loopback_proxy_urls() {

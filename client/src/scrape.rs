@@ -12,8 +12,9 @@ use pushprox_protocol::{
 use ureq::Agent;
 
 use crate::config::AllowRule;
+use crate::link::ProxyLink;
 use crate::metrics::{Metrics, Outcome};
-use crate::push::{self, ProxyLink, PushError};
+use crate::push::{self, PushError};
 
 /// What every scrape thread shares.
 pub struct ScrapeContext {
@@ -21,11 +22,15 @@ pub struct ScrapeContext {
     pub fqdn: String,
     /// `--scrape.allow`; empty: any port.
     pub allow: Vec<AllowRule>,
+    /// Whether `allow` is the `--sd.target` ports.
+    pub allow_from_sd_targets: bool,
+    /// `--scrape.target-host`: where scrapes connect instead of the URL's host.
+    pub target_host: Option<String>,
     /// The agents for targets: no proxy, statuses are not errors, nothing decompressed.
     pub agents: TargetAgents,
     pub metrics: Arc<Metrics>,
     /// The threads scrapes run on, reused from one scrape to the next.
-    pub threads: crate::workers::Workers,
+    pub threads: pushprox_daemon::workers::Workers,
 }
 
 /// The agent for http targets, and the one for https targets, which may be built only at the
@@ -59,6 +64,8 @@ pub enum ScrapeError {
         host: String,
         port: u16,
         allow: Vec<AllowRule>,
+        /// The list is the `--sd.target` ports, no `--scrape.allow` being given.
+        from_sd_targets: bool,
     },
     /// The URL is not an absolute http(s) URL.
     BadUrl(ProtocolError),
@@ -120,10 +127,18 @@ impl fmt::Display for ScrapeError {
                 host,
                 port,
                 allow,
+                from_sd_targets,
             } => {
                 let list: Vec<String> = allow.iter().map(AllowRule::to_string).collect();
                 let list = list.join(", ");
-                if allow.iter().all(|r| matches!(r, AllowRule::Port(_))) {
+                if *from_sd_targets {
+                    write!(
+                        f,
+                        "scrape of {url} refused: port {port} is not one of the --sd.target ports \
+                         ({list}), the only ones scraped without --scrape.allow; announce it with \
+                         --sd.target or allow it with --scrape.allow"
+                    )
+                } else if allow.iter().all(|r| matches!(r, AllowRule::Port(_))) {
                     write!(
                         f,
                         "scrape of {url} refused: port {port} is not in --scrape.allow ({list}); \
@@ -163,14 +178,11 @@ impl fmt::Display for ScrapeError {
                 "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
                 pushprox_protocol::format_scrape_timeout(*timeout)
             ),
-            ScrapeError::Target { url, error } => {
-                let text = error.to_string();
-                write!(
-                    f,
-                    "scrape of {url} failed: {text}{}",
-                    crate::tls::hint(&text, "target")
-                )
-            }
+            ScrapeError::Target { url, error } => write!(
+                f,
+                "scrape of {url} failed: {error}{}",
+                crate::tls::hint(error, "target")
+            ),
             ScrapeError::Body { url, error } => {
                 write!(f, "scrape of {url} failed while reading the body: {error}")
             }
@@ -220,6 +232,7 @@ pub fn prepare(
             host: target.host.trim_end_matches('.').to_string(),
             port,
             allow: allow.to_vec(),
+            from_sd_targets: false,
         });
     }
     let timeout = request
@@ -241,6 +254,26 @@ pub fn without_userinfo(url: &str) -> Option<String> {
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (userinfo, _) = rest[..end].rsplit_once('@')?;
     Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
+}
+
+/// `url` (as [`target_url`] writes it) with its host replaced by `host`, keeping the scheme,
+/// port, path and query.
+pub fn with_host(url: &str, host: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, after)| after),
+        None => authority.rfind(':').map_or("", |at| &authority[at..]),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    format!("{scheme}://{host}{port}{tail}")
 }
 
 /// Whether `--scrape.allow` lets this client scrape `port` of `host`.
@@ -358,7 +391,10 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
         return;
     };
     let result = match prepare(&request, fqdn, &ctx.allow) {
-        Ok(prepared) => {
+        Ok(mut prepared) => {
+            if let Some(host) = &ctx.target_host {
+                prepared.url = with_host(&prepared.url, host);
+            }
             let deadline = received + prepared.timeout;
             log::debug!(
                 "fqdn={fqdn} scrape_id={id} scraping {} {} timeout={}s",
@@ -368,7 +404,15 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
             );
             scrape_and_push(ctx, link, &id, &prepared, deadline)
         }
-        Err(e) => Err((e, received + push::ERROR_PUSH_WINDOW)),
+        Err(mut e) => {
+            if let ScrapeError::NotAllowed {
+                from_sd_targets, ..
+            } = &mut e
+            {
+                *from_sd_targets = ctx.allow_from_sd_targets;
+            }
+            Err((e, received + push::ERROR_PUSH_WINDOW))
+        }
     };
     let (error, deadline) = match result {
         Ok(()) => return,
@@ -468,6 +512,31 @@ mod tests {
         let error = prepare(&r, "h", &[]).unwrap_err();
         assert_eq!(error.status(), 400);
         assert!(!error.to_string().contains("pw"), "{error}");
+    }
+
+    #[test]
+    fn target_host_replaces_only_the_host() {
+        let cases = [
+            (
+                "http://node1.example:9100/metrics?a=1&b=2",
+                "127.0.0.1",
+                "http://127.0.0.1:9100/metrics?a=1&b=2",
+            ),
+            (
+                "https://node1.example/probe?x=y",
+                "127.0.0.1",
+                "https://127.0.0.1/probe?x=y",
+            ),
+            ("http://[fe80::1]:9100/", "::1", "http://[::1]:9100/"),
+            (
+                "http://node1.example:9100?q",
+                "localhost",
+                "http://localhost:9100?q",
+            ),
+        ];
+        for (url, host, want) in cases {
+            assert_eq!(with_host(url, host), want, "{url}");
+        }
     }
 
     #[test]
@@ -586,6 +655,24 @@ mod tests {
                 .unwrap_err()
                 .status(),
             500
+        );
+    }
+
+    #[test]
+    fn ports_outside_the_sd_targets_are_refused_naming_both_flags() {
+        let error = ScrapeError::NotAllowed {
+            url: "http://h:22/".into(),
+            host: "h".into(),
+            port: 22,
+            allow: vec![AllowRule::Port(9100), AllowRule::Port(9256)],
+            from_sd_targets: true,
+        };
+        assert_eq!(error.status(), 403);
+        assert_eq!(
+            error.to_string(),
+            "scrape of http://h:22/ refused: port 22 is not one of the --sd.target ports \
+             (9100, 9256), the only ones scraped without --scrape.allow; announce it with \
+             --sd.target or allow it with --scrape.allow"
         );
     }
 

@@ -813,3 +813,25 @@ fn no_proxy_exempts_the_proxy_from_http_proxy() {
     let _client = ChildGuard(child);
     assert_eq!(proxy.next_poll().0, b"127.0.0.1");
 }
+
+// ---------------------------------------------------------------------------------------------
+// --label and --sd.target
+
+#[test]
+fn a_bad_label_name_exits_2_naming_the_flag_and_the_rule() {
+    let mut client = ClientProcess::start(&[
+        "--proxy-url",
+        "http://127.0.0.1:1/",
+        "--label",
+        "__meta_x=1",
+    ]);
+    let status = client.wait_exit();
+    let stderr = client.stderr_after_exit();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'--label <NAME=VALUE>'")
+            && stderr.contains("label name \"__meta_x\" starts with \"__\"")
+            && stderr.contains("[a-zA-Z_][a-zA-Z0-9_]*"),
+        "{stderr}"
+    );
+}

@@ -24,7 +24,7 @@ use pushprox_protocol::Headers;
 #[derive(Debug)]
 enum Event {
     Poll { headers: Headers },
-    Push,
+    Push { headers: Headers, body: Vec<u8> },
 }
 
 /// Answers polls from a script of raw HTTP responses, then holds them: a poll that asks for a
@@ -83,7 +83,7 @@ impl FakeProxy {
             let left = until.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(Event::Poll { headers }) => return Some(headers),
-                Ok(Event::Push) => continue,
+                Ok(Event::Push { .. }) => continue,
                 Err(_) => return None,
             }
         }
@@ -97,7 +97,7 @@ impl FakeProxy {
             let left = until.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(Event::Poll { headers }) => polls.push(headers),
-                Ok(Event::Push) => pushes += 1,
+                Ok(Event::Push { .. }) => pushes += 1,
                 Err(_) => panic!("only {pushes} of {n} pushes reached the fake proxy in time"),
             }
         }
@@ -109,7 +109,7 @@ fn serve_connection(conn: TcpStream, shared: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
-    while let Some((RequestHead { path, headers, .. }, _)) = read_request(&mut reader) {
+    while let Some((RequestHead { path, headers, .. }, body)) = read_request(&mut reader) {
         let answer = match path.as_str() {
             "/poll" => {
                 let now_open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
@@ -134,7 +134,11 @@ fn serve_connection(conn: TcpStream, shared: &Shared) {
                 answer
             }
             "/push" => {
-                let _ = shared.events.lock().unwrap().send(Event::Push);
+                let _ = shared
+                    .events
+                    .lock()
+                    .unwrap()
+                    .send(Event::Push { headers, body });
                 http_response(200, "", b"")
             }
             _ => http_response(404, "", b"not found"),
@@ -538,4 +542,76 @@ fn eight_scrapers_through_one_client_open_extra_polls_at_the_real_proxy_that_end
     client.wait_polls_open(&metrics, 1);
     thread::sleep(Duration::from_millis(300));
     assert_eq!(proxy.polls_waiting(), Some(1), "{}", client.log());
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the client announces: --label, --sd.target, and its FQDN
+
+#[test]
+fn labels_targets_and_fqdn_go_with_every_poll_and_the_fqdn_with_every_push() {
+    // A scrape of a port no --sd.target announces: the client pushes its 403.
+    let proxy = FakeProxy::start(
+        vec![scrape_answer("http://127.0.0.1:1/metrics", "id-sd", "")],
+        Duration::from_secs(1),
+    );
+    let client = ClientProcess::start(
+        &proxy,
+        &[
+            "--label",
+            "site=Zürich 🦀",
+            "--label=env=prod",
+            "--sd.target",
+            "9100:job=node",
+            "--sd.target=9256:job=process",
+        ],
+    );
+    let (mut polls, mut push) = (Vec::new(), None);
+    let until = Instant::now() + WAIT;
+    while polls.len() < 2 || push.is_none() {
+        let left = until.saturating_duration_since(Instant::now());
+        match proxy.events.recv_timeout(left) {
+            Ok(Event::Poll { headers }) => polls.push(headers),
+            Ok(Event::Push { headers, body }) => push = Some((headers, body)),
+            Err(_) => panic!(
+                "{} polls and {} push in {WAIT:?}:\n{}",
+                polls.len(),
+                u8::from(push.is_some()),
+                client.log()
+            ),
+        }
+    }
+    for poll in &polls {
+        assert_eq!(
+            header(poll, "X-PushProx-Labels"),
+            Some(r#"{"env":"prod","site":"Z\u00fcrich \ud83e\udd80"}"#)
+        );
+        assert_eq!(
+            header(poll, "X-PushProx-Targets"),
+            Some(
+                r#"[{"port":9100,"labels":{"job":"node"}},{"port":9256,"labels":{"job":"process"}}]"#
+            )
+        );
+        assert_eq!(header(poll, "X-PushProx-FQDN"), Some("127.0.0.1"));
+    }
+    let (headers, body) = push.unwrap_or_default();
+    assert_eq!(header(&headers, "X-PushProx-FQDN"), Some("127.0.0.1"));
+    assert_eq!(header(&headers, "X-PushProx-Labels"), None);
+    let pushed = pushprox_protocol::Response::from_bytes(&body, 64 * 1024, None).unwrap();
+    assert_eq!(pushed.head.status, 403);
+    assert_eq!(
+        String::from_utf8_lossy(&pushed.body),
+        "scrape of http://127.0.0.1:1/metrics refused: port 1 is not one of the --sd.target \
+         ports (9100, 9256), the only ones scraped without --scrape.allow; announce it with \
+         --sd.target or allow it with --scrape.allow"
+    );
+}
+
+#[test]
+fn without_labels_or_targets_polls_announce_only_the_fqdn() {
+    let proxy = FakeProxy::start(Vec::new(), Duration::from_secs(1));
+    let _client = ClientProcess::start(&proxy, &[]);
+    let poll = proxy.next_poll();
+    assert_eq!(header(&poll, "X-PushProx-FQDN"), Some("127.0.0.1"));
+    assert_eq!(header(&poll, "X-PushProx-Labels"), None);
+    assert_eq!(header(&poll, "X-PushProx-Targets"), None);
 }

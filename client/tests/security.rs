@@ -205,6 +205,8 @@ fn body_text(r: &Response) -> String {
 struct Target {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    /// The request line and Host header of each request.
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -213,8 +215,10 @@ impl Target {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the target");
         let addr = listener.local_addr().expect("target address");
         let requests = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopped) = (Arc::clone(&requests), Arc::clone(&stop));
+        let (count, stopped, record) =
+            (Arc::clone(&requests), Arc::clone(&stop), Arc::clone(&seen));
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if stopped.load(Ordering::SeqCst) {
@@ -223,7 +227,18 @@ impl Target {
                 let Ok(mut conn) = conn else { continue };
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = conn.set_read_timeout(Some(WAIT));
-                let _ = read_head(&mut conn);
+                if let Some(head) = read_head(&mut conn) {
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    let host = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Host: ").or(l.strip_prefix("host: ")))
+                        .unwrap_or("")
+                        .to_string();
+                    if let Ok(mut seen) = record.lock() {
+                        seen.push(format!("{line} host={host}"));
+                    }
+                }
                 let _ = write!(
                     conn,
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
@@ -235,6 +250,7 @@ impl Target {
         Target {
             addr,
             requests,
+            seen,
             stop,
         }
     }
@@ -432,18 +448,19 @@ fn client_metrics(client: &mut Process) -> String {
 // ---------------------------------------------------------------------------------------------
 // TLS to the proxy
 
-#[test]
-fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
-    let dir = TempDir::new("tls");
-    // CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
-    // makes by default.
+/// A self-signed certificate for 127.0.0.1, `cert.pem` and `key.pem` in `dir`, made by openssl.
+/// CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
+/// makes by default.
+fn self_signed_cert(dir: &TempDir) {
     openssl(
         &dir.0,
         &[
             "req",
             "-x509",
             "-newkey",
-            "rsa:2048",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
             "key.pem",
@@ -459,6 +476,12 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
             "basicConstraints=critical,CA:FALSE",
         ],
     );
+}
+
+#[test]
+fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
+    let dir = TempDir::new("tls");
+    self_signed_cert(&dir);
     let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
     let tokens = dir.write("client-tokens", "127.0.0.1 tok-tls-1234\n");
     let token_file = dir.write("token", "tok-tls-1234\n");
@@ -598,5 +621,239 @@ fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logge
         !client.log_text().contains("s3cr3t"),
         "the client logged the password:\n{}",
         client.log_text()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --scrape.target-host
+
+/// The client binary with `--fqdn fqdn` and `extra`.
+fn start_client_for(
+    dir: &TempDir,
+    name: &str,
+    proxy_url: &str,
+    fqdn: &str,
+    extra: &[&str],
+) -> Process {
+    let mut args = vec![
+        "--proxy-url",
+        proxy_url,
+        "--fqdn",
+        fqdn,
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--log.level",
+        "debug",
+        "--proxy.retry.initial-wait",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    Process::spawn(
+        Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
+        &args,
+        dir.0.join(name),
+    )
+}
+
+#[test]
+fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
+    let dir = TempDir::new("target-host");
+    let proxy = Proxy::start(&dir, &[], false);
+    let target = Target::start();
+    let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
+    let url = format!(
+        "http://nothing.invalid:{}/metrics?module=x&a=1",
+        target.addr.port()
+    );
+
+    // Without the flag the client tries to resolve nothing.invalid, and fails.
+    let without = start_client_for(&dir, "without.log", &proxy_url, "nothing.invalid", &[]);
+    proxy.wait_registered("nothing.invalid");
+    let answer = scrape(proxy.port, &url, "5");
+    let text = body_text(&answer);
+    assert_eq!(answer.head.status, 500, "{text}");
+    assert!(
+        text.starts_with(&format!("scrape of {url} failed: ")),
+        "{text}"
+    );
+    assert_eq!(target.requests.load(Ordering::SeqCst), 0);
+    drop(without);
+
+    let with = start_client_for(
+        &dir,
+        "with.log",
+        &proxy_url,
+        "nothing.invalid",
+        &["--scrape.target-host", "127.0.0.1"],
+    );
+    let line = with.wait_for_line("saying how targets are written", &["serving fqdn="]);
+    let message = line.split_once("] ").map_or("", |(_, m)| m);
+    assert_eq!(
+        message,
+        format!(
+            "serving fqdn=nothing.invalid: Prometheus targets must be written \
+             nothing.invalid:PORT, with proxy_url http://127.0.0.1:{}/; scrapes connect to \
+             127.0.0.1 (--scrape.target-host)",
+            proxy.port
+        )
+    );
+    assert!(line.contains(" [INFO] "), "{line}");
+    // The newer client's polls supersede the stopped one's.
+    let ok = wait_until(|| {
+        let answer = scrape(proxy.port, &url, "5");
+        answer.head.status == 200
+    });
+    assert!(ok, "no scrape through the new client:\n{}", with.log_text());
+    let answer = scrape(proxy.port, &url, "5");
+    assert_eq!(
+        (answer.head.status, body_text(&answer).as_str()),
+        (200, TARGET_BODY),
+        "client log:\n{}",
+        with.log_text()
+    );
+    let seen = target.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let port = target.addr.port();
+    assert!(!seen.is_empty());
+    for request in &seen {
+        assert_eq!(
+            request,
+            &format!("GET /metrics?module=x&a=1 HTTP/1.1 host=127.0.0.1:{port}")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// https targets with a self-signed certificate: --scrape.tls.insecure-skip-verify and
+// --scrape.tls.cacert
+
+const NGINX_BODY: &str = "# TYPE up gauge\nup{job=\"nginx-self-signed\"} 1\n";
+
+/// Debian's nginx serving NGINX_BODY over https on a free 127.0.0.1 port, with a self-signed
+/// certificate for 127.0.0.1 made by openssl (`cert.pem` in `dir`); killed by PID on drop.
+struct Nginx {
+    _process: Process,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &TempDir) -> Nginx {
+        self_signed_cert(dir);
+        let port = free_port();
+        let d = dir.0.display();
+        std::fs::create_dir_all(dir.0.join("temp")).expect("nginx temp dir");
+        let conf = dir.write(
+            "nginx.conf",
+            &format!(
+                "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/temp/body;\n\
+                   proxy_temp_path {d}/temp/proxy;\n  fastcgi_temp_path {d}/temp/fastcgi;\n\
+                   uwsgi_temp_path {d}/temp/uwsgi;\n  scgi_temp_path {d}/temp/scgi;\n\
+                   server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n\
+                     ssl_certificate_key {d}/key.pem;\n\
+                     location = /metrics {{ default_type \"text/plain; version=0.0.4\"; return 200 \"{}\"; }}\n\
+                     location / {{ return 404; }}\n  }}\n}}\n",
+                NGINX_BODY.replace('\n', "\\n").replace('"', "\\\"")
+            ),
+        );
+        let nginx = Path::new("/usr/sbin/nginx");
+        assert!(
+            nginx.exists(),
+            "this test needs Debian's nginx (apt-get install nginx)"
+        );
+        let process = Process::spawn(
+            nginx,
+            &[
+                "-c",
+                &conf,
+                "-p",
+                &dir.path(""),
+                "-e",
+                &dir.path("error.log"),
+            ],
+            dir.0.join("nginx.out"),
+        );
+        let mut nginx = Nginx {
+            _process: process,
+            port,
+        };
+        let up = wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let alive = matches!(nginx._process.child.try_wait(), Ok(None));
+        assert!(
+            up && alive,
+            "nginx did not listen on 127.0.0.1:{port}: {}{}",
+            nginx._process.log_text(),
+            std::fs::read_to_string(dir.0.join("error.log")).unwrap_or_default()
+        );
+        nginx
+    }
+}
+
+#[test]
+fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_flag_allows_it() {
+    let dir = TempDir::new("nginx-self-signed");
+    let proxy = Proxy::start(&dir, &[], false);
+    let nginx = Nginx::start(&dir);
+    let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
+    let cert = dir.path("cert.pem");
+    // One client per case, each with an FQDN of its own; all connect to 127.0.0.1, the name in
+    // the certificate.
+    let cases: [(&str, Vec<&str>); 3] = [
+        ("plain.invalid", vec![]),
+        (
+            "insecure.invalid",
+            vec!["--scrape.tls.insecure-skip-verify"],
+        ),
+        ("cacert.invalid", vec!["--scrape.tls.cacert", &cert]),
+    ];
+    let clients: Vec<Process> = cases
+        .iter()
+        .map(|(fqdn, flags)| {
+            let mut extra = vec!["--scrape.target-host", "127.0.0.1"];
+            extra.extend(flags.iter().copied());
+            start_client_for(&dir, &format!("{fqdn}.log"), &proxy_url, fqdn, &extra)
+        })
+        .collect();
+    for (fqdn, _) in &cases {
+        proxy.wait_registered(fqdn);
+    }
+    let url = |fqdn: &str| format!("http://{fqdn}:{}/metrics?_scheme=https", nginx.port);
+
+    let refused = scrape(proxy.port, &url("plain.invalid"), "5");
+    let text = body_text(&refused);
+    assert_eq!(refused.head.status, 500, "{text}");
+    let prefix = format!(
+        "scrape of https://127.0.0.1:{}/metrics failed: io: invalid peer certificate: UnknownIssuer; \
+         the target's certificate is not signed by a CA ",
+        nginx.port
+    );
+    assert!(text.starts_with(&prefix), "{text}");
+    let logged = clients[0].wait_for_line("logging the refusal", &["scrape_id=", "UnknownIssuer"]);
+    assert!(logged.contains(&prefix), "{logged}");
+
+    let insecure = scrape(proxy.port, &url("insecure.invalid"), "5");
+    assert_eq!(
+        (insecure.head.status, body_text(&insecure).as_str()),
+        (200, NGINX_BODY),
+        "client log:\n{}",
+        clients[1].log_text()
+    );
+    let warning = clients[1].wait_for_line(
+        "warning of the flag",
+        &["--scrape.tls.insecure-skip-verify"],
+    );
+    assert!(warning.contains(" [WARN] "), "{warning}");
+
+    let trusted = scrape(proxy.port, &url("cacert.invalid"), "5");
+    assert_eq!(
+        (trusted.head.status, body_text(&trusted).as_str()),
+        (200, NGINX_BODY),
+        "client log:\n{}",
+        clients[2].log_text()
+    );
+    assert!(
+        !clients[2].log_text().contains("insecure-skip-verify"),
+        "{}",
+        clients[2].log_text()
     );
 }

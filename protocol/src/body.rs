@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, Read, Write};
 
-use crate::error::{excerpt, ProtocolError};
+use crate::error::{quoted, ProtocolError};
 use crate::headers::Headers;
 
 /// How the end of a body is found.
@@ -26,7 +26,7 @@ impl Framing {
                 return Ok(Framing::Chunked);
             }
             if !last.eq_ignore_ascii_case("identity") {
-                return Err(ProtocolError::UnsupportedTransferEncoding(excerpt(
+                return Err(ProtocolError::UnsupportedTransferEncoding(quoted(
                     te.as_bytes(),
                 )));
             }
@@ -36,15 +36,15 @@ impl Framing {
             for part in value.split(',') {
                 let part = part.trim();
                 if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(ProtocolError::InvalidContentLength(excerpt(
+                    return Err(ProtocolError::InvalidContentLength(quoted(
                         value.as_bytes(),
                     )));
                 }
                 let n: u64 = part
                     .parse()
-                    .map_err(|_| ProtocolError::InvalidContentLength(excerpt(value.as_bytes())))?;
+                    .map_err(|_| ProtocolError::InvalidContentLength(quoted(value.as_bytes())))?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(ProtocolError::InvalidContentLength(excerpt(
+                    return Err(ProtocolError::InvalidContentLength(quoted(
                         value.as_bytes(),
                     )));
                 }
@@ -135,16 +135,16 @@ impl<R: BufRead> BodyReader<R> {
         })?;
         let size_part = line.split(|&b| b == b';').next().unwrap_or(&[]);
         let size_text = std::str::from_utf8(size_part)
-            .map_err(|_| ProtocolError::InvalidChunk(excerpt(&line)))?
+            .map_err(|_| ProtocolError::InvalidChunk(quoted(&line)))?
             .trim();
         if size_text.is_empty()
             || size_text.len() > 15
             || !size_text.bytes().all(|b| b.is_ascii_hexdigit())
         {
-            return Err(ProtocolError::InvalidChunk(excerpt(&line)));
+            return Err(ProtocolError::InvalidChunk(quoted(&line)));
         }
         let size = u64::from_str_radix(size_text, 16)
-            .map_err(|_| ProtocolError::InvalidChunk(excerpt(&line)))?;
+            .map_err(|_| ProtocolError::InvalidChunk(quoted(&line)))?;
         if size == 0 {
             // Trailers: read and drop up to the empty line.
             let mut budget = MAX_TRAILERS;
@@ -171,7 +171,7 @@ impl<R: BufRead> BodyReader<R> {
                 other => other,
             })?;
         if !line.is_empty() {
-            return Err(ProtocolError::InvalidChunk(excerpt(&line)));
+            return Err(ProtocolError::InvalidChunk(quoted(&line)));
         }
         self.state = State::ChunkHeader;
         Ok(())

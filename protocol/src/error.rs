@@ -50,11 +50,18 @@ pub enum ProtocolError {
 const EXCERPT_CHARS: usize = 60;
 
 /// A short, printable excerpt of input for error messages.
-pub(crate) fn excerpt(bytes: &[u8]) -> String {
+pub(crate) fn quoted(bytes: &[u8]) -> String {
+    excerpt(bytes, EXCERPT_CHARS)
+}
+
+/// The first `max` characters of `bytes` (invalid UTF-8 shown as U+FFFD), escaped as Rust
+/// escapes them (`\r`, `\n`, `\u{1f}`) so that a log line or error message stays one line;
+/// `…` marks a cut.
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
-        if i == EXCERPT_CHARS {
+        if i == max {
             out.push('…');
             break;
         }
@@ -145,5 +152,20 @@ impl From<ProtocolError> for io::Error {
             ProtocolError::Io(io) => io,
             other => io::Error::new(io::ErrorKind::InvalidData, other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_one_escaped_line() {
+        assert_eq!(
+            excerpt(b"<html>\r\n<body>502</body>", 80),
+            "<html>\\r\\n<body>502</body>"
+        );
+        assert_eq!(excerpt(b"abcdef", 3), "abc…");
+        assert_eq!(excerpt(&[0x1f, 0x8b], 10), "\\u{1f}\u{fffd}");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 
-use crate::error::{excerpt, ProtocolError};
+use crate::error::{quoted, ProtocolError};
 
 /// Header fields in the order they arrived; names compare case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,24 +89,24 @@ impl Headers {
             }
             if line[0] == b' ' || line[0] == b'\t' {
                 // Obsolete line folding (RFC 7230 3.2.4): refuse rather than guess.
-                return Err(ProtocolError::MalformedHeader(excerpt(&line)));
+                return Err(ProtocolError::MalformedHeader(quoted(&line)));
             }
             let colon = line
                 .iter()
                 .position(|&b| b == b':')
-                .ok_or_else(|| ProtocolError::MalformedHeader(excerpt(&line)))?;
+                .ok_or_else(|| ProtocolError::MalformedHeader(quoted(&line)))?;
             let name = &line[..colon];
             if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
-                return Err(ProtocolError::MalformedHeader(excerpt(&line)));
+                return Err(ProtocolError::MalformedHeader(quoted(&line)));
             }
             let value = trim_ows(&line[colon + 1..]);
             if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-                return Err(ProtocolError::MalformedHeader(excerpt(&line)));
+                return Err(ProtocolError::MalformedHeader(quoted(&line)));
             }
             // Header values are ASCII in practice; keep anything else byte-exact as Latin-1
             // would be lossy, so refuse non-UTF-8 instead of mangling it.
             let value = std::str::from_utf8(value)
-                .map_err(|_| ProtocolError::MalformedHeader(excerpt(&line)))?;
+                .map_err(|_| ProtocolError::MalformedHeader(quoted(&line)))?;
             let name = std::str::from_utf8(name).expect("token bytes are ASCII");
             headers.append(name, value);
         }

@@ -12,6 +12,7 @@
 //! Framing of serialized responses (`Content-Length`, chunked, read-to-end) lives in
 //! [`body`]. Nothing here opens sockets, starts threads or logs: callers bring the bytes.
 
+mod announce;
 pub mod body;
 mod error;
 mod headers;
@@ -19,8 +20,11 @@ mod request;
 mod response;
 mod timeout;
 
+pub use announce::{
+    json_ascii_string, json_labels, json_targets, Label, FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER,
+};
 pub use body::{read_body, BodyReader, ChunkedEncoder, ChunkedWriter, Framing};
-pub use error::ProtocolError;
+pub use error::{excerpt, ProtocolError};
 pub use headers::Headers;
 pub use request::{ScrapeRequest, Target, ID_HEADER};
 pub use response::{reason_phrase, Response, ResponseHead, HOP_BY_HOP};

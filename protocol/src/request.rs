@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 
-use crate::error::{excerpt, ProtocolError};
+use crate::error::{quoted, ProtocolError};
 use crate::headers::{read_head_line, Headers};
 
 /// The header that carries the proxy's id of a scrape, echoed in the push.
@@ -36,7 +36,7 @@ pub struct Target {
 impl Target {
     /// Parses an absolute `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Target, ProtocolError> {
-        let bad = || ProtocolError::MalformedUrl(excerpt(url.as_bytes()));
+        let bad = || ProtocolError::MalformedUrl(quoted(url.as_bytes()));
         let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
@@ -110,16 +110,16 @@ impl ScrapeRequest {
             line = read_head_line(r, &mut budget, max_head, "scrape request head")?;
         }
         let text = std::str::from_utf8(&line)
-            .map_err(|_| ProtocolError::MalformedRequestLine(excerpt(&line)))?;
+            .map_err(|_| ProtocolError::MalformedRequestLine(quoted(&line)))?;
         let mut parts = text.split(' ');
         let (Some(method), Some(url), Some(version), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(ProtocolError::MalformedRequestLine(excerpt(&line)));
+            return Err(ProtocolError::MalformedRequestLine(quoted(&line)));
         };
         let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
         if !method_ok || !(version == "HTTP/1.1" || version == "HTTP/1.0") {
-            return Err(ProtocolError::MalformedRequestLine(excerpt(&line)));
+            return Err(ProtocolError::MalformedRequestLine(quoted(&line)));
         }
         Target::parse(url)?;
         let headers = Headers::read_from(r, &mut budget, max_head, "scrape request head")?;

@@ -4,7 +4,7 @@
 use std::io::BufRead;
 
 use crate::body::{read_body, Framing};
-use crate::error::{excerpt, ProtocolError};
+use crate::error::{quoted, ProtocolError};
 use crate::headers::{read_head_line, Headers};
 
 /// Status line and headers of a response.
@@ -56,7 +56,7 @@ impl ResponseHead {
     pub fn parse<R: BufRead>(r: &mut R, max_head: usize) -> Result<ResponseHead, ProtocolError> {
         let mut budget = max_head;
         let line = read_head_line(r, &mut budget, max_head, "response head")?;
-        let bad = || ProtocolError::MalformedStatusLine(excerpt(&line));
+        let bad = || ProtocolError::MalformedStatusLine(quoted(&line));
         let text = std::str::from_utf8(&line).map_err(|_| bad())?;
         let (version, rest) = text.split_once(' ').ok_or_else(bad)?;
         if !is_http_version(version) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::{excerpt, ProtocolError};
+use crate::error::{quoted, ProtocolError};
 
 /// The header in which Prometheus sends the scrape timeout, in decimal seconds.
 pub const SCRAPE_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout-Seconds";
@@ -15,15 +15,15 @@ pub fn parse_scrape_timeout(value: &str) -> Result<Duration, ProtocolError> {
     let text = value.trim_matches([' ', '\t']);
     let secs: f64 = text
         .parse()
-        .map_err(|_| ProtocolError::InvalidScrapeTimeout(excerpt(value.as_bytes())))?;
+        .map_err(|_| ProtocolError::InvalidScrapeTimeout(quoted(value.as_bytes())))?;
     if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(ProtocolError::InvalidScrapeTimeout(excerpt(
+        return Err(ProtocolError::InvalidScrapeTimeout(quoted(
             value.as_bytes(),
         )));
     }
     let d = Duration::from_secs_f64(secs);
     if d < Duration::from_millis(1) {
-        return Err(ProtocolError::InvalidScrapeTimeout(excerpt(
+        return Err(ProtocolError::InvalidScrapeTimeout(quoted(
             value.as_bytes(),
         )));
     }
@@ -46,7 +46,7 @@ pub fn format_scrape_timeout(d: Duration) -> String {
 /// compounds such as `1m30s`) and also Go's style (`1.5s`, `250us`), so flags copied from a
 /// Go unit file keep working. A bare `0` is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, ProtocolError> {
-    let bad = || ProtocolError::InvalidDuration(excerpt(text.as_bytes()));
+    let bad = || ProtocolError::InvalidDuration(quoted(text.as_bytes()));
     let s = text.trim_matches([' ', '\t']);
     if s == "0" {
         return Ok(Duration::ZERO);

@@ -5,35 +5,25 @@ mod config;
 mod delivery;
 mod handlers;
 mod http;
-mod id;
 mod limits;
-mod lock;
 mod metrics;
 mod parked;
-mod process;
 mod registry;
 mod rendezvous;
 mod server;
-mod shutdown;
 mod state;
 #[allow(dead_code)] // until the new HTTP front uses it (issue 9)
 mod web_config;
-mod workers;
 
 use clap::Parser;
-use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
+use pushprox_daemon::lock::{self, Lock};
 
 fn main() {
     let config = config::Config::parse();
     if let Some(user) = &config.hash_password {
         std::process::exit(hash_password(user));
     }
-    let log_config = ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .build();
-    let _ = WriteLogger::init(config.log_level, log_config, std::io::stderr());
+    pushprox_daemon::logger::init(config.log_level, &["pushprox_proxy", "pushprox_daemon"]);
     if config.log_format == "json" {
         log::info!(
             "--log.format=json is accepted for compatibility; logs stay one plain line per event"
@@ -41,9 +31,9 @@ fn main() {
     }
     let _lock = match &config.lock_file {
         None => None,
-        Some(path) => match lock::try_lock(path) {
-            Ok(lock::Lock::Held(file)) => Some(file),
-            Ok(lock::Lock::Busy) => {
+        Some(path) => match lock::acquire(path) {
+            Ok(Lock::Held(file)) => Some(file),
+            Ok(Lock::HeldElsewhere) => {
                 log::info!("another pushprox-proxy holds {}; exiting", path.display());
                 return;
             }
@@ -53,7 +43,7 @@ fn main() {
             }
         },
     };
-    shutdown::install();
+    pushprox_daemon::signals::install();
     log::info!(
         "starting pushprox-proxy version={}",
         env!("CARGO_PKG_VERSION")

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use pushprox_daemon::exposition::{header, single};
+
 /// Upper bounds of the duration histograms (the client_golang defaults, as in Go).
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -311,21 +313,9 @@ impl Metrics {
             "pushprox_build_info{{version=\"{}\",implementation=\"pushprox-rs\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
-        crate::process::render(&mut out);
+        pushprox_daemon::process::render(&mut out);
         out
     }
-}
-
-/// `# HELP` and `# TYPE` lines.
-pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A series without labels: its `# HELP`, `# TYPE` and value lines.
-pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    header(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -136,7 +136,7 @@ impl Service for Proxy {
             Route::Metrics => handlers::metrics::handle(state, self.open_connections(), conn),
             Route::Index => handlers::index::handle(state, conn),
             // 503 while stopping, so that a load balancer stops sending clients here.
-            Route::Healthy if crate::shutdown::requested() => handlers::text(conn, 503, "stopping"),
+            Route::Healthy if pushprox_daemon::signals::requested() => handlers::text(conn, 503, "stopping"),
             Route::Healthy => handlers::text(conn, 200, "OK"),
             Route::WrongMethod(path, allowed) => {
                 let reason = format!(
@@ -250,7 +250,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let _ = proxy.front.set(Arc::downgrade(&front));
     spawn_janitor(Arc::clone(&state))?;
     front
-        .run(&listener, crate::shutdown::requested)
+        .run(&listener, pushprox_daemon::signals::requested)
         .map_err(|e| format!("cannot accept connections on {bound}: {e}"))?;
     log::info!(
         "stopping: no new requests (polls and new scrapes get 503); waiting up to {}s for the pushes of in-flight scrapes",

@@ -54,7 +54,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     };
     let deadline_in = state.config.effective_deadline(requested);
     headers.set(SCRAPE_TIMEOUT_HEADER, format_scrape_timeout(deadline_in));
-    let id = crate::id::new_scrape_id();
+    let id = pushprox_daemon::ids::scrape_id();
     headers.set(ID_HEADER, id.clone());
     let scrape = ScrapeRequest {
         method: request.method().to_string(),

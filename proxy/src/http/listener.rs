@@ -19,7 +19,7 @@ use rustls::ServerConfig;
 use super::connection::{self, After, Connection, Request};
 use super::head::HeadLimits;
 use super::tls::{self, Stream};
-use crate::workers::Workers;
+use pushprox_daemon::workers::Workers;
 
 /// What answers the requests.
 pub trait Service: Send + Sync + 'static {

@@ -1,11 +1,7 @@
 //! Threads kept and reused: a task goes to a thread that is idle right now, or to a new one.
 //! Nothing ever queues behind a task that blocks (a held poll, a slow target), and a busy
-//! process does not pay for a thread's creation and teardown on every task (the benchmark
-//! showed that cost first in the proxy's handlers, then in the client's scrapes).
-//!
-//! Both binaries use this one file: the proxy for its request handlers, the client (through
-//! `#[path]`, as the workspace has no crate for code that is neither protocol nor one side's)
-//! for its scrapes.
+//! process does not pay for a thread's creation and teardown on every task. The proxy runs
+//! its request handlers on it, the client its scrapes.
 
 use std::io;
 use std::thread;

@@ -1,12 +1,21 @@
 //! The standard `process_*` metrics, read from /proc/self.
 
-use crate::metrics::single;
+use crate::exposition::single;
 
-/// Linux reports CPU times in USER_HZ ticks, which the kernel ABI fixes at 100 per second.
-const TICKS_PER_SECOND: f64 = 100.0;
+/// Clock ticks per second (USER_HZ), the unit of CPU times and start times in /proc.
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
 
 /// Appends `process_*` metrics; any that cannot be read (not Linux) are left out.
 pub fn render(out: &mut String) {
+    let ticks_per_second = ticks_per_second();
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name, which is in parentheses and may contain spaces.
     let fields: Vec<&str> = stat
@@ -21,7 +30,7 @@ pub fn render(out: &mut String) {
             "process_cpu_seconds_total",
             "counter",
             "Total user and system CPU time spent in seconds.",
-            (utime + stime) as f64 / TICKS_PER_SECOND,
+            (utime + stime) as f64 / ticks_per_second,
         );
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -97,7 +106,7 @@ pub fn render(out: &mut String) {
             "process_start_time_seconds",
             "gauge",
             "Start time of the process since unix epoch in seconds.",
-            boot as f64 + start as f64 / TICKS_PER_SECOND,
+            boot as f64 + start as f64 / ticks_per_second,
         );
     }
 }

@@ -1,49 +1,8 @@
-//! SIGTERM and SIGINT, and the scrapes in flight that a shutdown lets finish.
+//! The scrapes in flight, which a shutdown lets finish within their deadlines.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
-
-extern "C" {
-    /// From the C library; `sighandler_t` is pointer-sized.
-    fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-}
-
-static REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_signum: i32) {
-    // Only an atomic store: nothing else is async-signal-safe here.
-    REQUESTED.store(true, Ordering::SeqCst);
-}
-
-/// Makes SIGTERM and SIGINT request a shutdown instead of killing the process.
-pub fn install_handlers() {
-    // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        signal(SIGTERM, on_signal);
-        signal(SIGINT, on_signal);
-    }
-}
-
-/// True once SIGTERM or SIGINT arrived.
-pub fn requested() -> bool {
-    REQUESTED.load(Ordering::SeqCst)
-}
-
-/// Sleeps for `d`, or less if a shutdown is requested meanwhile.
-pub fn sleep(d: Duration) {
-    let until = Instant::now() + d;
-    while !requested() {
-        let now = Instant::now();
-        if now >= until {
-            return;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(100)));
-    }
-}
 
 /// The scrapes running now, and the latest time one of them may still be busy.
 #[derive(Debug)]

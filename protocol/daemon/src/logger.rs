@@ -1,31 +1,29 @@
 //! Logs: one plain line per event on stderr, `time [LEVEL] message`, the time in RFC 3339 UTC
 //! (`2025-01-31T12:00:00.123456Z`). A few lines of our own instead of a logging crate: this is
-//! all the client needs, and the static binary is 25 KB smaller for it.
+//! all the daemons need, and each static binary is smaller for it.
 
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::{LogFormat, LogLevel};
-
-/// Starts logging at `level`. Only our own events are logged: ureq's and rustls' debug lines
-/// would drown ours, and their errors reach us as values anyway.
-pub fn init(level: LogLevel, format: LogFormat) {
-    // Only fails if a logger is already set, which cannot happen here.
-    if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(level.filter());
-    }
-    if format == LogFormat::Json {
-        log::info!("--log.format=json is accepted for compatibility with the Go client; logs stay one plain line per event");
+/// Starts logging at `level`, for the events of the crates whose names (as `log` targets,
+/// `pushprox_client`) start with one of `crates`. The libraries' own lines (ureq, rustls,
+/// tiny_http) would drown ours, and their errors reach us as values anyway.
+pub fn init(level: log::LevelFilter, crates: &'static [&'static str]) {
+    let logger = Box::leak(Box::new(StderrLogger { crates }));
+    // Only fails if a logger is already set, which a daemon does once.
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
     }
 }
 
-static LOGGER: StderrLogger = StderrLogger;
-
-struct StderrLogger;
+struct StderrLogger {
+    crates: &'static [&'static str],
+}
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level() && metadata.target().starts_with("pushprox_client")
+        metadata.level() <= log::max_level()
+            && self.crates.iter().any(|c| metadata.target().starts_with(c))
     }
 
     fn log(&self, record: &log::Record) {
@@ -47,7 +45,7 @@ impl log::Log for StderrLogger {
 }
 
 /// `time` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
-fn rfc3339(time: SystemTime) -> String {
+pub fn rfc3339(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, day_secs) = (secs / 86_400, secs % 86_400);
@@ -90,5 +88,24 @@ mod tests {
         assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
         assert_eq!(at(1_738_324_800, 123_456), "2025-01-31T12:00:00.123456Z");
         assert_eq!(at(4_107_542_399, 999_999), "2100-02-28T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn only_the_named_crates_are_logged() {
+        let logger = StderrLogger {
+            crates: &["pushprox_client", "pushprox_daemon"],
+        };
+        log::set_max_level(log::LevelFilter::Debug);
+        let meta = |target| {
+            log::Metadata::builder()
+                .level(log::Level::Info)
+                .target(target)
+                .build()
+        };
+        use log::Log as _;
+        assert!(logger.enabled(&meta("pushprox_client::poller")));
+        assert!(logger.enabled(&meta("pushprox_daemon::workers")));
+        assert!(!logger.enabled(&meta("rustls::client")));
+        assert!(!logger.enabled(&meta("tiny_http")));
     }
 }

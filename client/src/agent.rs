@@ -1,0 +1,81 @@
+//! The HTTP agents: one per proxy, and those for the targets on this host. Both keep idle
+//! connections and cache name lookups.
+
+use std::time::Duration;
+
+use ureq::tls::TlsConfig;
+use ureq::Agent;
+
+use crate::resolver::CachingResolver;
+
+/// A proxy that accepts no TCP connection within this is reported, and polled again later.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle keep-alive connections each agent keeps per host (ureq keeps 3). Scrapes that overlap
+/// use as many connections to the target, and their pushes as many to the proxy, as there are
+/// scrapes at once; an idle connection still goes after ureq's 15 s.
+const IDLE_CONNECTIONS: usize = 16;
+
+/// The agent for one proxy. Its forward proxy follows ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and
+/// NO_PROXY; `tls` only matters for an https proxy.
+pub fn proxy_agent(tls: TlsConfig) -> Agent {
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .max_redirects(0)
+        .user_agent(format!("pushprox-client/{}", env!("CARGO_PKG_VERSION")))
+        .max_idle_connections(IDLE_CONNECTIONS)
+        .max_idle_connections_per_host(IDLE_CONNECTIONS)
+        .build();
+    with_cached_names(config)
+}
+
+/// The agent for targets on this host.
+pub fn target_agent(tls: TlsConfig) -> Agent {
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        // Targets are on this host: never through an HTTP(S)_PROXY.
+        .proxy(None)
+        // A redirect could lead anywhere (another port, the proxy's API) with the scraper's
+        // headers: the 3xx goes back to the scraper, whose next request passes our checks again.
+        .max_redirects(0)
+        // Send only the scraper's headers.
+        .user_agent("")
+        .accept("")
+        .accept_encoding("")
+        .max_idle_connections(IDLE_CONNECTIONS)
+        .max_idle_connections_per_host(IDLE_CONNECTIONS)
+        .build();
+    with_cached_names(config)
+}
+
+/// An agent whose name lookups go through [`CachingResolver`].
+fn with_cached_names(config: ureq::config::Config) -> Agent {
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::default(),
+    )
+}
+
+/// Says whether `url` is reached through a forward proxy from the environment: a poll that
+/// fails there is otherwise hard to explain.
+pub fn log_forward_proxy(agent: &Agent, url: &str) {
+    let Some(forward) = agent.config().proxy() else {
+        return;
+    };
+    let direct = url
+        .parse::<ureq::http::Uri>()
+        .is_ok_and(|uri| forward.is_no_proxy(&uri));
+    if direct {
+        log::info!("reaching {url} directly: NO_PROXY exempts it from the forward proxy");
+    } else {
+        log::info!(
+            "reaching {url} through the forward proxy {}:{} (from ALL_PROXY, HTTPS_PROXY or HTTP_PROXY; exempt hosts with NO_PROXY)",
+            forward.host(),
+            forward.port()
+        );
+    }
+}

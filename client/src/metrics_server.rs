@@ -1,0 +1,337 @@
+//! The small HTTP server on `--metrics-addr`: `GET /metrics` (the client's counters) and
+//! `GET /-/healthy`, one request per connection, plain std.
+
+use std::io::{Read, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{ListenAddr, THREAD_STACK};
+use crate::error::StartupError;
+use crate::metrics::Metrics;
+
+/// Binds `--metrics-addr`. `:PORT` binds every interface: IPv6 and IPv4 where the host has
+/// both, IPv4 alone where it has no IPv6.
+pub fn bind(addr: &ListenAddr) -> Result<TcpListener, StartupError> {
+    let failed = |source| StartupError::MetricsBind {
+        addr: addr.text.clone(),
+        source,
+    };
+    match &addr.host {
+        Some(host) => TcpListener::bind((host.as_str(), addr.port)).map_err(failed),
+        None => {
+            let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, addr.port));
+            match TcpListener::bind(v6) {
+                Ok(l) => Ok(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(failed(e)),
+                Err(_) => {
+                    let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port));
+                    TcpListener::bind(v4).map_err(failed)
+                }
+            }
+        }
+    }
+}
+
+/// The longest request head the metrics server reads; longer ones get a 431.
+const MAX_HEAD: usize = 8 * 1024;
+/// Time a connection has to send its request head, and then to take the response.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections answered side by side on threads of their own; more wait for the accept thread.
+const MAX_CONNECTION_THREADS: usize = 4;
+
+/// Serves `GET /metrics` and `GET /-/healthy` on `listener`: one thread accepts, and each
+/// connection is answered (one request, then `Connection: close`) on a thread of its own, or
+/// on the accept thread when [`MAX_CONNECTION_THREADS`] are busy. Plain std: the client needs
+/// no more of HTTP than this.
+pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), StartupError> {
+    let addr_text = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    log::info!("serving metrics on http://{addr_text}/metrics");
+    let busy = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("metrics-http".into())
+        .stack_size(THREAD_STACK)
+        .spawn(move || loop {
+            let conn = match listener.accept() {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    // Out of file descriptors, for instance; do not spin.
+                    log::warn!("metrics server: accepting a connection failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            if busy.fetch_add(1, Ordering::Relaxed) < MAX_CONNECTION_THREADS {
+                let metrics = Arc::clone(&metrics);
+                let done = Arc::clone(&busy);
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-conn".into())
+                    .stack_size(THREAD_STACK)
+                    .spawn(move || {
+                        answer(conn, &metrics);
+                        done.fetch_sub(1, Ordering::Relaxed);
+                    });
+                if let Err(e) = spawned {
+                    // The connection went with the closure: it is closed unanswered.
+                    log::warn!("metrics server: cannot start a connection thread: {e}");
+                    busy.fetch_sub(1, Ordering::Relaxed);
+                }
+            } else {
+                busy.fetch_sub(1, Ordering::Relaxed);
+                answer(conn, &metrics);
+            }
+        })
+        .map_err(|e| StartupError::MetricsBind {
+            addr: addr_text,
+            source: e,
+        })?;
+    Ok(())
+}
+
+/// Reads one request head from `conn` and answers it; every failure just ends the connection.
+fn answer(mut conn: TcpStream, metrics: &Metrics) {
+    let deadline = Instant::now() + CONNECTION_TIMEOUT;
+    let _ = conn.set_write_timeout(Some(CONNECTION_TIMEOUT));
+    let response = match read_head(&mut conn, deadline) {
+        Ok(head) => route(&head, metrics),
+        Err(HeadError::TooLarge) => Response::text(431, "request head larger than 8 KiB\n"),
+        Err(HeadError::Io(e)) => {
+            log::debug!("metrics server: reading a request failed: {e}");
+            return;
+        }
+    };
+    let head_only = response.head_only;
+    let mut bytes = format!(
+        "{} {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+        response.version,
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len(),
+        if response.status == 405 {
+            "Allow: GET, HEAD\r\n"
+        } else {
+            ""
+        },
+    )
+    .into_bytes();
+    if !head_only {
+        bytes.extend_from_slice(response.body.as_bytes());
+    }
+    if let Err(e) = conn.write_all(&bytes).and_then(|()| conn.flush()) {
+        log::debug!("metrics server: writing a response failed: {e}");
+        return;
+    }
+    // Read what the client still sends (a body we did not want) before closing, so that the
+    // close does not reset the connection under the response. Bounded like the head.
+    let _ = conn.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 1024];
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let _ = conn.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
+        match conn.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+enum HeadError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// The request head up to its blank line, within [`MAX_HEAD`] bytes and the deadline.
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        let wait = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| HeadError::Io(std::io::ErrorKind::TimedOut.into()))?;
+        conn.set_read_timeout(Some(wait)).map_err(HeadError::Io)?;
+        let n = conn.read(&mut buf).map_err(HeadError::Io)?;
+        if n == 0 {
+            return Err(HeadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        // Look for the end from a little before the new bytes: "\r\n\r\n" may straddle reads.
+        let from = head.len().saturating_sub(3);
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            head.truncate(from + end);
+            return Ok(head);
+        }
+        if head.len() >= MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+    }
+}
+
+struct Response {
+    version: &'static str,
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    head_only: bool,
+}
+
+impl Response {
+    fn text(status: u16, body: &str) -> Response {
+        Response {
+            version: "HTTP/1.1",
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.to_string(),
+            head_only: false,
+        }
+    }
+}
+
+/// The answer to a request head: `GET`/`HEAD` of `/metrics` or `/-/healthy`, 404 elsewhere.
+fn route(head: &[u8], metrics: &Metrics) -> Response {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Response::text(400, "bad request line\n");
+    };
+    let version = match version {
+        "HTTP/1.1" => "HTTP/1.1",
+        "HTTP/1.0" => "HTTP/1.0",
+        _ => return Response::text(400, "only HTTP/1.0 and HTTP/1.1 are served\n"),
+    };
+    let get = matches!(method, "GET" | "HEAD");
+    let path = target.split('?').next().unwrap_or("");
+    let mut response = match (path, get) {
+        ("/metrics", true) => Response {
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: metrics.render(),
+            ..Response::text(200, "")
+        },
+        ("/-/healthy", true) => Response::text(200, "OK"),
+        ("/metrics" | "/-/healthy", false) => Response::text(405, "only GET is allowed here\n"),
+        _ => Response::text(
+            404,
+            "not found: this is a pushprox-client; try /metrics or /-/healthy\n",
+        ),
+    };
+    response.version = version;
+    response.head_only = method == "HEAD";
+    response
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves a fresh `Metrics` on a free port and returns its address.
+    fn server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        serve(listener, Metrics::new()).unwrap();
+        addr
+    }
+
+    /// Sends `request` in pieces and returns the whole answer.
+    fn exchange(addr: SocketAddr, request: &[&[u8]]) -> String {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for piece in request {
+            conn.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn metrics_server_routes_get_and_head_and_refuses_the_rest() {
+        let addr = server();
+        let metrics = exchange(addr, &[b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(metrics.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        assert!(
+            metrics.contains("\r\nConnection: close\r\n\r\n# HELP "),
+            "{metrics}"
+        );
+        let body = metrics.split("\r\n\r\n").nth(1).unwrap();
+        assert!(metrics.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
+
+        // The head may arrive in pieces, its end split between them.
+        let healthy = exchange(addr, &[b"GET /-/healthy HTTP/1.0\r\nHost: a\r", b"\n\r\n"]);
+        assert!(healthy.starts_with("HTTP/1.0 200 OK\r\n") && healthy.ends_with("\r\n\r\nOK"));
+
+        let head = exchange(addr, &[b"HEAD /metrics HTTP/1.1\r\n\r\n"]);
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("Content-Length: 0\r\n"), "{head}");
+
+        let post = exchange(
+            addr,
+            &[b"POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"],
+        );
+        assert!(
+            post.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{post}"
+        );
+        assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+
+        let other = exchange(addr, &[b"GET /nope HTTP/1.1\r\n\r\n"]);
+        assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
+        assert!(other.ends_with("try /metrics or /-/healthy\n"), "{other}");
+
+        let garbage = exchange(addr, &[b"hello\r\n\r\n"]);
+        assert!(
+            garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{garbage}"
+        );
+
+        let mut long = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        long.resize(9000, b'a');
+        let too_long = exchange(addr, &[&long]);
+        assert!(too_long.starts_with("HTTP/1.1 431 "), "{too_long}");
+    }
+
+    #[test]
+    fn metrics_server_answers_while_connections_stall() {
+        let addr = server();
+        // More silent connections than connection threads: the accept thread answers the
+        // next one itself, after the stalled ones time out at the latest.
+        let stalled: Vec<TcpStream> = (0..MAX_CONNECTION_THREADS + 1)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let started = Instant::now();
+        let answer = exchange(addr, &[b"GET /-/healthy HTTP/1.1\r\n\r\n"]);
+        assert!(answer.ends_with("\r\n\r\nOK"), "{answer}");
+        assert!(
+            started.elapsed() < CONNECTION_TIMEOUT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(stalled);
+    }
+}

@@ -1,0 +1,109 @@
+//! What to check after a TLS failure whose words (from rustls) an operator may not know.
+
+use std::io;
+
+use rustls::{CertificateError, Error as TlsError};
+
+use super::ca::{Trusted, TARGET_TRUSTED, TRUSTED};
+
+/// The rustls error inside a ureq error: ureq returns it as is, or (from a handshake) inside
+/// an `io::Error`.
+fn rustls_error(error: &ureq::Error) -> Option<&TlsError> {
+    match error {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(e) => io_rustls_error(e),
+        _ => None,
+    }
+}
+
+fn io_rustls_error(error: &io::Error) -> Option<&TlsError> {
+    error.get_ref()?.downcast_ref::<TlsError>()
+}
+
+/// What the client trusts for `peer`.
+fn trusted(peer: &str) -> Option<&'static Trusted> {
+    match peer {
+        "target" => TARGET_TRUSTED.get().or_else(|| TRUSTED.get()),
+        _ => TRUSTED.get(),
+    }
+}
+
+/// A hint to append to `error`'s text, starting with "; ", or empty when there is nothing to
+/// add. `peer` is "proxy" or "target".
+pub fn hint(error: &ureq::Error, peer: &str) -> String {
+    let Some(TlsError::InvalidCertificate(cert)) = rustls_error(error) else {
+        return String::new();
+    };
+    match cert {
+        CertificateError::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            format!(
+                "; the {peer}'s certificate is marked as a CA certificate, which rustls refuses \
+                 for a server: `openssl req -x509` makes such a certificate unless given \
+                 `-addext basicConstraints=critical,CA:FALSE`"
+            )
+        }
+        CertificateError::UnknownIssuer => match trusted(peer) {
+            Some(Trusted::Nothing(looked)) => format!(
+                "; this client has no CA certificates to check the {peer}'s certificate with \
+                 ({looked}): give --tls.cacert FILE or set SSL_CERT_FILE"
+            ),
+            Some(Trusted::Flag(flag)) => format!(
+                "; the {peer}'s certificate is not signed by a CA in {flag}{}",
+                if peer == "target" {
+                    " (--scrape.tls.cacert trusts other CAs for targets, \
+                     --scrape.tls.insecure-skip-verify none)"
+                } else {
+                    ""
+                }
+            ),
+            Some(Trusted::System(source)) => format!(
+                "; the {peer}'s certificate is not signed by a CA of the system's ({source}); \
+                 give the CA's PEM file with --tls.cacert or SSL_CERT_FILE"
+            ),
+            None => format!(
+                "; the {peer}'s certificate is not signed by a CA in --tls.cacert or the \
+                 system's CA bundle"
+            ),
+        },
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!(
+                "; the {peer}'s certificate does not name the host of its URL in its \
+                 subjectAltName"
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A handshake failure as ureq returns it: the rustls error inside an `io::Error`.
+    fn handshake(e: TlsError) -> ureq::Error {
+        ureq::Error::Io(io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    #[test]
+    fn hints_for_rustls_errors() {
+        let ca_as_server = TlsError::InvalidCertificate(CertificateError::Other(
+            rustls::OtherError(Arc::new(webpki::Error::CaUsedAsEndEntity)),
+        ));
+        assert!(hint(&handshake(ca_as_server), "proxy").contains("CA:FALSE"));
+        let unknown = TlsError::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert!(hint(&handshake(unknown.clone()), "proxy").contains("--tls.cacert"));
+        assert!(hint(&ureq::Error::Rustls(unknown), "target").contains("target's certificate"));
+        let name = TlsError::InvalidCertificate(CertificateError::NotValidForName);
+        assert!(hint(&handshake(name), "target").contains("target's certificate does not name"));
+        let refused = ureq::Error::Io(io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(hint(&refused, "proxy"), "");
+        let expired = TlsError::InvalidCertificate(CertificateError::Expired);
+        assert_eq!(hint(&handshake(expired), "proxy"), "");
+    }
+}

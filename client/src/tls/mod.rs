@@ -1,0 +1,356 @@
+//! TLS settings of the agents. For the proxies: the CA certificates to trust (`--tls.cacert`,
+//! else the system's CA bundle) and the `--tls.cert`/`--tls.key` client certificate. For https
+//! scrapes the same, as in Go, unless `--scrape.tls.cacert` names other CAs or
+//! `--scrape.tls.insecure-skip-verify` turns the check off.
+
+mod ca;
+mod hint;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+
+use crate::config::Config;
+use crate::error::StartupError;
+use ca::{system_roots, Trusted, TARGET_TRUSTED, TRUSTED};
+
+pub use hint::hint;
+
+/// The TLS configurations the flags ask for, built at start.
+#[derive(Debug, Default)]
+pub struct TlsConfigs {
+    /// For the proxies: `None` when no proxy URL is https and no TLS flag is given.
+    pub proxy: Option<TlsConfig>,
+    /// For https targets: `None` when it is built at the first https scrape
+    /// ([`target_default`]).
+    pub target: Option<TlsConfig>,
+}
+
+/// The TLS configurations from the flags. Without --tls.cacert the client trusts the system's
+/// CA certificates, as the Go client does; ureq's compiled-in Mozilla roots are left out of
+/// the binary. An https proxy URL with no CA certificate found stops the start.
+pub fn tls_configs(config: &Config) -> Result<TlsConfigs, StartupError> {
+    tls_configs_with(
+        config,
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
+        std::env::var_os("SSL_CERT_DIR"),
+    )
+}
+
+/// [`tls_configs`] with the values of `SSL_CERT_FILE` and `SSL_CERT_DIR`.
+fn tls_configs_with(
+    config: &Config,
+    env_file: Option<PathBuf>,
+    env_dirs: Option<std::ffi::OsString>,
+) -> Result<TlsConfigs, StartupError> {
+    let client_cert = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates("--tls.cert", cert)?;
+            let private = private_key("--tls.key", key)?;
+            check_client_cert(cert, key, &chain, &private)?;
+            Some(ClientCert::new_with_certs(&chain, private))
+        }
+        _ => None,
+    };
+    let proxy = if needed_at_start(config) {
+        let roots = match &config.tls_cacert {
+            Some(path) => {
+                let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
+                certificates("--tls.cacert", path)?
+            }
+            None => system_roots_recorded(env_file, env_dirs).or_else(|looked| {
+                match config.proxy_urls.iter().find(|u| u.starts_with("https:")) {
+                    Some(url) => Err(StartupError::NoCaCertificates {
+                        url: url.clone(),
+                        looked,
+                    }),
+                    None => {
+                        warn_no_roots(&looked);
+                        Ok(Vec::new())
+                    }
+                }
+            })?,
+        };
+        Some(
+            builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .client_cert(client_cert.clone())
+                .build(),
+        )
+    } else {
+        None
+    };
+    let target = if config.scrape_insecure {
+        log::warn!(
+            "--scrape.tls.insecure-skip-verify: the certificates of https scrapes (_scheme=https) are not checked; anyone between this client and a target can read and change its metrics (the proxy's certificate is still checked)"
+        );
+        Some(
+            builder()
+                .disable_verification(true)
+                .client_cert(client_cert)
+                .build(),
+        )
+    } else if let Some(path) = &config.scrape_tls_cacert {
+        let roots = certificates("--scrape.tls.cacert", path)?;
+        let _ = TARGET_TRUSTED.set(Trusted::Flag(format!(
+            "--scrape.tls.cacert {}",
+            path.display()
+        )));
+        Some(
+            builder()
+                .root_certs(RootCerts::new_with_certs(&roots))
+                .client_cert(client_cert)
+                .build(),
+        )
+    } else {
+        proxy.clone()
+    };
+    Ok(TlsConfigs { proxy, target })
+}
+
+/// A builder with our crypto provider.
+fn builder() -> ureq::tls::TlsConfigBuilder {
+    TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+}
+
+/// The system's CA certificates, with where they came from recorded for the hints; or what
+/// was looked at (recorded too) when there are none.
+fn system_roots_recorded(
+    env_file: Option<PathBuf>,
+    env_dirs: Option<std::ffi::OsString>,
+) -> Result<Vec<Certificate<'static>>, String> {
+    match system_roots(env_file, env_dirs) {
+        Ok((source, roots)) => {
+            log::debug!(
+                "trusting {} CA certificates of {source} (--tls.cacert would replace them)",
+                roots.len()
+            );
+            let _ = TRUSTED.set(Trusted::System(source));
+            Ok(roots)
+        }
+        Err(looked) => {
+            let _ = TRUSTED.set(Trusted::Nothing(looked.clone()));
+            Err(looked)
+        }
+    }
+}
+
+fn warn_no_roots(looked: &str) {
+    log::warn!(
+        "no CA certificates found ({looked}): https scrapes will fail; give --tls.cacert FILE or set SSL_CERT_FILE"
+    );
+}
+
+/// Whether the proxies' TLS configuration is needed at start: an https proxy, or TLS flags to
+/// check. Otherwise https scrapes build theirs at the first one ([`target_default`]): the
+/// system's CA certificates take about 1 MiB of memory that an http-only client never needs.
+pub fn needed_at_start(config: &Config) -> bool {
+    config.tls_cacert.is_some()
+        || config.tls_cert.is_some()
+        || config.proxy_urls.iter().any(|u| u.starts_with("https:"))
+}
+
+/// The TLS configuration for https scrapes of a client started without TLS flags and with
+/// http proxies only, built at its first https scrape: the system's CA certificates, or none
+/// (with a warning, so the scrape fails naming --tls.cacert).
+pub fn target_default() -> TlsConfig {
+    let roots = system_roots_recorded(
+        std::env::var_os("SSL_CERT_FILE").map(PathBuf::from),
+        std::env::var_os("SSL_CERT_DIR"),
+    )
+    .unwrap_or_else(|looked| {
+        warn_no_roots(&looked);
+        Vec::new()
+    });
+    builder()
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .build()
+}
+
+/// ureq builds its rustls configuration at the first TLS connection and panics, instead of
+/// returning an error, when the client certificate does not fit its key (a v1 certificate, a
+/// key of another certificate, an unsupported key type). rustls checks the pair the same way
+/// here, so a bad pair stops the start with a message instead of killing a poll later.
+fn check_client_cert(
+    cert: &Path,
+    key: &Path,
+    chain: &[Certificate<'static>],
+    private: &PrivateKey<'static>,
+) -> Result<(), StartupError> {
+    let chain: Vec<CertificateDer<'static>> = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let failed = |error| StartupError::ClientCert {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        error,
+    };
+    // The DER's structure tells PKCS#1, PKCS#8 and SEC1 keys apart.
+    let private = PrivateKeyDer::try_from(private.der())
+        .map_err(|e| failed(rustls::Error::General(e.to_string())))?
+        .clone_key();
+    rustls::sign::CertifiedKey::from_der(chain, private, &rustls::crypto::ring::default_provider())
+        .map(|_| ())
+        .map_err(failed)
+}
+
+fn pem_items(flag: &'static str, path: &Path) -> Result<Vec<PemItem<'static>>, StartupError> {
+    let fail = |reason: String| StartupError::TlsFile {
+        flag,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    ureq::tls::parse_pem(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("not valid PEM: {e}")))
+}
+
+fn certificates(
+    flag: &'static str,
+    path: &Path,
+) -> Result<Vec<Certificate<'static>>, StartupError> {
+    let certs: Vec<_> = pem_items(flag, path)?
+        .into_iter()
+        .filter_map(|item| match item {
+            PemItem::Certificate(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(StartupError::TlsFile {
+            flag,
+            path: path.to_path_buf(),
+            reason: "no \"BEGIN CERTIFICATE\" block found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn private_key(flag: &'static str, path: &Path) -> Result<PrivateKey<'static>, StartupError> {
+    pem_items(flag, path)?
+        .into_iter()
+        .find_map(|item| match item {
+            PemItem::PrivateKey(k) => Some(k),
+            _ => None,
+        })
+        .ok_or_else(|| StartupError::TlsFile {
+            flag,
+            path: path.to_path_buf(),
+            reason: "no private key block (\"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\") found".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with_cacert(path: &str) -> Config {
+        Config {
+            proxy_urls: vec!["http://proxy".into()],
+            fqdn: "host".into(),
+            tls_cacert: Some(path.into()),
+            tls_cert: None,
+            tls_key: None,
+            metrics_addr: crate::config::ListenAddr {
+                host: None,
+                port: 9369,
+                text: ":9369".into(),
+            },
+            retry_initial_wait: std::time::Duration::from_secs(1),
+            retry_max_wait: std::time::Duration::from_secs(5),
+            max_polls: 4,
+            lock_file: None,
+            token_file: None,
+            scrape_allow: Vec::new(),
+            allow_from_sd_targets: false,
+            labels: Vec::new(),
+            sd_targets: Vec::new(),
+            scrape_target_host: None,
+            scrape_tls_cacert: None,
+            scrape_insecure: false,
+        }
+    }
+
+    #[test]
+    fn an_https_proxy_without_any_ca_certificate_stops_the_start() {
+        let mut config = config_with_cacert("unused");
+        config.tls_cacert = None;
+        let nowhere = || {
+            (
+                Some(PathBuf::from("/nonexistent/ca.pem")),
+                Some("/nonexistent/certs".into()),
+            )
+        };
+        let (file, dirs) = nowhere();
+        assert!(tls_configs_with(&config, file, dirs).is_ok(), "http only");
+        config.proxy_urls.push("https://proxy:8080".into());
+        let (file, dirs) = nowhere();
+        let err = tls_configs_with(&config, file, dirs)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("https://proxy:8080")
+                && err.contains("--tls.cacert")
+                && err.contains("SSL_CERT_FILE=/nonexistent/ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unreadable_or_empty_files_name_the_flag_and_the_file() {
+        let err = tls_configs(&config_with_cacert("/nonexistent/ca.pem"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--tls.cacert") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
+
+        let path =
+            std::env::temp_dir().join(format!("pushprox-client-empty-{}.pem", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let err = tls_configs(&config_with_cacert(path.to_str().unwrap()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn scrape_tls_flags_make_the_target_configuration_only() {
+        let mut config = config_with_cacert("unused");
+        config.tls_cacert = None;
+        config.scrape_insecure = true;
+        let tls = tls_configs(&config).unwrap();
+        assert!(tls.proxy.is_none(), "http proxies need no TLS");
+        assert!(tls.target.as_ref().unwrap().disable_verification());
+
+        config.scrape_insecure = false;
+        config.scrape_tls_cacert = Some("/nonexistent/targets-ca.pem".into());
+        let err = tls_configs(&config).err().unwrap().to_string();
+        assert!(
+            err.starts_with("cannot use --scrape.tls.cacert file /nonexistent/targets-ca.pem: "),
+            "{err}"
+        );
+
+        // Without the scrape flags, targets are checked as the proxy is.
+        config.scrape_tls_cacert = None;
+        config.proxy_urls = vec!["https://proxy:8443".into()];
+        let (file, dirs) = (
+            Some(PathBuf::from("/nonexistent/ca.pem")),
+            Some("/nonexistent/certs".into()),
+        );
+        assert!(
+            tls_configs_with(&config, file, dirs).is_err(),
+            "no CA for the proxy"
+        );
+    }
+}
