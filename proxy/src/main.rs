@@ -3,6 +3,7 @@
 mod auth;
 mod config;
 mod delivery;
+mod discovery;
 mod handlers;
 mod http;
 mod limits;

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::discovery::Announcement;
+
 /// What is known of one client.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -17,6 +19,8 @@ pub struct ClientInfo {
     pub polling: bool,
     /// Scrapes handed to it.
     pub scrapes: u64,
+    /// Its labels and exporters, as its newest poll announced them.
+    pub announced: Announcement,
 }
 
 /// Known clients by lower-case FQDN.
@@ -47,8 +51,9 @@ impl Registry {
         f(&mut self.clients.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// A poll of `fqdn` arrived and is now held.
-    pub fn poll_started(&self, key: &str, fqdn: &str) -> Seen {
+    /// A poll of `fqdn` arrived and is now held; what it announced replaces what older polls
+    /// did.
+    pub fn poll_started(&self, key: &str, fqdn: &str, announced: Announcement) -> Seen {
         self.with(|clients| {
             let now = Instant::now();
             let mut seen = Seen::Known;
@@ -60,8 +65,10 @@ impl Registry {
                     last_seen_wall: SystemTime::now(),
                     polling: false,
                     scrapes: 0,
+                    announced: Announcement::default(),
                 }
             });
+            info.announced = announced;
             info.last_seen = now;
             info.last_seen_wall = SystemTime::now();
             seen
@@ -140,9 +147,10 @@ mod tests {
     #[test]
     fn clients_live_while_polling_or_recently_seen() {
         let r = Registry::new(Duration::from_millis(50));
-        assert_eq!(r.poll_started("a", "A"), Seen::New);
-        assert_eq!(r.poll_started("a", "A"), Seen::Known);
-        r.poll_started("b", "b");
+        let none = Announcement::default;
+        assert_eq!(r.poll_started("a", "A", none()), Seen::New);
+        assert_eq!(r.poll_started("a", "A", none()), Seen::Known);
+        r.poll_started("b", "b", none());
         r.poll_ended("b", true);
         std::thread::sleep(Duration::from_millis(80));
         // "a" still has a poll open; "b" timed out.

@@ -136,7 +136,9 @@ impl Service for Proxy {
             Route::Metrics => handlers::metrics::handle(state, self.open_connections(), conn),
             Route::Index => handlers::index::handle(state, conn),
             // 503 while stopping, so that a load balancer stops sending clients here.
-            Route::Healthy if pushprox_daemon::signals::requested() => handlers::text(conn, 503, "stopping"),
+            Route::Healthy if pushprox_daemon::signals::requested() => {
+                handlers::text(conn, 503, "stopping")
+            }
             Route::Healthy => handlers::text(conn, 200, "OK"),
             Route::WrongMethod(path, allowed) => {
                 let reason = format!(

@@ -1,26 +1,17 @@
 //! `GET /clients`: the live clients as Prometheus file_sd / http_sd target groups.
 
-use serde::Serialize;
-use std::collections::BTreeMap;
-
+use crate::discovery::{target_groups, TargetGroup};
 use crate::http::{After, Connection};
 use crate::state::State;
 
-#[derive(Serialize)]
-struct TargetGroup<'a> {
-    targets: [&'a str; 1],
-    labels: BTreeMap<&'a str, &'a str>,
-}
-
-/// Writes the target groups; `labels` is `{}` where Go wrote `null` (both valid for Prometheus).
+/// Writes the target groups: a client that announces exporters (`--sd.target`) gives one group
+/// per port, `fqdn:port` with its labels; any other gives its FQDN with its labels (`{}` for a
+/// Go client, where Go wrote `null`: both valid for Prometheus).
 pub fn handle(state: &State, conn: Connection) -> After {
     let live = state.registry.live(|key| state.rendezvous.has_poll(key));
     let groups: Vec<TargetGroup> = live
         .iter()
-        .map(|c| TargetGroup {
-            targets: [c.fqdn.as_str()],
-            labels: BTreeMap::new(),
-        })
+        .flat_map(|c| target_groups(&c.fqdn, &c.announced))
         .collect();
     match serde_json::to_vec(&groups) {
         Ok(mut json) => {

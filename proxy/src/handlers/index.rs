@@ -38,15 +38,38 @@ pub fn render(state: &State) -> String {
         } else {
             format!("{} ago", human(now.duration_since(c.last_seen)))
         };
+        // How a Prometheus target for this client is written: what users of the Go PushProx
+        // most often get wrong.
+        let example: Vec<String> = if c.announced.targets.is_empty() {
+            vec![format!("{}:PORT", c.fqdn)]
+        } else {
+            c.announced
+                .targets
+                .iter()
+                .map(|t| format!("{}:{}", c.fqdn, t.port))
+                .collect()
+        };
+        let example = example
+            .iter()
+            .map(|e| format!("<code>{}</code>", escape(e)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let labels = c
+            .announced
+            .labels
+            .iter()
+            .map(|(n, v)| format!("{}={}", escape(n), escape(v)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{seen}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{example}</td><td>{labels}</td><td>{seen}</td><td>{}</td></tr>",
             escape(&c.fqdn),
             c.scrapes
         );
     }
     if clients.is_empty() {
-        rows.push_str("<tr><td colspan=\"3\">No client has polled yet. Start one with <code>pushprox-client --proxy-url http://THIS-HOST:PORT/</code>.</td></tr>\n");
+        rows.push_str("<tr><td colspan=\"5\">No client has polled yet. Start one with <code>pushprox-client --proxy-url http://THIS-HOST:PORT/</code>.</td></tr>\n");
     }
     format!(
         r#"<!DOCTYPE html>
@@ -62,7 +85,7 @@ th {{ background: #f4f4f4; }} code {{ background: #f4f4f4; padding: 0 .2em; }}
 <h1>PushProx proxy</h1>
 <p>pushprox-rs {version} &middot; up {uptime} &middot; {count} client(s) &middot; {polls} poll(s) waiting &middot; {scrapes} scrape(s) in flight</p>
 <table>
-<tr><th>Client (FQDN)</th><th>Last seen</th><th>Scrapes</th></tr>
+<tr><th>Client (FQDN)</th><th>Prometheus target</th><th>Labels</th><th>Last seen</th><th>Scrapes</th></tr>
 {rows}</table>
 <p><a href="/clients">/clients</a> (service discovery for Prometheus) &middot; <a href="/metrics">/metrics</a> (this proxy's metrics)</p>
 </body></html>

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushprox_protocol::{HOLD_HEADER, POLLER_HEADER};
+use pushprox_protocol::{HOLD_HEADER, LABELS_HEADER, POLLER_HEADER, TARGETS_HEADER};
 
+use crate::discovery::Announcement;
 use crate::http::{After, BodyError, Connection, Request};
 use crate::parked::ParkedPoll;
 use crate::registry::Seen;
@@ -65,8 +66,18 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
         return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
     }
+    let announced = match Announcement::parse(
+        request.header(LABELS_HEADER),
+        request.header(TARGETS_HEADER),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("refused poll fqdn={fqdn} from={}: {e}", conn.peer());
+            return super::text(conn, 400, &e.to_string());
+        }
+    };
     let key = fqdn.to_ascii_lowercase();
-    if state.registry.poll_started(&key, &fqdn) == Seen::New {
+    if state.registry.poll_started(&key, &fqdn, announced) == Seen::New {
         log::info!("client registered fqdn={fqdn} from={}", conn.peer());
     }
     log::debug!("poll waiting fqdn={fqdn}");

@@ -433,9 +433,14 @@ impl Client {
     /// 1 s, and waits until its `/-/healthy` answers. Whether it polls yet is for the caller to
     /// check in the proxy's `/clients`.
     pub fn start(proxy_ports: &[u16], fqdn: &str) -> Client {
+        Client::start_with(proxy_ports, fqdn, &[])
+    }
+
+    /// [`Client::start`] with `extra` flags.
+    pub fn start_with(proxy_ports: &[u16], fqdn: &str, extra: &[&str]) -> Client {
         let mut last = String::new();
         for _ in 0..5 {
-            match Client::start_once(proxy_ports, fqdn) {
+            match Client::start_once(proxy_ports, fqdn, extra) {
                 Ok(c) => return c,
                 Err(e) => last = e,
             }
@@ -443,9 +448,9 @@ impl Client {
         panic!("the client for {fqdn} did not start in 5 tries; last:\n{last}");
     }
 
-    fn start_once(proxy_ports: &[u16], fqdn: &str) -> Result<Client, String> {
+    fn start_once(proxy_ports: &[u16], fqdn: &str, extra: &[&str]) -> Result<Client, String> {
         let metrics_port = free_port();
-        let args = client_args(proxy_ports, fqdn, metrics_port, &[]);
+        let args = client_args(proxy_ports, fqdn, metrics_port, extra);
         let mut proc = Proc::spawn(&format!("client-{fqdn}"), &client_bin(), &args);
         let until = Instant::now() + READY_WITHIN;
         loop {
