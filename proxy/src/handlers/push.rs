@@ -44,7 +44,10 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     }
     let body = match conn.into_body(None) {
         Ok(body) => body,
-        Err((e, conn)) => return super::text(conn, 400, &format!("Error pushing: {e}")),
+        Err(e) => {
+            log::debug!("push from {from} ended before its body: {e}");
+            return After::Kept;
+        }
     };
     let mut body = BufReader::with_capacity(PUSH_BUFFER, body);
     let fail = |body: BufReader<RequestBody>, status: u16, reason: String| -> After {

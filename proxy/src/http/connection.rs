@@ -325,10 +325,12 @@ impl Connection {
     }
 
     /// Turns the connection into a reader of its request body (at most `limit` bytes), for a
-    /// body too large to hold; [`RequestBody::finish`] gives the connection back.
-    pub fn into_body(mut self, limit: Option<u64>) -> Result<RequestBody, (BodyError, Connection)> {
+    /// body too large to hold; [`RequestBody::finish`] gives the connection back. When the
+    /// `100 Continue` a client waits for cannot be written, the connection is closed.
+    pub fn into_body(mut self, limit: Option<u64>) -> Result<RequestBody, BodyError> {
         if let Err(e) = self.continue_if_expected() {
-            return Err((BodyError::Broken(e.to_string()), self));
+            self.abandon(499);
+            return Err(BodyError::Broken(e.to_string()));
         }
         let framing = self.body_framing();
         Ok(RequestBody {
