@@ -1,8 +1,7 @@
 //! The connection to one proxy: its URL, the agent that reaches it, and what every `/poll`
-//! and `/push` carries (the bearer token, `Connection: close` while idle).
+//! and `/push` carries (our FQDN, the bearer token).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use pushprox_protocol::{json_labels, json_targets, FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER};
 use ureq::Agent;
@@ -19,9 +18,6 @@ pub struct ProxyLink {
     pub fqdn: String,
     /// `--auth.token-file` and its token, shown on every /poll and /push.
     pub token: Option<(PathBuf, BearerToken)>,
-    /// Whether this client is idle towards this proxy (the poller decides): then its polls and
-    /// pushes ask for `Connection: close`, and the proxy keeps no thread for it.
-    pub idle: AtomicBool,
     /// What every `/poll` announces besides the FQDN ([`announcements`]).
     pub announce: Vec<(&'static str, String)>,
 }
@@ -51,16 +47,12 @@ impl ProxyLink {
         request
     }
 
-    /// `POST {url}{path}` with our FQDN and our bearer token if we have one, asking for the
-    /// connection to close after it while the client is idle.
+    /// `POST {url}{path}` with our FQDN and our bearer token if we have one.
     pub fn post(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-        let mut request = self
+        let request = self
             .agent
             .post(format!("{}{path}", self.url))
             .header(FQDN_HEADER, &self.fqdn);
-        if self.idle.load(Ordering::SeqCst) {
-            request = request.header("Connection", "close");
-        }
         match &self.token {
             Some((_, token)) => request.header("Authorization", token.header_value()),
             None => request,

@@ -37,15 +37,6 @@ const QUICK_408: Duration = Duration::from_secs(1);
 /// 240 s): without a limit the client would wait on a dead connection for ever.
 const POLL_GIVE_UP: Duration = Duration::from_secs(200);
 
-/// A primary poll that waited at least this long marks the client idle: its next poll and push
-/// to our proxy over plain http ask to close their connections once answered (`Connection:
-/// close`). tiny_http keeps a thread and two descriptors for every keep-alive connection,
-/// waiting for its next request; a poll on a connection that ends with it is parked with
-/// neither, which is what lets one proxy hold many thousands of idle clients. The price is a new connection per poll and per push, nothing next to
-/// the scrape interval; busy clients, whose polls come back at once, keep their connections.
-/// Over https they stay keep-alive: a TLS handshake per poll would cost more than the thread.
-pub const IDLE_POLL: Duration = Duration::from_secs(1);
-
 /// Scrape deadline assumed for shutdown bookkeeping when the header is missing or bad (the
 /// scrape then fails at once anyway).
 const UNKNOWN_DEADLINE: Duration = Duration::from_secs(15);
@@ -233,10 +224,6 @@ impl ProxyPolls {
             let sent = Instant::now();
             let result = self.poll_once(false);
             let received = Instant::now();
-            let idle = self.link.url.starts_with("http://")
-                && self.ours.load(Ordering::SeqCst)
-                && received - sent >= IDLE_POLL;
-            self.link.idle.store(idle, Ordering::SeqCst);
             if signals::requested() {
                 break;
             }

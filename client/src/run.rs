@@ -2,7 +2,6 @@
 //! SIGTERM or SIGINT and let the scrapes in flight finish.
 
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,7 +127,6 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             agent,
             fqdn: config.fqdn.clone(),
             token: token.clone(),
-            idle: AtomicBool::new(false),
             announce: announce.clone(),
         });
         let polls = ProxyPolls::new(
