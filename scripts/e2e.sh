@@ -18,6 +18,14 @@
 # up), job `node_auth_bad` with a wrong one (must be down, with a 407). Every component picks a
 # free port and its logs go to a temp dir, printed on failure (secrets masked). Ends with
 # "e2e: PASS" or "e2e: FAIL: reason", exit 0 or 1.
+#
+# Discovery from the clients (issue 10): a third proxy has two more clients for the same hosts,
+# started with --label env=e2e --sd.target P:job=sd_node --sd.target Q:job=sd_process (a second
+# node_exporter on port Q of each host stands in for a process exporter; the jobs are named so
+# that their series do not collide with the static job's). Job `pushprox` is
+# exactly the README's configuration: one http_sd_configs block and no relabelling; its targets
+# are fqdn:port with the job and env labels the clients announced. Job `process_only` keeps the
+# job=sd_process targets of the same discovery with one keep rule.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -66,10 +74,14 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-e2e.XXXXXX")
 # --- ports -------------------------------------------------------------------------------------
 # P is the one port of every node_exporter "host"; 127.0.0.4:P is a target with no client.
 P=$(free_port 127.0.0.2 127.0.0.3 127.0.0.4) || fail "no free port on 127.0.0.2-4"
-mapfile -t PORTS < <(free_ports 5)
-[ "${#PORTS[@]}" = 5 ] || fail "no free ports on 127.0.0.1"
+Q=$(free_port 127.0.0.2 127.0.0.3) || fail "no free port on 127.0.0.2-3"
+[ "$Q" = "$P" ] && { Q=$(free_port 127.0.0.2 127.0.0.3) || fail "no free port on 127.0.0.2-3"; }
+[ "$Q" = "$P" ] && fail "no second free port on 127.0.0.2-3"
+mapfile -t PORTS < <(free_ports 8)
+[ "${#PORTS[@]}" = 8 ] || fail "no free ports on 127.0.0.1"
 PROXY_PORT=${PORTS[0]} PROM_PORT=${PORTS[1]} CM2_PORT=${PORTS[2]} CM3_PORT=${PORTS[3]}
-AUTH_PROXY_PORT=${PORTS[4]}
+AUTH_PROXY_PORT=${PORTS[4]} SD_PROXY_PORT=${PORTS[5]} SDM2_PORT=${PORTS[6]} SDM3_PORT=${PORTS[7]}
+SD_PROXY=http://127.0.0.1:$SD_PROXY_PORT
 PROXY=http://127.0.0.1:$PROXY_PORT
 AUTH_PROXY=http://127.0.0.1:$AUTH_PROXY_PORT
 PROM=http://127.0.0.1:$PROM_PORT
@@ -88,15 +100,18 @@ printf %s "$AUTH_PW" | "$PROXY_BIN" --hash-password "$AUTH_USER" >"$TMP/scrape-u
     fail "pushprox-proxy --hash-password: $(cat "$TMP/hash-password.log")"
 
 # --- targets, proxy, clients -------------------------------------------------------------------
-start_node_exporter() { # HOST
-    start_bg "node_exporter $1" "$TMP/node_exporter-$1.log" "$NODE_EXPORTER" \
-        --web.listen-address="$1:$P" \
+start_node_exporter() { # HOST [PORT]
+    local port=${2:-$P}
+    start_bg "node_exporter $1:$port" "$TMP/node_exporter-$1-$port.log" "$NODE_EXPORTER" \
+        --web.listen-address="$1:$port" \
         --collector.disable-defaults --collector.cpu --collector.meminfo --collector.loadavg
-    wait_http "node_exporter $1" "$LAST_PID" "http://$1:$P/metrics" 15 || fail "$FAIL_REASON"
+    wait_http "node_exporter $1:$port" "$LAST_PID" "http://$1:$port/metrics" 15 || fail "$FAIL_REASON"
 }
 start_node_exporter 127.0.0.2
 start_node_exporter 127.0.0.3
-ok "node_exporters answer on 127.0.0.2:$P and 127.0.0.3:$P"
+start_node_exporter 127.0.0.2 "$Q"
+start_node_exporter 127.0.0.3 "$Q"
+ok "node_exporters answer on 127.0.0.2 and 127.0.0.3, ports $P and $Q"
 
 start_bg proxy "$TMP/proxy.log" "$PROXY_BIN" -l "127.0.0.1:$PROXY_PORT" --log.level debug
 PROXY_PID=$LAST_PID
@@ -117,6 +132,19 @@ start_client() { # FQDN METRICS_PORT
 start_client 127.0.0.2 "$CM2_PORT"
 start_client 127.0.0.3 "$CM3_PORT"
 ok "clients healthy"
+
+# Issue 10: clients that announce their labels and exporters, on a proxy of their own.
+start_bg "proxy for discovery" "$TMP/proxy-sd.log" "$PROXY_BIN" -l "127.0.0.1:$SD_PROXY_PORT" --log.level debug
+wait_http "proxy for discovery" "$LAST_PID" "$SD_PROXY/-/healthy" 15 || fail "$FAIL_REASON"
+start_announcing_client() { # FQDN METRICS_PORT
+    start_bg "announcing client $1" "$TMP/client-sd-$1.log" "$CLIENT_BIN" --proxy-url "$SD_PROXY/" \
+        --fqdn "$1" --metrics-addr "127.0.0.1:$2" --log.level debug \
+        --label env=e2e --sd.target "$P:job=sd_node" --sd.target "$Q:job=sd_process"
+    wait_http "announcing client $1" "$LAST_PID" "http://127.0.0.1:$2/-/healthy" 15 || fail "$FAIL_REASON"
+}
+start_announcing_client 127.0.0.2 "$SDM2_PORT"
+start_announcing_client 127.0.0.3 "$SDM3_PORT"
+ok "announcing clients healthy"
 
 # clients_listed [PROXY_URL]: the targets of the proxy's /clients, sorted, one a line.
 clients_listed() {
@@ -205,6 +233,21 @@ check_scrape_auth_with_curl() {
     ok "no credentials: 407, $challenge; wrong password: 407; $AUTH_USER:***: 200 with $lines node_ lines"
 }
 
+# Issue 10: /clients lists what the clients announced, exactly.
+check_announced() {
+    say "check: $SD_PROXY/clients lists fqdn:port with the announced labels"
+    local want got="" i
+    want=$(printf '[{"targets":["127.0.0.2:%s"],"labels":{"env":"e2e","job":"sd_node"}},{"targets":["127.0.0.2:%s"],"labels":{"env":"e2e","job":"sd_process"}},{"targets":["127.0.0.3:%s"],"labels":{"env":"e2e","job":"sd_node"}},{"targets":["127.0.0.3:%s"],"labels":{"env":"e2e","job":"sd_process"}}]' "$P" "$Q" "$P" "$Q")
+    for ((i = 0; i < 100; i++)); do # 10 s
+        got=$(curl -sS --max-time 2 "$SD_PROXY/clients" 2>&1)
+        [ "$got" = "$want" ] && break
+        sleep 0.1
+    done
+    [ "$got" = "$want" ] || fail "$SD_PROXY/clients is $got, want $want"
+    ok "$got"
+}
+
+check_announced
 check_scrape_with_curl
 check_unknown_client_fails_fast
 check_self_metrics
@@ -241,6 +284,25 @@ scrape_configs:
     proxy_url: http://$AUTH_USER:$AUTH_BAD_PW@127.0.0.1:$AUTH_PROXY_PORT/
     static_configs:
       - targets: ['127.0.0.2:$P', '127.0.0.3:$P']
+  # The README's discovery from the clients, as it is written there: no relabelling.
+  - job_name: pushprox
+    proxy_url: $SD_PROXY/
+    http_sd_configs:
+      - url: $SD_PROXY/clients
+        refresh_interval: 1s
+  # One exporter of the same discovery, chosen by one keep rule (renamed, so that its series
+  # do not collide with job pushprox's).
+  - job_name: process_only
+    proxy_url: $SD_PROXY/
+    http_sd_configs:
+      - url: $SD_PROXY/clients
+        refresh_interval: 1s
+    relabel_configs:
+      - source_labels: [job]
+        regex: sd_process
+        action: keep
+      - target_label: job
+        replacement: process_only
 EOF
 say "check: promtool check config"
 promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
@@ -318,8 +380,22 @@ check_scrape_auth() {
     ok "$(one_line <<<"$got")"
 }
 
+# Issue 10: discovery with no relabelling: the clients' job and env labels on up.
+check_discovery_from_clients() {
+    say "check: job pushprox (no relabelling) scrapes fqdn:port with the clients' job and env labels"
+    wait_query 'up{env="e2e",job=~"sd_node|sd_process"}' "$(printf '127.0.0.2:%s 1\n127.0.0.2:%s 1\n127.0.0.3:%s 1\n127.0.0.3:%s 1' "$P" "$Q" "$P" "$Q" | sort)" 60
+    wait_query 'count(up{env="e2e",job="sd_node"} == 1)' "- 2" 10
+    wait_query 'count(up{env="e2e",job="sd_process"} == 1)' "- 2" 10
+    ok "$(prom_query "$PROM" 'up{env="e2e"}' | one_line)"
+    say "check: job process_only keeps only the job=sd_process targets"
+    wait_query 'up{job="process_only"}' "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1' "$Q" "$Q")" 60
+    wait_query 'count(node_load1{job="process_only"})' "- 2" 10
+    ok "$(prom_query "$PROM" 'up{job="process_only"}' | one_line)"
+}
+
 check_static_targets
 check_http_sd
 check_scrape_auth
+check_discovery_from_clients
 
 PASSED=1
