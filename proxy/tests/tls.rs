@@ -47,6 +47,17 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// openssl arguments that make a P-256 key in a SEC1 file (`EC PRIVATE KEY`).
+const P256_SEC1: &[&str] = &[
+    "ecparam",
+    "-name",
+    "prime256v1",
+    "-genkey",
+    "-noout",
+    "-out",
+    "key.pem",
+];
+
 /// Makes `key.pem` with `genkey` (openssl arguments) and a self-signed `cert.pem` for
 /// 127.0.0.1 from it.
 fn key_and_cert(dir: &Dir, genkey: &[&str]) -> (String, String) {
@@ -137,18 +148,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_usual_file_format() {
                 "key.pem",
             ],
         ),
-        (
-            "p256-sec1",
-            &[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                "key.pem",
-            ],
-        ),
+        ("p256-sec1", P256_SEC1),
         (
             "p384-pkcs8",
             &[
@@ -183,18 +183,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_usual_file_format() {
 #[test]
 fn stalled_handshakes_do_not_delay_a_real_client() {
     let dir = Dir::new("stalled");
-    let (cert, key) = key_and_cert(
-        &dir,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "key.pem",
-        ],
-    );
+    let (cert, key) = key_and_cert(&dir, P256_SEC1);
     let (mut proxy, port) = tls_proxy(&cert, &key);
     let silent: Vec<TcpStream> = (0..50)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())

@@ -169,26 +169,22 @@ impl Proxy {
     /// Starts a proxy on a free port with `--log.level debug` and `extra` flags, and waits
     /// until it answers `GET /-/healthy`.
     pub fn start(extra: &[&str]) -> Proxy {
-        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Proxy::start_on(free_port(), &args) {
-                Ok(p) => return p,
-                // Most likely another test took the port in between: try another.
-                Err(e) => last = e,
-            }
-        }
-        panic!("the proxy did not start in 5 tries; last:\n{last}");
+        Proxy::start_args(extra.iter().map(|s| s.to_string()).collect())
     }
 
     /// [`Proxy::start`] under an open-files limit of `open_files` (`ulimit -n`).
     pub fn start_with_open_files(open_files: u32, extra: &[&str]) -> Proxy {
         let mut args = vec!["--open-files-for-test".to_string(), open_files.to_string()];
         args.extend(extra.iter().map(|s| s.to_string()));
+        Proxy::start_args(args)
+    }
+
+    fn start_args(args: Vec<String>) -> Proxy {
         let mut last = String::new();
         for _ in 0..5 {
             match Proxy::start_on(free_port(), &args) {
                 Ok(p) => return p,
+                // Most likely another test took the port in between: try another.
                 Err(e) => last = e,
             }
         }
