@@ -20,6 +20,9 @@ use super::tls::Stream;
 const BODY_BUFFER: usize = 16 * 1024;
 /// First size of the buffer a head is read into; it doubles up to the head limit.
 const HEAD_BUFFER: usize = 2 * 1024;
+/// How much longer than the time left a socket's read time-out may stay: a read that blocks
+/// ends at most this late.
+const REARM_SLACK: Duration = Duration::from_millis(50);
 /// Most bytes read past what a handler consumed to reach the end of a request body, so the
 /// connection can be kept alive.
 const MAX_DRAIN: u64 = 64 * 1024;
@@ -126,6 +129,11 @@ pub struct Connection {
     exchange: Exchange,
     /// When the head being read must be complete.
     deadline: Option<Instant>,
+    /// The read time-out the socket has now (once `read_armed_set`), and whether its write
+    /// time-out is set.
+    read_armed: Option<Duration>,
+    read_armed_set: bool,
+    write_armed: bool,
 }
 
 impl Connection {
@@ -140,6 +148,9 @@ impl Connection {
             _slot: slot,
             exchange: Exchange::idle(),
             deadline: None,
+            read_armed: None,
+            read_armed_set: false,
+            write_armed: false,
         }
     }
 
@@ -169,8 +180,9 @@ impl Connection {
     }
 
     /// Sets the socket's read time-out to what is left until `deadline` (or the read
-    /// time-out when there is none); `TimedOut` once it has passed.
-    fn arm(&self) -> io::Result<()> {
+    /// time-out when there is none); `TimedOut` once it has passed. The socket is only told
+    /// when the time-out changes by more than a little, which spares a system call per read.
+    fn arm(&mut self) -> io::Result<()> {
         let timeout = match (self.deadline, self.read_timeout()) {
             (Some(deadline), _) => {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -184,7 +196,27 @@ impl Connection {
             }
             (None, timeout) => timeout,
         };
-        self.stream.tcp().set_read_timeout(timeout)
+        let close_enough = match (self.read_armed, timeout) {
+            (Some(armed), Some(want)) => armed >= want && armed - want <= REARM_SLACK,
+            (None, None) => true,
+            _ => false,
+        };
+        if !close_enough || !self.read_armed_set {
+            self.stream.tcp().set_read_timeout(timeout)?;
+            self.read_armed = timeout;
+            self.read_armed_set = true;
+        }
+        Ok(())
+    }
+
+    /// Sets the socket's write time-out once: every write may block at most the read time-out.
+    fn arm_writes(&mut self) -> io::Result<()> {
+        if !self.write_armed {
+            let timeout = self.read_timeout();
+            self.stream.tcp().set_write_timeout(timeout)?;
+            self.write_armed = true;
+        }
+        Ok(())
     }
 
     /// Reads more bytes into the buffer, growing it up to `max`; 0 at the end of the stream.
@@ -354,8 +386,7 @@ impl Connection {
     }
 
     fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let timeout = self.read_timeout();
-        self.stream.tcp().set_write_timeout(timeout)?;
+        self.arm_writes()?;
         self.stream.write_all(bytes)?;
         self.stream.flush()
     }
@@ -497,8 +528,7 @@ impl Connection {
     }
 
     fn write_raw_no_flush(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let timeout = self.read_timeout();
-        self.stream.tcp().set_write_timeout(timeout)?;
+        self.arm_writes()?;
         self.stream.write_all(bytes)
     }
 
