@@ -377,7 +377,9 @@ fn users_file(dir: &TempDir) -> String {
     let out = child.wait_with_output().expect("--hash-password output");
     assert!(out.status.success(), "{out:?}");
     let line = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(line.starts_with("prom:sha256:"), "{line}");
+    // bcrypt at cost 10, as `htpasswd -nBC 10 prom` prints it.
+    assert!(line.starts_with("prom:$2y$10$"), "{line}");
+    assert_eq!(line.trim_end().len(), "prom:".len() + 60, "{line}");
     assert!(!line.contains("s3cret"), "{line}");
     dir.file("users", &format!("# scrapers\n{line}"))
 }

@@ -65,6 +65,9 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
         return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
     }
+    if let Err(refusal) = state.auth.certificate_may(conn.peer_certificates(), &fqdn) {
+        return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+    }
     let key = fqdn.to_ascii_lowercase();
     if state.registry.poll_started(&key, &fqdn) == Seen::New {
         log::info!("client registered fqdn={fqdn} from={}", conn.peer());

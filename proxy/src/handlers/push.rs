@@ -23,6 +23,9 @@ const OVERSIZED_HEAD_WAIT: Duration = Duration::from_secs(1);
 /// Parses the pushed response head and hands the push to the scrape waiting for its id.
 pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> After {
     let from = conn.peer();
+    // The client certificate's end entity, for its names once the scrape's FQDN is known.
+    let certs = conn.peer_certificates().and_then(|c| c.first()).cloned();
+    let certs = certs.as_ref().map(std::slice::from_ref);
     let token = match state.auth.client_token(request.header("Authorization")) {
         Ok(t) => t.map(str::to_string),
         Err(refusal) => {
@@ -68,8 +71,10 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             .unwrap_or_default();
         if let Some(id) = &id {
             let fqdn = state.rendezvous.fqdn_of(id);
-            if let Some(fqdn) = fqdn.filter(|f| state.auth.client_may(token.as_deref(), f).is_ok())
-            {
+            if let Some(fqdn) = fqdn.filter(|f| {
+                state.auth.client_may(token.as_deref(), f).is_ok()
+                    && state.auth.certificate_may(certs, f).is_ok()
+            }) {
                 let reason = format!(
                     "Error scraping: the response of client {fqdn} is larger than the proxy's --push.max-body of {max} bytes"
                 );
@@ -100,7 +105,8 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         Err(e) => return fail(body, 400, format!("scrape_id={id}: {e}")),
     };
     if let Some(fqdn) = state.rendezvous.fqdn_of(&id) {
-        if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
+        let allowed = state.auth.client_may(token.as_deref(), &fqdn);
+        if let Err(refusal) = allowed.and_then(|()| state.auth.certificate_may(certs, &fqdn)) {
             let conn = body.into_inner().finish();
             return super::refuse(
                 state,

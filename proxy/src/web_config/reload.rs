@@ -52,6 +52,7 @@ impl<T> Current<T> {
 
     /// Why the files as they are now could not be loaded, if they could not (the text of
     /// the logged warning); `None` once a load succeeds.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn last_error(&self) -> Option<String> {
         self.shared
             .last_error
@@ -143,6 +144,21 @@ impl<T: Send + Sync + 'static> Reloader<T> {
             current: Current { shared },
             _stop: stop,
         })
+    }
+
+    /// A value that never changes (no thread, no file): for tests and fixed settings.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn fixed(value: T) -> Self {
+        let (stop, _) = mpsc::channel::<()>();
+        Reloader {
+            current: Current {
+                shared: Arc::new(Shared {
+                    value: RwLock::new(Arc::new(value)),
+                    last_error: RwLock::new(None),
+                }),
+            },
+            _stop: stop,
+        }
     }
 
     /// A reader of the current value, to hand to whoever needs it.
