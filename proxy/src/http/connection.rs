@@ -325,6 +325,9 @@ impl Connection {
 
     /// Turns the connection into a reader of its request body (at most `limit` bytes), for a
     /// body too large to hold; [`RequestBody::finish`] gives the connection back.
+    // The connection comes back whole on an error, so that the caller can still answer on it;
+    // it is moved once per request, not worth a box.
+    #[allow(clippy::result_large_err)]
     pub fn into_body(mut self, limit: Option<u64>) -> Result<RequestBody, (BodyError, Connection)> {
         if let Err(e) = self.continue_if_expected() {
             return Err((BodyError::Broken(e.to_string()), self));
