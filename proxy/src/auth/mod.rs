@@ -112,6 +112,9 @@ impl Auth {
     /// answer scrapes sent to, `fqdn`. Only a certificate verified against the web config's
     /// client CA names an identity (`RequireAndVerifyClientCert`, or
     /// `VerifyClientCertIfGiven` when one was given); then the FQDN must be one it names.
+    /// In those modes a poll or push without a certificate is refused too, unless bearer
+    /// tokens (`--auth.client-tokens`) authenticate clients: with `VerifyClientCertIfGiven`
+    /// the connections without one are Prometheus' and the API readers' (basic auth).
     pub fn certificate_may(
         &self,
         certs: Option<&[CertificateDer<'static>]>,
@@ -126,6 +129,12 @@ impl Auth {
             .as_ref()
             .is_some_and(|t| t.client_auth.verifies());
         let Some(cert) = certs.and_then(<[_]>::first) else {
+            if verifies && self.clients.is_none() {
+                return Err(Refusal::Wrong(format!(
+                    "this proxy identifies clients by TLS certificate (client_auth_type in {}): poll and push with a certificate naming {fqdn} (pushprox-client --tls.cert, --tls.key)",
+                    web.config.path.display()
+                )));
+            }
             return Ok(());
         };
         if !verifies || identity::may_poll_for(cert, fqdn) {
