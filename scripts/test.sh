@@ -15,8 +15,7 @@
 # 7. scripts/audit.sh: cargo audit of Cargo.lock against the RustSec snapshot in
 #    ../shared/advisory-db (installs cargo-audit when missing).
 # Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, apache2-utils
-# (htpasswd), chromium,
-# musl-tools, file (`bash .ci/run` installs them on Debian).
+# (htpasswd), chromium, musl-tools, file (`bash .ci/run` installs them on Debian).
 #
 #   scripts/test.sh
 #   PUSHPROX_BIN_DIR=target/debug scripts/test.sh    # e2e with the debug binaries, no release build
