@@ -221,11 +221,23 @@ pub fn run(config: Config) -> Result<(), String> {
             web.config.headers.len()
         );
     }
+    let by_certificate = web
+        .as_ref()
+        .and_then(|w| w.config.tls.as_ref())
+        .is_some_and(|t| t.client_auth.verifies());
     match &auth.clients {
         Some(t) => log::info!("clients must authenticate: {} FQDN pattern(s) in --auth.client-tokens", t.get().len()),
-        None => log::info!("clients are not authenticated: any client may poll for any FQDN (set --auth.client-tokens)"),
+        None if by_certificate => log::info!("clients must authenticate: a client certificate naming the FQDN polled for (client_auth_type in --web.config.file)"),
+        None => log::info!("clients are not authenticated: any client may poll for any FQDN (set --auth.client-tokens, or a verifying client_auth_type in --web.config.file)"),
     }
-    match &auth.scrapers {
+    let web_users = web.as_ref().and_then(|w| w.config.users.as_ref());
+    match (&auth.scrapers, web_users) {
+        (_, Some(users)) => log::info!(
+            "scrapers and the API must authenticate: {} user(s) in basic_auth_users of --web.config.file{}",
+            users.len(),
+            if auth.scrapers.is_some() { ", and the users of --auth.scrape-users" } else { "" }
+        ),
+        (scrapers, None) => match scrapers {
         Some(u) => log::info!(
             "scrapers must authenticate: {} user(s) in --auth.scrape-users; API {}",
             u.len(),
@@ -235,7 +247,8 @@ pub fn run(config: Config) -> Result<(), String> {
                 "open"
             }
         ),
-        None => log::info!("scrapers are not authenticated (set --auth.scrape-users)"),
+        None => log::info!("scrapers are not authenticated (set basic_auth_users in --web.config.file, or --auth.scrape-users)"),
+        },
     }
     let max_connections = match crate::limits::raise_open_files() {
         Some(open_files) => {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -475,6 +475,81 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
     assert_eq!(scraper.scrape(&url_b, &user).0, 200);
     assert!(proxy.exited().is_none());
     drop((client_a, client_b, impostor, anonymous));
+    proxy.kill9();
+}
+
+/// `curl` POSTing the file `body` to `https://127.0.0.1:PORT{path}` with the client
+/// certificate `name`.
+fn post_as(dir: &Path, port: u16, name: &str, path: &str, body: &str) -> (u16, String) {
+    let url = format!("https://127.0.0.1:{port}{path}");
+    let file = |f: String| dir.join(f).display().to_string();
+    curl(&[
+        "--cacert",
+        &file("ca.crt".into()),
+        "--cert",
+        &file(format!("{name}.crt")),
+        "--key",
+        &file(format!("{name}.key")),
+        "--data-binary",
+        &format!("@{body}"),
+        &url,
+    ])
+}
+
+#[test]
+fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
+    let dir = Dir::new("push");
+    certificates(&dir);
+    let web = dir.path("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    .expect("write the web config");
+    let (mut proxy, port) = start_proxy(&web, &[]);
+    let scraper = Scraper {
+        ca: dir.path("ca.crt"),
+        cert: dir.path("prom.crt"),
+        key: dir.path("prom.key"),
+        port,
+    };
+    // A poll for a.example with a's certificate, by curl: it receives the scrape.
+    std::fs::write(dir.0.join("fqdn"), "a.example").expect("write the poll body");
+    let poll = {
+        let (dir, fqdn) = (dir.0.clone(), dir.path("fqdn"));
+        thread::spawn(move || post_as(&dir, port, "a", "/poll", &fqdn))
+    };
+    let parked = wait_until(Duration::from_secs(10), || {
+        proxy.log_contains("poll waiting fqdn=a.example")
+    });
+    assert!(parked, "{}", proxy.log_tail(20));
+    let scrape = thread::spawn(move || scraper.scrape("http://a.example:9100/metrics", "x:y"));
+    let (status, request) = poll.join().expect("the poll thread");
+    assert_eq!(status, 200, "{request}");
+    let id = request
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("id").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Id in the scrape request: {request}"));
+    std::fs::write(
+        dir.0.join("push"),
+        push_body(&id, 200, &[("Content-Type", "text/plain")], b"pushed 1\n"),
+    )
+    .expect("write the push body");
+    let push = dir.path("push");
+    // b's certificate does not name a.example: its push is refused, the scrape still waits.
+    let (status, reason) = post_as(&dir.0, port, "b", "/push", &push);
+    assert_eq!(status, 403, "{reason}");
+    assert!(
+        reason.contains("the client certificate is not valid for a.example: it names b.example"),
+        "{reason}"
+    );
+    let (status, reason) = post_as(&dir.0, port, "a", "/push", &push);
+    assert_eq!(status, 200, "{reason}");
+    let (status, body) = scrape.join().expect("the scrape thread");
+    assert_eq!((status, body.as_str()), (200, "pushed 1\n"));
     proxy.kill9();
 }
 

@@ -135,6 +135,11 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                     let conn = body.into_inner().finish();
                     return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
                 }
+                PushError::Expired { fqdn, .. } if state.auth.certificate_may(certs, &fqdn).is_err() => {
+                    let refusal = for_scrape(Refusal::Wrong(format!("the client certificate is not valid for client {fqdn}")), &id);
+                    let conn = body.into_inner().finish();
+                    return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+                }
                 PushError::Expired { fqdn, ago } => (
                     410,
                     format!(
