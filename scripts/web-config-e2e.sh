@@ -22,6 +22,8 @@
 #   up{job="pushprox"} = 1     the proxy's own /metrics, with basic_auth;
 #   up{job="node_bad_password"} = 0, its lastError a 407.
 # Also with curl: /poll without a client certificate is 403, the API without a password 401.
+# Last, README.md must show this web config and these jobs (but for addresses, paths and the
+# password), so that the documented setup is the tested one.
 # Every wait is bounded; everything started is stopped on exit. Ends with "PASS" or
 # "FAIL: reason", exit 0 or 1.
 set -uo pipefail
@@ -252,5 +254,23 @@ for t in json.load(sys.stdin)["data"]["activeTargets"]:
 done
 grep -q '407' <<<"$errors" || fail "node_bad_password: no 407 in lastError: $errors"
 ok "$errors"
+
+say "check: the README shows this web config and these jobs (but for addresses, paths, password)"
+python3 - "$0" "$ROOT/README.md" <<'PY' || fail "the README's recommended setup differs from what this script runs: update one of them"
+import sys
+script, readme = (open(p).read() for p in sys.argv[1:3])
+web = script.split('cat >"$TMP/web.yml" <<EOF\n')[1].split("\nEOF")[0]
+web = web.replace("$HASH", "$2y$10$...")
+prom = script.split('cat >"$TMP/prometheus.yml" <<EOF\n')[1].split("\nEOF")[0]
+jobs = prom.split("scrape_configs:\n")[1].split("  # Not in the README")[0]
+for a, b in [("$PW", "PASSWORD"), ("127.0.0.1:$PROXY_PORT", "proxy.example:8443"),
+             ("$TMP/pushprox-ca.crt", "/etc/prometheus/pushprox-ca.crt"),
+             ("'\\${1}:$P'", "'${1}:9100'")]:
+    jobs = jobs.replace(a, b)
+missing = [name for name, text in [("web config", web), ("Prometheus jobs", jobs)] if text not in readme]
+if missing:
+    sys.exit("not in README.md: " + ", ".join(missing))
+PY
+ok "README.md shows the same setup"
 
 PASSED=1
