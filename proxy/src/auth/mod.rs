@@ -91,8 +91,9 @@ impl Auth {
         let web = match config.web_config_file.as_deref() {
             None => None,
             Some(path) => Some(
+                // The loader's message names the file and the key.
                 Reloader::start("web-config", path, RELOAD_EVERY, LoadedWebConfig::load)
-                    .map_err(|e| format!("--web.config.file: {e}"))?,
+                    .map_err(|e| e.to_string())?,
             ),
         };
         Ok(Auth {
