@@ -473,6 +473,27 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
         "b's poll connections before {before_b:?}, after {after_b:?}"
     );
     assert_eq!(scraper.scrape(&url_b, &user).0, 200);
+
+    // A user added to the file works without a restart; a broken file is logged and the last
+    // good version kept.
+    let text = std::fs::read_to_string(&web).expect("read the web config");
+    let second = htpasswd("second", "another pw");
+    let added = text.replace(
+        "basic_auth_users:\n",
+        &format!("basic_auth_users:\n  second: {second}\n"),
+    );
+    std::fs::write(&web, added).expect("rewrite the web config");
+    let works = wait_until(Duration::from_secs(15), || {
+        scraper.api("/clients", Some("second:another pw")).0 == 200
+    });
+    assert!(works, "{}", proxy.log_tail(20));
+    std::fs::write(&web, "tls_server_config:\n  cert_file: [\n").expect("break the web config");
+    let logged = wait_until(Duration::from_secs(15), || {
+        proxy.log_contains("keeping the last good version")
+    });
+    assert!(logged, "{}", proxy.log_tail(20));
+    assert_eq!(scraper.api("/clients", Some("second:another pw")).0, 200);
+    assert_eq!(scraper.scrape(&url_a, &user).0, 200);
     assert!(proxy.exited().is_none());
     drop((client_a, client_b, impostor, anonymous));
     proxy.kill9();
