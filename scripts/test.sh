@@ -6,14 +6,16 @@
 #    start the real binaries (and promtool, openssl, curl);
 # 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients,
 #    static targets and http_sd (builds the release binaries);
-# 3. scripts/nginx-mtls.sh: the client through nginx checking client certificates;
+# 3. scripts/web-config-e2e.sh: the README's recommended internet-facing setup (one
+#    --web.config.file with TLS, client certificates and a bcrypt user) with real Prometheus;
+#    scripts/nginx-mtls.sh: the client through nginx checking client certificates;
 # 4. scripts/bench.sh --smoke: the benchmark's code paths with tiny numbers (no timings judged);
 # 5. scripts/screenshot.sh: the proxy's status page rendered by headless Chromium;
 # 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run;
 # 7. scripts/audit.sh: cargo audit of Cargo.lock against the RustSec snapshot in
 #    ../shared/advisory-db (installs cargo-audit when missing).
-# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, chromium,
-# musl-tools, file (`bash .ci/run` installs them on Debian).
+# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, apache2-utils
+# (htpasswd), chromium, musl-tools, file (`bash .ci/run` installs them on Debian).
 #
 #   scripts/test.sh
 #   PUSHPROX_BIN_DIR=target/debug scripts/test.sh    # e2e with the debug binaries, no release build
@@ -44,6 +46,7 @@ part "cargo fmt --check" cargo fmt --all --check
 part "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 part "cargo test --workspace" cargo test --workspace
 part "scripts/e2e.sh" bash scripts/e2e.sh
+part "scripts/web-config-e2e.sh" bash scripts/web-config-e2e.sh
 part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
 part "scripts/bench.sh --smoke" env PUSHPROX_BIN_DIR=target/debug bash scripts/bench.sh --smoke
 part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/screenshot.sh

@@ -79,7 +79,8 @@ pub struct Flags {
     #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info, hide_default_value = true)]
     pub log_level: LogLevel,
 
-    /// Accepted for compatibility with Go unit files; logs are always one plain line per event.
+    /// logfmt: one plain line per event on stderr; json: one JSON object per line with `ts`,
+    /// `level`, `msg` and the message's key=value words (fqdn, scrape_id, ...) as fields.
     /// Default: logfmt. Go: --log.format.
     #[arg(long = "log.format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Logfmt, hide_default_value = true)]
     pub log_format: LogFormat,

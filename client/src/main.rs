@@ -27,12 +27,14 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let flags = config::Flags::parse();
-    pushprox_daemon::logger::init(
+    let format = match flags.log_format {
+        config::LogFormat::Json => pushprox_daemon::logger::Format::Json,
+        config::LogFormat::Logfmt => pushprox_daemon::logger::Format::Plain,
+    };
+    pushprox_daemon::logger::init_as(
         flags.log_level.filter(),
         &["pushprox_client", "pushprox_daemon"],
+        format,
     );
-    if flags.log_format == config::LogFormat::Json {
-        log::info!("--log.format=json is accepted for compatibility with the Go client; logs stay one plain line per event");
-    }
     run::run(flags.into_config())
 }

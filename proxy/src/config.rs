@@ -77,9 +77,21 @@ pub struct Config {
     #[arg(long = "push.max-body", value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub push_max_body: u64,
 
+    /// The exporter-toolkit web configuration (as node_exporter's --web.config.file; a file
+    /// written for node_exporter works unchanged): tls_server_config (certificate, key,
+    /// client_auth_type, client_ca_file, versions), basic_auth_users (bcrypt hashes, as
+    /// `htpasswd -nBC 10 ""` makes them) and http_server_config.headers. With basic_auth_users,
+    /// scrapes need Proxy-Authorization and /clients, /metrics and / need Authorization
+    /// (/-/healthy stays open); with RequireAndVerifyClientCert a client may poll only for an
+    /// FQDN its certificate names. Re-read every 5 s when it or a file it names changes; a
+    /// broken new version is logged and the last good one kept. Replaces --tls.cert/--tls.key.
+    /// [Go exporter-toolkit: --web.config.file]
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Serve HTTPS: PEM file with the certificate chain (server certificate first). Needs
     /// --tls.key. Clients then use --proxy-url https://..., Prometheus proxy_url: https://...
-    /// [ours]
+    /// A shorthand for tls_server_config in --web.config.file (not both). [ours]
     #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
@@ -96,8 +108,9 @@ pub struct Config {
     #[arg(long = "auth.client-tokens", value_name = "FILE")]
     pub client_tokens: Option<PathBuf>,
 
-    /// Require scrapers to authenticate: a file of `user:sha256:SALT_HEX:HASH_HEX` lines (make
-    /// one with --hash-password). Scrapes then need `Proxy-Authorization: Basic` (Prometheus:
+    /// Require scrapers to authenticate: a file of `user:BCRYPT_HASH` lines (`htpasswd -nBC
+    /// 10 USER`, or --hash-password, makes one; old `user:sha256:...` lines load with a
+    /// warning). Scrapes then need `Proxy-Authorization: Basic` (Prometheus:
     /// proxy_url: http://user:password@proxy:8080/), else 407. Unset: anyone may scrape, as
     /// in Go. [ours]
     #[arg(long = "auth.scrape-users", value_name = "FILE")]
@@ -109,7 +122,9 @@ pub struct Config {
     #[arg(long = "auth.protect-api", requires = "scrape_users")]
     pub protect_api: bool,
 
-    /// Print a line for --auth.scrape-users and exit: the password is read from standard input
+    /// Print a bcrypt line for --auth.scrape-users (`user:$2y$10$...`; the part after the colon
+    /// is a basic_auth_users hash for --web.config.file) and exit: the password is read from
+    /// standard input
     /// (e.g. `printf %s "$PW" | pushprox-proxy --hash-password prometheus >> users`; one
     /// trailing newline is dropped). [ours]
     #[arg(long = "hash-password", value_name = "USER")]
@@ -123,13 +138,21 @@ pub struct Config {
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", value_parser = parse_level)]
     pub log_level: LevelFilter,
 
-    /// Accepted for compatibility with Go command lines (logfmt or json); logs are always one
-    /// plain line per event on stderr.
+    /// logfmt: one plain line per event on stderr; json: one JSON object per line, with `ts`,
+    /// `level`, `msg` and the message's key=value words (fqdn, scrape_id, ...) as fields.
     #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
     pub log_format: String,
 }
 
 impl Config {
+    /// Flags that cannot go together, as the message for the operator.
+    pub fn conflicts(&self) -> Option<String> {
+        if self.web_config_file.is_some() && (self.tls_cert.is_some() || self.tls_key.is_some()) {
+            return Some("--web.config.file and --tls.cert/--tls.key both configure TLS: drop --tls.cert and --tls.key, and put cert_file and key_file under tls_server_config in the web config file".into());
+        }
+        None
+    }
+
     /// The listen address in a form the socket layer takes: `:8080` becomes `0.0.0.0:8080`.
     pub fn listen_addr(&self) -> String {
         match self.listen.strip_prefix(':') {
@@ -273,6 +296,27 @@ mod tests {
             assert!(err.to_string().contains(flag), "{err}");
             assert_eq!(err.exit_code(), 2);
         }
+    }
+
+    #[test]
+    fn web_config_replaces_the_tls_flags() {
+        let c = Config::try_parse_from(["pushprox-proxy", "--web.config.file", "web.yml"]).unwrap();
+        assert!(c.conflicts().is_none());
+        let c = Config::try_parse_from([
+            "pushprox-proxy",
+            "--web.config.file",
+            "web.yml",
+            "--tls.cert",
+            "c.pem",
+            "--tls.key",
+            "k.pem",
+        ])
+        .unwrap();
+        let conflict = c.conflicts().unwrap();
+        assert!(
+            conflict.contains("drop --tls.cert and --tls.key"),
+            "{conflict}"
+        );
     }
 
     #[test]

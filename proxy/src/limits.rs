@@ -8,6 +8,8 @@ const RESERVED_FDS: u64 = 64;
 #[allow(clippy::useless_conversion)]
 /// Raises the soft open-files limit to the hard one, as the Go runtime does at start, and
 /// returns the limit now in force (None where it cannot be read).
+// rlim_t is u64 on Linux but not on every target libc supports: the conversions stay.
+#[allow(clippy::useless_conversion)]
 pub fn raise_open_files() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

@@ -13,7 +13,6 @@ mod registry;
 mod rendezvous;
 mod server;
 mod state;
-#[allow(dead_code)] // until the new HTTP front uses it (issue 9)
 mod web_config;
 
 use clap::Parser;
@@ -24,12 +23,20 @@ fn main() {
     if let Some(user) = &config.hash_password {
         std::process::exit(hash_password(user));
     }
-    pushprox_daemon::logger::init(config.log_level, &["pushprox_proxy", "pushprox_daemon"]);
-    if config.log_format == "json" {
-        log::info!(
-            "--log.format=json is accepted for compatibility; logs stay one plain line per event"
-        );
+    if let Some(conflict) = config.conflicts() {
+        eprintln!("error: {conflict}");
+        std::process::exit(2);
     }
+    let format = if config.log_format == "json" {
+        pushprox_daemon::logger::Format::Json
+    } else {
+        pushprox_daemon::logger::Format::Plain
+    };
+    pushprox_daemon::logger::init_as(
+        config.log_level,
+        &["pushprox_proxy", "pushprox_daemon"],
+        format,
+    );
     let _lock = match &config.lock_file {
         None => None,
         Some(path) => match lock::acquire(path) {
@@ -55,7 +62,8 @@ fn main() {
     }
 }
 
-/// `--hash-password USER`: reads the password from stdin, prints the users-file line.
+/// `--hash-password USER`: reads the password from stdin, prints the users-file line
+/// (bcrypt, cost 10).
 fn hash_password(user: &str) -> i32 {
     use std::io::Read;
     if user.is_empty() || user.contains(':') {
@@ -77,7 +85,7 @@ fn hash_password(user: &str) -> i32 {
     }
     match auth::users::new_salt() {
         Ok(salt) => {
-            println!("{}", auth::users::line(user, password, &salt));
+            println!("{}", auth::users::bcrypt_line(user, password, &salt));
             0
         }
         Err(e) => {

@@ -176,14 +176,20 @@ impl Service for Proxy {
 
 /// Binds the listener and serves until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => {
+    let auth = Auth::load(&config)?;
+    let web = auth.web_config();
+    let tls = match (&config.tls_cert, &config.tls_key, &web) {
+        (Some(cert), Some(key), _) => {
             Some(crate::web_config::tls::from_files(cert, key).map_err(|e| e.to_string())?)
         }
+        (_, _, Some(web)) => web.tls.clone(),
         _ => None,
     };
+    let headers = web
+        .as_ref()
+        .map(|w| w.config.headers.clone())
+        .unwrap_or_default();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let auth = Auth::load(&config)?;
     let addr = config.listen_addr();
     let listener = TcpListener::bind(&addr).map_err(|e| {
         format!("cannot listen on {addr}: {e} (is another proxy running there? choose another address with -l)")
@@ -199,11 +205,39 @@ pub fn run(config: Config) -> Result<(), String> {
         pushprox_protocol::format_duration(config.read_timeout),
         config.push_max_body,
     );
-    match &auth.clients {
-        Some(t) => log::info!("clients must authenticate: {} FQDN pattern(s) in --auth.client-tokens", t.len()),
-        None => log::info!("clients are not authenticated: any client may poll for any FQDN (set --auth.client-tokens)"),
+    if let Some(web) = &web {
+        log::info!(
+            "web config file={} tls={} client_auth={} basic_auth_users={} headers={}",
+            web.config.path.display(),
+            web.tls.is_some(),
+            web.config
+                .tls
+                .as_ref()
+                .map_or("NoClientCert".to_string(), |t| format!(
+                    "{:?}",
+                    t.client_auth
+                )),
+            web.config.users.as_ref().map_or(0, |u| u.len()),
+            web.config.headers.len()
+        );
     }
-    match &auth.scrapers {
+    let by_certificate = web
+        .as_ref()
+        .and_then(|w| w.config.tls.as_ref())
+        .is_some_and(|t| t.client_auth.verifies());
+    match &auth.clients {
+        Some(t) => log::info!("clients must authenticate: {} FQDN pattern(s) in --auth.client-tokens", t.get().len()),
+        None if by_certificate => log::info!("clients must authenticate: a client certificate naming the FQDN polled for (client_auth_type in --web.config.file)"),
+        None => log::info!("clients are not authenticated: any client may poll for any FQDN (set --auth.client-tokens, or a verifying client_auth_type in --web.config.file)"),
+    }
+    let web_users = web.as_ref().and_then(|w| w.config.users.as_ref());
+    match (&auth.scrapers, web_users) {
+        (_, Some(users)) => log::info!(
+            "scrapers and the API must authenticate: {} user(s) in basic_auth_users of --web.config.file{}",
+            users.len(),
+            if auth.scrapers.is_some() { ", and the users of --auth.scrape-users" } else { "" }
+        ),
+        (scrapers, None) => match scrapers {
         Some(u) => log::info!(
             "scrapers must authenticate: {} user(s) in --auth.scrape-users; API {}",
             u.len(),
@@ -213,7 +247,8 @@ pub fn run(config: Config) -> Result<(), String> {
                 "open"
             }
         ),
-        None => log::info!("scrapers are not authenticated (set --auth.scrape-users)"),
+        None => log::info!("scrapers are not authenticated (set basic_auth_users in --web.config.file, or --auth.scrape-users)"),
+        },
     }
     let max_connections = match crate::limits::raise_open_files() {
         Some(open_files) => {
@@ -248,8 +283,11 @@ pub fn run(config: Config) -> Result<(), String> {
         state: Arc::clone(&state),
         front: OnceLock::new(),
     });
-    let front = Front::new(proxy.clone(), limits, tls, Vec::new());
+    let front = Front::new(proxy.clone(), limits, tls, headers);
     let _ = proxy.front.set(Arc::downgrade(&front));
+    if let Some(web) = &state.auth.web {
+        follow_web_config(web.current(), Arc::downgrade(&front))?;
+    }
     spawn_janitor(Arc::clone(&state))?;
     front
         .run(&listener, pushprox_daemon::signals::requested)
@@ -281,6 +319,44 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// How often the front looks for a reloaded web config.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// Hands each newly loaded web config to the front: its TLS configuration for new
+/// handshakes (open connections and parked polls keep theirs) and its response headers.
+/// Users and client-certificate rules are read from the current config at each request.
+fn follow_web_config(
+    current: crate::web_config::reload::Current<crate::web_config::LoadedWebConfig>,
+    front: Weak<Front>,
+) -> Result<(), String> {
+    let mut applied = current.get();
+    thread::Builder::new()
+        .name("web-config".into())
+        .stack_size(JANITOR_STACK)
+        .spawn(move || loop {
+            thread::sleep(FOLLOW_EVERY);
+            let Some(front) = front.upgrade() else {
+                return;
+            };
+            let now = current.get();
+            if Arc::ptr_eq(&now, &applied) {
+                continue;
+            }
+            match (&now.tls, &applied.tls) {
+                (Some(tls), Some(_)) => front.set_tls(Arc::clone(tls)),
+                (None, None) => {}
+                _ => log::warn!(
+                    "{}: switching between HTTP and HTTPS needs a restart; the listener keeps its scheme (other changes apply)",
+                    now.config.path.display()
+                ),
+            }
+            front.set_extra_headers(now.config.headers.clone());
+            applied = now;
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the web-config thread: {e}"))
 }
 
 /// Answers polls held past --poll.max-hold, frees polls whose clients hung up, forgets

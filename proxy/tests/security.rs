@@ -377,7 +377,9 @@ fn users_file(dir: &TempDir) -> String {
     let out = child.wait_with_output().expect("--hash-password output");
     assert!(out.status.success(), "{out:?}");
     let line = String::from_utf8(out.stdout).expect("utf-8");
-    assert!(line.starts_with("prom:sha256:"), "{line}");
+    // bcrypt at cost 10, as `htpasswd -nBC 10 prom` prints it.
+    assert!(line.starts_with("prom:$2y$10$"), "{line}");
+    assert_eq!(line.trim_end().len(), "prom:".len() + 60, "{line}");
     assert!(!line.contains("s3cret"), "{line}");
     dir.file("users", &format!("# scrapers\n{line}"))
 }
@@ -772,4 +774,38 @@ fn proxy_keeps_accepting_after_idling_longer_than_the_read_timeout() {
     );
     assert_eq!(healthy.status, 200, "{}", proxy.log_text());
     assert!(!proxy.log_text().contains("accepting connections failed"));
+}
+
+/// The status of a poll for a.example with `token`; 0 when it is parked (no answer within
+/// 700 ms), which is what an accepted poll without a scrape does.
+fn poll_status(proxy: &Proxy, token: &str) -> u16 {
+    let request = poll_request("a.example", Some(&format!("Bearer {token}")));
+    raw_within(proxy.port, &request, Duration::from_millis(700)).status
+}
+
+#[test]
+fn the_token_file_is_reread_and_a_broken_version_is_not_used() {
+    let dir = TempDir::new("reload");
+    let tokens = dir.file("tokens", "a.example old-token\n");
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens]);
+    assert_eq!(poll_status(&proxy, "new-token"), 403);
+    assert_eq!(poll_status(&proxy, "old-token"), 0, "accepted and parked");
+
+    // Rotated: the new token works, the old one no longer does, without a restart.
+    dir.file("tokens", "a.example new-token\n");
+    let reloaded = wait_until(Duration::from_secs(15), || {
+        poll_status(&proxy, "old-token") == 403
+    });
+    assert!(reloaded, "{}", proxy.log_text());
+    assert_eq!(poll_status(&proxy, "new-token"), 0);
+
+    // A broken version is logged and the last good one kept.
+    dir.file("tokens", "a.example\n");
+    let logged = wait_until(Duration::from_secs(15), || {
+        proxy.log_text().contains("keeping the last good version")
+    });
+    assert!(logged, "{}", proxy.log_text());
+    assert_eq!(poll_status(&proxy, "new-token"), 0);
+    assert_eq!(poll_status(&proxy, "old-token"), 403);
+    assert!(!proxy.log_text().contains("new-token"), "token in the log");
 }

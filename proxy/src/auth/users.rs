@@ -153,18 +153,16 @@ impl Users {
 }
 
 /// The salted SHA-256 users-file line for `user` with `password` and `salt`, what
-/// `--hash-password` prints today (it loads with a warning: see [`bcrypt_line`]).
+/// `--hash-password` printed before bcrypt (it loads with a warning: see [`bcrypt_line`]).
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn line(user: &str, password: &str, salt: &[u8]) -> String {
     let hash = digest(&[salt, password.as_bytes()]);
     format!("{user}:sha256:{}:{}", to_hex(salt), to_hex(&hash))
 }
 
 /// The bcrypt users-file line for `user` with `password`, cost 10, as `htpasswd -nBC 10`
-/// makes it: what `--hash-password` should print instead of [`line`]. The bcrypt salt is the
-/// first 16 bytes of the SHA-256 of `salt` (16 random bytes from [`new_salt`]).
-// Not called yet: main.rs (--hash-password), its help text and proxy/tests/security.rs switch
-// to it together.
-#[allow(dead_code)]
+/// makes it: what `--hash-password` prints. The bcrypt salt is the first 16 bytes of the
+/// SHA-256 of `salt` (16 random bytes from [`new_salt`]).
 pub fn bcrypt_line(user: &str, password: &str, salt: &[u8]) -> String {
     let mut bcrypt_salt = [0u8; 16];
     bcrypt_salt.copy_from_slice(&digest(&[salt])[..16]);

@@ -66,6 +66,9 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
         return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
     }
+    if let Err(refusal) = state.auth.certificate_may(conn.peer_certificates(), &fqdn) {
+        return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+    }
     let announced = match Announcement::parse(
         request.header(LABELS_HEADER),
         request.header(TARGETS_HEADER),

@@ -23,6 +23,9 @@ const OVERSIZED_HEAD_WAIT: Duration = Duration::from_secs(1);
 /// Parses the pushed response head and hands the push to the scrape waiting for its id.
 pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> After {
     let from = conn.peer();
+    // The client certificate's end entity, for its names once the scrape's FQDN is known.
+    let certs = conn.peer_certificates().and_then(|c| c.first()).cloned();
+    let certs = certs.as_ref().map(std::slice::from_ref);
     let token = match state.auth.client_token(request.header("Authorization")) {
         Ok(t) => t.map(str::to_string),
         Err(refusal) => {
@@ -71,8 +74,10 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             .unwrap_or_default();
         if let Some(id) = &id {
             let fqdn = state.rendezvous.fqdn_of(id);
-            if let Some(fqdn) = fqdn.filter(|f| state.auth.client_may(token.as_deref(), f).is_ok())
-            {
+            if let Some(fqdn) = fqdn.filter(|f| {
+                state.auth.client_may(token.as_deref(), f).is_ok()
+                    && state.auth.certificate_may(certs, f).is_ok()
+            }) {
                 let reason = format!(
                     "Error scraping: the response of client {fqdn} is larger than the proxy's --push.max-body of {max} bytes"
                 );
@@ -103,7 +108,8 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         Err(e) => return fail(body, 400, format!("scrape_id={id}: {e}")),
     };
     if let Some(fqdn) = state.rendezvous.fqdn_of(&id) {
-        if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
+        let allowed = state.auth.client_may(token.as_deref(), &fqdn);
+        if let Err(refusal) = allowed.and_then(|()| state.auth.certificate_may(certs, &fqdn)) {
             let conn = body.into_inner().finish();
             return super::refuse(
                 state,
@@ -129,6 +135,11 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                 PushError::UnknownId => (404, format!("Error pushing: no scrape with id {id} is waiting (unknown id, or it expired long ago)")),
                 PushError::Expired { fqdn, .. } if state.auth.client_may(token.as_deref(), &fqdn).is_err() => {
                     let refusal = for_scrape(Refusal::Wrong(format!("the bearer token is not valid for client {fqdn}")), &id);
+                    let conn = body.into_inner().finish();
+                    return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+                }
+                PushError::Expired { fqdn, .. } if state.auth.certificate_may(certs, &fqdn).is_err() => {
+                    let refusal = for_scrape(Refusal::Wrong(format!("the client certificate is not valid for client {fqdn}")), &id);
                     let conn = body.into_inner().finish();
                     return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
                 }

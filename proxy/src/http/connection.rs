@@ -160,7 +160,6 @@ impl Connection {
     }
 
     /// The DER certificates the peer presented in the TLS handshake, if any.
-    #[allow(dead_code)]
     pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
         self.stream.peer_certificates()
     }
@@ -402,12 +401,12 @@ impl Connection {
         out.extend_from_slice(
             format!("{version} {status} {}\r\n", reason_phrase(status)).as_bytes(),
         );
-        for (name, value) in headers.iter().copied().chain(
-            self.front
-                .extra_headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str())),
-        ) {
+        let extra = self.front.extra_headers();
+        for (name, value) in headers
+            .iter()
+            .copied()
+            .chain(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        {
             // The codec's values never carry CR or LF; a value that does is not sent.
             if value.bytes().any(|b| b == b'\r' || b == b'\n') {
                 continue;

@@ -60,8 +60,8 @@ const BUSY: &str =
 pub struct Front {
     pub(super) service: Arc<dyn Service>,
     pub(super) limits: Limits,
-    /// Headers added to every answer (`http_server_config.headers`).
-    pub(super) extra_headers: Vec<(String, String)>,
+    /// Headers added to every answer (`http_server_config.headers`); swapped as a whole.
+    extra_headers: RwLock<Arc<Vec<(String, String)>>>,
     tls: RwLock<Option<Arc<ServerConfig>>>,
     workers: Workers,
     open: Arc<AtomicUsize>,
@@ -86,7 +86,7 @@ impl Front {
         Arc::new(Front {
             service,
             limits,
-            extra_headers,
+            extra_headers: RwLock::new(Arc::new(extra_headers)),
             tls: RwLock::new(tls),
             workers: Workers::new("connection", CONNECTION_STACK, WORKER_IDLE),
             open: Arc::new(AtomicUsize::new(0)),
@@ -98,10 +98,23 @@ impl Front {
         self.open.load(Ordering::SeqCst)
     }
 
-    /// Replaces the TLS configuration of new connections (certificate rotation).
-    #[allow(dead_code)]
+    /// Replaces the TLS configuration of new connections (certificate rotation); open
+    /// connections keep the one they were made with.
     pub fn set_tls(&self, config: Arc<ServerConfig>) {
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
+    }
+
+    /// The headers added to every answer.
+    pub(super) fn extra_headers(&self) -> Arc<Vec<(String, String)>> {
+        Arc::clone(&self.extra_headers.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the headers added to every answer from now on.
+    pub fn set_extra_headers(&self, headers: Vec<(String, String)>) {
+        *self
+            .extra_headers
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(headers);
     }
 
     fn take_slot(&self) -> Option<Slot> {

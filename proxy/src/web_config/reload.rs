@@ -52,6 +52,7 @@ impl<T> Current<T> {
 
     /// Why the files as they are now could not be loaded, if they could not (the text of
     /// the logged warning); `None` once a load succeeds.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn last_error(&self) -> Option<String> {
         self.shared
             .last_error
@@ -145,6 +146,21 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         })
     }
 
+    /// A value that never changes (no thread, no file): for tests and fixed settings.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn fixed(value: T) -> Self {
+        let (stop, _) = mpsc::channel::<()>();
+        Reloader {
+            current: Current {
+                shared: Arc::new(Shared {
+                    value: RwLock::new(Arc::new(value)),
+                    last_error: RwLock::new(None),
+                }),
+            },
+            _stop: stop,
+        }
+    }
+
     /// A reader of the current value, to hand to whoever needs it.
     pub fn current(&self) -> Current<T> {
         self.current.clone()
@@ -218,6 +234,15 @@ mod tests {
         }
     }
 
+    /// Replaces the file's contents at once (write beside, rename over): `fs::write`
+    /// truncates first, and a check between the truncation and the write would load an empty
+    /// file.
+    fn replace(path: &Path, text: &str) {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
     #[test]
     fn changes_are_picked_up_and_broken_versions_kept_out() {
         let dir = Dir::new("reload");
@@ -233,13 +258,13 @@ mod tests {
         assert_eq!(*current.get(), 1);
 
         // An in-place rewrite.
-        std::fs::write(&file, "2\n").unwrap();
+        replace(&file, "2\n");
         wait_for("2", || *current.get() == 2);
         assert_eq!(current.last_error(), None);
 
         // A broken version: logged, the old value kept, loaded once (not at every check).
         let before = loads.load(Ordering::SeqCst);
-        std::fs::write(&file, "two\n").unwrap();
+        replace(&file, "two\n");
         wait_for("the failed load", || current.last_error().is_some());
         assert_eq!(
             current.last_error().unwrap(),
@@ -254,10 +279,10 @@ mod tests {
 
         // Fixed again; then a file it names changes, and only that file.
         let extra = dir.write("extra.txt", "10\n");
-        std::fs::write(&file, format!("3\n{}\n", extra.display())).unwrap();
+        replace(&file, &format!("3\n{}\n", extra.display()));
         wait_for("13", || *current.get() == 13);
         assert_eq!(current.last_error(), None);
-        std::fs::write(&extra, "20\n").unwrap();
+        replace(&extra, "20\n");
         wait_for("23", || *current.get() == 23);
     }
 

@@ -334,10 +334,17 @@ pub(crate) mod tests {
         map.insert("prom".to_string(), hash_of(&htpasswd("prom", "pw")));
         let users = BasicAuthUsers::new(map).unwrap();
         assert_eq!(users.decoy.cost(), 10);
+        // The fastest of five: other tests share the cores, and a check that lost the CPU for
+        // a while says nothing about its own cost.
         let time = |user: &str, pw: &str| {
-            let t = Instant::now();
-            assert!(!users.verify(user, pw));
-            t.elapsed()
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    assert!(!users.verify(user, pw));
+                    t.elapsed()
+                })
+                .min()
+                .unwrap_or_default()
         };
         let wrong = time("prom", "nope");
         let unknown = time("nobody", "nope");

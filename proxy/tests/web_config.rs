@@ -1,0 +1,685 @@
+//! Issue 9 end to end with real components: `--web.config.file` with mutual TLS and a bcrypt
+//! user. Certificates are made by `openssl` (Debian package openssl), the user's hash by
+//! `htpasswd -nbBC 10` (apache2-utils), scrapes and API reads are made by `curl` through the
+//! proxy as Prometheus would, and the clients are the real `pushprox-client`.
+//!
+//! Also `--log.format json` on both binaries: every line a JSON object.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+const PASSWORD: &str = "correct horse";
+
+/// A directory of its own under the target's temporary directory, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("webcfg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        Dir(path)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.0)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl is missing: install the Debian package openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A P-256 key `NAME.key` and a certificate `NAME.crt` signed by `ca` with `san` and the
+    /// serial `serial` (hex).
+    fn signed(&self, name: &str, cn: &str, san: &str, serial: &str, extra: &str) {
+        let key = format!("{name}.key");
+        if !self.0.join(&key).exists() {
+            self.openssl(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &key,
+            ]);
+        }
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.0.join(&ext),
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n{extra}"),
+        )
+        .expect("write the extensions file");
+        self.openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        // Written beside and renamed, so that a reader never sees half a certificate.
+        let tmp = format!("{name}.crt.new");
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            &format!("0x{serial}"),
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &tmp,
+        ]);
+        std::fs::rename(self.0.join(&tmp), self.0.join(format!("{name}.crt")))
+            .expect("rename the certificate into place");
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The CA, the proxy's certificate for 127.0.0.1, client certificates for a.example and
+/// b.example, and one for the scraper (Prometheus).
+fn certificates(dir: &Dir) {
+    dir.openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-subj",
+        "/CN=test CA",
+        "-days",
+        "1",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        "ca.crt",
+    ]);
+    dir.signed(
+        "server",
+        "127.0.0.1",
+        "IP:127.0.0.1",
+        "1111",
+        "extendedKeyUsage=serverAuth\n",
+    );
+    for (name, san) in [
+        ("a", "DNS:a.example"),
+        ("b", "DNS:b.example"),
+        ("prom", "DNS:prometheus.example"),
+    ] {
+        dir.signed(
+            name,
+            &format!("{name} client"),
+            san,
+            "2000",
+            "extendedKeyUsage=clientAuth\n",
+        );
+    }
+}
+
+/// `htpasswd -nbBC 10 USER PASSWORD`: the bcrypt hash (after `USER:`).
+fn htpasswd(user: &str, password: &str) -> String {
+    let out = Command::new("htpasswd")
+        .args(["-nbBC", "10", user, password])
+        .stdin(Stdio::null())
+        .output()
+        .expect("htpasswd is missing: install the Debian package apache2-utils");
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8(out.stdout).expect("htpasswd prints text");
+    let (_, hash) = line
+        .trim()
+        .split_once(':')
+        .expect("htpasswd prints user:hash");
+    hash.to_string()
+}
+
+/// `curl ARGS`: status and body; (0, stderr) when no answer came.
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl is missing: install the Debian package curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    match code.trim().parse() {
+        Ok(code) if code != 0 => (code, body.to_string()),
+        _ => (0, String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// What the scraper sends: its client certificate and the CA of the proxy.
+struct Scraper {
+    ca: String,
+    cert: String,
+    key: String,
+    port: u16,
+}
+
+impl Scraper {
+    /// `GET https://127.0.0.1:PORT{path}` with `-u user:password` if given.
+    fn api(&self, path: &str, user: Option<&str>) -> (u16, String) {
+        let url = format!("https://127.0.0.1:{}{path}", self.port);
+        let mut args = vec![
+            "--cacert", &self.ca, "--cert", &self.cert, "--key", &self.key,
+        ];
+        if let Some(u) = user {
+            args.extend(["-u", u]);
+        }
+        args.push(&url);
+        curl(&args)
+    }
+
+    /// A scrape of `target` through the proxy, as Prometheus' `proxy_url:
+    /// https://USER:PW@127.0.0.1:PORT/` makes it.
+    fn scrape(&self, target: &str, user: &str) -> (u16, String) {
+        let proxy = format!("https://127.0.0.1:{}", self.port);
+        curl(&[
+            "--proxy",
+            &proxy,
+            "--proxy-user",
+            user,
+            "--proxy-cacert",
+            &self.ca,
+            "--proxy-cert",
+            &self.cert,
+            "--proxy-key",
+            &self.key,
+            target,
+        ])
+    }
+}
+
+fn start_proxy(web_config: &str, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let mut args: Vec<String> = [
+        "-l",
+        &format!("127.0.0.1:{port}"),
+        "--log.level",
+        "debug",
+        "--web.config.file",
+        web_config,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut proc = Proc::spawn(&format!("webcfg-proxy-{port}"), &proxy_bin(), &args);
+    let listening = format!("listening address=127.0.0.1:{port} scheme=https");
+    let up = wait_until(READY_WITHIN, || {
+        proc.log_contains(&listening) || proc.log_contains("ERROR")
+    });
+    assert!(
+        up && proc.exited().is_none() && proc.log_contains(&listening),
+        "{}",
+        proc.log_tail(20)
+    );
+    (proc, port)
+}
+
+/// A `pushprox-client` polling over mutual TLS for `fqdn` with the certificate `cert_name`
+/// (`None`: without one), scraping 127.0.0.1 whatever the FQDN.
+fn start_client(dir: &Dir, port: u16, fqdn: &str, cert_name: Option<&str>) -> Proc {
+    let metrics = free_port();
+    let mut args: Vec<String> = [
+        "--proxy-url",
+        &format!("https://127.0.0.1:{port}/"),
+        "--tls.cacert",
+        &dir.path("ca.crt"),
+        "--fqdn",
+        fqdn,
+        "--scrape.target-host",
+        "127.0.0.1",
+        "--metrics-addr",
+        &format!("127.0.0.1:{metrics}"),
+        "--proxy.retry.initial-wait",
+        "100ms",
+        "--proxy.retry.max-wait",
+        "1s",
+        "--log.level",
+        "debug",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(name) = cert_name {
+        args.extend([
+            "--tls.cert".to_string(),
+            dir.path(&format!("{name}.crt")),
+            "--tls.key".to_string(),
+            dir.path(&format!("{name}.key")),
+        ]);
+    }
+    let name = format!("client-{fqdn}-{}", cert_name.unwrap_or("nocert"));
+    Proc::spawn(&name, &client_bin(), &args)
+}
+
+/// The server certificate's serial as `openssl s_client` sees it in a new handshake.
+fn served_serial(dir: &Dir, port: u16) -> String {
+    let connect = format!("127.0.0.1:{port}");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "timeout 5 openssl s_client -connect \"$1\" -CAfile ca.crt -cert prom.crt -key prom.key </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            "sh",
+            &connect,
+        ])
+        .current_dir(&dir.0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh and openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The client's connections to the proxy's port: its parked polls among them.
+fn connections_to(client: &Proc, port: u16) -> Vec<u16> {
+    tcp_connections(client.pid())
+        .into_iter()
+        .filter(|(_, remote)| *remote == port)
+        .map(|(local, _)| local)
+        .collect()
+}
+
+#[test]
+fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
+    let dir = Dir::new("mtls");
+    certificates(&dir);
+    let hash = htpasswd("prom", PASSWORD);
+    let web = dir.path("web.yml");
+    // Relative paths: relative to the web config's directory, as in exporter-toolkit.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\nbasic_auth_users:\n  prom: {hash}\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+        ),
+    )
+    .expect("write the web config");
+    let (mut proxy, port) = start_proxy(&web, &[]);
+    let scraper = Scraper {
+        ca: dir.path("ca.crt"),
+        cert: dir.path("prom.crt"),
+        key: dir.path("prom.key"),
+        port,
+    };
+    let user = format!("prom:{PASSWORD}");
+    let target = Target::start("127.0.0.1", Answer::Echo);
+
+    // Health stays open to anyone with a certificate; the API needs the bcrypt user.
+    assert_eq!(scraper.api("/-/healthy", None), (200, "OK\n".to_string()));
+    let (status, body) = scraper.api("/clients", None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(scraper.api("/clients", Some("prom:wrong")).0, 401);
+
+    // A connection without a client certificate gets no answer at all.
+    let (status, err) = curl(&[
+        "--cacert",
+        &scraper.ca,
+        &format!("https://127.0.0.1:{port}/-/healthy"),
+    ]);
+    assert_eq!(status, 0, "answered without a client certificate: {err}");
+
+    let client_a = start_client(&dir, port, "a.example", Some("a"));
+    let client_b = start_client(&dir, port, "b.example", Some("b"));
+    let listed = wait_until(Duration::from_secs(15), || {
+        let (status, body) = scraper.api("/clients", Some(&user));
+        status == 200 && body.contains("\"a.example\"") && body.contains("\"b.example\"")
+    });
+    assert!(
+        listed,
+        "{:?}\n{}\n{}",
+        scraper.api("/clients", Some(&user)),
+        client_a.log_tail(20),
+        client_b.log_tail(20)
+    );
+
+    // b's certificate does not name a.example: its poll is refused with the names it has.
+    let impostor = start_client(&dir, port, "a.example", Some("b"));
+    let refused = wait_until(Duration::from_secs(10), || {
+        proxy.log_contains(
+            "status=403: the client certificate is not valid for a.example: it names b.example",
+        )
+    });
+    assert!(refused, "{}", proxy.log_tail(30));
+    assert!(
+        wait_until(Duration::from_secs(5), || impostor.log_contains("403")),
+        "{}",
+        impostor.log_tail(20)
+    );
+    // A client without a certificate cannot connect, and is never listed.
+    let anonymous = start_client(&dir, port, "c.example", None);
+    thread::sleep(Duration::from_secs(2));
+    let (status, clients) = scraper.api("/clients", Some(&user));
+    assert_eq!(status, 200);
+    assert!(!clients.contains("c.example"), "{clients}");
+    let (status, metrics) = scraper.api("/metrics", Some(&user));
+    assert_eq!(status, 200);
+    let wrong = metric(
+        &metrics,
+        "pushprox_auth_failures_total{reason=\"client_token_wrong\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(wrong >= 1.0, "{metrics}");
+
+    // Scrapes through the proxy, as Prometheus' proxy_url makes them.
+    let url_a = format!("http://a.example:{}/metrics", target.port);
+    let url_b = format!("http://b.example:{}/metrics", target.port);
+    let (status, body) = scraper.scrape(&url_a, &user);
+    assert_eq!(status, 200, "{body}\n{}", target.events());
+    assert!(body.starts_with(&target.echo_prefix("/metrics")), "{body}");
+    assert_eq!(scraper.scrape(&url_b, &user).0, 200);
+    let (status, body) = scraper.scrape(&url_a, "prom:wrong");
+    assert_eq!(status, 407, "{body}");
+
+    // Rotation while scrapes run: a new serial for the server certificate.
+    assert_eq!(served_serial(&dir, port), "serial=1111");
+    let before_b = connections_to(&client_b, port);
+    assert!(!before_b.is_empty(), "client b holds no poll connection");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let scraping = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let scraper = Scraper {
+            ca: scraper.ca.clone(),
+            cert: scraper.cert.clone(),
+            key: scraper.key.clone(),
+            port,
+        };
+        let (url, user) = (url_a.clone(), user.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match scraper.scrape(&url, &user) {
+                    (200, _) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => failed.lock().unwrap_or_else(|p| p.into_inner()).push(other),
+                }
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    dir.signed(
+        "server",
+        "127.0.0.1",
+        "IP:127.0.0.1",
+        "2222",
+        "extendedKeyUsage=serverAuth\n",
+    );
+    let rotated = wait_until(Duration::from_secs(15), || {
+        served_serial(&dir, port) == "serial=2222"
+    });
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    scraping.join().expect("the scraping thread");
+    assert!(rotated, "{}", proxy.log_tail(20));
+    assert!(proxy.log_contains("reloaded "), "{}", proxy.log_tail(20));
+    let failures = failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(
+        failures.is_empty(),
+        "scrapes failed during rotation: {failures:?}"
+    );
+    assert!(ok.load(Ordering::SeqCst) >= 3, "too few scrapes ran");
+    // b was not scraped meanwhile: its parked polls are the very same connections.
+    let after_b = connections_to(&client_b, port);
+    assert!(
+        before_b.iter().all(|p| after_b.contains(p)),
+        "b's poll connections before {before_b:?}, after {after_b:?}"
+    );
+    assert_eq!(scraper.scrape(&url_b, &user).0, 200);
+
+    // A user added to the file works without a restart; a broken file is logged and the last
+    // good version kept.
+    let text = std::fs::read_to_string(&web).expect("read the web config");
+    let second = htpasswd("second", "another pw");
+    let added = text.replace(
+        "basic_auth_users:\n",
+        &format!("basic_auth_users:\n  second: {second}\n"),
+    );
+    std::fs::write(&web, added).expect("rewrite the web config");
+    let works = wait_until(Duration::from_secs(15), || {
+        scraper.api("/clients", Some("second:another pw")).0 == 200
+    });
+    assert!(works, "{}", proxy.log_tail(20));
+    std::fs::write(&web, "tls_server_config:\n  cert_file: [\n").expect("break the web config");
+    let logged = wait_until(Duration::from_secs(15), || {
+        proxy.log_contains("keeping the last good version")
+    });
+    assert!(logged, "{}", proxy.log_tail(20));
+    assert_eq!(scraper.api("/clients", Some("second:another pw")).0, 200);
+    assert_eq!(scraper.scrape(&url_a, &user).0, 200);
+    assert!(proxy.exited().is_none());
+    drop((client_a, client_b, impostor, anonymous));
+    proxy.kill9();
+}
+
+/// `curl` POSTing the file `body` to `https://127.0.0.1:PORT{path}` with the client
+/// certificate `name`.
+fn post_as(dir: &Path, port: u16, name: &str, path: &str, body: &str) -> (u16, String) {
+    let url = format!("https://127.0.0.1:{port}{path}");
+    let file = |f: String| dir.join(f).display().to_string();
+    curl(&[
+        "--cacert",
+        &file("ca.crt".into()),
+        "--cert",
+        &file(format!("{name}.crt")),
+        "--key",
+        &file(format!("{name}.key")),
+        "--data-binary",
+        &format!("@{body}"),
+        &url,
+    ])
+}
+
+#[test]
+fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
+    let dir = Dir::new("push");
+    certificates(&dir);
+    let web = dir.path("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    .expect("write the web config");
+    let (mut proxy, port) = start_proxy(&web, &[]);
+    let scraper = Scraper {
+        ca: dir.path("ca.crt"),
+        cert: dir.path("prom.crt"),
+        key: dir.path("prom.key"),
+        port,
+    };
+    // A poll for a.example with a's certificate, by curl: it receives the scrape.
+    std::fs::write(dir.0.join("fqdn"), "a.example").expect("write the poll body");
+    let poll = {
+        let (dir, fqdn) = (dir.0.clone(), dir.path("fqdn"));
+        thread::spawn(move || post_as(&dir, port, "a", "/poll", &fqdn))
+    };
+    let parked = wait_until(Duration::from_secs(10), || {
+        proxy.log_contains("poll waiting fqdn=a.example")
+    });
+    assert!(parked, "{}", proxy.log_tail(20));
+    let scrape = thread::spawn(move || scraper.scrape("http://a.example:9100/metrics", "x:y"));
+    let (status, request) = poll.join().expect("the poll thread");
+    assert_eq!(status, 200, "{request}");
+    let id = request
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("id").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Id in the scrape request: {request}"));
+    std::fs::write(
+        dir.0.join("push"),
+        push_body(&id, 200, &[("Content-Type", "text/plain")], b"pushed 1\n"),
+    )
+    .expect("write the push body");
+    let push = dir.path("push");
+    // b's certificate does not name a.example: its push is refused, the scrape still waits.
+    let (status, reason) = post_as(&dir.0, port, "b", "/push", &push);
+    assert_eq!(status, 403, "{reason}");
+    assert!(
+        reason.contains("the client certificate is not valid for a.example: it names b.example"),
+        "{reason}"
+    );
+    let (status, reason) = post_as(&dir.0, port, "a", "/push", &push);
+    assert_eq!(status, 200, "{reason}");
+    let (status, body) = scrape.join().expect("the scrape thread");
+    assert_eq!((status, body.as_str()), (200, "pushed 1\n"));
+    proxy.kill9();
+}
+
+#[test]
+fn a_broken_start_names_the_problem_and_tls_flags_conflict() {
+    let dir = Dir::new("broken");
+    let web = dir.path("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n  bogus: 1\n",
+    )
+    .expect("write");
+    let out = Command::new(proxy_bin())
+        .args(["-l", "127.0.0.1:0", "--web.config.file", &web])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the proxy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("bogus"), "{err}");
+    let out = Command::new(proxy_bin())
+        .args([
+            "-l",
+            "127.0.0.1:0",
+            "--web.config.file",
+            &web,
+            "--tls.cert",
+            "c.pem",
+            "--tls.key",
+            "k.pem",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the proxy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("drop --tls.cert and --tls.key"), "{err}");
+}
+
+/// Every line of `log` (a Proc's log tail) as a JSON object with ts, level and msg.
+fn json_lines(tail: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    tail.lines()
+        .filter(|l| !l.starts_with("--- "))
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("not an object: {line}"))
+                .clone();
+            for field in ["ts", "level", "msg"] {
+                assert!(
+                    object.get(field).is_some_and(|v| v.is_string()),
+                    "no {field}: {line}"
+                );
+            }
+            object
+        })
+        .collect()
+}
+
+#[test]
+fn log_format_json_on_both_binaries() {
+    let port = free_port();
+    let args: Vec<String> = [
+        "-l",
+        &format!("127.0.0.1:{port}"),
+        "--log.level",
+        "debug",
+        "--log.format",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut proxy = Proc::spawn(&format!("json-proxy-{port}"), &proxy_bin(), &args);
+    assert!(
+        wait_until(READY_WITHIN, || proxy.log_contains("\"msg\":\"listening")),
+        "{}",
+        proxy.log_tail(10)
+    );
+    let target = Target::start(&host(1), Answer::Echo);
+    let mut client = Proc::spawn(
+        "json-client",
+        &client_bin(),
+        &client_args(&[port], &host(1), free_port(), &["--log.format", "json"]),
+    );
+    let url = target.url("/metrics");
+    let scraped = wait_until(Duration::from_secs(10), || {
+        scrape(port, &url, None).is_ok_and(|r| r.status == 200)
+    });
+    assert!(scraped, "{}", client.log_tail(20));
+    client.kill9();
+    proxy.kill9();
+    let proxy_lines = json_lines(&proxy.log_tail(100_000));
+    let client_lines = json_lines(&client.log_tail(100_000));
+    assert!(!proxy_lines.is_empty() && !client_lines.is_empty());
+    let registered = proxy_lines
+        .iter()
+        .find(|o| {
+            o["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("client registered"))
+        })
+        .expect("a line for the registration");
+    assert_eq!(registered["fqdn"], host(1));
+    assert_eq!(registered["level"], "info");
+    assert!(
+        client_lines.iter().any(|o| o.contains_key("scrape_id")),
+        "no client line has a scrape_id field"
+    );
+}
