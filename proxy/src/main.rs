@@ -12,6 +12,7 @@ mod registry;
 mod rendezvous;
 mod server;
 mod state;
+mod trusted;
 #[allow(dead_code)] // until the new HTTP front uses it (issue 9)
 mod web_config;
 
