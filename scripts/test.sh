@@ -7,6 +7,8 @@
 # 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients,
 #    static targets and http_sd (builds the release binaries);
 # 3. scripts/nginx-mtls.sh: the client through nginx checking client certificates;
+#    scripts/shards-e2e.sh: three proxies behind nginx (hash consistent), 30 clients, Prometheus,
+#    one proxy SIGKILLed (debug binaries);
 # 4. scripts/bench.sh --smoke: the benchmark's code paths with tiny numbers (no timings judged);
 # 5. scripts/screenshot.sh: the proxy's status page rendered by headless Chromium;
 # 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run;
@@ -45,6 +47,7 @@ part "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 part "cargo test --workspace" cargo test --workspace
 part "scripts/e2e.sh" bash scripts/e2e.sh
 part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
+part "scripts/shards-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/shards-e2e.sh
 part "scripts/bench.sh --smoke" env PUSHPROX_BIN_DIR=target/debug bash scripts/bench.sh --smoke
 part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/screenshot.sh
 part "scripts/build-static.sh" bash scripts/build-static.sh
