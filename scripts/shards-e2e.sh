@@ -14,15 +14,19 @@
 #   - one proxy SIGKILLed: its clients re-poll through nginx to the next proxy on the ring and
 #     all 30 targets are up = 1 again (a scrape that started after the kill succeeded) within
 #     15 s; the recovery time is printed; the other shards' targets never went down (their
-#     min_over_time(up) over the kill window is 1).
+#     min_over_time(up) over the kill window is 1);
+#   - the proxy restarted on its address: its clients come back to it, and how long until all
+#     targets are up again, and how many scrapes failed meanwhile, is printed.
 #
 #   scripts/shards-e2e.sh                                # builds the release binaries first
 #   PUSHPROX_BIN_DIR=target/debug scripts/shards-e2e.sh  # binaries already built there
 #   E2E_KEEP_TMP=1 scripts/shards-e2e.sh                 # keep the temp dir on success too
+#   SHARDS_LB=haproxy scripts/shards-e2e.sh              # HAProxy instead of nginx
+#                                       (scripts/haproxy-shards.cfg.template, same checks)
 #
-# Needs: nginx (1.22 tested), prometheus (2.42 tested), prometheus-node-exporter, curl, python3.
+# Needs: nginx (1.22 tested) or haproxy (2.6 tested), prometheus (2.42 tested), prometheus-node-exporter, curl, python3.
 # Everything listens on 127.0.0.1 (the untrusted peer is curl bound to 127.0.0.2); every wait
-# is bounded; everything started is stopped on exit. About 40 s. Ends with "shards-e2e: PASS ..."
+# is bounded; everything started is stopped on exit. About 50 s. Ends with "shards-e2e: PASS ..."
 # or "shards-e2e: FAIL: reason", exit 0 or 1.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
@@ -32,7 +36,10 @@ TMP=""
 PASSED=0
 FAIL_REASON=""
 RECOVERY=""
+RETURN=""
 CLIENTS=30
+# Shorter than the 50s the templates suggest, so that the return of a proxy is measured quickly.
+POLL_HOLD=10s
 
 ok() { say "ok ($((SECONDS - START))s): $*"; }
 fail() {
@@ -44,7 +51,7 @@ finish() {
     trap - EXIT INT TERM
     stop_all
     if [ "$rc" = 0 ] && [ "$PASSED" = 1 ]; then
-        say "PASS ($((SECONDS - START))s; $CLIENTS clients on 3 shards, recovery after SIGKILL of a shard: ${RECOVERY}s)"
+        say "PASS ($((SECONDS - START))s; $LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart)"
         if [ -n "${E2E_KEEP_TMP:-}" ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
         exit 0
     fi
@@ -60,8 +67,10 @@ trap finish EXIT
 trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
 START=$SECONDS
 
-for tool in curl python3 nginx prometheus; do
-    need "$tool" "apt-get install nginx prometheus prometheus-node-exporter curl python3" || fail "$tool is missing"
+LB_KIND=${SHARDS_LB:-nginx}
+case "$LB_KIND" in nginx | haproxy) ;; *) fail "SHARDS_LB must be nginx or haproxy, not $LB_KIND" ;; esac
+for tool in curl python3 "$LB_KIND" prometheus; do
+    need "$tool" "apt-get install $LB_KIND prometheus prometheus-node-exporter curl python3" || fail "$tool is missing"
 done
 NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
     fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
@@ -74,7 +83,7 @@ SHARD_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}")
 LB_PORT=${PORTS[3]} GO_PORT=${PORTS[4]} PROM_PORT=${PORTS[5]} NODE_PORT=${PORTS[6]}
 LB=http://127.0.0.1:$LB_PORT
 PROM=http://127.0.0.1:$PROM_PORT
-say "temp dir $TMP; nginx $LB (Go clients :$GO_PORT), shards on :${SHARD_PORTS[*]}, node_exporter :$NODE_PORT, prometheus $PROM"
+say "temp dir $TMP; $LB_KIND $LB (Go clients :$GO_PORT), shards on :${SHARD_PORTS[*]}, node_exporter :$NODE_PORT, prometheus $PROM"
 
 # --- target, proxies, nginx -------------------------------------------------------------------
 start_bg node_exporter "$TMP/node_exporter.log" "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NODE_PORT" \
@@ -84,7 +93,7 @@ wait_http node_exporter "$LAST_PID" "http://127.0.0.1:$NODE_PORT/metrics" 15 || 
 SHARD_PIDS=()
 for i in 0 1 2; do
     start_bg "proxy shard $i" "$TMP/proxy-$i.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$i]}" \
-        --web.trusted-proxies 127.0.0.1 --poll.max-hold 50s --log.level info
+        --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
     SHARD_PIDS+=("$LAST_PID")
 done
 for i in 0 1 2; do
@@ -92,12 +101,21 @@ for i in 0 1 2; do
 done
 ok "three proxies healthy"
 
-mkdir -p "$TMP/temp"
-sed -e "s/@SHARD0@/127.0.0.1:${SHARD_PORTS[0]}/g" -e "s/@SHARD1@/127.0.0.1:${SHARD_PORTS[1]}/g" \
-    -e "s/@SHARD2@/127.0.0.1:${SHARD_PORTS[2]}/g" -e "s/@LISTEN@/127.0.0.1:$LB_PORT/g" \
-    -e "s/@GO_LISTEN@/127.0.0.1:$GO_PORT/g" -e "s/@GO_PORT@/$GO_PORT/g" \
-    "$ROOT/scripts/nginx-shards.conf.template" >"$TMP/shards.conf"
-cat >"$TMP/nginx.conf" <<EOF
+# fill_template FILE: the template with this run's addresses.
+fill_template() {
+    sed -e "s/@SHARD0@/127.0.0.1:${SHARD_PORTS[0]}/g" -e "s/@SHARD1@/127.0.0.1:${SHARD_PORTS[1]}/g" \
+        -e "s/@SHARD2@/127.0.0.1:${SHARD_PORTS[2]}/g" -e "s/@LISTEN@/127.0.0.1:$LB_PORT/g" \
+        -e "s/@GO_LISTEN@/127.0.0.1:$GO_PORT/g" -e "s/@GO_PORT@/$GO_PORT/g" "$1"
+}
+if [ "$LB_KIND" = haproxy ]; then
+    fill_template "$ROOT/scripts/haproxy-shards.cfg.template" >"$TMP/haproxy.cfg"
+    haproxy -c -f "$TMP/haproxy.cfg" >"$TMP/haproxy-c.log" 2>&1 ||
+        fail "haproxy -c: $(tail -n 3 "$TMP/haproxy-c.log")"
+    start_bg haproxy "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy.cfg"
+else
+    mkdir -p "$TMP/temp"
+    fill_template "$ROOT/scripts/nginx-shards.conf.template" >"$TMP/shards.conf"
+    cat >"$TMP/nginx.conf" <<EOF
 daemon off;
 master_process off;
 pid $TMP/nginx.pid;
@@ -113,11 +131,12 @@ http {
     include $TMP/shards.conf;
 }
 EOF
-nginx -t -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log" >"$TMP/nginx-t.log" 2>&1 ||
-    fail "nginx -t: $(tail -n 3 "$TMP/nginx-t.log")"
-start_bg nginx "$TMP/nginx.out" nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log"
-wait_http nginx "$LAST_PID" "$LB/shard/0/-/healthy" 10 || fail "$FAIL_REASON"
-ok "nginx up"
+    nginx -t -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log" >"$TMP/nginx-t.log" 2>&1 ||
+        fail "nginx -t: $(tail -n 3 "$TMP/nginx-t.log")"
+    start_bg nginx "$TMP/nginx.out" nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log"
+fi
+wait_http "$LB_KIND" "$LAST_PID" "$LB/shard/0/-/healthy" 10 || fail "$FAIL_REASON"
+ok "$LB_KIND up"
 
 # --- clients ------------------------------------------------------------------------------------
 FQDNS=()
@@ -195,10 +214,10 @@ GO_SHARD=${SHARD_OF[go-01.shard.test]}
 ok "$counts(Go-like clients on shard $GO_SHARD)"
 
 # --- the pair nginx forwards ----------------------------------------------------------------------
-say "check: proxy-form scrape through nginx gets node_exporter's metrics; GET /metrics gets a proxy's own"
+say "check: proxy-form scrape through $LB_KIND gets node_exporter's metrics; GET /metrics gets a proxy's own"
 code=$(curl -sS --max-time 10 -x "$LB" -o "$TMP/scrape.out" -w '%{http_code}' "http://host-01.shard.test:$NODE_PORT/metrics")
 { [ "$code" = 200 ] && grep -q '^node_load1 ' "$TMP/scrape.out"; } ||
-    fail "scrape of host-01.shard.test through nginx: status $code, body: $(head -c 200 "$TMP/scrape.out")"
+    fail "scrape of host-01.shard.test through $LB_KIND: status $code, body: $(head -c 200 "$TMP/scrape.out")"
 code=$(curl -sS --max-time 5 -o "$TMP/own.out" -w '%{http_code}' "$LB/metrics")
 { [ "$code" = 200 ] && grep -q '^pushprox_proxy_clients ' "$TMP/own.out" && ! grep -q '^node_' "$TMP/own.out"; } ||
     fail "GET $LB/metrics: status $code, want a proxy's own metrics; body: $(head -c 200 "$TMP/own.out")"
@@ -276,9 +295,10 @@ say "SIGKILLed shard $VICTIM (pid ${SHARD_PIDS[$VICTIM]}) holding ${#moved[@]} c
 q="count((up{job=\"node\"} == 1) and (timestamp(up{job=\"node\"}) > $KILL_AT))"
 got=""
 while :; do
+    got=$(scalar_query "$q")
+    # Taken after the answer, so the figure errs long, never short.
     now=$(python3 -c 'import time; print(time.time())')
     elapsed=$(python3 -c "print('%.1f' % ($now - $KILL_AT))")
-    got=$(scalar_query "$q")
     [ "$got" = "$CLIENTS" ] && break
     python3 -c "import sys; sys.exit($now - $KILL_AT < 15)" && fail "after 15 s only [$got] of $CLIENTS targets up = 1 since the kill; $(prom_query "$PROM" 'up{job="node"} == 0' | one_line)"
     sleep 0.25
@@ -307,4 +327,33 @@ done
 got=$(scalar_query 'count(up{job="node_go"} == 1)')
 [ "$got" = 2 ] || fail "after the kill count(up{job=\"node_go\"} == 1) is $got, want 2"
 ok "surviving shards list all $((CLIENTS + 2)) clients; node_go up"
+
+# --- the proxy comes back on its address -----------------------------------------------------------
+# Its keys map to it again once the balancer takes it back (nginx: after fail_timeout; HAProxy:
+# two passed health checks); each moved client follows when its parked poll ends (a scrape, or
+# --poll.max-hold), and until then its scrapes reach a proxy it does not poll.
+start_bg "proxy shard $VICTIM (restarted)" "$TMP/proxy-$VICTIM-again.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$VICTIM]}" \
+    --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
+wait_http "proxy shard $VICTIM (restarted)" "$LAST_PID" "http://127.0.0.1:${SHARD_PORTS[$VICTIM]}/-/healthy" 10 || fail "$FAIL_REASON"
+BACK_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+say "restarted shard $VICTIM; waiting for its ${#moved[@]} clients to come back (bounded: 40 s)"
+want_back=$(printf '%s\n' "${moved[@]%:*}" | sort)
+[ "$VICTIM" = "$GO_SHARD" ] && want_back=$(printf '%s\ngo-01.shard.test\ngo-02.shard.test\n' "$want_back" | sort)
+for ((n = 0; n < 160; n++)); do # 40 s
+    [ "$(listed "$VICTIM")" = "$want_back" ] && break
+    sleep 0.25
+done
+[ "$(listed "$VICTIM")" = "$want_back" ] ||
+    fail "40 s after the restart shard $VICTIM lists [$(listed "$VICTIM" | one_line)], want [$(one_line <<<"$want_back")]"
+LISTED_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+q="count((up{job=\"node\"} == 1) and (timestamp(up{job=\"node\"}) > $LISTED_AT))"
+for ((n = 0; n < 40; n++)); do # 10 s
+    [ "$(scalar_query "$q")" = "$CLIENTS" ] && break
+    sleep 0.25
+done
+[ "$(scalar_query "$q")" = "$CLIENTS" ] || fail "after the moved clients came back, not all $CLIENTS targets were up = 1 within 10 s"
+RETURN=$(python3 -c "import time; print('%.1f' % (time.time() - $BACK_AT))")
+window=$(python3 -c "import math, time; print(math.ceil(time.time() - $BACK_AT) + 1)")
+back_fails=$(scalar_query "sum(count_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s])) - sum(sum_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s]))")
+ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had $back_fails failed scrapes meanwhile (--poll.max-hold $POLL_HOLD)"
 PASSED=1
