@@ -286,8 +286,8 @@ regex() {
 }
 sleep 3 # some history before the kill, for the range check
 KILL_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+disown "${SHARD_PIDS[$VICTIM]}" # no "Killed" line from bash
 kill -KILL "${SHARD_PIDS[$VICTIM]}"
-{ wait "${SHARD_PIDS[$VICTIM]}"; } 2>/dev/null # no "Killed" line from bash
 say "SIGKILLed shard $VICTIM (pid ${SHARD_PIDS[$VICTIM]}) holding ${#moved[@]} clients$([ "$VICTIM" = "$GO_SHARD" ] && echo " and the Go-like ones")"
 
 # Recovered: every target's latest sample is up = 1 and was taken by a scrape that started
