@@ -427,10 +427,10 @@ if want 4; then
 fi
 # --- 5. sizing: one proxy, then three shards behind nginx -----------------------------------------
 # What an operator needs to size a fleet: per idle client the proxy's memory, descriptors and
-# threads (idle polls as our client sends them, Connection: close); scrapes per second per core
-# of proxy CPU at 20 KiB and 200 KiB bodies (CPU time of the proxy process, from /proc, over the
-# load run); and the same through nginx (scripts/nginx-shards.conf.template) in front of three
-# proxies. SIZING_CLIENTS clients (FQDNs 127.0.0.2.., all scraping the bench tool's target on
+# threads (idle keep-alive polls, as our client and the Go client send them); scrapes per
+# second per core of proxy CPU at 20 KiB and 200 KiB bodies (CPU time of the proxy process, from
+# /proc, over the load run); and the same through nginx (scripts/nginx-shards.conf.template)
+# in front of three proxies. SIZING_CLIENTS clients (FQDNs 127.0.0.2.., all scraping the bench tool's target on
 # 127.0.0.2 with --scrape.target-host) serve the load; everything shares this machine's cores.
 if want 5; then
     if ((SMOKE)); then SIZING_CLIENTS=3 SIZING_IDLE=50; else SIZING_CLIENTS=10 SIZING_IDLE=2000; fi
@@ -447,7 +447,7 @@ if want 5; then
 
     start_proxy_nofile "$PROXY_NOFILE" proxy-sizing-idle --web.max-connections 16384
     r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$SIZING_IDLE" --proxy-pid "$PROXY_PID" \
-        --timeout 240 --connection close) || die
+        --timeout 240 --connection keep-alive) || die
     awk -v n="$SIZING_IDLE" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" \
         -v tb="$(kv "$r" threads_before)" -v ta="$(kv "$r" threads)" -v fds="$(kv "$r" fds)" 'BEGIN {
         printf("bench: sizing idle clients %d on 1 proxy: per client +%.2fKiB RSS, %.3f fds, +%.4f threads (proxy %.1fMiB, %d threads, %d fds)\n",
