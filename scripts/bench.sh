@@ -6,7 +6,10 @@
 #      scrapers for BENCH_SECONDS; the same scrapes straight to the targets; the ratios;
 #   2. the proxy's resident memory and threads holding 1,000 and 10,000 idle polls;
 #   3. one 100 MiB scrape relayed through the proxy and one client: time, MB/s, peak RSS;
-#   4. idle RSS of each binary, and the sizes of the static builds (scripts/build-static.sh).
+#   4. idle RSS of each binary, and the sizes of the static builds (scripts/build-static.sh);
+#   5. sizing (issue 11): per idle client the proxy's memory, descriptors and threads; scrapes
+#      per second per core of proxy CPU at 20 KiB and 200 KiB bodies, on one proxy and on three
+#      shards behind nginx (scripts/nginx-shards.conf.template), all on this machine's cores.
 # Every response is checked byte for byte; a wrong status or byte fails the run (exit 1).
 # The targets are nginx when it is installed (started here with its own prefix and config),
 # else the bench tool's own server; the load tool is proxy/examples/bench.rs.
@@ -15,7 +18,7 @@
 #   BENCH_SECONDS=30 scripts/bench.sh longer load phases (default 10)
 #   scripts/bench.sh --smoke          same code paths, tiny numbers (2 s, 5 clients, 50 idle
 #                                     polls, 1 MiB relay), for CI; timings mean nothing there
-#   BENCH_FIGURES="2 3" scripts/bench.sh   only some of the figures (default "1 2 3 4")
+#   BENCH_FIGURES="2 3" scripts/bench.sh   only some of the figures (default "1 2 3 4 5")
 #   PUSHPROX_BIN_DIR=target/debug scripts/bench.sh --smoke
 #                                     use binaries already built (the load tool from
 #                                     DIR/examples/, else built in release)
@@ -36,7 +39,7 @@ SMOKE=0
 case "${1:-}" in
     --smoke) SMOKE=1 ;;
     "") ;;
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
 esac
 
@@ -56,7 +59,7 @@ else
     TIME_LIMIT=${BENCH_TIME_LIMIT:-$((900 + 8 * LOAD_SECONDS))}
 fi
 CONNECTIONS=8
-FIGURES=" ${BENCH_FIGURES:-1 2 3 4} "
+FIGURES=" ${BENCH_FIGURES:-1 2 3 4 5} "
 # want N: whether figure N is asked for.
 want() { [[ $FIGURES == *" $1 "* ]]; }
 
@@ -421,5 +424,126 @@ if want 4; then
     fi
     size_of() { awk -v s="$(stat -c %s "$1")" 'BEGIN { printf("%.2fMiB", s / 1048576) }'; }
     echo "bench: sizes of the binaries measured here ($BIN): pushprox-proxy=$(size_of "$PROXY_BIN") pushprox-client=$(size_of "$CLIENT_BIN")"
+fi
+# --- 5. sizing: one proxy, then three shards behind nginx -----------------------------------------
+# What an operator needs to size a fleet: per idle client the proxy's memory, descriptors and
+# threads (idle keep-alive polls, as our client and the Go client send them); scrapes per
+# second per core of proxy CPU at 20 KiB and 200 KiB bodies (CPU time of the proxy process, from
+# /proc, over the load run); and the same through nginx (scripts/nginx-shards.conf.template)
+# in front of three proxies. SIZING_CLIENTS clients (FQDNs 127.0.0.2.., all scraping the bench tool's target on
+# 127.0.0.2 with --scrape.target-host) serve the load; everything shares this machine's cores.
+if want 5; then
+    if ((SMOKE)); then SIZING_CLIENTS=3 SIZING_IDLE=50; else SIZING_CLIENTS=10 SIZING_IDLE=2000; fi
+    TICKS=$(getconf CLK_TCK)
+    # cpu_ticks PID...: user+system CPU of the processes so far, in clock ticks.
+    cpu_ticks() {
+        local pid t=0 f
+        for pid in "$@"; do
+            f=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || fail "process $pid is gone"
+            t=$((t + f))
+        done
+        echo "$t"
+    }
+
+    start_proxy_nofile "$PROXY_NOFILE" proxy-sizing-idle --web.max-connections 16384
+    r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$SIZING_IDLE" --proxy-pid "$PROXY_PID" \
+        --timeout 240 --connection keep-alive) || die
+    awk -v n="$SIZING_IDLE" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" \
+        -v tb="$(kv "$r" threads_before)" -v ta="$(kv "$r" threads)" -v fds="$(kv "$r" fds)" 'BEGIN {
+        printf("bench: sizing idle clients %d on 1 proxy: per client +%.2fKiB RSS, %.3f fds, +%.4f threads (proxy %.1fMiB, %d threads, %d fds)\n",
+            n, (a - b) / n, fds / n, (ta - tb) / n, a / 1024, ta, fds) }'
+    stop_pids "$PROXY_PID"
+
+    SIZING_HOSTS=()
+    for ((n = 2; n < SIZING_CLIENTS + 2; n++)); do SIZING_HOSTS+=("127.0.0.$n"); done
+    # sizing_clients URL: SIZING_CLIENTS clients polling URL; sets SIZING_PIDS.
+    sizing_clients() {
+        local h
+        SIZING_PIDS=()
+        for h in "${SIZING_HOSTS[@]}"; do
+            start_bg "sizing-client-$h" "$TMP/sizing-client-$h.log" "$CLIENT_BIN" --proxy-url "$1" \
+                --fqdn "$h" --scrape.target-host 127.0.0.2 --metrics-addr 127.0.0.1:0 --log.level warn
+            SIZING_PIDS+=("$LAST_PID")
+        done
+    }
+    # sizing_load WHAT VIA PIDS NGINX_PID: a load run of 20 KiB and of 200 KiB scrapes through VIA,
+    # with the CPU the proxies PIDS (comma-separated) and nginx (or "") used.
+    sizing_load() {
+        local what=$1 via=$2 path size c0 n0 r c1 n1 rss=0 thr=0 pid
+        local -a pids
+        IFS=, read -ra pids <<<"$3"
+        for path in /20k /big/204800; do
+            if [ "$path" = /20k ]; then size=20KB; else size=200KB; fi
+            c0=$(cpu_ticks "${pids[@]}") n0=0
+            [ -n "$4" ] && n0=$(cpu_ticks "$4")
+            r=$(tool "$LOAD_LIMIT" load --label "sizing-$size" --hosts 127.0.0.2 --count "$SIZING_CLIENTS" \
+                --port "$BIG_PORT" --path "$path" --connections "$CONNECTIONS" --seconds "$LOAD_SECONDS" \
+                --warmup "$WARMUP" --proxy "$via") || die
+            c1=$(cpu_ticks "${pids[@]}") n1=0
+            [ -n "$4" ] && n1=$(cpu_ticks "$4")
+            for pid in "${pids[@]}"; do
+                rss=$((rss + $(status_of "$pid" VmRSS))) thr=$((thr + $(status_of "$pid" Threads)))
+            done
+            awk -v what="$what" -v size="$size" -v rate="$(kv "$r" rate)" -v secs="$(kv "$r" seconds)" \
+                -v w="$WARMUP" -v p50="$(kv "$r" p50_us)" -v cpu=$((c1 - c0)) -v ncpu=$((n1 - n0)) \
+                -v tck="$TICKS" -v rss="$rss" -v thr="$thr" -v nginx="$4" 'BEGIN {
+                # The CPU counts cover the warm-up too: scale the scrapes to the whole run.
+                scrapes = rate * (secs + w); pc = cpu / tck; nc = ncpu / tck
+                printf("bench: sizing %s %s: %.0f scrapes/s p50=%.2fms; proxy CPU %.2fs = %.0f scrapes/s per proxy core", what, size, rate, p50 / 1000, pc, pc > 0 ? scrapes / pc : 0)
+                if (nginx != "") printf("; nginx CPU %.2fs, %.0f scrapes/s per core of proxies+nginx", nc, (pc + nc) > 0 ? scrapes / (pc + nc) : 0)
+                printf("; proxies RSS %.1fMiB threads %d\n", rss / 1024, thr) }'
+            rss=0 thr=0
+        done
+    }
+    LOAD_LIMIT=$(awk -v s="$LOAD_SECONDS" -v w="$WARMUP" 'BEGIN { printf("%d", s + w + 60) }')
+
+    start_proxy proxy-sizing
+    sizing_clients "http://$PROXY_ADDR/"
+    wait_polls "$SIZING_CLIENTS" 60
+    sizing_load "1 proxy, $SIZING_CLIENTS clients, $CONNECTIONS conns," "$PROXY_ADDR" "$PROXY_PID" ""
+    stop_pids "$PROXY_PID" "${SIZING_PIDS[@]}"
+
+    if command -v nginx >/dev/null 2>&1; then
+        SHARD_PIDS=() SHARD_ADDRS=()
+        for i in 0 1 2; do
+            start_proxy "proxy-shard-$i" --web.trusted-proxies 127.0.0.1 --poll.max-hold 50s
+            SHARD_PIDS+=("$PROXY_PID") SHARD_ADDRS+=("$PROXY_ADDR")
+        done
+        read -r LB_PORT GO_PORT < <(free_ports 2 | paste -sd' ' -)
+        mkdir -p "$TMP/lb"
+        sed -e "s/@SHARD0@/${SHARD_ADDRS[0]}/g" -e "s/@SHARD1@/${SHARD_ADDRS[1]}/g" \
+            -e "s/@SHARD2@/${SHARD_ADDRS[2]}/g" -e "s/@LISTEN@/127.0.0.1:$LB_PORT/g" \
+            -e "s/@GO_LISTEN@/127.0.0.1:$GO_PORT/g" -e "s/@GO_PORT@/$GO_PORT/g" \
+            "$ROOT/scripts/nginx-shards.conf.template" >"$TMP/lb/shards.conf"
+        {
+            echo "daemon off; master_process off; pid $TMP/lb/nginx.pid; error_log stderr warn;"
+            echo "events { worker_connections 4096; }"
+            echo "http { access_log off;"
+            for p in client_body proxy fastcgi uwsgi scgi; do echo "  ${p}_temp_path $TMP/lb/$p;"; done
+            echo "  include $TMP/lb/shards.conf; }"
+        } >"$TMP/lb/nginx.conf"
+        start_bg nginx-lb "$TMP/nginx-lb.log" nginx -p "$TMP/lb" -c "$TMP/lb/nginx.conf" -e stderr
+        LB_PID=$LAST_PID
+        wait_http nginx-lb "$LB_PID" "http://127.0.0.1:$LB_PORT/shard/0/-/healthy" 10 || fail "$FAIL_REASON"
+        sizing_clients "http://127.0.0.1:$LB_PORT/"
+        deadline=$((SECONDS + 60)) waiting=0
+        while [ "$waiting" -lt "$SIZING_CLIENTS" ]; do
+            [ "$SECONDS" -lt "$deadline" ] || fail "only $waiting of $SIZING_CLIENTS polls waiting at the shards after 60 s"
+            sleep 0.2
+            waiting=0
+            for a in "${SHARD_ADDRS[@]}"; do
+                PROXY_ADDR=$a
+                waiting=$((waiting + $(polls_waiting | awk '{ printf("%d", $1) }')))
+            done
+        done
+        spread=""
+        for a in "${SHARD_ADDRS[@]}"; do PROXY_ADDR=$a; spread+="$(polls_waiting | awk '{ printf("%d", $1) }')/"; done
+        echo "bench: sizing shards: $SIZING_CLIENTS clients spread ${spread%/} over 3 proxies by nginx hash consistent"
+        sizing_load "3 shards behind nginx, $SIZING_CLIENTS clients, $CONNECTIONS conns," "127.0.0.1:$LB_PORT" \
+            "$(IFS=,; echo "${SHARD_PIDS[*]}")" "$LB_PID"
+        stop_pids "$LB_PID" "${SHARD_PIDS[@]}" "${SIZING_PIDS[@]}"
+    else
+        echo "bench: sizing shards: nginx is not installed, skipped"
+    fi
 fi
 say "done in ${SECONDS}s"

@@ -9,6 +9,8 @@
 # 3. scripts/web-config-e2e.sh: the README's recommended internet-facing setup (one
 #    --web.config.file with TLS, client certificates and a bcrypt user) with real Prometheus;
 #    scripts/nginx-mtls.sh: the client through nginx checking client certificates;
+#    scripts/shards-e2e.sh: three proxies behind nginx (hash consistent), 30 clients, Prometheus,
+#    one proxy SIGKILLed (debug binaries);
 # 4. scripts/bench.sh --smoke: the benchmark's code paths with tiny numbers (no timings judged);
 # 5. scripts/screenshot.sh: the proxy's status page rendered by headless Chromium;
 # 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run;
@@ -48,6 +50,7 @@ part "cargo test --workspace" cargo test --workspace
 part "scripts/e2e.sh" bash scripts/e2e.sh
 part "scripts/web-config-e2e.sh" bash scripts/web-config-e2e.sh
 part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
+part "scripts/shards-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/shards-e2e.sh
 part "scripts/bench.sh --smoke" env PUSHPROX_BIN_DIR=target/debug bash scripts/bench.sh --smoke
 part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/screenshot.sh
 part "scripts/build-static.sh" bash scripts/build-static.sh

@@ -7,7 +7,7 @@
 //!                  serves GET /20k (the known 20 KiB body) and GET /big/N (N bytes of a
 //!                  deterministic pseudo-random stream) on 127.0.0.2..=127.0.0.101:P
 //! bench write-body --out FILE       the 20 KiB body, for an nginx target
-//! bench load       [--proxy ADDR] --hosts H --count N --port P [--path /20k]
+//! bench load       [--proxy ADDR] --hosts H --count N --port P [--path /20k|/big/N]
 //!                  [--connections 8] [--seconds 10] [--warmup 1] [--label L]
 //!                  keep-alive scrapers, absolute-form through the proxy or origin-form direct;
 //!                  every body checked byte for byte; latency percentiles and throughput
@@ -45,6 +45,8 @@ const STACK: usize = 128 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Latency samples kept per scraper thread: far more than 8 threads can do in the run.
 const MAX_SAMPLES: usize = 20_000_000;
+/// Largest body `load` checks (`--path /big/N`): each scraper holds it to compare.
+const MAX_LOAD_BODY: usize = 16 << 20;
 /// Seed of the pseudo-random stream of `/big/N`.
 const SEED: u64 = 0x0005_eed0_fb16_b0d1;
 
@@ -478,9 +480,20 @@ fn load(o: &Opts) -> Result<(), Fail> {
     let proxy = o.proxy()?;
     let targets = o.targets()?;
     let path = o.str_or("path", "/20k").to_string();
-    if path != "/20k" {
-        return Err("only --path /20k is checked by this tool".into());
-    }
+    let expected: Arc<[u8]> = match path.strip_prefix("/big/").map(str::parse::<usize>) {
+        None if path == "/20k" => small_body().into(),
+        // A body of N bytes of the /big stream, checked whole: sizes for the sizing figures.
+        Some(Ok(n)) if (1..=MAX_LOAD_BODY).contains(&n) => {
+            let mut body = vec![0u8; n];
+            stream_at(0, &mut body);
+            body.into()
+        }
+        _ => {
+            return Err(format!(
+                "--path must be /20k or /big/N with N in 1..={MAX_LOAD_BODY}"
+            ))
+        }
+    };
     let connections: usize = o.num("connections", Some(8))?;
     if connections == 0 || connections > 256 {
         return Err("--connections must be 1..=256".into());
@@ -488,7 +501,6 @@ fn load(o: &Opts) -> Result<(), Fail> {
     let seconds = o.secs("seconds", 10.0)?;
     let warmup = o.secs("warmup", 1.0)?;
     let label = o.str_or("label", "load").to_string();
-    let expected: Arc<[u8]> = small_body().into();
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let record_from = start + warmup;

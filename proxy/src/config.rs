@@ -71,6 +71,18 @@ pub struct Config {
     #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag)]
     pub read_timeout: Duration,
 
+    /// Load balancers (addresses or CIDR networks, comma-separated, e.g.
+    /// `127.0.0.1,10.0.0.0/8`) whose `X-PushProx-Target` header is believed: a request from
+    /// one of them carrying `X-PushProx-Target: http://host:port/path` is a scrape of that
+    /// target, as nginx forwards proxy-form scrapes in origin form. From any other peer the
+    /// header is dropped unread. Default: none. See "Scaling out" in the README. [ours]
+    #[arg(
+        long = "web.trusted-proxies",
+        value_name = "CIDR,...",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<crate::trusted::TrustedNet>,
+
     /// Largest push body (the client's serialized scrape response). A larger push gets 413 and
     /// its scraper 502 with the reason. Units: B, KiB, MiB, GiB (or KB, MB, GB); 0 means no
     /// limit. Keep it below this host's memory. [ours]

@@ -4,8 +4,6 @@
 /// File descriptors kept for everything else (listener, logs, /proc reads, spare).
 const RESERVED_FDS: u64 = 64;
 
-// rlim_t is 64 bits on most targets but not all (32-bit glibc): convert explicitly.
-#[allow(clippy::useless_conversion)]
 /// Raises the soft open-files limit to the hard one, as the Go runtime does at start, and
 /// returns the limit now in force (None where it cannot be read).
 // rlim_t is u64 on Linux but not on every target libc supports: the conversions stay.

@@ -13,6 +13,7 @@ mod registry;
 mod rendezvous;
 mod server;
 mod state;
+mod trusted;
 mod web_config;
 
 use clap::Parser;

@@ -103,8 +103,18 @@ impl Proxy {
 }
 
 impl Service for Proxy {
-    fn handle(&self, request: Request, mut conn: Connection) -> After {
+    fn handle(&self, mut request: Request, mut conn: Connection) -> After {
         let state = &self.state;
+        // A scrape that a trusted balancer forwarded in origin form (issue 11).
+        if let Some(target) =
+            crate::trusted::apply(&state.config.trusted_proxies, conn.peer(), &mut request)
+        {
+            log::debug!(
+                "scrape forwarded by from={} url={}",
+                conn.peer(),
+                handlers::shown(&target)
+            );
+        }
         let route = route(request.method(), request.target());
         conn.set_label(label(route));
         if let Framing::Length(n) = conn.body_framing() {

@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# Shards behind an ordinary load balancer (issue 11), end to end with the real components: nginx
+# (scripts/nginx-shards.conf.template, hash on X-PushProx-FQDN else the scrape's host,
+# consistent) in front of three pushprox-proxy shards; 30 pushprox-clients with FQDNs
+# host-01..host-30.shard.test (they need not resolve: each scrapes the one node_exporter on
+# 127.0.0.1 with --scrape.target-host 127.0.0.1); two Go-like clients (a Python poll loop that
+# sends no X-PushProx-FQDN) on nginx's second port; the real Prometheus scraping all of them with
+# nginx as its proxy_url, scrape_interval 1s.
+# It checks:
+#   - a proxy-form scrape through nginx gets the target's metrics, and origin-form GET /metrics
+#     through nginx gets a proxy's own; X-PushProx-Target from an untrusted address is ignored;
+#   - each client is listed by exactly one shard's /clients (nginx /shard/N/clients), all 30;
+#   - every target is up = 1 in Prometheus, the Go-like clients too (all on one shard);
+#   - one proxy SIGKILLed: its clients re-poll through nginx to the next proxy on the ring and
+#     all 30 targets are up = 1 again (a scrape that started after the kill succeeded) within
+#     15 s; the recovery time is printed; the other shards' targets never went down (their
+#     min_over_time(up) over the kill window is 1);
+#   - the proxy restarted on its address: its clients come back to it, and how long until all
+#     targets are up again, and how many scrapes failed meanwhile, is printed.
+#
+#   scripts/shards-e2e.sh                                # builds the release binaries first
+#   PUSHPROX_BIN_DIR=target/debug scripts/shards-e2e.sh  # binaries already built there
+#   E2E_KEEP_TMP=1 scripts/shards-e2e.sh                 # keep the temp dir on success too
+#   SHARDS_LB=haproxy scripts/shards-e2e.sh              # HAProxy instead of nginx
+#                                       (scripts/haproxy-shards.cfg.template, same checks)
+#
+# Needs: nginx (1.22 tested) or haproxy (2.6 tested), prometheus (2.42 tested), prometheus-node-exporter, curl, python3.
+# Everything listens on 127.0.0.1 (the untrusted peer is curl bound to 127.0.0.2); every wait
+# is bounded; everything started is stopped on exit. About 50 s on an idle machine. Ends with "shards-e2e: PASS ..."
+# or "shards-e2e: FAIL: reason", exit 0 or 1.
+set -uo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+TMP=""
+PASSED=0
+FAIL_REASON=""
+RECOVERY=""
+RETURN=""
+CLIENTS=30
+# Shorter than the 50s the templates suggest, so that the return of a proxy is measured quickly.
+POLL_HOLD=10s
+
+ok() { say "ok ($((SECONDS - START))s): $*"; }
+fail() {
+    FAIL_REASON=$*
+    exit 1
+}
+finish() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_all
+    if [ "$rc" = 0 ] && [ "$PASSED" = 1 ]; then
+        say "PASS ($((SECONDS - START))s; $LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart)"
+        if [ -n "${E2E_KEEP_TMP:-}" ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+        exit 0
+    fi
+    if [ -n "$TMP" ]; then
+        dump_logs
+        [ -f "$TMP/error.log" ] && { echo "----- nginx error.log (last 20) -----"; tail -n 20 "$TMP/error.log"; }
+        say "logs, config and data kept in $TMP"
+    fi
+    say "FAIL: ${FAIL_REASON:-exit code $rc}"
+    exit 1
+}
+trap finish EXIT
+trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
+START=$SECONDS
+
+LB_KIND=${SHARDS_LB:-nginx}
+case "$LB_KIND" in nginx | haproxy) ;; *) fail "SHARDS_LB must be nginx or haproxy, not $LB_KIND" ;; esac
+for tool in curl python3 "$LB_KIND" prometheus; do
+    need "$tool" "apt-get install $LB_KIND prometheus prometheus-node-exporter curl python3" || fail "$tool is missing"
+done
+NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
+    fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
+pushprox_bins || fail "no pushprox binaries"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-shards.XXXXXX")
+
+mapfile -t PORTS < <(free_ports 7)
+[ "${#PORTS[@]}" = 7 ] || fail "no free ports on 127.0.0.1"
+SHARD_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}")
+LB_PORT=${PORTS[3]} GO_PORT=${PORTS[4]} PROM_PORT=${PORTS[5]} NODE_PORT=${PORTS[6]}
+LB=http://127.0.0.1:$LB_PORT
+PROM=http://127.0.0.1:$PROM_PORT
+say "temp dir $TMP; $LB_KIND $LB (Go clients :$GO_PORT), shards on :${SHARD_PORTS[*]}, node_exporter :$NODE_PORT, prometheus $PROM"
+
+# --- target, proxies, nginx -------------------------------------------------------------------
+start_bg node_exporter "$TMP/node_exporter.log" "$NODE_EXPORTER" --web.listen-address="127.0.0.1:$NODE_PORT" \
+    --collector.disable-defaults --collector.loadavg --collector.meminfo
+wait_http node_exporter "$LAST_PID" "http://127.0.0.1:$NODE_PORT/metrics" 15 || fail "$FAIL_REASON"
+
+SHARD_PIDS=()
+for i in 0 1 2; do
+    start_bg "proxy shard $i" "$TMP/proxy-$i.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$i]}" \
+        --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
+    SHARD_PIDS+=("$LAST_PID")
+done
+for i in 0 1 2; do
+    wait_http "proxy shard $i" "${SHARD_PIDS[$i]}" "http://127.0.0.1:${SHARD_PORTS[$i]}/-/healthy" 15 || fail "$FAIL_REASON"
+done
+ok "three proxies healthy"
+
+# fill_template FILE: the template with this run's addresses.
+fill_template() {
+    sed -e "s/@SHARD0@/127.0.0.1:${SHARD_PORTS[0]}/g" -e "s/@SHARD1@/127.0.0.1:${SHARD_PORTS[1]}/g" \
+        -e "s/@SHARD2@/127.0.0.1:${SHARD_PORTS[2]}/g" -e "s/@LISTEN@/127.0.0.1:$LB_PORT/g" \
+        -e "s/@GO_LISTEN@/127.0.0.1:$GO_PORT/g" -e "s/@GO_PORT@/$GO_PORT/g" "$1"
+}
+if [ "$LB_KIND" = haproxy ]; then
+    fill_template "$ROOT/scripts/haproxy-shards.cfg.template" >"$TMP/haproxy.cfg"
+    haproxy -c -f "$TMP/haproxy.cfg" >"$TMP/haproxy-c.log" 2>&1 ||
+        fail "haproxy -c: $(tail -n 3 "$TMP/haproxy-c.log")"
+    start_bg haproxy "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy.cfg"
+else
+    mkdir -p "$TMP/temp"
+    fill_template "$ROOT/scripts/nginx-shards.conf.template" >"$TMP/shards.conf"
+    cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+master_process off;
+pid $TMP/nginx.pid;
+error_log $TMP/error.log info;
+events { worker_connections 1024; }
+http {
+    access_log $TMP/access.log;
+    client_body_temp_path $TMP/temp/body;
+    proxy_temp_path $TMP/temp/proxy;
+    fastcgi_temp_path $TMP/temp/fastcgi;
+    uwsgi_temp_path $TMP/temp/uwsgi;
+    scgi_temp_path $TMP/temp/scgi;
+    include $TMP/shards.conf;
+}
+EOF
+    nginx -t -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log" >"$TMP/nginx-t.log" 2>&1 ||
+        fail "nginx -t: $(tail -n 3 "$TMP/nginx-t.log")"
+    start_bg nginx "$TMP/nginx.out" nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log"
+fi
+wait_http "$LB_KIND" "$LAST_PID" "$LB/shard/0/-/healthy" 10 || fail "$FAIL_REASON"
+ok "$LB_KIND up"
+
+# --- clients ------------------------------------------------------------------------------------
+FQDNS=()
+for ((n = 1; n <= CLIENTS; n++)); do
+    f=$(printf 'host-%02d.shard.test' "$n")
+    FQDNS+=("$f")
+    start_bg "client $f" "$TMP/client-$f.log" "$CLIENT_BIN" --proxy-url "$LB/" --fqdn "$f" \
+        --scrape.target-host 127.0.0.1 --metrics-addr 127.0.0.1:0 \
+        --proxy.retry.initial-wait 200ms --proxy.retry.max-wait 1s --log.level info
+done
+
+# The Go-like client: polls without X-PushProx-FQDN, as the Go client does (POST /poll with the
+# FQDN as body; the scrape request back; its response, with the Id header, POSTed to /push).
+cat >"$TMP/go_client.py" <<'PY'
+import http.client, sys, time, urllib.parse
+host, port, fqdn, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+end = time.time() + secs
+while time.time() < end:
+    try:
+        c = http.client.HTTPConnection(host, port, timeout=70)
+        c.request("POST", "/poll", body=fqdn.encode())
+        r = c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            print("poll", r.status, data[:100], flush=True)
+            time.sleep(0.3)
+            continue
+        lines = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+        url = lines[0].split(" ")[1]
+        hdrs = {k.lower(): v for k, v in (l.split(": ", 1) for l in lines[1:] if ": " in l)}
+        u = urllib.parse.urlsplit(url)
+        t = http.client.HTTPConnection("127.0.0.1", u.port, timeout=5)
+        t.request("GET", u.path + ("?" + u.query if u.query else ""))
+        tr = t.getresponse()
+        body = tr.read()
+        push = b"HTTP/1.1 %d OK\r\nContent-Type: %s\r\nId: %s\r\nContent-Length: %d\r\n\r\n" % (
+            tr.status, tr.getheader("Content-Type", "text/plain").encode(), hdrs["id"].encode(), len(body)) + body
+        c.request("POST", "/push", body=push)
+        pr = c.getresponse()
+        pr.read()
+        if pr.status != 200:
+            print("push", pr.status, flush=True)
+    except Exception as e:
+        print("error", e, flush=True)
+        time.sleep(0.3)
+PY
+for f in go-01.shard.test go-02.shard.test; do
+    start_bg "go-like client $f" "$TMP/go-$f.log" python3 "$TMP/go_client.py" 127.0.0.1 "$GO_PORT" "$f" 170
+done
+
+# listed N: the targets of shard N's /clients through nginx, one a line, sorted.
+listed() {
+    curl -sS --max-time 2 "$LB/shard/$1/clients" 2>/dev/null | python3 -c '
+import json, sys
+print("\n".join(sorted(t for g in json.load(sys.stdin) for t in g["targets"])))' 2>/dev/null
+}
+say "check: each of the $CLIENTS clients and both Go-like clients is listed by exactly one shard"
+want=$( (printf '%s\n' "${FQDNS[@]}" go-01.shard.test go-02.shard.test) | sort)
+got=""
+deadline=$((SECONDS + 30))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    got=$( (listed 0; listed 1; listed 2) | grep . | sort)
+    [ "$got" = "$want" ] && break
+    sleep 0.25
+done
+[ "$got" = "$want" ] || fail "the shards' /clients did not list every client exactly once within 30s; got: $(one_line <<<"$got")"
+declare -A SHARD_OF
+for i in 0 1 2; do
+    while read -r f; do [ -n "$f" ] && SHARD_OF[$f]=$i; done < <(listed "$i")
+done
+counts=""
+for i in 0 1 2; do counts+="shard $i: $(listed "$i" | grep -c shard.test) "; done
+[ "${SHARD_OF[go-01.shard.test]}" = "${SHARD_OF[go-02.shard.test]}" ] ||
+    fail "the Go-like clients are on different shards (${SHARD_OF[go-01.shard.test]}, ${SHARD_OF[go-02.shard.test]})"
+GO_SHARD=${SHARD_OF[go-01.shard.test]}
+ok "$counts(Go-like clients on shard $GO_SHARD)"
+
+# --- the pair nginx forwards ----------------------------------------------------------------------
+say "check: proxy-form scrape through $LB_KIND gets node_exporter's metrics; GET /metrics gets a proxy's own"
+code=$(curl -sS --max-time 10 -x "$LB" -o "$TMP/scrape.out" -w '%{http_code}' "http://host-01.shard.test:$NODE_PORT/metrics")
+{ [ "$code" = 200 ] && grep -q '^node_load1 ' "$TMP/scrape.out"; } ||
+    fail "scrape of host-01.shard.test through $LB_KIND: status $code, body: $(head -c 200 "$TMP/scrape.out")"
+code=$(curl -sS --max-time 5 -o "$TMP/own.out" -w '%{http_code}' "$LB/metrics")
+{ [ "$code" = 200 ] && grep -q '^pushprox_proxy_clients ' "$TMP/own.out" && ! grep -q '^node_' "$TMP/own.out"; } ||
+    fail "GET $LB/metrics: status $code, want a proxy's own metrics; body: $(head -c 200 "$TMP/own.out")"
+# 127.0.0.2 is not in --web.trusted-proxies: the header is ignored, the proxy answers its own.
+code=$(curl -sS --max-time 5 --interface 127.0.0.2 -o "$TMP/untrusted.out" -w '%{http_code}' \
+    -H "X-PushProx-Target: http://host-01.shard.test:$NODE_PORT/metrics" "http://127.0.0.1:${SHARD_PORTS[${SHARD_OF[host-01.shard.test]}]}/metrics")
+{ [ "$code" = 200 ] && grep -q '^pushprox_proxy_clients ' "$TMP/untrusted.out" && ! grep -q '^node_' "$TMP/untrusted.out"; } ||
+    fail "X-PushProx-Target from untrusted 127.0.0.2: status $code, want the proxy's own metrics; body: $(head -c 200 "$TMP/untrusted.out")"
+ok "scrape 200 with node_ lines; own /metrics 200; untrusted X-PushProx-Target ignored"
+
+# --- Prometheus -----------------------------------------------------------------------------------
+targets=$(printf "'%s:$NODE_PORT', " "${FQDNS[@]}")
+cat >"$TMP/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: node
+    proxy_url: $LB/
+    static_configs:
+      - targets: [${targets%, }]
+  # Go clients and their scrapes share nginx's second port, hence one shard.
+  - job_name: node_go
+    proxy_url: http://127.0.0.1:$GO_PORT/
+    static_configs:
+      - targets: ['go-01.shard.test:$NODE_PORT', 'go-02.shard.test:$NODE_PORT']
+EOF
+start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
+    --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
+wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
+
+# scalar_query QUERY: the single value of QUERY, or "none".
+scalar_query() {
+    local v
+    v=$(prom_query "$PROM" "$1" 2>/dev/null | awk '{print $2}')
+    echo "${v:-none}"
+}
+say "check: all $CLIENTS targets of job node and both of job node_go are up = 1"
+got=""
+deadline=$((SECONDS + 30))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    got="$(scalar_query 'count(up{job="node"} == 1)') $(scalar_query 'count(up{job="node_go"} == 1)')"
+    [ "$got" = "$CLIENTS 2" ] && break
+    sleep 0.5
+done
+[ "$got" = "$CLIENTS 2" ] || fail "up == 1 counts (node, node_go) are [$got], want [$CLIENTS 2]"
+ok "count(up == 1): node $CLIENTS, node_go 2"
+
+# --- SIGKILL one shard ------------------------------------------------------------------------------
+# The victim: the shard with most of our clients (the first of equals).
+VICTIM=-1 best=-1
+for i in 0 1 2; do
+    c=0
+    for f in "${FQDNS[@]}"; do [ "${SHARD_OF[$f]}" = "$i" ] && c=$((c + 1)); done
+    [ "$c" -gt "$best" ] && VICTIM=$i best=$c
+done
+[ "$best" -gt 0 ] || fail "no shard holds a client"
+moved=() stayed=()
+for f in "${FQDNS[@]}"; do
+    if [ "${SHARD_OF[$f]}" = "$VICTIM" ]; then moved+=("$f:$NODE_PORT"); else stayed+=("$f:$NODE_PORT"); fi
+done
+# regex HOST:PORT...: a PromQL regex matching exactly those instances (dots escaped).
+regex() {
+    local IFS='|' all
+    all="$*"
+    echo "${all//./\\\\.}"
+}
+sleep 3 # some history before the kill, for the range check
+KILL_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+disown "${SHARD_PIDS[$VICTIM]}" # no "Killed" line from bash
+kill -KILL "${SHARD_PIDS[$VICTIM]}"
+say "SIGKILLed shard $VICTIM (pid ${SHARD_PIDS[$VICTIM]}) holding ${#moved[@]} clients$([ "$VICTIM" = "$GO_SHARD" ] && echo " and the Go-like ones")"
+
+# Recovered: every target's latest sample is up = 1 and was taken by a scrape that started
+# after the kill.
+q="count((up{job=\"node\"} == 1) and (timestamp(up{job=\"node\"}) > $KILL_AT))"
+got=""
+while :; do
+    got=$(scalar_query "$q")
+    # Taken after the answer, so the figure errs long, never short.
+    now=$(python3 -c 'import time; print(time.time())')
+    elapsed=$(python3 -c "print('%.1f' % ($now - $KILL_AT))")
+    [ "$got" = "$CLIENTS" ] && break
+    python3 -c "import sys; sys.exit($now - $KILL_AT < 15)" && fail "after 15 s only [$got] of $CLIENTS targets up = 1 since the kill; $(prom_query "$PROM" 'up{job="node"} == 0' | one_line)"
+    sleep 0.25
+done
+RECOVERY=$elapsed
+ok "all $CLIENTS targets up = 1 again ${RECOVERY}s after the kill (a scrape that started after it succeeded)"
+
+window=$(python3 -c "import math, time; print(math.ceil(time.time() - $KILL_AT) + 2)")
+fails=$(scalar_query "sum(count_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s])) - sum(sum_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s]))")
+say "the moved targets had $fails failed scrapes in the last ${window}s"
+if [ "${#stayed[@]}" -gt 0 ]; then
+    got=$(scalar_query "count(min_over_time(up{job=\"node\",instance=~\"$(regex "${stayed[@]}")\"}[${window}s]) == 1)")
+    [ "$got" = "${#stayed[@]}" ] ||
+        fail "of the ${#stayed[@]} targets on the other shards only [$got] stayed up over the ${window}s since the kill"
+    ok "the ${#stayed[@]} targets of the other shards stayed up = 1 over the kill window (${window}s)"
+fi
+
+say "check: the moved clients are listed by the surviving shards, the Go-like ones are still up"
+got=""
+deadline=$((SECONDS + 10))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    got=$(for i in 0 1 2; do [ "$i" != "$VICTIM" ] && listed "$i"; done | grep -c shard.test)
+    [ "$got" = $((CLIENTS + 2)) ] && break
+    sleep 0.25
+done
+[ "$got" = $((CLIENTS + 2)) ] || fail "the surviving shards list $got clients, want $((CLIENTS + 2))"
+got=$(scalar_query 'count(up{job="node_go"} == 1)')
+[ "$got" = 2 ] || fail "after the kill count(up{job=\"node_go\"} == 1) is $got, want 2"
+ok "surviving shards list all $((CLIENTS + 2)) clients; node_go up"
+
+# --- the proxy comes back on its address -----------------------------------------------------------
+# Its keys map to it again once the balancer takes it back (nginx: after fail_timeout; HAProxy:
+# two passed health checks); each moved client follows when its parked poll ends (a scrape, or
+# --poll.max-hold), and until then its scrapes reach a proxy it does not poll.
+start_bg "proxy shard $VICTIM (restarted)" "$TMP/proxy-$VICTIM-again.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$VICTIM]}" \
+    --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
+wait_http "proxy shard $VICTIM (restarted)" "$LAST_PID" "http://127.0.0.1:${SHARD_PORTS[$VICTIM]}/-/healthy" 10 || fail "$FAIL_REASON"
+BACK_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+say "restarted shard $VICTIM; waiting for its ${#moved[@]} clients to come back (bounded: 60 s)"
+want_back=$(printf '%s\n' "${moved[@]%:*}" | sort)
+[ "$VICTIM" = "$GO_SHARD" ] && want_back=$(printf '%s\ngo-01.shard.test\ngo-02.shard.test\n' "$want_back" | sort)
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    [ "$(listed "$VICTIM")" = "$want_back" ] && break
+    sleep 0.25
+done
+[ "$(listed "$VICTIM")" = "$want_back" ] ||
+    fail "60 s after the restart shard $VICTIM lists [$(listed "$VICTIM" | one_line)], want [$(one_line <<<"$want_back")]"
+LISTED_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+q="count((up{job=\"node\"} == 1) and (timestamp(up{job=\"node\"}) > $LISTED_AT))"
+deadline=$((SECONDS + 15))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    [ "$(scalar_query "$q")" = "$CLIENTS" ] && break
+    sleep 0.25
+done
+[ "$(scalar_query "$q")" = "$CLIENTS" ] || fail "after the moved clients came back, not all $CLIENTS targets were up = 1 within 15 s"
+RETURN=$(python3 -c "import time; print('%.1f' % (time.time() - $BACK_AT))")
+window=$(python3 -c "import math, time; print(math.ceil(time.time() - $BACK_AT) + 1)")
+back_fails=$(scalar_query "sum(count_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s])) - sum(sum_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s]))")
+ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had $back_fails failed scrapes meanwhile (--poll.max-hold $POLL_HOLD)"
+PASSED=1
