@@ -30,7 +30,8 @@
 #   12's for aarch64 calls glibc's _dl_find_object, which musl lacks, gcc 11's does not (armhf's
 #   gcc 12 one links).
 #   qemu-user-static: runs the ARM binaries for the checks (as `qemu-aarch64-static ./bin`: no
-#   binfmt_misc registration is assumed).
+#   binfmt_misc registration is assumed). ca-certificates: Debian's cargo reaches crates.io with
+#   the system's CA bundle.
 # - all: file, binutils (readelf), openssl, python3 for the checks.
 # The ARM binaries link -static -no-pie (relocation-model=static): Debian's musl 1.2.3 lacks the
 # packed relocations that keep the x86-64 build a small static PIE.
@@ -134,7 +135,7 @@ else
     package_of+=([/usr/bin/cargo]=cargo-web [/usr/bin/rustc]=rustc-web
         [/usr/lib/rustlib/src/rust/library/Cargo.lock]=rust-web-src
         [$GNU-gcc]=gcc-$GNU [/usr/lib/gcc-cross/$GNU/$UNWIND_GCC/libgcc_eh.a]=$UNWIND_PKG
-        [$QEMU]=qemu-user-static)
+        [$QEMU]=qemu-user-static [/etc/ssl/certs/ca-certificates.crt]=ca-certificates)
 fi
 missing=()
 for want in "${!package_of[@]}"; do
@@ -175,7 +176,7 @@ if [ "$TARGET" = x86_64-unknown-linux-musl ]; then
     export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-musl-gcc}
 else
     RUN=("$(command -v "$QEMU")")
-    cargo=(/usr/bin/cargo build -Zbuild-std=std,panic_abort)
+    cargo=(/usr/bin/cargo build "-Zbuild-std=std,panic_abort")
     export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
     # std wants libunwind.a: gcc's libgcc_eh.a under that name, in a directory of its own.
     unwind_dir=$target_dir/static/unwind/$TARGET
