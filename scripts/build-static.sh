@@ -194,7 +194,7 @@ fi
 say "building ${BINS[*]} for $TARGET (${cargo[*]} --profile $PROFILE)"
 build_start=$SECONDS
 # One cargo run per binary: built together, Cargo would unify their dependencies' features, and
-# the client would carry the proxy's TLS server (tiny_http's ssl-rustls: rustls 0.20, ring 0.16).
+# each binary would carry what only the other one asks of a shared crate (rustls's, for one).
 for b in "${BINS[@]}"; do
     "${cargo[@]}" --locked --profile "$PROFILE" --target "$TARGET" --package "$b" --bin "$b" ||
         die "cargo build of $b for $TARGET failed"
