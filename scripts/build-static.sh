@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds fully static pushprox-proxy and pushprox-client (musl libc, Cargo profile `static`) for
 # x86-64, 64-bit ARM or 32-bit ARM Linux, copies them to target/static/TRIPLE/, and checks each
-# one: at most 2 MiB, statically linked (`file`; no program interpreter and no shared library
+# one: the client at most 2 MiB and the proxy at most 3 MiB (it carries the TLS server, the web
+# config's YAML and bcrypt), statically linked (`file`; no program interpreter and no shared library
 # needed, per `readelf`; the ARM builds have no dynamic section at all), runs with an empty
 # environment (`env -i ... --version`, `--help`), and keeps TLS: the client polls a local https
 # server through rustls when given our test CA by --tls.cacert or SSL_CERT_FILE (and refuses it
@@ -12,7 +13,7 @@
 #   scripts/build-static.sh --target aarch64-unknown-linux-musl  64-bit ARM (arm64)
 #   scripts/build-static.sh --target armv7-unknown-linux-musleabihf   32-bit ARM, hard float
 #   scripts/build-static.sh --all                                all three, one after the other
-#   STATIC_MAX_BYTES=2500000 scripts/build-static.sh    another size budget (default 2 MiB)
+#   STATIC_MAX_BYTES=2500000 scripts/build-static.sh    one size budget for both binaries
 #
 # Installs what is missing (apt-get needs root), and why each piece is there:
 # - x86-64: the Rust target x86_64-unknown-linux-musl (rustup; its std is prebuilt), musl-gcc
@@ -46,7 +47,16 @@ set -uo pipefail
 
 ALL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf)
 PROFILE=static
-BUDGET=${STATIC_MAX_BYTES:-$((2 * 1024 * 1024))}
+# budget BIN: its size budget in bytes.
+budget() {
+    if [ -n "${STATIC_MAX_BYTES:-}" ]; then
+        echo "$STATIC_MAX_BYTES"
+    elif [ "$1" = pushprox-proxy ]; then
+        echo $((3 * 1024 * 1024))
+    else
+        echo $((2 * 1024 * 1024))
+    fi
+}
 BINS=(pushprox-proxy pushprox-client)
 
 die() {
@@ -222,8 +232,9 @@ fail() {
 for b in "${BINS[@]}"; do
     bin=$out/$b
     bytes=$(stat -c %s "$bin")
-    [ "$bytes" -le "$BUDGET" ] ||
-        fail "$b" "over the budget of $BUDGET bytes by $((bytes - BUDGET)) bytes"
+    limit=$(budget "$b")
+    [ "$bytes" -le "$limit" ] ||
+        fail "$b" "over the budget of $limit bytes by $((bytes - limit)) bytes"
 
     info=$(file -b "$bin")
     case "$info" in
