@@ -422,7 +422,7 @@ if want 4; then
     else
         echo "bench: static sizes: run scripts/build-static.sh first"
     fi
-    size_of() { awk -v s="$(stat -c %s "$1")" 'BEGIN { printf("%.2fMiB", s / 1048576) }'; }
+    size_of() { awk -v s="$(stat -L -c %s "$1")" 'BEGIN { printf("%.2fMiB", s / 1048576) }'; }
     echo "bench: sizes of the binaries measured here ($BIN): pushprox-proxy=$(size_of "$PROXY_BIN") pushprox-client=$(size_of "$CLIENT_BIN")"
 fi
 # --- 5. sizing: one proxy, then three shards behind nginx -----------------------------------------
