@@ -112,7 +112,7 @@ impl Service for Proxy {
             log::debug!(
                 "scrape forwarded by from={} url={}",
                 conn.peer(),
-                handlers::shown(&target)
+                crate::redact::shown(&target)
             );
         }
         let route = route(request.method(), request.target());
@@ -123,7 +123,7 @@ impl Service for Proxy {
                 log::warn!(
                     "refused {} {} from={}: {reason}",
                     request.method(),
-                    handlers::shown(request.target()),
+                    crate::redact::shown(request.target()),
                     conn.peer()
                 );
                 return handlers::text(conn, 413, &reason);
@@ -165,7 +165,7 @@ impl Service for Proxy {
             Route::NotFound => {
                 let reason = format!(
                     "no such endpoint {}: this proxy serves POST /poll, POST /push, GET /clients, GET /metrics, GET / and scrapes in absolute form (http://host:port/path)",
-                    handlers::shown(request.target())
+                    crate::redact::shown(request.target())
                 );
                 log::debug!("{reason}");
                 handlers::text(conn, 404, &reason)

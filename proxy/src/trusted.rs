@@ -93,7 +93,7 @@ pub fn apply(trusted: &[TrustedNet], peer: SocketAddr, request: &mut Request) ->
     if !(scheme.starts_with("http://") || scheme.starts_with("https://")) {
         log::warn!(
             "ignored {TARGET_HEADER} from={peer}: {:?} is not an absolute http:// or https:// URL; check the balancer's configuration",
-            crate::handlers::shown(value)
+            crate::redact::shown(value)
         );
         return None;
     }

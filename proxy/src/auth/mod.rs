@@ -10,7 +10,6 @@
 //! stays open. `--auth.protect-api` does the same for `--auth.scrape-users` alone.
 
 pub mod base64;
-pub mod sha256;
 pub mod tokens;
 pub mod users;
 

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::sha256::{digest, Digest};
 use super::{constant_time_eq, Refusal};
+use crate::sha256::{digest, Digest};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Pattern {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::constant_time_eq;
-use super::sha256::{digest, from_hex, to_hex, Digest};
+use crate::sha256::{digest, from_hex, to_hex, Digest};
 use crate::web_config::users::{decoy, BcryptHash, CheckCache};
 
 #[derive(Debug)]

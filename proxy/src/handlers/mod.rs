@@ -66,7 +66,7 @@ pub fn refuse(
     log::warn!(
         "refused {} {} from={} status={status}: {}",
         request.method(),
-        shown(request.target()),
+        crate::redact::shown(request.target()),
         conn.peer(),
         refusal.reason()
     );
@@ -90,19 +90,4 @@ pub fn text(conn: Connection, status: u16, reason: &str) -> After {
 /// Answers with a body of the given content type.
 pub fn body(conn: Connection, status: u16, content_type: &str, body: &[u8]) -> After {
     conn.respond(status, &[("Content-Type", content_type)], body)
-}
-
-/// A request target fit for a log line: at most 100 characters, any userinfo cut out.
-pub fn shown(target: &str) -> String {
-    let cut = match target.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..end].rsplit_once('@') {
-                Some((userinfo, _)) => format!("{scheme}://{}", &rest[userinfo.len() + 1..]),
-                None => target.to_string(),
-            }
-        }
-        None => target.to_string(),
-    };
-    cut.chars().take(100).flat_map(char::escape_debug).collect()
 }

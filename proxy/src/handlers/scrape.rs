@@ -24,7 +24,10 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let started = conn.started();
     let url = request.target().to_string();
     let bad = |conn: Connection, reason: String| {
-        log::warn!("refused scrape url={}: {reason}", super::shown(&url));
+        log::warn!(
+            "refused scrape url={}: {reason}",
+            crate::redact::shown(&url)
+        );
         state
             .metrics
             .scrape(ScrapeOutcome::BadRequest, 400, started.elapsed());
@@ -64,7 +67,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let fqdn = target.host.clone();
     log::debug!(
         "scrape waiting for a poll fqdn={fqdn} scrape_id={id} url={} deadline={}",
-        super::shown(&url),
+        crate::redact::shown(&url),
         format_duration(deadline_in)
     );
     let request_bytes = scrape.to_proxy_bytes();
@@ -153,7 +156,7 @@ fn explain(
     deadline: Duration,
 ) -> (ScrapeOutcome, u16, String) {
     let within = format_duration(deadline);
-    let url = super::shown(url);
+    let url = crate::redact::shown(url);
     match err {
         ScrapeError::NoPoll if state.registry.is_known(fqdn, state.rendezvous.has_poll(fqdn)) => (
             ScrapeOutcome::NoPoll,

@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::auth::sha256::{digest, Digest};
+use crate::sha256::{digest, Digest};
 
 /// Files are hashed up to this size (more than any config, certificate or token file).
 const MAX_HASHED_BYTES: u64 = 4 << 20;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::auth::sha256::{digest, Digest};
+use crate::sha256::{digest, Digest};
 
 /// How long a successful check is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
