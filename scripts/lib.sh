@@ -208,3 +208,41 @@ for s in sorted(r["data"]["result"], key=lambda s: s["metric"].get("instance", "
     print(s["metric"].get("instance", "-"), s["value"][1])
 '
 }
+
+# e2e_harness: the frame of an end-to-end script (e2e.sh, web-config-e2e.sh, shards-e2e.sh).
+# Defines ok TEXT (a passed check, with the seconds since the start) and fail REASON (exit 1),
+# and on exit stops every process started here, then says "PASS (Ns; $PASS_DETAIL)" when the
+# script set PASSED=1 (removing $TMP unless E2E_KEEP_TMP is set), else prints the logs (and
+# whatever an e2e_failure_extra function of the script adds), keeps $TMP and says
+# "FAIL: reason". Call it once, before anything is started.
+e2e_harness() {
+    TMP=""
+    PASSED=0
+    FAIL_REASON=""
+    PASS_DETAIL=""
+    START=$SECONDS
+    ok() { say "ok ($((SECONDS - START))s): $*"; }
+    fail() {
+        FAIL_REASON=$*
+        exit 1
+    }
+    e2e_finish() {
+        local rc=$?
+        trap - EXIT INT TERM
+        stop_all
+        if [ "$rc" = 0 ] && [ "$PASSED" = 1 ]; then
+            say "PASS ($((SECONDS - START))s${PASS_DETAIL:+; $PASS_DETAIL})"
+            if [ -n "${E2E_KEEP_TMP:-}" ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+            exit 0
+        fi
+        if [ -n "$TMP" ]; then
+            dump_logs
+            declare -F e2e_failure_extra >/dev/null && e2e_failure_extra
+            say "logs, config and data kept in $TMP"
+        fi
+        say "FAIL: ${FAIL_REASON:-exit code $rc}"
+        exit 1
+    }
+    trap e2e_finish EXIT
+    trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
+}

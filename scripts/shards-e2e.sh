@@ -32,40 +32,16 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-TMP=""
-PASSED=0
-FAIL_REASON=""
 RECOVERY=""
 RETURN=""
 CLIENTS=30
 # Shorter than the 50s the templates suggest, so that the return of a proxy is measured quickly.
 POLL_HOLD=10s
 
-ok() { say "ok ($((SECONDS - START))s): $*"; }
-fail() {
-    FAIL_REASON=$*
-    exit 1
+e2e_harness
+e2e_failure_extra() {
+    [ -f "$TMP/error.log" ] && { echo "----- nginx error.log (last 20) -----"; tail -n 20 "$TMP/error.log"; }
 }
-finish() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    if [ "$rc" = 0 ] && [ "$PASSED" = 1 ]; then
-        say "PASS ($((SECONDS - START))s; $LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart)"
-        if [ -n "${E2E_KEEP_TMP:-}" ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-        exit 0
-    fi
-    if [ -n "$TMP" ]; then
-        dump_logs
-        [ -f "$TMP/error.log" ] && { echo "----- nginx error.log (last 20) -----"; tail -n 20 "$TMP/error.log"; }
-        say "logs, config and data kept in $TMP"
-    fi
-    say "FAIL: ${FAIL_REASON:-exit code $rc}"
-    exit 1
-}
-trap finish EXIT
-trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
-START=$SECONDS
 
 LB_KIND=${SHARDS_LB:-nginx}
 case "$LB_KIND" in nginx | haproxy) ;; *) fail "SHARDS_LB must be nginx or haproxy, not $LB_KIND" ;; esac
@@ -361,4 +337,5 @@ RETURN=$(python3 -c "import time; print('%.1f' % (time.time() - $BACK_AT))")
 window=$(python3 -c "import math, time; print(math.ceil(time.time() - $BACK_AT) + 1)")
 back_fails=$(scalar_query "sum(count_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s])) - sum(sum_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s]))")
 ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had $back_fails failed scrapes meanwhile (--poll.max-hold $POLL_HOLD)"
+PASS_DETAIL="$LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart"
 PASSED=1

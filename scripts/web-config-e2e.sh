@@ -30,37 +30,7 @@ set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-TMP=""
-PASSED=0
-FAIL_REASON=""
-
-ok() { say "ok ($((SECONDS - START))s): $*"; }
-
-fail() {
-    FAIL_REASON=$*
-    exit 1
-}
-
-finish() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    if [ "$rc" = 0 ] && [ "$PASSED" = 1 ]; then
-        say "PASS ($((SECONDS - START))s)"
-        if [ -n "${E2E_KEEP_TMP:-}" ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-        exit 0
-    fi
-    if [ -n "$TMP" ]; then
-        dump_logs
-        say "logs, config and data kept in $TMP"
-    fi
-    say "FAIL: ${FAIL_REASON:-exit code $rc}"
-    exit 1
-}
-trap finish EXIT
-trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
-
-START=$SECONDS
+e2e_harness
 
 need curl || fail "curl is missing"
 need python3 || fail "python3 is missing"

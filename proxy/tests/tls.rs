@@ -4,48 +4,10 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A directory of its own under the target's temporary directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("tls-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        Dir(path)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl is missing: install the Debian package openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// openssl arguments that make a P-256 key in a SEC1 file (`EC PRIVATE KEY`).
 const P256_SEC1: &[&str] = &[
@@ -60,25 +22,22 @@ const P256_SEC1: &[&str] = &[
 
 /// Makes `key.pem` with `genkey` (openssl arguments) and a self-signed `cert.pem` for
 /// 127.0.0.1 from it.
-fn key_and_cert(dir: &Dir, genkey: &[&str]) -> (String, String) {
-    openssl(&dir.0, genkey);
-    openssl(
-        &dir.0,
-        &[
-            "req",
-            "-x509",
-            "-key",
-            "key.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-out",
-            "cert.pem",
-        ],
-    );
+fn key_and_cert(dir: &CertDir, genkey: &[&str]) -> (String, String) {
+    dir.openssl(genkey);
+    dir.openssl(&[
+        "req",
+        "-x509",
+        "-key",
+        "key.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-out",
+        "cert.pem",
+    ]);
     (dir.path("cert.pem"), dir.path("key.pem"))
 }
 
@@ -166,7 +125,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_usual_file_format() {
             &["genpkey", "-algorithm", "ED25519", "-out", "key.pem"],
         ),
     ] {
-        let dir = Dir::new(name);
+        let dir = CertDir::new("tls", name);
         let (cert, key) = key_and_cert(&dir, genkey);
         let first = std::fs::read_to_string(&key).unwrap_or_default();
         let (_proxy, port) = tls_proxy(&cert, &key);
@@ -182,7 +141,7 @@ fn rsa_ecdsa_and_ed25519_keys_in_every_usual_file_format() {
 
 #[test]
 fn stalled_handshakes_do_not_delay_a_real_client() {
-    let dir = Dir::new("stalled");
+    let dir = CertDir::new("tls", "stalled");
     let (cert, key) = key_and_cert(&dir, P256_SEC1);
     let (mut proxy, port) = tls_proxy(&cert, &key);
     let silent: Vec<TcpStream> = (0..50)

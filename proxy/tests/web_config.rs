@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,36 +18,8 @@ use common::*;
 
 const PASSWORD: &str = "correct horse";
 
-/// A directory of its own under the target's temporary directory, removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("webcfg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        Dir(path)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&self.0)
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl is missing: install the Debian package openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
+/// Certificates signed by the test's CA.
+impl CertDir {
     /// A P-256 key `NAME.key` and a certificate `NAME.crt` signed by `ca` with `san` and the
     /// serial `serial` (hex).
     fn signed(&self, name: &str, cn: &str, san: &str, serial: &str, extra: &str) {
@@ -104,15 +76,9 @@ impl Dir {
     }
 }
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The CA, the proxy's certificate for 127.0.0.1, client certificates for a.example and
 /// b.example, and one for the scraper (Prometheus).
-fn certificates(dir: &Dir) {
+fn certificates(dir: &CertDir) {
     dir.openssl(&[
         "req",
         "-x509",
@@ -264,7 +230,7 @@ fn start_proxy(web_config: &str, extra: &[&str]) -> (Proc, u16) {
 
 /// A `pushprox-client` polling over mutual TLS for `fqdn` with the certificate `cert_name`
 /// (`None`: without one), scraping 127.0.0.1 whatever the FQDN.
-fn start_client(dir: &Dir, port: u16, fqdn: &str, cert_name: Option<&str>) -> Proc {
+fn start_client(dir: &CertDir, port: u16, fqdn: &str, cert_name: Option<&str>) -> Proc {
     let metrics = free_port();
     let mut args: Vec<String> = [
         "--proxy-url",
@@ -300,7 +266,7 @@ fn start_client(dir: &Dir, port: u16, fqdn: &str, cert_name: Option<&str>) -> Pr
 }
 
 /// The server certificate's serial as `openssl s_client` sees it in a new handshake.
-fn served_serial(dir: &Dir, port: u16) -> String {
+fn served_serial(dir: &CertDir, port: u16) -> String {
     let connect = format!("127.0.0.1:{port}");
     let out = Command::new("sh")
         .args([
@@ -327,7 +293,7 @@ fn connections_to(client: &Proc, port: u16) -> Vec<u16> {
 
 #[test]
 fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
-    let dir = Dir::new("mtls");
+    let dir = CertDir::new("webcfg", "mtls");
     certificates(&dir);
     let hash = htpasswd("prom", PASSWORD);
     let web = dir.path("web.yml");
@@ -519,7 +485,7 @@ fn post_as(dir: &Path, port: u16, name: &str, path: &str, body: &str) -> (u16, S
 
 #[test]
 fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
-    let dir = Dir::new("push");
+    let dir = CertDir::new("webcfg", "push");
     certificates(&dir);
     let web = dir.path("web.yml");
     std::fs::write(
@@ -576,7 +542,7 @@ fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
 
 #[test]
 fn a_broken_start_names_the_problem_and_tls_flags_conflict() {
-    let dir = Dir::new("broken");
+    let dir = CertDir::new("webcfg", "broken");
     let web = dir.path("web.yml");
     std::fs::write(
         &web,

@@ -1075,3 +1075,43 @@ pub fn client_args(
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
+
+/// A directory of its own under the target's temporary directory (`PREFIX-NAME-PID`), for
+/// certificates and configuration files; removed on drop.
+pub struct CertDir(pub PathBuf);
+
+impl CertDir {
+    pub fn new(prefix: &str, name: &str) -> CertDir {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{prefix}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        CertDir(path)
+    }
+
+    /// The path of `name` in the directory.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+
+    /// Runs openssl in the directory; fails the test, with what to install, when it fails.
+    pub fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.0)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl is missing: install the Debian package openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for CertDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
