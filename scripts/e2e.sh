@@ -283,17 +283,6 @@ start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometh
 wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
 ok "prometheus ready"
 
-# wait_query QUERY WANT SECONDS: until prom_query QUERY prints exactly WANT; else fail.
-wait_query() {
-    local got="" deadline=$((SECONDS + $3))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        got=$(prom_query "$PROM" "$1" 2>&1)
-        [ "$got" = "$2" ] && return 0
-        sleep 0.5
-    done
-    fail "$1 after $3s is [$(one_line <<<"$got")], want [$(one_line <<<"$2")]"
-}
-
 check_static_targets() {
     say "check: up{job=\"node\"} is 1 for 127.0.0.2:$P and 127.0.0.3:$P, 0 for 127.0.0.4:$P"
     wait_query "up{job=\"node\"}" "$(printf '127.0.0.2:%s 1\n127.0.0.3:%s 1\n127.0.0.4:%s 0' "$P" "$P" "$P")" 60

@@ -214,7 +214,8 @@ for s in sorted(r["data"]["result"], key=lambda s: s["metric"].get("instance", "
 # and on exit stops every process started here, then says "PASS (Ns; $PASS_DETAIL)" when the
 # script set PASSED=1 (removing $TMP unless E2E_KEEP_TMP is set), else prints the logs (and
 # whatever an e2e_failure_extra function of the script adds), keeps $TMP and says
-# "FAIL: reason". Call it once, before anything is started.
+# "FAIL: reason". Also wait_query QUERY WANT SECONDS: until prom_query on $PROM prints
+# exactly WANT, else fail. Call it once, before anything is started.
 e2e_harness() {
     TMP=""
     PASSED=0
@@ -225,6 +226,15 @@ e2e_harness() {
     fail() {
         FAIL_REASON=$*
         exit 1
+    }
+    wait_query() {
+        local got="" deadline=$((SECONDS + $3))
+        while [ "$SECONDS" -lt "$deadline" ]; do
+            got=$(prom_query "$PROM" "$1" 2>&1)
+            [ "$got" = "$2" ] && return 0
+            sleep 0.5
+        done
+        fail "$1 after $3s is [$(one_line <<<"$got")], want [$(one_line <<<"$2")]"
     }
     e2e_finish() {
         local rc=$?

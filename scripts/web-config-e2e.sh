@@ -189,17 +189,6 @@ start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometh
 wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
 ok "prometheus ready"
 
-# wait_query QUERY WANT SECONDS: until prom_query QUERY prints exactly WANT; else fail.
-wait_query() {
-    local got="" deadline=$((SECONDS + $3))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        got=$(prom_query "$PROM" "$1" 2>&1)
-        [ "$got" = "$2" ] && return 0
-        sleep 0.5
-    done
-    fail "$1 after $3s is [$(one_line <<<"$got")], want [$(one_line <<<"$2")]"
-}
-
 say "check: up{job=\"node\"} = 1 for host1.example:$P (http_sd + proxy_url with TLS and basic auth)"
 wait_query 'up{job="node"}' "host1.example:$P 1" 60
 wait_query 'count(node_load1{job="node"})' "- 1" 10
