@@ -385,8 +385,7 @@ impl Connection {
     }
 
     fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.arm_writes()?;
-        self.stream.write_all(bytes)?;
+        self.write_raw_no_flush(bytes)?;
         self.stream.flush()
     }
 
@@ -434,13 +433,10 @@ impl Connection {
     }
 
     /// Answers the request with a whole body, records it, and says what comes next.
-    pub fn respond(mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> After {
-        let mut bytes = self.head_bytes(status, headers, Some(body.len() as u64));
-        if !self.exchange.head_only {
-            bytes.extend_from_slice(body);
-        }
-        let written = self.write_raw(&bytes);
-        self.finish(status, written)
+    pub fn respond(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> After {
+        // A failed write was counted as 499 and the connection closed.
+        self.respond_checked(status, headers, body)
+            .unwrap_or(After::Kept)
     }
 
     /// [`Connection::respond`] that also says whether the answer could be written.
