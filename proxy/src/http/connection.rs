@@ -10,11 +10,13 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushprox_protocol::{reason_phrase, BodyReader, Framing, ProtocolError};
+use pushprox_protocol::{
+    parse_request, reason_phrase, BodyReader, ChunkedEncoder, Framing, ProtocolError,
+};
 
-use super::head::{self, HeadError, RequestHead, Version};
 use super::listener::{Front, Slot};
 use super::tls::Stream;
+use super::{RequestHead, Version};
 
 /// Size of the buffer that request bodies are read through.
 const BODY_BUFFER: usize = 16 * 1024;
@@ -267,7 +269,7 @@ impl Connection {
         // From the first byte on, the whole head must arrive within the read time-out.
         self.deadline = self.read_timeout().map(|t| Instant::now() + t);
         let (head, length) = loop {
-            match head::parse(&self.buf[self.pos..self.filled], limits) {
+            match parse_request(&self.buf[self.pos..self.filled], limits) {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => return Err(NextError::Head(e)),
@@ -416,6 +418,8 @@ impl Connection {
             out.extend_from_slice(b"\r\n");
         }
         match length {
+            // A 1xx, 204 or 304 declares no framing: it has no body.
+            _ if bodiless(status) => {}
             Some(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
             None if !self.exchange.http10 => {
                 out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
@@ -477,6 +481,8 @@ impl Connection {
         length: Option<u64>,
         body: &mut dyn Read,
     ) -> (After, Relay) {
+        let bodiless = bodiless(status);
+        let length = if bodiless { Some(0) } else { length };
         let head = self.head_bytes(status, headers, length);
         let chunked = length.is_none() && !self.exchange.http10;
         if length.is_none() {
@@ -484,14 +490,19 @@ impl Connection {
         }
         let mut relay = Relay::default();
         let mut written = self.write_raw_no_flush(&head);
+        let mut counted = Counted { inner: body, n: 0 };
+        let mut source: Box<dyn Read + '_> = if chunked {
+            Box::new(ChunkedEncoder::new(&mut counted))
+        } else {
+            Box::new(&mut counted)
+        };
         let mut buf = vec![0u8; BODY_BUFFER];
-        while written.is_ok() && !self.exchange.head_only {
-            let n = match body.read(&mut buf) {
+        // A 1xx, 204 or 304 has no body (RFC 9112 6.3): whatever followed its head is never
+        // written, where the scraper would read it as a second response.
+        while written.is_ok() && !self.exchange.head_only && !bodiless {
+            let n = match source.read(&mut buf) {
                 Ok(0) => {
                     relay.source_done = true;
-                    if chunked {
-                        written = self.stream.write_all(b"0\r\n\r\n");
-                    }
                     break;
                 }
                 Ok(n) => n,
@@ -503,18 +514,10 @@ impl Connection {
                     break;
                 }
             };
-            written = if chunked {
-                self.stream
-                    .write_all(format!("{n:x}\r\n").as_bytes())
-                    .and_then(|()| self.stream.write_all(&buf[..n]))
-                    .and_then(|()| self.stream.write_all(b"\r\n"))
-            } else {
-                self.stream.write_all(&buf[..n])
-            };
-            if written.is_ok() {
-                relay.bytes += n as u64;
-            }
+            written = self.stream.write_all(&buf[..n]);
         }
+        drop(source);
+        relay.bytes = counted.n;
         let written = written.and_then(|()| self.stream.flush());
         if let Err(e) = &written {
             relay.sink_error = Some(e.to_string());
@@ -633,6 +636,25 @@ impl Read for RequestBody {
     }
 }
 
+/// Whether answers of `status` never have a body (RFC 9112 6.3).
+fn bodiless(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// Counts the bytes read through it: the body bytes of a relay, before chunked framing.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    n: u64,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
 /// How a streamed answer went.
 #[derive(Debug, Default)]
 pub struct Relay {
@@ -649,7 +671,7 @@ pub struct Relay {
 /// Why no request could be read.
 #[derive(Debug)]
 pub(super) enum NextError {
-    Head(HeadError),
+    Head(ProtocolError),
     /// The head did not arrive within the read time-out.
     TimedOut,
     /// The peer closed in the middle of a head.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use rustls::ServerConfig;
 
 use super::connection::{self, After, Connection, Request};
-use super::head::HeadLimits;
 use super::tls::{self, Stream};
+use super::HeadLimits;
 use pushprox_daemon::workers::Workers;
 
 /// What answers the requests.
