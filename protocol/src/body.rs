@@ -146,6 +146,11 @@ impl<R: BufRead> BodyReader<R> {
         self.state == State::Done
     }
 
+    /// The underlying reader, to adjust it (a deadline) while the body is read.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The underlying reader (after the body, if it was read to its end).
     pub fn into_inner(self) -> R {
         self.inner

@@ -65,8 +65,9 @@ pub struct Config {
     pub max_headers: usize,
 
     /// Longest wait for the next request on an idle connection; once a request starts, the
-    /// time its whole head may take (a head trickled a byte at a time is cut here); and the
-    /// longest stall of each body read, each write and a TLS handshake. A parked poll is not a
+    /// time its whole head may take (a head trickled a byte at a time is cut here), then the
+    /// time its whole body may take (a push's: until its scrape's deadline); and the longest
+    /// stall of each write and a TLS handshake. A parked poll is not a
     /// read: it is unaffected. 0s turns it off (as the Go proxy, which has none). [ours]
     #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag)]
     pub read_timeout: Duration,

@@ -107,6 +107,11 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         Ok(f) => f,
         Err(e) => return fail(body, 400, format!("scrape_id={id}: {e}")),
     };
+    // The rest of the push must arrive before its scrape gives up: a push trickled a byte
+    // at a time holds a thread no longer than that.
+    if let Some(deadline) = state.rendezvous.deadline_of(&id) {
+        body.get_mut().set_read_deadline(deadline);
+    }
     if let Some(fqdn) = state.rendezvous.fqdn_of(&id) {
         let allowed = state.auth.client_may(token.as_deref(), &fqdn);
         if let Err(refusal) = allowed.and_then(|()| state.auth.certificate_may(certs, &fqdn)) {

@@ -282,7 +282,10 @@ impl Connection {
             }
         };
         self.pos += length;
-        self.deadline = None;
+        // The whole body, not each read of it, must arrive within the read time-out: a body
+        // trickled a byte at a time would otherwise hold its thread for ever. A handler may
+        // move the deadline (a push: to its scrape's).
+        self.deadline = self.read_timeout().map(|t| Instant::now() + t);
         let connection = head
             .headers
             .get("Connection")
@@ -317,8 +320,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Bounds every read of this request's body by `deadline` (instead of the read time-out
-    /// per read).
+    /// Moves the time by which this request's whole body must have arrived (by default the
+    /// read time-out after its head).
     pub fn set_read_deadline(&mut self, deadline: Instant) {
         self.deadline = Some(deadline);
     }
@@ -627,6 +630,13 @@ impl RequestBody {
             conn.exchange.body = None;
         }
         conn
+    }
+}
+
+impl RequestBody {
+    /// Moves the time by which the whole body must have arrived.
+    pub fn set_read_deadline(&mut self, deadline: Instant) {
+        self.reader.get_mut().set_read_deadline(deadline);
     }
 }
 
