@@ -127,3 +127,236 @@ fn trickled_bodies_are_cut_at_the_read_timeout_and_threads_come_back() {
     let again = scrape(proxy.port, &target.url("/metrics"), Some("5")).expect("scrape after");
     assert_eq!(again.status, 200, "{}", again.text());
 }
+
+/// A connection to the proxy on `port` from source address `from` (a loopback address other
+/// than 127.0.0.1 stands for another host).
+fn connect_from(from: [u8; 4], port: u16) -> Option<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |ip: [u8; 4], port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the sockaddr_in values
+    // live across each call; the descriptor goes to the TcpStream (or is closed) exactly once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let local = sockaddr(from, 0);
+        let remote = sockaddr([127, 0, 0, 1], port);
+        let bound = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) == 0;
+        if !bound || libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0 {
+            libc::close(fd);
+            return None;
+        }
+        Some(TcpStream::from_raw_fd(fd))
+    }
+}
+
+/// What `stream` received so far without waiting: `None` while nothing came, the first
+/// bytes of an answer, or "" when it was closed.
+fn answer_now(stream: &mut TcpStream) -> Option<String> {
+    stream.set_nonblocking(true).ok()?;
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => None,
+        Err(_) => Some(String::new()),
+    }
+}
+
+/// Whether `stream` was answered or closed within `within`; the answer's first bytes.
+fn answer_or_close(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(within)).ok()?;
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+        Err(_) => Some(String::new()),
+    }
+}
+
+/// One peer (127.0.0.2) holds as many polls for made-up FQDNs and as many silent connections
+/// as it can: past its per-address caps it gets 503 and closed connections, parked polls never
+/// take the reserved share, and its unauthenticated polls expire; a real client (127.0.0.1)
+/// is scraped with 200 through its polls and pushes, and /-/healthy answers, throughout.
+#[test]
+fn one_peer_cannot_take_the_connections_others_need() {
+    const ATTACKER: [u8; 4] = [127, 0, 0, 2];
+    let mut proxy = Proxy::start(&[
+        "--web.max-connections",
+        "300",
+        "--web.reserved-connections",
+        "40",
+        "--web.max-idle-per-address",
+        "30",
+        "--poll.max-parked-per-address",
+        "200",
+        "--poll.max-hold-unauthenticated",
+        "10s",
+    ]);
+    let target = Target::start(&host(3), Answer::Echo);
+    let _client = Client::start(&[proxy.port], &target.ip);
+    proxy.wait_for_clients(std::slice::from_ref(&target.ip), Duration::from_secs(15));
+
+    // Polls until the proxy refuses them: 200 park, then 503.
+    let polls: Vec<TcpStream> = (0..260)
+        .filter_map(|i| {
+            let mut s = connect_from(ATTACKER, proxy.port)?;
+            let body = format!("made-up-{i}.example");
+            let poll = format!(
+                "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(poll.as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect();
+    assert_eq!(polls.len(), 260, "could not send every poll");
+    thread::sleep(Duration::from_secs(1));
+    let (mut parked, answered): (Vec<_>, Vec<_>) = polls
+        .into_iter()
+        .map(|mut s| (answer_now(&mut s), s))
+        .partition(|(a, _)| a.is_none());
+    assert_eq!(parked.len(), 200, "parked polls from one address");
+    for (a, _) in &answered {
+        let a = a.as_deref().unwrap_or_default();
+        assert!(a.starts_with("HTTP/1.1 503 "), "{a:?}");
+    }
+
+    // The refused polls' connections stay open, idle: 30 of them in the address's idle share,
+    // the other 30 closed after a moment. Closed by the attacker, they free the share.
+    drop(answered);
+    thread::sleep(Duration::from_millis(500));
+
+    // Silent connections: 30 stay, the rest are closed after a moment.
+    let silent: Vec<TcpStream> = (0..60)
+        .filter_map(|_| connect_from(ATTACKER, proxy.port))
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+    let (idle, closed): (Vec<_>, Vec<_>) = silent
+        .into_iter()
+        .map(|mut s| (answer_now(&mut s), s))
+        .partition(|(a, _)| a.is_none());
+    assert_eq!(
+        (idle.len(), closed.len()),
+        (30, 30),
+        "silent connections kept, closed"
+    );
+    for (a, _) in &closed {
+        assert_eq!(
+            a.as_deref(),
+            Some(""),
+            "a silent connection is closed unanswered"
+        );
+    }
+
+    // The victims, while the attacker holds 230 of the 300 connections.
+    for _ in 0..3 {
+        let r = scrape(proxy.port, &target.url("/metrics"), Some("5")).expect("scrape");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.text().starts_with("target="), "{}", r.text());
+        let h = exchange(
+            proxy.port,
+            &get_request("/-/healthy"),
+            Duration::from_secs(5),
+        )
+        .expect("/-/healthy");
+        assert_eq!((h.status, h.text().as_str()), (200, "OK\n"));
+    }
+    let metrics = proxy.metrics();
+    assert_eq!(
+        metric(
+            &metrics,
+            "pushprox_connections_refused_total{reason=\"parked_per_address\"}"
+        ),
+        Some(60.0)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "pushprox_connections_refused_total{reason=\"idle_per_address\"}"
+        ),
+        // 30 of the refused polls' connections, and 30 silent ones.
+        Some(60.0)
+    );
+
+    // Unauthenticated polls are answered 408 at --poll.max-hold-unauthenticated (10 s),
+    // even with --poll.max-hold 0s.
+    let mut expired = 0;
+    for (_, s) in &mut parked {
+        if answer_or_close(s, Duration::from_secs(12))
+            .is_some_and(|a| a.starts_with("HTTP/1.1 408 "))
+        {
+            expired += 1;
+        }
+    }
+    assert_eq!(expired, 200, "unauthenticated polls expired");
+    let r = scrape(proxy.port, &target.url("/metrics"), Some("5")).expect("scrape after");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(proxy.alive());
+}
+
+/// Parked polls, whoever sends them, never take the reserved share: at
+/// --web.max-connections 100 with 40 reserved, polls from addresses exempt from the
+/// per-address cap (a trusted balancer) park 60, the rest get 503, and scrapes still pass.
+#[test]
+fn parked_polls_leave_the_reserved_share_to_scrapes() {
+    const BALANCER: [u8; 4] = [127, 0, 0, 4];
+    let proxy = Proxy::start(&[
+        "--web.max-connections",
+        "100",
+        "--web.reserved-connections",
+        "40",
+        "--web.trusted-proxies",
+        "127.0.0.4",
+    ]);
+    let target = Target::start(&host(5), Answer::Echo);
+    let _client = Client::start(&[proxy.port], &target.ip);
+    proxy.wait_for_clients(std::slice::from_ref(&target.ip), Duration::from_secs(15));
+    let polls: Vec<TcpStream> = (0..80)
+        .filter_map(|i| {
+            let mut s = connect_from(BALANCER, proxy.port)?;
+            let body = format!("made-up-{i}.example");
+            let poll = format!(
+                "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(poll.as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for mut s in polls {
+        match answer_now(&mut s) {
+            None => held.push(s),
+            Some(a) if a.starts_with("HTTP/1.1 503 ") => refused += 1,
+            Some(a) => panic!("unexpected answer {a:?}"),
+        }
+    }
+    // The real client's own polls (up to its share) are parked too.
+    let parked_total = proxy
+        .metric("pushprox_polls_waiting")
+        .expect("pushprox_polls_waiting") as usize;
+    assert_eq!(parked_total, 60, "parked polls stop at 100 - 40");
+    assert!(
+        refused > 0 && held.len() < 60,
+        "held {}, refused {refused}",
+        held.len()
+    );
+    let r = scrape(proxy.port, &target.url("/metrics"), Some("5")).expect("scrape");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        proxy.metric("pushprox_connections_refused_total{reason=\"parked_share\"}")
+            >= Some(refused as f64)
+    );
+}

@@ -15,6 +15,7 @@ use pushprox_protocol::{
 };
 
 use super::listener::{Front, Slot};
+use super::shares::Held;
 use super::tls::Stream;
 use super::{RequestHead, Version};
 
@@ -25,6 +26,8 @@ const HEAD_BUFFER: usize = 2 * 1024;
 /// How much longer than the time left a socket's read time-out may stay: a read that blocks
 /// ends at most this late.
 const REARM_SLACK: Duration = Duration::from_millis(50);
+/// How long a connection beyond its address's idle share may wait for its first byte.
+const OVER_SHARE_GRACE: Duration = Duration::from_millis(500);
 /// Most bytes read past what a handler consumed to reach the end of a request body, so the
 /// connection can be kept alive.
 const MAX_DRAIN: u64 = 64 * 1024;
@@ -256,12 +259,31 @@ impl Connection {
         self.exchange = Exchange::idle();
         self.deadline = None;
         let limits = self.front.limits.head;
-        // Between requests: wait for the first byte as long as a read may take.
+        // Between requests: wait for the first byte as long as a read may take, in the idle
+        // share of the peer's address; beyond that share, only a moment (a connection just
+        // opened sends its request at once), then the connection is closed.
         if self.pos == self.filled {
+            let (_idle, over) = match self.front.shares.idle(self.peer.ip()) {
+                Ok(held) => (Some(held), None),
+                Err(refusal) => {
+                    self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
+                    (None, Some(refusal))
+                }
+            };
             match self.read_more(limits.max_bytes) {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
-                Err(e) if is_timeout(&e) => return Ok(None),
+                Err(e) if is_timeout(&e) => {
+                    if let Some(refusal) = over {
+                        self.front.service.refused_share(refusal);
+                        let why = refusal
+                            .explain(&self.front.shares.limits, self.front.limits.max_connections);
+                        crate::warn_limit::REFUSALS.warn(refusal.label(), || {
+                            format!("closed an idle connection from={}: {why}", self.peer)
+                        });
+                    }
+                    return Ok(None);
+                }
                 Err(e) if is_disconnect(&e) => return Ok(None),
                 Err(e) => return Err(NextError::Io(e)),
             }
@@ -568,6 +590,19 @@ impl Connection {
         // SAFETY: one valid pollfd, a zero time-out.
         let ready = unsafe { libc::poll(&mut fd, 1, 0) };
         ready != 0
+    }
+
+    /// A place among the parked connections (a poll about to wait), or why there is none
+    /// (counted and logged here): the caller answers `503` with the reason.
+    pub fn park_share(&self) -> Result<Held, String> {
+        self.front.shares.park(self.peer.ip()).map_err(|refusal| {
+            self.front.service.refused_share(refusal);
+            let why = refusal.explain(&self.front.shares.limits, self.front.limits.max_connections);
+            crate::warn_limit::REFUSALS.warn(refusal.label(), || {
+                format!("refused a poll from={}: {why}", self.peer)
+            });
+            why
+        })
     }
 
     /// Hands the connection back to the pool to read its next request.

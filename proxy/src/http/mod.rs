@@ -8,9 +8,11 @@
 
 mod connection;
 mod listener;
+mod shares;
 mod tls;
 
 pub use connection::{After, BodyError, Connection, Request, RequestBody, TEXT};
 // Heads are read by the codec's one head reader, as pushes and poll answers are.
 pub use listener::{Front, Limits, Service};
 pub use pushprox_protocol::{HeadLimits, RequestHead, Version};
+pub use shares::{Held, ShareLimits, ShareRefusal, Shares};
