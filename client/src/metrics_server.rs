@@ -45,7 +45,9 @@ const MAX_HEADERS: usize = 100;
 /// Time a connection has to send its request head, and then to take the response.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections answered side by side on threads of their own; more wait for the accept thread.
-const MAX_CONNECTION_THREADS: usize = 4;
+/// Silent connections hold a thread each until [`CONNECTION_TIMEOUT`]: with 4, eight of them
+/// delayed every /metrics by 5 to 10 s.
+const MAX_CONNECTION_THREADS: usize = 16;
 
 /// Serves `GET /metrics` and `GET /-/healthy` on `listener`: one thread accepts, and each
 /// connection is answered (one request, then `Connection: close`) on a thread of its own, or
@@ -317,5 +319,21 @@ mod tests {
             started.elapsed()
         );
         drop(stalled);
+    }
+
+    /// Eight silent connections (a port scanner, a stuck health checker) take a thread each
+    /// and leave the rest: /metrics is answered at once, not after their time-out.
+    #[test]
+    fn metrics_server_is_not_delayed_by_eight_silent_connections() {
+        let addr = server();
+        let silent: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let answer = exchange(addr, &[b"GET /metrics HTTP/1.1\r\n\r\n"]);
+        let took = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("# HELP "), "{answer}");
+        assert!(took < Duration::from_secs(2), "answered after {took:?}");
+        drop(silent);
     }
 }

@@ -360,3 +360,101 @@ fn parked_polls_leave_the_reserved_share_to_scrapes() {
             >= Some(refused as f64)
     );
 }
+
+/// Everything `stream` sends within `within` (the connection may stay open).
+fn read_for(stream: &mut TcpStream, within: Duration) -> String {
+    let until = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let _ = stream.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A pushed 304 carrying a body (a malicious or broken client) reaches the scraper as a 304
+/// alone: the body, here a whole second response, is never written on the scraper's
+/// connection, where Prometheus would read it as the answer to its next scrape (RFC 9112 6.3).
+#[test]
+fn a_pushed_304_is_relayed_without_its_body() {
+    let proxy = Proxy::start(&[]);
+    let poll = RawPoll::send(proxy.port, "forged.test");
+    assert_eq!(
+        proxy.wait_for_metric("pushprox_polls_waiting", 1.0, Duration::from_secs(5)),
+        Some(1.0)
+    );
+    let mut scraper = connect(proxy.port).expect("scraper connects");
+    scraper
+        .write_all(&scrape_request(
+            "http://forged.test:9100/metrics",
+            Some("5"),
+            &[],
+        ))
+        .expect("scrape sent");
+    let r = poll
+        .answer(Duration::from_secs(5))
+        .expect("the poll gets the scrape");
+    let req = pushprox_protocol::ScrapeRequest::from_bytes(&r.body, 64 * 1024).expect("scrape");
+    let id = req.id().expect("Id").to_string();
+    let forged = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
+    let pushed = proxy.post("/push", &push_body(&id, 304, &[("ETag", "\"v1\"")], forged));
+    assert_eq!(pushed.status, 200, "push: {}", pushed.text());
+    let seen = read_for(&mut scraper, Duration::from_secs(2));
+    assert!(
+        seen.starts_with("HTTP/1.1 304 Not Modified\r\n"),
+        "{seen:?}"
+    );
+    assert!(seen.contains("\r\nETag: \"v1\"\r\n"), "{seen:?}");
+    assert!(
+        seen.ends_with("\r\n\r\n"),
+        "a body followed the head: {seen:?}"
+    );
+    assert_eq!(seen.matches("HTTP/1.1").count(), 1, "{seen:?}");
+    assert!(!seen.contains("forged"), "{seen:?}");
+    assert!(!seen.contains("Content-Length"), "{seen:?}");
+}
+
+/// A push that waits for `100 Continue` and declares more than --push.max-body is answered
+/// 413 at once: no invitation to send a body that would be refused.
+#[test]
+fn an_oversized_push_waiting_for_100_continue_gets_413_at_once() {
+    let proxy = Proxy::start(&["--push.max-body", "1KiB"]);
+    let mut push = connect(proxy.port).expect("connect");
+    push.write_all(
+        b"POST /push HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n",
+    )
+    .expect("head written");
+    let seen = read_for(&mut push, Duration::from_secs(2));
+    assert!(
+        seen.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+        "{seen:?}"
+    );
+    assert!(!seen.contains("100 Continue"), "{seen:?}");
+    assert!(seen.contains("--push.max-body"), "{seen:?}");
+}
+
+/// A flood of refused requests writes a bounded number of warnings, each counting the ones
+/// it stands for, while every refusal is still answered.
+#[test]
+fn a_flood_of_refusals_writes_a_bounded_number_of_log_lines() {
+    let proxy = Proxy::start(&[]);
+    for _ in 0..300 {
+        let r = exchange(
+            proxy.port,
+            &post_request("/poll", b"<html>"),
+            Duration::from_secs(5),
+        )
+        .expect("refused poll answered");
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+    let log = proxy.log_tail(1_000_000);
+    let lines = log.matches("refused poll from").count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} warnings for 300 refused polls:\n{log}"
+    );
+}
