@@ -458,3 +458,40 @@ fn a_flood_of_refusals_writes_a_bounded_number_of_log_lines() {
         "{lines} warnings for 300 refused polls:\n{log}"
     );
 }
+
+/// A push whose scrape is waiting, trickling its body a byte every half second, is cut at the
+/// scrape's deadline (3 s), long before the read time-out (30 s) that bounds other bodies.
+#[test]
+fn a_trickled_push_is_cut_at_its_scrapes_deadline() {
+    let proxy = Proxy::start(&[]);
+    let poll = RawPoll::send(proxy.port, "slowpush.test");
+    assert_eq!(
+        proxy.wait_for_metric("pushprox_polls_waiting", 1.0, Duration::from_secs(5)),
+        Some(1.0)
+    );
+    let port = proxy.port;
+    let scraper =
+        thread::spawn(move || scrape(port, "http://slowpush.test:9100/metrics", Some("3")));
+    let r = poll
+        .answer(Duration::from_secs(5))
+        .expect("the poll gets the scrape");
+    let req = pushprox_protocol::ScrapeRequest::from_bytes(&r.body, 64 * 1024).expect("scrape");
+    let id = req.id().expect("Id").to_string();
+    let pushed_head = format!("HTTP/1.1 200 OK\r\nId: {id}\r\nContent-Length: 500\r\n\r\n");
+    let head = format!(
+        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{pushed_head}",
+        pushed_head.len() + 500
+    );
+    let mut push = Trickler::open(proxy.port, head.as_bytes()).expect("push sent");
+    while push.closed.is_none() && push.opened.elapsed() < Duration::from_secs(20) {
+        push.step();
+        thread::sleep(Duration::from_millis(500));
+    }
+    let cut = push.closed.expect("the trickled push was never cut");
+    assert!(cut < Duration::from_secs(6), "cut after {cut:?}");
+    // The scraper got the head and a truncated body, or an error: never a complete answer.
+    match scraper.join().expect("scraper thread") {
+        Ok(r) => assert!(r.body.len() < 500, "{} bytes", r.body.len()),
+        Err(e) => assert!(!e.is_empty()),
+    }
+}
