@@ -72,7 +72,7 @@ impl Headers {
     /// Writes `Name: value\r\n` for every field that a reader would read back as the same one
     /// field: a name that is not a token, or a value with CR, LF or another control character
     /// (a way to smuggle header lines), is never written.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         for (n, v) in &self.0 {
             let name_ok = !n.is_empty() && n.bytes().all(is_token_byte);
             let value_ok = v.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    parse_request, reason_phrase, BodyReader, ChunkedEncoder, Framing, ProtocolError,
+    parse_request, reason_phrase, BodyReader, ChunkedEncoder, Framing, Headers, ProtocolError,
 };
 
 use super::listener::{Front, Slot};
@@ -428,35 +428,29 @@ impl Connection {
             format!("{version} {status} {}\r\n", reason_phrase(status)).as_bytes(),
         );
         let extra = self.front.extra_headers();
+        let mut fields = Headers::new();
         for (name, value) in headers
             .iter()
             .copied()
             .chain(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         {
-            // The codec's values never carry CR or LF; a value that does is not sent.
-            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-                continue;
-            }
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            fields.append(name, value);
         }
         match length {
             // A 1xx, 204 or 304 declares no framing: it has no body.
             _ if bodiless(status) => {}
-            Some(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
-            None if !self.exchange.http10 => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
-            }
+            Some(n) => fields.append("Content-Length", n.to_string()),
+            None if !self.exchange.http10 => fields.append("Transfer-Encoding", "chunked"),
             None => {}
         }
         let keep = self.reusable() && (length.is_some() || !self.exchange.http10);
         if !keep {
-            out.extend_from_slice(b"Connection: close\r\n");
+            fields.append("Connection", "close");
         } else if self.exchange.http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
+            fields.append("Connection", "keep-alive");
         }
+        // The codec's writer never writes a field that would read back as another.
+        fields.write_to(&mut out);
         out.extend_from_slice(b"\r\n");
         out
     }
