@@ -1,11 +1,15 @@
 //! The small HTTP server on `--metrics-addr`: `GET /metrics` (the client's counters) and
 //! `GET /-/healthy`, one request per connection, plain std.
 
-use std::io::{Read, Write as _};
+use std::io::{BufReader, Read, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use pushprox_protocol::{
+    read_request, reason_phrase, HeadLimits, ProtocolError, RequestHead, Version,
+};
 
 use crate::config::{ListenAddr, THREAD_STACK};
 use crate::error::StartupError;
@@ -36,10 +40,14 @@ pub fn bind(addr: &ListenAddr) -> Result<TcpListener, StartupError> {
 
 /// The longest request head the metrics server reads; longer ones get a 431.
 const MAX_HEAD: usize = 8 * 1024;
+/// Most header fields in a request; more get a 431.
+const MAX_HEADERS: usize = 100;
 /// Time a connection has to send its request head, and then to take the response.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections answered side by side on threads of their own; more wait for the accept thread.
-const MAX_CONNECTION_THREADS: usize = 4;
+/// Silent connections hold a thread each until [`CONNECTION_TIMEOUT`]: with 4, eight of them
+/// delayed every /metrics by 5 to 10 s.
+const MAX_CONNECTION_THREADS: usize = 16;
 
 /// Serves `GET /metrics` and `GET /-/healthy` on `listener`: one thread accepts, and each
 /// connection is answered (one request, then `Connection: close`) on a thread of its own, or
@@ -95,20 +103,32 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), Startup
 fn answer(mut conn: TcpStream, metrics: &Metrics) {
     let deadline = Instant::now() + CONNECTION_TIMEOUT;
     let _ = conn.set_write_timeout(Some(CONNECTION_TIMEOUT));
-    let response = match read_head(&mut conn, deadline) {
+    let limits = HeadLimits {
+        max_bytes: MAX_HEAD,
+        max_headers: MAX_HEADERS,
+    };
+    let head = read_request(
+        &mut BufReader::new(Deadlined {
+            conn: &conn,
+            deadline,
+        }),
+        limits,
+    );
+    let response = match head {
         Ok(head) => route(&head, metrics),
-        Err(HeadError::TooLarge) => Response::text(431, "request head larger than 8 KiB\n"),
-        Err(HeadError::Io(e)) => {
+        Err(ProtocolError::Io(e)) => {
             log::debug!("metrics server: reading a request failed: {e}");
             return;
         }
+        Err(ProtocolError::UnexpectedEof { .. }) => return,
+        Err(e) => Response::text(e.status(), &format!("{e}\n")),
     };
     let head_only = response.head_only;
     let mut bytes = format!(
         "{} {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
         response.version,
         response.status,
-        reason(response.status),
+        reason_phrase(response.status),
         response.content_type,
         response.body.len(),
         if response.status == 405 {
@@ -130,47 +150,33 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) {
     let _ = conn.shutdown(Shutdown::Write);
     let mut sink = [0u8; 1024];
     let mut left: usize = 64 * 1024;
+    let mut rest = Deadlined {
+        conn: &conn,
+        deadline,
+    };
     while left > 0 {
-        let Some(wait) = deadline.checked_duration_since(Instant::now()) else {
-            break;
-        };
-        let _ = conn.set_read_timeout(Some(wait.max(Duration::from_millis(1))));
-        match conn.read(&mut sink) {
+        match rest.read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => left = left.saturating_sub(n),
         }
     }
 }
 
-enum HeadError {
-    TooLarge,
-    Io(std::io::Error),
+/// Reads from a connection until a deadline for all reads together.
+struct Deadlined<'a> {
+    conn: &'a TcpStream,
+    deadline: Instant,
 }
 
-/// The request head up to its blank line, within [`MAX_HEAD`] bytes and the deadline.
-fn read_head(conn: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, HeadError> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    loop {
-        let wait = deadline
+impl Read for Deadlined<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let wait = self
+            .deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| HeadError::Io(std::io::ErrorKind::TimedOut.into()))?;
-        conn.set_read_timeout(Some(wait)).map_err(HeadError::Io)?;
-        let n = conn.read(&mut buf).map_err(HeadError::Io)?;
-        if n == 0 {
-            return Err(HeadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-        // Look for the end from a little before the new bytes: "\r\n\r\n" may straddle reads.
-        let from = head.len().saturating_sub(3);
-        head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
-            head.truncate(from + end);
-            return Ok(head);
-        }
-        if head.len() >= MAX_HEAD {
-            return Err(HeadError::TooLarge);
-        }
+            .ok_or(std::io::ErrorKind::TimedOut)?;
+        self.conn.set_read_timeout(Some(wait))?;
+        (&mut &*self.conn).read(out)
     }
 }
 
@@ -195,22 +201,10 @@ impl Response {
 }
 
 /// The answer to a request head: `GET`/`HEAD` of `/metrics` or `/-/healthy`, 404 elsewhere.
-fn route(head: &[u8], metrics: &Metrics) -> Response {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Response::text(400, "bad request line\n");
-    };
-    let version = match version {
-        "HTTP/1.1" => "HTTP/1.1",
-        "HTTP/1.0" => "HTTP/1.0",
-        _ => return Response::text(400, "only HTTP/1.0 and HTTP/1.1 are served\n"),
-    };
+fn route(head: &RequestHead, metrics: &Metrics) -> Response {
+    let method = head.method.as_str();
     let get = matches!(method, "GET" | "HEAD");
-    let path = target.split('?').next().unwrap_or("");
+    let path = head.target.split('?').next().unwrap_or("");
     let mut response = match (path, get) {
         ("/metrics", true) => Response {
             content_type: "text/plain; version=0.0.4; charset=utf-8",
@@ -224,20 +218,12 @@ fn route(head: &[u8], metrics: &Metrics) -> Response {
             "not found: this is a pushprox-client; try /metrics or /-/healthy\n",
         ),
     };
-    response.version = version;
+    response.version = match head.version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
     response.head_only = method == "HEAD";
     response
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "",
-    }
 }
 
 #[cfg(test)]
@@ -333,5 +319,21 @@ mod tests {
             started.elapsed()
         );
         drop(stalled);
+    }
+
+    /// Eight silent connections (a port scanner, a stuck health checker) take a thread each
+    /// and leave the rest: /metrics is answered at once, not after their time-out.
+    #[test]
+    fn metrics_server_is_not_delayed_by_eight_silent_connections() {
+        let addr = server();
+        let silent: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let answer = exchange(addr, &[b"GET /metrics HTTP/1.1\r\n\r\n"]);
+        let took = started.elapsed();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("# HELP "), "{answer}");
+        assert!(took < Duration::from_secs(2), "answered after {took:?}");
+        drop(silent);
     }
 }

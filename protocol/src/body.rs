@@ -1,8 +1,9 @@
 //! Body framing: `Content-Length`, `chunked` and read-to-end, with a size limit.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 
 use crate::error::{quoted, ProtocolError};
+use crate::head::{self, Version};
 use crate::headers::Headers;
 
 /// How the end of a body is found.
@@ -17,42 +18,73 @@ pub enum Framing {
 }
 
 impl Framing {
-    /// The framing of a response with these headers (RFC 7230 3.3.3): chunked wins over a
-    /// length; several lengths must agree.
-    pub fn of_response(headers: &Headers) -> Result<Framing, ProtocolError> {
-        if let Some(te) = headers.get("Transfer-Encoding") {
-            let last = te.rsplit(',').next().unwrap_or("").trim();
-            if last.eq_ignore_ascii_case("chunked") {
-                return Ok(Framing::Chunked);
-            }
-            if !last.eq_ignore_ascii_case("identity") {
-                return Err(ProtocolError::UnsupportedTransferEncoding(quoted(
-                    te.as_bytes(),
-                )));
-            }
+    /// The framing of a request with these headers (RFC 9112 6.3), refusing every combination
+    /// that two readers could understand differently.
+    pub fn of_request(headers: &Headers, version: Version) -> Result<Framing, ProtocolError> {
+        if version == Version::Http10 && headers.get("Transfer-Encoding").is_some() {
+            return Err(ProtocolError::AmbiguousFraming(
+                "Transfer-Encoding in an HTTP/1.0 request".into(),
+            ));
         }
-        let mut length = None;
-        for value in headers.get_all("Content-Length") {
-            for part in value.split(',') {
-                let part = part.trim();
-                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(ProtocolError::InvalidContentLength(quoted(
-                        value.as_bytes(),
-                    )));
-                }
-                let n: u64 = part
-                    .parse()
-                    .map_err(|_| ProtocolError::InvalidContentLength(quoted(value.as_bytes())))?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ProtocolError::InvalidContentLength(quoted(
-                        value.as_bytes(),
-                    )));
-                }
-                length = Some(n);
-            }
-        }
-        Ok(length.map_or(Framing::UntilEof, Framing::Length))
+        Ok(framing(headers)?.unwrap_or(Framing::Length(0)))
     }
+
+    /// The framing of a response of `status` with these headers: none for 1xx, 204 and 304,
+    /// whatever they declare (RFC 9112 6.3), else as a request's, and to the end of the stream
+    /// when neither `Content-Length` nor `Transfer-Encoding` is given.
+    pub fn of_response(status: u16, headers: &Headers) -> Result<Framing, ProtocolError> {
+        if (100..200).contains(&status) || status == 204 || status == 304 {
+            return Ok(Framing::Length(0));
+        }
+        Ok(framing(headers)?.unwrap_or(Framing::UntilEof))
+    }
+}
+
+/// The one framing rule: `chunked` alone, or `Content-Length` values that all agree, never
+/// both; `None` when the headers declare neither.
+fn framing(headers: &Headers) -> Result<Option<Framing>, ProtocolError> {
+    let has_lengths = headers.get("Content-Length").is_some();
+    if let Some(te) = headers.get("Transfer-Encoding") {
+        if has_lengths {
+            return Err(ProtocolError::AmbiguousFraming(
+                "Content-Length together with Transfer-Encoding".into(),
+            ));
+        }
+        let codings: Vec<String> = headers
+            .get_all("Transfer-Encoding")
+            .flat_map(|v| v.split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect();
+        if codings != ["chunked"] {
+            return Err(ProtocolError::UnsupportedTransferEncoding(quoted(
+                te.as_bytes(),
+            )));
+        }
+        return Ok(Some(Framing::Chunked));
+    }
+    let mut length = None;
+    for value in headers.get_all("Content-Length") {
+        for part in value.split(',') {
+            let part = part.trim();
+            let valid =
+                !part.is_empty() && part.len() <= 19 && part.bytes().all(|b| b.is_ascii_digit());
+            let n: u64 = match part.parse() {
+                Ok(n) if valid => n,
+                _ => {
+                    return Err(ProtocolError::InvalidContentLength(quoted(
+                        value.as_bytes(),
+                    )))
+                }
+            };
+            if length.is_some_and(|l| l != n) {
+                return Err(ProtocolError::AmbiguousFraming(
+                    "two different Content-Length values".into(),
+                ));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map(Framing::Length))
 }
 
 /// Largest chunk-size line we accept (size, extensions and CRLF).
@@ -114,46 +146,33 @@ impl<R: BufRead> BodyReader<R> {
         self.state == State::Done
     }
 
+    /// The underlying reader, to adjust it (a deadline) while the body is read.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The underlying reader (after the body, if it was read to its end).
     pub fn into_inner(self) -> R {
         self.inner
     }
 
+    /// A chunk-size line: hex digits, then extensions after a `;`, then CRLF; no spaces
+    /// around the size and no bare LF, so that every reader finds the same chunks.
     fn read_chunk_header(&mut self) -> Result<(), ProtocolError> {
-        let mut budget = MAX_CHUNK_LINE;
-        let line = crate::headers::read_head_line(
-            &mut self.inner,
-            &mut budget,
-            MAX_CHUNK_LINE,
-            "chunked body",
-        )
-        .map_err(|e| match e {
-            ProtocolError::HeadTooLarge { .. } => {
-                ProtocolError::InvalidChunk("chunk-size line too long".into())
-            }
-            other => other,
-        })?;
-        let size_part = line.split(|&b| b == b';').next().unwrap_or(&[]);
-        let size_text = std::str::from_utf8(size_part)
-            .map_err(|_| ProtocolError::InvalidChunk(quoted(&line)))?
-            .trim();
+        let line = head::read_line(&mut self.inner, MAX_CHUNK_LINE, "chunked body")?;
+        let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
         if size_text.is_empty()
             || size_text.len() > 15
-            || !size_text.bytes().all(|b| b.is_ascii_hexdigit())
+            || !size_text.iter().all(|b| b.is_ascii_hexdigit())
         {
             return Err(ProtocolError::InvalidChunk(quoted(&line)));
         }
-        let size = u64::from_str_radix(size_text, 16)
-            .map_err(|_| ProtocolError::InvalidChunk(quoted(&line)))?;
+        let size = std::str::from_utf8(size_text)
+            .ok()
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+            .ok_or_else(|| ProtocolError::InvalidChunk(quoted(&line)))?;
         if size == 0 {
-            // Trailers: read and drop up to the empty line.
-            let mut budget = MAX_TRAILERS;
-            Headers::read_from(
-                &mut self.inner,
-                &mut budget,
-                MAX_TRAILERS,
-                "chunked trailer",
-            )?;
+            head::skip_trailers(&mut self.inner, MAX_TRAILERS)?;
             self.state = State::Done;
         } else {
             self.state = State::Remaining(size);
@@ -161,15 +180,14 @@ impl<R: BufRead> BodyReader<R> {
         Ok(())
     }
 
+    /// The CRLF after a chunk's data.
     fn read_chunk_end(&mut self) -> Result<(), ProtocolError> {
-        let mut budget = 2;
-        let line = crate::headers::read_head_line(&mut self.inner, &mut budget, 2, "chunked body")
-            .map_err(|e| match e {
-                ProtocolError::HeadTooLarge { .. } => {
-                    ProtocolError::InvalidChunk("chunk data longer than its size".into())
-                }
-                other => other,
-            })?;
+        let line = head::read_line(&mut self.inner, 2, "chunked body").map_err(|e| match e {
+            ProtocolError::InvalidChunk(_) => {
+                ProtocolError::InvalidChunk("chunk data longer than its size".into())
+            }
+            other => other,
+        })?;
         if !line.is_empty() {
             return Err(ProtocolError::InvalidChunk(quoted(&line)));
         }
@@ -239,40 +257,6 @@ pub fn read_body<R: BufRead>(
     let mut body = Vec::new();
     BodyReader::new(inner, framing, limit).read_to_end(&mut body)?;
     Ok(body)
-}
-
-/// Writes a body in chunked encoding; `finish` writes the last chunk.
-pub struct ChunkedWriter<W: Write> {
-    inner: W,
-}
-
-impl<W: Write> ChunkedWriter<W> {
-    /// Wraps `inner`; each `write` becomes one chunk.
-    pub fn new(inner: W) -> Self {
-        ChunkedWriter { inner }
-    }
-
-    /// Writes the terminating zero-size chunk and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.inner.write_all(b"0\r\n\r\n")?;
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for ChunkedWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        write!(self.inner, "{:x}\r\n", buf.len())?;
-        self.inner.write_all(buf)?;
-        self.inner.write_all(b"\r\n")?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Size of the chunks a [`ChunkedEncoder`] produces: large enough to keep the framing
@@ -370,10 +354,13 @@ mod tests {
 
     #[test]
     fn chunked_round_trip() {
-        let mut w = ChunkedWriter::new(Vec::new());
-        w.write_all(b"hello ").unwrap();
-        w.write_all(b"world").unwrap();
-        let out = w.finish().unwrap();
+        let mut out = Vec::new();
+        ChunkedEncoder::new(Trickle {
+            data: b"hello world",
+            step: 6,
+        })
+        .read_to_end(&mut out)
+        .unwrap();
         assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
         assert_eq!(chunked(&out, None).unwrap(), b"hello world");
     }
@@ -393,6 +380,17 @@ mod tests {
             b"\r\n",
             b"ffffffffffffffffffff\r\n",
             b"",
+            // A bare LF, or spaces around the size: another reader may see other chunks.
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5\r\nhello\r\n0\r\nX: 1\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"5 ;x=y\r\nhello\r\n0\r\n\r\n",
+            b"5\rX\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(
                 chunked(bad, None).is_err(),
@@ -438,17 +436,37 @@ mod tests {
     #[test]
     fn framing_from_headers() {
         let mut h = Headers::new();
-        assert_eq!(Framing::of_response(&h).unwrap(), Framing::UntilEof);
+        assert_eq!(Framing::of_response(200, &h).unwrap(), Framing::UntilEof);
         h.append("Content-Length", "12");
-        assert_eq!(Framing::of_response(&h).unwrap(), Framing::Length(12));
+        assert_eq!(Framing::of_response(200, &h).unwrap(), Framing::Length(12));
         h.append("content-length", "13");
-        assert!(Framing::of_response(&h).is_err());
+        assert!(Framing::of_response(200, &h).is_err());
         h.set("Content-Length", "+5");
-        assert!(Framing::of_response(&h).is_err());
+        assert!(Framing::of_response(200, &h).is_err());
+        h.remove("Content-Length");
         h.append("Transfer-Encoding", "chunked");
-        assert_eq!(Framing::of_response(&h).unwrap(), Framing::Chunked);
+        assert_eq!(Framing::of_response(200, &h).unwrap(), Framing::Chunked);
         h.set("Transfer-Encoding", "gzip");
-        assert!(Framing::of_response(&h).is_err());
+        assert!(Framing::of_response(200, &h).is_err());
+        // Chunked and a length together: two readers could disagree on the end.
+        h.set("Transfer-Encoding", "chunked");
+        h.set("Content-Length", "5");
+        assert!(Framing::of_response(200, &h).is_err());
+    }
+
+    #[test]
+    fn bodiless_statuses_have_no_body_whatever_they_declare() {
+        let mut h = Headers::new();
+        h.append("Content-Length", "12");
+        for status in [100, 101, 103, 204, 304] {
+            assert_eq!(
+                Framing::of_response(status, &h).unwrap(),
+                Framing::Length(0)
+            );
+        }
+        h.set("Transfer-Encoding", "chunked");
+        h.remove("Content-Length");
+        assert_eq!(Framing::of_response(304, &h).unwrap(), Framing::Length(0));
     }
 
     /// Hands out at most `step` bytes per read, to exercise chunk boundaries.

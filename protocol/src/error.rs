@@ -19,6 +19,27 @@ pub enum ProtocolError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The request line alone is longer than the head limit.
+    TargetTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// More header fields than the limit.
+    TooManyHeaders {
+        /// The limit.
+        limit: usize,
+    },
+    /// Not an HTTP/1.x head: a bare CR or LF, an invalid token, field name or value.
+    MalformedHead {
+        /// "request head", "response head", ...
+        what: &'static str,
+        /// What is wrong, with an escaped excerpt where it helps.
+        why: String,
+    },
+    /// Framing that two readers could understand differently (RFC 9112 6.3).
+    AmbiguousFraming(String),
+    /// An `Expect` other than `100-continue`.
+    UnsupportedExpectation(String),
     /// The body is longer than the limit the caller set.
     BodyTooLarge {
         /// The limit in bytes.
@@ -82,6 +103,18 @@ impl fmt::Display for ProtocolError {
             ProtocolError::BodyTooLarge { limit } => {
                 write!(f, "body is larger than the limit of {limit} bytes")
             }
+            ProtocolError::TargetTooLong { limit } => write!(
+                f,
+                "the request line is longer than the head limit of {limit} bytes"
+            ),
+            ProtocolError::TooManyHeaders { limit } => {
+                write!(f, "the head has more than {limit} header fields")
+            }
+            ProtocolError::MalformedHead { what, why } => write!(f, "malformed {what}: {why}"),
+            ProtocolError::AmbiguousFraming(why) => write!(f, "ambiguous framing refused: {why}"),
+            ProtocolError::UnsupportedExpectation(what) => {
+                write!(f, "Expect: {what} is not supported (only 100-continue is)")
+            }
             ProtocolError::MalformedRequestLine(s) => write!(
                 f,
                 "malformed scrape request line \"{s}\": expected \"GET http://host:port/path HTTP/1.1\""
@@ -98,7 +131,7 @@ impl fmt::Display for ProtocolError {
                 "malformed scrape target \"{s}\": expected an absolute URL such as http://host:9100/metrics"
             ),
             ProtocolError::InvalidContentLength(s) => {
-                write!(f, "invalid Content-Length \"{s}\": expected one decimal number")
+                write!(f, "invalid Content-Length \"{s}\": not a decimal number")
             }
             ProtocolError::UnsupportedTransferEncoding(s) => {
                 write!(f, "unsupported Transfer-Encoding \"{s}\": only chunked is understood")
@@ -113,6 +146,20 @@ impl fmt::Display for ProtocolError {
                 "invalid duration \"{s}\": expected a number with a unit, such as 500ms, 15s, 5m, 1h or 1m30s"
             ),
             ProtocolError::Io(e) => write!(f, "read failed: {e}"),
+        }
+    }
+}
+
+impl ProtocolError {
+    /// The status that answers a request refused with this error: 414 and 431 for heads over
+    /// the limits, 413 for a body, 417 for an expectation, 400 for the rest.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProtocolError::TargetTooLong { .. } => 414,
+            ProtocolError::HeadTooLarge { .. } | ProtocolError::TooManyHeaders { .. } => 431,
+            ProtocolError::BodyTooLarge { .. } => 413,
+            ProtocolError::UnsupportedExpectation(_) => 417,
+            _ => 400,
         }
     }
 }

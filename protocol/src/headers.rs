@@ -1,9 +1,5 @@
-//! An ordered header list with case-insensitive lookup, and the head-line reader both
-//! directions share.
-
-use std::io::BufRead;
-
-use crate::error::{quoted, ProtocolError};
+//! An ordered header list with case-insensitive lookup, and its writer. Heads are read in
+//! `head.rs`.
 
 /// Header fields in the order they arrived; names compare case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,49 +69,10 @@ impl Headers {
         self.0.is_empty()
     }
 
-    /// Parses `Name: value` lines up to the empty line; `first` is the first header line, if the
-    /// caller already read it. `budget` counts down the bytes the head may still use.
-    pub(crate) fn read_from<R: BufRead>(
-        r: &mut R,
-        budget: &mut usize,
-        limit: usize,
-        context: &'static str,
-    ) -> Result<Headers, ProtocolError> {
-        let mut headers = Headers::new();
-        loop {
-            let line = read_head_line(r, budget, limit, context)?;
-            if line.is_empty() {
-                return Ok(headers);
-            }
-            if line[0] == b' ' || line[0] == b'\t' {
-                // Obsolete line folding (RFC 7230 3.2.4): refuse rather than guess.
-                return Err(ProtocolError::MalformedHeader(quoted(&line)));
-            }
-            let colon = line
-                .iter()
-                .position(|&b| b == b':')
-                .ok_or_else(|| ProtocolError::MalformedHeader(quoted(&line)))?;
-            let name = &line[..colon];
-            if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
-                return Err(ProtocolError::MalformedHeader(quoted(&line)));
-            }
-            let value = trim_ows(&line[colon + 1..]);
-            if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-                return Err(ProtocolError::MalformedHeader(quoted(&line)));
-            }
-            // Header values are ASCII in practice; keep anything else byte-exact as Latin-1
-            // would be lossy, so refuse non-UTF-8 instead of mangling it.
-            let value = std::str::from_utf8(value)
-                .map_err(|_| ProtocolError::MalformedHeader(quoted(&line)))?;
-            let name = std::str::from_utf8(name).expect("token bytes are ASCII");
-            headers.append(name, value);
-        }
-    }
-
     /// Writes `Name: value\r\n` for every field that a reader would read back as the same one
     /// field: a name that is not a token, or a value with CR, LF or another control character
     /// (a way to smuggle header lines), is never written.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         for (n, v) in &self.0 {
             let name_ok = !n.is_empty() && n.bytes().all(is_token_byte);
             let value_ok = v.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
@@ -135,59 +92,6 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
-}
-
-/// Reads one line of a message head without its CRLF (a bare LF is accepted too), charging it
-/// against `budget`.
-pub(crate) fn read_head_line<R: BufRead>(
-    r: &mut R,
-    budget: &mut usize,
-    limit: usize,
-    context: &'static str,
-) -> Result<Vec<u8>, ProtocolError> {
-    let mut line = Vec::new();
-    loop {
-        let buf = r.fill_buf().map_err(ProtocolError::Io)?;
-        if buf.is_empty() {
-            // A partial line at the end is returned as a line, so the caller can say what it
-            // got ("garbage") rather than only that the stream ended.
-            if line.is_empty() {
-                return Err(ProtocolError::UnexpectedEof { context });
-            }
-            return Ok(line);
-        }
-        let (take, done) = match memchr_newline(buf) {
-            Some(i) => (i + 1, true),
-            None => (buf.len(), false),
-        };
-        if take > *budget {
-            return Err(ProtocolError::HeadTooLarge { limit });
-        }
-        *budget -= take;
-        line.extend_from_slice(&buf[..take]);
-        r.consume(take);
-        if done {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(line);
-        }
-    }
-}
-
-fn memchr_newline(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|&b| b == b'\n')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,25 +109,6 @@ mod tests {
         h.set("id", "y");
         assert_eq!(h.get("Id"), Some("y"));
         assert_eq!(h.len(), 1);
-    }
-
-    #[test]
-    fn head_lines_are_bounded() {
-        let mut input: &[u8] = b"X-A: 1\r\nX-B: 22222222222222\r\n\r\n";
-        let mut budget = 12;
-        let err = Headers::read_from(&mut input, &mut budget, 12, "test").unwrap_err();
-        assert!(
-            matches!(err, ProtocolError::HeadTooLarge { limit: 12 }),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn header_without_colon_is_refused() {
-        let mut input: &[u8] = b"garbage\r\n\r\n";
-        let mut budget = 100;
-        let err = Headers::read_from(&mut input, &mut budget, 100, "test").unwrap_err();
-        assert!(err.to_string().contains("garbage"), "{err}");
     }
 
     #[test]

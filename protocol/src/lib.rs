@@ -9,12 +9,14 @@
 //!    ([`Response`], [`ResponseHead`]), with the same `Id` header.
 //! 6. The proxy strips `Id` and returns status, headers and body to Prometheus.
 //!
-//! Framing of serialized responses (`Content-Length`, chunked, read-to-end) lives in
-//! [`body`]. Nothing here opens sockets, starts threads or logs: callers bring the bytes.
+//! Every HTTP head, request or response, is read by one reader ([`parse_request`],
+//! [`read_request`], [`ResponseHead::parse`]); framing (`Content-Length`, chunked,
+//! read-to-end) lives in [`body`]. Nothing here opens sockets, starts threads or logs: callers bring the bytes.
 
 mod announce;
 pub mod body;
 mod error;
+mod head;
 mod headers;
 mod request;
 mod response;
@@ -23,8 +25,9 @@ mod timeout;
 pub use announce::{
     json_ascii_string, json_labels, json_targets, Label, FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER,
 };
-pub use body::{read_body, BodyReader, ChunkedEncoder, ChunkedWriter, Framing};
+pub use body::{read_body, BodyReader, ChunkedEncoder, Framing};
 pub use error::{excerpt, ProtocolError};
+pub use head::{parse_request, read_request, HeadLimits, RequestHead, Version};
 pub use headers::Headers;
 pub use request::{ScrapeRequest, Target, ID_HEADER};
 pub use response::{reason_phrase, Response, ResponseHead, HOP_BY_HOP};

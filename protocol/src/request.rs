@@ -4,7 +4,8 @@
 use std::io::BufRead;
 
 use crate::error::{quoted, ProtocolError};
-use crate::headers::{read_head_line, Headers};
+use crate::head::{self, HeadLimits};
+use crate::headers::Headers;
 
 /// The header that carries the proxy's id of a scrape, echoed in the push.
 pub const ID_HEADER: &str = "Id";
@@ -37,6 +38,10 @@ impl Target {
     /// Parses an absolute `http://` or `https://` URL.
     pub fn parse(url: &str) -> Result<Target, ProtocolError> {
         let bad = || ProtocolError::MalformedUrl(quoted(url.as_bytes()));
+        // As the head reader and Go's url.Parse: no control characters or spaces anywhere.
+        if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(bad());
+        }
         let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
@@ -100,33 +105,21 @@ impl ScrapeRequest {
     /// Parses a request head in proxy form (request line with an absolute URL) from `r`,
     /// reading at most `max_head` bytes. The bytes after the head are left in `r`.
     pub fn parse<R: BufRead>(r: &mut R, max_head: usize) -> Result<ScrapeRequest, ProtocolError> {
-        let mut budget = max_head;
-        let mut line = read_head_line(r, &mut budget, max_head, "scrape request head")?;
-        // Tolerate blank lines before the request line (RFC 7230 3.5).
-        for _ in 0..4 {
-            if !line.is_empty() {
-                break;
-            }
-            line = read_head_line(r, &mut budget, max_head, "scrape request head")?;
+        let head = head::read_request(r, HeadLimits::bytes(max_head)).map_err(|e| match e {
+            // One limit for the whole head here: a long line is a large head.
+            ProtocolError::TargetTooLong { limit } => ProtocolError::HeadTooLarge { limit },
+            other => other,
+        })?;
+        let method_ok = head.method.bytes().all(|b| b.is_ascii_uppercase());
+        if !method_ok {
+            let line = format!("{} {}", head.method, head.target);
+            return Err(ProtocolError::MalformedRequestLine(quoted(line.as_bytes())));
         }
-        let text = std::str::from_utf8(&line)
-            .map_err(|_| ProtocolError::MalformedRequestLine(quoted(&line)))?;
-        let mut parts = text.split(' ');
-        let (Some(method), Some(url), Some(version), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(ProtocolError::MalformedRequestLine(quoted(&line)));
-        };
-        let method_ok = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
-        if !method_ok || !(version == "HTTP/1.1" || version == "HTTP/1.0") {
-            return Err(ProtocolError::MalformedRequestLine(quoted(&line)));
-        }
-        Target::parse(url)?;
-        let headers = Headers::read_from(r, &mut budget, max_head, "scrape request head")?;
+        Target::parse(&head.target)?;
         Ok(ScrapeRequest {
-            method: method.to_string(),
-            url: url.to_string(),
-            headers,
+            method: head.method,
+            url: head.target,
+            headers: head.headers,
         })
     }
 

@@ -4,8 +4,9 @@
 use std::io::BufRead;
 
 use crate::body::{read_body, Framing};
-use crate::error::{quoted, ProtocolError};
-use crate::headers::{read_head_line, Headers};
+use crate::error::ProtocolError;
+use crate::head::{self, HeadLimits};
+use crate::headers::Headers;
 
 /// Status line and headers of a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,18 +30,6 @@ pub const HOP_BY_HOP: &[&str] = &[
     "Trailer",
 ];
 
-/// `HTTP/x.y` with one digit each, as Go's `http.ParseHTTPVersion` accepts. The Go client
-/// pushes its scrape errors as `HTTP/0.0 500 Internal Server Error` (a `http.Response` built
-/// without a version), and the Go proxy relays them: so must we.
-fn is_http_version(version: &str) -> bool {
-    let b = version.as_bytes();
-    b.len() == 8
-        && b.starts_with(b"HTTP/")
-        && b[5].is_ascii_digit()
-        && b[6] == b'.'
-        && b[7].is_ascii_digit()
-}
-
 impl ResponseHead {
     /// A head with the standard reason phrase for `status` and no headers.
     pub fn new(status: u16) -> ResponseHead {
@@ -54,33 +43,12 @@ impl ResponseHead {
     /// Parses a status line and headers from `r`, reading at most `max_head` bytes; the body
     /// is left in `r`.
     pub fn parse<R: BufRead>(r: &mut R, max_head: usize) -> Result<ResponseHead, ProtocolError> {
-        let mut budget = max_head;
-        let line = read_head_line(r, &mut budget, max_head, "response head")?;
-        let bad = || ProtocolError::MalformedStatusLine(quoted(&line));
-        let text = std::str::from_utf8(&line).map_err(|_| bad())?;
-        let (version, rest) = text.split_once(' ').ok_or_else(bad)?;
-        if !is_http_version(version) {
-            return Err(bad());
-        }
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
-        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let status: u16 = code.parse().map_err(|_| bad())?;
-        if status < 100 || reason.bytes().any(|b| b < b' ' && b != b'\t') {
-            return Err(bad());
-        }
-        let headers = Headers::read_from(r, &mut budget, max_head, "response head")?;
-        Ok(ResponseHead {
-            status,
-            reason: reason.to_string(),
-            headers,
-        })
+        head::read_response(r, HeadLimits::bytes(max_head))
     }
 
     /// How this response's body is framed.
     pub fn framing(&self) -> Result<Framing, ProtocolError> {
-        Framing::of_response(&self.headers)
+        Framing::of_response(self.status, &self.headers)
     }
 
     /// Writes the status line, the headers and the empty line.
@@ -159,26 +127,72 @@ impl Response {
     }
 }
 
-/// The standard reason phrase of a status code, or "" for an unknown one.
+/// The standard reason phrase of a status code (the IANA registry, RFC 9110 and the codes
+/// in common use it cites), or "" for an unregistered one.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
         _ => "",
     }
 }
@@ -218,6 +232,35 @@ mod tests {
             err.to_string(),
             "malformed HTTP response \"garbage\": expected a status line like \"HTTP/1.1 200 OK\""
         );
+    }
+
+    #[test]
+    fn heads_are_bounded_and_name_a_bad_field() {
+        let err = Response::from_bytes(b"HTTP/1.1 200 OK\r\nX-B: 22222222222222\r\n\r\n", 12, None)
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::HeadTooLarge { limit: 12 }),
+            "{err}"
+        );
+        let err =
+            Response::from_bytes(b"HTTP/1.1 200 OK\r\ngarbage\r\n\r\n", 100, None).unwrap_err();
+        assert!(err.to_string().contains("garbage"), "{err}");
+    }
+
+    /// Every status the proxy and the client answer with (and those a push relays most
+    /// often) has its phrase: an empty one is legal but looks broken in every log.
+    #[test]
+    fn every_status_we_send_has_a_reason_phrase() {
+        for status in [
+            100, 200, 204, 304, 400, 401, 403, 404, 405, 407, 408, 409, 410, 413, 414, 417, 429,
+            431, 500, 502, 503, 504,
+        ] {
+            assert!(!reason_phrase(status).is_empty(), "{status}");
+        }
+        assert_eq!(reason_phrase(410), "Gone");
+        assert_eq!(reason_phrase(414), "URI Too Long");
+        assert_eq!(reason_phrase(417), "Expectation Failed");
+        assert_eq!(reason_phrase(299), "");
     }
 
     #[test]

@@ -65,8 +65,9 @@ pub struct Config {
     pub max_headers: usize,
 
     /// Longest wait for the next request on an idle connection; once a request starts, the
-    /// time its whole head may take (a head trickled a byte at a time is cut here); and the
-    /// longest stall of each body read, each write and a TLS handshake. A parked poll is not a
+    /// time its whole head may take (a head trickled a byte at a time is cut here), then the
+    /// time its whole body may take (a push's: until its scrape's deadline); and the longest
+    /// stall of each write and a TLS handshake. A parked poll is not a
     /// read: it is unaffected. 0s turns it off (as the Go proxy, which has none). [ours]
     #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag)]
     pub read_timeout: Duration,
@@ -133,6 +134,36 @@ pub struct Config {
     /// scraping the proxy). /-/healthy stays open for load balancers. [ours]
     #[arg(long = "auth.protect-api", requires = "scrape_users")]
     pub protect_api: bool,
+
+    // --- Shares of the connection limit (issue 16): one peer cannot take what all need. ---
+    /// Connections that parked polls never take: kept for scrapes, pushes and /-/healthy
+    /// whatever number of polls arrive. A poll beyond the rest gets 503 (clients poll again
+    /// after a back-off). At most half of --web.max-connections is reserved. [ours]
+    #[arg(
+        long = "web.reserved-connections",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub reserved_connections: usize,
+
+    /// Most connections one source address keeps waiting for a request (kept alive between
+    /// requests, or opened and silent); beyond it such a connection is closed. Addresses in
+    /// --web.trusted-proxies are exempt. Raise it for a Prometheus scraping more targets than
+    /// this through the proxy (it keeps a connection alive per target). [ours]
+    #[arg(long = "web.max-idle-per-address", value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_idle_per_address: u32,
+
+    /// Most polls one source address has parked at once; beyond it a poll gets 503. A client
+    /// parks up to 4; raise it for many clients behind one NAT address (or list the address
+    /// in --web.trusted-proxies, which are exempt). [ours]
+    #[arg(long = "poll.max-parked-per-address", value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parked_per_address: u32,
+
+    /// Longest hold of a poll that no credential vouches for (no --auth.client-tokens token
+    /// and no client certificate), even with --poll.max-hold 0s: it is then answered 408 and
+    /// the client polls again. 0s: no bound beyond --poll.max-hold. [ours]
+    #[arg(long = "poll.max-hold-unauthenticated", value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
+    pub poll_max_hold_unauthenticated: Duration,
 
     /// Print a bcrypt line for --auth.scrape-users (`user:$2y$10$...`; the part after the colon
     /// is a basic_auth_users hash for --web.config.file) and exit: the password is read from

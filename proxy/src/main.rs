@@ -16,6 +16,7 @@ mod server;
 mod sha256;
 mod state;
 mod trusted;
+mod warn_limit;
 mod web_config;
 
 use clap::Parser;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use pushprox_daemon::exposition::{header, single};
 
+use crate::http::ShareRefusal;
+
 /// Upper bounds of the duration histograms (the client_golang defaults, as in Go).
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -163,6 +165,7 @@ pub struct Metrics {
     relayed_bytes: AtomicU64,
     rejected_busy: AtomicU64,
     auth_failures: [AtomicU64; AuthFailure::ALL.len()],
+    share_refusals: [AtomicU64; ShareRefusal::ALL.len()],
 }
 
 impl Metrics {
@@ -194,6 +197,15 @@ impl Metrics {
     /// A request refused because the proxy was at its connection limit.
     pub fn rejected_busy(&self) {
         self.rejected_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection refused its share of the connection limit.
+    pub fn share_refused(&self, reason: ShareRefusal) {
+        let i = ShareRefusal::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.share_refusals[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request refused for its credentials.
@@ -293,6 +305,15 @@ impl Metrics {
             "Connections refused with 503 because the proxy was at --web.max-connections (or the open-files limit), or could not start a thread.",
             self.rejected_busy.load(Ordering::Relaxed),
         );
+        header(&mut out, "pushprox_connections_refused_total", "counter", "Connections refused their share, by reason: idle_per_address (closed: --web.max-idle-per-address), parked_per_address (poll answered 503: --poll.max-parked-per-address), parked_share (poll answered 503: the rest is --web.reserved-connections).");
+        for (reason, n) in ShareRefusal::ALL.iter().zip(&self.share_refusals) {
+            let _ = writeln!(
+                out,
+                "pushprox_connections_refused_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
         header(&mut out, "pushprox_auth_failures_total", "counter", "Requests refused for missing or wrong credentials (--auth.client-tokens, --auth.scrape-users), by reason.");
         for (reason, n) in AuthFailure::ALL.iter().zip(&self.auth_failures) {
             let _ = writeln!(

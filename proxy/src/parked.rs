@@ -4,7 +4,7 @@ use std::io;
 
 use pushprox_protocol::MAX_POLLS_HEADER;
 
-use crate::http::{After, Connection, TEXT};
+use crate::http::{After, Connection, Held, TEXT};
 use crate::registry::Registry;
 use crate::rendezvous::MAX_POLLS_PER_CLIENT;
 
@@ -13,11 +13,17 @@ pub struct ParkedPoll {
     conn: Connection,
     /// The FQDN as the client sent it.
     pub fqdn: String,
+    /// Its place among the parked connections, given back with the poll.
+    _share: Held,
 }
 
 impl ParkedPoll {
-    pub fn new(conn: Connection, fqdn: String) -> Self {
-        ParkedPoll { conn, fqdn }
+    pub fn new(conn: Connection, fqdn: String, share: Held) -> Self {
+        ParkedPoll {
+            conn,
+            fqdn,
+            _share: share,
+        }
     }
 
     /// Whether the client hung up while the poll waited.

@@ -109,6 +109,7 @@ impl<P> Default for Slot<P> {
 
 struct WaitingScrape<D> {
     fqdn: String,
+    deadline: Instant,
     tx: Sender<D>,
 }
 
@@ -255,6 +256,7 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
             id.to_string(),
             WaitingScrape {
                 fqdn: fqdn.to_string(),
+                deadline,
                 tx,
             },
         );
@@ -322,6 +324,11 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
     /// The FQDN a waiting scrape is for.
     pub fn fqdn_of(&self, id: &str) -> Option<String> {
         lock(&self.waiting).get(id).map(|w| w.fqdn.clone())
+    }
+
+    /// When a waiting scrape gives up: its push's body must have arrived by then.
+    pub fn deadline_of(&self, id: &str) -> Option<Instant> {
+        lock(&self.waiting).get(id).map(|w| w.deadline)
     }
 
     /// Whether a poll of `fqdn` is parked now.

@@ -10,7 +10,10 @@ use pushprox_protocol::Framing;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::handlers::{self, Guard};
-use crate::http::{After, Connection, Front, HeadLimits, Limits, Request, Service};
+use crate::http::{
+    After, Connection, Front, HeadLimits, Limits, Request, Service, ShareLimits, ShareRefusal,
+    Shares,
+};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
@@ -182,6 +185,25 @@ impl Service for Proxy {
     fn refused_busy(&self) {
         self.state.metrics.rejected_busy();
     }
+
+    fn refused_share(&self, reason: ShareRefusal) {
+        self.state.metrics.share_refused(reason);
+    }
+}
+
+/// The shares of the connection limit; trusted balancers are exempt from the per-address caps.
+fn shares(config: &Config, max_connections: usize) -> Shares {
+    let limits = ShareLimits {
+        reserved: config.reserved_connections.min(max_connections / 2),
+        idle_per_address: config.max_idle_per_address as usize,
+        parked_per_address: config.max_parked_per_address as usize,
+    };
+    let trusted = config.trusted_proxies.clone();
+    Shares::new(
+        limits,
+        max_connections,
+        Box::new(move |ip| trusted.iter().any(|net| net.contains(ip))),
+    )
 }
 
 /// Binds the listener and serves until SIGTERM/SIGINT.
@@ -293,7 +315,13 @@ pub fn run(config: Config) -> Result<(), String> {
         state: Arc::clone(&state),
         front: OnceLock::new(),
     });
-    let front = Front::new(proxy.clone(), limits, tls, headers);
+    let front = Front::new(
+        proxy.clone(),
+        limits,
+        tls,
+        headers,
+        shares(&state.config, max_connections),
+    );
     let _ = proxy.front.set(Arc::downgrade(&front));
     if let Some(web) = &state.auth.web {
         follow_web_config(web.current(), Arc::downgrade(&front))?;

@@ -104,7 +104,7 @@ pub fn apply(trusted: &[TrustedNet], peer: SocketAddr, request: &mut Request) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{RequestHead, Version};
+    use crate::http::{RequestHead, Version};
 
     fn net(s: &str) -> TrustedNet {
         s.parse().unwrap()

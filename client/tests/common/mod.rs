@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pushprox_protocol::{BodyReader, Framing, Headers};
+use pushprox_protocol::{BodyReader, Framing, HeadLimits, Headers};
 
 /// Upper bound of every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -182,47 +182,27 @@ pub struct RequestHead {
     pub method: String,
     pub path: String,
     pub headers: Headers,
+    pub framing: Framing,
 }
 
-/// The request line and header fields of the next request on `r`; `None` at its end.
+/// The request line and header fields of the next request on `r` (read by the codec's head
+/// reader, as the proxy reads them); `None` at its end.
 pub fn read_request_head(r: &mut impl BufRead) -> Option<RequestHead> {
-    let mut line = String::new();
-    if r.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut headers = Headers::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (n, v) = line.split_once(':')?;
-        headers.append(n.trim(), v.trim());
-    }
+    let head = pushprox_protocol::read_request(r, HeadLimits::bytes(64 * 1024)).ok()?;
     Some(RequestHead {
-        method,
-        path,
-        headers,
+        method: head.method,
+        path: head.target,
+        headers: head.headers,
+        framing: head.framing,
     })
 }
 
-/// The next request on `r`, head and body (framed as its head says; none without framing);
-/// `None` at the end of the connection or when the body breaks off.
+/// The next request on `r`, head and body (framed as its head says); `None` at the end of the
+/// connection or when the body breaks off.
 pub fn read_request(r: &mut impl BufRead) -> Option<(RequestHead, Vec<u8>)> {
     let head = read_request_head(r)?;
-    let framing = match Framing::of_response(&head.headers).unwrap_or(Framing::Length(0)) {
-        Framing::UntilEof => Framing::Length(0),
-        f => f,
-    };
     let mut body = Vec::new();
-    BodyReader::new(r, framing, None)
+    BodyReader::new(r, head.framing, None)
         .read_to_end(&mut body)
         .ok()?;
     Some((head, body))

@@ -63,13 +63,15 @@ pub fn refuse(
         ),
     };
     state.metrics.auth_failure(failure);
-    log::warn!(
-        "refused {} {} from={} status={status}: {}",
-        request.method(),
-        crate::redact::shown(request.target()),
-        conn.peer(),
-        refusal.reason()
-    );
+    crate::warn_limit::REFUSALS.warn(failure.label(), || {
+        format!(
+            "refused {} {} from={} status={status}: {}",
+            request.method(),
+            crate::redact::shown(request.target()),
+            conn.peer(),
+            refusal.reason()
+        )
+    });
     let challenge = challenge.map(|(name, scheme)| (name, format!("{scheme} realm=\"{REALM}\"")));
     let mut headers = TEXT.to_vec();
     if let Some((name, value)) = &challenge {

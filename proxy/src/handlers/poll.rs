@@ -59,7 +59,9 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     let fqdn = match parse_fqdn(&body) {
         Ok(f) => f.to_string(),
         Err(reason) => {
-            log::warn!("refused poll from {}: {reason}", conn.peer());
+            crate::warn_limit::REFUSALS.warn("poll", || {
+                format!("refused poll from {}: {reason}", conn.peer())
+            });
             return super::text(conn, 400, &reason);
         }
     };
@@ -75,7 +77,9 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     ) {
         Ok(a) => a,
         Err(e) => {
-            log::warn!("refused poll fqdn={fqdn} from={}: {e}", conn.peer());
+            crate::warn_limit::REFUSALS.warn("poll", || {
+                format!("refused poll fqdn={fqdn} from={}: {e}", conn.peer())
+            });
             return super::text(conn, 400, &e.to_string());
         }
     };
@@ -83,11 +87,25 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     if state.registry.poll_started(&key, &fqdn, announced) == Seen::New {
         log::info!("client registered fqdn={fqdn} from={}", conn.peer());
     }
+    let share = match conn.park_share() {
+        Ok(share) => share,
+        Err(why) => return super::text(conn, 503, &why),
+    };
     log::debug!("poll waiting fqdn={fqdn}");
-    let info = poller_info(&request);
+    let mut info = poller_info(&request);
+    // No credential vouches for this poll: it is held a bounded time whatever
+    // --poll.max-hold says, so made-up FQDNs cannot pin connections for ever.
+    let vouched = token.is_some() || conn.peer_certificates().is_some();
+    let unauthenticated = state.config.poll_max_hold_unauthenticated;
+    if !vouched && !unauthenticated.is_zero() {
+        info.hold = match info.hold {
+            Duration::ZERO => unauthenticated,
+            asked => asked.min(unauthenticated),
+        };
+    }
     match state
         .rendezvous
-        .poll_arrived(&key, ParkedPoll::new(conn, fqdn), info)
+        .poll_arrived(&key, ParkedPoll::new(conn, fqdn, share), info)
     {
         Arrival::Taken => {}
         Arrival::Parked { superseded } => {

@@ -41,6 +41,17 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         _ => None,
     };
     if declared.is_some_and(|n| n > max) {
+        if request.header("Expect").is_some() {
+            // The client waits for 100 Continue before its body: tell it no at once, rather
+            // than invite a body that will be refused.
+            let reason = format!(
+                "Error pushing: the push of {} bytes is larger than --push.max-body ({max} bytes)",
+                declared.unwrap_or_default()
+            );
+            crate::warn_limit::REFUSALS
+                .warn("push", || format!("refused push from {from}: {reason}"));
+            return super::text(conn, 413, &reason);
+        }
         // Refused at once; the pushed head (its Id) is read, briefly, only to fail its scrape
         // with the reason rather than at its deadline.
         conn.set_read_deadline(Instant::now() + OVERSIZED_HEAD_WAIT);
@@ -54,7 +65,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     };
     let mut body = BufReader::with_capacity(PUSH_BUFFER, body);
     let fail = |body: BufReader<RequestBody>, status: u16, reason: String| -> After {
-        log::warn!("refused push from {from}: {reason}");
+        crate::warn_limit::REFUSALS.warn("push", || format!("refused push from {from}: {reason}"));
         super::text(
             body.into_inner().finish(),
             status,
@@ -107,6 +118,11 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         Ok(f) => f,
         Err(e) => return fail(body, 400, format!("scrape_id={id}: {e}")),
     };
+    // The rest of the push must arrive before its scrape gives up: a push trickled a byte
+    // at a time holds a thread no longer than that.
+    if let Some(deadline) = state.rendezvous.deadline_of(&id) {
+        body.get_mut().set_read_deadline(deadline);
+    }
     if let Some(fqdn) = state.rendezvous.fqdn_of(&id) {
         let allowed = state.auth.client_may(token.as_deref(), &fqdn);
         if let Err(refusal) = allowed.and_then(|()| state.auth.certificate_may(certs, &fqdn)) {

@@ -10,11 +10,14 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushprox_protocol::{reason_phrase, BodyReader, Framing, ProtocolError};
+use pushprox_protocol::{
+    parse_request, reason_phrase, BodyReader, ChunkedEncoder, Framing, Headers, ProtocolError,
+};
 
-use super::head::{self, HeadError, RequestHead, Version};
 use super::listener::{Front, Slot};
+use super::shares::Held;
 use super::tls::Stream;
+use super::{RequestHead, Version};
 
 /// Size of the buffer that request bodies are read through.
 const BODY_BUFFER: usize = 16 * 1024;
@@ -23,6 +26,8 @@ const HEAD_BUFFER: usize = 2 * 1024;
 /// How much longer than the time left a socket's read time-out may stay: a read that blocks
 /// ends at most this late.
 const REARM_SLACK: Duration = Duration::from_millis(50);
+/// How long a connection beyond its address's idle share may wait for its first byte.
+const OVER_SHARE_GRACE: Duration = Duration::from_millis(500);
 /// Most bytes read past what a handler consumed to reach the end of a request body, so the
 /// connection can be kept alive.
 const MAX_DRAIN: u64 = 64 * 1024;
@@ -254,12 +259,31 @@ impl Connection {
         self.exchange = Exchange::idle();
         self.deadline = None;
         let limits = self.front.limits.head;
-        // Between requests: wait for the first byte as long as a read may take.
+        // Between requests: wait for the first byte as long as a read may take, in the idle
+        // share of the peer's address; beyond that share, only a moment (a connection just
+        // opened sends its request at once), then the connection is closed.
         if self.pos == self.filled {
+            let (_idle, over) = match self.front.shares.idle(self.peer.ip()) {
+                Ok(held) => (Some(held), None),
+                Err(refusal) => {
+                    self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
+                    (None, Some(refusal))
+                }
+            };
             match self.read_more(limits.max_bytes) {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
-                Err(e) if is_timeout(&e) => return Ok(None),
+                Err(e) if is_timeout(&e) => {
+                    if let Some(refusal) = over {
+                        self.front.service.refused_share(refusal);
+                        let why = refusal
+                            .explain(&self.front.shares.limits, self.front.limits.max_connections);
+                        crate::warn_limit::REFUSALS.warn(refusal.label(), || {
+                            format!("closed an idle connection from={}: {why}", self.peer)
+                        });
+                    }
+                    return Ok(None);
+                }
                 Err(e) if is_disconnect(&e) => return Ok(None),
                 Err(e) => return Err(NextError::Io(e)),
             }
@@ -267,7 +291,7 @@ impl Connection {
         // From the first byte on, the whole head must arrive within the read time-out.
         self.deadline = self.read_timeout().map(|t| Instant::now() + t);
         let (head, length) = loop {
-            match head::parse(&self.buf[self.pos..self.filled], limits) {
+            match parse_request(&self.buf[self.pos..self.filled], limits) {
                 Ok(Some(done)) => break done,
                 Ok(None) => {}
                 Err(e) => return Err(NextError::Head(e)),
@@ -280,7 +304,10 @@ impl Connection {
             }
         };
         self.pos += length;
-        self.deadline = None;
+        // The whole body, not each read of it, must arrive within the read time-out: a body
+        // trickled a byte at a time would otherwise hold its thread for ever. A handler may
+        // move the deadline (a push: to its scrape's).
+        self.deadline = self.read_timeout().map(|t| Instant::now() + t);
         let connection = head
             .headers
             .get("Connection")
@@ -315,8 +342,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Bounds every read of this request's body by `deadline` (instead of the read time-out
-    /// per read).
+    /// Moves the time by which this request's whole body must have arrived (by default the
+    /// read time-out after its head).
     pub fn set_read_deadline(&mut self, deadline: Instant) {
         self.deadline = Some(deadline);
     }
@@ -401,33 +428,29 @@ impl Connection {
             format!("{version} {status} {}\r\n", reason_phrase(status)).as_bytes(),
         );
         let extra = self.front.extra_headers();
+        let mut fields = Headers::new();
         for (name, value) in headers
             .iter()
             .copied()
             .chain(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         {
-            // The codec's values never carry CR or LF; a value that does is not sent.
-            if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-                continue;
-            }
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            fields.append(name, value);
         }
         match length {
-            Some(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
-            None if !self.exchange.http10 => {
-                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n")
-            }
+            // A 1xx, 204 or 304 declares no framing: it has no body.
+            _ if bodiless(status) => {}
+            Some(n) => fields.append("Content-Length", n.to_string()),
+            None if !self.exchange.http10 => fields.append("Transfer-Encoding", "chunked"),
             None => {}
         }
         let keep = self.reusable() && (length.is_some() || !self.exchange.http10);
         if !keep {
-            out.extend_from_slice(b"Connection: close\r\n");
+            fields.append("Connection", "close");
         } else if self.exchange.http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
+            fields.append("Connection", "keep-alive");
         }
+        // The codec's writer never writes a field that would read back as another.
+        fields.write_to(&mut out);
         out.extend_from_slice(b"\r\n");
         out
     }
@@ -477,6 +500,8 @@ impl Connection {
         length: Option<u64>,
         body: &mut dyn Read,
     ) -> (After, Relay) {
+        let bodiless = bodiless(status);
+        let length = if bodiless { Some(0) } else { length };
         let head = self.head_bytes(status, headers, length);
         let chunked = length.is_none() && !self.exchange.http10;
         if length.is_none() {
@@ -484,14 +509,19 @@ impl Connection {
         }
         let mut relay = Relay::default();
         let mut written = self.write_raw_no_flush(&head);
+        let mut counted = Counted { inner: body, n: 0 };
+        let mut source: Box<dyn Read + '_> = if chunked {
+            Box::new(ChunkedEncoder::new(&mut counted))
+        } else {
+            Box::new(&mut counted)
+        };
         let mut buf = vec![0u8; BODY_BUFFER];
-        while written.is_ok() && !self.exchange.head_only {
-            let n = match body.read(&mut buf) {
+        // A 1xx, 204 or 304 has no body (RFC 9112 6.3): whatever followed its head is never
+        // written, where the scraper would read it as a second response.
+        while written.is_ok() && !self.exchange.head_only && !bodiless {
+            let n = match source.read(&mut buf) {
                 Ok(0) => {
                     relay.source_done = true;
-                    if chunked {
-                        written = self.stream.write_all(b"0\r\n\r\n");
-                    }
                     break;
                 }
                 Ok(n) => n,
@@ -503,18 +533,10 @@ impl Connection {
                     break;
                 }
             };
-            written = if chunked {
-                self.stream
-                    .write_all(format!("{n:x}\r\n").as_bytes())
-                    .and_then(|()| self.stream.write_all(&buf[..n]))
-                    .and_then(|()| self.stream.write_all(b"\r\n"))
-            } else {
-                self.stream.write_all(&buf[..n])
-            };
-            if written.is_ok() {
-                relay.bytes += n as u64;
-            }
+            written = self.stream.write_all(&buf[..n]);
         }
+        drop(source);
+        relay.bytes = counted.n;
         let written = written.and_then(|()| self.stream.flush());
         if let Err(e) = &written {
             relay.sink_error = Some(e.to_string());
@@ -562,6 +584,19 @@ impl Connection {
         // SAFETY: one valid pollfd, a zero time-out.
         let ready = unsafe { libc::poll(&mut fd, 1, 0) };
         ready != 0
+    }
+
+    /// A place among the parked connections (a poll about to wait), or why there is none
+    /// (counted and logged here): the caller answers `503` with the reason.
+    pub fn park_share(&self) -> Result<Held, String> {
+        self.front.shares.park(self.peer.ip()).map_err(|refusal| {
+            self.front.service.refused_share(refusal);
+            let why = refusal.explain(&self.front.shares.limits, self.front.limits.max_connections);
+            crate::warn_limit::REFUSALS.warn(refusal.label(), || {
+                format!("refused a poll from={}: {why}", self.peer)
+            });
+            why
+        })
     }
 
     /// Hands the connection back to the pool to read its next request.
@@ -627,9 +662,35 @@ impl RequestBody {
     }
 }
 
+impl RequestBody {
+    /// Moves the time by which the whole body must have arrived.
+    pub fn set_read_deadline(&mut self, deadline: Instant) {
+        self.reader.get_mut().set_read_deadline(deadline);
+    }
+}
+
 impl Read for RequestBody {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.reader.read(out)
+    }
+}
+
+/// Whether answers of `status` never have a body (RFC 9112 6.3).
+fn bodiless(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// Counts the bytes read through it: the body bytes of a relay, before chunked framing.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    n: u64,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.n += n as u64;
+        Ok(n)
     }
 }
 
@@ -649,7 +710,7 @@ pub struct Relay {
 /// Why no request could be read.
 #[derive(Debug)]
 pub(super) enum NextError {
-    Head(HeadError),
+    Head(ProtocolError),
     /// The head did not arrive within the read time-out.
     TimedOut,
     /// The peer closed in the middle of a head.

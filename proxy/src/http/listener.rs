@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use rustls::ServerConfig;
 
 use super::connection::{self, After, Connection, Request};
-use super::head::HeadLimits;
+use super::shares::{ShareRefusal, Shares};
 use super::tls::{self, Stream};
+use super::HeadLimits;
 use pushprox_daemon::workers::Workers;
 
 /// What answers the requests.
@@ -30,6 +31,8 @@ pub trait Service: Send + Sync + 'static {
     fn record(&self, label: &'static str, status: u16, took: Duration);
     /// Counts a connection refused at `--web.max-connections` or for want of a thread.
     fn refused_busy(&self);
+    /// Counts a connection refused its share (per address, or the reserved share).
+    fn refused_share(&self, reason: ShareRefusal);
 }
 
 /// The limits every connection is held to.
@@ -65,6 +68,7 @@ pub struct Front {
     tls: RwLock<Option<Arc<ServerConfig>>>,
     workers: Workers,
     open: Arc<AtomicUsize>,
+    pub(super) shares: Shares,
 }
 
 /// One open connection's place under `--web.max-connections`; freed when dropped.
@@ -82,6 +86,7 @@ impl Front {
         limits: Limits,
         tls: Option<Arc<ServerConfig>>,
         extra_headers: Vec<(String, String)>,
+        shares: Shares,
     ) -> Arc<Front> {
         Arc::new(Front {
             service,
@@ -90,6 +95,7 @@ impl Front {
             tls: RwLock::new(tls),
             workers: Workers::new("connection", CONNECTION_STACK, WORKER_IDLE),
             open: Arc::new(AtomicUsize::new(0)),
+            shares,
         })
     }
 

@@ -1,5 +1,5 @@
-//! Our HTTP/1.1 front: the listener, connections served request after request, bounded heads,
-//! body framing and TLS. It knows nothing of PushProx: a [`Service`] answers the requests.
+//! Our HTTP/1.1 front: the listener, connections served request after request (heads read by
+//! the codec's head reader within `HeadLimits`), body framing and TLS. It knows nothing of PushProx: a [`Service`] answers the requests.
 //!
 //! What it promises against any peer: a head is at most `HeadLimits` (16 KiB and 100 fields
 //! by default) and must arrive within the read time-out; framing that could be read two ways
@@ -7,10 +7,12 @@
 //! costs a thread only while a request on it is being read or answered.
 
 mod connection;
-pub mod head;
 mod listener;
+mod shares;
 mod tls;
 
 pub use connection::{After, BodyError, Connection, Request, RequestBody, TEXT};
-pub use head::HeadLimits;
+// Heads are read by the codec's one head reader, as pushes and poll answers are.
 pub use listener::{Front, Limits, Service};
+pub use pushprox_protocol::{HeadLimits, RequestHead, Version};
+pub use shares::{Held, ShareLimits, ShareRefusal, Shares};
