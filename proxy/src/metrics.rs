@@ -115,16 +115,24 @@ pub enum AuthFailure {
     ApiCredentialsMissing,
     /// A read of the API with a wrong user or password.
     ApiCredentialsWrong,
+    /// A scrape or API read refused with 429, unchecked: too many wrong passwords from its
+    /// address (--auth.max-failures).
+    TooManyFailures,
+    /// A scrape or API read refused with 503, unchecked: the bcrypt queue was full
+    /// (--auth.check-queue).
+    PasswordChecksBusy,
 }
 
 impl AuthFailure {
-    const ALL: [AuthFailure; 6] = [
+    const ALL: [AuthFailure; 8] = [
         AuthFailure::ClientTokenMissing,
         AuthFailure::ClientTokenWrong,
         AuthFailure::ScrapeCredentialsMissing,
         AuthFailure::ScrapeCredentialsWrong,
         AuthFailure::ApiCredentialsMissing,
         AuthFailure::ApiCredentialsWrong,
+        AuthFailure::TooManyFailures,
+        AuthFailure::PasswordChecksBusy,
     ];
 
     /// The `reason` label value.
@@ -136,6 +144,8 @@ impl AuthFailure {
             AuthFailure::ScrapeCredentialsWrong => "scrape_credentials_wrong",
             AuthFailure::ApiCredentialsMissing => "api_credentials_missing",
             AuthFailure::ApiCredentialsWrong => "api_credentials_wrong",
+            AuthFailure::TooManyFailures => "too_many_failures",
+            AuthFailure::PasswordChecksBusy => "password_checks_busy",
         }
     }
 }

@@ -14,3 +14,4 @@ mod tls;
 pub use connection::{After, BodyError, Connection, Request, RequestBody, TEXT};
 pub use head::HeadLimits;
 pub use listener::{Front, Limits, Service};
+pub use tls::TlsSetup;

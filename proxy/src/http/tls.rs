@@ -1,55 +1,139 @@
 //! The byte stream under a connection: plain TCP, or TLS (rustls) over it. The handshake runs
 //! on the connection's own thread, bounded by the read time-out, so a peer that stalls in it
 //! holds only its own thread, and only that long.
+//!
+//! The TLS configuration is read afresh for each handshake from a [`View`] of the reloaded
+//! settings (as exporter-toolkit's `GetConfigForClient`): a rotated certificate is served from
+//! the first handshake after the reload. A connection remembers the configuration it was
+//! accepted with; once that changed, its client certificate is verified again against the new
+//! one before its next request ([`Stream::revoked`]).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use crate::reload::View;
 
 /// How long a handshake may take when `--web.read-timeout` is off.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
-/// A connection's stream.
-pub enum Stream {
+/// A TLS server configuration and the verifier of client certificates inside it (rustls
+/// does not hand it out), to verify kept-alive connections again after a change.
+pub struct TlsSetup {
+    pub config: Arc<ServerConfig>,
+    pub verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl std::fmt::Debug for TlsSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsSetup")
+    }
+}
+
+/// A connection's stream (boxed: a connection value is moved between threads and queues).
+pub struct Stream(Box<Inner>);
+
+struct Inner {
+    io: Io,
+    accepted: Instant,
+}
+
+enum Io {
     Plain(TcpStream),
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Tls(Box<Tls>),
+}
+
+struct Tls {
+    stream: StreamOwned<ServerConnection, TcpStream>,
+    source: View<TlsSetup>,
+    /// The configuration the peer's certificate was last verified against.
+    checked: Mutex<Arc<TlsSetup>>,
 }
 
 impl Stream {
+    /// A plain TCP connection, accepted now.
+    pub fn plain(tcp: TcpStream) -> Stream {
+        Stream(Box::new(Inner {
+            io: Io::Plain(tcp),
+            accepted: Instant::now(),
+        }))
+    }
+
     /// The TCP socket under the stream.
     pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
+        match &self.0.io {
+            Io::Plain(s) => s,
+            Io::Tls(s) => &s.stream.sock,
         }
     }
 
     /// The certificates the TLS peer presented, end entity first.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
-        match self {
-            Stream::Plain(_) => None,
-            Stream::Tls(s) => s.conn.peer_certificates(),
+        match &self.0.io {
+            Io::Plain(_) => None,
+            Io::Tls(s) => s.stream.conn.peer_certificates(),
         }
     }
 
     /// Tells a TLS peer the connection ends; nothing for plain TCP.
     pub fn close_notify(&mut self) {
-        if let Stream::Tls(s) = self {
-            s.conn.send_close_notify();
-            let _ = s.conn.write_tls(&mut s.sock);
+        if let Io::Tls(s) = &mut self.0.io {
+            s.stream.conn.send_close_notify();
+            let _ = s.stream.conn.write_tls(&mut s.stream.sock);
+        }
+    }
+
+    /// Whether the connection was accepted `max_age` ago or earlier (zero: no limit).
+    pub fn expired(&self, max_age: Duration) -> bool {
+        !max_age.is_zero() && self.0.accepted.elapsed() >= max_age
+    }
+
+    /// Why this connection may not carry another request: its client certificate no longer
+    /// verifies against the TLS configuration loaded since it was accepted (another CA,
+    /// `client_allowed_sans`, a certificate now required). `None`: it may go on.
+    pub fn revoked(&self) -> Option<String> {
+        let Io::Tls(tls) = &self.0.io else {
+            return None;
+        };
+        let now = tls.source.get();
+        let mut checked = tls.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if Arc::ptr_eq(&now, &checked) {
+            return None;
+        }
+        let verifier = &now.verifier;
+        let verdict = match tls.stream.conn.peer_certificates() {
+            // The new configuration asks for no certificate: whatever was sent proves nothing
+            // that is still required.
+            _ if !verifier.offer_client_auth() => Ok(()),
+            Some([end_entity, intermediates @ ..]) => verifier
+                .verify_client_cert(end_entity, intermediates, UnixTime::now())
+                .map(|_| ())
+                .map_err(|e| format!("its client certificate no longer verifies: {e}")),
+            _ if verifier.client_auth_mandatory() => {
+                Err("a client certificate is now required, and it sent none".to_string())
+            }
+            _ => Ok(()),
+        };
+        match verdict {
+            Ok(()) => {
+                *checked = now;
+                None
+            }
+            Err(why) => Some(format!("the TLS configuration changed: {why}")),
         }
     }
 }
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => match s.read(buf) {
+        match &mut self.0.io {
+            Io::Plain(s) => s.read(buf),
+            Io::Tls(s) => match s.stream.read(buf) {
                 // A peer that closes without close_notify ends the stream all the same.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
                 other => other,
@@ -60,16 +144,17 @@ impl Read for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
+        match &mut self.0.io {
+            Io::Plain(s) => s.write(buf),
+            Io::Tls(s) => s.stream.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => {
+        match &mut self.0.io {
+            Io::Plain(s) => s.flush(),
+            Io::Tls(s) => {
+                let s = &mut s.stream;
                 s.flush()?;
                 while s.conn.wants_write() {
                     s.conn.write_tls(&mut s.sock)?;
@@ -80,15 +165,18 @@ impl Write for Stream {
     }
 }
 
-/// Runs the server side of a TLS handshake on `tcp` within `limit` (zero: 10 s).
-pub fn accept(config: Arc<ServerConfig>, tcp: TcpStream, limit: Duration) -> io::Result<Stream> {
+/// Runs the server side of a TLS handshake on `tcp` within `limit` (zero: 10 s), with the
+/// configuration `source` holds now.
+pub fn accept(source: &View<TlsSetup>, tcp: TcpStream, limit: Duration) -> io::Result<Stream> {
+    let accepted = Instant::now();
     let limit = if limit.is_zero() {
         HANDSHAKE_LIMIT
     } else {
         limit
     };
     let deadline = Instant::now() + limit;
-    let mut conn = ServerConnection::new(config).map_err(io::Error::other)?;
+    let setup = source.get();
+    let mut conn = ServerConnection::new(Arc::clone(&setup.config)).map_err(io::Error::other)?;
     let mut tcp = tcp;
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -121,5 +209,12 @@ pub fn accept(config: Arc<ServerConfig>, tcp: TcpStream, limit: Duration) -> io:
             }
         }
     }
-    Ok(Stream::Tls(Box::new(StreamOwned::new(conn, tcp))))
+    Ok(Stream(Box::new(Inner {
+        io: Io::Tls(Box::new(Tls {
+            stream: StreamOwned::new(conn, tcp),
+            source: source.clone(),
+            checked: Mutex::new(setup),
+        })),
+        accepted,
+    })))
 }

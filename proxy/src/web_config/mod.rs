@@ -8,14 +8,8 @@
 //! `rate_limit`): never silently ignored. Relative paths are relative to the file's directory.
 //! The TLS files themselves are read by [`WebConfig::server_config`] ([`tls::from_web_config`]).
 
-pub mod cert_names;
-pub mod identity;
-pub mod reload;
+pub mod settings;
 pub mod tls;
-pub mod users;
-
-#[cfg(test)]
-pub(crate) mod testcerts;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,11 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::SupportedKxGroup;
-use rustls::{ServerConfig, SupportedCipherSuite};
+use rustls::SupportedCipherSuite;
 use serde::Deserialize;
 
+use crate::auth::Users;
+use crate::http::TlsSetup;
+
+pub use settings::Settings;
 pub use tls::TlsConfigError;
-pub use users::BasicAuthUsers;
 
 /// Web config files above this size are refused (a real one is well under 100 KiB, even with
 /// inline certificates and many users).
@@ -43,7 +40,7 @@ pub struct WebConfig {
     /// `http_server_config.headers`: extra response headers, in file order of names.
     pub headers: Vec<(String, String)>,
     /// `basic_auth_users`; `None` when absent or empty (no basic auth, as exporter-toolkit).
-    pub users: Option<BasicAuthUsers>,
+    pub users: Option<Users>,
 }
 
 /// PEM text given as a file (path as written in the config) or inline.
@@ -343,7 +340,7 @@ impl WebConfig {
 
         let users = match raw.basic_auth_users {
             Some(map) if !map.is_empty() => Some(
-                BasicAuthUsers::new(map)
+                Users::from_bcrypt_map(map)
                     .map_err(|e| invalid(&format!("basic_auth_users.{}", e.user), e.reason))?,
             ),
             _ => None,
@@ -369,7 +366,7 @@ impl WebConfig {
 
     /// The rustls configuration of `tls_server_config`, its files read and checked; `None`
     /// when the config has no TLS.
-    pub fn server_config(&self) -> Result<Option<Arc<ServerConfig>>, WebConfigError> {
+    pub fn server_config(&self) -> Result<Option<Arc<TlsSetup>>, WebConfigError> {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
@@ -396,26 +393,6 @@ impl WebConfig {
             }
         }
         files
-    }
-}
-
-/// A web config with its TLS configuration built: what the front holds, and what
-/// [`reload::Reloader`] swaps when the file or a file it names changes:
-/// `Reloader::start("web-config", path, every, LoadedWebConfig::load)`.
-#[derive(Debug)]
-pub struct LoadedWebConfig {
-    pub config: WebConfig,
-    /// `None`: plain HTTP.
-    pub tls: Option<Arc<ServerConfig>>,
-}
-
-impl LoadedWebConfig {
-    /// Loads the file and its TLS files; also returns the files it depends on besides itself.
-    pub fn load(path: &Path) -> Result<reload::Loaded<LoadedWebConfig>, WebConfigError> {
-        let config = WebConfig::load(path)?;
-        let tls = config.server_config()?;
-        let files = config.files().into_iter().skip(1).collect();
-        Ok((LoadedWebConfig { config, tls }, files))
     }
 }
 
@@ -719,7 +696,7 @@ fn parse_tls(t: RawTls, path: &Path) -> Result<Option<TlsServerConfig>, WebConfi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web_config::testcerts::{Dir, KeyKind};
+    use crate::testcerts::{Dir, KeyKind};
     use crate::web_config::tls::tests::{client_trusting, handshake};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -1071,7 +1048,7 @@ rate_limit:
             config
         }
 
-        fn server(&self, tls_lines: &str) -> Arc<ServerConfig> {
+        fn server(&self, tls_lines: &str) -> Arc<TlsSetup> {
             let path = self.dir.write(
                 "web.yml",
                 &format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{tls_lines}"),
@@ -1096,7 +1073,7 @@ rate_limit:
         let good = pki.client("good", &pki.ca.clone(), &["DNS:prometheus.example.com"]);
         let stranger = pki.client("stranger", &other_ca, &["DNS:prometheus.example.com"]);
         let anonymous = client_trusting(&pki.ca.0);
-        let ok = |server: &Arc<ServerConfig>, client: &rustls::ClientConfig| {
+        let ok = |server: &Arc<TlsSetup>, client: &rustls::ClientConfig| {
             handshake(server.clone(), client.clone(), "localhost")
                 .map(|(_, s)| s.peer_certificates().map(|c| c.len()).unwrap_or(0))
         };
@@ -1188,55 +1165,6 @@ rate_limit:
         let config = WebConfig::load(&path).unwrap();
         let server = config.server_config().unwrap().unwrap();
         handshake(server, client, "localhost").unwrap();
-    }
-
-    #[test]
-    fn a_rotated_certificate_is_served_to_new_handshakes() {
-        use crate::web_config::reload::Reloader;
-        let pki = Pki::new("rotate");
-        let path = pki.dir.write(
-            "web.yml",
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
-        );
-        let reloader = Reloader::start(
-            "web-config",
-            &path,
-            std::time::Duration::from_millis(20),
-            LoadedWebConfig::load,
-        )
-        .unwrap();
-        let served = || {
-            let server = reloader.get().tls.clone().unwrap();
-            let (client, _) = handshake(server, client_trusting(&pki.ca.0), "localhost").unwrap();
-            client.peer_certificates().unwrap()[0].to_vec()
-        };
-        let first = pki.dir.der(&pki.dir.path("server.crt"));
-        assert_eq!(served(), first);
-
-        // certbot-style: a new key and certificate written over the old files. The key
-        // first: in between, the pair does not match, and the last good config stays.
-        let key = pki.dir.key("server.key", KeyKind::Ed25519);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while reloader.current().last_error().is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no failed reload seen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(served(), first);
-        pki.dir
-            .leaf("server.crt", &key, &pki.ca, "proxy", &["DNS:localhost"]);
-        let second = pki.dir.der(&pki.dir.path("server.crt"));
-        assert_ne!(first, second);
-        while served() != second {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the new certificate is not served"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(reloader.current().last_error(), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! rustls server configurations for the proxy's listener: from `--tls.cert`/`--tls.key`
-//! ([`from_files`]), or from a web config's `tls_server_config` ([`from_web_config`]).
+//! The rustls server configuration of the proxy's listener, built in one place
+//! ([`from_web_config`]) from a web config's `tls_server_config` or from `--tls.cert`/`--tls.key`
+//! ([`from_files`], the same with defaults).
 //!
 //! Everything is checked here, before the listener starts: the PEM files, the key type, and
 //! that the key belongs to the certificate. Each problem is a [`TlsConfigError`] naming the
@@ -9,7 +10,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -21,7 +22,9 @@ use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName};
 
-use super::{cert_names, ClientAuth, PemSource, TlsServerConfig, TlsVersion};
+use super::{ClientAuth, PemSource, TlsServerConfig, TlsVersion};
+use crate::auth::cert_names;
+use crate::http::TlsSetup;
 
 /// PEM files above this size are refused: certificates, keys and CA bundles are a few KiB,
 /// and a path mistaken for another file (a log, `/dev/zero`) must not fill memory.
@@ -286,21 +289,22 @@ pub fn certified_key(
 }
 
 /// The server configuration of `--tls.cert`/`--tls.key`: TLS 1.3 and 1.2, no client
-/// certificates, ALPN `http/1.1`.
-pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let cert = Pem::read(cert, Origin::flag("--tls.cert", cert))?;
-    let key = Pem::read(key, Origin::flag("--tls.key", key))?;
-    let provider = provider();
-    let certified = certified_key(&cert, &key, &provider)?;
-    let config = ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-        .map_err(|e| TlsConfigError::Setting {
-            key: "--tls.cert",
-            reason: e.to_string(),
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-    Ok(finish(config))
+/// certificates, ALPN `http/1.1`; the files are named by their flags in errors.
+pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<TlsSetup>, TlsConfigError> {
+    let config = TlsServerConfig {
+        cert: PemSource::File(cert.to_path_buf()),
+        key: PemSource::File(key.to_path_buf()),
+        client_auth: ClientAuth::NoClientCert,
+        client_ca: None,
+        client_allowed_sans: Vec::new(),
+        min_version: TlsVersion::Tls12,
+        max_version: TlsVersion::Tls13,
+        cipher_suites: Vec::new(),
+        curve_preferences: Vec::new(),
+        prefer_server_cipher_suites: false,
+        config_path: PathBuf::new(),
+    };
+    from_web_config(&config, Path::new("."))
 }
 
 /// The server configuration of a web config's `tls_server_config`; relative paths are
@@ -308,8 +312,18 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsConfi
 pub fn from_web_config(
     config: &TlsServerConfig,
     base_dir: &Path,
-) -> Result<Arc<ServerConfig>, TlsConfigError> {
+) -> Result<Arc<TlsSetup>, TlsConfigError> {
+    // Empty: the flags' files, named by their flags.
+    let from_flags = config.config_path.as_os_str().is_empty();
     let load = |source: &PemSource, file_key: &str, inline_key: &str| match source {
+        PemSource::File(path) if from_flags => {
+            let flag = if file_key == "cert_file" {
+                "--tls.cert"
+            } else {
+                "--tls.key"
+            };
+            Pem::read(path, Origin::flag(flag, path))
+        }
         PemSource::File(path) => {
             let path = base_dir.join(path);
             let origin = Origin::config_file(&format!("tls_server_config.{file_key}"), &path);
@@ -365,10 +379,14 @@ pub fn from_web_config(
             key: "tls_server_config.cipher_suites",
             reason: format!("no cipher suite left for the TLS versions allowed ({e})"),
         })?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::clone(&verifier))
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     server.ignore_client_order = config.prefer_server_cipher_suites;
-    Ok(finish(server))
+    server.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(TlsSetup {
+        config: Arc::new(server),
+        verifier,
+    }))
 }
 
 /// The verifier of `client_auth_type`, with the `client_allowed_sans` check around it.
@@ -600,15 +618,10 @@ impl ClientCertVerifier for AllowedSans {
     }
 }
 
-fn finish(mut config: ServerConfig) -> Arc<ServerConfig> {
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    Arc::new(config)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::web_config::testcerts::{Dir, KeyKind, ALL_KEYS};
+    use crate::testcerts::{Dir, KeyKind, ALL_KEYS};
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 
@@ -629,13 +642,13 @@ pub(crate) mod tests {
 
     /// A handshake in memory, at most 10 round trips; both sides after it.
     pub fn handshake(
-        server: Arc<ServerConfig>,
+        server: Arc<TlsSetup>,
         client: ClientConfig,
         name: &str,
     ) -> Result<(ClientConnection, ServerConnection), rustls::Error> {
         let name = ServerName::try_from(name.to_string()).unwrap();
         let mut c = ClientConnection::new(Arc::new(client), name)?;
-        let mut s = ServerConnection::new(server)?;
+        let mut s = ServerConnection::new(Arc::clone(&server.config))?;
         for _ in 0..10 {
             let mut wire = Vec::new();
             c.write_tls(&mut wire).unwrap();
@@ -769,7 +782,7 @@ pub(crate) mod tests {
         assert_eq!(err.to_string(), format!("--tls.key file {d}/bad.key: the private key cannot be used (unexpected error: failed to parse private key as RSA, ECDSA, or EdDSA); use an RSA (2048 bits or more), ECDSA P-256 or P-384, or Ed25519 key"));
 
         let encrypted = dir.path("enc.key");
-        crate::web_config::testcerts::openssl(&[
+        crate::testcerts::openssl(&[
             "pkcs8",
             "-topk8",
             "-in",

@@ -51,7 +51,7 @@ pub fn names(cert: &CertificateDer<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web_config::testcerts::{Dir, KeyKind};
+    use crate::testcerts::{Dir, KeyKind};
 
     #[test]
     fn sans_wildcards_and_common_names() {
