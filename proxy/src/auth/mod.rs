@@ -143,7 +143,7 @@ impl Auth {
         }
         let names = identity::names(cert);
         let named = if names.is_empty() {
-            "no DNS name or common name".to_string()
+            "no DNS name (and a common name counts only without any SAN)".to_string()
         } else {
             names.join(", ")
         };
