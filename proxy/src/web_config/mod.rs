@@ -1038,12 +1038,14 @@ rate_limit:
                 .collect();
             let key = PrivateKeyDer::from_pem_file(&key).unwrap();
             let plain = client_trusting(&self.ca.0);
-            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(tls::provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(root_store(&self.ca.0))
-                .with_client_auth_cert(chain, key)
-                .unwrap();
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                pushprox_daemon::tls::provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(root_store(&self.ca.0))
+            .with_client_auth_cert(chain, key)
+            .unwrap();
             config.alpn_protocols = plain.alpn_protocols;
             config
         }
