@@ -317,6 +317,29 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
 
     // Health stays open to anyone with a certificate; the API needs the bcrypt user.
     assert_eq!(scraper.api("/-/healthy", None), (200, "OK\n".to_string()));
+    // The configured header is sent once, though the answer's own headers have it too.
+    let (status, head) = curl(&[
+        "--cacert",
+        &scraper.ca,
+        "--cert",
+        &scraper.cert,
+        "--key",
+        &scraper.key,
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("https://127.0.0.1:{port}/-/healthy"),
+    ]);
+    assert_eq!(status, 200, "{head}");
+    let sent = head
+        .lines()
+        .filter(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("x-content-type-options:")
+        })
+        .count();
+    assert_eq!(sent, 1, "{head}");
     let (status, body) = scraper.api("/clients", None);
     assert_eq!(status, 401, "{body}");
     assert_eq!(scraper.api("/clients", Some("prom:wrong")).0, 401);
@@ -866,8 +889,11 @@ fn a_changed_client_ca_closes_the_connections_it_no_longer_verifies() {
         statuses.iter().all(|s| *s != 200),
         "scrapes still reach the revoked client: {statuses:?}"
     );
+    // The new handshakes of the client are refused, and said so at WARN (once per 10 s).
     assert!(
-        proxy.log_contains("TLS handshake with 127.0.0.1"),
+        proxy.log_contains("[WARN] refused TLS handshake from=127.0.0.1:")
+            && proxy
+                .log_contains("the client certificate: invalid peer certificate: UnknownIssuer"),
         "{}",
         proxy.log_tail(20)
     );

@@ -401,9 +401,13 @@ impl Connection {
             format!("{version} {status} {}\r\n", reason_phrase(status)).as_bytes(),
         );
         let extra = self.front.extra_headers();
+        // A header of the web config (http_server_config.headers) replaces the handler's of
+        // the same name: sent once, with the operator's value.
+        let configured = |name: &str| extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
         for (name, value) in headers
             .iter()
             .copied()
+            .filter(|(name, _)| !configured(name))
             .chain(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         {
             // The codec's values never carry CR or LF; a value that does is not sent.

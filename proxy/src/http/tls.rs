@@ -175,9 +175,10 @@ pub fn accept(source: &View<TlsSetup>, tcp: TcpStream, limit: Duration) -> io::R
         limit
     };
     let deadline = Instant::now() + limit;
+    let mut tcp = tcp;
+    refuse_plain_http(&mut tcp, limit)?;
     let setup = source.get();
     let mut conn = ServerConnection::new(Arc::clone(&setup.config)).map_err(io::Error::other)?;
-    let mut tcp = tcp;
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -205,6 +206,7 @@ pub fn accept(source: &View<TlsSetup>, tcp: TcpStream, limit: Duration) -> io::R
             Err(e) => {
                 // Tell the peer why, when rustls has an alert for it.
                 let _ = conn.write_tls(&mut tcp);
+                log_refused_certificate(&tcp, &e);
                 return Err(e);
             }
         }
@@ -217,4 +219,83 @@ pub fn accept(source: &View<TlsSetup>, tcp: TcpStream, limit: Duration) -> io::R
         })),
         accepted,
     })))
+}
+
+/// What Go's net/http answers to plain HTTP on a TLS port, byte for byte.
+const PLAIN_HTTP_ANSWER: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Answers `400` and fails when the peer starts with plain HTTP (a request line begins with
+/// an upper-case method; a TLS record with 0x16, or 0x80 for an old SSLv2 hello), so that
+/// `curl http://` on the TLS port says what is wrong instead of a handshake failure.
+fn refuse_plain_http(tcp: &mut TcpStream, limit: Duration) -> io::Result<()> {
+    tcp.set_read_timeout(Some(limit))?;
+    let mut first = [0u8; 1];
+    let n = loop {
+        match tcp.peek(&mut first) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the TLS handshake did not start within --web.read-timeout",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if n == 1 && first[0].is_ascii_uppercase() {
+        // Read what the peer sent of its request, so that closing with unread bytes does not
+        // reset the connection before it reads the answer.
+        let mut head = vec![0u8; 16 * 1024];
+        tcp.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let _ = tcp.read(&mut head);
+        tcp.set_write_timeout(Some(limit))?;
+        let _ = tcp.write_all(PLAIN_HTTP_ANSWER);
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a plain HTTP request on the TLS port (answered 400)",
+        ));
+    }
+    Ok(())
+}
+
+/// The last WARN about a refused client certificate, and how many refusals were not logged
+/// since: a flood of bad handshakes writes one line per [`REFUSAL_LOG_EVERY`].
+static REFUSALS: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs a handshake refused for its client certificate (missing, not issued by the client
+/// CA, outside `client_allowed_sans`, ...) at WARN, at most once per 10 s with a count: the
+/// operator sees why a client cannot connect, an attacker cannot fill the log.
+fn log_refused_certificate(tcp: &TcpStream, e: &io::Error) {
+    let Some(error) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return;
+    };
+    if !matches!(
+        error,
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+    ) {
+        return;
+    }
+    let mut refusals = REFUSALS.lock().unwrap_or_else(|p| p.into_inner());
+    refusals.1 += 1;
+    if refusals.0.is_some_and(|t| t.elapsed() < REFUSAL_LOG_EVERY) {
+        return;
+    }
+    let peer = tcp
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    log::warn!(
+        "refused TLS handshake from={peer}: the client certificate: {error} ({} such refusal(s) in the last {}s, this one included)",
+        refusals.1,
+        REFUSAL_LOG_EVERY.as_secs()
+    );
+    *refusals = (Some(Instant::now()), 0);
 }
