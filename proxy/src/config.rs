@@ -103,7 +103,8 @@ pub struct Config {
 
     /// Serve HTTPS: PEM file with the certificate chain (server certificate first). Needs
     /// --tls.key. Clients then use --proxy-url https://..., Prometheus proxy_url: https://...
-    /// A shorthand for tls_server_config in --web.config.file (not both). [ours]
+    /// A shorthand for tls_server_config in --web.config.file (not both). Re-read, with
+    /// --tls.key, when either changes (checked every 5 s). [ours]
     #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
@@ -123,8 +124,8 @@ pub struct Config {
     /// Require scrapers to authenticate: a file of `user:BCRYPT_HASH` lines (`htpasswd -nBC
     /// 10 USER`, or --hash-password, makes one; old `user:sha256:...` lines load with a
     /// warning). Scrapes then need `Proxy-Authorization: Basic` (Prometheus:
-    /// proxy_url: http://user:password@proxy:8080/), else 407. Unset: anyone may scrape, as
-    /// in Go. [ours]
+    /// proxy_url: http://user:password@proxy:8080/), else 407. Re-read when it changes
+    /// (checked every 5 s). Unset: anyone may scrape, as in Go. [ours]
     #[arg(long = "auth.scrape-users", value_name = "FILE")]
     pub scrape_users: Option<PathBuf>,
 

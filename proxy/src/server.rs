@@ -272,7 +272,8 @@ pub fn run(config: Config) -> Result<(), String> {
         ),
     }
     let limits_pw = auth.passwords().limits();
-    log::info!(
+    if access.users.is_some() {
+        log::info!(
         "password checks: bcrypt on {} thread(s), {} queued at most, successes cached {} after last use, {} failures per address per {}",
         limits_pw.workers,
         limits_pw.queue,
@@ -280,6 +281,7 @@ pub fn run(config: Config) -> Result<(), String> {
         limits_pw.max_failures,
         pushprox_protocol::format_duration(limits_pw.failure_interval),
     );
+    }
     drop(loaded);
     let max_connections = match crate::limits::raise_open_files() {
         Some(open_files) => {
