@@ -160,6 +160,9 @@ pub struct Gauges {
     pub scrapes_waiting: usize,
     /// Connections open, parked polls included.
     pub open_connections: usize,
+    /// Password checks computed (bcrypt or SHA-256), and logins answered from the cache.
+    pub password_checks: u64,
+    pub password_cache_hits: u64,
 }
 
 /// Counters and histograms, shared by every handler thread.
@@ -291,6 +294,20 @@ impl Metrics {
         );
         single(
             &mut out,
+            "pushprox_auth_password_checks_total",
+            "counter",
+            "Password checks computed (bcrypt on the --auth.check-workers threads, or salted SHA-256): logins neither cached nor refused unchecked.",
+            gauges.password_checks,
+        );
+        single(
+            &mut out,
+            "pushprox_auth_password_cache_hits_total",
+            "counter",
+            "Logins answered from the cache of successful checks (--auth.cache-ttl), without bcrypt.",
+            gauges.password_cache_hits,
+        );
+        single(
+            &mut out,
             "pushprox_relayed_bytes_total",
             "counter",
             "Body bytes relayed from pushes to scrapers.",
@@ -349,12 +366,16 @@ mod tests {
             polls_waiting: 1,
             scrapes_waiting: 0,
             open_connections: 3,
+            password_checks: 4,
+            password_cache_hits: 5,
         });
         for line in [
             "pushprox_http_requests_total{code=\"200\",path=\"/poll\"} 1",
             "pushproxy_proxied_requests_total{code=\"504\"} 1",
             "pushprox_proxy_clients 2",
             "pushprox_open_connections 3",
+            "pushprox_auth_password_checks_total 4",
+            "pushprox_auth_password_cache_hits_total 5",
             "pushprox_auth_failures_total{reason=\"client_token_wrong\"} 2",
             "pushprox_auth_failures_total{reason=\"scrape_credentials_missing\"} 0",
             "pushprox_scrapes_total{outcome=\"no_poll\"} 1",

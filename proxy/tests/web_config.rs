@@ -796,6 +796,16 @@ fn a_wrong_password_flood_does_not_starve_right_ones() {
         limited >= refused as f64,
         "{limited} < {refused}\n{metrics}"
     );
+    // bcrypt ran for the flood's budget (10), the probes and the first login only; every other
+    // login of the scraper came from the cache.
+    let computed = metric(&metrics, "pushprox_auth_password_checks_total").unwrap_or(f64::MAX);
+    assert!(computed <= 20.0, "{computed} checks computed\n{metrics}");
+    let cached_hits = metric(&metrics, "pushprox_auth_password_cache_hits_total").unwrap_or(0.0);
+    assert!(
+        cached_hits >= statuses.len() as f64,
+        "{cached_hits} cache hits for {} scrapes",
+        statuses.len()
+    );
     assert!(
         proxy.log_contains("without running them, latest from=127.0.0.2"),
         "{}",
