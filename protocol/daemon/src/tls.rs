@@ -207,6 +207,12 @@ impl Pem {
     }
 }
 
+/// The certificates of a CA bundle (a system's `ca-certificates.crt`, a file of a
+/// certificate directory), other items and broken blocks skipped, as Go reads such bundles.
+pub fn bundle_certificates(bytes: &[u8]) -> impl Iterator<Item = CertificateDer<'static>> + '_ {
+    CertificateDer::pem_slice_iter(bytes).filter_map(Result::ok)
+}
+
 /// pki-types' PEM errors in words (its `Display` prints the marker as a byte array).
 fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
     use rustls::pki_types::pem::Error;
