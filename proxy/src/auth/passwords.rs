@@ -4,18 +4,22 @@
 //! - Successes are cached by user and a digest of the password (SHA-256 with a per-process
 //!   random salt; never the password) for `--auth.cache-ttl`, refreshed at each use, and the
 //!   cache is emptied when the users change (a reload).
+//! - Requests carrying the same user and password while one check of them runs wait for its
+//!   answer (a Prometheus starting fifty scrapes at once runs bcrypt once, as behind the one
+//!   lock of old).
 //! - bcrypt runs on a small pool (`--auth.check-workers` threads, `--auth.check-queue` waiting
 //!   checks), not behind one lock; a full queue is answered at once.
 //! - Failures are limited per source address (an IPv6 address by its /64): beyond
 //!   `--auth.max-failures` in `--auth.failure-interval`, checks from it are refused without
 //!   running bcrypt until the interval ends. Checks in flight count against the budget too, so
-//!   one source never has more than that many in the queue. A refused source is logged once
+//!   one source never has more than that many in the queue (refused for that alone, it is told
+//!   to retry in a second). A refused source is logged once
 //!   per interval with a count.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -102,6 +106,30 @@ struct Sources {
     by_ip: HashMap<IpAddr, Budget>,
 }
 
+/// A check in flight that others with the same credentials wait for.
+#[derive(Default)]
+struct Pending {
+    verdict: Mutex<Option<Verdict>>,
+    done: Condvar,
+}
+
+impl Pending {
+    /// The verdict, once the check is done; `None` after `within`.
+    fn wait(&self, within: Duration) -> Option<Verdict> {
+        let verdict = self.verdict.lock().unwrap_or_else(|e| e.into_inner());
+        let (verdict, _) = self
+            .done
+            .wait_timeout_while(verdict, within, |v| v.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        *verdict
+    }
+
+    fn finish(&self, verdict: Verdict) {
+        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(verdict);
+        self.done.notify_all();
+    }
+}
+
 /// A source's failures in the current interval.
 struct Budget {
     started: Instant,
@@ -127,6 +155,8 @@ pub struct Passwords {
     salt: [u8; 32],
     cache: Mutex<Cache>,
     sources: Mutex<Sources>,
+    /// Checks in flight, by cache key.
+    pending: Mutex<HashMap<Digest, Arc<Pending>>>,
     log: Mutex<RefusalLog>,
     jobs: Sender<Job>,
     pub counts: PasswordCounts,
@@ -155,6 +185,7 @@ impl Passwords {
                 users: 0,
                 until: HashMap::new(),
             }),
+            pending: Mutex::new(HashMap::new()),
             sources: Mutex::new(Sources {
                 users: 0,
                 by_ip: HashMap::new(),
@@ -176,11 +207,55 @@ impl Passwords {
     /// Whether `password` is the password of `user` in `users`, asked from `source`.
     pub fn check(&self, users: &Users, user: &str, password: &str, source: IpAddr) -> Verdict {
         let key = self.key(user, password);
-        let now = Instant::now();
-        if self.cached(users, &key, now) {
+        if self.cached(users, &key, Instant::now()) {
             self.counts.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Verdict::Valid;
         }
+        // The same user and password already being checked (a Prometheus starting fifty
+        // scrapes at once): wait for that answer instead of running bcrypt again.
+        let leader = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            match pending.get(&key) {
+                Some(running) => Err(Arc::clone(running)),
+                None => {
+                    let running = Arc::new(Pending::default());
+                    pending.insert(key, Arc::clone(&running));
+                    Ok(running)
+                }
+            }
+        };
+        let running = match leader {
+            Ok(running) => running,
+            Err(running) => match running.wait(CHECK_DEADLINE) {
+                Some(verdict @ (Verdict::Valid | Verdict::Invalid)) => {
+                    if verdict == Verdict::Valid {
+                        self.counts.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return verdict;
+                }
+                // Refused or late for the first asker's reasons: ask in our own name.
+                _ => return self.check_now(users, user, password, &key, source),
+            },
+        };
+        let verdict = self.check_now(users, user, password, &key, source);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        running.finish(verdict);
+        verdict
+    }
+
+    /// Checks without looking for a check of the same credentials in flight.
+    fn check_now(
+        &self,
+        users: &Users,
+        user: &str,
+        password: &str,
+        key: &Digest,
+        source: IpAddr,
+    ) -> Verdict {
+        let now = Instant::now();
         let source = source_key(source);
         if let Err(retry_after) = self.reserve(users.generation(), source, now) {
             self.log_refusal(source, now);
@@ -202,7 +277,7 @@ impl Passwords {
         let valid = matched & known;
         self.release(source, !valid);
         if valid {
-            self.remember(users, key, Instant::now());
+            self.remember(users, *key, Instant::now());
             Verdict::Valid
         } else {
             Verdict::Invalid
@@ -283,6 +358,11 @@ impl Passwords {
             budget.failures = 0;
         }
         if budget.failures + budget.in_flight >= self.limits.max_failures {
+            // Full of checks still running (not of failures): one of them may free a place
+            // within a second.
+            if budget.failures < self.limits.max_failures {
+                return Err(Duration::from_secs(1));
+            }
             let left = interval.saturating_sub(now.duration_since(budget.started));
             return Err(left.max(Duration::from_secs(1)));
         }
@@ -440,6 +520,26 @@ mod tests {
         // The reload forgave B's failures.
         assert_eq!(p.check(&changed, "prom", "new", B), Verdict::Valid);
         assert_eq!(p.check(&changed, "prom", "new", A), Verdict::Valid);
+    }
+
+    #[test]
+    fn fifty_identical_logins_at_once_run_bcrypt_once() {
+        let users = Users::parse(&quick_line("prom", "pw")).unwrap();
+        let p = Passwords::start(limits()).unwrap();
+        let verdicts: Vec<Verdict> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..50)
+                .map(|_| scope.spawn(|| p.check(&users, "prom", "pw", A)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            verdicts.iter().all(|v| *v == Verdict::Valid),
+            "{verdicts:?}"
+        );
+        // At most a few ran bcrypt (those that arrived between a check's end and its removal
+        // from the table would find the cache); never one per request, never a 429.
+        let computed = p.counts.checks.load(Ordering::Relaxed);
+        assert!(computed <= 3, "{computed} checks computed");
     }
 
     #[test]
