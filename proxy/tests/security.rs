@@ -483,6 +483,41 @@ fn protect_api_needs_a_scrape_user_except_for_health() {
     assert_eq!(healthy.status, 200);
 }
 
+/// Issue 19: `--auth.scrape-users` is followed like the web config (it never reloaded): a
+/// user written over the file logs in without a restart, the one removed no longer does, and
+/// a successful login cached before the change does not outlive it.
+#[test]
+fn the_scrape_users_file_is_reread() {
+    let dir = TempDir::new("users-reload");
+    let users = users_file(&dir);
+    let proxy = Proxy::start(&["--auth.scrape-users", &users, "--auth.protect-api"]);
+    let url = format!("http://127.0.0.1:{}/clients", proxy.port);
+    assert_eq!(curl(&["-u", "prom:s3cret pw", &url]).0, 200);
+    // Another user in place of prom (a hash of the same password, under another name),
+    // written beside and renamed over, as an editor or a configuration tool does.
+    let other_dir = TempDir::new("users-other");
+    let other = std::fs::read_to_string(users_file(&other_dir)).expect("read the other file");
+    let other = other.replace("prom:", "second:");
+    let next = dir.file("users.new", &other);
+    std::fs::rename(&next, &users).expect("replace the users file");
+    let reloaded = wait_until(Duration::from_secs(15), || {
+        curl(&["-u", "second:s3cret pw", &url]).0 == 200
+    });
+    assert!(reloaded, "{}", proxy.log_text());
+    assert_eq!(
+        curl(&["-u", "prom:s3cret pw", &url]).0,
+        401,
+        "the removed user"
+    );
+    assert!(
+        proxy
+            .log_text()
+            .contains(&format!("reloaded settings after a change of {users}")),
+        "{}",
+        proxy.log_text()
+    );
+}
+
 #[test]
 fn tls_listener_serves_https_with_a_generated_certificate() {
     let dir = TempDir::new("tls");
