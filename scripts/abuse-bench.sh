@@ -132,7 +132,7 @@ say "flood: $flood_total requests answered in ~$((FLOOD_SECONDS + 3)) s ($flood_
 say "uncached logins: $logins_ok of 5 answered 200, slowest ${login_worst} s"
 say "cached scraper: $cached_failed of $cached_total scrapes failed, slowest ${cached_worst} s"
 refused=$(curl -sS --max-time 10 --cacert "$TMP/ca.crt" -u prom:right-password "$PROXY/metrics" 2>/dev/null |
-    grep '^pushprox_auth_failures_total' | one_line)
+    grep -E '^pushprox_auth_(failures_total\{reason="(scrape_credentials_wrong|too_many_failures|password_checks_busy)"|password_)' | one_line)
 say "proxy /metrics: ${refused:-no pushprox_auth_failures_total}"
 PASS_DETAIL="uncached login under flood: slowest ${login_worst} s ($logins_ok/5 ok); cached scraper: $cached_failed/$cached_total failed"
 PASSED=1
