@@ -130,6 +130,42 @@ impl Pending {
     }
 }
 
+impl Sources {
+    /// The budget of `source` for the interval of `now` (failures forgiven when the users
+    /// changed or the interval ended); `None` when the table is full of live entries.
+    fn budget(
+        &mut self,
+        users: u64,
+        source: IpAddr,
+        now: Instant,
+        interval: Duration,
+    ) -> Option<&mut Budget> {
+        if self.users != users {
+            self.users = users;
+            for budget in self.by_ip.values_mut() {
+                budget.failures = 0;
+            }
+        }
+        let sources = &mut self.by_ip;
+        if !sources.contains_key(&source) && sources.len() >= MAX_SOURCES {
+            sources.retain(|_, b| b.in_flight > 0 || now.duration_since(b.started) < interval);
+            if sources.len() >= MAX_SOURCES {
+                return None;
+            }
+        }
+        let budget = sources.entry(source).or_insert(Budget {
+            started: now,
+            failures: 0,
+            in_flight: 0,
+        });
+        if now.duration_since(budget.started) >= interval {
+            budget.started = now;
+            budget.failures = 0;
+        }
+        Some(budget)
+    }
+}
+
 /// A source's failures in the current interval.
 struct Budget {
     started: Instant,
@@ -227,11 +263,13 @@ impl Passwords {
         let running = match leader {
             Ok(running) => running,
             Err(running) => match running.wait(CHECK_DEADLINE) {
-                Some(verdict @ (Verdict::Valid | Verdict::Invalid)) => {
-                    if verdict == Verdict::Valid {
-                        self.counts.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return verdict;
+                Some(Verdict::Valid) => {
+                    self.counts.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Verdict::Valid;
+                }
+                Some(Verdict::Invalid) => {
+                    self.note_failure(users.generation(), source_key(source));
+                    return Verdict::Invalid;
                 }
                 // Refused or late for the first asker's reasons: ask in our own name.
                 _ => return self.check_now(users, user, password, &key, source),
@@ -335,28 +373,9 @@ impl Passwords {
     fn reserve(&self, users: u64, source: IpAddr, now: Instant) -> Result<(), Duration> {
         let interval = self.limits.failure_interval;
         let mut all = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        if all.users != users {
-            all.users = users;
-            for budget in all.by_ip.values_mut() {
-                budget.failures = 0;
-            }
-        }
-        let sources = &mut all.by_ip;
-        if !sources.contains_key(&source) && sources.len() >= MAX_SOURCES {
-            sources.retain(|_, b| b.in_flight > 0 || now.duration_since(b.started) < interval);
-            if sources.len() >= MAX_SOURCES {
-                return Err(interval);
-            }
-        }
-        let budget = sources.entry(source).or_insert(Budget {
-            started: now,
-            failures: 0,
-            in_flight: 0,
-        });
-        if now.duration_since(budget.started) >= interval {
-            budget.started = now;
-            budget.failures = 0;
-        }
+        let Some(budget) = all.budget(users, source, now, interval) else {
+            return Err(interval);
+        };
         if budget.failures + budget.in_flight >= self.limits.max_failures {
             // Full of checks still running (not of failures): one of them may free a place
             // within a second.
@@ -368,6 +387,16 @@ impl Passwords {
         }
         budget.in_flight += 1;
         Ok(())
+    }
+
+    /// Counts a failure of `source` that cost no check (it waited for one of the same
+    /// credentials): a wrong password is a failure however it was found out.
+    fn note_failure(&self, users: u64, source: IpAddr) {
+        let interval = self.limits.failure_interval;
+        let mut all = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(budget) = all.budget(users, source, Instant::now(), interval) {
+            budget.failures += 1;
+        }
     }
 
     /// Ends a check in flight; a failure stays counted until its interval ends.
@@ -540,6 +569,31 @@ mod tests {
         // from the table would find the cache); never one per request, never a 429.
         let computed = p.counts.checks.load(Ordering::Relaxed);
         assert!(computed <= 3, "{computed} checks computed");
+    }
+
+    #[test]
+    fn waiting_on_a_wrong_password_counts_as_a_failure() {
+        let users = Users::parse(&quick_line("prom", "pw")).unwrap();
+        let p = Passwords::start(limits()).unwrap();
+        let verdicts: Vec<Verdict> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..20)
+                .map(|_| scope.spawn(|| p.check(&users, "prom", "wrong", B)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let invalid = verdicts.iter().filter(|v| **v == Verdict::Invalid).count();
+        assert!(invalid >= 1, "{verdicts:?}");
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Invalid | Verdict::TooMany { .. })),
+            "{verdicts:?}"
+        );
+        // However the 20 answers were found (one check, or a few), B is now over its budget.
+        assert!(matches!(
+            p.check(&users, "prom", "another guess", B),
+            Verdict::TooMany { .. }
+        ));
     }
 
     #[test]
