@@ -7,13 +7,9 @@ use std::path::PathBuf;
 /// Why the client could not start.
 #[derive(Debug)]
 pub enum StartupError {
-    /// A `--tls.*` file could not be read or holds no usable PEM item.
-    TlsFile {
-        /// The flag that named the file.
-        flag: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
+    /// A `--tls.*` or `--scrape.tls.cacert` file could not be read or used, or
+    /// `--tls.cert` and `--tls.key` do not make a pair rustls can use.
+    Tls(pushprox_daemon::tls::PemError),
     /// No `--tls.cacert` and no system CA certificates, with an https proxy URL.
     NoCaCertificates {
         url: String,
@@ -24,12 +20,6 @@ pub enum StartupError {
     TokenFile { path: PathBuf, reason: String },
     /// `--metrics-addr` could not be bound.
     MetricsBind { addr: String, source: io::Error },
-    /// `--tls.cert` and `--tls.key` do not make a pair rustls can use.
-    ClientCert {
-        cert: PathBuf,
-        key: PathBuf,
-        error: rustls::Error,
-    },
     /// `--lock-file` could not be opened or locked.
     LockFile(pushprox_daemon::lock::LockError),
     /// A thread could not be started.
@@ -42,9 +32,7 @@ pub enum StartupError {
 impl fmt::Display for StartupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartupError::TlsFile { flag, path, reason } => {
-                write!(f, "cannot use {flag} file {}: {reason}", path.display())
-            }
+            StartupError::Tls(e) => write!(f, "{e}"),
             StartupError::NoCaCertificates { url, looked } => write!(
                 f,
                 "cannot check the certificate of --proxy-url {url}: no CA certificates found \
@@ -58,14 +46,6 @@ impl fmt::Display for StartupError {
                 f,
                 "cannot listen on --metrics-addr {addr}: {source} (is another client or exporter using that port?)"
             ),
-            StartupError::ClientCert { cert, key, error } => write!(
-                f,
-                "cannot use --tls.cert {} with --tls.key {}: {error}; they must be a PEM X.509 v3 \
-                 certificate (openssl x509 -req makes v1 unless given -extfile) and the \
-                 unencrypted private key of its public key",
-                cert.display(),
-                key.display()
-            ),
             StartupError::LockFile(e) => write!(f, "{e}"),
             StartupError::Thread { what, source } => {
                 write!(f, "cannot start the {what} thread: {source}")
@@ -77,10 +57,8 @@ impl fmt::Display for StartupError {
 impl std::error::Error for StartupError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartupError::TlsFile { .. }
-            | StartupError::NoCaCertificates { .. }
-            | StartupError::TokenFile { .. } => None,
-            StartupError::ClientCert { error, .. } => Some(error),
+            StartupError::NoCaCertificates { .. } | StartupError::TokenFile { .. } => None,
+            StartupError::Tls(e) => Some(e),
             StartupError::LockFile(e) => Some(e),
             StartupError::MetricsBind { source, .. } | StartupError::Thread { source, .. } => {
                 Some(source)

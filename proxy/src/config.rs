@@ -104,7 +104,8 @@ pub struct Config {
 
     /// Serve HTTPS: PEM file with the certificate chain (server certificate first). Needs
     /// --tls.key. Clients then use --proxy-url https://..., Prometheus proxy_url: https://...
-    /// A shorthand for tls_server_config in --web.config.file (not both). [ours]
+    /// A shorthand for tls_server_config in --web.config.file (not both). Re-read, with
+    /// --tls.key, when either changes (checked every 5 s). [ours]
     #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
@@ -124,8 +125,8 @@ pub struct Config {
     /// Require scrapers to authenticate: a file of `user:BCRYPT_HASH` lines (`htpasswd -nBC
     /// 10 USER`, or --hash-password, makes one; old `user:sha256:...` lines load with a
     /// warning). Scrapes then need `Proxy-Authorization: Basic` (Prometheus:
-    /// proxy_url: http://user:password@proxy:8080/), else 407. Unset: anyone may scrape, as
-    /// in Go. [ours]
+    /// proxy_url: http://user:password@proxy:8080/), else 407. Re-read when it changes
+    /// (checked every 5 s). Unset: anyone may scrape, as in Go. [ours]
     #[arg(long = "auth.scrape-users", value_name = "FILE")]
     pub scrape_users: Option<PathBuf>,
 
@@ -185,6 +186,43 @@ pub struct Config {
     /// `level`, `msg` and the message's key=value words (fqdn, scrape_id, ...) as fields.
     #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
     pub log_format: String,
+
+    // Revocation (issue 16): no connection outlives its welcome.
+    /// After this long from its accept, a connection's next answer carries `Connection:
+    /// close` and the connection ends (parked polls are not cut). With a TLS configuration
+    /// change, a kept-alive connection whose client certificate no longer verifies is refused
+    /// (403) and closed at its next request whatever its age. 0s: no limit. [ours]
+    #[arg(long = "web.max-connection-age", value_name = "DURATION", default_value = "1h", value_parser = parse_duration_flag)]
+    pub max_connection_age: Duration,
+
+    // Password checks (basic_auth_users, --auth.scrape-users): what a peer sending wrong
+    // passwords can make the proxy spend. See auth/passwords.rs.
+    /// Threads that run bcrypt for password checks; 0: one per core. A check waits for a free
+    /// one, so wrong passwords never take more than these threads. [ours]
+    #[arg(long = "auth.check-workers", value_name = "N", default_value_t = 0)]
+    pub auth_check_workers: usize,
+
+    /// Password checks that may wait for a bcrypt thread; beyond, a check is answered 503 at
+    /// once (with Retry-After: 1). [ours]
+    #[arg(long = "auth.check-queue", value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub auth_check_queue: u64,
+
+    /// How long a successful login (user and a salted digest of the password, never the
+    /// password) is remembered after its last use; a remembered login costs no bcrypt and is
+    /// never limited. Emptied when the users change. 0s: every request runs bcrypt. [ours]
+    #[arg(long = "auth.cache-ttl", value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
+    pub auth_cache_ttl: Duration,
+
+    /// Failed password checks one address (an IPv6 /64) may cause per --auth.failure-interval;
+    /// beyond, its checks are answered 429 with Retry-After without running bcrypt until the
+    /// interval ends (checks in flight count too). Logged once per interval with a count.
+    /// Behind a load balancer every scraper shares its address. [ours]
+    #[arg(long = "auth.max-failures", value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_max_failures: u32,
+
+    /// The interval of --auth.max-failures. [ours]
+    #[arg(long = "auth.failure-interval", value_name = "DURATION", default_value = "1m", value_parser = parse_duration_flag)]
+    pub auth_failure_interval: Duration,
 }
 
 impl Config {
@@ -209,6 +247,22 @@ impl Config {
         match requested {
             Some(d) => d.min(self.scrape_max_timeout),
             None => self.scrape_default_timeout.min(self.scrape_max_timeout),
+        }
+    }
+}
+
+impl Config {
+    /// The limits of password checking, from the `--auth.*` flags.
+    pub fn password_limits(&self) -> crate::auth::passwords::PasswordLimits {
+        crate::auth::passwords::PasswordLimits {
+            workers: match self.auth_check_workers {
+                0 => crate::auth::passwords::default_workers(),
+                n => n,
+            },
+            queue: usize::try_from(self.auth_check_queue).unwrap_or(usize::MAX),
+            cache_ttl: self.auth_cache_ttl,
+            max_failures: self.auth_max_failures,
+            failure_interval: self.auth_failure_interval.max(Duration::from_secs(1)),
         }
     }
 }

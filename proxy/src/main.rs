@@ -11,10 +11,12 @@ mod metrics;
 mod parked;
 mod redact;
 mod registry;
+mod reload;
 mod rendezvous;
 mod server;
-mod sha256;
 mod state;
+#[cfg(test)]
+mod testcerts;
 mod trusted;
 mod warn_limit;
 mod web_config;
@@ -87,13 +89,13 @@ fn hash_password(user: &str) -> i32 {
         eprintln!("--hash-password: the password read from standard input is empty");
         return 2;
     }
-    match auth::users::new_salt() {
-        Ok(salt) => {
-            println!("{}", auth::users::bcrypt_line(user, password, &salt));
+    match auth::users::bcrypt_line(user, password) {
+        Ok(line) => {
+            println!("{line}");
             0
         }
         Err(e) => {
-            eprintln!("--hash-password: cannot read /dev/urandom for a salt: {e}");
+            eprintln!("--hash-password: cannot hash the password: {e}");
             1
         }
     }

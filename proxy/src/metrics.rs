@@ -117,16 +117,24 @@ pub enum AuthFailure {
     ApiCredentialsMissing,
     /// A read of the API with a wrong user or password.
     ApiCredentialsWrong,
+    /// A scrape or API read refused with 429, unchecked: too many wrong passwords from its
+    /// address (--auth.max-failures).
+    TooManyFailures,
+    /// A scrape or API read refused with 503, unchecked: the bcrypt queue was full
+    /// (--auth.check-queue).
+    PasswordChecksBusy,
 }
 
 impl AuthFailure {
-    const ALL: [AuthFailure; 6] = [
+    const ALL: [AuthFailure; 8] = [
         AuthFailure::ClientTokenMissing,
         AuthFailure::ClientTokenWrong,
         AuthFailure::ScrapeCredentialsMissing,
         AuthFailure::ScrapeCredentialsWrong,
         AuthFailure::ApiCredentialsMissing,
         AuthFailure::ApiCredentialsWrong,
+        AuthFailure::TooManyFailures,
+        AuthFailure::PasswordChecksBusy,
     ];
 
     /// The `reason` label value.
@@ -138,6 +146,8 @@ impl AuthFailure {
             AuthFailure::ScrapeCredentialsWrong => "scrape_credentials_wrong",
             AuthFailure::ApiCredentialsMissing => "api_credentials_missing",
             AuthFailure::ApiCredentialsWrong => "api_credentials_wrong",
+            AuthFailure::TooManyFailures => "too_many_failures",
+            AuthFailure::PasswordChecksBusy => "password_checks_busy",
         }
     }
 }
@@ -152,6 +162,9 @@ pub struct Gauges {
     pub scrapes_waiting: usize,
     /// Connections open, parked polls included.
     pub open_connections: usize,
+    /// Password checks computed (bcrypt or SHA-256), and logins answered from the cache.
+    pub password_checks: u64,
+    pub password_cache_hits: u64,
 }
 
 /// Counters and histograms, shared by every handler thread.
@@ -293,6 +306,20 @@ impl Metrics {
         );
         single(
             &mut out,
+            "pushprox_auth_password_checks_total",
+            "counter",
+            "Password checks computed (bcrypt on the --auth.check-workers threads, or salted SHA-256): logins neither cached nor refused unchecked.",
+            gauges.password_checks,
+        );
+        single(
+            &mut out,
+            "pushprox_auth_password_cache_hits_total",
+            "counter",
+            "Logins answered from the cache of successful checks (--auth.cache-ttl), without bcrypt.",
+            gauges.password_cache_hits,
+        );
+        single(
+            &mut out,
             "pushprox_relayed_bytes_total",
             "counter",
             "Body bytes relayed from pushes to scrapers.",
@@ -360,12 +387,16 @@ mod tests {
             polls_waiting: 1,
             scrapes_waiting: 0,
             open_connections: 3,
+            password_checks: 4,
+            password_cache_hits: 5,
         });
         for line in [
             "pushprox_http_requests_total{code=\"200\",path=\"/poll\"} 1",
             "pushproxy_proxied_requests_total{code=\"504\"} 1",
             "pushprox_proxy_clients 2",
             "pushprox_open_connections 3",
+            "pushprox_auth_password_checks_total 4",
+            "pushprox_auth_password_cache_hits_total 5",
             "pushprox_auth_failures_total{reason=\"client_token_wrong\"} 2",
             "pushprox_auth_failures_total{reason=\"scrape_credentials_missing\"} 0",
             "pushprox_scrapes_total{outcome=\"no_poll\"} 1",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pushprox_protocol::Framing;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Passwords};
 use crate::config::Config;
 use crate::handlers::{self, Guard};
 use crate::http::{
@@ -16,8 +16,10 @@ use crate::http::{
 };
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::reload::Reloader;
 use crate::rendezvous::Rendezvous;
 use crate::state::State;
+use crate::web_config::Settings;
 
 /// Largest body declared by a request other than a push; nothing of ours takes more than
 /// 1 KiB.
@@ -134,12 +136,18 @@ impl Service for Proxy {
         }
         let api = matches!(route, Route::Clients | Route::Metrics | Route::Index);
         if api {
-            if let Err(refusal) = state.auth.api(request.header("Authorization")) {
+            if let Err(refusal) = state
+                .auth
+                .api(request.header("Authorization"), conn.peer().ip())
+            {
                 return handlers::refuse(state, &request, conn, Guard::Api, &refusal);
             }
         }
         match route {
-            Route::Scrape => match state.auth.scraper(request.header("Proxy-Authorization")) {
+            Route::Scrape => match state
+                .auth
+                .scraper(request.header("Proxy-Authorization"), conn.peer().ip())
+            {
                 Ok(()) => handlers::scrape::handle(state, request, conn),
                 Err(refusal) => handlers::refuse(state, &request, conn, Guard::Scraper, &refusal),
             },
@@ -206,21 +214,37 @@ fn shares(config: &Config, max_connections: usize) -> Shares {
     )
 }
 
+/// How often the files the proxy was started with are checked for changes.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
+
 /// Binds the listener and serves until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
-    let auth = Auth::load(&config)?;
-    let web = auth.web_config();
-    let tls = match (&config.tls_cert, &config.tls_key, &web) {
-        (Some(cert), Some(key), _) => {
-            Some(crate::web_config::tls::from_files(cert, key).map_err(|e| e.to_string())?)
-        }
-        (_, _, Some(web)) => web.tls.clone(),
-        _ => None,
+    // One reload path: every file, one thread, one value that the front (at each handshake)
+    // and the request checks read.
+    let scheme_at_start: Arc<OnceLock<bool>> = Arc::new(OnceLock::new());
+    let settings = {
+        let config = config.clone();
+        let scheme_at_start = Arc::clone(&scheme_at_start);
+        Reloader::start("settings", RELOAD_EVERY, move || {
+            let (settings, files) = Settings::load(&config)?;
+            let tls = settings.tls.is_some();
+            if *scheme_at_start.get_or_init(|| tls) != tls {
+                return Err("switching between HTTP and HTTPS needs a restart; the listener keeps its scheme".to_string());
+            }
+            Ok((settings, files))
+        })?
     };
-    let headers = web
-        .as_ref()
-        .map(|w| w.config.headers.clone())
-        .unwrap_or_default();
+    let current = settings.current();
+    let loaded = current.get();
+    let tls = loaded.tls.clone().map(|first| {
+        current.view(move |s: &Settings| s.tls.clone().unwrap_or_else(|| Arc::clone(&first)))
+    });
+    let headers = current.view(|s: &Settings| Arc::clone(&s.headers));
+    let passwords = Passwords::start(config.password_limits())?;
+    let auth = Auth::new(
+        current.view(|s: &Settings| Arc::clone(&s.access)),
+        passwords,
+    );
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr = config.listen_addr();
     let listener = TcpListener::bind(&addr).map_err(|e| {
@@ -237,51 +261,50 @@ pub fn run(config: Config) -> Result<(), String> {
         pushprox_protocol::format_duration(config.read_timeout),
         config.push_max_body,
     );
-    if let Some(web) = &web {
+    if let Some(web) = &loaded.web {
         log::info!(
             "web config file={} tls={} client_auth={} basic_auth_users={} headers={}",
-            web.config.path.display(),
-            web.tls.is_some(),
-            web.config
-                .tls
+            web.path.display(),
+            loaded.tls.is_some(),
+            web.tls
                 .as_ref()
                 .map_or("NoClientCert".to_string(), |t| format!(
                     "{:?}",
                     t.client_auth
                 )),
-            web.config.users.as_ref().map_or(0, |u| u.len()),
-            web.config.headers.len()
+            loaded.web_users,
+            web.headers.len()
         );
     }
-    let by_certificate = web
-        .as_ref()
-        .and_then(|w| w.config.tls.as_ref())
-        .is_some_and(|t| t.client_auth.verifies());
-    match &auth.clients {
-        Some(t) => log::info!("clients must authenticate: {} FQDN pattern(s) in --auth.client-tokens", t.get().len()),
-        None if by_certificate => log::info!("clients must authenticate: a client certificate naming the FQDN polled for (client_auth_type in --web.config.file)"),
+    let access = &loaded.access;
+    match &access.tokens {
+        Some(t) => log::info!("clients must authenticate: {} FQDN pattern(s) in --auth.client-tokens", t.len()),
+        None if access.client_certs.is_some() => log::info!("clients must authenticate: a client certificate naming the FQDN polled for (client_auth_type in --web.config.file)"),
         None => log::info!("clients are not authenticated: any client may poll for any FQDN (set --auth.client-tokens, or a verifying client_auth_type in --web.config.file)"),
     }
-    let web_users = web.as_ref().and_then(|w| w.config.users.as_ref());
-    match (&auth.scrapers, web_users) {
-        (_, Some(users)) => log::info!(
-            "scrapers and the API must authenticate: {} user(s) in basic_auth_users of --web.config.file{}",
-            users.len(),
-            if auth.scrapers.is_some() { ", and the users of --auth.scrape-users" } else { "" }
+    match (loaded.web_users, loaded.file_users) {
+        (0, 0) => log::info!("scrapers are not authenticated (set basic_auth_users in --web.config.file, or --auth.scrape-users)"),
+        (0, n) => log::info!(
+            "scrapers must authenticate: {n} user(s) in --auth.scrape-users; API {}",
+            if access.protect_api { "protected" } else { "open" }
         ),
-        (scrapers, None) => match scrapers {
-        Some(u) => log::info!(
-            "scrapers must authenticate: {} user(s) in --auth.scrape-users; API {}",
-            u.len(),
-            if auth.protect_api {
-                "protected"
-            } else {
-                "open"
-            }
+        (n, file) => log::info!(
+            "scrapers and the API must authenticate: {n} user(s) in basic_auth_users of --web.config.file{}",
+            if file > 0 { ", and the users of --auth.scrape-users" } else { "" }
         ),
-        None => log::info!("scrapers are not authenticated (set basic_auth_users in --web.config.file, or --auth.scrape-users)"),
-        },
     }
+    let limits_pw = auth.passwords().limits();
+    if access.users.is_some() {
+        log::info!(
+        "password checks: bcrypt on {} thread(s), {} queued at most, successes cached {} after last use, {} failures per address per {}",
+        limits_pw.workers,
+        limits_pw.queue,
+        pushprox_protocol::format_duration(limits_pw.cache_ttl),
+        limits_pw.max_failures,
+        pushprox_protocol::format_duration(limits_pw.failure_interval),
+    );
+    }
+    drop(loaded);
     let max_connections = match crate::limits::raise_open_files() {
         Some(open_files) => {
             let fit = crate::limits::connections_for(open_files);
@@ -302,6 +325,7 @@ pub fn run(config: Config) -> Result<(), String> {
         },
         read_timeout: config.read_timeout,
         max_connections,
+        max_connection_age: config.max_connection_age,
     };
     let state = Arc::new(State {
         auth,
@@ -323,9 +347,6 @@ pub fn run(config: Config) -> Result<(), String> {
         shares(&state.config, max_connections),
     );
     let _ = proxy.front.set(Arc::downgrade(&front));
-    if let Some(web) = &state.auth.web {
-        follow_web_config(web.current(), Arc::downgrade(&front))?;
-    }
     spawn_janitor(Arc::clone(&state))?;
     front
         .run(&listener, pushprox_daemon::signals::requested)
@@ -357,44 +378,6 @@ pub fn run(config: Config) -> Result<(), String> {
     }
     log::info!("stopped");
     Ok(())
-}
-
-/// How often the front looks for a reloaded web config.
-const FOLLOW_EVERY: Duration = Duration::from_millis(500);
-
-/// Hands each newly loaded web config to the front: its TLS configuration for new
-/// handshakes (open connections and parked polls keep theirs) and its response headers.
-/// Users and client-certificate rules are read from the current config at each request.
-fn follow_web_config(
-    current: crate::web_config::reload::Current<crate::web_config::LoadedWebConfig>,
-    front: Weak<Front>,
-) -> Result<(), String> {
-    let mut applied = current.get();
-    thread::Builder::new()
-        .name("web-config".into())
-        .stack_size(JANITOR_STACK)
-        .spawn(move || loop {
-            thread::sleep(FOLLOW_EVERY);
-            let Some(front) = front.upgrade() else {
-                return;
-            };
-            let now = current.get();
-            if Arc::ptr_eq(&now, &applied) {
-                continue;
-            }
-            match (&now.tls, &applied.tls) {
-                (Some(tls), Some(_)) => front.set_tls(Arc::clone(tls)),
-                (None, None) => {}
-                _ => log::warn!(
-                    "{}: switching between HTTP and HTTPS needs a restart; the listener keeps its scheme (other changes apply)",
-                    now.config.path.display()
-                ),
-            }
-            front.set_extra_headers(now.config.headers.clone());
-            applied = now;
-        })
-        .map(|_| ())
-        .map_err(|e| format!("cannot start the web-config thread: {e}"))
 }
 
 /// Answers polls held past --poll.max-hold, frees polls whose clients hung up, forgets

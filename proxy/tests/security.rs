@@ -483,6 +483,41 @@ fn protect_api_needs_a_scrape_user_except_for_health() {
     assert_eq!(healthy.status, 200);
 }
 
+/// Issue 19: `--auth.scrape-users` is followed like the web config (it never reloaded): a
+/// user written over the file logs in without a restart, the one removed no longer does, and
+/// a successful login cached before the change does not outlive it.
+#[test]
+fn the_scrape_users_file_is_reread() {
+    let dir = TempDir::new("users-reload");
+    let users = users_file(&dir);
+    let proxy = Proxy::start(&["--auth.scrape-users", &users, "--auth.protect-api"]);
+    let url = format!("http://127.0.0.1:{}/clients", proxy.port);
+    assert_eq!(curl(&["-u", "prom:s3cret pw", &url]).0, 200);
+    // Another user in place of prom (a hash of the same password, under another name),
+    // written beside and renamed over, as an editor or a configuration tool does.
+    let other_dir = TempDir::new("users-other");
+    let other = std::fs::read_to_string(users_file(&other_dir)).expect("read the other file");
+    let other = other.replace("prom:", "second:");
+    let next = dir.file("users.new", &other);
+    std::fs::rename(&next, &users).expect("replace the users file");
+    let reloaded = wait_until(Duration::from_secs(15), || {
+        curl(&["-u", "second:s3cret pw", &url]).0 == 200
+    });
+    assert!(reloaded, "{}", proxy.log_text());
+    assert_eq!(
+        curl(&["-u", "prom:s3cret pw", &url]).0,
+        401,
+        "the removed user"
+    );
+    assert!(
+        proxy
+            .log_text()
+            .contains(&format!("reloaded settings after a change of {users}")),
+        "{}",
+        proxy.log_text()
+    );
+}
+
 #[test]
 fn tls_listener_serves_https_with_a_generated_certificate() {
     let dir = TempDir::new("tls");
@@ -808,4 +843,55 @@ fn the_token_file_is_reread_and_a_broken_version_is_not_used() {
     assert_eq!(poll_status(&proxy, "new-token"), 0);
     assert_eq!(poll_status(&proxy, "old-token"), 403);
     assert!(!proxy.log_text().contains("new-token"), "token in the log");
+}
+
+/// Reads one answer to `GET /-/healthy` from a kept-alive connection: its head (status line and
+/// headers, lower-cased) and its body, framed by Content-Length.
+fn read_answer(stream: &mut TcpStream) -> (String, String) {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") && bytes.len() < 16 * 1024 {
+        match stream.read(&mut byte) {
+            Ok(1) => bytes.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    let _ = stream.read_exact(&mut body);
+    (head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Issue 16, "revocation": no connection lives for ever. After --web.max-connection-age its
+/// next answer says `Connection: close` and the connection ends; before, it stays open.
+#[test]
+fn a_connection_ends_at_its_first_answer_after_max_connection_age() {
+    let proxy = Proxy::start(&["--web.max-connection-age", "1s"]);
+    let mut stream = TcpStream::connect(("127.0.0.1", proxy.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read time-out");
+    let request = b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(request).expect("first request");
+    let (head, body) = read_answer(&mut stream);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(body, "OK\n");
+    thread::sleep(Duration::from_millis(1200));
+    stream.write_all(request).expect("second request");
+    let (head, body) = read_answer(&mut stream);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(body, "OK\n");
+    let mut rest = [0u8; 1];
+    assert_eq!(
+        stream.read(&mut rest).expect("the end of the stream"),
+        0,
+        "the connection stays open"
+    );
 }

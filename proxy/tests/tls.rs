@@ -156,3 +156,87 @@ fn stalled_handshakes_do_not_delay_a_real_client() {
     drop(silent);
     assert!(proxy.exited().is_none(), "{}", proxy.log_tail(20));
 }
+
+/// The serial of the certificate served at a new handshake, as `openssl s_client` sees it
+/// (`serial=...`), without checking it.
+fn served_serial(port: u16) -> String {
+    let connect = format!("127.0.0.1:{port}");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "timeout 5 openssl s_client -connect \"$1\" </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            "sh",
+            &connect,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh and openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 19: `--tls.cert`/`--tls.key` are followed like the web config (they never reloaded):
+/// a certificate written over the file is served from the first handshake after the check.
+#[test]
+fn a_rotated_tls_cert_file_is_served_without_a_restart() {
+    let dir = CertDir::new("tls", "rotate-flags");
+    let (cert, key) = key_and_cert(&dir, P256_SEC1);
+    let self_signed = |serial: &str, out: &str| {
+        dir.openssl(&[
+            "req",
+            "-x509",
+            "-key",
+            "key.pem",
+            "-days",
+            "1",
+            "-set_serial",
+            serial,
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-out",
+            out,
+        ])
+    };
+    self_signed("0x1111", "cert.pem");
+    let (mut proxy, port) = tls_proxy(&cert, &key);
+    assert_eq!(served_serial(port), "serial=1111");
+    self_signed("0x2222", "cert.new");
+    std::fs::rename(dir.path("cert.new"), &cert).expect("rename the new certificate");
+    // The files are checked every 5 s.
+    let rotated = wait_until(Duration::from_secs(15), || {
+        served_serial(port) == "serial=2222"
+    });
+    assert!(rotated, "{}", proxy.log_tail(20));
+    assert!(
+        proxy.log_contains(&format!("reloaded settings after a change of {cert}")),
+        "{}",
+        proxy.log_tail(20)
+    );
+    assert_eq!(
+        curl(&cert, &format!("https://127.0.0.1:{port}/-/healthy")),
+        (200, "OK\n".to_string())
+    );
+    assert!(proxy.exited().is_none(), "{}", proxy.log_tail(20));
+}
+
+/// Issue 17: plain HTTP on the TLS port is answered `400` with Go's words, not a handshake
+/// failure, and the port goes on serving TLS.
+#[test]
+fn plain_http_on_the_tls_port_is_answered_400() {
+    let dir = CertDir::new("tls", "plain-http");
+    let (cert, key) = key_and_cert(&dir, P256_SEC1);
+    let (mut proxy, port) = tls_proxy(&cert, &key);
+    let (status, body) = curl(&cert, &format!("http://127.0.0.1:{port}/-/healthy"));
+    assert_eq!(
+        (status, body.as_str()),
+        (400, "Client sent an HTTP request to an HTTPS server.\n"),
+        "{}",
+        proxy.log_tail(10)
+    );
+    assert_eq!(
+        curl(&cert, &format!("https://127.0.0.1:{port}/-/healthy")),
+        (200, "OK\n".to_string())
+    );
+    assert!(proxy.exited().is_none(), "{}", proxy.log_tail(20));
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use ureq::tls::{Certificate, PemItem};
+use ureq::tls::Certificate;
 
 /// The CA bundles of Linux distributions, in the order Go's crypto/x509 tries them.
 const SYSTEM_CA_FILES: [&str; 6] = [
@@ -93,12 +93,11 @@ pub fn system_roots(
     ))
 }
 
-/// The certificates of a PEM bundle; other items and broken ones are skipped, as Go does.
+/// The certificates of a PEM bundle, as ureq takes them; other items and broken ones are
+/// skipped, as Go does.
 pub fn pem_certificates(bytes: &[u8]) -> impl Iterator<Item = Certificate<'static>> + '_ {
-    ureq::tls::parse_pem(bytes).filter_map(|item| match item {
-        Ok(PemItem::Certificate(c)) => Some(c),
-        _ => None,
-    })
+    pushprox_daemon::tls::bundle_certificates(bytes)
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
 }
 
 #[cfg(test)]

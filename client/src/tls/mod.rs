@@ -9,8 +9,8 @@ mod hint;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+use pushprox_daemon::tls::{certified_key, provider, Origin, Pem, PemError};
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
 use crate::config::Config;
 use crate::error::StartupError;
@@ -47,9 +47,20 @@ fn tls_configs_with(
 ) -> Result<TlsConfigs, StartupError> {
     let client_cert = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            let chain = certificates("--tls.cert", cert)?;
-            let private = private_key("--tls.key", key)?;
-            check_client_cert(cert, key, &chain, &private)?;
+            let cert = read_pem("--tls.cert", cert)?;
+            let key = read_pem("--tls.key", key)?;
+            // ureq builds its rustls configuration at the first TLS connection and panics,
+            // instead of returning an error, when the certificate does not fit its key (a v1
+            // certificate, a key of another certificate, an unsupported key type): checked
+            // here the way the proxy checks its own pair, so a bad pair stops the start.
+            certified_key(&cert, &key, &provider()).map_err(StartupError::Tls)?;
+            let chain = der_certificates(&cert)?;
+            let private = PrivateKey::from_pem(&key.text).map_err(|e| {
+                StartupError::Tls(PemError::Pem {
+                    origin: key.origin.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
             Some(ClientCert::new_with_certs(&chain, private))
         }
         _ => None,
@@ -110,10 +121,9 @@ fn tls_configs_with(
     Ok(TlsConfigs { proxy, target })
 }
 
-/// A builder with our crypto provider.
+/// A builder with our crypto provider (the proxy's: ring).
 fn builder() -> ureq::tls::TlsConfigBuilder {
-    TlsConfig::builder()
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(provider()))
 }
 
 /// The system's CA certificates, with where they came from recorded for the hints; or what
@@ -170,79 +180,26 @@ pub fn target_default() -> TlsConfig {
         .build()
 }
 
-/// ureq builds its rustls configuration at the first TLS connection and panics, instead of
-/// returning an error, when the client certificate does not fit its key (a v1 certificate, a
-/// key of another certificate, an unsupported key type). rustls checks the pair the same way
-/// here, so a bad pair stops the start with a message instead of killing a poll later.
-fn check_client_cert(
-    cert: &Path,
-    key: &Path,
-    chain: &[Certificate<'static>],
-    private: &PrivateKey<'static>,
-) -> Result<(), StartupError> {
-    let chain: Vec<CertificateDer<'static>> = chain
+/// Reads a PEM file named by `flag` (at most 1 MiB), as the proxy reads its own.
+fn read_pem(flag: &'static str, path: &Path) -> Result<Pem, StartupError> {
+    Pem::read(path, Origin::flag(flag, path)).map_err(StartupError::Tls)
+}
+
+/// The certificates of `pem`, in order, as ureq takes them; at least one.
+fn der_certificates(pem: &Pem) -> Result<Vec<Certificate<'static>>, StartupError> {
+    let certs = pem.certificates().map_err(StartupError::Tls)?;
+    Ok(certs
         .iter()
-        .map(|c| CertificateDer::from(c.der().to_vec()))
-        .collect();
-    let failed = |error| StartupError::ClientCert {
-        cert: cert.to_path_buf(),
-        key: key.to_path_buf(),
-        error,
-    };
-    // The DER's structure tells PKCS#1, PKCS#8 and SEC1 keys apart.
-    let private = PrivateKeyDer::try_from(private.der())
-        .map_err(|e| failed(rustls::Error::General(e.to_string())))?
-        .clone_key();
-    rustls::sign::CertifiedKey::from_der(chain, private, &rustls::crypto::ring::default_provider())
-        .map(|_| ())
-        .map_err(failed)
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect())
 }
 
-fn pem_items(flag: &'static str, path: &Path) -> Result<Vec<PemItem<'static>>, StartupError> {
-    let fail = |reason: String| StartupError::TlsFile {
-        flag,
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    ureq::tls::parse_pem(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(format!("not valid PEM: {e}")))
-}
-
+/// The certificates of the PEM file named by `flag`.
 fn certificates(
     flag: &'static str,
     path: &Path,
 ) -> Result<Vec<Certificate<'static>>, StartupError> {
-    let certs: Vec<_> = pem_items(flag, path)?
-        .into_iter()
-        .filter_map(|item| match item {
-            PemItem::Certificate(c) => Some(c),
-            _ => None,
-        })
-        .collect();
-    if certs.is_empty() {
-        return Err(StartupError::TlsFile {
-            flag,
-            path: path.to_path_buf(),
-            reason: "no \"BEGIN CERTIFICATE\" block found".into(),
-        });
-    }
-    Ok(certs)
-}
-
-fn private_key(flag: &'static str, path: &Path) -> Result<PrivateKey<'static>, StartupError> {
-    pem_items(flag, path)?
-        .into_iter()
-        .find_map(|item| match item {
-            PemItem::PrivateKey(k) => Some(k),
-            _ => None,
-        })
-        .ok_or_else(|| StartupError::TlsFile {
-            flag,
-            path: path.to_path_buf(),
-            reason: "no private key block (\"BEGIN PRIVATE KEY\", \"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\") found".into(),
-        })
+    der_certificates(&read_pem(flag, path)?)
 }
 
 #[cfg(test)]
@@ -321,6 +278,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
         let _ = std::fs::remove_file(&path);
     }
 
@@ -337,7 +295,7 @@ mod tests {
         config.scrape_tls_cacert = Some("/nonexistent/targets-ca.pem".into());
         let err = tls_configs(&config).err().unwrap().to_string();
         assert!(
-            err.starts_with("cannot use --scrape.tls.cacert file /nonexistent/targets-ca.pem: "),
+            err.starts_with("cannot read --scrape.tls.cacert file /nonexistent/targets-ca.pem: "),
             "{err}"
         );
 

@@ -1,7 +1,8 @@
 //! What `pushprox-proxy` and `pushprox-client` need as long-running daemons, written once:
 //! threads that are reused ([`workers`]), SIGTERM and SIGINT ([`signals`]), `--lock-file`
 //! ([`lock`]), the one-line logger ([`logger`]), the Prometheus text exposition
-//! ([`exposition`]) with the `process_*` metrics ([`process`]), and random ids ([`ids`]).
+//! ([`exposition`]) with the `process_*` metrics ([`process`]), random ids ([`ids`]), and
+//! TLS certificate and key files with the crypto provider ([`tls`]).
 //!
 //! The wire codec is `pushprox-protocol`; nothing here knows PushProx's messages.
 
@@ -11,4 +12,5 @@ pub mod lock;
 pub mod logger;
 pub mod process;
 pub mod signals;
+pub mod tls;
 pub mod workers;

@@ -4,30 +4,47 @@
 //! the web config's `basic_auth_users`). Nothing here knows HTTP beyond the header values and
 //! certificates it is given; the handlers turn a [`Refusal`] into a status.
 //!
-//! The two sources of users add up: a user of either may scrape. As soon as the web config
-//! has `basic_auth_users`, scrapes and the API (`/clients`, `/metrics`, `/`) both require a
-//! user, as exporter-toolkit guards every endpoint of an exporter with them; `/-/healthy`
-//! stays open. `--auth.protect-api` does the same for `--auth.scrape-users` alone.
+//! The two sources of users make one table ([`users::Users`]): a user of either may scrape.
+//! As soon as the web config has `basic_auth_users`, scrapes and the API (`/clients`,
+//! `/metrics`, `/`) both require a user, as exporter-toolkit guards every endpoint of an
+//! exporter with them; `/-/healthy` stays open. `--auth.protect-api` does the same for
+//! `--auth.scrape-users` alone. What the files say is an [`Access`], reloaded as a whole
+//! with the rest of the files (see `crate::reload`); passwords are checked by
+//! [`passwords::Passwords`], which outlives reloads.
 
-pub mod base64;
+pub mod cert_names;
+pub mod identity;
+pub mod passwords;
 pub mod tokens;
 pub mod users;
 
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use rustls::pki_types::CertificateDer;
 
-use crate::config::Config;
-use crate::web_config::identity;
-use crate::web_config::reload::Reloader;
-use crate::web_config::LoadedWebConfig;
+use crate::reload::View;
 
+pub use passwords::{Passwords, Verdict};
 pub use tokens::ClientTokens;
 pub use users::Users;
 
-use crate::web_config::BasicAuthUsers;
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// The SHA-256 of the concatenated `parts`.
+pub fn digest(parts: &[&[u8]]) -> Digest {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        context.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
 
 /// Why a request was refused, with a one-line reason for the requester (never echoing what
 /// it sent).
@@ -37,13 +54,21 @@ pub enum Refusal {
     Missing(String),
     /// Credentials that are malformed or not valid here.
     Wrong(String),
+    /// Too many failed password checks from this address: not checked, retry later.
+    TooMany {
+        reason: String,
+        retry_after: Duration,
+    },
+    /// Every password-checking thread is busy: retry shortly.
+    Busy(String),
 }
 
 impl Refusal {
     /// The reason text.
     pub fn reason(&self) -> &str {
         match self {
-            Refusal::Missing(r) | Refusal::Wrong(r) => r,
+            Refusal::Missing(r) | Refusal::Wrong(r) | Refusal::Busy(r) => r,
+            Refusal::TooMany { reason, .. } => reason,
         }
     }
 }
@@ -51,61 +76,41 @@ impl Refusal {
 /// The realm of the challenges (`WWW-Authenticate`, `Proxy-Authenticate`).
 pub const REALM: &str = "pushprox";
 
-/// How often the token file and the web config (and the files it names) are checked for
-/// changes.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
-
-/// The loaded credential files.
-#[derive(Default)]
-pub struct Auth {
-    /// Tokens of clients, re-read when the file changes; `None`: polls and pushes are not
-    /// authenticated by token (as in Go).
-    pub clients: Option<Reloader<ClientTokens>>,
-    /// Users that may scrape; `None`: scrapes are not authenticated (as in Go).
-    pub scrapers: Option<Users>,
-    /// Whether /clients, /metrics and / need a scrape user too.
+/// What the credential files say, as last loaded.
+#[derive(Debug, Default)]
+pub struct Access {
+    /// Tokens of clients; `None`: polls and pushes are not authenticated by token (as in Go).
+    pub tokens: Option<ClientTokens>,
+    /// Users of `--auth.scrape-users` and `basic_auth_users`; `None`: scrapes are not
+    /// authenticated (as in Go).
+    pub users: Option<Users>,
+    /// Whether /clients, /metrics and / need a user too (`basic_auth_users`, or
+    /// `--auth.protect-api`).
     pub protect_api: bool,
-    /// `--web.config.file`, re-read when it or a file it names changes.
-    pub web: Option<Reloader<LoadedWebConfig>>,
+    /// The web config whose `client_auth_type` verifies client certificates, when one does:
+    /// then a certificate names the FQDNs its client may poll for.
+    pub client_certs: Option<PathBuf>,
+}
+
+/// The checks of each request: the current [`Access`], and the password checker.
+pub struct Auth {
+    access: View<Access>,
+    passwords: Passwords,
 }
 
 impl Auth {
-    /// Reads the files the flags name, and starts the threads that re-read the token file
-    /// and the web config when they change.
-    pub fn load(config: &Config) -> Result<Self, String> {
-        let clients = match config.client_tokens.as_deref() {
-            None => None,
-            Some(path) => Some(Reloader::start(
-                "client-tokens",
-                path,
-                RELOAD_EVERY,
-                |p: &Path| ClientTokens::load(p).map(|t| (t, Vec::new())),
-            )?),
-        };
-        let scrapers = config
-            .scrape_users
-            .as_deref()
-            .map(Users::load)
-            .transpose()?;
-        let web = match config.web_config_file.as_deref() {
-            None => None,
-            Some(path) => Some(
-                // The loader's message names the file and the key.
-                Reloader::start("web-config", path, RELOAD_EVERY, LoadedWebConfig::load)
-                    .map_err(|e| e.to_string())?,
-            ),
-        };
-        Ok(Auth {
-            clients,
-            scrapers,
-            protect_api: config.protect_api,
-            web,
-        })
+    pub fn new(access: View<Access>, passwords: Passwords) -> Auth {
+        Auth { access, passwords }
     }
 
-    /// The web config as last loaded.
-    pub fn web_config(&self) -> Option<Arc<LoadedWebConfig>> {
-        self.web.as_ref().map(Reloader::get)
+    /// What the files say now.
+    pub fn access(&self) -> Arc<Access> {
+        self.access.get()
+    }
+
+    /// The password checker, for its counts.
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
     }
 
     /// Whether a peer with `certs` (its TLS chain, end entity first) may poll for, or
@@ -120,29 +125,25 @@ impl Auth {
         certs: Option<&[CertificateDer<'static>]>,
         fqdn: &str,
     ) -> Result<(), Refusal> {
-        let Some(web) = self.web_config() else {
+        let access = self.access();
+        let Some(web_config) = &access.client_certs else {
             return Ok(());
         };
-        let verifies = web
-            .config
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.client_auth.verifies());
         let Some(cert) = certs.and_then(<[_]>::first) else {
-            if verifies && self.clients.is_none() {
+            if access.tokens.is_none() {
                 return Err(Refusal::Wrong(format!(
                     "this proxy identifies clients by TLS certificate (client_auth_type in {}): poll and push with a certificate naming {fqdn} (pushprox-client --tls.cert, --tls.key)",
-                    web.config.path.display()
+                    web_config.display()
                 )));
             }
             return Ok(());
         };
-        if !verifies || identity::may_poll_for(cert, fqdn) {
+        if identity::may_poll_for(cert, fqdn) {
             return Ok(());
         }
         let names = identity::names(cert);
         let named = if names.is_empty() {
-            "no DNS name or common name".to_string()
+            "no DNS name (and a common name counts only without any SAN)".to_string()
         } else {
             names.join(", ")
         };
@@ -157,7 +158,8 @@ impl Auth {
         &self,
         authorization: Option<&'a str>,
     ) -> Result<Option<&'a str>, Refusal> {
-        let Some(tokens) = &self.clients else {
+        let access = self.access();
+        let Some(tokens) = &access.tokens else {
             return Ok(None);
         };
         let Some(value) = authorization else {
@@ -170,7 +172,7 @@ impl Auth {
             .ok_or_else(|| {
                 Refusal::Wrong("the Authorization header is not \"Bearer <token>\"".into())
             })?;
-        if tokens.get().known(token) {
+        if tokens.known(token) {
             Ok(Some(token))
         } else {
             Err(Refusal::Wrong(
@@ -181,66 +183,76 @@ impl Auth {
 
     /// Whether `token` (from [`Auth::client_token`]) may poll or push for `fqdn`.
     pub fn client_may(&self, token: Option<&str>, fqdn: &str) -> Result<(), Refusal> {
-        match (&self.clients, token) {
-            (Some(tokens), Some(token)) => tokens.get().check(fqdn, token),
+        match (&self.access().tokens, token) {
+            (Some(tokens), Some(token)) => tokens.check(fqdn, token),
             (Some(_), None) => Err(Refusal::Missing("no bearer token".into())),
             (None, _) => Ok(()),
         }
     }
 
-    /// Checks a scrape's `Proxy-Authorization` header value.
-    pub fn scraper(&self, proxy_authorization: Option<&str>) -> Result<(), Refusal> {
-        let web = self.web_config();
-        let web_users = web.as_ref().and_then(|w| w.config.users.as_ref());
-        if self.scrapers.is_none() && web_users.is_none() {
+    /// Checks a scrape's `Proxy-Authorization` header value, sent from `source`.
+    pub fn scraper(
+        &self,
+        proxy_authorization: Option<&str>,
+        source: IpAddr,
+    ) -> Result<(), Refusal> {
+        let access = self.access();
+        let Some(users) = &access.users else {
             return Ok(());
-        }
-        check_basic(
-            self.scrapers.as_ref(),
-            web_users,
+        };
+        self.check_basic(
+            users,
             proxy_authorization,
+            source,
             "this proxy requires Proxy-Authorization: Basic for scrapes (basic_auth_users of --web.config.file, or --auth.scrape-users); put user:password@ in Prometheus' proxy_url",
         )
     }
 
-    /// Checks the `Authorization` header value of a request to /clients, /metrics or /.
-    pub fn api(&self, authorization: Option<&str>) -> Result<(), Refusal> {
-        let web = self.web_config();
-        let web_users = web.as_ref().and_then(|w| w.config.users.as_ref());
-        let scrapers = self.scrapers.as_ref().filter(|_| self.protect_api);
-        if scrapers.is_none() && web_users.is_none() {
+    /// Checks the `Authorization` header value of a request to /clients, /metrics or /,
+    /// sent from `source`.
+    pub fn api(&self, authorization: Option<&str>, source: IpAddr) -> Result<(), Refusal> {
+        let access = self.access();
+        let Some(users) = access.users.as_ref().filter(|_| access.protect_api) else {
             return Ok(());
-        }
-        check_basic(
-            self.scrapers.as_ref(),
-            web_users,
+        };
+        self.check_basic(
+            users,
             authorization,
+            source,
             "this proxy requires Authorization: Basic for its API (basic_auth_users of --web.config.file, or --auth.scrape-users with --auth.protect-api)",
         )
     }
-}
 
-/// Checks basic credentials against the users of either source.
-fn check_basic(
-    users: Option<&Users>,
-    web_users: Option<&BasicAuthUsers>,
-    value: Option<&str>,
-    missing: &str,
-) -> Result<(), Refusal> {
-    let Some(value) = value else {
-        return Err(Refusal::Missing(missing.into()));
-    };
-    let Some((user, password)) = basic(value) else {
-        return Err(Refusal::Wrong(
-            "the credentials are not \"Basic base64(user:password)\"".into(),
-        ));
-    };
-    let known = web_users.is_some_and(|u| u.verify(&user, &password))
-        || users.is_some_and(|u| u.verify(&user, &password));
-    if known {
-        Ok(())
-    } else {
-        Err(Refusal::Wrong("wrong user name or password".into()))
+    /// Checks basic credentials against the users.
+    fn check_basic(
+        &self,
+        users: &Users,
+        value: Option<&str>,
+        source: IpAddr,
+        missing: &str,
+    ) -> Result<(), Refusal> {
+        let Some(value) = value else {
+            return Err(Refusal::Missing(missing.into()));
+        };
+        let Some((user, password)) = basic(value) else {
+            return Err(Refusal::Wrong(
+                "the credentials are not \"Basic base64(user:password)\"".into(),
+            ));
+        };
+        match self.passwords.check(users, &user, &password, source) {
+            Verdict::Valid => Ok(()),
+            Verdict::Invalid => Err(Refusal::Wrong("wrong user name or password".into())),
+            Verdict::TooMany { retry_after } => Err(Refusal::TooMany {
+                reason: format!(
+                    "too many wrong passwords from this address: retry in {}s",
+                    retry_after.as_secs().max(1)
+                ),
+                retry_after,
+            }),
+            Verdict::Busy => Err(Refusal::Busy(
+                "the proxy is busy checking passwords; retry shortly".into(),
+            )),
+        }
     }
 }
 
@@ -253,33 +265,38 @@ fn scheme<'a>(value: &'a str, name: &str) -> Option<&'a str> {
 
 /// User and password of a `Basic` header value.
 pub fn basic(value: &str) -> Option<(String, String)> {
-    let decoded = base64::decode(scheme(value, "Basic")?)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(scheme(value, "Basic")?)
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
-}
-
-/// Equality whose time depends only on the lengths, not on where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // black_box keeps the optimiser from turning the fold back into an early exit.
-    std::hint::black_box(diff) == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn auth(access: Access) -> Auth {
+        Auth::new(
+            View::fixed(Arc::new(access)),
+            Passwords::start(passwords::PasswordLimits::default()).unwrap(),
+        )
+    }
+
     #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"", b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"xbc"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
+    fn digests_are_sha256() {
+        // printf abc | sha256sum
+        let hex: String = digest(&[b"a", b"bc"])
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -301,14 +318,12 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let auth = Auth {
-            clients: Some(Reloader::fixed(
-                ClientTokens::parse("a.example ta\nb.example tb\n").unwrap(),
-            )),
-            scrapers: Some(Users::parse(&users::line("prom", "pw", b"salt")).unwrap()),
+        let auth = auth(Access {
+            tokens: Some(ClientTokens::parse("a.example ta\nb.example tb\n").unwrap()),
+            users: Some(Users::parse(&users::tests::sha256_line("prom", "pw", b"salt")).unwrap()),
             protect_api: false,
-            web: None,
-        };
+            client_certs: None,
+        });
         assert!(matches!(auth.client_token(None), Err(Refusal::Missing(_))));
         assert!(matches!(
             auth.client_token(Some("Basic x")),
@@ -324,18 +339,18 @@ mod tests {
             auth.client_may(token, "a.example"),
             Err(Refusal::Wrong(_))
         ));
-        assert!(matches!(auth.scraper(None), Err(Refusal::Missing(_))));
+        assert!(matches!(auth.scraper(None, HERE), Err(Refusal::Missing(_))));
         assert!(matches!(
-            auth.scraper(Some("Basic cHJvbTpubw==")),
+            auth.scraper(Some("Basic cHJvbTpubw=="), HERE),
             Err(Refusal::Wrong(_))
         ));
-        assert!(auth.scraper(Some("Basic cHJvbTpwdw==")).is_ok());
+        assert!(auth.scraper(Some("Basic cHJvbTpwdw=="), HERE).is_ok());
         assert!(
-            auth.api(None).is_ok(),
+            auth.api(None, HERE).is_ok(),
             "API open without --auth.protect-api"
         );
-        let open = Auth::default();
+        let open = super::tests::auth(Access::default());
         assert_eq!(open.client_token(None), Ok(None));
-        assert!(open.scraper(None).is_ok());
+        assert!(open.scraper(None, HERE).is_ok());
     }
 }

@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{constant_time_eq, Refusal};
-use crate::sha256::{digest, Digest};
+use subtle::ConstantTimeEq;
+
+use super::{digest, Digest, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Pattern {
@@ -120,7 +121,7 @@ impl ClientTokens {
         // Compare with every token of the pattern, so the time does not tell which matched.
         let matched = tokens
             .iter()
-            .fold(false, |ok, t| constant_time_eq(t, &presented) | ok);
+            .fold(false, |ok, t| bool::from(t.ct_eq(&presented)) | ok);
         if matched {
             Ok(())
         } else {
@@ -137,7 +138,7 @@ impl ClientTokens {
         self.rules
             .values()
             .flatten()
-            .fold(false, |ok, t| constant_time_eq(t, &presented) | ok)
+            .fold(false, |ok, t| bool::from(t.ct_eq(&presented)) | ok)
     }
 }
 

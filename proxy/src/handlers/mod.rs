@@ -33,6 +33,26 @@ pub fn refuse(
     guard: Guard,
     refusal: &Refusal,
 ) -> After {
+    // Refused unchecked, to spare bcrypt: the password checker logs these once per interval.
+    let unchecked = match refusal {
+        Refusal::TooMany { retry_after, .. } => Some((
+            429,
+            AuthFailure::TooManyFailures,
+            retry_after.as_secs().max(1).to_string(),
+        )),
+        Refusal::Busy(_) => Some((503, AuthFailure::PasswordChecksBusy, "1".to_string())),
+        Refusal::Missing(_) | Refusal::Wrong(_) => None,
+    };
+    if let Some((status, failure, retry_after)) = unchecked {
+        state.metrics.auth_failure(failure);
+        let mut headers = TEXT.to_vec();
+        headers.push(("Retry-After", retry_after.as_str()));
+        return conn.respond(
+            status,
+            &headers,
+            format!("{}\n", refusal.reason()).as_bytes(),
+        );
+    }
     let missing = matches!(refusal, Refusal::Missing(_));
     let (status, challenge, failure) = match (guard, missing) {
         (Guard::Client, true) => (

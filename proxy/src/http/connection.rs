@@ -428,10 +428,14 @@ impl Connection {
             format!("{version} {status} {}\r\n", reason_phrase(status)).as_bytes(),
         );
         let extra = self.front.extra_headers();
+        // A header of the web config (http_server_config.headers) replaces the handler's of
+        // the same name: sent once, with the operator's value.
+        let configured = |name: &str| extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
         let mut fields = Headers::new();
         for (name, value) in headers
             .iter()
             .copied()
+            .filter(|(name, _)| !configured(name))
             .chain(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         {
             fields.append(name, value);
@@ -573,7 +577,7 @@ impl Connection {
     /// never does): checked for parked polls before a scrape is written to one.
     pub fn peer_gone(&self) -> bool {
         let tcp: &TcpStream = self.stream.tcp();
-        if self.pos != self.filled {
+        if self.pos != self.filled || self.stream.revoked().is_some() {
             return true;
         }
         let mut fd = libc::pollfd {
@@ -740,6 +744,20 @@ pub(super) fn serve(mut conn: Connection) {
     loop {
         match conn.next_request() {
             Ok(Some(request)) => {
+                // Revocation (issue 16): a kept-alive connection is held to the TLS
+                // configuration of now, and lives at most --web.max-connection-age.
+                if let Some(why) = conn.stream.revoked() {
+                    log::info!(
+                        "refused request and closed connection from={}: {why}",
+                        conn.peer
+                    );
+                    conn.exchange.keep_alive = false;
+                    let _ = conn.respond(403, &TEXT, format!("{why}\n").as_bytes());
+                    return;
+                }
+                if conn.stream.expired(conn.front.limits.max_connection_age) {
+                    conn.exchange.keep_alive = false;
+                }
                 let service = Arc::clone(&conn.front.service);
                 match service.handle(request, conn) {
                     After::Next(next) => conn = next,

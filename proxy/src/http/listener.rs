@@ -10,16 +10,15 @@ use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustls::ServerConfig;
-
 use super::connection::{self, After, Connection, Request};
 use super::shares::{ShareRefusal, Shares};
-use super::tls::{self, Stream};
+use super::tls::{self, Stream, TlsSetup};
 use super::HeadLimits;
+use crate::reload::View;
 use pushprox_daemon::workers::Workers;
 
 /// What answers the requests.
@@ -44,6 +43,8 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// After this long from its accept, a connection's next answer closes it; zero: never.
+    pub max_connection_age: Duration,
 }
 
 /// How long an idle connection thread waits for work before it ends.
@@ -63,9 +64,10 @@ const BUSY: &str =
 pub struct Front {
     pub(super) service: Arc<dyn Service>,
     pub(super) limits: Limits,
-    /// Headers added to every answer (`http_server_config.headers`); swapped as a whole.
-    extra_headers: RwLock<Arc<Vec<(String, String)>>>,
-    tls: RwLock<Option<Arc<ServerConfig>>>,
+    /// Headers added to every answer (`http_server_config.headers`), as last reloaded.
+    extra_headers: View<Vec<(String, String)>>,
+    /// The TLS configuration of each new handshake, as last reloaded; `None`: plain HTTP.
+    tls: Option<View<TlsSetup>>,
     workers: Workers,
     open: Arc<AtomicUsize>,
     pub(super) shares: Shares,
@@ -84,15 +86,15 @@ impl Front {
     pub fn new(
         service: Arc<dyn Service>,
         limits: Limits,
-        tls: Option<Arc<ServerConfig>>,
-        extra_headers: Vec<(String, String)>,
+        tls: Option<View<TlsSetup>>,
+        extra_headers: View<Vec<(String, String)>>,
         shares: Shares,
     ) -> Arc<Front> {
         Arc::new(Front {
             service,
             limits,
-            extra_headers: RwLock::new(Arc::new(extra_headers)),
-            tls: RwLock::new(tls),
+            extra_headers,
+            tls,
             workers: Workers::new("connection", CONNECTION_STACK, WORKER_IDLE),
             open: Arc::new(AtomicUsize::new(0)),
             shares,
@@ -104,23 +106,9 @@ impl Front {
         self.open.load(Ordering::SeqCst)
     }
 
-    /// Replaces the TLS configuration of new connections (certificate rotation); open
-    /// connections keep the one they were made with.
-    pub fn set_tls(&self, config: Arc<ServerConfig>) {
-        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(config);
-    }
-
     /// The headers added to every answer.
     pub(super) fn extra_headers(&self) -> Arc<Vec<(String, String)>> {
-        Arc::clone(&self.extra_headers.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Replaces the headers added to every answer from now on.
-    pub fn set_extra_headers(&self, headers: Vec<(String, String)>) {
-        *self
-            .extra_headers
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(headers);
+        self.extra_headers.get()
     }
 
     fn take_slot(&self) -> Option<Slot> {
@@ -178,10 +166,9 @@ impl Front {
             Ok(p) => p,
             Err(_) => return,
         };
-        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let stream = match tls {
-            None => Stream::Plain(tcp),
-            Some(config) => match tls::accept(config, tcp, self.limits.read_timeout) {
+        let stream = match &self.tls {
+            None => Stream::plain(tcp),
+            Some(source) => match tls::accept(source, tcp, self.limits.read_timeout) {
                 Ok(stream) => stream,
                 Err(e) => {
                     log::debug!("TLS handshake with {peer} failed: {e}");

@@ -16,3 +16,4 @@ pub use connection::{After, BodyError, Connection, Request, RequestBody, TEXT};
 pub use listener::{Front, Limits, Service};
 pub use pushprox_protocol::{HeadLimits, RequestHead, Version};
 pub use shares::{Held, ShareLimits, ShareRefusal, Shares};
+pub use tls::TlsSetup;

@@ -1,85 +1,38 @@
-//! rustls server configurations for the proxy's listener: from `--tls.cert`/`--tls.key`
-//! ([`from_files`]), or from a web config's `tls_server_config` ([`from_web_config`]).
+//! The rustls server configuration of the proxy's listener, built in one place
+//! ([`from_web_config`]) from a web config's `tls_server_config` or from `--tls.cert`/`--tls.key`
+//! ([`from_files`], the same with defaults).
 //!
 //! Everything is checked here, before the listener starts: the PEM files, the key type, and
 //! that the key belongs to the certificate. Each problem is a [`TlsConfigError`] naming the
 //! flag or web config key and the file, so a bad pair fails at start and never at the first
-//! handshake. The crypto provider is *ring*, the client's (through ureq), so one crypto
-//! library ships.
+//! handshake. PEM files, keys and the crypto provider are the daemon crate's
+//! (`pushprox_daemon::tls`), which the client uses too.
 
 use std::fmt;
-use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use pushprox_daemon::tls::{certified_key, provider, Origin, Pem, PemError};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::{PemObject, SectionKind};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ParsedCertificate, ServerConfig, WebPkiClientVerifier};
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::sign::SingleCertAndKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName};
 
-use super::{cert_names, ClientAuth, PemSource, TlsServerConfig, TlsVersion};
-
-/// PEM files above this size are refused: certificates, keys and CA bundles are a few KiB,
-/// and a path mistaken for another file (a log, `/dev/zero`) must not fill memory.
-const MAX_PEM_BYTES: u64 = 1 << 20;
+use super::{ClientAuth, PemSource, TlsServerConfig, TlsVersion};
+use crate::auth::cert_names;
+use crate::http::TlsSetup;
 
 /// The one ALPN protocol the proxy speaks.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// Where PEM text came from, as said in messages: `--tls.cert file /etc/proxy/cert.pem`,
-/// `tls_server_config.cert_file /etc/proxy/cert.pem`, `tls_server_config.cert in web.yml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin(String);
-
-impl Origin {
-    /// A file named by a command-line flag.
-    pub fn flag(flag: &str, path: &Path) -> Origin {
-        Origin(format!("{flag} file {}", path.display()))
-    }
-
-    /// A file named by a key of a web config file.
-    pub fn config_file(key: &str, path: &Path) -> Origin {
-        Origin(format!("{key} {}", path.display()))
-    }
-
-    /// PEM text written inline under a key of the web config file `config`.
-    pub fn inline(key: &str, config: &Path) -> Origin {
-        Origin(format!("{key} in {}", config.display()))
-    }
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// Why a TLS configuration cannot be built. Each names the flag or key and the file.
 #[derive(Debug)]
 pub enum TlsConfigError {
-    /// The file cannot be read.
-    Read {
-        origin: Origin,
-        error: std::io::Error,
-    },
-    /// The file is larger than any PEM file the proxy expects.
-    TooLarge { origin: Origin },
-    /// A PEM block is malformed (no END line, bad base64, ...).
-    Pem { origin: Origin, reason: String },
-    /// No `BEGIN CERTIFICATE` block.
-    NoCertificate { origin: Origin },
-    /// No private key block; `encrypted` when there is an encrypted one.
-    NoKey { origin: Origin, encrypted: bool },
-    /// A key rustls cannot sign with (a DSA key, an unsupported curve, a short RSA key, ...).
-    UnsupportedKey { origin: Origin, reason: String },
-    /// The first certificate cannot be parsed.
-    BadCertificate { origin: Origin, reason: String },
-    /// The key does not belong to the first certificate.
-    KeyMismatch { cert: Origin, key: Origin },
+    /// A certificate or key file (or inline PEM) cannot be used.
+    File(PemError),
     /// The client CA bundle holds no usable certificate.
     BadClientCa { origin: Origin, reason: String },
     /// A web config option rustls cannot honour, or that contradicts another.
@@ -89,42 +42,12 @@ pub enum TlsConfigError {
 impl fmt::Display for TlsConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TlsConfigError::Read { origin, error } => write!(f, "cannot read {origin}: {error}"),
-            TlsConfigError::TooLarge { origin } => write!(
-                f,
-                "{origin} is larger than {} KiB: not a PEM certificate or key file; check the path",
-                MAX_PEM_BYTES / 1024
-            ),
-            TlsConfigError::Pem { origin, reason } => write!(
-                f,
-                "{origin} is not valid PEM ({reason}); check it with `openssl storeutl -noout -text FILE`"
-            ),
-            TlsConfigError::NoCertificate { origin } => write!(
-                f,
-                "{origin} holds no certificate: expected PEM \"-----BEGIN CERTIFICATE-----\" blocks, the server's certificate first, then its intermediates (a DER file converts with `openssl x509 -inform der -in FILE -out FILE.pem`)"
-            ),
-            TlsConfigError::NoKey { origin, encrypted: true } => write!(
-                f,
-                "{origin} holds an encrypted private key, which the proxy cannot decrypt: write it unencrypted with `openssl pkey -in KEY -out KEY.plain` (and keep that file mode 0600)"
-            ),
-            TlsConfigError::NoKey { origin, encrypted: false } => write!(
-                f,
-                "{origin} holds no private key: expected a PEM \"-----BEGIN PRIVATE KEY-----\" (PKCS#8), \"-----BEGIN RSA PRIVATE KEY-----\" or \"-----BEGIN EC PRIVATE KEY-----\" block"
-            ),
-            TlsConfigError::UnsupportedKey { origin, reason } => write!(
-                f,
-                "{origin}: the private key cannot be used ({reason}); use an RSA (2048 bits or more), ECDSA P-256 or P-384, or Ed25519 key"
-            ),
-            TlsConfigError::BadCertificate { origin, reason } => write!(
-                f,
-                "{origin}: the first certificate cannot be parsed ({reason}); check it with `openssl x509 -noout -text -in FILE`"
-            ),
-            TlsConfigError::KeyMismatch { cert, key } => write!(
-                f,
-                "the private key of {key} does not belong to the first certificate of {cert}: the first certificate must be the one issued for that key (compare `openssl x509 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`)"
-            ),
+            TlsConfigError::File(e) => e.fmt(f),
             TlsConfigError::BadClientCa { origin, reason } => {
-                write!(f, "{origin}: cannot use it to verify client certificates ({reason})")
+                write!(
+                    f,
+                    "{origin}: cannot use it to verify client certificates ({reason})"
+                )
             }
             TlsConfigError::Setting { key, reason } => write!(f, "{key}: {reason}"),
         }
@@ -134,173 +57,35 @@ impl fmt::Display for TlsConfigError {
 impl std::error::Error for TlsConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            TlsConfigError::Read { error, .. } => Some(error),
+            TlsConfigError::File(e) => Some(e),
             _ => None,
         }
     }
 }
 
-/// PEM text and where it came from.
-#[derive(Clone)]
-pub struct Pem {
-    pub origin: Origin,
-    pub text: Vec<u8>,
-}
-
-// The text may be a private key: `{:?}` shows only where it came from and its size.
-impl fmt::Debug for Pem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pem({}, {} bytes)", self.origin, self.text.len())
-    }
-}
-
-impl Pem {
-    /// Reads a PEM file (at most 1 MiB).
-    pub fn read(path: &Path, origin: Origin) -> Result<Pem, TlsConfigError> {
-        let file = std::fs::File::open(path).map_err(|error| TlsConfigError::Read {
-            origin: origin.clone(),
-            error,
-        })?;
-        let mut text = Vec::new();
-        file.take(MAX_PEM_BYTES + 1)
-            .read_to_end(&mut text)
-            .map_err(|error| TlsConfigError::Read {
-                origin: origin.clone(),
-                error,
-            })?;
-        if text.len() as u64 > MAX_PEM_BYTES {
-            return Err(TlsConfigError::TooLarge { origin });
-        }
-        Ok(Pem { origin, text })
-    }
-
-    /// PEM text given inline.
-    pub fn inline(text: &str, origin: Origin) -> Pem {
-        Pem {
-            origin,
-            text: text.as_bytes().to_vec(),
-        }
-    }
-
-    /// The PEM sections of the text, in order; sections of kinds rustls does not know
-    /// (`ENCRYPTED PRIVATE KEY`, `DSA PRIVATE KEY`, ...) are skipped.
-    fn sections(&self) -> Result<Vec<(SectionKind, Vec<u8>)>, TlsConfigError> {
-        <(SectionKind, Vec<u8>)>::pem_slice_iter(&self.text)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsConfigError::Pem {
-                origin: self.origin.clone(),
-                reason: pem_reason(&e),
-            })
-    }
-
-    /// Every certificate of the text, in order; at least one.
-    pub fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-        let certs: Vec<CertificateDer<'static>> = self
-            .sections()?
-            .into_iter()
-            .filter(|(kind, _)| *kind == SectionKind::Certificate)
-            .map(|(_, der)| CertificateDer::from(der))
-            .collect();
-        if certs.is_empty() {
-            return Err(TlsConfigError::NoCertificate {
-                origin: self.origin.clone(),
-            });
-        }
-        Ok(certs)
-    }
-
-    /// The first private key of the text: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
-    pub fn private_key(&self) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
-        for (kind, der) in self.sections()? {
-            match kind {
-                SectionKind::PrivateKey => return Ok(PrivateKeyDer::Pkcs8(der.into())),
-                SectionKind::RsaPrivateKey => return Ok(PrivateKeyDer::Pkcs1(der.into())),
-                SectionKind::EcPrivateKey => return Ok(PrivateKeyDer::Sec1(der.into())),
-                _ => {}
-            }
-        }
-        let text = String::from_utf8_lossy(&self.text);
-        Err(TlsConfigError::NoKey {
-            origin: self.origin.clone(),
-            encrypted: text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-                || text.contains("Proc-Type: 4,ENCRYPTED"),
-        })
-    }
-}
-
-/// pki-types' PEM errors in words (its `Display` prints the marker as a byte array).
-fn pem_reason(e: &rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match e {
-        Error::MissingSectionEnd { end_marker } => format!(
-            "a block has no \"-----END {}-----\" line",
-            String::from_utf8_lossy(end_marker)
-        ),
-        Error::IllegalSectionStart { line } => format!(
-            "malformed BEGIN line \"{}\"",
-            String::from_utf8_lossy(line).trim()
-        ),
-        Error::Base64Decode(why) => format!("a block is not base64: {why}"),
-        other => other.to_string(),
-    }
-}
-
-/// The crypto provider of the proxy: *ring*, with its default cipher suites and groups.
-pub fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-/// The certificate chain of `cert` with the key of `key`, checked to belong together.
-pub fn certified_key(
-    cert: &Pem,
-    key: &Pem,
-    provider: &CryptoProvider,
-) -> Result<Arc<CertifiedKey>, TlsConfigError> {
-    let chain = cert.certificates()?;
-    let key_der = key.private_key()?;
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| TlsConfigError::UnsupportedKey {
-            origin: key.origin.clone(),
-            reason: e.to_string(),
-        })?;
-    let certified = CertifiedKey::new(chain, signing_key);
-    match certified.keys_match() {
-        // Unknown: the key cannot tell its public half (not so for ring's keys); the
-        // handshake would then fail, not start with a wrong key.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(Arc::new(certified))
-        }
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(TlsConfigError::KeyMismatch {
-                cert: cert.origin.clone(),
-                key: key.origin.clone(),
-            })
-        }
-        Err(e) => Err(TlsConfigError::BadCertificate {
-            origin: cert.origin.clone(),
-            reason: e.to_string(),
-        }),
+impl From<PemError> for TlsConfigError {
+    fn from(e: PemError) -> Self {
+        TlsConfigError::File(e)
     }
 }
 
 /// The server configuration of `--tls.cert`/`--tls.key`: TLS 1.3 and 1.2, no client
-/// certificates, ALPN `http/1.1`.
-pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let cert = Pem::read(cert, Origin::flag("--tls.cert", cert))?;
-    let key = Pem::read(key, Origin::flag("--tls.key", key))?;
-    let provider = provider();
-    let certified = certified_key(&cert, &key, &provider)?;
-    let config = ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-        .map_err(|e| TlsConfigError::Setting {
-            key: "--tls.cert",
-            reason: e.to_string(),
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-    Ok(finish(config))
+/// certificates, ALPN `http/1.1`; the files are named by their flags in errors.
+pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<TlsSetup>, TlsConfigError> {
+    let config = TlsServerConfig {
+        cert: PemSource::File(cert.to_path_buf()),
+        key: PemSource::File(key.to_path_buf()),
+        client_auth: ClientAuth::NoClientCert,
+        client_ca: None,
+        client_allowed_sans: Vec::new(),
+        min_version: TlsVersion::Tls12,
+        max_version: TlsVersion::Tls13,
+        cipher_suites: Vec::new(),
+        curve_preferences: Vec::new(),
+        prefer_server_cipher_suites: false,
+        config_path: PathBuf::new(),
+    };
+    from_web_config(&config, Path::new("."))
 }
 
 /// The server configuration of a web config's `tls_server_config`; relative paths are
@@ -308,8 +93,18 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsConfi
 pub fn from_web_config(
     config: &TlsServerConfig,
     base_dir: &Path,
-) -> Result<Arc<ServerConfig>, TlsConfigError> {
+) -> Result<Arc<TlsSetup>, TlsConfigError> {
+    // Empty: the flags' files, named by their flags.
+    let from_flags = config.config_path.as_os_str().is_empty();
     let load = |source: &PemSource, file_key: &str, inline_key: &str| match source {
+        PemSource::File(path) if from_flags => {
+            let flag = if file_key == "cert_file" {
+                "--tls.cert"
+            } else {
+                "--tls.key"
+            };
+            Pem::read(path, Origin::flag(flag, path))
+        }
         PemSource::File(path) => {
             let path = base_dir.join(path);
             let origin = Origin::config_file(&format!("tls_server_config.{file_key}"), &path);
@@ -365,10 +160,14 @@ pub fn from_web_config(
             key: "tls_server_config.cipher_suites",
             reason: format!("no cipher suite left for the TLS versions allowed ({e})"),
         })?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::clone(&verifier))
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     server.ignore_client_order = config.prefer_server_cipher_suites;
-    Ok(finish(server))
+    server.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(TlsSetup {
+        config: Arc::new(server),
+        verifier,
+    }))
 }
 
 /// The verifier of `client_auth_type`, with the `client_allowed_sans` check around it.
@@ -411,11 +210,11 @@ fn client_verifier(
                 ),
             };
             let certs = ca.certificates().map_err(|e| match e {
-                TlsConfigError::NoCertificate { origin } => TlsConfigError::BadClientCa {
+                PemError::NoCertificate { origin } => TlsConfigError::BadClientCa {
                     origin,
                     reason: "no PEM \"-----BEGIN CERTIFICATE-----\" block: expected the certificates of the CAs that issue client certificates".into(),
                 },
-                other => other,
+                other => other.into(),
             })?;
             let mut roots = rustls::RootCertStore::empty();
             for cert in certs {
@@ -600,15 +399,11 @@ impl ClientCertVerifier for AllowedSans {
     }
 }
 
-fn finish(mut config: ServerConfig) -> Arc<ServerConfig> {
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    Arc::new(config)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::web_config::testcerts::{Dir, KeyKind, ALL_KEYS};
+    use crate::testcerts::{Dir, KeyKind, ALL_KEYS};
+    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
 
@@ -629,13 +424,13 @@ pub(crate) mod tests {
 
     /// A handshake in memory, at most 10 round trips; both sides after it.
     pub fn handshake(
-        server: Arc<ServerConfig>,
+        server: Arc<TlsSetup>,
         client: ClientConfig,
         name: &str,
     ) -> Result<(ClientConnection, ServerConnection), rustls::Error> {
         let name = ServerName::try_from(name.to_string()).unwrap();
         let mut c = ClientConnection::new(Arc::new(client), name)?;
-        let mut s = ServerConnection::new(server)?;
+        let mut s = ServerConnection::new(Arc::clone(&server.config))?;
         for _ in 0..10 {
             let mut wire = Vec::new();
             c.write_tls(&mut wire).unwrap();
@@ -712,7 +507,7 @@ pub(crate) mod tests {
         let rsa = dir.key("rsa.key", KeyKind::RsaPkcs8);
         assert!(matches!(
             from_files(&cert, &rsa),
-            Err(TlsConfigError::KeyMismatch { .. })
+            Err(TlsConfigError::File(PemError::KeyMismatch { .. }))
         ));
     }
 
@@ -730,7 +525,7 @@ pub(crate) mod tests {
         assert_eq!(err.to_string(), format!("--tls.cert file {d}/empty.pem holds no certificate: expected PEM \"-----BEGIN CERTIFICATE-----\" blocks, the server's certificate first, then its intermediates (a DER file converts with `openssl x509 -inform der -in FILE -out FILE.pem`)"));
         assert!(matches!(
             from_files(&garbage, &key),
-            Err(TlsConfigError::NoCertificate { .. })
+            Err(TlsConfigError::File(PemError::NoCertificate { .. }))
         ));
 
         let err = from_files(&cert, &empty).unwrap_err();
@@ -738,10 +533,10 @@ pub(crate) mod tests {
         // A certificate given as the key.
         assert!(matches!(
             from_files(&cert, &cert),
-            Err(TlsConfigError::NoKey {
+            Err(TlsConfigError::File(PemError::NoKey {
                 encrypted: false,
                 ..
-            })
+            }))
         ));
 
         let err = from_files(&dir.path("missing.pem"), &key).unwrap_err();
@@ -759,7 +554,7 @@ pub(crate) mod tests {
             "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n",
         );
         let err = from_files(&bad_der, &key).unwrap_err();
-        assert_eq!(err.to_string(), format!("--tls.cert file {d}/bad-der.pem: the first certificate cannot be parsed (invalid peer certificate: BadEncoding); check it with `openssl x509 -noout -text -in FILE`"));
+        assert_eq!(err.to_string(), format!("--tls.cert file {d}/bad-der.pem: the first certificate cannot be parsed (invalid peer certificate: BadEncoding); it must be an X.509 v3 certificate (`openssl x509 -req` makes v1 unless given -extfile): check it with `openssl x509 -noout -text -in FILE`"));
 
         let bad_key = dir.write(
             "bad.key",
@@ -769,7 +564,7 @@ pub(crate) mod tests {
         assert_eq!(err.to_string(), format!("--tls.key file {d}/bad.key: the private key cannot be used (unexpected error: failed to parse private key as RSA, ECDSA, or EdDSA); use an RSA (2048 bits or more), ECDSA P-256 or P-384, or Ed25519 key"));
 
         let encrypted = dir.path("enc.key");
-        crate::web_config::testcerts::openssl(&[
+        crate::testcerts::openssl(&[
             "pkcs8",
             "-topk8",
             "-in",

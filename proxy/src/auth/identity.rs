@@ -3,9 +3,10 @@
 //!
 //! The names are the certificate's DNS SANs, matched as TLS matches a server name (rustls-
 //! webpki's own matcher: case-insensitive, `*.example.com` stands for exactly one left-most
-//! label). Only a certificate with no DNS SAN at all is named by its subject CN, compared
-//! whole (case-insensitive): CAs have put SANs in certificates for twenty years, and a CN
-//! beside a SAN is ignored, as browsers and webpki ignore it.
+//! label). Only a certificate with no SAN at all (of any kind: DNS, IP, e-mail, URI) is named
+//! by its subject CN, compared whole (case-insensitive): CAs have put SANs in certificates for
+//! twenty years, and a CN beside a SAN is ignored, as browsers and webpki ignore it; a
+//! certificate issued for an IP address or a mail box names no host.
 
 use rustls::pki_types::{CertificateDer, DnsName, ServerName};
 
@@ -21,7 +22,7 @@ pub fn may_poll_for(cert: &CertificateDer<'_>, fqdn: &str) -> bool {
     let Some(names) = cert_names::parse(cert) else {
         return false;
     };
-    if names.dns.is_empty() {
+    if names.sans().is_empty() {
         return names.common_names.iter().any(|cn| {
             cn.strip_suffix('.')
                 .unwrap_or(cn)
@@ -38,12 +39,12 @@ pub fn may_poll_for(cert: &CertificateDer<'_>, fqdn: &str) -> bool {
         .is_ok()
 }
 
-/// The names `may_poll_for` matches against (DNS SANs, else the CNs), for a refusal
-/// message: "this certificate names a.example.com, *.b.example.com".
+/// The names `may_poll_for` matches against (DNS SANs; the CNs when there is no SAN at
+/// all), for a refusal message: "this certificate names a.example.com, *.b.example.com".
 pub fn names(cert: &CertificateDer<'_>) -> Vec<String> {
     match cert_names::parse(cert) {
-        Some(names) if !names.dns.is_empty() => names.dns,
-        Some(names) => names.common_names,
+        Some(names) if names.sans().is_empty() => names.common_names,
+        Some(names) => names.dns,
         None => Vec::new(),
     }
 }
@@ -51,7 +52,7 @@ pub fn names(cert: &CertificateDer<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web_config::testcerts::{Dir, KeyKind};
+    use crate::testcerts::{Dir, KeyKind};
 
     #[test]
     fn sans_wildcards_and_common_names() {
@@ -110,10 +111,18 @@ mod tests {
         assert!(!may_poll_for(&both, "host4.example.com"));
         assert!(may_poll_for(&both, "other.example.com"));
 
-        // An IP SAN is not a DNS SAN: the CN names the certificate.
-        let ip = der("ip.pem", "host5.example.com", &["IP:10.0.0.5"]);
-        assert!(may_poll_for(&ip, "host5.example.com"));
-        assert!(!may_poll_for(&ip, "10.0.0.5"));
+        // A certificate with only an IP, e-mail or URI SAN names no host: its CN does not
+        // count either (issue 16).
+        for (file, san) in [
+            ("ip.pem", "IP:10.0.0.5"),
+            ("email.pem", "email:ops@example.com"),
+            ("uri.pem", "URI:spiffe://example.com/host5"),
+        ] {
+            let cert = der(file, "host5.example.com", &[san]);
+            assert!(!may_poll_for(&cert, "host5.example.com"), "{san}");
+            assert!(!may_poll_for(&cert, "10.0.0.5"), "{san}");
+            assert!(names(&cert).is_empty(), "{san}");
+        }
 
         assert!(!may_poll_for(
             &CertificateDer::from(vec![0x30, 0x00]),

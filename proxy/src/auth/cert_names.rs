@@ -171,7 +171,7 @@ fn general_names(der: &[u8], names: &mut CertNames) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web_config::testcerts::{Dir, KeyKind};
+    use crate::testcerts::{Dir, KeyKind};
 
     #[test]
     fn names_of_openssl_certificates() {

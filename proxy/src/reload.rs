@@ -1,28 +1,31 @@
-//! Re-reading a file when it changes, without a restart: the web config, the certificates it
-//! names, the bearer-token file.
+//! Re-reading the files the proxy was started with when they change, without a restart: the
+//! web config and the certificates, keys and CAs it names, `--tls.cert`/`--tls.key`,
+//! `--auth.scrape-users`, `--auth.client-tokens`. One thread does it for all of them, and
+//! every reader (the front at each TLS handshake, the checks of each request) sees the result
+//! through a [`View`]: there is no second copy to keep in step.
 //!
-//! A named thread checks every few seconds a SHA-256 of the contents of the file and of the
-//! files its last good version named (certificate, key, CA): a content hash sees an in-place
-//! rewrite and a symlink swap alike (certbot's `live/` links, cert-manager's `..data`
-//! directory), where a modification time can miss the second. On a change it loads the file
-//! with the given function; a good result replaces the current value, a failure logs one
-//! `warn` line naming the file and the error and keeps the last good value (until the files
-//! change again). Readers clone an `Arc` under a read lock: no I/O, no waiting on a load.
+//! The thread `reload-<name>` checks every few seconds a SHA-256 of the contents of the files
+//! the last good load was made from: a content hash sees an in-place rewrite and a symlink
+//! swap alike (certbot's `live/` links, cert-manager's `..data` directory), where a
+//! modification time can miss the second. On a change it loads everything again; a good
+//! result replaces the current value, a failure logs one `warn` line naming the file and the
+//! error and keeps the last good value (until the files change again). Readers clone an `Arc`
+//! under a read lock: no I/O, no waiting on a load.
 
 use std::fmt::Display;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::sha256::{digest, Digest};
+use ring::digest::{Context, SHA256};
 
 /// Files are hashed up to this size (more than any config, certificate or token file).
 const MAX_HASHED_BYTES: u64 = 4 << 20;
 
-/// What a load returns: the value, and the files it was made from besides the watched file
-/// itself (they are watched too from then on).
+/// What a load returns: the value, and the files it was made from (they are watched from then
+/// on).
 pub type Loaded<T> = (T, Vec<PathBuf>);
 
 struct Shared<T> {
@@ -43,7 +46,7 @@ impl<T> Clone for Current<T> {
     }
 }
 
-impl<T> Current<T> {
+impl<T: Send + Sync + 'static> Current<T> {
     /// The last good value.
     pub fn get(&self) -> Arc<T> {
         let value = self.shared.value.read().unwrap_or_else(|e| e.into_inner());
@@ -52,13 +55,44 @@ impl<T> Current<T> {
 
     /// Why the files as they are now could not be loaded, if they could not (the text of
     /// the logged warning); `None` once a load succeeds.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub fn last_error(&self) -> Option<String> {
         self.shared
             .last_error
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// A reader of one part of the current value.
+    pub fn view<U: ?Sized + 'static>(
+        &self,
+        part: impl Fn(&T) -> Arc<U> + Send + Sync + 'static,
+    ) -> View<U> {
+        let current = self.clone();
+        View(Arc::new(move || part(&current.get())))
+    }
+}
+
+/// A part of a reloaded value, as its readers see it (or a value that never changes).
+pub struct View<U: ?Sized>(Arc<dyn Fn() -> Arc<U> + Send + Sync>);
+
+impl<U: ?Sized> Clone for View<U> {
+    fn clone(&self) -> Self {
+        View(Arc::clone(&self.0))
+    }
+}
+
+impl<U: ?Sized + Send + Sync + 'static> View<U> {
+    /// The part as last loaded.
+    pub fn get(&self) -> Arc<U> {
+        (self.0)()
+    }
+
+    /// A part that never changes.
+    #[cfg(test)]
+    pub fn fixed(value: Arc<U>) -> View<U> {
+        View(Arc::new(move || Arc::clone(&value)))
     }
 }
 
@@ -69,70 +103,74 @@ pub struct Reloader<T> {
 }
 
 impl<T: Send + Sync + 'static> Reloader<T> {
-    /// Loads `path` once (an error here is the caller's: the proxy should not start on a
-    /// broken file), then starts the thread `reload-<name>` that checks every `every`.
-    pub fn start<E, F>(name: &str, path: &Path, every: Duration, load: F) -> Result<Self, E>
+    /// Loads once (an error here is the caller's: the proxy should not start on a broken
+    /// file), then starts the thread `reload-<name>` that checks every `every`.
+    pub fn start<E, F>(name: &str, every: Duration, load: F) -> Result<Self, E>
     where
         E: Display,
-        F: Fn(&Path) -> Result<Loaded<T>, E> + Send + 'static,
+        F: Fn() -> Result<Loaded<T>, E> + Send + 'static,
     {
-        let (value, extra) = load(path)?;
-        let mut watched = vec![path.to_path_buf()];
-        watched.extend(extra);
+        let (value, mut watched) = load()?;
         let shared = Arc::new(Shared {
             value: RwLock::new(Arc::new(value)),
             last_error: RwLock::new(None),
         });
         // Hashed now, not when the thread first runs: a change made meanwhile must count.
-        let mut seen = fingerprint(&watched);
+        let mut seen = fingerprints(&watched);
         let (stop, stopped) = mpsc::channel::<()>();
         let thread_shared = shared.clone();
-        let path = path.to_path_buf();
+        let thread_name = name.to_string();
         let spawned = std::thread::Builder::new()
             .name(format!("reload-{name}"))
             .stack_size(256 * 1024)
-            .spawn(move || {
-                loop {
-                    match stopped.recv_timeout(every) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => return,
-                    }
-                    let now = fingerprint(&watched);
-                    if now == seen {
-                        continue;
-                    }
-                    seen = now;
-                    match load(&path) {
-                        Ok((value, extra)) => {
-                            // `seen` was hashed before the load, so a change during the load
-                            // is seen at the next check; unless the list of files changed,
-                            // then it is hashed anew.
-                            if watched[1..] != extra[..] {
-                                watched.truncate(1);
-                                watched.extend(extra);
-                                seen = fingerprint(&watched);
-                            }
-                            *thread_shared
-                                .value
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
-                            *thread_shared
-                                .last_error
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner()) = None;
-                            log::info!("reloaded {}", path.display());
+            .spawn(move || loop {
+                match stopped.recv_timeout(every) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let now = fingerprints(&watched);
+                if now == seen {
+                    continue;
+                }
+                let changed: Vec<String> = watched
+                    .iter()
+                    .zip(now.iter().zip(&seen))
+                    .filter(|(_, (a, b))| a != b)
+                    .map(|(file, _)| file.display().to_string())
+                    .collect();
+                seen = now;
+                match load() {
+                    Ok((value, files)) => {
+                        // `seen` was hashed before the load, so a change during the load
+                        // is seen at the next check; unless the list of files changed,
+                        // then it is hashed anew.
+                        if files != watched {
+                            watched = files;
+                            seen = fingerprints(&watched);
                         }
-                        Err(e) => {
-                            let message = format!(
-                                "cannot reload {}, keeping the last good version: {e}",
-                                path.display()
-                            );
-                            log::warn!("{message}");
-                            *thread_shared
-                                .last_error
-                                .write()
-                                .unwrap_or_else(|e| e.into_inner()) = Some(message);
-                        }
+                        *thread_shared
+                            .value
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
+                        *thread_shared
+                            .last_error
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner()) = None;
+                        log::info!(
+                            "reloaded {thread_name} after a change of {}",
+                            changed.join(", ")
+                        );
+                    }
+                    Err(e) => {
+                        let message = format!(
+                            "cannot reload {thread_name} after a change of {}, keeping the last good version: {e}",
+                            changed.join(", ")
+                        );
+                        log::warn!("{message}");
+                        *thread_shared
+                            .last_error
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner()) = Some(message);
                     }
                 }
             });
@@ -146,55 +184,50 @@ impl<T: Send + Sync + 'static> Reloader<T> {
         })
     }
 
-    /// A value that never changes (no thread, no file): for tests and fixed settings.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn fixed(value: T) -> Self {
-        let (stop, _) = mpsc::channel::<()>();
-        Reloader {
-            current: Current {
-                shared: Arc::new(Shared {
-                    value: RwLock::new(Arc::new(value)),
-                    last_error: RwLock::new(None),
-                }),
-            },
-            _stop: stop,
-        }
-    }
-
     /// A reader of the current value, to hand to whoever needs it.
     pub fn current(&self) -> Current<T> {
         self.current.clone()
     }
 
     /// The last good value.
+    #[cfg(test)]
     pub fn get(&self) -> Arc<T> {
         self.current.get()
     }
 }
 
-/// A digest of the watched files' contents (a file that cannot be read counts by its error,
+/// A digest of each watched file's contents (a file that cannot be read counts by its error,
 /// so its disappearance and return are changes too).
-fn fingerprint(files: &[PathBuf]) -> Digest {
-    let mut parts: Vec<Vec<u8>> = Vec::new();
-    for file in files {
-        let mut contents = Vec::new();
-        let read = std::fs::File::open(file)
-            .and_then(|f| f.take(MAX_HASHED_BYTES).read_to_end(&mut contents));
-        let state = match read {
-            Ok(_) => digest(&[b"ok", &contents]),
-            Err(e) => digest(&[b"error", format!("{:?}", e.kind()).as_bytes()]),
-        };
-        parts.push(file.as_os_str().as_encoded_bytes().to_vec());
-        parts.push(state.to_vec());
-    }
-    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    digest(&refs)
+fn fingerprints(files: &[PathBuf]) -> Vec<[u8; 32]> {
+    files
+        .iter()
+        .map(|file| {
+            let mut contents = Vec::new();
+            let read = std::fs::File::open(file)
+                .and_then(|f| f.take(MAX_HASHED_BYTES).read_to_end(&mut contents));
+            let mut context = Context::new(&SHA256);
+            match read {
+                Ok(_) => {
+                    context.update(b"ok");
+                    context.update(&contents);
+                }
+                Err(e) => {
+                    context.update(b"error");
+                    context.update(format!("{:?}", e.kind()).as_bytes());
+                }
+            }
+            let mut out = [0u8; 32];
+            out.copy_from_slice(context.finish().as_ref());
+            out
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::web_config::testcerts::Dir;
+    use crate::testcerts::Dir;
+    use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 
@@ -212,6 +245,13 @@ mod tests {
     /// Loads a number from the file, and the file named on its second line if any (whose
     /// contents are added).
     fn load_number(path: &Path) -> Result<Loaded<u64>, String> {
+        let (n, extra) = load_number_only(path)?;
+        let mut files = vec![path.to_path_buf()];
+        files.extend(extra);
+        Ok((n, files))
+    }
+
+    fn load_number_only(path: &Path) -> Result<Loaded<u64>, String> {
         let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
         let mut lines = text.lines();
         let n: u64 = lines
@@ -249,9 +289,10 @@ mod tests {
         let file = dir.write("n.txt", "1\n");
         let loads = Arc::new(AtomicUsize::new(0));
         let counted = loads.clone();
-        let reloader = Reloader::start("test", &file, EVERY, move |p: &Path| {
+        let path = file.clone();
+        let reloader = Reloader::start("test", EVERY, move || {
             counted.fetch_add(1, Ordering::SeqCst);
-            load_number(p)
+            load_number(&path)
         })
         .unwrap();
         let current = reloader.current();
@@ -269,7 +310,7 @@ mod tests {
         assert_eq!(
             current.last_error().unwrap(),
             format!(
-                "cannot reload {}, keeping the last good version: not a number: \"two\\n\"",
+                "cannot reload test after a change of {}, keeping the last good version: not a number: \"two\\n\"",
                 file.display()
             )
         );
@@ -294,7 +335,8 @@ mod tests {
         let b = dir.write("b.txt", "6\n");
         let link = dir.path("current.txt");
         std::os::unix::fs::symlink(&a, &link).unwrap();
-        let reloader = Reloader::start("link", &link, EVERY, load_number).unwrap();
+        let path = link.clone();
+        let reloader = Reloader::start("link", EVERY, move || load_number(&path)).unwrap();
         assert_eq!(*reloader.get(), 5);
         let tmp = dir.path("current.tmp");
         std::os::unix::fs::symlink(&b, &tmp).unwrap();
@@ -306,7 +348,7 @@ mod tests {
     fn a_broken_first_version_is_the_callers_error() {
         let dir = Dir::new("reload-first");
         let file = dir.write("n.txt", "x\n");
-        let err = Reloader::start("first", &file, EVERY, load_number)
+        let err = Reloader::start("first", EVERY, move || load_number(&file))
             .err()
             .unwrap();
         assert_eq!(err, "not a number: \"x\\n\"");
@@ -318,9 +360,9 @@ mod tests {
         let file = dir.write("n.txt", "1\n");
         let marker = Arc::new(());
         let held = marker.clone();
-        let reloader = Reloader::start("drop", &file, EVERY, move |p: &Path| {
+        let reloader = Reloader::start("drop", EVERY, move || {
             let _ = &held;
-            load_number(p)
+            load_number(&file)
         })
         .unwrap();
         let current = reloader.current();
