@@ -8,6 +8,7 @@ use pushprox_protocol::{HOLD_HEADER, LABELS_HEADER, POLLER_HEADER, TARGETS_HEADE
 
 use crate::discovery::Announcement;
 use crate::http::{After, BodyError, Connection, Request};
+use crate::metrics::PollRefused;
 use crate::parked::ParkedPoll;
 use crate::registry::Seen;
 use crate::rendezvous::{Arrival, PollerInfo};
@@ -72,16 +73,25 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     let announced = match Announcement::parse(
         request.header(LABELS_HEADER),
         request.header(TARGETS_HEADER),
+        &fqdn,
+        &state.config.registration.announce(),
     ) {
         Ok(a) => a,
         Err(e) => {
+            state.metrics.poll_refused(e.rule);
             log::warn!("refused poll fqdn={fqdn} from={}: {e}", conn.peer());
             return super::text(conn, 400, &e.to_string());
         }
     };
     let key = fqdn.to_ascii_lowercase();
-    if state.registry.poll_started(&key, &fqdn, announced) == Seen::New {
-        log::info!("client registered fqdn={fqdn} from={}", conn.peer());
+    match state.registry.poll_started(&key, &fqdn, announced) {
+        Ok(Seen::New) => log::info!("client registered fqdn={fqdn} from={}", conn.peer()),
+        Ok(Seen::Known) => {}
+        Err(full) => {
+            state.metrics.poll_refused(PollRefused::RegistryFull);
+            log::warn!("refused poll fqdn={fqdn} from={}: {full}", conn.peer());
+            return super::text(conn, 503, &full.to_string());
+        }
     }
     log::debug!("poll waiting fqdn={fqdn}");
     let info = poller_info(&request);
