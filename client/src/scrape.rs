@@ -79,6 +79,8 @@ pub enum ScrapeError {
     BadRequest { url: String, reason: String },
     /// The URL carries a user name or password (`http://user:pw@host/`); `url` has them cut out.
     UserInfo { url: String },
+    /// A method other than GET or HEAD: a scrape reads, and nothing else reaches a target.
+    MethodNotAllowed { method: String, url: String },
     /// The deadline passed before the target answered.
     Timeout { url: String, timeout: Duration },
     /// The target could not be reached or answered something that is not HTTP.
@@ -97,18 +99,21 @@ impl ScrapeError {
             | ScrapeError::MissingDeadline
             | ScrapeError::BadDeadline(_)
             | ScrapeError::BadRequest { .. }
-            | ScrapeError::UserInfo { .. } => Outcome::Refused,
+            | ScrapeError::UserInfo { .. }
+            | ScrapeError::MethodNotAllowed { .. } => Outcome::Refused,
             ScrapeError::Timeout { .. } => Outcome::Timeout,
             ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
         }
     }
 
     /// The status of the push that answers the scrape: 403 where this client's configuration
-    /// forbids it, 400 for credentials in the URL, 500 for every other failure (as Go).
+    /// forbids it, 400 for credentials in the URL, 405 for a method other than GET or HEAD,
+    /// 500 for every other failure (as Go).
     pub fn status(&self) -> u16 {
         match self {
             ScrapeError::NotAllowed { .. } => 403,
             ScrapeError::UserInfo { .. } => 400,
+            ScrapeError::MethodNotAllowed { .. } => 405,
             _ => 500,
         }
     }
@@ -173,6 +178,12 @@ impl fmt::Display for ScrapeError {
                 "scrape of {url} refused: the URL carries a user name or password, which this \
                  client never sends on to a target (Prometheus puts credentials in headers)"
             ),
+            ScrapeError::MethodNotAllowed { method, url } => write!(
+                f,
+                "scrape of {url} refused: the method {} is not a scrape; this client sends \
+                 only GET and HEAD to its targets",
+                method.escape_debug()
+            ),
             ScrapeError::Timeout { url, timeout } => write!(
                 f,
                 "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
@@ -204,8 +215,12 @@ pub struct Prepared {
     pub timeout: Duration,
 }
 
-/// Checks the request against our FQDN, `--scrape.allow` (empty: any port) and its deadline
-/// header.
+/// The methods a scrape may use. A proxy (the Go one passes any) could otherwise make this
+/// client send `DELETE` or `POST` to an exporter's API.
+const SCRAPE_METHODS: &[&str] = &["GET", "HEAD"];
+
+/// Checks the request's method (GET or HEAD) and its host against our FQDN, `--scrape.allow`
+/// (empty: any port) and its deadline header.
 pub fn prepare(
     request: &ScrapeRequest,
     fqdn: &str,
@@ -213,6 +228,12 @@ pub fn prepare(
 ) -> Result<Prepared, ScrapeError> {
     if let Some(url) = without_userinfo(&request.url) {
         return Err(ScrapeError::UserInfo { url });
+    }
+    if !SCRAPE_METHODS.contains(&request.method.as_str()) {
+        return Err(ScrapeError::MethodNotAllowed {
+            method: request.method.clone(),
+            url: request.url.clone(),
+        });
     }
     let target = request.target().map_err(ScrapeError::BadUrl)?;
     if !same_host(&target.host, fqdn) {
@@ -512,6 +533,27 @@ mod tests {
         let error = prepare(&r, "h", &[]).unwrap_err();
         assert_eq!(error.status(), 400);
         assert!(!error.to_string().contains("pw"), "{error}");
+    }
+
+    #[test]
+    fn only_get_and_head_reach_the_target() {
+        for method in ["GET", "HEAD"] {
+            let r = request(&format!(
+                "{method} http://h:9100/metrics HTTP/1.1\r\nId: 1\r\n\
+                 X-Prometheus-Scrape-Timeout-Seconds: 5\r\n\r\n"
+            ));
+            assert_eq!(prepare(&r, "h", &[]).unwrap().method, method);
+        }
+        for method in ["DELETE", "POST", "PUT", "OPTIONS", "PROPFIND"] {
+            let r = request(&format!(
+                "{method} http://h:9100/api/x HTTP/1.1\r\nId: 1\r\n\
+                 X-Prometheus-Scrape-Timeout-Seconds: 5\r\n\r\n"
+            ));
+            let error = prepare(&r, "h", &[]).unwrap_err();
+            assert_eq!(error.status(), 405, "{method}");
+            assert_eq!(error.outcome(), Outcome::Refused);
+            assert!(error.to_string().contains(method), "{error}");
+        }
     }
 
     #[test]

@@ -185,6 +185,25 @@ impl PollRefused {
     }
 }
 
+/// Why a scrape was refused before it reached a client: the `reason` label of
+/// `pushprox_scrapes_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeRefused {
+    /// A method other than GET or HEAD (405).
+    Method,
+}
+
+impl ScrapeRefused {
+    const ALL: [ScrapeRefused; 1] = [ScrapeRefused::Method];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScrapeRefused::Method => "method_not_allowed",
+        }
+    }
+}
+
 /// Gauges read from elsewhere at exposition time.
 pub struct Gauges {
     /// Clients listed in /clients.
@@ -209,6 +228,7 @@ pub struct Metrics {
     rejected_busy: AtomicU64,
     auth_failures: [AtomicU64; AuthFailure::ALL.len()],
     polls_refused: [AtomicU64; PollRefused::ALL.len()],
+    scrapes_refused: [AtomicU64; ScrapeRefused::ALL.len()],
 }
 
 impl Metrics {
@@ -258,6 +278,15 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         self.polls_refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A scrape refused before it reached a client.
+    pub fn scrape_refused(&self, reason: ScrapeRefused) {
+        let i = ScrapeRefused::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.scrapes_refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The whole exposition.
@@ -362,6 +391,15 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "pushprox_polls_refused_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        header(&mut out, "pushprox_scrapes_refused_total", "counter", "Scrapes refused before they reached a client, by reason: method_not_allowed (a method other than GET or HEAD, 405).");
+        for (reason, n) in ScrapeRefused::ALL.iter().zip(&self.scrapes_refused) {
+            let _ = writeln!(
+                out,
+                "pushprox_scrapes_refused_total{{reason=\"{}\"}} {}",
                 reason.label(),
                 n.load(Ordering::Relaxed)
             );
