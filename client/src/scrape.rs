@@ -12,6 +12,7 @@ use pushprox_protocol::{
 use ureq::Agent;
 
 use crate::config::AllowRule;
+use crate::in_flight::InFlight;
 use crate::link::ProxyLink;
 use crate::metrics::{Metrics, Outcome};
 use crate::push::{self, PushError};
@@ -81,6 +82,8 @@ pub enum ScrapeError {
     UserInfo { url: String },
     /// A method other than GET or HEAD: a scrape reads, and nothing else reaches a target.
     MethodNotAllowed { method: String, url: String },
+    /// `--scrape.max-in-flight` scrapes were running already: this one was not started.
+    Busy { max: usize },
     /// The deadline passed before the target answered.
     Timeout { url: String, timeout: Duration },
     /// The target could not be reached or answered something that is not HTTP.
@@ -100,7 +103,8 @@ impl ScrapeError {
             | ScrapeError::BadDeadline(_)
             | ScrapeError::BadRequest { .. }
             | ScrapeError::UserInfo { .. }
-            | ScrapeError::MethodNotAllowed { .. } => Outcome::Refused,
+            | ScrapeError::MethodNotAllowed { .. }
+            | ScrapeError::Busy { .. } => Outcome::Refused,
             ScrapeError::Timeout { .. } => Outcome::Timeout,
             ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
         }
@@ -108,12 +112,13 @@ impl ScrapeError {
 
     /// The status of the push that answers the scrape: 403 where this client's configuration
     /// forbids it, 400 for credentials in the URL, 405 for a method other than GET or HEAD,
-    /// 500 for every other failure (as Go).
+    /// 503 beyond `--scrape.max-in-flight`, 500 for every other failure (as Go).
     pub fn status(&self) -> u16 {
         match self {
             ScrapeError::NotAllowed { .. } => 403,
             ScrapeError::UserInfo { .. } => 400,
             ScrapeError::MethodNotAllowed { .. } => 405,
+            ScrapeError::Busy { .. } => 503,
             _ => 500,
         }
     }
@@ -183,6 +188,12 @@ impl fmt::Display for ScrapeError {
                 "scrape of {url} refused: the method {} is not a scrape; this client sends \
                  only GET and HEAD to its targets",
                 method.escape_debug()
+            ),
+            ScrapeError::Busy { max } => write!(
+                f,
+                "scrape refused: this client already runs --scrape.max-in-flight={max} scrapes, \
+                 so it did not start this one; are its targets too slow for the scrapes sent \
+                 its way?"
             ),
             ScrapeError::Timeout { url, timeout } => write!(
                 f,
@@ -457,6 +468,42 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
                 link.url
             );
         }
+    }
+}
+
+/// Answers a scrape beyond `--scrape.max-in-flight` at once with a 503 push, on the poller's
+/// thread: it costs no thread and no connection to a target. Refusals are logged at most
+/// every 10 s, with their count.
+pub fn refuse_busy(
+    ctx: &ScrapeContext,
+    link: &ProxyLink,
+    request: &ScrapeRequest,
+    received: Instant,
+    in_flight: &InFlight,
+) {
+    ctx.metrics.scrape_done(Outcome::Refused);
+    let error = ScrapeError::Busy {
+        max: in_flight.max(),
+    };
+    let id = request.id().unwrap_or("none");
+    if let Some(n) = in_flight.refused() {
+        log::warn!(
+            "fqdn={} {n} scrape(s) refused since the last such line, the latest scrape_id={id} from {}: {error}",
+            ctx.fqdn,
+            link.url
+        );
+    }
+    if request.id().is_none() {
+        return;
+    }
+    let deadline = received + push::ERROR_PUSH_WINDOW;
+    if let Err(e) = push::push_error(link, id, error.status(), &error.to_string(), deadline) {
+        ctx.metrics.push_failed();
+        log::debug!(
+            "fqdn={} scrape_id={id} push of the 503 for a scrape beyond --scrape.max-in-flight to {} failed: {e}",
+            ctx.fqdn,
+            link.url
+        );
     }
 }
 

@@ -149,3 +149,112 @@ fn a_scrape_that_is_not_get_or_head_is_pushed_back_405_and_never_reaches_the_tar
     assert!(seen.starts_with("GET /api/x HTTP/1.1\r\n"), "{seen}");
     assert!(proxy.polls.load(Ordering::SeqCst) >= 3);
 }
+
+/// A target that accepts connections and never answers: it keeps them, on one thread, until
+/// dropped (or 60 s).
+struct SlowTarget {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowTarget {
+    fn start() -> SlowTarget {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a slow target");
+        let port = listener.local_addr().expect("its address").port();
+        listener.set_nonblocking(true).expect("non-blocking accept");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (Arc::clone(&accepted), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stopped.load(Ordering::SeqCst) && Instant::now() < until {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        held.push(conn);
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SlowTarget {
+            port,
+            accepted,
+            stop,
+        }
+    }
+}
+
+impl Drop for SlowTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `Threads:` and `VmHWM:` (KiB) of /proc/PID/status.
+fn threads_and_peak(pid: u32) -> (usize, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("Threads:") as usize, field("VmHWM:"))
+}
+
+/// The hostile proxy: every poll answered at once with a 300 s scrape of a port that
+/// never answers. Before the limit the client reached 5,681 threads and 3.29 GB in 12 s; now
+/// it runs `--scrape.max-in-flight` (32) of them and pushes 503 for the rest at once.
+/// `PUSHPROX_CLIENT_BIN` runs another build of the client (to measure the figures before).
+#[test]
+fn a_proxy_flooding_the_client_with_slow_scrapes_leaves_it_under_64_threads_and_64_mib() {
+    const FOR: Duration = Duration::from_secs(12);
+    let slow = SlowTarget::start();
+    let url = format!("http://127.0.0.1:{}/metrics", slow.port);
+    let proxy =
+        FakeProxy::start(move |n| Some(scrape_request("GET", &url, &format!("s{n}"), "300")));
+    let bin = std::env::var_os("PUSHPROX_CLIENT_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_pushprox-client").into());
+    let proxy_url = proxy.url();
+    let client = ChildGuard(
+        command(bin)
+            .args(client_args(&proxy_url, "info"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the client starts"),
+    );
+    let pid = client.id();
+    let started = Instant::now();
+    let mut most_threads = 0;
+    while started.elapsed() < FOR {
+        most_threads = most_threads.max(threads_and_peak(pid).0);
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (threads, peak_kib) = threads_and_peak(pid);
+    let polls = proxy.polls.load(Ordering::SeqCst);
+    let accepted = slow.accepted.load(Ordering::SeqCst);
+    let mut refused = 0;
+    let mut reason = String::new();
+    while let Ok(body) = proxy.pushes.try_recv() {
+        if body.starts_with(b"HTTP/1.1 503") {
+            refused += 1;
+            reason = String::from_utf8_lossy(&body).into_owned();
+        }
+    }
+    eprintln!(
+        "hostile proxy for {FOR:?}: {polls} scrapes handed out, {accepted} connections to the slow target, {refused} pushed 503; client threads at most {most_threads} ({threads} at the end), peak RSS {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
+    assert!(most_threads < 64, "{most_threads} threads");
+    assert!(peak_kib < 64 * 1024, "peak {peak_kib} KiB");
+    assert!(accepted <= 32, "{accepted} scrapes reached the target");
+    assert!(
+        refused > 0 && polls > 32,
+        "{polls} polls, {refused} refusals"
+    );
+    assert!(reason.contains("--scrape.max-in-flight=32"), "{reason}");
+}
