@@ -1,7 +1,8 @@
 //! Issue 16: what unauthenticated peers can make the proxy keep, and make `/clients` cost,
 //! with polls that are perfectly valid: announcements are bounded (`--registration.max-*`,
 //! `400` naming the rule), so is the number of clients (`503`), and `/clients` is written
-//! as a stream, so six readers of a large registry cost the proxy next to nothing.
+//! as a stream, so six readers of a large registry cost the proxy next to nothing (the status
+//! page, built whole, lists at most 200 clients).
 //!
 //! `PUSHPROX_PROXY_BIN` runs the memory tests against another build of the proxy (to measure
 //! the figures before the limits); `PUSHPROX_REGISTRY_CLIENTS` sets how many clients the
@@ -248,8 +249,16 @@ impl Measured {
         last
     }
 
-    /// `readers` concurrent `GET /clients`, each read to the end; the body sizes.
+    /// `readers` concurrent `GET /clients`, each read to the end; the answers' sizes.
     fn read_clients(&self, readers: usize) -> Vec<usize> {
+        self.read_concurrently("/clients", readers)
+            .iter()
+            .map(Vec::len)
+            .collect()
+    }
+
+    /// `readers` concurrent `GET path`, each read to the end; the answers.
+    fn read_concurrently(&self, path: &'static str, readers: usize) -> Vec<Vec<u8>> {
         let port = self.port;
         let handles: Vec<_> = (0..readers)
             .map(|_| {
@@ -257,10 +266,10 @@ impl Measured {
                     let mut s = connect(port).expect("connecting a reader");
                     s.set_read_timeout(Some(Duration::from_secs(60)))
                         .expect("a read time-out");
-                    s.write_all(&get_request("/clients")).expect("writing GET");
+                    s.write_all(&get_request(path)).expect("writing GET");
                     let mut all = Vec::new();
                     let _ = s.read_to_end(&mut all);
-                    all.len()
+                    all
                 })
             })
             .collect();
@@ -306,6 +315,21 @@ fn three_hundred_largest_announcements_and_six_readers_stay_under_64_mib() {
             "a /clients answer of {size} bytes"
         );
     }
+    assert!(peak < 64 * 1024, "peak {:.1} MiB", mib(peak));
+    // The status page is built whole: it lists 200 clients and points to /clients for more.
+    let pages = proxy.read_concurrently("/", 6);
+    let (peak, _) = proxy.memory_kib();
+    let page = String::from_utf8_lossy(&pages[0]);
+    eprintln!(
+        "six concurrent GET / of {} bytes each; peak after {:.1} MiB",
+        pages[0].len(),
+        mib(peak)
+    );
+    assert!(
+        page.contains("... and 100 more"),
+        "{}",
+        &page[..page.len().min(500)]
+    );
     assert!(peak < 64 * 1024, "peak {:.1} MiB", mib(peak));
 }
 
