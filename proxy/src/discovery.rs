@@ -62,11 +62,7 @@ pub struct AnnounceError {
 
 impl fmt::Display for AnnounceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the poll's {} header is refused: {}",
-            self.header, self.reason
-        )
+        write!(f, "{} refused, {}", self.header, self.reason)
     }
 }
 
@@ -93,7 +89,7 @@ impl Announcement {
                 bad(
                     LABELS_HEADER,
                     PollRefused::Invalid,
-                    format!("not a JSON object of strings ({e})"),
+                    format!("it is not a JSON object of strings ({e})"),
                 )
             })?,
         };
@@ -104,7 +100,7 @@ impl Announcement {
                 bad(
                     TARGETS_HEADER,
                     PollRefused::Invalid,
-                    format!("not a JSON array of {{\"port\":N,\"labels\":{{...}}}} ({e})"),
+                    format!("it is not a JSON array of {{\"port\":N,\"labels\":{{...}}}} ({e})"),
                 )
             })?,
         };
@@ -113,15 +109,19 @@ impl Announcement {
                 TARGETS_HEADER,
                 PollRefused::Targets,
                 format!(
-                    "{} targets, more than --registration.max-targets={}",
-                    targets.len(),
-                    limits.targets
+                    "over --registration.max-targets={}: {} targets; announce fewer --sd.target ports, or raise the flag on the proxy",
+                    limits.targets,
+                    targets.len()
                 ),
             ));
         }
         for t in &targets {
             if t.port == 0 {
-                return Err(bad(TARGETS_HEADER, PollRefused::Invalid, "port 0".into()));
+                return Err(bad(
+                    TARGETS_HEADER,
+                    PollRefused::Invalid,
+                    "it announces port 0".into(),
+                ));
             }
             check(&t.labels, limits).map_err(|(rule, r)| bad(TARGETS_HEADER, rule, r))?;
         }
@@ -131,7 +131,7 @@ impl Announcement {
                 TARGETS_HEADER,
                 PollRefused::Labels,
                 format!(
-                    "{count} labels in all (the client's and its targets'), more than --registration.max-labels={}",
+                    "over --registration.max-labels={}: {count} labels in all, the client's and its targets' own; announce fewer, or raise the flag on the proxy",
                     limits.labels
                 ),
             ));
@@ -150,8 +150,8 @@ impl Announcement {
                 header,
                 PollRefused::Bytes,
                 format!(
-                    "its target groups in /clients would take {} bytes (the client's labels repeat in each target's group), more than --registration.max-label-bytes={}",
-                    size.0, limits.bytes
+                    "over --registration.max-label-bytes={}: the client's target groups in /clients would take {} bytes (its labels repeat in each target's group); announce fewer or shorter labels, or raise the flag on the proxy",
+                    limits.bytes, size.0
                 ),
             ));
         }
@@ -165,9 +165,9 @@ fn check(labels: &Labels, limits: &AnnounceLimits) -> Result<(), (PollRefused, S
         return Err((
             PollRefused::Labels,
             format!(
-                "{} labels, more than --registration.max-labels={}",
-                labels.len(),
-                limits.labels
+                "over --registration.max-labels={}: {} labels in one set; announce fewer, or raise the flag on the proxy",
+                limits.labels,
+                labels.len()
             ),
         ));
     }
@@ -177,9 +177,9 @@ fn check(labels: &Labels, limits: &AnnounceLimits) -> Result<(), (PollRefused, S
             return Err((
                 PollRefused::NameLength,
                 format!(
-                    "label name \"{shown}...\" is {} bytes long, more than --registration.max-label-name-length={}",
-                    name.len(),
-                    limits.name_length
+                    "over --registration.max-label-name-length={}: label name \"{shown}...\" is {} bytes long",
+                    limits.name_length,
+                    name.len()
                 ),
             ));
         }
@@ -200,9 +200,9 @@ fn check(labels: &Labels, limits: &AnnounceLimits) -> Result<(), (PollRefused, S
             return Err((
                 PollRefused::ValueLength,
                 format!(
-                    "the value of label \"{shown}\" is {} bytes long, more than --registration.max-label-value-length={}",
-                    value.len(),
-                    limits.value_length
+                    "over --registration.max-label-value-length={}: the value of label \"{shown}\" is {} bytes long",
+                    limits.value_length,
+                    value.len()
                 ),
             ));
         }
@@ -410,6 +410,12 @@ mod tests {
         let e = parse(Some(&many(40)), Some(&t)).unwrap_err();
         assert_eq!(e.rule, PollRefused::Labels);
         assert!(e.to_string().contains("80 labels in all"), "{e}");
+        // The flag comes first: a client quotes the first 80 bytes of a refusal in its log.
+        assert!(
+            e.to_string()
+                .starts_with("X-PushProx-Targets refused, over --registration.max-labels=64:"),
+            "{e}"
+        );
 
         let long_name = format!(r#"{{"{}":"v"}}"#, "n".repeat(129));
         let e = parse(Some(&long_name), None).unwrap_err();
