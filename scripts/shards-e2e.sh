@@ -8,7 +8,8 @@
 # nginx as its proxy_url, scrape_interval 1s.
 # It checks:
 #   - a proxy-form scrape through nginx gets the target's metrics, and origin-form GET /metrics
-#     through nginx gets a proxy's own; X-PushProx-Target from an untrusted address is ignored;
+#     through nginx gets a proxy's own; X-PushProx-Target from an untrusted address is ignored,
+#     and one a client sends through the balancer is dropped there, on / and on /shard/N/;
 #   - each client is listed by exactly one shard's /clients (nginx /shard/N/clients), all 30;
 #   - every target is up = 1 in Prometheus, the Go-like clients too (all on one shard);
 #   - one proxy SIGKILLed: its clients re-poll through nginx to the next proxy on the ring and
@@ -203,7 +204,15 @@ code=$(curl -sS --max-time 5 --interface 127.0.0.2 -o "$TMP/untrusted.out" -w '%
     -H "X-PushProx-Target: http://host-01.shard.test:$NODE_PORT/metrics" "http://127.0.0.1:${SHARD_PORTS[${SHARD_OF[host-01.shard.test]}]}/metrics")
 { [ "$code" = 200 ] && grep -q '^pushprox_proxy_clients ' "$TMP/untrusted.out" && ! grep -q '^node_' "$TMP/untrusted.out"; } ||
     fail "X-PushProx-Target from untrusted 127.0.0.2: status $code, want the proxy's own metrics; body: $(head -c 200 "$TMP/untrusted.out")"
-ok "scrape 200 with node_ lines; own /metrics 200; untrusted X-PushProx-Target ignored"
+# The proxies trust the balancer, so the balancer must drop an X-PushProx-Target a client sends,
+# on every location: / and each /shard/N/.
+for path in /metrics "/shard/${SHARD_OF[host-01.shard.test]}/metrics"; do
+    code=$(curl -sS --max-time 5 -o "$TMP/forged.out" -w '%{http_code}' \
+        -H "X-PushProx-Target: http://host-01.shard.test:$NODE_PORT/metrics" "$LB$path")
+    { [ "$code" = 200 ] && grep -q '^pushprox_proxy_clients ' "$TMP/forged.out" && ! grep -q '^node_' "$TMP/forged.out"; } ||
+        fail "X-PushProx-Target sent by a client through $LB_KIND $path: status $code, want the proxy's own metrics; body: $(head -c 200 "$TMP/forged.out")"
+done
+ok "scrape 200 with node_ lines; own /metrics 200; untrusted X-PushProx-Target ignored, and a client's dropped by $LB_KIND on / and /shard/N/"
 
 # --- Prometheus -----------------------------------------------------------------------------------
 targets=$(printf "'%s:$NODE_PORT', " "${FQDNS[@]}")

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 pub use pushprox_protocol::Label;
 
 /// Stack of every thread the client starts. A poll or scrape with a TLS handshake (RSA client
@@ -142,6 +142,21 @@ pub struct Flags {
     /// cron can start the client every minute. Default: no lock. Not in Go.
     #[arg(long = "lock-file", value_name = "PATH")]
     pub lock_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: ScrapeLimits,
+}
+
+/// What a proxy can make this client spend: a proxy is trusted with scrapes, not with the
+/// host's threads and memory.
+#[derive(Debug, Args)]
+pub struct ScrapeLimits {
+    /// Most scrapes running at once, from all proxies together. A scrape beyond it is not
+    /// started: it is answered at once with a 503 push saying so, and counted as refused.
+    /// Each running scrape holds a thread and a connection to its target. Default: 32. Not in
+    /// Go.
+    #[arg(long = "scrape.max-in-flight", value_name = "N", default_value_t = 32, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub max_in_flight: u16,
 }
 
 /// `--log.level`.
@@ -221,6 +236,8 @@ pub struct Config {
     pub retry_max_wait: Duration,
     /// `--proxy.max-polls`: at least 1.
     pub max_polls: usize,
+    /// `--scrape.max-in-flight`: at least 1.
+    pub max_in_flight: usize,
     pub lock_file: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     /// `--scrape.allow`, else the `--sd.target` ports ([`Config::allow_from_sd_targets`]);
@@ -264,6 +281,7 @@ impl Flags {
             retry_initial_wait: self.retry_initial_wait,
             retry_max_wait: self.retry_max_wait.max(self.retry_initial_wait),
             max_polls: usize::from(self.max_polls),
+            max_in_flight: usize::from(self.limits.max_in_flight),
             lock_file: self.lock_file,
             token_file: self.token_file,
             allow_from_sd_targets: self.scrape_allow.is_empty() && !self.sd_targets.is_empty(),
@@ -454,6 +472,7 @@ mod tests {
         assert_eq!(f.metrics_addr.port, 9369);
         assert_eq!(f.log_level, LogLevel::Info);
         assert_eq!(f.max_polls, 4);
+        assert_eq!(f.limits.max_in_flight, 32);
     }
 
     #[test]

@@ -403,7 +403,8 @@ impl ProxyPolls {
     }
 
     /// Runs the scrape on an idle scrape thread or a new one; returns the scrapes in flight
-    /// from this proxy, this one included.
+    /// from this proxy, this one included. Beyond `--scrape.max-in-flight` the scrape is
+    /// answered 503 at once instead, and no poller is added (0).
     fn start_scrape(self: &Arc<Self>, request: ScrapeRequest, received: Instant) -> usize {
         let bound = request
             .headers
@@ -412,7 +413,10 @@ impl ProxyPolls {
             .unwrap_or(UNKNOWN_DEADLINE)
             + PUSH_GRACE
             + ERROR_PUSH_WINDOW;
-        let guard = self.in_flight.start(bound);
+        let Some(guard) = self.in_flight.try_start(bound) else {
+            scrape::refuse_busy(&self.ctx, &self.link, &request, received, &self.in_flight);
+            return 0;
+        };
         let (scrape, in_flight) = ScrapeOfProxy::start(self);
         let ctx = Arc::clone(&self.ctx);
         let link = Arc::clone(&self.link);

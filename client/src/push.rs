@@ -218,6 +218,10 @@ pub fn push_error(
 ) -> Result<(), PushError> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     let mut response = Response::text(status, reason);
+    if status == 405 {
+        // RFC 9110: a 405 says which methods are allowed (a scrape's: GET and HEAD).
+        response.head.headers.append("Allow", "GET, HEAD");
+    }
     response.head.headers.append(ID_HEADER, id);
     response
         .head

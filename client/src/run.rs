@@ -107,7 +107,7 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
     });
-    let in_flight = InFlight::new();
+    let in_flight = InFlight::new(config.max_in_flight);
     let instance = pushprox_daemon::ids::instance_id();
     log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
     let announce = crate::link::announcements(&config.labels, &config.sd_targets);

@@ -12,6 +12,7 @@ use pushprox_protocol::{
 use ureq::Agent;
 
 use crate::config::AllowRule;
+use crate::in_flight::InFlight;
 use crate::link::ProxyLink;
 use crate::metrics::{Metrics, Outcome};
 use crate::push::{self, PushError};
@@ -79,6 +80,10 @@ pub enum ScrapeError {
     BadRequest { url: String, reason: String },
     /// The URL carries a user name or password (`http://user:pw@host/`); `url` has them cut out.
     UserInfo { url: String },
+    /// A method other than GET or HEAD: a scrape reads, and nothing else reaches a target.
+    MethodNotAllowed { method: String, url: String },
+    /// `--scrape.max-in-flight` scrapes were running already: this one was not started.
+    Busy { max: usize },
     /// The deadline passed before the target answered.
     Timeout { url: String, timeout: Duration },
     /// The target could not be reached or answered something that is not HTTP.
@@ -97,18 +102,23 @@ impl ScrapeError {
             | ScrapeError::MissingDeadline
             | ScrapeError::BadDeadline(_)
             | ScrapeError::BadRequest { .. }
-            | ScrapeError::UserInfo { .. } => Outcome::Refused,
+            | ScrapeError::UserInfo { .. }
+            | ScrapeError::MethodNotAllowed { .. }
+            | ScrapeError::Busy { .. } => Outcome::Refused,
             ScrapeError::Timeout { .. } => Outcome::Timeout,
             ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
         }
     }
 
     /// The status of the push that answers the scrape: 403 where this client's configuration
-    /// forbids it, 400 for credentials in the URL, 500 for every other failure (as Go).
+    /// forbids it, 400 for credentials in the URL, 405 for a method other than GET or HEAD,
+    /// 503 beyond `--scrape.max-in-flight`, 500 for every other failure (as Go).
     pub fn status(&self) -> u16 {
         match self {
             ScrapeError::NotAllowed { .. } => 403,
             ScrapeError::UserInfo { .. } => 400,
+            ScrapeError::MethodNotAllowed { .. } => 405,
+            ScrapeError::Busy { .. } => 503,
             _ => 500,
         }
     }
@@ -173,6 +183,18 @@ impl fmt::Display for ScrapeError {
                 "scrape of {url} refused: the URL carries a user name or password, which this \
                  client never sends on to a target (Prometheus puts credentials in headers)"
             ),
+            ScrapeError::MethodNotAllowed { method, url } => write!(
+                f,
+                "scrape of {url} refused: the method {} is not a scrape; this client sends \
+                 only GET and HEAD to its targets",
+                method.escape_debug()
+            ),
+            ScrapeError::Busy { max } => write!(
+                f,
+                "scrape refused: this client already runs --scrape.max-in-flight={max} scrapes, \
+                 so it did not start this one; are its targets too slow for the scrapes sent \
+                 its way?"
+            ),
             ScrapeError::Timeout { url, timeout } => write!(
                 f,
                 "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
@@ -204,8 +226,12 @@ pub struct Prepared {
     pub timeout: Duration,
 }
 
-/// Checks the request against our FQDN, `--scrape.allow` (empty: any port) and its deadline
-/// header.
+/// The methods a scrape may use. A proxy (the Go one passes any) could otherwise make this
+/// client send `DELETE` or `POST` to an exporter's API.
+const SCRAPE_METHODS: &[&str] = &["GET", "HEAD"];
+
+/// Checks the request's method (GET or HEAD) and its host against our FQDN, `--scrape.allow`
+/// (empty: any port) and its deadline header.
 pub fn prepare(
     request: &ScrapeRequest,
     fqdn: &str,
@@ -213,6 +239,12 @@ pub fn prepare(
 ) -> Result<Prepared, ScrapeError> {
     if let Some(url) = without_userinfo(&request.url) {
         return Err(ScrapeError::UserInfo { url });
+    }
+    if !SCRAPE_METHODS.contains(&request.method.as_str()) {
+        return Err(ScrapeError::MethodNotAllowed {
+            method: request.method.clone(),
+            url: request.url.clone(),
+        });
     }
     let target = request.target().map_err(ScrapeError::BadUrl)?;
     if !same_host(&target.host, fqdn) {
@@ -439,6 +471,42 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
     }
 }
 
+/// Answers a scrape beyond `--scrape.max-in-flight` at once with a 503 push, on the poller's
+/// thread: it costs no thread and no connection to a target. Refusals are logged at most
+/// every 10 s, with their count.
+pub fn refuse_busy(
+    ctx: &ScrapeContext,
+    link: &ProxyLink,
+    request: &ScrapeRequest,
+    received: Instant,
+    in_flight: &InFlight,
+) {
+    ctx.metrics.scrape_done(Outcome::Refused);
+    let error = ScrapeError::Busy {
+        max: in_flight.max(),
+    };
+    let id = request.id().unwrap_or("none");
+    if let Some(n) = in_flight.refused() {
+        log::warn!(
+            "fqdn={} {n} scrape(s) refused since the last such line, the latest scrape_id={id} from {}: {error}",
+            ctx.fqdn,
+            link.url
+        );
+    }
+    if request.id().is_none() {
+        return;
+    }
+    let deadline = received + push::ERROR_PUSH_WINDOW;
+    if let Err(e) = push::push_error(link, id, error.status(), &error.to_string(), deadline) {
+        ctx.metrics.push_failed();
+        log::debug!(
+            "fqdn={} scrape_id={id} push of the 503 for a scrape beyond --scrape.max-in-flight to {} failed: {e}",
+            ctx.fqdn,
+            link.url
+        );
+    }
+}
+
 /// Scrapes and pushes the response. A failure of the scrape itself is returned (with the
 /// deadline that applies to pushing its 500); push failures are logged and counted here.
 fn scrape_and_push(
@@ -512,6 +580,27 @@ mod tests {
         let error = prepare(&r, "h", &[]).unwrap_err();
         assert_eq!(error.status(), 400);
         assert!(!error.to_string().contains("pw"), "{error}");
+    }
+
+    #[test]
+    fn only_get_and_head_reach_the_target() {
+        for method in ["GET", "HEAD"] {
+            let r = request(&format!(
+                "{method} http://h:9100/metrics HTTP/1.1\r\nId: 1\r\n\
+                 X-Prometheus-Scrape-Timeout-Seconds: 5\r\n\r\n"
+            ));
+            assert_eq!(prepare(&r, "h", &[]).unwrap().method, method);
+        }
+        for method in ["DELETE", "POST", "PUT", "OPTIONS", "PROPFIND"] {
+            let r = request(&format!(
+                "{method} http://h:9100/api/x HTTP/1.1\r\nId: 1\r\n\
+                 X-Prometheus-Scrape-Timeout-Seconds: 5\r\n\r\n"
+            ));
+            let error = prepare(&r, "h", &[]).unwrap_err();
+            assert_eq!(error.status(), 405, "{method}");
+            assert_eq!(error.outcome(), Outcome::Refused);
+            assert!(error.to_string().contains(method), "{error}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use log::LevelFilter;
 
 /// Lets Prometheus scrape targets it cannot reach: clients behind NAT long-poll this proxy,
@@ -223,6 +223,9 @@ pub struct Config {
     /// The interval of --auth.max-failures. [ours]
     #[arg(long = "auth.failure-interval", value_name = "DURATION", default_value = "1m", value_parser = parse_duration_flag)]
     pub auth_failure_interval: Duration,
+
+    #[command(flatten)]
+    pub registration: RegistrationLimits,
 }
 
 impl Config {
@@ -263,6 +266,71 @@ impl Config {
             cache_ttl: self.auth_cache_ttl,
             max_failures: self.auth_max_failures,
             failure_interval: self.auth_failure_interval.max(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// What the registry holds: how many clients, and how much each may announce with its polls
+/// (`X-PushProx-Labels`, `X-PushProx-Targets`). Before authentication anyone may poll, so
+/// these bound the memory one peer can make the proxy keep and the size of /clients.
+/// Refusals are counted in pushprox_polls_refused_total{reason}.
+#[derive(Args, Debug, Clone)]
+pub struct RegistrationLimits {
+    /// Most clients registered at once (polling, or seen within --registration.timeout).
+    /// A poll for a new FQDN beyond it gets 503; registered clients go on. A client costs
+    /// about 1 KiB, and about twice --registration.max-label-bytes with the largest
+    /// announcement. [ours]
+    #[arg(long = "registration.max-clients", value_name = "N", default_value_t = 30_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_clients: u32,
+
+    /// Most labels a client may announce: its own (--label) and its targets' own
+    /// (--sd.target) counted together; more get 400. [ours]
+    #[arg(
+        long = "registration.max-labels",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub max_labels: usize,
+
+    /// Longest label name a client may announce, in bytes; longer gets 400. [ours]
+    #[arg(
+        long = "registration.max-label-name-length",
+        value_name = "BYTES",
+        default_value_t = 128
+    )]
+    pub max_label_name_length: usize,
+
+    /// Longest label value a client may announce, in bytes; longer gets 400. [ours]
+    #[arg(
+        long = "registration.max-label-value-length",
+        value_name = "BYTES",
+        default_value_t = 1024
+    )]
+    pub max_label_value_length: usize,
+
+    /// Largest entry of one client in /clients: its target groups as written there, the
+    /// client's labels repeated in each target's group. Larger gets 400. [ours]
+    #[arg(long = "registration.max-label-bytes", value_name = "SIZE", default_value = "8KiB", value_parser = parse_size)]
+    pub max_label_bytes: u64,
+
+    /// Most targets (--sd.target ports) a client may announce; more get 400. [ours]
+    #[arg(
+        long = "registration.max-targets",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    pub max_targets: usize,
+}
+
+impl RegistrationLimits {
+    /// The limits an announcement is checked against.
+    pub fn announce(&self) -> crate::discovery::AnnounceLimits {
+        crate::discovery::AnnounceLimits {
+            labels: self.max_labels,
+            name_length: self.max_label_name_length,
+            value_length: self.max_label_value_length,
+            bytes: usize::try_from(self.max_label_bytes).unwrap_or(usize::MAX),
+            targets: self.max_targets,
         }
     }
 }
@@ -381,6 +449,8 @@ mod tests {
         assert_eq!(c.poll_max_hold, Duration::ZERO);
         assert_eq!(c.push_max_body, 256 << 20);
         assert_eq!(c.read_timeout, Duration::from_secs(30));
+        assert_eq!(c.registration.max_clients, 30_000);
+        assert_eq!(c.registration.announce().bytes, 8192);
         for (args, flag) in [
             (&["--tls.cert", "c.pem"][..], "--tls.key"),
             (&["--tls.key", "k.pem"][..], "--tls.cert"),

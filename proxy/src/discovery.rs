@@ -1,17 +1,21 @@
 //! What a client of ours announces with each poll for service discovery: its labels
 //! (`X-PushProx-Labels`) and the ports of its exporters with their own labels
-//! (`X-PushProx-Targets`), and the target groups `/clients` makes of them. A Go client
-//! announces nothing and is listed as its FQDN with no labels, as the Go proxy lists it.
+//! (`X-PushProx-Targets`), the limits an announcement must keep, and the target groups
+//! `/clients` makes of them. A Go client announces nothing and is listed as its FQDN with no
+//! labels, as the Go proxy lists it.
+//!
+//! An announcement is kept once per client, behind an `Arc`: the target groups are written
+//! straight from it, a target's labels merged over the client's as they are written, so
+//! neither a registry snapshot nor `/clients` copies any label.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{self, Write};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// Most labels, and most announced targets, one client may carry.
-const MAX_ITEMS: usize = 64;
-/// Longest label name or value, in bytes.
-const MAX_TEXT: usize = 1024;
+use crate::metrics::PollRefused;
 
 /// Labels by name.
 pub type Labels = BTreeMap<String, String>;
@@ -32,167 +36,446 @@ pub struct Announcement {
     pub targets: Vec<AnnouncedTarget>,
 }
 
-/// Why an announcement was refused.
+/// The most a client may announce (`--registration.max-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceLimits {
+    /// Labels in all: the client's own and every target's own, counted together.
+    pub labels: usize,
+    /// Longest label name, in bytes.
+    pub name_length: usize,
+    /// Longest label value, in bytes.
+    pub value_length: usize,
+    /// Bytes of the client's target groups as `/clients` writes them.
+    pub bytes: usize,
+    /// Announced targets (ports).
+    pub targets: usize,
+}
+
+/// Why an announcement was refused: the header, the rule (the metric's reason) and the
+/// words for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceError {
     header: &'static str,
+    pub rule: PollRefused,
     reason: String,
 }
 
 impl fmt::Display for AnnounceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the poll's {} header is refused: {}",
-            self.header, self.reason
-        )
+        write!(f, "{} refused, {}", self.header, self.reason)
     }
 }
 
 impl std::error::Error for AnnounceError {}
 
 impl Announcement {
-    /// Reads the two headers' values (absent: nothing announced).
-    pub fn parse(labels: Option<&str>, targets: Option<&str>) -> Result<Self, AnnounceError> {
+    /// Reads the two headers' values (absent: nothing announced) of a client polling as
+    /// `fqdn`, and checks them against `limits`.
+    pub fn parse(
+        labels: Option<&str>,
+        targets: Option<&str>,
+        fqdn: &str,
+        limits: &AnnounceLimits,
+    ) -> Result<Self, AnnounceError> {
         use pushprox_protocol::{LABELS_HEADER, TARGETS_HEADER};
-        let bad = |header, reason: String| AnnounceError { header, reason };
+        let bad = |header, rule, reason: String| AnnounceError {
+            header,
+            rule,
+            reason,
+        };
         let labels: Labels = match labels {
             None => Labels::new(),
-            Some(v) => serde_json::from_str(v)
-                .map_err(|e| bad(LABELS_HEADER, format!("not a JSON object of strings ({e})")))?,
+            Some(v) => serde_json::from_str(v).map_err(|e| {
+                bad(
+                    LABELS_HEADER,
+                    PollRefused::Invalid,
+                    format!("it is not a JSON object of strings ({e})"),
+                )
+            })?,
         };
-        check(&labels).map_err(|r| bad(LABELS_HEADER, r))?;
+        check(&labels, limits).map_err(|(rule, r)| bad(LABELS_HEADER, rule, r))?;
         let targets: Vec<AnnouncedTarget> = match targets {
             None => Vec::new(),
             Some(v) => serde_json::from_str(v).map_err(|e| {
                 bad(
                     TARGETS_HEADER,
-                    format!("not a JSON array of {{\"port\":N,\"labels\":{{...}}}} ({e})"),
+                    PollRefused::Invalid,
+                    format!("it is not a JSON array of {{\"port\":N,\"labels\":{{...}}}} ({e})"),
                 )
             })?,
         };
-        if targets.len() > MAX_ITEMS {
+        if targets.len() > limits.targets {
             return Err(bad(
                 TARGETS_HEADER,
-                format!("more than {MAX_ITEMS} targets"),
+                PollRefused::Targets,
+                format!(
+                    "over --registration.max-targets={}: {} targets; announce fewer --sd.target ports, or raise the flag on the proxy",
+                    limits.targets,
+                    targets.len()
+                ),
             ));
         }
         for t in &targets {
             if t.port == 0 {
-                return Err(bad(TARGETS_HEADER, "port 0".into()));
+                return Err(bad(
+                    TARGETS_HEADER,
+                    PollRefused::Invalid,
+                    "it announces port 0".into(),
+                ));
             }
-            check(&t.labels).map_err(|r| bad(TARGETS_HEADER, r))?;
+            check(&t.labels, limits).map_err(|(rule, r)| bad(TARGETS_HEADER, rule, r))?;
         }
-        Ok(Announcement { labels, targets })
+        let count = labels.len() + targets.iter().map(|t| t.labels.len()).sum::<usize>();
+        if count > limits.labels {
+            return Err(bad(
+                TARGETS_HEADER,
+                PollRefused::Labels,
+                format!(
+                    "over --registration.max-labels={}: {count} labels in all, the client's and its targets' own; announce fewer, or raise the flag on the proxy",
+                    limits.labels
+                ),
+            ));
+        }
+        let announced = Announcement { labels, targets };
+        let mut size = ByteCount(0);
+        // Writing to a counter cannot fail.
+        let _ = write_groups(&mut size, fqdn, &announced);
+        if size.0 > limits.bytes as u64 {
+            let header = if announced.targets.is_empty() {
+                LABELS_HEADER
+            } else {
+                TARGETS_HEADER
+            };
+            return Err(bad(
+                header,
+                PollRefused::Bytes,
+                format!(
+                    "over --registration.max-label-bytes={}: the client's target groups in /clients would take {} bytes (its labels repeat in each target's group); announce fewer or shorter labels, or raise the flag on the proxy",
+                    limits.bytes, size.0
+                ),
+            ));
+        }
+        Ok(announced)
     }
 }
 
-/// Label names as Prometheus takes them, not reserved (`__`), bounded in count and size.
-fn check(labels: &Labels) -> Result<(), String> {
-    if labels.len() > MAX_ITEMS {
-        return Err(format!("more than {MAX_ITEMS} labels"));
+/// Label names as Prometheus takes them, not reserved (`__`), within the count and lengths.
+fn check(labels: &Labels, limits: &AnnounceLimits) -> Result<(), (PollRefused, String)> {
+    if labels.len() > limits.labels {
+        return Err((
+            PollRefused::Labels,
+            format!(
+                "over --registration.max-labels={}: {} labels in one set; announce fewer, or raise the flag on the proxy",
+                limits.labels,
+                labels.len()
+            ),
+        ));
     }
     for (name, value) in labels {
+        let shown: String = name.chars().take(60).flat_map(char::escape_debug).collect();
+        if name.len() > limits.name_length {
+            return Err((
+                PollRefused::NameLength,
+                format!(
+                    "over --registration.max-label-name-length={}: label name \"{shown}...\" is {} bytes long",
+                    limits.name_length,
+                    name.len()
+                ),
+            ));
+        }
         let mut bytes = name.bytes();
         let valid = bytes
             .next()
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !valid || name.starts_with("__") || name.len() > MAX_TEXT || value.len() > MAX_TEXT {
-            let shown: String = name.chars().take(60).flat_map(char::escape_debug).collect();
-            return Err(format!(
-                "label name \"{shown}\" is not [a-zA-Z_][a-zA-Z0-9_]* without a leading __ (or it or its value is over {MAX_TEXT} bytes)"
+        if !valid || name.starts_with("__") {
+            return Err((
+                PollRefused::Invalid,
+                format!(
+                    "label name \"{shown}\" is not [a-zA-Z_][a-zA-Z0-9_]* without a leading __"
+                ),
+            ));
+        }
+        if value.len() > limits.value_length {
+            return Err((
+                PollRefused::ValueLength,
+                format!(
+                    "over --registration.max-label-value-length={}: the value of label \"{shown}\" is {} bytes long",
+                    limits.value_length,
+                    value.len()
+                ),
             ));
         }
     }
     Ok(())
 }
 
-/// A Prometheus file_sd / http_sd target group.
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct TargetGroup {
-    pub targets: [String; 1],
-    pub labels: Labels,
+/// Counts the bytes written to it.
+struct ByteCount(u64);
+
+impl Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
-/// The target groups of one client: its FQDN with its labels when it announces no target,
-/// else `fqdn:port` for each announced target, the target's labels over the client's.
-pub fn target_groups(fqdn: &str, announced: &Announcement) -> Vec<TargetGroup> {
+/// Writes the Prometheus file_sd / http_sd target groups of one client, comma-separated:
+/// its FQDN with its labels when it announces no target, else `fqdn:port` for each announced
+/// target, the target's labels over the client's.
+pub fn write_groups(out: &mut dyn Write, fqdn: &str, announced: &Announcement) -> io::Result<()> {
     if announced.targets.is_empty() {
-        return vec![TargetGroup {
-            targets: [fqdn.to_string()],
-            labels: announced.labels.clone(),
-        }];
+        return write_group(out, fqdn, None, merged(&announced.labels, &Labels::new()));
     }
-    announced
-        .targets
-        .iter()
-        .map(|t| {
-            let mut labels = announced.labels.clone();
-            labels.extend(t.labels.iter().map(|(n, v)| (n.clone(), v.clone())));
-            TargetGroup {
-                targets: [format!("{fqdn}:{}", t.port)],
-                labels,
+    for (i, t) in announced.targets.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_group(
+            out,
+            fqdn,
+            Some(t.port),
+            merged(&announced.labels, &t.labels),
+        )?;
+    }
+    Ok(())
+}
+
+fn write_group<'a>(
+    out: &mut dyn Write,
+    fqdn: &str,
+    port: Option<u16>,
+    labels: impl Iterator<Item = (&'a String, &'a String)>,
+) -> io::Result<()> {
+    out.write_all(b"{\"targets\":[")?;
+    match port {
+        Some(port) => serde_json::to_writer(&mut *out, &format!("{fqdn}:{port}"))?,
+        None => serde_json::to_writer(&mut *out, fqdn)?,
+    }
+    out.write_all(b"],\"labels\":{")?;
+    for (i, (name, value)) in labels.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, name)?;
+        out.write_all(b":")?;
+        serde_json::to_writer(&mut *out, value)?;
+    }
+    out.write_all(b"}}")
+}
+
+/// `base` and `over` in name order, `over`'s value where both have a name.
+fn merged<'a>(
+    base: &'a Labels,
+    over: &'a Labels,
+) -> impl Iterator<Item = (&'a String, &'a String)> {
+    let mut a = base.iter().peekable();
+    let mut b = over.iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((an, _)), Some((bn, _))) => match an.cmp(bn) {
+            Ordering::Less => a.next(),
+            Ordering::Greater => b.next(),
+            Ordering::Equal => {
+                a.next();
+                b.next()
             }
-        })
-        .collect()
+        },
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const LIMITS: AnnounceLimits = AnnounceLimits {
+        labels: 64,
+        name_length: 128,
+        value_length: 1024,
+        bytes: 16 * 1024,
+        targets: 64,
+    };
+
+    fn groups(fqdn: &str, a: &Announcement) -> String {
+        let mut out = Vec::new();
+        write_groups(&mut out, fqdn, a).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn parse(labels: Option<&str>, targets: Option<&str>) -> Result<Announcement, AnnounceError> {
+        Announcement::parse(labels, targets, "h.example", &LIMITS)
+    }
+
     #[test]
     fn labels_and_targets_become_target_groups() {
-        let a = Announcement::parse(
+        let a = parse(
             Some(r#"{"env":"prod","site":"Z\u00fcrich","job":"x"}"#),
-            Some(r#"[{"port":9100,"labels":{"job":"node"}},{"port":9256,"labels":{"job":"process"}}]"#),
+            Some(r#"[{"port":9100,"labels":{"job":"node"}},{"port":9256,"labels":{"job":"process","a":"1"}}]"#),
         )
         .unwrap();
-        let json = serde_json::to_string(&target_groups("h.example", &a)).unwrap();
         assert_eq!(
-            json,
-            r#"[{"targets":["h.example:9100"],"labels":{"env":"prod","job":"node","site":"Zürich"}},{"targets":["h.example:9256"],"labels":{"env":"prod","job":"process","site":"Zürich"}}]"#
+            groups("h.example", &a),
+            r#"{"targets":["h.example:9100"],"labels":{"env":"prod","job":"node","site":"Zürich"}},{"targets":["h.example:9256"],"labels":{"a":"1","env":"prod","job":"process","site":"Zürich"}}"#
         );
-        let plain = Announcement::parse(Some(r#"{"env":"prod"}"#), None).unwrap();
+        let plain = parse(Some(r#"{"env":"prod","q":"a\"\n"}"#), None).unwrap();
         assert_eq!(
-            serde_json::to_string(&target_groups("h.example", &plain)).unwrap(),
-            r#"[{"targets":["h.example"],"labels":{"env":"prod"}}]"#
+            groups("h.example", &plain),
+            r#"{"targets":["h.example"],"labels":{"env":"prod","q":"a\"\n"}}"#
         );
-        let go = Announcement::parse(None, None).unwrap();
+        let go = parse(None, None).unwrap();
         assert_eq!(
-            serde_json::to_string(&target_groups("h.example", &go)).unwrap(),
-            r#"[{"targets":["h.example"],"labels":{}}]"#
+            groups("h.example", &go),
+            r#"{"targets":["h.example"],"labels":{}}"#
         );
     }
 
     #[test]
     fn bad_announcements_are_refused_with_the_rule() {
-        for (labels, targets, why) in [
-            (Some(r#"{"__name__":"x"}"#), None, "leading __"),
-            (Some(r#"{"1a":"x"}"#), None, "[a-zA-Z_]"),
-            (Some(r#"{"a-b":"x"}"#), None, "[a-zA-Z_]"),
-            (Some(r#"{"a":1}"#), None, "JSON object of strings"),
-            (Some("not json"), None, "JSON object"),
-            (None, Some(r#"[{"port":0}]"#), "port 0"),
-            (None, Some(r#"[{"port":70000}]"#), "JSON array"),
-            (None, Some(r#"[{"port":1,"extra":2}]"#), "JSON array"),
+        for (labels, targets, why, rule) in [
+            (
+                Some(r#"{"__name__":"x"}"#),
+                None,
+                "leading __",
+                PollRefused::Invalid,
+            ),
+            (
+                Some(r#"{"1a":"x"}"#),
+                None,
+                "[a-zA-Z_]",
+                PollRefused::Invalid,
+            ),
+            (
+                Some(r#"{"a-b":"x"}"#),
+                None,
+                "[a-zA-Z_]",
+                PollRefused::Invalid,
+            ),
+            (
+                Some(r#"{"a":1}"#),
+                None,
+                "JSON object of strings",
+                PollRefused::Invalid,
+            ),
+            (Some("not json"), None, "JSON object", PollRefused::Invalid),
+            (
+                None,
+                Some(r#"[{"port":0}]"#),
+                "port 0",
+                PollRefused::Invalid,
+            ),
+            (
+                None,
+                Some(r#"[{"port":70000}]"#),
+                "JSON array",
+                PollRefused::Invalid,
+            ),
+            (
+                None,
+                Some(r#"[{"port":1,"extra":2}]"#),
+                "JSON array",
+                PollRefused::Invalid,
+            ),
             (
                 None,
                 Some(r#"[{"port":1,"labels":{"__x":"y"}}]"#),
                 "leading __",
+                PollRefused::Invalid,
             ),
         ] {
-            let e = Announcement::parse(labels, targets)
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(why), "{labels:?} {targets:?}: {e}");
+            let e = parse(labels, targets).unwrap_err();
+            assert!(e.to_string().contains(why), "{labels:?} {targets:?}: {e}");
+            assert_eq!(e.rule, rule, "{e}");
         }
-        let many: String = (0..65)
-            .map(|i| format!("\"l{i}\":\"v\""))
-            .collect::<Vec<_>>()
-            .join(",");
-        let e = Announcement::parse(Some(&format!("{{{many}}}")), None).unwrap_err();
-        assert!(e.to_string().contains("more than 64 labels"), "{e}");
+    }
+
+    #[test]
+    fn each_limit_is_named_in_its_refusal() {
+        let many = |n: usize| {
+            let pairs: Vec<String> = (0..n).map(|i| format!("\"l{i}\":\"v\"")).collect();
+            format!("{{{}}}", pairs.join(","))
+        };
+        let e = parse(Some(&many(65)), None).unwrap_err();
+        assert_eq!(e.rule, PollRefused::Labels);
+        assert!(
+            e.to_string().contains("--registration.max-labels=64"),
+            "{e}"
+        );
+        // 40 of the client's and 40 of a target's: each set is under, together over.
+        let t = format!(r#"[{{"port":1,"labels":{}}}]"#, many(40));
+        let e = parse(Some(&many(40)), Some(&t)).unwrap_err();
+        assert_eq!(e.rule, PollRefused::Labels);
+        assert!(e.to_string().contains("80 labels in all"), "{e}");
+        // The flag comes first: a client quotes the first 80 bytes of a refusal in its log.
+        assert!(
+            e.to_string()
+                .starts_with("X-PushProx-Targets refused, over --registration.max-labels=64:"),
+            "{e}"
+        );
+
+        let long_name = format!(r#"{{"{}":"v"}}"#, "n".repeat(129));
+        let e = parse(Some(&long_name), None).unwrap_err();
+        assert_eq!(e.rule, PollRefused::NameLength);
+        assert!(
+            e.to_string()
+                .contains("--registration.max-label-name-length=128"),
+            "{e}"
+        );
+        let long_value = format!(r#"{{"n":"{}"}}"#, "v".repeat(1025));
+        let e = parse(Some(&long_value), None).unwrap_err();
+        assert_eq!(e.rule, PollRefused::ValueLength);
+        assert!(
+            e.to_string()
+                .contains("--registration.max-label-value-length=1024"),
+            "{e}"
+        );
+        let ports: Vec<String> = (1..=65).map(|p| format!("{{\"port\":{p}}}")).collect();
+        let e = parse(None, Some(&format!("[{}]", ports.join(",")))).unwrap_err();
+        assert_eq!(e.rule, PollRefused::Targets);
+        assert!(
+            e.to_string().contains("--registration.max-targets=64"),
+            "{e}"
+        );
+        // 15 values of 1000 bytes fit in one group, but repeated in 2 targets' groups they do
+        // not.
+        let big: Vec<String> = (0..15)
+            .map(|i| format!("\"l{i}\":\"{}\"", "v".repeat(1000)))
+            .collect();
+        let big = format!("{{{}}}", big.join(","));
+        assert!(parse(Some(&big), Some(r#"[{"port":1}]"#)).is_ok());
+        let e = parse(Some(&big), Some(r#"[{"port":1},{"port":2}]"#)).unwrap_err();
+        assert_eq!(e.rule, PollRefused::Bytes);
+        assert!(
+            e.to_string()
+                .contains("--registration.max-label-bytes=16384"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_byte_limit_is_what_clients_writes() {
+        let a = parse(
+            Some(r#"{"env":"prod"}"#),
+            Some(r#"[{"port":9100,"labels":{"job":"node"}},{"port":9256}]"#),
+        )
+        .unwrap();
+        let size = groups("h.example", &a).len();
+        let exact = AnnounceLimits {
+            bytes: size,
+            ..LIMITS
+        };
+        let labels = Some(r#"{"env":"prod"}"#);
+        let targets = Some(r#"[{"port":9100,"labels":{"job":"node"}},{"port":9256}]"#);
+        assert!(Announcement::parse(labels, targets, "h.example", &exact).is_ok());
+        let under = AnnounceLimits {
+            bytes: size - 1,
+            ..LIMITS
+        };
+        let e = Announcement::parse(labels, targets, "h.example", &under).unwrap_err();
+        assert_eq!(e.rule, PollRefused::Bytes);
     }
 }

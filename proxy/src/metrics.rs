@@ -152,6 +152,70 @@ impl AuthFailure {
     }
 }
 
+/// Why a poll was refused for what it announced, or for want of room in the registry: the
+/// `reason` label of `pushprox_polls_refused_total` (`--registration.max-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollRefused {
+    /// An announcement header that is not what our client writes (bad JSON, label name, port).
+    Invalid,
+    /// More labels than --registration.max-labels.
+    Labels,
+    /// A label name longer than --registration.max-label-name-length.
+    NameLength,
+    /// A label value longer than --registration.max-label-value-length.
+    ValueLength,
+    /// Target groups larger than --registration.max-label-bytes.
+    Bytes,
+    /// More targets than --registration.max-targets.
+    Targets,
+    /// A new client beyond --registration.max-clients.
+    RegistryFull,
+}
+
+impl PollRefused {
+    const ALL: [PollRefused; 7] = [
+        PollRefused::Invalid,
+        PollRefused::Labels,
+        PollRefused::NameLength,
+        PollRefused::ValueLength,
+        PollRefused::Bytes,
+        PollRefused::Targets,
+        PollRefused::RegistryFull,
+    ];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            PollRefused::Invalid => "invalid_announcement",
+            PollRefused::Labels => "too_many_labels",
+            PollRefused::NameLength => "label_name_too_long",
+            PollRefused::ValueLength => "label_value_too_long",
+            PollRefused::Bytes => "label_bytes",
+            PollRefused::Targets => "too_many_targets",
+            PollRefused::RegistryFull => "registry_full",
+        }
+    }
+}
+
+/// Why a scrape was refused before it reached a client: the `reason` label of
+/// `pushprox_scrapes_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeRefused {
+    /// A method other than GET or HEAD (405).
+    Method,
+}
+
+impl ScrapeRefused {
+    const ALL: [ScrapeRefused; 1] = [ScrapeRefused::Method];
+
+    /// The `reason` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScrapeRefused::Method => "method_not_allowed",
+        }
+    }
+}
+
 /// Gauges read from elsewhere at exposition time.
 pub struct Gauges {
     /// Clients listed in /clients.
@@ -179,6 +243,8 @@ pub struct Metrics {
     rejected_busy: AtomicU64,
     auth_failures: [AtomicU64; AuthFailure::ALL.len()],
     share_refusals: [AtomicU64; ShareRefusal::ALL.len()],
+    polls_refused: [AtomicU64; PollRefused::ALL.len()],
+    scrapes_refused: [AtomicU64; ScrapeRefused::ALL.len()],
 }
 
 impl Metrics {
@@ -228,6 +294,24 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         self.auth_failures[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A poll refused for its announcement or for a full registry.
+    pub fn poll_refused(&self, reason: PollRefused) {
+        let i = PollRefused::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.polls_refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A scrape refused before it reached a client.
+    pub fn scrape_refused(&self, reason: ScrapeRefused) {
+        let i = ScrapeRefused::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.scrapes_refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The whole exposition.
@@ -350,6 +434,24 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        header(&mut out, "pushprox_polls_refused_total", "counter", "Polls refused for what they announce (--registration.max-labels, -label-name-length, -label-value-length, -label-bytes, -targets, or an invalid announcement) or because --registration.max-clients are registered, by reason.");
+        for (reason, n) in PollRefused::ALL.iter().zip(&self.polls_refused) {
+            let _ = writeln!(
+                out,
+                "pushprox_polls_refused_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        header(&mut out, "pushprox_scrapes_refused_total", "counter", "Scrapes refused before they reached a client, by reason: method_not_allowed (a method other than GET or HEAD, 405).");
+        for (reason, n) in ScrapeRefused::ALL.iter().zip(&self.scrapes_refused) {
+            let _ = writeln!(
+                out,
+                "pushprox_scrapes_refused_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                n.load(Ordering::Relaxed)
+            );
+        }
         header(
             &mut out,
             "pushprox_build_info",
@@ -382,6 +484,7 @@ mod tests {
         m.scrape(ScrapeOutcome::NoPoll, 504, Duration::from_secs(1));
         m.auth_failure(AuthFailure::ClientTokenWrong);
         m.auth_failure(AuthFailure::ClientTokenWrong);
+        m.poll_refused(PollRefused::RegistryFull);
         let text = m.render(&Gauges {
             clients: 2,
             polls_waiting: 1,
@@ -400,6 +503,8 @@ mod tests {
             "pushprox_auth_failures_total{reason=\"client_token_wrong\"} 2",
             "pushprox_auth_failures_total{reason=\"scrape_credentials_missing\"} 0",
             "pushprox_scrapes_total{outcome=\"no_poll\"} 1",
+            "pushprox_polls_refused_total{reason=\"registry_full\"} 1",
+            "pushprox_polls_refused_total{reason=\"label_bytes\"} 0",
             "pushprox_scrape_duration_seconds_bucket{le=\"0.025\"} 1",
             "pushprox_scrape_duration_seconds_count 2",
             "pushprox_http_duration_seconds_bucket{path=\"/poll\",le=\"0.005\"} 1",

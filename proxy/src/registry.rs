@@ -1,7 +1,9 @@
-//! The clients the proxy knows: who polled, when, and how many scrapes went to each.
+//! The clients the proxy knows: who polled, when, and how many scrapes went to each; at most
+//! `--registration.max-clients` of them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::discovery::Announcement;
@@ -19,15 +21,34 @@ pub struct ClientInfo {
     pub polling: bool,
     /// Scrapes handed to it.
     pub scrapes: u64,
-    /// Its labels and exporters, as its newest poll announced them.
-    pub announced: Announcement,
+    /// Its labels and exporters, as its newest poll announced them: shared, never copied.
+    pub announced: Arc<Announcement>,
 }
 
 /// Known clients by lower-case FQDN.
 pub struct Registry {
     timeout: Duration,
+    max_clients: usize,
     clients: Mutex<HashMap<String, ClientInfo>>,
 }
+
+/// A poll for a new FQDN when `--registration.max-clients` are registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryFull {
+    pub max_clients: usize,
+}
+
+impl fmt::Display for RegistryFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the proxy already knows --registration.max-clients={} clients; a new client is registered once one of them is forgotten (--registration.timeout after its last poll), or raise the flag",
+            self.max_clients
+        )
+    }
+}
+
+impl std::error::Error for RegistryFull {}
 
 /// What [`Registry::poll_started`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,10 +60,12 @@ pub enum Seen {
 }
 
 impl Registry {
-    /// An empty registry forgetting clients `timeout` after they were last seen.
-    pub fn new(timeout: Duration) -> Self {
+    /// An empty registry of at most `max_clients`, forgetting clients `timeout` after they
+    /// were last seen.
+    pub fn new(timeout: Duration, max_clients: usize) -> Self {
         Registry {
             timeout,
+            max_clients,
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -52,26 +75,39 @@ impl Registry {
     }
 
     /// A poll of `fqdn` arrived and is now held; what it announced replaces what older polls
-    /// did.
-    pub fn poll_started(&self, key: &str, fqdn: &str, announced: Announcement) -> Seen {
+    /// did. A new client beyond `max_clients` is refused (clients past the registration
+    /// timeout still count until the janitor forgets them, within seconds).
+    pub fn poll_started(
+        &self,
+        key: &str,
+        fqdn: &str,
+        announced: Announcement,
+    ) -> Result<Seen, RegistryFull> {
         self.with(|clients| {
             let now = Instant::now();
             let mut seen = Seen::Known;
-            let info = clients.entry(key.to_string()).or_insert_with(|| {
+            if !clients.contains_key(key) {
+                if clients.len() >= self.max_clients {
+                    return Err(RegistryFull {
+                        max_clients: self.max_clients,
+                    });
+                }
                 seen = Seen::New;
-                ClientInfo {
+            }
+            let info = clients
+                .entry(key.to_string())
+                .or_insert_with(|| ClientInfo {
                     fqdn: fqdn.to_string(),
                     last_seen: now,
                     last_seen_wall: SystemTime::now(),
                     polling: false,
                     scrapes: 0,
-                    announced: Announcement::default(),
-                }
-            });
-            info.announced = announced;
+                    announced: Arc::default(),
+                });
+            info.announced = Arc::new(announced);
             info.last_seen = now;
             info.last_seen_wall = SystemTime::now();
-            seen
+            Ok(seen)
         })
     }
 
@@ -93,7 +129,7 @@ impl Registry {
     }
 
     /// Clients that have a poll open (`polling` says which) or were seen within the
-    /// registration timeout, sorted by FQDN.
+    /// registration timeout, sorted by FQDN. Their announcements are shared, not copied.
     pub fn live(&self, polling: impl Fn(&str) -> bool) -> Vec<ClientInfo> {
         let now = Instant::now();
         let mut live: Vec<ClientInfo> = self.with(|clients| {
@@ -146,11 +182,11 @@ mod tests {
 
     #[test]
     fn clients_live_while_polling_or_recently_seen() {
-        let r = Registry::new(Duration::from_millis(50));
+        let r = Registry::new(Duration::from_millis(50), 10);
         let none = Announcement::default;
-        assert_eq!(r.poll_started("a", "A", none()), Seen::New);
-        assert_eq!(r.poll_started("a", "A", none()), Seen::Known);
-        r.poll_started("b", "b", none());
+        assert_eq!(r.poll_started("a", "A", none()), Ok(Seen::New));
+        assert_eq!(r.poll_started("a", "A", none()), Ok(Seen::Known));
+        r.poll_started("b", "b", none()).unwrap();
         r.poll_ended("b", true);
         std::thread::sleep(Duration::from_millis(80));
         // "a" still has a poll open; "b" timed out.
@@ -163,5 +199,23 @@ mod tests {
         assert_eq!(live, [("A".to_string(), true)]);
         assert_eq!(r.forget_expired(polling), ["b"]);
         assert!(r.is_known("a", true) && !r.is_known("b", false));
+    }
+
+    #[test]
+    fn new_clients_beyond_the_cap_are_refused_until_one_is_forgotten() {
+        let r = Registry::new(Duration::from_millis(50), 2);
+        let none = Announcement::default;
+        r.poll_started("a", "a", none()).unwrap();
+        r.poll_started("b", "b", none()).unwrap();
+        let full = r.poll_started("c", "c", none()).unwrap_err();
+        assert!(
+            full.to_string().contains("--registration.max-clients=2"),
+            "{full}"
+        );
+        // Known clients go on polling.
+        assert_eq!(r.poll_started("a", "a", none()), Ok(Seen::Known));
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(r.forget_expired(|k| k == "a").len(), 1);
+        assert_eq!(r.poll_started("c", "c", none()), Ok(Seen::New));
     }
 }

@@ -330,7 +330,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let state = Arc::new(State {
         auth,
         rendezvous: Rendezvous::new(),
-        registry: Registry::new(config.registration_timeout),
+        registry: Registry::new(
+            config.registration_timeout,
+            config.registration.max_clients as usize,
+        ),
         metrics: Metrics::default(),
         started: Instant::now(),
         config,

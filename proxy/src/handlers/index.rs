@@ -26,12 +26,16 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// Most clients the page lists: it is built whole, and each row may carry up to
+/// --registration.max-label-bytes of labels; /clients, written as a stream, lists them all.
+const MAX_ROWS: usize = 200;
+
 /// Renders the page: the live clients with their last poll age and scrape count.
 pub fn render(state: &State) -> String {
     let clients = state.registry.live(|key| state.rendezvous.has_poll(key));
     let now = Instant::now();
     let mut rows = String::new();
-    for c in &clients {
+    for c in clients.iter().take(MAX_ROWS) {
         // A client with a poll open is connected now; otherwise say when it was last seen.
         let seen = if c.polling {
             "now (poll open)".to_string()
@@ -66,6 +70,13 @@ pub fn render(state: &State) -> String {
             "<tr><td>{}</td><td>{example}</td><td>{labels}</td><td>{seen}</td><td>{}</td></tr>",
             escape(&c.fqdn),
             c.scrapes
+        );
+    }
+    if clients.len() > MAX_ROWS {
+        let _ = writeln!(
+            rows,
+            "<tr><td colspan=\"5\">... and {} more: <a href=\"/clients\">/clients</a> lists every client.</td></tr>",
+            clients.len() - MAX_ROWS
         );
     }
     if clients.is_empty() {

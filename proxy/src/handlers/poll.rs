@@ -8,6 +8,7 @@ use pushprox_protocol::{HOLD_HEADER, LABELS_HEADER, POLLER_HEADER, TARGETS_HEADE
 
 use crate::discovery::Announcement;
 use crate::http::{After, BodyError, Connection, Request};
+use crate::metrics::PollRefused;
 use crate::parked::ParkedPoll;
 use crate::registry::Seen;
 use crate::rendezvous::{Arrival, PollerInfo};
@@ -74,9 +75,12 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     let announced = match Announcement::parse(
         request.header(LABELS_HEADER),
         request.header(TARGETS_HEADER),
+        &fqdn,
+        &state.config.registration.announce(),
     ) {
         Ok(a) => a,
         Err(e) => {
+            state.metrics.poll_refused(e.rule);
             crate::warn_limit::REFUSALS.warn("poll", || {
                 format!("refused poll fqdn={fqdn} from={}: {e}", conn.peer())
             });
@@ -84,8 +88,16 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         }
     };
     let key = fqdn.to_ascii_lowercase();
-    if state.registry.poll_started(&key, &fqdn, announced) == Seen::New {
-        log::info!("client registered fqdn={fqdn} from={}", conn.peer());
+    match state.registry.poll_started(&key, &fqdn, announced) {
+        Ok(Seen::New) => log::info!("client registered fqdn={fqdn} from={}", conn.peer()),
+        Ok(Seen::Known) => {}
+        Err(full) => {
+            state.metrics.poll_refused(PollRefused::RegistryFull);
+            crate::warn_limit::REFUSALS.warn("poll", || {
+                format!("refused poll fqdn={fqdn} from={}: {full}", conn.peer())
+            });
+            return super::text(conn, 503, &full.to_string());
+        }
     }
     let share = match conn.park_share() {
         Ok(share) => share,

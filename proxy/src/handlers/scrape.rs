@@ -11,16 +11,43 @@ use pushprox_protocol::{
 };
 
 use crate::delivery::{Delivery, PushedBody, RelayEnd};
-use crate::http::{After, BodyError, Connection, Request};
-use crate::metrics::ScrapeOutcome;
+use crate::http::{After, BodyError, Connection, Request, TEXT};
+use crate::metrics::{ScrapeOutcome, ScrapeRefused};
 use crate::rendezvous::{ScrapeError, Taken};
 use crate::state::State;
 
 /// Request headers that belong to the hop between scraper and proxy, not to the target.
 const NOT_FORWARDED: &[&str] = &["Proxy-Authorization", ID_HEADER];
 
+/// The methods a scrape may use: anything else would reach the client's target (an exporter's
+/// API, an admin endpoint) through the proxy.
+const SCRAPE_METHODS: &[&str] = &["GET", "HEAD"];
+
+/// Refuses a scrape whose method is not GET or HEAD with 405, counted.
+fn refuse_method(state: &State, request: &Request, conn: Connection) -> After {
+    let reason = format!(
+        "{} is not allowed through the proxy: a scrape is GET or HEAD",
+        request.method().escape_debug()
+    );
+    log::warn!(
+        "refused scrape from={} url={}: {reason}",
+        conn.peer(),
+        crate::redact::shown(request.target())
+    );
+    state.metrics.scrape_refused(ScrapeRefused::Method);
+    state
+        .metrics
+        .scrape(ScrapeOutcome::BadRequest, 405, conn.started().elapsed());
+    let mut headers = TEXT.to_vec();
+    headers.push(("Allow", "GET, HEAD"));
+    conn.respond(405, &headers, format!("{reason}\n").as_bytes())
+}
+
 /// Relays one scrape.
 pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
+    if !SCRAPE_METHODS.contains(&request.method()) {
+        return refuse_method(state, &request, conn);
+    }
     let started = conn.started();
     let url = request.target().to_string();
     let bad = |conn: Connection, reason: String| {
