@@ -6,6 +6,8 @@
 #    start the real binaries (and promtool, openssl, curl);
 # 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients,
 #    static targets and http_sd (builds the release binaries);
+#    scripts/readme-e2e.sh: every Prometheus block of README.md, read from it and run as
+#    written against our clients (with and without --sd.target), the Go client and nginx shards;
 # 3. scripts/web-config-e2e.sh: the README's recommended internet-facing setup (one
 #    --web.config.file with TLS, client certificates and a bcrypt user) with real Prometheus;
 #    scripts/nginx-mtls.sh: the client through nginx checking client certificates;
@@ -51,6 +53,7 @@ part "cargo fmt --check" cargo fmt --all --check
 part "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 part "cargo test --workspace" cargo test --workspace
 part "scripts/e2e.sh" bash scripts/e2e.sh
+part "scripts/readme-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/readme-e2e.sh
 part "scripts/web-config-e2e.sh" bash scripts/web-config-e2e.sh
 part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
 part "scripts/shards-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/shards-e2e.sh

@@ -31,8 +31,10 @@ pub fn proxy_agent(tls: TlsConfig) -> Agent {
     with_cached_names(config)
 }
 
-/// The agent for targets on this host.
-pub fn target_agent(tls: TlsConfig) -> Agent {
+/// The agent for targets on this host. With `connect_host` (`--scrape.target-host`) every
+/// connection goes to that host, on the URL's port; the URL's host stays the TLS name checked
+/// and the `Host` header sent, so certificates for the FQDN and virtual hosts keep working.
+pub fn target_agent(tls: TlsConfig, connect_host: Option<String>) -> Agent {
     let config = Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls)
@@ -48,7 +50,11 @@ pub fn target_agent(tls: TlsConfig) -> Agent {
         .max_idle_connections(IDLE_CONNECTIONS)
         .max_idle_connections_per_host(IDLE_CONNECTIONS)
         .build();
-    with_cached_names(config)
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        CachingResolver::connecting_to(connect_host),
+    )
 }
 
 /// An agent whose name lookups go through [`CachingResolver`].

@@ -88,7 +88,9 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     metrics_server::serve(listener, Arc::clone(&metrics))?;
     signals::install();
 
-    let http_agent = agent::target_agent(tls.target.clone().unwrap_or_default());
+    let connect_host = config.scrape_target_host.clone();
+    let http_agent =
+        agent::target_agent(tls.target.clone().unwrap_or_default(), connect_host.clone());
     let https = std::sync::OnceLock::new();
     if tls.target.is_some() {
         let _ = https.set(http_agent.clone());
@@ -96,13 +98,14 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let agents = TargetAgents {
         http: http_agent,
         https,
-        make_https: || agent::target_agent(crate::tls::target_default()),
+        make_https: Box::new(move || {
+            agent::target_agent(crate::tls::target_default(), connect_host.clone())
+        }),
     };
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
         allow: config.scrape_allow.clone(),
         allow_from_sd_targets: config.allow_from_sd_targets,
-        target_host: config.scrape_target_host.clone(),
         agents,
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),

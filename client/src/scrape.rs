@@ -24,8 +24,6 @@ pub struct ScrapeContext {
     pub allow: Vec<AllowRule>,
     /// Whether `allow` is the `--sd.target` ports.
     pub allow_from_sd_targets: bool,
-    /// `--scrape.target-host`: where scrapes connect instead of the URL's host.
-    pub target_host: Option<String>,
     /// The agents for targets: no proxy, statuses are not errors, nothing decompressed.
     pub agents: TargetAgents,
     pub metrics: Arc<Metrics>,
@@ -38,14 +36,14 @@ pub struct ScrapeContext {
 pub struct TargetAgents {
     pub http: Agent,
     pub https: std::sync::OnceLock<Agent>,
-    pub make_https: fn() -> Agent,
+    pub make_https: Box<dyn Fn() -> Agent + Send + Sync>,
 }
 
 impl TargetAgents {
     /// The agent for `url`.
     pub fn for_url(&self, url: &str) -> &Agent {
         if url.starts_with("https:") {
-            self.https.get_or_init(self.make_https)
+            self.https.get_or_init(&self.make_https)
         } else {
             &self.http
         }
@@ -256,26 +254,6 @@ pub fn without_userinfo(url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
 }
 
-/// `url` (as [`target_url`] writes it) with its host replaced by `host`, keeping the scheme,
-/// port, path and query.
-pub fn with_host(url: &str, host: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let port = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or("", |(_, after)| after),
-        None => authority.rfind(':').map_or("", |at| &authority[at..]),
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    format!("{scheme}://{host}{port}{tail}")
-}
-
 /// Whether `--scrape.allow` lets this client scrape `port` of `host`.
 fn allowed(allow: &[AllowRule], host: &str, port: u16) -> bool {
     allow.is_empty()
@@ -391,10 +369,7 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
         return;
     };
     let result = match prepare(&request, fqdn, &ctx.allow) {
-        Ok(mut prepared) => {
-            if let Some(host) = &ctx.target_host {
-                prepared.url = with_host(&prepared.url, host);
-            }
+        Ok(prepared) => {
             let deadline = received + prepared.timeout;
             log::debug!(
                 "fqdn={fqdn} scrape_id={id} scraping {} {} timeout={}s",
@@ -512,31 +487,6 @@ mod tests {
         let error = prepare(&r, "h", &[]).unwrap_err();
         assert_eq!(error.status(), 400);
         assert!(!error.to_string().contains("pw"), "{error}");
-    }
-
-    #[test]
-    fn target_host_replaces_only_the_host() {
-        let cases = [
-            (
-                "http://node1.example:9100/metrics?a=1&b=2",
-                "127.0.0.1",
-                "http://127.0.0.1:9100/metrics?a=1&b=2",
-            ),
-            (
-                "https://node1.example/probe?x=y",
-                "127.0.0.1",
-                "https://127.0.0.1/probe?x=y",
-            ),
-            ("http://[fe80::1]:9100/", "::1", "http://[::1]:9100/"),
-            (
-                "http://node1.example:9100?q",
-                "localhost",
-                "http://localhost:9100?q",
-            ),
-        ];
-        for (url, host, want) in cases {
-            assert_eq!(with_host(url, host), want, "{url}");
-        }
     }
 
     #[test]

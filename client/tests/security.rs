@@ -452,6 +452,11 @@ fn client_metrics(client: &mut Process) -> String {
 /// CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
 /// makes by default.
 fn self_signed_cert(dir: &TempDir) {
+    self_signed_cert_for(dir, "subjectAltName=IP:127.0.0.1");
+}
+
+/// A self-signed certificate (`cert.pem`, `key.pem` in `dir`) with the given subjectAltName.
+fn self_signed_cert_for(dir: &TempDir, san: &str) {
     openssl(
         &dir.0,
         &[
@@ -471,7 +476,7 @@ fn self_signed_cert(dir: &TempDir) {
             "-subj",
             "/CN=127.0.0.1",
             "-addext",
-            "subjectAltName=IP:127.0.0.1",
+            san,
             "-addext",
             "basicConstraints=critical,CA:FALSE",
         ],
@@ -717,7 +722,7 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
     for request in &seen {
         assert_eq!(
             request,
-            &format!("GET /metrics?module=x&a=1 HTTP/1.1 host=127.0.0.1:{port}")
+            &format!("GET /metrics?module=x&a=1 HTTP/1.1 host=nothing.invalid:{port}")
         );
     }
 }
@@ -729,7 +734,9 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
 const NGINX_BODY: &str = "# TYPE up gauge\nup{job=\"nginx-self-signed\"} 1\n";
 
 /// Debian's nginx serving NGINX_BODY over https on a free 127.0.0.1 port, with a self-signed
-/// certificate for 127.0.0.1 made by openssl (`cert.pem` in `dir`); killed by PID on drop.
+/// certificate made by openssl (`cert.pem` in `dir`) for the FQDNs the test's clients serve,
+/// not for 127.0.0.1 where they connect: `--scrape.target-host` keeps the TLS name the FQDN's.
+/// Killed by PID on drop.
 struct Nginx {
     _process: Process,
     port: u16,
@@ -737,7 +744,10 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &TempDir) -> Nginx {
-        self_signed_cert(dir);
+        self_signed_cert_for(
+            dir,
+            "subjectAltName=DNS:plain.invalid,DNS:insecure.invalid,DNS:cacert.invalid",
+        );
         let port = free_port();
         let d = dir.0.display();
         std::fs::create_dir_all(dir.0.join("temp")).expect("nginx temp dir");
@@ -796,8 +806,8 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
     let nginx = Nginx::start(&dir);
     let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
     let cert = dir.path("cert.pem");
-    // One client per case, each with an FQDN of its own; all connect to 127.0.0.1, the name in
-    // the certificate.
+    // One client per case, each with an FQDN of its own, named in the certificate; all connect
+    // to 127.0.0.1, which is not.
     let cases: [(&str, Vec<&str>); 3] = [
         ("plain.invalid", vec![]),
         (
@@ -823,7 +833,7 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
     let text = body_text(&refused);
     assert_eq!(refused.head.status, 500, "{text}");
     let prefix = format!(
-        "scrape of https://127.0.0.1:{}/metrics failed: io: invalid peer certificate: UnknownIssuer; \
+        "scrape of https://plain.invalid:{}/metrics failed: io: invalid peer certificate: UnknownIssuer; \
          the target's certificate is not signed by a CA ",
         nginx.port
     );
