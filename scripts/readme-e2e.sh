@@ -22,7 +22,8 @@
 # - 127.0.0.4 (the Go PushProx v0.2.0 client, built by ../shared/tools/build-go-pushprox.sh
 #   unless PUSHPROX_GO_BIN_DIR is given): node_exporter on 127.0.0.4:P, its /metrics on :Q.
 # In the README's blocks proxy.example:8080 becomes the proxy's address, 9100 becomes P, 9256 Q
-# (and 9100 becomes T in the TLS job); host names stay as written.
+# (and 9100 becomes T in the TLS job); host names stay as written. The README's two metric
+# tables are also compared with the live /metrics of the proxy and of host-a's client.
 #
 # Needs: prometheus, promtool, prometheus-node-exporter, openssl, curl, python3; Go (golang-go,
 # installed by the build script) for the Go client.
@@ -223,6 +224,34 @@ print("\n".join(sorted(t for g in json.load(sys.stdin) for t in g["targets"])))'
 done
 [ "$got" = "$want_clients" ] || fail "/clients lists [$(one_line <<<"$got")], want [$(one_line <<<"$want_clients")]"
 ok "fleet up; /clients = $(curl -sS --max-time 2 "$PROXY/clients")"
+
+# --- the README's metric tables against the live /metrics ---------------------------------------
+curl -sS --max-time 3 "$PROXY/metrics" >"$TMP/proxy-metrics.txt" || fail "GET $PROXY/metrics failed"
+curl -sS --max-time 3 "http://127.0.0.2:$Q/metrics" >"$TMP/client-metrics.txt" || fail "GET client /metrics failed"
+python3 - "$ROOT/README.md" "$TMP/proxy-metrics.txt" "$TMP/client-metrics.txt" <<'PY' || fail "README.md's metric tables differ from /metrics"
+import re, sys
+readme, proxy, client = sys.argv[1:]
+text = open(readme).read()
+section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+tables = re.findall(r"(?m)^\| metric \|.*\n\|[-|]+\|\n((?:\|.*\n)+)", section)
+if len(tables) != 2:
+    sys.exit("want two metric tables (proxy, client) under ## Metrics, found %d" % len(tables))
+bad = []
+for name, table, served in (("proxy", tables[0], proxy), ("client", tables[1], client)):
+    documented = set()
+    for row in table.splitlines():
+        for m in re.findall(r"`([a-z_:]+)(?:\{[^`]*\})?`", row.split("|")[1]):
+            documented.add(m)
+    live = set(re.findall(r"(?m)^# TYPE (\S+) ", open(served).read()))
+    for m in sorted(live - documented):
+        bad.append("%s serves %s, not in the README's table" % (name, m))
+    for m in sorted(documented - live):
+        bad.append("the README's %s table lists %s, which %s does not serve" % (name, m, name))
+if bad:
+    sys.exit("\n".join(bad))
+print("%d proxy and %d client metrics documented" % (len(set(re.findall(r"(?m)^# TYPE (\S+) ", open(proxy).read()))), len(set(re.findall(r"(?m)^# TYPE (\S+) ", open(client).read())))))
+PY
+ok "README metric tables match the live /metrics of the proxy and the client"
 
 # --- one Prometheus per block ------------------------------------------------------------------
 declare -A PROM_PORT PROM_PID

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use ureq::tls::TlsConfig;
+use ureq::unversioned::transport::Connector as _;
 use ureq::Agent;
 
+use crate::liveness::MarkPolls;
 use crate::resolver::CachingResolver;
 
 /// A proxy that accepts no TCP connection within this is reported, and polled again later.
@@ -28,7 +30,12 @@ pub fn proxy_agent(tls: TlsConfig) -> Agent {
         .max_idle_connections(IDLE_CONNECTIONS)
         .max_idle_connections_per_host(IDLE_CONNECTIONS)
         .build();
-    with_cached_names(config)
+    // Each write marks the poll sent on its thread as open (liveness.rs).
+    Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default().chain(MarkPolls),
+        CachingResolver::default(),
+    )
 }
 
 /// The agent for targets on this host. With `connect_host` (`--scrape.target-host`) every
@@ -54,15 +61,6 @@ pub fn target_agent(tls: TlsConfig, connect_host: Option<String>) -> Agent {
         config,
         ureq::unversioned::transport::DefaultConnector::default(),
         CachingResolver::connecting_to(connect_host),
-    )
-}
-
-/// An agent whose name lookups go through [`CachingResolver`].
-fn with_cached_names(config: ureq::config::Config) -> Agent {
-    Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::default(),
-        CachingResolver::default(),
     )
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod fqdn;
 mod in_flight;
 mod link;
+mod liveness;
 mod metrics;
 mod metrics_server;
 mod poller;

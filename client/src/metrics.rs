@@ -48,17 +48,16 @@ pub struct Metrics {
     scrapes: [AtomicU64; 4],
     /// Milliseconds since the epoch; 0 until the first good poll.
     last_successful_poll_ms: AtomicU64,
-    /// Polls sent and not answered yet, to every proxy.
+    /// Polls written to a proxy and not answered yet (liveness.rs).
     polls_open: AtomicUsize,
+    /// Milliseconds since the epoch when a poll last opened or closed; 0 if none ever did.
+    last_poll_open_ms: AtomicU64,
 }
 
-/// Counts a poll in `pushprox_client_polls_open` until dropped.
-pub struct PollOpen<'a>(&'a Metrics);
-
-impl Drop for PollOpen<'_> {
-    fn drop(&mut self) {
-        self.0.polls_open.fetch_sub(1, Ordering::Relaxed);
-    }
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Metrics {
@@ -84,16 +83,30 @@ impl Metrics {
     }
 
     pub fn poll_succeeded(&self) {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.last_successful_poll_ms.store(ms, Ordering::Relaxed);
+        self.last_successful_poll_ms
+            .store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Marks a poll open until the guard drops.
-    pub fn poll_open(&self) -> PollOpen<'_> {
+    /// A poll's request was written to a proxy: it is open until [`Metrics::poll_closed`].
+    pub fn poll_opened(&self) {
         self.polls_open.fetch_add(1, Ordering::Relaxed);
-        PollOpen(self)
+        self.last_poll_open_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// An open poll got its answer, or failed.
+    pub fn poll_closed(&self) {
+        self.last_poll_open_ms.store(now_ms(), Ordering::Relaxed);
+        self.polls_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// `pushprox_client_last_poll_open_timestamp_seconds` in milliseconds: now while a poll is
+    /// open, else when the last one closed.
+    fn last_poll_open_ms(&self) -> u64 {
+        if self.polls_open.load(Ordering::Relaxed) > 0 {
+            now_ms()
+        } else {
+            self.last_poll_open_ms.load(Ordering::Relaxed)
+        }
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -144,9 +157,16 @@ impl Metrics {
         );
         single(
             &mut out,
+            "pushprox_client_last_poll_open_timestamp_seconds",
+            "gauge",
+            "Now while a poll is open at a proxy (written and held until a scrape comes), else when the last one ended, in seconds since the epoch; 0 if none ever was. time() minus this stays near 0 for a connected client, idle or not.",
+            millis_as_seconds(self.last_poll_open_ms()),
+        );
+        single(
+            &mut out,
             "pushprox_client_polls_open",
             "gauge",
-            "Polls sent to the proxies and not answered yet. One per proxy when idle; more while extra pollers help our proxy (--proxy.max-polls).",
+            "Polls written to the proxies and not answered yet. One per proxy when idle; more while extra pollers help our proxy (--proxy.max-polls).",
             self.polls_open.load(Ordering::Relaxed),
         );
         header(

@@ -16,6 +16,7 @@ use pushprox_protocol::{
 use crate::config::THREAD_STACK;
 use crate::in_flight::InFlight;
 use crate::link::{is_token_refusal, ProxyLink};
+use crate::liveness::PollWatch;
 use crate::metrics::Outcome;
 use crate::push::{ERROR_PUSH_WINDOW, PUSH_GRACE};
 use crate::scrape::{self, ScrapeContext};
@@ -349,7 +350,7 @@ impl ProxyPolls {
         if hold {
             request = request.header(HOLD_HEADER, EXTRA_HOLD);
         }
-        let _open = self.ctx.metrics.poll_open();
+        let _open = PollWatch::start(&self.ctx.metrics);
         let sent = request
             .config()
             .timeout_recv_response(Some(POLL_GIVE_UP))

@@ -144,6 +144,8 @@ impl AuthFailure {
 pub struct Gauges {
     /// Clients listed in /clients.
     pub clients: usize,
+    /// Of those, the ones with a poll held now or one that ended moments ago.
+    pub clients_polling: usize,
     /// Polls held open.
     pub polls_waiting: usize,
     /// Scrapes waiting for a poll or a push.
@@ -242,6 +244,13 @@ impl Metrics {
             "Clients that polled within --registration.timeout.",
             gauges.clients,
         );
+        single(
+            &mut out,
+            "pushprox_proxy_clients_polling",
+            "gauge",
+            "Clients with a poll held open now (or one that ended within 10 s, for a scrape): pushprox_proxy_clients minus this is the clients that stopped polling and are not forgotten yet.",
+            gauges.clients_polling,
+        );
         header(&mut out, "pushprox_scrapes_total", "counter", "Scrapes through the proxy by outcome: relayed, no_poll (no client polled in time), no_push (the client did not answer in time), relay_failed, bad_request, shutting_down.");
         for (outcome, n) in ScrapeOutcome::ALL.iter().zip(&self.scrapes) {
             let _ = writeln!(
@@ -336,6 +345,7 @@ mod tests {
         m.auth_failure(AuthFailure::ClientTokenWrong);
         let text = m.render(&Gauges {
             clients: 2,
+            clients_polling: 1,
             polls_waiting: 1,
             scrapes_waiting: 0,
             open_connections: 3,
@@ -344,6 +354,7 @@ mod tests {
             "pushprox_http_requests_total{code=\"200\",path=\"/poll\"} 1",
             "pushproxy_proxied_requests_total{code=\"504\"} 1",
             "pushprox_proxy_clients 2",
+            "pushprox_proxy_clients_polling 1",
             "pushprox_open_connections 3",
             "pushprox_auth_failures_total{reason=\"client_token_wrong\"} 2",
             "pushprox_auth_failures_total{reason=\"scrape_credentials_missing\"} 0",
