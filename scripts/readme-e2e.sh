@@ -25,7 +25,15 @@
 # (and 9100 becomes T in the TLS job); host names stay as written. The README's two metric
 # tables are also compared with the live /metrics of the proxy and of host-a's client.
 #
-# Needs: prometheus, promtool, prometheus-node-exporter, openssl, curl, python3; Go (golang-go,
+# Reasons: a job of its own (not from the README) scrapes a target with no client and one slower
+# than scrape_timeout; Prometheus' /api/v1/targets must show the proxy's 504 and the client's
+# 500 as lastError, not "context deadline exceeded".
+#
+# Logs: the proxies and host-a's client write logfmt (debug), host-b's client JSON; at the end
+# every logfmt line must parse with a logfmt parser (ts, level, msg first, no field left in
+# msg) and every JSON line pass jq.
+#
+# Needs: prometheus, promtool, prometheus-node-exporter, nginx, openssl, curl, python3, jq; Go (golang-go,
 # installed by the build script) for the Go client.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
@@ -167,14 +175,14 @@ start_node_exporter "127.0.0.3:$P"
 start_node_exporter "127.0.0.4:$P"
 start_node_exporter "127.0.0.2:$T" --web.config.file="$TMP/node-tls.yml"
 
-start_bg proxy "$TMP/proxy.log" "$PROXY_BIN" -l "127.0.0.1:$PROXY_PORT"
+start_bg proxy "$TMP/proxy.log" "$PROXY_BIN" -l "127.0.0.1:$PROXY_PORT" --log.level debug
 wait_http proxy "$LAST_PID" "$PROXY/-/healthy" 15 || fail "$FAIL_REASON"
 
 # Three proxies behind nginx, with the configuration the README shows (its template).
 need nginx "apt-get install nginx" || fail "nginx is missing"
 for i in 0 1 2; do
     start_bg "proxy shard $i" "$TMP/shard-$i.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$i]}" \
-        --web.trusted-proxies 127.0.0.1 --poll.max-hold 50s
+        --web.trusted-proxies 127.0.0.1 --poll.max-hold 50s --log.level debug
     wait_http "proxy shard $i" "$LAST_PID" "http://127.0.0.1:${SHARD_PORTS[$i]}/-/healthy" 15 || fail "$FAIL_REASON"
 done
 mkdir -p "$TMP/nginx"
@@ -201,10 +209,11 @@ wait_http nginx "$LAST_PID" "$LB/shard/0/-/healthy" 10 || fail "$FAIL_REASON"
 mapfile -t a_args <"$TMP/client-a.args"
 start_bg "client host-a.example" "$TMP/client-a.log" "$CLIENT_BIN" "${a_args[@]}" --fqdn host-a.example \
     --scrape.target-host 127.0.0.2 --scrape.allow "$P,$Q,$T" --scrape.tls.cacert "$TMP/ca.crt" \
-    --metrics-addr "127.0.0.2:$Q" --proxy-url "$LB/"
+    --metrics-addr "127.0.0.2:$Q" --proxy-url "$LB/" --log.level debug
 say "client host-a.example: $(masked "${a_args[*]}") --fqdn host-a.example ..."
 start_bg "client host-b.example" "$TMP/client-b.log" "$CLIENT_BIN" --proxy-url "$PROXY/" --label env=prod \
-    --fqdn host-b.example --scrape.target-host 127.0.0.3 --metrics-addr "127.0.0.3:$Q"
+    --fqdn host-b.example --scrape.target-host 127.0.0.3 --metrics-addr "127.0.0.3:$Q" \
+    --log.format json --log.level debug
 start_bg "Go client 127.0.0.4" "$TMP/client-go.log" "$GO_CLIENT" --proxy-url="$PROXY/" --fqdn=127.0.0.4 \
     --metrics-addr="127.0.0.4:$Q"
 GO_SHARD_METRICS=$(free_port 127.0.0.4) || fail "no free port"
@@ -288,6 +297,51 @@ while read -r n key; do
     ok "block $n ($key): $(cut -d' ' -f1,2 <<<"$got" | one_line) up"
 done <"$TMP/blocks.txt"
 
+# --- reasons where the operator looks (not a README block) ---------------------------------------
+# A target with no client and a target slower than scrape_timeout: the proxy (and the client)
+# answer before Prometheus' deadline, so its target page shows a status, not "context deadline
+# exceeded".
+S=$(free_port 127.0.0.3) || fail "no free port"
+cat >"$TMP/slow_exporter.py" <<'PY'
+import http.server, sys, time
+class Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(3)
+        body = b"slow_metric 1\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.3", int(sys.argv[1])), Slow).serve_forever()
+PY
+start_bg "slow exporter 127.0.0.3:$S" "$TMP/slow_exporter.log" python3 "$TMP/slow_exporter.py" "$S"
+REASONS_PORT=$(free_port) || fail "no free port"
+cat >"$TMP/reasons.yml" <<EOF
+global:
+  scrape_interval: 2s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: reasons
+    proxy_url: $PROXY/
+    static_configs:
+      - targets: ['nowhere.example:$P', 'host-b.example:$S']
+EOF
+start_bg "prometheus reasons" "$TMP/prometheus-reasons.log" prometheus --config.file="$TMP/reasons.yml" \
+    --storage.tsdb.path="$TMP/data-reasons" --web.listen-address="127.0.0.1:$REASONS_PORT"
+wait_http "prometheus reasons" "$LAST_PID" "http://127.0.0.1:$REASONS_PORT/-/ready" 30 || fail "$FAIL_REASON"
+want=$(printf '%s\n' "reasons host-b.example:$S down server returned HTTP status 500 Internal Server Error" \
+    "reasons nowhere.example:$P down server returned HTTP status 504 Gateway Timeout")
+got=""
+for ((i = 0; i < 40; i++)); do # 20 s
+    got=$(targets "http://127.0.0.1:$REASONS_PORT" 2>&1)
+    [ "$got" = "$want" ] && break
+    sleep 0.5
+done
+[ "$got" = "$want" ] || fail "lastError: [$(one_line <<<"$got")], want [$(one_line <<<"$want")]"
+ok "lastError: $(one_line <<<"$got")"
+
 # A few more scrapes of every target, then Prometheus' logs must be clean of colliding series.
 sleep 3
 while read -r n key; do
@@ -298,6 +352,58 @@ while read -r n key; do
     [ "$got" = "$want" ] || fail "README block $n ($key): 3 s later targets are [$(one_line <<<"$got")]"
 done <"$TMP/blocks.txt"
 ok "no out-of-order or duplicate samples in any Prometheus log"
+
+# --- logs: every line logfmt (proxy, shards, host-a's client) or JSON (host-b's client) ---------
+check_logfmt() { # FILE...
+    python3 - "$@" <<'PY'
+import re, sys
+# The logfmt grammar as go-logfmt decodes it: key=value pairs separated by one space; a key is
+# any run of characters above space but = and "; a value is bare (no space, =, " or control
+# character) or quoted with JSON's escapes.
+PAIR = re.compile(r'([^\s="]+)=("(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"|[^\s="\x00-\x1f]*)')
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+n = 0
+for path in sys.argv[1:]:
+    for no, line in enumerate(open(path, encoding="utf-8"), 1):
+        line = line.rstrip("\n")
+        keys, pos = [], 0
+        while pos < len(line):
+            m = PAIR.match(line, pos)
+            if not m:
+                sys.exit("%s:%d: not logfmt at column %d: %s" % (path, no, pos + 1, line))
+            keys.append(m.group(1))
+            pos = m.end()
+            if pos < len(line):
+                if line[pos] != " ":
+                    sys.exit("%s:%d: no space after %s=: %s" % (path, no, m.group(1), line))
+                pos += 1
+        values = dict(m.group(1, 2) for m in PAIR.finditer(line))
+        if keys[:3] != ["ts", "level", "msg"] or len(set(keys)) != len(keys):
+            sys.exit("%s:%d: want ts, level, msg first and no key twice, got %s: %s" % (path, no, keys, line))
+        if not TS.match(values["ts"]) or values["level"] not in ("debug", "info", "warn", "error"):
+            sys.exit("%s:%d: bad ts or level: %s" % (path, no, line))
+        if re.search(r'(^|[ "])(fqdn|scrape_id)=', values["msg"]):
+            sys.exit("%s:%d: a field left in msg: %s" % (path, no, line))
+        n += 1
+print(n)
+PY
+}
+lines=$(check_logfmt "$TMP/proxy.log" "$TMP"/shard-*.log "$TMP/client-a.log") || fail "logfmt: $lines"
+ok "$lines logfmt lines of the proxies and host-a's client parse (ts, level, msg first, fields apart)"
+if need jq "apt-get install jq"; then
+    bad=$(jq -c 'select((.ts|type) != "string" or ((.level|IN("debug","info","warn","error"))|not)
+        or (.msg|type) != "string" or (.msg|test("(^| )(fqdn|scrape_id)="))
+        or (has("fqdn") and (.fqdn|type) != "string") or (has("status") and (.status|type) != "number"))' \
+        "$TMP/client-b.log" 2>&1) || fail "jq could not read host-b's JSON log: $bad"
+    [ -z "$bad" ] || fail "JSON log lines without ts/level/msg, with a field left in msg or mistyped: $bad"
+    json_lines=$(jq -c . "$TMP/client-b.log" | wc -l)
+    typed=$(jq -c 'select((.fqdn|type) == "string" and (.status|type) == "number")' "$TMP/client-b.log" | wc -l)
+    [ "$json_lines" -gt 3 ] && [ "$typed" -gt 0 ] ||
+        fail "host-b's JSON log has $json_lines lines, $typed with a string fqdn and a numeric status"
+    ok "$json_lines JSON lines of host-b's client pass jq (ts, level, msg without fields; $typed with \"status\" a number)"
+else
+    fail "jq is missing"
+fi
 
 PASSED=1
 PASS_DETAIL="$(wc -l <"$TMP/blocks.txt") README blocks"

@@ -22,7 +22,7 @@
 # 8. scripts/arm-emulation.sh: static aarch64 and armv7 binaries built and run under
 #    qemu-user-static, relaying node_exporter scrapes to and from the x86-64 binaries (it
 #    installs its cross toolchain and qemu itself: about 1.4 GiB of Debian packages, as root).
-# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, apache2-utils
+# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, jq, apache2-utils
 # (htpasswd), chromium, musl-tools, file (`bash .ci/run` installs them on Debian).
 #
 #   scripts/test.sh

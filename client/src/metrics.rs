@@ -44,6 +44,7 @@ impl Outcome {
 pub struct Metrics {
     scrape_errors: AtomicU64,
     push_errors: AtomicU64,
+    late_pushes: AtomicU64,
     poll_errors: AtomicU64,
     scrapes: [AtomicU64; 4],
     /// Milliseconds since the epoch; 0 until the first good poll.
@@ -76,6 +77,11 @@ impl Metrics {
 
     pub fn push_failed(&self) {
         self.push_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A push the proxy answered 410: its scrape had already given up. Not a push error.
+    pub fn push_late(&self) {
+        self.late_pushes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn poll_failed(&self) {
@@ -126,6 +132,13 @@ impl Metrics {
             "counter",
             "Pushes of a scrape result to the proxy that failed.",
             get(&self.push_errors),
+        );
+        single(
+            &mut out,
+            "pushprox_client_late_pushes_total",
+            "counter",
+            "Pushes that arrived after their scrape had given up at its deadline (the proxy answered 410): the target was slower than the scrape timeout. Not counted as push errors.",
+            get(&self.late_pushes),
         );
         single(
             &mut out,
@@ -204,6 +217,7 @@ mod tests {
             "pushprox_client_last_successful_poll_timestamp_seconds",
             "pushprox_client_build_info",
             "pushprox_client_polls_open",
+            "pushprox_client_last_poll_open_timestamp_seconds",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}\n{text}");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}\n{text}");
@@ -221,10 +235,20 @@ mod tests {
         assert!(text.contains("pushprox_client_scrapes_total{outcome=\"timeout\"} 0\n"));
         assert!(text.contains("pushprox_client_last_successful_poll_timestamp_seconds 0.000\n"));
         assert!(text.ends_with('\n'));
-        let open = m.poll_open();
-        let also_open = m.poll_open();
+        assert!(text.contains("pushprox_client_last_poll_open_timestamp_seconds 0.000\n"));
+        m.poll_opened();
+        m.poll_opened();
         assert!(m.render().contains("pushprox_client_polls_open 2\n"));
-        drop((open, also_open));
-        assert!(m.render().contains("pushprox_client_polls_open 0\n"));
+        m.poll_closed();
+        m.poll_closed();
+        let text = m.render();
+        assert!(text.contains("pushprox_client_polls_open 0\n"));
+        let last = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pushprox_client_last_poll_open_timestamp_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let now = now_ms() as f64 / 1000.0;
+        assert!((now - last).abs() < 5.0, "{last} vs {now}");
     }
 }

@@ -395,14 +395,16 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
     };
     let outcome = error.outcome();
     ctx.metrics.scrape_done(outcome);
-    match outcome {
-        Outcome::Refused => log::warn!("fqdn={fqdn} scrape_id={id} {error}"),
-        _ => log::info!("fqdn={fqdn} scrape_id={id} {error}"),
-    }
+    // A target down or too slow needs the operator as much as a refusal does.
+    log::warn!("fqdn={fqdn} scrape_id={id} {error}");
     let status = error.status();
     match push::push_error(link, &id, status, &error.to_string(), deadline) {
         Ok(()) => {
             log::debug!("fqdn={fqdn} scrape_id={id} pushed the {status} for the failed scrape")
+        }
+        Err(e @ PushError::Late { .. }) => {
+            ctx.metrics.push_late();
+            log::info!("fqdn={fqdn} scrape_id={id} push of the failed scrape's {status}: {e}");
         }
         Err(e) => {
             ctx.metrics.push_failed();
@@ -452,6 +454,15 @@ fn scrape_and_push(
                 };
             // The proxy got a truncated push and still waits for this id: a 500 may reach it.
             Err((failure, Instant::now() + push::ERROR_PUSH_WINDOW))
+        }
+        Err(e @ PushError::Late { .. }) => {
+            ctx.metrics.scrape_done(Outcome::Timeout);
+            ctx.metrics.push_late();
+            log::info!(
+                "fqdn={fqdn} scrape_id={id} push of the scrape result (status={status}) to {}: {e}",
+                link.url
+            );
+            Ok(())
         }
         Err(e) => {
             ctx.metrics.scrape_done(Outcome::Success);

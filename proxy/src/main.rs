@@ -33,7 +33,7 @@ fn main() {
     let format = if config.log_format == "json" {
         pushprox_daemon::logger::Format::Json
     } else {
-        pushprox_daemon::logger::Format::Plain
+        pushprox_daemon::logger::Format::Logfmt
     };
     pushprox_daemon::logger::init_as(
         config.log_level,

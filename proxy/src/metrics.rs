@@ -164,6 +164,7 @@ pub struct Metrics {
     scrape_durations: Mutex<Histogram>,
     relayed_bytes: AtomicU64,
     rejected_busy: AtomicU64,
+    late_pushes: AtomicU64,
     auth_failures: [AtomicU64; AuthFailure::ALL.len()],
 }
 
@@ -194,6 +195,11 @@ impl Metrics {
     }
 
     /// A request refused because the proxy was at its connection limit.
+    /// A push for a scrape that had already given up at its deadline (answered 410).
+    pub fn late_push(&self) {
+        self.late_pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn rejected_busy(&self) {
         self.rejected_busy.fetch_add(1, Ordering::Relaxed);
     }
@@ -294,6 +300,13 @@ impl Metrics {
             "counter",
             "Body bytes relayed from pushes to scrapers.",
             self.relayed_bytes.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "pushprox_late_pushes_total",
+            "counter",
+            "Pushes for scrapes that had already been answered at their deadline (410): targets slower than the scrape timeout, not errors of the network.",
+            self.late_pushes.load(Ordering::Relaxed),
         );
         single(
             &mut out,
