@@ -18,9 +18,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// scrapes at once; an idle connection still goes after ureq's 15 s.
 const IDLE_CONNECTIONS: usize = 16;
 
-/// The agent for one proxy. Its forward proxy follows ALL_PROXY, HTTPS_PROXY, HTTP_PROXY and
-/// NO_PROXY; `tls` only matters for an https proxy.
-pub fn proxy_agent(tls: TlsConfig) -> Agent {
+/// Whether `url`'s host is `localhost` or a loopback address.
+pub fn is_loopback(url: &str) -> bool {
+    url.parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|uri| {
+            uri.host()
+                .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+        })
+        .is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
+}
+
+/// The agent for the proxy at `url`. Its forward proxy follows ALL_PROXY, HTTPS_PROXY,
+/// HTTP_PROXY and NO_PROXY, except for a loopback `url` (localhost, 127.0.0.0/8, ::1), which
+/// is always reached directly, as Go's net/http does; `tls` only matters for an https proxy.
+pub fn proxy_agent(tls: TlsConfig, url: &str) -> Agent {
     let config = Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls)
@@ -28,8 +45,13 @@ pub fn proxy_agent(tls: TlsConfig) -> Agent {
         .max_redirects(0)
         .user_agent(format!("pushprox-client/{}", env!("CARGO_PKG_VERSION")))
         .max_idle_connections(IDLE_CONNECTIONS)
-        .max_idle_connections_per_host(IDLE_CONNECTIONS)
-        .build();
+        .max_idle_connections_per_host(IDLE_CONNECTIONS);
+    let config = if is_loopback(url) {
+        config.proxy(None)
+    } else {
+        config
+    }
+    .build();
     // Each write marks the poll sent on its thread as open (liveness.rs).
     Agent::with_parts(
         config,
@@ -81,5 +103,29 @@ pub fn log_forward_proxy(agent: &Agent, url: &str) {
             forward.host(),
             forward.port()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_proxy_urls() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:80",
+            "http://127.1.2.3",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://proxy.example:8080",
+            "http://10.0.0.1",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
     }
 }

@@ -34,6 +34,12 @@ pub fn hint(error: &ureq::Error, peer: &str) -> String {
     let Some(TlsError::InvalidCertificate(cert)) = rustls_error(error) else {
         return String::new();
     };
+    // The flag that gives CA certificates for this peer.
+    let cacert = if peer == "target" {
+        "--scrape.tls.cacert"
+    } else {
+        "--tls.cacert"
+    };
     match cert {
         CertificateError::Other(other)
             if matches!(
@@ -50,7 +56,7 @@ pub fn hint(error: &ureq::Error, peer: &str) -> String {
         CertificateError::UnknownIssuer => match trusted(peer) {
             Some(Trusted::Nothing(looked)) => format!(
                 "; this client has no CA certificates to check the {peer}'s certificate with \
-                 ({looked}): give --tls.cacert FILE or set SSL_CERT_FILE"
+                 ({looked}): give {cacert} FILE or set SSL_CERT_FILE"
             ),
             Some(Trusted::Flag(flag)) => format!(
                 "; the {peer}'s certificate is not signed by a CA in {flag}{}",
@@ -63,10 +69,10 @@ pub fn hint(error: &ureq::Error, peer: &str) -> String {
             ),
             Some(Trusted::System(source)) => format!(
                 "; the {peer}'s certificate is not signed by a CA of the system's ({source}); \
-                 give the CA's PEM file with --tls.cacert or SSL_CERT_FILE"
+                 give the CA's PEM file with {cacert} or SSL_CERT_FILE"
             ),
             None => format!(
-                "; the {peer}'s certificate is not signed by a CA in --tls.cacert or the \
+                "; the {peer}'s certificate is not signed by a CA in {cacert} or the \
                  system's CA bundle"
             ),
         },
@@ -98,7 +104,10 @@ mod tests {
         assert!(hint(&handshake(ca_as_server), "proxy").contains("CA:FALSE"));
         let unknown = TlsError::InvalidCertificate(CertificateError::UnknownIssuer);
         assert!(hint(&handshake(unknown.clone()), "proxy").contains("--tls.cacert"));
-        assert!(hint(&ureq::Error::Rustls(unknown), "target").contains("target's certificate"));
+        let target = hint(&ureq::Error::Rustls(unknown), "target");
+        assert!(target.contains("target's certificate"), "{target}");
+        // No CA list loaded in this test process: the hint names the target's own flag.
+        assert!(target.contains("--scrape.tls.cacert"), "{target}");
         let name = TlsError::InvalidCertificate(CertificateError::NotValidForName);
         assert!(hint(&handshake(name), "target").contains("target's certificate does not name"));
         let refused = ureq::Error::Io(io::ErrorKind::ConnectionRefused.into());
