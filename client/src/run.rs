@@ -33,7 +33,8 @@ pub fn run(config: Config) -> ExitCode {
         Some(path) => match lock::acquire(path) {
             Ok(Lock::Held(file)) => Some(file),
             Ok(Lock::HeldElsewhere) => {
-                log::info!(
+                // Cron starts a copy every minute: 1,440 lines a day at info said nothing.
+                log::debug!(
                     "another pushprox-client holds --lock-file {}; exiting",
                     path.display()
                 );

@@ -591,11 +591,30 @@ fn second_copy_with_the_same_lock_file_exits_0() {
     let proxy = FakeProxy::start(vec![]);
     let mut first = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
     first.wait_for_log("at start", |l| l.contains("starting pushprox-client"));
-    let mut second = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
+    // From cron, every minute: quiet at the default level, and says why at debug.
+    let mut second = ClientProcess::start(&[
+        "--proxy-url",
+        &proxy.url(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--lock-file",
+        lock,
+    ]);
     let status = second.wait_exit();
     let stderr = second.stderr_after_exit();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("another pushprox-client holds"), "{stderr}");
+    assert_eq!(
+        stderr, "",
+        "a copy that finds the lock held writes nothing at info"
+    );
+    let mut third = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
+    let status = third.wait_exit();
+    let stderr = third.stderr_after_exit();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("level=debug msg=\"another pushprox-client holds --lock-file"),
+        "{stderr}"
+    );
     drop(first);
     let _ = std::fs::remove_file(lock);
 }
