@@ -22,7 +22,8 @@
 # - 127.0.0.4 (the Go PushProx v0.2.0 client, built by ../shared/tools/build-go-pushprox.sh
 #   unless PUSHPROX_GO_BIN_DIR is given): node_exporter on 127.0.0.4:P, its /metrics on :Q.
 # In the README's blocks proxy.example:8080 becomes the proxy's address, 9100 becomes P, 9256 Q
-# (and 9100 becomes T in the TLS job); host names stay as written. The README's two metric
+# (and 9100 becomes T in the TLS job); host names stay as written. nginx runs with the README's
+# worker_connections block and the shipped scripts/nginx-shards.conf.template. The README's two metric
 # tables are also compared with the live /metrics of the proxy and of host-a's client.
 #
 # Reasons: a job of its own (not from the README) scrapes a target with no client and one slower
@@ -115,6 +116,8 @@ def subst(body, port9100):
 listing = []
 n = 0
 for section, lang, body in blocks:
+    if lang == "nginx" and "worker_connections" in body:
+        open(tmp + "/nginx-main.conf", "w").write(body)
     if lang == "sh" and "--sd.target" in body:
         args = shlex.split(subst(body, p).replace("\\\n", " "))
         open(tmp + "/client-a.args", "w").write("\n".join(args[1:]) + "\n")
@@ -139,6 +142,7 @@ for section, lang, body in blocks:
 open(tmp + "/blocks.txt", "w").write("\n".join(listing) + "\n")
 PY
 [ -s "$TMP/client-a.args" ] || fail "README.md has no client command line with --sd.target"
+[ -s "$TMP/nginx-main.conf" ] || fail "README.md has no nginx block with worker_connections"
 
 # What each block must give: "JOB INSTANCE" of every target, all up, nothing else. The README's
 # text says what each job is for; this is that, for the fleet above.
@@ -190,12 +194,13 @@ sed -e "s/@SHARD0@/127.0.0.1:${SHARD_PORTS[0]}/g" -e "s/@SHARD1@/127.0.0.1:${SHA
     -e "s/@SHARD2@/127.0.0.1:${SHARD_PORTS[2]}/g" -e "s/@LISTEN@/127.0.0.1:$LB_PORT/g" \
     -e "s/@GO_LISTEN@/127.0.0.1:$GO_PORT/g" -e "s/@GO_PORT@/$GO_PORT/g" \
     "$ROOT/scripts/nginx-shards.conf.template" >"$TMP/nginx/shards.conf"
+# The README's worker_connections / worker_rlimit_nofile block, as it is written.
 cat >"$TMP/nginx/nginx.conf" <<EOF
 daemon off;
 master_process off;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/error.log info;
-events { worker_connections 256; }
+$(cat "$TMP/nginx-main.conf")
 http {
     access_log $TMP/nginx/access.log;
     client_body_temp_path $TMP/nginx/body;
@@ -205,6 +210,7 @@ http {
 EOF
 start_bg nginx "$TMP/nginx/nginx.out" nginx -c "$TMP/nginx/nginx.conf" -p "$TMP/nginx" -e "$TMP/nginx/error.log"
 wait_http nginx "$LAST_PID" "$LB/shard/0/-/healthy" 10 || fail "$FAIL_REASON"
+! grep -E '\[(emerg|alert)\]' "$TMP/nginx/error.log" || fail "nginx complains about the README's settings"
 
 mapfile -t a_args <"$TMP/client-a.args"
 start_bg "client host-a.example" "$TMP/client-a.log" "$CLIENT_BIN" "${a_args[@]}" --fqdn host-a.example \
