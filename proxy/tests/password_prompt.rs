@@ -54,7 +54,10 @@ fn on_a_terminal_the_password_is_asked_twice_without_echo() {
         shown.contains("Password for prom: ") && shown.contains("Type it again: "),
         "{shown:?}"
     );
-    assert!(!shown.contains(password), "the password was echoed: {shown:?}");
+    assert!(
+        !shown.contains(password),
+        "the password was echoed: {shown:?}"
+    );
     let line = shown
         .lines()
         .map(|l| l.trim_end_matches('\r'))
