@@ -1,5 +1,6 @@
 //! When a poll is open at the proxy: from the moment its request has been written to the
-//! proxy's connection (the proxy then holds it until a scrape comes) until its answer. An idle,
+//! proxy's connection (the proxy then holds it until a scrape comes) until its answer; a poll
+//! answered at once with an error (a balancer with no proxy behind it) does not count. An idle,
 //! connected client has a poll open all the time, so this, not the last scrape, is what tells
 //! it is alive (`pushprox_client_polls_open`, `pushprox_client_last_poll_open_timestamp_seconds`).
 //!
@@ -10,41 +11,59 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 use ureq::Error;
 
 use crate::metrics::Metrics;
 
+/// A poll that ends in an error this long after its request was written was still held by
+/// something until then (a proxy that died, a balancer's idle time-out); one answered sooner
+/// (a balancer with no proxy behind it, answering 502 at once) was not.
+const HELD_AT_LEAST: Duration = Duration::from_secs(1);
+
 thread_local! {
-    /// The poll this thread is sending, and whether its request has been written.
-    static POLL: RefCell<Option<(Arc<Metrics>, bool)>> = const { RefCell::new(None) };
+    /// The poll this thread is sending, and when its request was written.
+    static POLL: RefCell<Option<(Arc<Metrics>, Option<Instant>)>> = const { RefCell::new(None) };
 }
 
-/// Marks the poll sent on this thread; counted as open once written, until dropped.
+/// Marks the poll sent on this thread; counted as open once written, until ended or dropped.
 pub struct PollWatch(());
 
 impl PollWatch {
     pub fn start(metrics: &Arc<Metrics>) -> PollWatch {
-        POLL.with(|p| *p.borrow_mut() = Some((Arc::clone(metrics), false)));
+        POLL.with(|p| *p.borrow_mut() = Some((Arc::clone(metrics), None)));
         PollWatch(())
+    }
+
+    /// The poll ended; `answered` when a proxy answered it as a proxy does (a scrape, a 408,
+    /// or nothing for the client's whole wait). Such a poll, or one that failed after
+    /// [`HELD_AT_LEAST`], moves the liveness timestamp; a balancer answering every poll 502 at
+    /// once does not make the client look alive.
+    pub fn end(self, answered: bool) {
+        close(answered);
     }
 }
 
 impl Drop for PollWatch {
     fn drop(&mut self) {
-        if let Some((metrics, true)) = POLL.with(|p| p.borrow_mut().take()) {
-            metrics.poll_closed();
-        }
+        close(false);
+    }
+}
+
+fn close(answered: bool) {
+    if let Some((metrics, Some(written))) = POLL.with(|p| p.borrow_mut().take()) {
+        metrics.poll_closed(answered || written.elapsed() >= HELD_AT_LEAST);
     }
 }
 
 /// Called after each write to a proxy connection.
 fn written() {
     POLL.with(|p| {
-        if let Some((metrics, open)) = p.borrow_mut().as_mut() {
-            if !*open {
-                *open = true;
+        if let Some((metrics, written)) = p.borrow_mut().as_mut() {
+            if written.is_none() {
+                *written = Some(Instant::now());
                 metrics.poll_opened();
             }
         }

@@ -96,12 +96,14 @@ impl Metrics {
     /// A poll's request was written to a proxy: it is open until [`Metrics::poll_closed`].
     pub fn poll_opened(&self) {
         self.polls_open.fetch_add(1, Ordering::Relaxed);
-        self.last_poll_open_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// An open poll got its answer, or failed.
-    pub fn poll_closed(&self) {
-        self.last_poll_open_ms.store(now_ms(), Ordering::Relaxed);
+    /// An open poll ended; `held` if a proxy held it and answered it as a proxy does (not an
+    /// error): only then was the client connected until now.
+    pub fn poll_closed(&self, held: bool) {
+        if held {
+            self.last_poll_open_ms.store(now_ms(), Ordering::Relaxed);
+        }
         self.polls_open.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -172,7 +174,7 @@ impl Metrics {
             &mut out,
             "pushprox_client_last_poll_open_timestamp_seconds",
             "gauge",
-            "Now while a poll is open at a proxy (written and held until a scrape comes), else when the last one ended, in seconds since the epoch; 0 if none ever was. time() minus this stays near 0 for a connected client, idle or not.",
+            "Now while a poll is open at a proxy (written and held until a scrape comes), else when the last one a proxy held ended (not one answered with an error), in seconds since the epoch; 0 if none ever was. time() minus this stays near 0 for a connected client, idle or not.",
             millis_as_seconds(self.last_poll_open_ms()),
         );
         single(
@@ -237,10 +239,17 @@ mod tests {
         assert!(text.ends_with('\n'));
         assert!(text.contains("pushprox_client_last_poll_open_timestamp_seconds 0.000\n"));
         m.poll_opened();
+        m.poll_closed(false);
+        let text = m.render();
+        assert!(
+            text.contains("pushprox_client_last_poll_open_timestamp_seconds 0.000\n"),
+            "a poll answered with an error does not count: {text}"
+        );
+        m.poll_opened();
         m.poll_opened();
         assert!(m.render().contains("pushprox_client_polls_open 2\n"));
-        m.poll_closed();
-        m.poll_closed();
+        m.poll_closed(true);
+        m.poll_closed(false);
         let text = m.render();
         assert!(text.contains("pushprox_client_polls_open 0\n"));
         let last = text

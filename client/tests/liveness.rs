@@ -114,3 +114,58 @@ fn an_idle_connected_client_shows_its_poll_open_and_a_stopped_proxy_stops_it() {
 fn http_get_ok(addr: &str, path: &str) -> bool {
     std::net::TcpStream::connect(addr).is_ok() && http_get(addr, path).starts_with("HTTP/1.")
 }
+
+/// A balancer whose proxies are all gone answers every poll at once (here `502`): the polls
+/// are written, but none is held, so the client does not look alive.
+#[test]
+fn polls_answered_with_errors_do_not_count_as_open() {
+    use std::io::{BufReader, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&answered);
+    let balancer = Server::start(Arc::new(AtomicBool::new(false)), move |conn| {
+        let mut writer = conn.try_clone().expect("clone the connection");
+        let mut reader = BufReader::new(conn);
+        while read_request(&mut reader).is_some() {
+            let answer = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 23\r\n\r\n<html>no upstream</html>";
+            if writer.write_all(&answer[..answer.len() - 1]).is_err() {
+                return;
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let proxy_url = format!("http://{}/", balancer.addr);
+    let _client = ChildGuard(
+        command(env!("CARGO_BIN_EXE_pushprox-client"))
+            .args([
+                "--proxy-url",
+                &proxy_url,
+                "--fqdn",
+                "orphan.example",
+                "--metrics-addr",
+                &metrics_addr,
+                "--proxy.retry.initial-wait",
+                "100ms",
+                "--proxy.retry.max-wait",
+                "100ms",
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the client"),
+    );
+    assert!(wait_until(|| answered.load(Ordering::SeqCst) >= 5));
+    assert_eq!(
+        metric(
+            &metrics_addr,
+            "pushprox_client_last_poll_open_timestamp_seconds"
+        ),
+        Some(0.0),
+        "{}",
+        http_get(&metrics_addr, "/metrics")
+    );
+    let errors = metric(&metrics_addr, "pushprox_client_poll_errors_total").unwrap_or(0.0);
+    assert!(errors >= 5.0, "{errors}");
+}
