@@ -483,6 +483,38 @@ fn self_signed_cert_for(dir: &TempDir, san: &str) {
     );
 }
 
+/// A proxy that requires client certificates refuses a client without one at the TLS layer
+/// (an alert, or with TLS 1.3 often only a broken pipe on the first write): the client's
+/// warning says to give --tls.cert and --tls.key, not to fix a token.
+#[test]
+fn a_proxy_requiring_client_certificates_gets_a_hint_naming_tls_cert() {
+    let dir = TempDir::new("tls-client-cert-required");
+    self_signed_cert(&dir);
+    let cert = dir.path("cert.pem");
+    let web = dir.write(
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {cert}\n",
+            dir.path("key.pem")
+        ),
+    );
+    let proxy = Proxy::start(&dir, &["--web.config.file", &web], true);
+    let client = start_client(
+        &dir,
+        &format!("https://127.0.0.1:{}/", proxy.port),
+        &["--tls.cacert", &cert],
+    );
+    let line = client.wait_for_line(
+        "warning of the refused poll",
+        &["poll of https://", "failed"],
+    );
+    assert!(
+        line.contains(" level=warn ") && line.contains("--tls.cert and --tls.key"),
+        "{line}"
+    );
+    assert!(!line.contains("--auth."), "{line}");
+}
+
 #[test]
 fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     let dir = TempDir::new("tls");

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use rustls::{CertificateError, Error as TlsError};
+use rustls::{AlertDescription, CertificateError, Error as TlsError};
 
 use super::ca::{Trusted, TARGET_TRUSTED, TRUSTED};
 
@@ -31,8 +31,18 @@ fn trusted(peer: &str) -> Option<&'static Trusted> {
 /// A hint to append to `error`'s text, starting with "; ", or empty when there is nothing to
 /// add. `peer` is "proxy" or "target".
 pub fn hint(error: &ureq::Error, peer: &str) -> String {
-    let Some(TlsError::InvalidCertificate(cert)) = rustls_error(error) else {
-        return String::new();
+    let cert = match rustls_error(error) {
+        Some(TlsError::InvalidCertificate(cert)) => cert,
+        Some(TlsError::AlertReceived(alert)) if peer == "proxy" => return refused_hint(*alert),
+        None if peer == "proxy" && cut_after_handshake(error) => {
+            // With TLS 1.3 a proxy that wants a client certificate refuses after the
+            // handshake, and the client sees its request's write fail, not the alert.
+            return "; if the proxy checks client certificates (client_auth_type in its web \
+                    config), this is how it refuses a client without an acceptable one: give \
+                    --tls.cert and --tls.key, and see the proxy's log"
+                .to_string();
+        }
+        _ => return String::new(),
     };
     // The flag that gives CA certificates for this peer.
     let cacert = if peer == "target" {
@@ -86,6 +96,42 @@ pub fn hint(error: &ureq::Error, peer: &str) -> String {
     }
 }
 
+/// Whether `error` is a connection to the proxy cut by the peer while TLS is in use (the CA
+/// certificates for the proxy have been loaded, which happens at the first TLS connection).
+fn cut_after_handshake(error: &ureq::Error) -> bool {
+    let ureq::Error::Io(e) = error else {
+        return false;
+    };
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    ) && TRUSTED.get().is_some()
+}
+
+/// What the proxy's handshake alert means for this client's certificate.
+fn refused_hint(alert: AlertDescription) -> String {
+    match alert {
+        AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure => {
+            "; the proxy requires a client certificate: give --tls.cert and --tls.key (a \
+             certificate of the CA in its client_ca_file, naming this client's --fqdn)"
+                .to_string()
+        }
+        AlertDescription::BadCertificate
+        | AlertDescription::UnknownCA
+        | AlertDescription::CertificateUnknown
+        | AlertDescription::CertificateExpired
+        | AlertDescription::CertificateRevoked
+        | AlertDescription::UnsupportedCertificate
+        | AlertDescription::AccessDenied => {
+            "; the proxy refused this client's certificate (--tls.cert): check that it is \
+             signed by the CA in the proxy's client_ca_file, still valid, and names this \
+             client's --fqdn; the proxy's log says which"
+                .to_string()
+        }
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +156,13 @@ mod tests {
         assert!(target.contains("--scrape.tls.cacert"), "{target}");
         let name = TlsError::InvalidCertificate(CertificateError::NotValidForName);
         assert!(hint(&handshake(name), "target").contains("target's certificate does not name"));
+        let required = TlsError::AlertReceived(AlertDescription::CertificateRequired);
+        assert!(
+            hint(&handshake(required.clone()), "proxy").contains("requires a client certificate")
+        );
+        assert_eq!(hint(&handshake(required), "target"), "");
+        let unknown_ca = TlsError::AlertReceived(AlertDescription::UnknownCA);
+        assert!(hint(&ureq::Error::Rustls(unknown_ca), "proxy").contains("client_ca_file"));
         let refused = ureq::Error::Io(io::ErrorKind::ConnectionRefused.into());
         assert_eq!(hint(&refused, "proxy"), "");
         let expired = TlsError::InvalidCertificate(CertificateError::Expired);
