@@ -23,9 +23,10 @@
 # started with --label env=e2e --sd.target P:job=sd_node --sd.target Q:job=sd_process (a second
 # node_exporter on port Q of each host stands in for a process exporter; the jobs are named so
 # that their series do not collide with the static job's). Job `pushprox` is
-# exactly the README's configuration: one http_sd_configs block and no relabelling; its targets
-# are fqdn:port with the job and env labels the clients announced. Job `process_only` keeps the
-# job=sd_process targets of the same discovery with one keep rule.
+# one http_sd_configs block and no relabelling (every client of that proxy announces); its
+# targets are fqdn:port with the job and env labels the clients announced. Job `process_only`
+# keeps the job=sd_process targets of the same discovery with one keep rule. The README's own
+# blocks, as they are written, are run by scripts/readme-e2e.sh.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -254,7 +255,7 @@ scrape_configs:
     proxy_url: http://$AUTH_USER:$AUTH_BAD_PW@127.0.0.1:$AUTH_PROXY_PORT/
     static_configs:
       - targets: ['127.0.0.2:$P', '127.0.0.3:$P']
-  # The README's discovery from the clients, as it is written there: no relabelling.
+  # Discovery from the clients with no relabelling: every client of this proxy announces.
   - job_name: pushprox
     proxy_url: $SD_PROXY/
     http_sd_configs:

@@ -3,9 +3,12 @@
 # 0. cargo fmt --all --check and cargo clippy --workspace --all-targets -D warnings: the tree
 #    stays formatted and free of lint warnings;
 # 1. cargo test --workspace: unit tests, the codec's fuzz test, and the integration tests that
-#    start the real binaries (and promtool, openssl, curl);
+#    start the real binaries (and promtool, openssl, curl); promtool check rules and
+#    promtool test rules on the alerting rules the README recommends (scripts/pushprox.rules.yml);
 # 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients,
 #    static targets and http_sd (builds the release binaries);
+#    scripts/readme-e2e.sh: every Prometheus block of README.md, read from it and run as
+#    written against our clients (with and without --sd.target), the Go client and nginx shards;
 # 3. scripts/web-config-e2e.sh: the README's recommended internet-facing setup (one
 #    --web.config.file with TLS, client certificates and a bcrypt user) with real Prometheus;
 #    scripts/nginx-mtls.sh: the client through nginx checking client certificates;
@@ -19,7 +22,7 @@
 # 8. scripts/arm-emulation.sh: static aarch64 and armv7 binaries built and run under
 #    qemu-user-static, relaying node_exporter scrapes to and from the x86-64 binaries (it
 #    installs its cross toolchain and qemu itself: about 1.4 GiB of Debian packages, as root).
-# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, apache2-utils
+# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, jq, apache2-utils
 # (htpasswd), chromium, musl-tools, file (`bash .ci/run` installs them on Debian).
 #
 #   scripts/test.sh
@@ -50,7 +53,10 @@ part() {
 part "cargo fmt --check" cargo fmt --all --check
 part "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 part "cargo test --workspace" cargo test --workspace
+part "promtool: scripts/pushprox.rules.yml" sh -c \
+    'promtool check rules scripts/pushprox.rules.yml && promtool test rules scripts/pushprox.rules.test.yml'
 part "scripts/e2e.sh" bash scripts/e2e.sh
+part "scripts/readme-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/readme-e2e.sh
 part "scripts/web-config-e2e.sh" bash scripts/web-config-e2e.sh
 part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
 part "scripts/shards-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/shards-e2e.sh

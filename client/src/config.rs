@@ -100,9 +100,11 @@ pub struct Flags {
     #[arg(long = "scrape.allow", value_name = "PORT_OR_HOSTPORT", value_delimiter = ',', value_parser = allow_rule)]
     pub scrape_allow: Vec<AllowRule>,
 
-    /// Host to connect to for every scrape instead of the scrape URL's host, keeping its port,
-    /// path and query (e.g. 127.0.0.1, for exporters that listen on loopback only, or an
-    /// --fqdn this host cannot resolve). Scrapes are still accepted only for --fqdn. Default:
+    /// Host to connect to for every scrape instead of the scrape URL's host, on the URL's port
+    /// (e.g. 127.0.0.1, for exporters that listen on loopback only, or an --fqdn this host
+    /// cannot resolve). The Host header and the TLS name checked stay the URL's, so targets
+    /// with certificates for the FQDN, and virtual hosts, keep working. Scrapes are still
+    /// accepted only for --fqdn. Default:
     /// the scrape URL's host, as in Go. Not in Go (the Rancher fork's --use-localhost).
     #[arg(long = "scrape.target-host", value_name = "HOST", value_parser = target_host)]
     pub scrape_target_host: Option<String>,

@@ -11,6 +11,7 @@ mod error;
 mod fqdn;
 mod in_flight;
 mod link;
+mod liveness;
 mod metrics;
 mod metrics_server;
 mod poller;
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
     let flags = config::Flags::parse();
     let format = match flags.log_format {
         config::LogFormat::Json => pushprox_daemon::logger::Format::Json,
-        config::LogFormat::Logfmt => pushprox_daemon::logger::Format::Plain,
+        config::LogFormat::Logfmt => pushprox_daemon::logger::Format::Logfmt,
     };
     pushprox_daemon::logger::init_as(
         flags.log_level.filter(),

@@ -44,21 +44,21 @@ impl Outcome {
 pub struct Metrics {
     scrape_errors: AtomicU64,
     push_errors: AtomicU64,
+    late_pushes: AtomicU64,
     poll_errors: AtomicU64,
     scrapes: [AtomicU64; 4],
     /// Milliseconds since the epoch; 0 until the first good poll.
     last_successful_poll_ms: AtomicU64,
-    /// Polls sent and not answered yet, to every proxy.
+    /// Polls written to a proxy and not answered yet (liveness.rs).
     polls_open: AtomicUsize,
+    /// Milliseconds since the epoch when a poll last opened or closed; 0 if none ever did.
+    last_poll_open_ms: AtomicU64,
 }
 
-/// Counts a poll in `pushprox_client_polls_open` until dropped.
-pub struct PollOpen<'a>(&'a Metrics);
-
-impl Drop for PollOpen<'_> {
-    fn drop(&mut self) {
-        self.0.polls_open.fetch_sub(1, Ordering::Relaxed);
-    }
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Metrics {
@@ -79,21 +79,42 @@ impl Metrics {
         self.push_errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A push the proxy answered 410: its scrape had already given up. Not a push error.
+    pub fn push_late(&self) {
+        self.late_pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn poll_failed(&self) {
         self.poll_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn poll_succeeded(&self) {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.last_successful_poll_ms.store(ms, Ordering::Relaxed);
+        self.last_successful_poll_ms
+            .store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Marks a poll open until the guard drops.
-    pub fn poll_open(&self) -> PollOpen<'_> {
+    /// A poll's request was written to a proxy: it is open until [`Metrics::poll_closed`].
+    pub fn poll_opened(&self) {
         self.polls_open.fetch_add(1, Ordering::Relaxed);
-        PollOpen(self)
+    }
+
+    /// An open poll ended; `held` if a proxy held it and answered it as a proxy does (not an
+    /// error): only then was the client connected until now.
+    pub fn poll_closed(&self, held: bool) {
+        if held {
+            self.last_poll_open_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        self.polls_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// `pushprox_client_last_poll_open_timestamp_seconds` in milliseconds: now while a poll is
+    /// open, else when the last one closed.
+    fn last_poll_open_ms(&self) -> u64 {
+        if self.polls_open.load(Ordering::Relaxed) > 0 {
+            now_ms()
+        } else {
+            self.last_poll_open_ms.load(Ordering::Relaxed)
+        }
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -113,6 +134,13 @@ impl Metrics {
             "counter",
             "Pushes of a scrape result to the proxy that failed.",
             get(&self.push_errors),
+        );
+        single(
+            &mut out,
+            "pushprox_client_late_pushes_total",
+            "counter",
+            "Pushes that arrived after their scrape had given up at its deadline (the proxy answered 410): the target was slower than the scrape timeout. Not counted as push errors.",
+            get(&self.late_pushes),
         );
         single(
             &mut out,
@@ -144,9 +172,16 @@ impl Metrics {
         );
         single(
             &mut out,
+            "pushprox_client_last_poll_open_timestamp_seconds",
+            "gauge",
+            "Now while a poll is open at a proxy (written and held until a scrape comes), else when the last one a proxy held ended (not one answered with an error), in seconds since the epoch; 0 if none ever was. time() minus this stays near 0 for a connected client, idle or not.",
+            millis_as_seconds(self.last_poll_open_ms()),
+        );
+        single(
+            &mut out,
             "pushprox_client_polls_open",
             "gauge",
-            "Polls sent to the proxies and not answered yet. One per proxy when idle; more while extra pollers help our proxy (--proxy.max-polls).",
+            "Polls written to the proxies and not answered yet. One per proxy when idle; more while extra pollers help our proxy (--proxy.max-polls).",
             self.polls_open.load(Ordering::Relaxed),
         );
         header(
@@ -184,6 +219,7 @@ mod tests {
             "pushprox_client_last_successful_poll_timestamp_seconds",
             "pushprox_client_build_info",
             "pushprox_client_polls_open",
+            "pushprox_client_last_poll_open_timestamp_seconds",
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}\n{text}");
             assert!(text.contains(&format!("# TYPE {name} ")), "{name}\n{text}");
@@ -201,10 +237,27 @@ mod tests {
         assert!(text.contains("pushprox_client_scrapes_total{outcome=\"timeout\"} 0\n"));
         assert!(text.contains("pushprox_client_last_successful_poll_timestamp_seconds 0.000\n"));
         assert!(text.ends_with('\n'));
-        let open = m.poll_open();
-        let also_open = m.poll_open();
+        assert!(text.contains("pushprox_client_last_poll_open_timestamp_seconds 0.000\n"));
+        m.poll_opened();
+        m.poll_closed(false);
+        let text = m.render();
+        assert!(
+            text.contains("pushprox_client_last_poll_open_timestamp_seconds 0.000\n"),
+            "a poll answered with an error does not count: {text}"
+        );
+        m.poll_opened();
+        m.poll_opened();
         assert!(m.render().contains("pushprox_client_polls_open 2\n"));
-        drop((open, also_open));
-        assert!(m.render().contains("pushprox_client_polls_open 0\n"));
+        m.poll_closed(true);
+        m.poll_closed(false);
+        let text = m.render();
+        assert!(text.contains("pushprox_client_polls_open 0\n"));
+        let last = text
+            .lines()
+            .find_map(|l| l.strip_prefix("pushprox_client_last_poll_open_timestamp_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let now = now_ms() as f64 / 1000.0;
+        assert!((now - last).abs() < 5.0, "{last} vs {now}");
     }
 }

@@ -16,6 +16,7 @@ use pushprox_protocol::{
 use crate::config::THREAD_STACK;
 use crate::in_flight::InFlight;
 use crate::link::{is_token_refusal, ProxyLink};
+use crate::liveness::PollWatch;
 use crate::metrics::Outcome;
 use crate::push::{ERROR_PUSH_WINDOW, PUSH_GRACE};
 use crate::scrape::{self, ScrapeContext};
@@ -343,13 +344,20 @@ impl ProxyPolls {
         }
     }
 
-    /// One poll; `hold` asks for [`EXTRA_HOLD`].
+    /// One poll; `hold` asks for [`EXTRA_HOLD`]. Open, for liveness, from the write of its
+    /// request; it counts as held by a proxy only if answered as a proxy answers.
     fn poll_once(&self, hold: bool) -> Result<PollAnswer, PollError> {
+        let watch = PollWatch::start(&self.ctx.metrics);
+        let result = self.send_poll(hold);
+        watch.end(result.is_ok());
+        result
+    }
+
+    fn send_poll(&self, hold: bool) -> Result<PollAnswer, PollError> {
         let mut request = self.link.poll().header(POLLER_HEADER, &self.instance);
         if hold {
             request = request.header(HOLD_HEADER, EXTRA_HOLD);
         }
-        let _open = self.ctx.metrics.poll_open();
         let sent = request
             .config()
             .timeout_recv_response(Some(POLL_GIVE_UP))

@@ -31,6 +31,9 @@ pub enum PushError {
     Source(io::Error),
     /// The proxy could not be reached or the connection failed.
     Network(ureq::Error),
+    /// The proxy answered 410: the scrape gave up at its deadline before the push arrived (the
+    /// target was slower than the scrape timeout); not a fault of the push or the network.
+    Late { answer: String },
     /// The proxy answered with something other than 200.
     Refused { status: u16, answer: String },
     /// The proxy answered 401 or 403: it does not accept our token for this scrape's FQDN.
@@ -42,6 +45,10 @@ impl fmt::Display for PushError {
         match self {
             PushError::Source(e) => write!(f, "reading the target's body failed: {e}"),
             PushError::Network(e) => write!(f, "{e}"),
+            PushError::Late { answer } => write!(
+                f,
+                "too late: the proxy had already answered the scraper (410 Gone: \"{answer}\")"
+            ),
             PushError::Refused { status, answer } => write!(
                 f,
                 "the proxy answered {status} {}: \"{answer}\"",
@@ -256,6 +263,7 @@ fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), P
     match status {
         200 => Ok(()),
         s if is_token_refusal(s) => Err(PushError::Token(link.token_refused(s, answer))),
+        410 => Err(PushError::Late { answer }),
         _ => Err(PushError::Refused { status, answer }),
     }
 }

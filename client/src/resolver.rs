@@ -26,6 +26,18 @@ const MAX_ENTRIES: usize = 64;
 pub struct CachingResolver {
     inner: DefaultResolver,
     cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    /// `--scrape.target-host`: the host every name resolves to (the URL's port is kept).
+    connect_host: Option<String>,
+}
+
+impl CachingResolver {
+    /// A resolver that, given `Some(host)`, resolves every URL's host as `host`.
+    pub fn connecting_to(connect_host: Option<String>) -> Self {
+        CachingResolver {
+            connect_host,
+            ..CachingResolver::default()
+        }
+    }
 }
 
 fn default_port(uri: &Uri) -> Option<u16> {
@@ -38,6 +50,35 @@ fn default_port(uri: &Uri) -> Option<u16> {
 
 impl Resolver for CachingResolver {
     fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, Error> {
+        if let (Some(host), Some(authority)) = (&self.connect_host, uri.authority()) {
+            let port = authority
+                .port_u16()
+                .or_else(|| default_port(uri))
+                .unwrap_or(80);
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            };
+            let replaced: Uri = format!("{}://{host}:{port}/", uri.scheme_str().unwrap_or("http"))
+                .parse()
+                .map_err(|_| {
+                    Error::BadUri(format!("--scrape.target-host {host} with port {port}"))
+                })?;
+            return self.resolve_cached(&replaced, config, timeout);
+        }
+        self.resolve_cached(uri, config, timeout)
+    }
+}
+
+impl CachingResolver {
+    /// IP literals at once, names from the cache or looked up.
+    fn resolve_cached(
         &self,
         uri: &Uri,
         config: &Config,
@@ -99,6 +140,24 @@ mod tests {
             .iter()
             .copied()
             .collect()
+    }
+
+    #[test]
+    fn connect_host_replaces_every_host_and_keeps_the_port() {
+        let r = CachingResolver::connecting_to(Some("127.0.0.9".into()));
+        assert_eq!(
+            resolve(&r, "https://host-a.example:9100/metrics"),
+            ["127.0.0.9:9100".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            resolve(&r, "http://host-a.example/metrics"),
+            ["127.0.0.9:80".parse::<SocketAddr>().unwrap()]
+        );
+        let r = CachingResolver::connecting_to(Some("::1".into()));
+        assert_eq!(
+            resolve(&r, "https://host-a.example/"),
+            ["[::1]:443".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]

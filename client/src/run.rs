@@ -33,7 +33,8 @@ pub fn run(config: Config) -> ExitCode {
         Some(path) => match lock::acquire(path) {
             Ok(Lock::Held(file)) => Some(file),
             Ok(Lock::HeldElsewhere) => {
-                log::info!(
+                // Cron starts a copy every minute: 1,440 lines a day at info said nothing.
+                log::debug!(
                     "another pushprox-client holds --lock-file {}; exiting",
                     path.display()
                 );
@@ -88,7 +89,9 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     metrics_server::serve(listener, Arc::clone(&metrics))?;
     signals::install();
 
-    let http_agent = agent::target_agent(tls.target.clone().unwrap_or_default());
+    let connect_host = config.scrape_target_host.clone();
+    let http_agent =
+        agent::target_agent(tls.target.clone().unwrap_or_default(), connect_host.clone());
     let https = std::sync::OnceLock::new();
     if tls.target.is_some() {
         let _ = https.set(http_agent.clone());
@@ -96,13 +99,14 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let agents = TargetAgents {
         http: http_agent,
         https,
-        make_https: || agent::target_agent(crate::tls::target_default()),
+        make_https: Box::new(move || {
+            agent::target_agent(crate::tls::target_default(), connect_host.clone())
+        }),
     };
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
         allow: config.scrape_allow.clone(),
         allow_from_sd_targets: config.allow_from_sd_targets,
-        target_host: config.scrape_target_host.clone(),
         agents,
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
@@ -115,9 +119,9 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         log::info!("announcing on every poll {name}: {value}");
     }
     for url in &config.proxy_urls {
-        let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default());
+        let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default(), url);
         agent::log_forward_proxy(&agent, url);
-        if token.is_some() && url.starts_with("http://") && !is_loopback(url) {
+        if token.is_some() && url.starts_with("http://") && !agent::is_loopback(url) {
             log::warn!(
                 "sending the --auth.token-file token to {url} over plain http, where anyone on the way can read it; use an https:// proxy URL"
             );
@@ -164,22 +168,6 @@ fn serving_line(config: &Config) -> String {
         ));
     }
     line
-}
-
-/// Whether the host of `url` is this machine, where a plain-http token is read by no one.
-fn is_loopback(url: &str) -> bool {
-    url.parse::<ureq::http::Uri>()
-        .ok()
-        .and_then(|uri| {
-            uri.host()
-                .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
-        })
-        .is_some_and(|host| {
-            host == "localhost"
-                || host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        })
 }
 
 /// A panic is a bug: log it as one line and exit 1, in debug builds as in release builds
@@ -240,24 +228,5 @@ mod tests {
              with proxy_url http://proxy.example:8080/ or https://b/; scrapes connect to \
              127.0.0.1 (--scrape.target-host)"
         );
-    }
-
-    #[test]
-    fn loopback_proxy_urls() {
-        for url in [
-            "http://127.0.0.1:8080",
-            "http://localhost",
-            "http://[::1]:80",
-            "http://127.1.2.3",
-        ] {
-            assert!(is_loopback(url), "{url}");
-        }
-        for url in [
-            "http://proxy.example:8080",
-            "http://10.0.0.1",
-            "http://[2001:db8::1]",
-        ] {
-            assert!(!is_loopback(url), "{url}");
-        }
     }
 }

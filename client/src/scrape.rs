@@ -25,8 +25,6 @@ pub struct ScrapeContext {
     pub allow: Vec<AllowRule>,
     /// Whether `allow` is the `--sd.target` ports.
     pub allow_from_sd_targets: bool,
-    /// `--scrape.target-host`: where scrapes connect instead of the URL's host.
-    pub target_host: Option<String>,
     /// The agents for targets: no proxy, statuses are not errors, nothing decompressed.
     pub agents: TargetAgents,
     pub metrics: Arc<Metrics>,
@@ -39,14 +37,14 @@ pub struct ScrapeContext {
 pub struct TargetAgents {
     pub http: Agent,
     pub https: std::sync::OnceLock<Agent>,
-    pub make_https: fn() -> Agent,
+    pub make_https: Box<dyn Fn() -> Agent + Send + Sync>,
 }
 
 impl TargetAgents {
     /// The agent for `url`.
     pub fn for_url(&self, url: &str) -> &Agent {
         if url.starts_with("https:") {
-            self.https.get_or_init(self.make_https)
+            self.https.get_or_init(&self.make_https)
         } else {
             &self.http
         }
@@ -288,26 +286,6 @@ pub fn without_userinfo(url: &str) -> Option<String> {
     Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
 }
 
-/// `url` (as [`target_url`] writes it) with its host replaced by `host`, keeping the scheme,
-/// port, path and query.
-pub fn with_host(url: &str, host: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let port = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or("", |(_, after)| after),
-        None => authority.rfind(':').map_or("", |at| &authority[at..]),
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    format!("{scheme}://{host}{port}{tail}")
-}
-
 /// Whether `--scrape.allow` lets this client scrape `port` of `host`.
 fn allowed(allow: &[AllowRule], host: &str, port: u16) -> bool {
     allow.is_empty()
@@ -423,10 +401,7 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
         return;
     };
     let result = match prepare(&request, fqdn, &ctx.allow) {
-        Ok(mut prepared) => {
-            if let Some(host) = &ctx.target_host {
-                prepared.url = with_host(&prepared.url, host);
-            }
+        Ok(prepared) => {
             let deadline = received + prepared.timeout;
             log::debug!(
                 "fqdn={fqdn} scrape_id={id} scraping {} {} timeout={}s",
@@ -452,14 +427,16 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
     };
     let outcome = error.outcome();
     ctx.metrics.scrape_done(outcome);
-    match outcome {
-        Outcome::Refused => log::warn!("fqdn={fqdn} scrape_id={id} {error}"),
-        _ => log::info!("fqdn={fqdn} scrape_id={id} {error}"),
-    }
+    // A target down or too slow needs the operator as much as a refusal does.
+    log::warn!("fqdn={fqdn} scrape_id={id} {error}");
     let status = error.status();
     match push::push_error(link, &id, status, &error.to_string(), deadline) {
         Ok(()) => {
             log::debug!("fqdn={fqdn} scrape_id={id} pushed the {status} for the failed scrape")
+        }
+        Err(e @ PushError::Late { .. }) => {
+            ctx.metrics.push_late();
+            log::info!("fqdn={fqdn} scrape_id={id} push of the failed scrape's {status}: {e}");
         }
         Err(e) => {
             ctx.metrics.push_failed();
@@ -546,6 +523,15 @@ fn scrape_and_push(
             // The proxy got a truncated push and still waits for this id: a 500 may reach it.
             Err((failure, Instant::now() + push::ERROR_PUSH_WINDOW))
         }
+        Err(e @ PushError::Late { .. }) => {
+            ctx.metrics.scrape_done(Outcome::Timeout);
+            ctx.metrics.push_late();
+            log::info!(
+                "fqdn={fqdn} scrape_id={id} push of the scrape result (status={status}) to {}: {e}",
+                link.url
+            );
+            Ok(())
+        }
         Err(e) => {
             ctx.metrics.scrape_done(Outcome::Success);
             ctx.metrics.push_failed();
@@ -600,31 +586,6 @@ mod tests {
             assert_eq!(error.status(), 405, "{method}");
             assert_eq!(error.outcome(), Outcome::Refused);
             assert!(error.to_string().contains(method), "{error}");
-        }
-    }
-
-    #[test]
-    fn target_host_replaces_only_the_host() {
-        let cases = [
-            (
-                "http://node1.example:9100/metrics?a=1&b=2",
-                "127.0.0.1",
-                "http://127.0.0.1:9100/metrics?a=1&b=2",
-            ),
-            (
-                "https://node1.example/probe?x=y",
-                "127.0.0.1",
-                "https://127.0.0.1/probe?x=y",
-            ),
-            ("http://[fe80::1]:9100/", "::1", "http://[::1]:9100/"),
-            (
-                "http://node1.example:9100?q",
-                "localhost",
-                "http://localhost:9100?q",
-            ),
-        ];
-        for (url, host, want) in cases {
-            assert_eq!(with_host(url, host), want, "{url}");
         }
     }
 

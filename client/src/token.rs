@@ -69,6 +69,15 @@ impl fmt::Display for TokenRefused {
         let status = self.status;
         let reason = pushprox_protocol::reason_phrase(status);
         let (answer, fqdn) = (&self.answer, &self.fqdn);
+        // A proxy that identifies clients by certificate says so; a token would not help.
+        if answer.contains("certificate") {
+            return write!(
+                f,
+                "the proxy refused this client's TLS certificate for fqdn {fqdn} ({status} \
+                 {reason}: \"{answer}\"); give --tls.cert and --tls.key a certificate with \
+                 {fqdn} among its DNS subjectAltNames, or run with the --fqdn it names"
+            );
+        }
         match &self.token_file {
             Some(file) => write!(
                 f,
@@ -126,6 +135,17 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part}: {text}");
         }
+        refused.answer =
+            "the client certificate is not valid for node1.example: it names b.example".into();
+        let text = refused.to_string();
+        assert!(
+            text.contains("TLS certificate")
+                && text.contains("--tls.cert")
+                && !text.contains("--auth.client-tokens")
+                && !text.contains("--auth.token-file"),
+            "a certificate-bound 403 gives no token advice: {text}"
+        );
+        refused.answer = "the bearer token is not valid for any client FQDN".into();
         refused.token_file = None;
         refused.status = 401;
         let text = refused.to_string();

@@ -146,8 +146,14 @@ fn serve_proxy_connection(
                 }
             }
             "/push" => {
+                // A scrape id starting "late-" plays one whose scrape already gave up.
+                let late = body.windows(11).any(|w| w == b"\r\nId: late-");
                 let _ = events.send(Event::Push { body, close });
-                http_response(200, "text/plain", b"")
+                if late {
+                    http_response(410, "text/plain", b"Error pushing: scrape late-1 gave up")
+                } else {
+                    http_response(200, "text/plain", b"")
+                }
             }
             _ => http_response(404, "text/plain", b"not found"),
         };
@@ -271,7 +277,10 @@ impl ClientProcess {
     fn metrics_addr(&mut self) -> String {
         let line = self.wait_for_log("serving metrics", |l| l.contains("serving metrics on"));
         let url = line.split("http://").nth(1).unwrap();
-        url.trim_end_matches("/metrics").to_string()
+        // logfmt: msg="serving metrics on http://ADDR/metrics"
+        url.trim_end_matches('"')
+            .trim_end_matches("/metrics")
+            .to_string()
     }
 }
 
@@ -417,7 +426,7 @@ fn html_502_poll_answer_is_logged_with_status_type_and_body() {
     let mut client = ClientProcess::for_proxy(&proxy, &[]);
     // Match the status phrase, not a bare "502": timestamps contain digit runs like "735027".
     let line = client.wait_for_log("about the 502", |l| l.contains("status 502"));
-    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(" level=warn "), "{line}");
     assert!(line.contains("<html"), "{line}");
     assert!(line.contains("text/html"), "{line}");
     assert!(line.contains(&proxy.server.addr.to_string()), "{line}");
@@ -468,6 +477,34 @@ fn unreachable_target_is_answered_with_a_500() {
         metrics.contains("pushprox_client_scrapes_total{outcome=\"target_error\"} 1\n"),
         "{metrics}"
     );
+    // A target that is down needs the operator: WARN, not INFO.
+    let line = client.wait_for_log("about the target", |l| {
+        l.contains("scrape_id=id-down") && l.contains("refused")
+    });
+    assert!(line.contains(" level=warn "), "{line}");
+}
+
+#[test]
+fn a_late_push_is_counted_apart_from_push_errors_and_logged_at_info() {
+    let target = FakeTarget::start(http_response(200, "text/plain", b"up 1\n"), Duration::ZERO);
+    let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "late-1", Some("5"))]);
+    let mut client = ClientProcess::for_proxy(&proxy, &[]);
+    let push = parse_push(&proxy.next_push());
+    assert_eq!(push.head.status, 200);
+    let line = client.wait_for_log("about the late push", |l| {
+        l.contains("scrape_id=late-1") && l.contains("too late")
+    });
+    assert!(
+        line.contains(" level=info ") && line.contains("too late"),
+        "{line}"
+    );
+    let metrics = http_get(&client.metrics_addr(), "/metrics");
+    for want in [
+        "pushprox_client_late_pushes_total 1\n",
+        "pushprox_client_push_errors_total 0\n",
+    ] {
+        assert!(metrics.contains(want), "{want}{metrics}");
+    }
 }
 
 #[test]
@@ -554,11 +591,30 @@ fn second_copy_with_the_same_lock_file_exits_0() {
     let proxy = FakeProxy::start(vec![]);
     let mut first = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
     first.wait_for_log("at start", |l| l.contains("starting pushprox-client"));
-    let mut second = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
+    // From cron, every minute: quiet at the default level, and says why at debug.
+    let mut second = ClientProcess::start(&[
+        "--proxy-url",
+        &proxy.url(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--lock-file",
+        lock,
+    ]);
     let status = second.wait_exit();
     let stderr = second.stderr_after_exit();
     assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("another pushprox-client holds"), "{stderr}");
+    assert_eq!(
+        stderr, "",
+        "a copy that finds the lock held writes nothing at info"
+    );
+    let mut third = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
+    let status = third.wait_exit();
+    let stderr = third.stderr_after_exit();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("level=debug msg=\"another pushprox-client holds --lock-file"),
+        "{stderr}"
+    );
     drop(first);
     let _ = std::fs::remove_file(lock);
 }

@@ -218,9 +218,12 @@ impl ClientProcess {
         let until = Instant::now() + WAIT;
         loop {
             let found = self.lines.lock().unwrap().iter().find_map(|l| {
-                l.split("serving metrics on http://")
-                    .nth(1)
-                    .map(|rest| rest.trim_end_matches("/metrics").to_string())
+                l.split("serving metrics on http://").nth(1).map(|rest| {
+                    // logfmt: msg="serving metrics on http://ADDR/metrics"
+                    rest.trim_end_matches('"')
+                        .trim_end_matches("/metrics")
+                        .to_string()
+                })
             });
             if let Some(addr) = found {
                 return addr;

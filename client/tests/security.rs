@@ -414,7 +414,7 @@ fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
     );
     let line = client.wait_for_line("warning of the refusal", &["--scrape.allow", "scrape_id="]);
     assert!(
-        line.contains("WARN") && line.contains("fqdn=127.0.0.1"),
+        line.contains(" level=warn ") && line.contains("fqdn=127.0.0.1"),
         "{line}"
     );
     let metrics = client_metrics(&mut client);
@@ -433,7 +433,7 @@ fn client_metrics(client: &mut Process) -> String {
     let addr = line
         .split("http://")
         .nth(1)
-        .and_then(|r| r.strip_suffix("/metrics"))
+        .and_then(|r| r.trim_end_matches('"').strip_suffix("/metrics"))
         .unwrap_or_default()
         .to_string();
     let port: u16 = addr
@@ -452,6 +452,11 @@ fn client_metrics(client: &mut Process) -> String {
 /// CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
 /// makes by default.
 fn self_signed_cert(dir: &TempDir) {
+    self_signed_cert_for(dir, "subjectAltName=IP:127.0.0.1");
+}
+
+/// A self-signed certificate (`cert.pem`, `key.pem` in `dir`) with the given subjectAltName.
+fn self_signed_cert_for(dir: &TempDir, san: &str) {
     openssl(
         &dir.0,
         &[
@@ -471,11 +476,43 @@ fn self_signed_cert(dir: &TempDir) {
             "-subj",
             "/CN=127.0.0.1",
             "-addext",
-            "subjectAltName=IP:127.0.0.1",
+            san,
             "-addext",
             "basicConstraints=critical,CA:FALSE",
         ],
     );
+}
+
+/// A proxy that requires client certificates refuses a client without one at the TLS layer
+/// (an alert, or with TLS 1.3 often only a broken pipe on the first write): the client's
+/// warning says to give --tls.cert and --tls.key, not to fix a token.
+#[test]
+fn a_proxy_requiring_client_certificates_gets_a_hint_naming_tls_cert() {
+    let dir = TempDir::new("tls-client-cert-required");
+    self_signed_cert(&dir);
+    let cert = dir.path("cert.pem");
+    let web = dir.write(
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: {cert}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {cert}\n",
+            dir.path("key.pem")
+        ),
+    );
+    let proxy = Proxy::start(&dir, &["--web.config.file", &web], true);
+    let client = start_client(
+        &dir,
+        &format!("https://127.0.0.1:{}/", proxy.port),
+        &["--tls.cacert", &cert],
+    );
+    let line = client.wait_for_line(
+        "warning of the refused poll",
+        &["poll of https://", "failed"],
+    );
+    assert!(
+        line.contains(" level=warn ") && line.contains("--tls.cert and --tls.key"),
+        "{line}"
+    );
+    assert!(!line.contains("--auth."), "{line}");
 }
 
 #[test]
@@ -686,18 +723,17 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
         "nothing.invalid",
         &["--scrape.target-host", "127.0.0.1"],
     );
-    let line = with.wait_for_line("saying how targets are written", &["serving fqdn="]);
-    let message = line.split_once("] ").map_or("", |(_, m)| m);
+    let line = with.wait_for_line("saying how targets are written", &["msg=\"serving:"]);
+    let (_, after_ts) = line.split_once(' ').unwrap_or_default();
     assert_eq!(
-        message,
+        after_ts,
         format!(
-            "serving fqdn=nothing.invalid: Prometheus targets must be written \
+            "level=info msg=\"serving: Prometheus targets must be written \
              nothing.invalid:PORT, with proxy_url http://127.0.0.1:{}/; scrapes connect to \
-             127.0.0.1 (--scrape.target-host)",
+             127.0.0.1 (--scrape.target-host)\" fqdn=nothing.invalid",
             proxy.port
         )
     );
-    assert!(line.contains(" [INFO] "), "{line}");
     // The newer client's polls supersede the stopped one's.
     let ok = wait_until(|| {
         let answer = scrape(proxy.port, &url, "5");
@@ -717,7 +753,7 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
     for request in &seen {
         assert_eq!(
             request,
-            &format!("GET /metrics?module=x&a=1 HTTP/1.1 host=127.0.0.1:{port}")
+            &format!("GET /metrics?module=x&a=1 HTTP/1.1 host=nothing.invalid:{port}")
         );
     }
 }
@@ -729,7 +765,9 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
 const NGINX_BODY: &str = "# TYPE up gauge\nup{job=\"nginx-self-signed\"} 1\n";
 
 /// Debian's nginx serving NGINX_BODY over https on a free 127.0.0.1 port, with a self-signed
-/// certificate for 127.0.0.1 made by openssl (`cert.pem` in `dir`); killed by PID on drop.
+/// certificate made by openssl (`cert.pem` in `dir`) for the FQDNs the test's clients serve,
+/// not for 127.0.0.1 where they connect: `--scrape.target-host` keeps the TLS name the FQDN's.
+/// Killed by PID on drop.
 struct Nginx {
     _process: Process,
     port: u16,
@@ -737,7 +775,10 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &TempDir) -> Nginx {
-        self_signed_cert(dir);
+        self_signed_cert_for(
+            dir,
+            "subjectAltName=DNS:plain.invalid,DNS:insecure.invalid,DNS:cacert.invalid",
+        );
         let port = free_port();
         let d = dir.0.display();
         std::fs::create_dir_all(dir.0.join("temp")).expect("nginx temp dir");
@@ -796,8 +837,8 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
     let nginx = Nginx::start(&dir);
     let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
     let cert = dir.path("cert.pem");
-    // One client per case, each with an FQDN of its own; all connect to 127.0.0.1, the name in
-    // the certificate.
+    // One client per case, each with an FQDN of its own, named in the certificate; all connect
+    // to 127.0.0.1, which is not.
     let cases: [(&str, Vec<&str>); 3] = [
         ("plain.invalid", vec![]),
         (
@@ -823,7 +864,7 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
     let text = body_text(&refused);
     assert_eq!(refused.head.status, 500, "{text}");
     let prefix = format!(
-        "scrape of https://127.0.0.1:{}/metrics failed: io: invalid peer certificate: UnknownIssuer; \
+        "scrape of https://plain.invalid:{}/metrics failed: io: invalid peer certificate: UnknownIssuer; \
          the target's certificate is not signed by a CA ",
         nginx.port
     );
@@ -842,7 +883,7 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
         "warning of the flag",
         &["--scrape.tls.insecure-skip-verify"],
     );
-    assert!(warning.contains(" [WARN] "), "{warning}");
+    assert!(warning.contains(" level=warn "), "{warning}");
 
     let trusted = scrape(proxy.port, &url("cacert.invalid"), "5");
     assert_eq!(

@@ -37,6 +37,14 @@ pub struct Config {
     #[arg(long = "scrape.default-timeout", value_name = "DURATION", default_value = "15s", value_parser = parse_duration_flag)]
     pub scrape_default_timeout: Duration,
 
+    /// Answer a scrape that cannot succeed (no poll, no push) this long before the scraper's
+    /// deadline, at most a quarter of it, so that Prometheus shows the reason as the target's
+    /// error instead of "context deadline exceeded"; clients get the same margin before the
+    /// proxy's own deadline, to push their reason (target too slow) in time. 0s answers at the
+    /// deadline, as Go does. Default: 500ms (as blackbox_exporter's --timeout-offset). [ours]
+    #[arg(long = "scrape.timeout-offset", value_name = "DURATION", default_value = "500ms", value_parser = parse_duration_flag)]
+    pub scrape_timeout_offset: Duration,
+
     /// A client is listed in /clients while it polled within this time, and forgotten after.
     #[arg(long = "registration.timeout", value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
     pub registration_timeout: Duration,
@@ -237,12 +245,20 @@ impl Config {
         None
     }
 
-    /// The listen address in a form the socket layer takes: `:8080` becomes `0.0.0.0:8080`.
-    pub fn listen_addr(&self) -> String {
+    /// The addresses to listen on, in the order to try, in a form the socket layer takes:
+    /// `:8080` is every interface, IPv6 and IPv4 on one dual-stack socket (`[::]:8080`, as Go
+    /// listens), or IPv4 alone (`0.0.0.0:8080`) on a host without IPv6.
+    pub fn listen_addrs(&self) -> Vec<String> {
         match self.listen.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => self.listen.clone(),
+            Some(port) => vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")],
+            None => vec![self.listen.clone()],
         }
+    }
+
+    /// `deadline` less `--scrape.timeout-offset`, at most a quarter of it: when the proxy
+    /// answers a scrape that has that deadline, and, applied twice, the deadline clients get.
+    pub fn before_deadline(&self, deadline: Duration) -> Duration {
+        deadline - self.scrape_timeout_offset.min(deadline / 4)
     }
 
     /// The deadline of a scrape that asked for `requested` (None: it did not say).
@@ -414,7 +430,7 @@ mod tests {
             "json",
         ])
         .unwrap();
-        assert_eq!(c.listen_addr(), "0.0.0.0:9999");
+        assert_eq!(c.listen_addrs(), ["[::]:9999", "0.0.0.0:9999"]);
         assert_eq!(c.scrape_max_timeout, Duration::from_secs(60));
         assert_eq!(c.registration_timeout, Duration::from_secs(30));
         assert_eq!(
@@ -422,6 +438,15 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(c.effective_deadline(None), Duration::from_secs(15));
+        let ms = Duration::from_millis;
+        assert_eq!(c.before_deadline(ms(10_000)), ms(9_500));
+        assert_eq!(c.before_deadline(ms(1_000)), ms(750), "a quarter at most");
+        assert_eq!(c.before_deadline(ms(0)), ms(0));
+        let go =
+            Config::try_parse_from(["pushprox-proxy", "--scrape.timeout-offset", "0s"]).unwrap();
+        assert_eq!(go.before_deadline(ms(1_000)), ms(1_000));
+        let plain = Config::try_parse_from(["pushprox-proxy", "-l", "127.0.0.1:80"]).unwrap();
+        assert_eq!(plain.listen_addrs(), ["127.0.0.1:80"]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod http;
 mod limits;
 mod metrics;
 mod parked;
+mod password;
 mod redact;
 mod registry;
 mod reload;
@@ -36,7 +37,7 @@ fn main() {
     let format = if config.log_format == "json" {
         pushprox_daemon::logger::Format::Json
     } else {
-        pushprox_daemon::logger::Format::Plain
+        pushprox_daemon::logger::Format::Logfmt
     };
     pushprox_daemon::logger::init_as(
         config.log_level,
@@ -48,7 +49,8 @@ fn main() {
         Some(path) => match lock::acquire(path) {
             Ok(Lock::Held(file)) => Some(file),
             Ok(Lock::HeldElsewhere) => {
-                log::info!("another pushprox-proxy holds {}; exiting", path.display());
+                // Cron starts a copy every minute: 1,440 lines a day at info said nothing.
+                log::debug!("another pushprox-proxy holds {}; exiting", path.display());
                 return;
             }
             Err(e) => {
@@ -68,23 +70,21 @@ fn main() {
     }
 }
 
-/// `--hash-password USER`: reads the password from stdin, prints the users-file line
-/// (bcrypt, cost 10).
+/// `--hash-password USER`: reads the password from stdin (a prompt without echo on a
+/// terminal), prints the users-file line (bcrypt, cost 10).
 fn hash_password(user: &str) -> i32 {
-    use std::io::Read;
     if user.is_empty() || user.contains(':') {
         eprintln!("--hash-password: the user name must be non-empty and contain no ':'");
         return 2;
     }
-    let mut input = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-        eprintln!("--hash-password: cannot read the password from standard input: {e}");
-        return 1;
-    }
-    let password = input
-        .strip_suffix('\n')
-        .map(|p| p.strip_suffix('\r').unwrap_or(p))
-        .unwrap_or(&input);
+    let password = match password::read(user) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("--hash-password: cannot read the password from standard input: {e}");
+            return 1;
+        }
+    };
+    let password = password.as_str();
     if password.is_empty() {
         eprintln!("--hash-password: the password read from standard input is empty");
         return 2;

@@ -220,6 +220,8 @@ impl ScrapeRefused {
 pub struct Gauges {
     /// Clients listed in /clients.
     pub clients: usize,
+    /// Of those, the ones with a poll held now or one that ended moments ago.
+    pub clients_polling: usize,
     /// Polls held open.
     pub polls_waiting: usize,
     /// Scrapes waiting for a poll or a push.
@@ -241,6 +243,7 @@ pub struct Metrics {
     scrape_durations: Mutex<Histogram>,
     relayed_bytes: AtomicU64,
     rejected_busy: AtomicU64,
+    late_pushes: AtomicU64,
     auth_failures: [AtomicU64; AuthFailure::ALL.len()],
     share_refusals: [AtomicU64; ShareRefusal::ALL.len()],
     polls_refused: [AtomicU64; PollRefused::ALL.len()],
@@ -274,6 +277,11 @@ impl Metrics {
     }
 
     /// A request refused because the proxy was at its connection limit.
+    /// A push for a scrape that had already given up at its deadline (answered 410).
+    pub fn late_push(&self) {
+        self.late_pushes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn rejected_busy(&self) {
         self.rejected_busy.fetch_add(1, Ordering::Relaxed);
     }
@@ -351,6 +359,13 @@ impl Metrics {
             "Clients that polled within --registration.timeout.",
             gauges.clients,
         );
+        single(
+            &mut out,
+            "pushprox_proxy_clients_polling",
+            "gauge",
+            "Clients with a poll held open now (or one that ended within 10 s, for a scrape): pushprox_proxy_clients minus this is the clients that stopped polling and are not forgotten yet.",
+            gauges.clients_polling,
+        );
         header(&mut out, "pushprox_scrapes_total", "counter", "Scrapes through the proxy by outcome: relayed, no_poll (no client polled in time), no_push (the client did not answer in time), relay_failed, bad_request, shutting_down.");
         for (outcome, n) in ScrapeOutcome::ALL.iter().zip(&self.scrapes) {
             let _ = writeln!(
@@ -408,6 +423,13 @@ impl Metrics {
             "counter",
             "Body bytes relayed from pushes to scrapers.",
             self.relayed_bytes.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "pushprox_late_pushes_total",
+            "counter",
+            "Pushes for scrapes that had already been answered at their deadline (410): targets slower than the scrape timeout, not errors of the network.",
+            self.late_pushes.load(Ordering::Relaxed),
         );
         single(
             &mut out,
@@ -487,6 +509,7 @@ mod tests {
         m.poll_refused(PollRefused::RegistryFull);
         let text = m.render(&Gauges {
             clients: 2,
+            clients_polling: 1,
             polls_waiting: 1,
             scrapes_waiting: 0,
             open_connections: 3,
@@ -497,6 +520,7 @@ mod tests {
             "pushprox_http_requests_total{code=\"200\",path=\"/poll\"} 1",
             "pushproxy_proxied_requests_total{code=\"504\"} 1",
             "pushprox_proxy_clients 2",
+            "pushprox_proxy_clients_polling 1",
             "pushprox_open_connections 3",
             "pushprox_auth_password_checks_total 4",
             "pushprox_auth_password_cache_hits_total 5",

@@ -240,7 +240,8 @@ fn newer_poll_supersedes_older_and_gets_the_scrape() {
     assert_eq!(req.url, url);
     assert_eq!(req.headers.get("Host"), Some("superseded.test:9100"));
     assert_eq!(req.headers.get("User-Agent"), Some("pushprox-tests"));
-    assert_eq!(req.headers.get(SCRAPE_TIMEOUT_HEADER), Some("5"));
+    // 5 s less --scrape.timeout-offset (500ms) for the proxy's answer, and again for the client.
+    assert_eq!(req.headers.get(SCRAPE_TIMEOUT_HEADER), Some("4"));
     let id = req
         .id()
         .expect("the scrape request has an Id header")
@@ -429,6 +430,16 @@ fn late_push_is_refused_at_once_and_unknown_id_is_404() {
         took < Duration::from_secs(1),
         "the late push was answered after {took:?}"
     );
+    // Counted apart from errors, and logged as news, not as a warning.
+    assert_eq!(proxy.metric("pushprox_late_pushes_total"), Some(1.0));
+    let log = proxy.log_tail(50);
+    assert!(
+        log.lines().any(
+            |l| l.contains("level=info msg=\"late push: Error pushing: scrape ")
+                && l.contains(&format!("scrape_id={id}"))
+        ),
+        "{log}"
+    );
 
     let r = proxy.post(
         "/push",
@@ -440,7 +451,7 @@ fn late_push_is_refused_at_once_and_unknown_id_is_404() {
 
 /// Issue 2: a scrape nobody polls for fails with 504 at its deadline, from the header or from
 /// --scrape.default-timeout; a poll always carries the effective deadline, clamped to
-/// --scrape.max-timeout.
+/// --scrape.max-timeout. (With --scrape.timeout-offset 0s, as Go; the offset is tested below.)
 #[test]
 fn scrape_without_client_fails_at_its_deadline_and_polls_carry_the_effective_deadline() {
     let proxy = Proxy::start(&[
@@ -448,6 +459,8 @@ fn scrape_without_client_fails_at_its_deadline_and_polls_carry_the_effective_dea
         "1s",
         "--scrape.max-timeout",
         "2s",
+        "--scrape.timeout-offset",
+        "0s",
     ]);
     let port = proxy.port;
     let cases = [
@@ -506,6 +519,45 @@ fn scrape_without_client_fails_at_its_deadline_and_polls_carry_the_effective_dea
         assert_eq!(pushed.status, 200, "push: {}", pushed.text());
         let got = scraper.join().expect("scraper thread").expect("answered");
         assert_eq!((got.status, got.body.as_slice()), (200, &b"up 1\n"[..]));
+    }
+}
+
+/// A scrape that cannot succeed is answered before the scraper's deadline, by
+/// --scrape.timeout-offset (500ms by default, at most a quarter of the deadline), so the
+/// scraper shows the proxy's 504 and its reason, not its own time-out; the client's deadline
+/// in the poll is as much shorter again, so that its reason reaches the proxy in time.
+#[test]
+fn a_scrape_that_cannot_succeed_is_answered_before_the_scrapers_deadline() {
+    let proxy = Proxy::start(&[]);
+    let port = proxy.port;
+    let r = scrape(port, "http://nobody-at-all.test:9100/metrics", Some("2"))
+        .expect("the scraper gets an answer");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains("nobody-at-all.test"), "{:?}", r.text());
+    assert!(
+        r.took >= Duration::from_millis(1500) && r.took < Duration::from_secs(2),
+        "answered after {:?}: want 1.5 s, before the scraper's 2 s",
+        r.took
+    );
+    for (asked, client) in [("2", "1.125"), ("10", "9"), ("0.4", "0.225")] {
+        let poll = RawPoll::send(port, "offset.test");
+        wait_for_polls(&proxy, 1);
+        let scraper =
+            thread::spawn(move || scrape(port, "http://offset.test/metrics", Some(asked)));
+        let r = poll
+            .answer(Duration::from_secs(5))
+            .expect("the poll gets the scrape");
+        let req = ScrapeRequest::from_bytes(&r.body, DEFAULT_MAX_HEAD).expect("a scrape request");
+        assert_eq!(
+            req.headers.get(SCRAPE_TIMEOUT_HEADER),
+            Some(client),
+            "scrape asking for {asked}"
+        );
+        let id = req.id().expect("Id").to_string();
+        let pushed = proxy.post("/push", &push_body(&id, 200, &[], b"up 1\n"));
+        assert_eq!(pushed.status, 200, "push: {}", pushed.text());
+        let got = scraper.join().expect("scraper thread").expect("answered");
+        assert_eq!(got.status, 200);
     }
 }
 

@@ -218,7 +218,7 @@ fn start_proxy(web_config: &str, extra: &[&str]) -> (Proc, u16) {
     let mut proc = Proc::spawn(&format!("webcfg-proxy-{port}"), &proxy_bin(), &args);
     let listening = format!("listening address=127.0.0.1:{port} scheme=https");
     let up = wait_until(READY_WITHIN, || {
-        proc.log_contains(&listening) || proc.log_contains("ERROR")
+        proc.log_contains(&listening) || proc.log_contains("level=error")
     });
     assert!(
         up && proc.exited().is_none() && proc.log_contains(&listening),
@@ -370,8 +370,8 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
     let impostor = start_client(&dir, port, "a.example", Some("b"));
     let refused = wait_until(Duration::from_secs(10), || {
         proxy.log_contains(
-            "status=403: the client certificate is not valid for a.example: it names b.example",
-        )
+            "the client certificate is not valid for a.example: it names b.example\" from=",
+        ) && proxy.log_contains("status=403")
     });
     assert!(refused, "{}", proxy.log_tail(30));
     assert!(
@@ -530,7 +530,7 @@ fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
         thread::spawn(move || post_as(&dir, port, "a", "/poll", &fqdn))
     };
     let parked = wait_until(Duration::from_secs(10), || {
-        proxy.log_contains("poll waiting fqdn=a.example")
+        proxy.log_contains("msg=\"poll waiting\" fqdn=a.example")
     });
     assert!(parked, "{}", proxy.log_tail(20));
     let scrape = thread::spawn(move || scraper.scrape("http://a.example:9100/metrics", "x:y"));

@@ -1,9 +1,11 @@
-//! Logs: one plain line per event on stderr, `time [LEVEL] message`, the time in RFC 3339 UTC
-//! (`2025-01-31T12:00:00.123456Z`); or, with `--log.format json`, one JSON object per line:
-//! `{"ts":"...","level":"info","msg":"...","fqdn":"...",...}`, the message whole in `msg` and
-//! each of its `key=value` words (`fqdn=`, `scrape_id=`, `from=`, `status=`...) also as a
-//! string field, so a log pipeline can select on them. A few lines of our own instead of a
-//! logging crate: this is all the daemons need, and each static binary is smaller for it.
+//! Logs: one line per event on stderr, in logfmt as Go PushProx and node_exporter write it,
+//! `ts=2025-01-31T12:00:00.123456Z level=info msg="client registered" fqdn=a.example`; or,
+//! with `--log.format json`, one JSON object per line with the same keys,
+//! `{"ts":"...","level":"info","msg":"client registered","fqdn":"a.example","status":403}`.
+//! The daemons write each event as one sentence with `key=value` words in it (`fqdn=`,
+//! `scrape_id=`, `from=`, `status=`...): those words become fields, and `msg` is the rest.
+//! A few lines of our own instead of a logging crate: this is all the daemons need, and each
+//! static binary is smaller for it.
 
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,14 +14,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// `pushprox_client`) start with one of `crates`. The libraries' own lines (ureq, rustls,
 /// tiny_http) would drown ours, and their errors reach us as values anyway.
 pub fn init(level: log::LevelFilter, crates: &'static [&'static str]) {
-    init_as(level, crates, Format::Plain);
+    init_as(level, crates, Format::Logfmt);
 }
 
 /// How each event is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `time [LEVEL] message` (`--log.format logfmt`, the default).
-    Plain,
+    /// `ts=... level=info msg="..." key=value ...` (`--log.format logfmt`, the default).
+    Logfmt,
     /// One JSON object per line (`--log.format json`).
     Json,
 }
@@ -50,7 +52,7 @@ impl log::Log for StderrLogger {
         }
         let now = rfc3339(SystemTime::now());
         let line = match self.format {
-            Format::Plain => format!("{now} [{}] {}\n", record.level(), record.args()),
+            Format::Logfmt => logfmt_line(&now, record.level(), &record.args().to_string()),
             Format::Json => json_line(&now, record.level(), &record.args().to_string()),
         };
         // One write per line, so that lines of several threads do not mix; a log line that
@@ -64,67 +66,132 @@ impl log::Log for StderrLogger {
 /// Names that are the line's own fields, never taken from the message.
 const RESERVED: [&str; 3] = ["ts", "level", "msg"];
 
-/// One event as a JSON object and a newline.
-pub fn json_line(ts: &str, level: log::Level, msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len() + 64);
+/// Fields whose values are always strings in JSON, even when they look like numbers (an FQDN,
+/// a scrape id or a user name made of digits), so that a log store sees one type per field.
+const ALWAYS_STRINGS: [&str; 6] = ["fqdn", "scrape_id", "id", "user", "version", "poller"];
+
+/// One event as a logfmt line and a newline, as Go PushProx and node_exporter write them:
+/// `ts=... level=info msg="..." fqdn=... scrape_id=...`. The message's `key=value` words
+/// become fields of their own and leave `msg`.
+pub fn logfmt_line(ts: &str, level: log::Level, message: &str) -> String {
+    let (msg, fields) = split(message);
+    let mut out = String::with_capacity(message.len() + 64);
+    out.push_str("ts=");
+    out.push_str(ts);
+    out.push_str(" level=");
+    out.push_str(&level.as_str().to_ascii_lowercase());
+    out.push_str(" msg=");
+    logfmt_value(&mut out, &msg);
+    for (key, value) in fields {
+        out.push(' ');
+        out.push_str(key);
+        out.push('=');
+        logfmt_value(&mut out, value);
+    }
+    out.push('\n');
+    out
+}
+
+/// One event as a JSON object and a newline: `ts`, `level`, `msg` (without the fields), then
+/// each field, numbers and booleans typed.
+pub fn json_line(ts: &str, level: log::Level, message: &str) -> String {
+    let (msg, fields) = split(message);
+    let mut out = String::with_capacity(message.len() + 64);
     out.push_str("{\"ts\":");
     json_string(&mut out, ts);
     out.push_str(",\"level\":");
     json_string(&mut out, &level.as_str().to_ascii_lowercase());
     out.push_str(",\"msg\":");
-    json_string(&mut out, msg);
-    let mut seen: Vec<&str> = Vec::new();
-    for (key, value) in fields(msg) {
-        if RESERVED.contains(&key) || seen.contains(&key) {
-            continue;
-        }
-        seen.push(key);
+    json_string(&mut out, &msg);
+    for (key, value) in fields {
         out.push(',');
         json_string(&mut out, key);
         out.push(':');
-        json_string(&mut out, value);
+        if !ALWAYS_STRINGS.contains(&key)
+            && (is_json_number(value) || value == "true" || value == "false")
+        {
+            out.push_str(value);
+        } else {
+            json_string(&mut out, value);
+        }
     }
     out.push_str("}\n");
     out
 }
 
-/// The `key=value` words of a message: the key of letters, digits, `_`, `.` and `-`, the
-/// value up to the next space (without a trailing `:` `,` or `;`), or in double quotes.
-pub fn fields(msg: &str) -> Vec<(&str, &str)> {
-    let mut found = Vec::new();
-    let mut rest = msg;
-    while !rest.is_empty() {
-        let word_start = rest.trim_start_matches(' ');
-        let key_end = word_start
-            .find(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
-            .unwrap_or(word_start.len());
-        let key = &word_start[..key_end];
-        let after = &word_start[key_end..];
-        if !key.is_empty() && key.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            if let Some(value_part) = after.strip_prefix('=') {
-                let (value, next) = match value_part.strip_prefix('"') {
-                    Some(quoted) => match quoted.find('"') {
-                        Some(end) => (&quoted[..end], &quoted[end + 1..]),
-                        None => (quoted, ""),
-                    },
-                    None => {
-                        let end = value_part.find(' ').unwrap_or(value_part.len());
-                        let value = value_part[..end].trim_end_matches([':', ',', ';']);
-                        (value, &value_part[end..])
-                    }
-                };
-                found.push((key, value));
-                rest = next;
-                continue;
-            }
-        }
-        // Not a field: skip to the next word.
-        rest = match word_start.find(' ') {
-            Some(space) => &word_start[space..],
-            None => "",
-        };
+/// Whether `v` is a JSON number as written: `0`, `403`, `-1`, `0.25` (no leading zeros, no
+/// exponent, at most 15 digits so that every reader keeps it exact).
+fn is_json_number(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(int)
+        && (int == "0" || !int.starts_with('0'))
+        && frac.is_none_or(all_digits)
+        && digits.len() <= 16
+}
+
+/// A logfmt value: bare when it can be, else quoted with `\"`, `\\`, `\n`, `\r`, `\t` and
+/// `\u00XX` escapes (go-logfmt's rules: quoted if empty or holding a space, `=`, `"` or a
+/// control character).
+fn logfmt_value(out: &mut String, value: &str) {
+    let bare = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c <= ' ' || c == '=' || c == '"' || c == '\u{7f}');
+    if bare {
+        out.push_str(value);
+    } else {
+        json_string(out, value);
     }
-    found
+}
+
+/// The message without its `key=value` words, and those words as fields, in order. A key is
+/// letters, digits, `_`, `.` and `-`, starting with a letter; the value runs to the next space
+/// (a trailing `:` `,` or `;` stays in the message) or is in double quotes. A key seen before,
+/// and the line's own `ts`, `level` and `msg`, stay in the message as they are.
+pub fn split(message: &str) -> (String, Vec<(&str, &str)>) {
+    let mut text = String::with_capacity(message.len());
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    let mut rest = message;
+    while !rest.is_empty() {
+        let spaces = rest.len() - rest.trim_start_matches(' ').len();
+        let word = &rest[spaces..];
+        let key_end = word
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "_.-".contains(c)))
+            .unwrap_or(word.len());
+        let key = &word[..key_end];
+        let is_key = !key.is_empty()
+            && key.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !RESERVED.contains(&key)
+            && !found.iter().any(|(k, _)| *k == key);
+        if let Some(value_part) = word[key_end..].strip_prefix('=').filter(|_| is_key) {
+            let (value, punctuation, next) = match value_part.strip_prefix('"') {
+                Some(quoted) => match quoted.find('"') {
+                    Some(end) => (&quoted[..end], "", &quoted[end + 1..]),
+                    None => (quoted, "", ""),
+                },
+                None => {
+                    let end = value_part.find(' ').unwrap_or(value_part.len());
+                    let raw = &value_part[..end];
+                    let value = raw.trim_end_matches([':', ',', ';']);
+                    (value, &raw[value.len()..], &value_part[end..])
+                }
+            };
+            found.push((key, value));
+            text.push_str(punctuation);
+            rest = next;
+            continue;
+        }
+        let end = word.find(' ').unwrap_or(word.len());
+        text.push_str(&rest[..spaces + end]);
+        rest = &word[end..];
+    }
+    let msg = text.trim_start_matches([' ', ':', ',', ';']).trim_end();
+    (msg.to_string(), found)
 }
 
 /// `text` as a JSON string literal.
@@ -194,35 +261,77 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_lift_key_value_words() {
-        let line = json_line(
+    fn key_value_words_become_fields_and_leave_the_message() {
+        assert_eq!(
+            split("client registered fqdn=a.example scrape_id=3f-1 msg=x reason=\"two words\" =y"),
+            (
+                "client registered msg=x =y".to_string(),
+                vec![
+                    ("fqdn", "a.example"),
+                    ("scrape_id", "3f-1"),
+                    ("reason", "two words")
+                ]
+            )
+        );
+        assert_eq!(
+            split("serving fqdn=h.example: targets are h.example:PORT"),
+            (
+                "serving: targets are h.example:PORT".to_string(),
+                vec![("fqdn", "h.example")]
+            )
+        );
+        assert_eq!(
+            split("fqdn=a fqdn=b x"),
+            ("fqdn=b x".to_string(), vec![("fqdn", "a")])
+        );
+        assert_eq!(
+            split("no fields here: a = b"),
+            ("no fields here: a = b".to_string(), vec![])
+        );
+    }
+
+    #[test]
+    fn logfmt_lines_quote_as_go_logfmt_does() {
+        let line = logfmt_line(
             "2025-01-31T12:00:00.000000Z",
             log::Level::Warn,
-            "refused POST /poll from=127.0.0.1:5 status=403: bad \"x\"\tfqdn=a.example ts=no",
+            "fqdn=a.example scrape_id=7 refused POST /poll from=127.0.0.1:5 status=403: bad \"x\"\tq=a\\b ts=no",
         );
         assert_eq!(
             line,
-            "{\"ts\":\"2025-01-31T12:00:00.000000Z\",\"level\":\"warn\",\"msg\":\"refused POST /poll from=127.0.0.1:5 status=403: bad \\\"x\\\"\\tfqdn=a.example ts=no\",\"from\":\"127.0.0.1:5\",\"status\":\"403\"}\n"
+            "ts=2025-01-31T12:00:00.000000Z level=warn msg=\"refused POST /poll: bad \\\"x\\\"\\tq=a\\\\b ts=no\" fqdn=a.example scrape_id=7 from=127.0.0.1:5 status=403\n"
         );
         assert_eq!(
-            fields("client registered fqdn=a.example scrape_id=3f-1 msg=x reason=\"two words\" =y"),
-            [
-                ("fqdn", "a.example"),
-                ("scrape_id", "3f-1"),
-                ("msg", "x"),
-                ("reason", "two words")
-            ]
+            logfmt_line("t", log::Level::Info, "started empty= path=\"/a b\""),
+            "ts=t level=info msg=started empty=\"\" path=\"/a b\"\n"
         );
-        assert_eq!(fields("no fields here: a = b"), []);
+    }
+
+    #[test]
+    fn json_lines_have_typed_fields_and_a_message_without_them() {
+        let line = json_line(
+            "2025-01-31T12:00:00.000000Z",
+            log::Level::Warn,
+            "refused POST /poll from=127.0.0.1:5 status=403: bad \"x\"\tfqdn=12 ratio=0.5 zip=007 tls=true ts=no",
+        );
+        assert_eq!(
+            line,
+            "{\"ts\":\"2025-01-31T12:00:00.000000Z\",\"level\":\"warn\",\"msg\":\"refused POST /poll: bad \\\"x\\\"\\tfqdn=12 ts=no\",\"from\":\"127.0.0.1:5\",\"status\":403,\"ratio\":0.5,\"zip\":\"007\",\"tls\":true}\n"
+        );
         let control = json_line("t", log::Level::Info, "\u{1}");
         assert!(control.contains("\"msg\":\"\\u0001\""), "{control}");
+        let typed = json_line("t", log::Level::Info, "x fqdn=12 scrape_id=3");
+        assert!(
+            typed.contains("\"fqdn\":\"12\",\"scrape_id\":\"3\""),
+            "{typed}"
+        );
     }
 
     #[test]
     fn only_the_named_crates_are_logged() {
         let logger = StderrLogger {
             crates: &["pushprox_client", "pushprox_daemon"],
-            format: Format::Plain,
+            format: Format::Logfmt,
         };
         log::set_max_level(log::LevelFilter::Debug);
         let meta = |target| {

@@ -162,12 +162,17 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                 PushError::Expired { fqdn, ago } => (
                     410,
                     format!(
-                        "Error pushing: scrape_id={id} for {fqdn} gave up {:.1}s ago at its deadline; the target answered too slowly for the scrape timeout",
+                        "Error pushing: scrape {id} for {fqdn} gave up {:.1}s ago at its deadline; the target answered too slowly for the scrape timeout",
                         ago.as_secs_f64()
                     ),
                 ),
             };
-            log::warn!("late or unknown push from {from} scrape_id={id}: {reason}");
+            if status == 410 {
+                state.metrics.late_push();
+                log::info!("late push from={from} scrape_id={id}: {reason}");
+            } else {
+                log::warn!("unknown push from={from} scrape_id={id}: {reason}");
+            }
             answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
             After::Kept
         }

@@ -82,8 +82,16 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         Some(Ok(d)) => Some(d),
         Some(Err(e)) => return bad(conn, e.to_string()),
     };
-    let deadline_in = state.config.effective_deadline(requested);
-    headers.set(SCRAPE_TIMEOUT_HEADER, format_scrape_timeout(deadline_in));
+    // Answered before the scraper's deadline, and the client's before ours: each reason then
+    // reaches the one who waits for it.
+    let deadline_in = state
+        .config
+        .before_deadline(state.config.effective_deadline(requested));
+    let client_deadline = state.config.before_deadline(deadline_in);
+    headers.set(
+        SCRAPE_TIMEOUT_HEADER,
+        format_scrape_timeout(client_deadline),
+    );
     let id = pushprox_daemon::ids::scrape_id();
     headers.set(ID_HEADER, id.clone());
     let scrape = ScrapeRequest {

@@ -1,0 +1,51 @@
+//! The password `--hash-password` hashes: from a pipe, all of standard input (one trailing
+//! newline removed), as before; on a terminal, typed twice after a prompt on standard error,
+//! without echo, as `htpasswd` asks for it.
+
+use std::io::{self, BufRead, Read, Write};
+
+/// Reads the password for `user`.
+pub fn read(user: &str) -> io::Result<String> {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+        let mut input = String::new();
+        io::stdin().read_to_string(&mut input)?;
+        return Ok(without_newline(&input).to_string());
+    }
+    let first = prompt(&format!("Password for {user}: "))?;
+    let again = prompt("Type it again: ")?;
+    if first != again {
+        return Err(io::Error::other("the two passwords typed differ"));
+    }
+    Ok(first)
+}
+
+fn without_newline(text: &str) -> &str {
+    text.strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(text)
+}
+
+/// Shows `text` on standard error and reads one line from the terminal with echo off.
+fn prompt(text: &str) -> io::Result<String> {
+    eprint!("{text}");
+    io::stderr().flush()?;
+    // SAFETY: termios is plain data; tcgetattr fills it for the terminal on descriptor 0.
+    let mut term: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut term) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let saved = term;
+    term.c_lflag &= !libc::ECHO;
+    // SAFETY: sets the attributes just read, with echo off, on the same descriptor.
+    if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &term) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut line = String::new();
+    let read = io::stdin().lock().read_line(&mut line);
+    // SAFETY: restores what tcgetattr returned, whatever the read did.
+    unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &saved) };
+    eprintln!();
+    read?;
+    Ok(without_newline(&line).to_string())
+}
