@@ -256,3 +256,68 @@ e2e_harness() {
     trap e2e_finish EXIT
     trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
 }
+
+# unit_command UNIT [ENVFILE]: prints, one word a line, the command systemd would run for the
+# ExecStart= of the service file UNIT: its Environment= values, then those of ENVFILE (in place
+# of the unit's EnvironmentFile=, which is used when ENVFILE is not given), expanded as systemd
+# does (${VAR} stays one word, a word that is exactly $VAR splits at white space). Fails on a
+# unit without exactly one ExecStart=, or a variable that is set nowhere.
+unit_command() {
+    python3 - "$@" <<'PY'
+import re, shlex, sys
+
+unit = sys.argv[1]
+env, env_files, execs, section = {}, [], [], None
+for raw in open(unit, encoding="utf-8"):
+    line = raw.strip()
+    if not line or line[0] in "#;":
+        continue
+    if line.startswith("["):
+        section = line
+        continue
+    if section != "[Service]" or "=" not in line:
+        continue
+    key, value = (s.strip() for s in line.split("=", 1))
+    if key == "Environment":
+        for word in shlex.split(value):
+            name, _, val = word.partition("=")
+            env[name] = val
+    elif key == "EnvironmentFile":
+        env_files.append(value)
+    elif key == "ExecStart":
+        execs.append(value)
+if len(sys.argv) > 2:
+    env_files = [sys.argv[2]]
+for path in env_files:
+    optional = path.startswith("-")
+    try:
+        lines = open(path.lstrip("-"), encoding="utf-8").read().splitlines()
+    except FileNotFoundError:
+        if optional:
+            continue
+        raise
+    for line in lines:
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        name, val = (s.strip() for s in line.split("=", 1))
+        if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
+            val = val[1:-1]
+        env[name] = val
+if len(execs) != 1:
+    sys.exit("%s: %d ExecStart= lines, want 1" % (unit, len(execs)))
+
+def value(name):
+    if name not in env:
+        sys.exit("%s: $%s is set neither in the unit nor in its environment file" % (unit, name))
+    return env[name]
+
+for word in shlex.split(execs[0]):
+    whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
+    if whole:
+        for part in value(whole.group(1)).split():
+            print(part)
+    else:
+        print(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: value(m.group(1)), word))
+PY
+}
