@@ -1,8 +1,10 @@
 //! The scrapes in flight, which a shutdown lets finish within their deadlines.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use pushprox_daemon::AtomicU64;
 
 /// The scrapes running now, and the latest time one of them may still be busy.
 #[derive(Debug)]
