@@ -18,9 +18,9 @@
 # 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run;
 # 7. scripts/audit.sh: cargo audit of Cargo.lock against the RustSec snapshot in
 #    ../shared/advisory-db (installs cargo-audit when missing);
-# 8. scripts/arm-emulation.sh: static aarch64 and armv7 binaries built and run under
-#    qemu-user-static, relaying node_exporter scrapes to and from the x86-64 binaries (it
-#    installs its cross toolchain and qemu itself: about 1.4 GiB of Debian packages, as root).
+# 8. scripts/emulation.sh: static aarch64, armv7 and s390x (big-endian) binaries built and run
+#    under qemu-user-static, relaying node_exporter scrapes to and from the x86-64 binaries (it
+#    installs its cross toolchains and qemu itself: about 1.5 GiB of Debian packages, as root).
 # Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, apache2-utils
 # (htpasswd), chromium, musl-tools, file, systemd (systemd-analyze) (`bash .ci/run` installs them on Debian).
 #
@@ -61,7 +61,7 @@ part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/scre
 part "scripts/systemd-units.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/systemd-units.sh
 part "scripts/build-static.sh" bash scripts/build-static.sh
 part "scripts/audit.sh" bash scripts/audit.sh
-part "scripts/arm-emulation.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/arm-emulation.sh
+part "scripts/emulation.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/emulation.sh
 
 printf '\n==> summary\n'
 printf '%s\n' "${summary[@]}"
