@@ -96,7 +96,8 @@ else
     unwind_dir=$target_dir/static/unwind/$TARGET
     eh=/usr/lib/gcc-cross/$GNU/$UNWIND_GCC/libgcc_eh.a
     mkdir -p "$unwind_dir" && rm -f "$unwind_dir/libunwind.a" || exit 1
-    if "$GNU-nm" "$eh" 2>/dev/null | grep -q ' U _dl_find_object$'; then
+    # (grep without -q: nm must not die of SIGPIPE, which pipefail would count as no match.)
+    if "$GNU-nm" "$eh" 2>/dev/null | grep ' U _dl_find_object$' >/dev/null; then
         # gcc 12's unwinder asks glibc's _dl_find_object for the unwind tables of an address
         # (where Debian has no gcc 11 for the target: mips, riscv64). Given one that finds
         # nothing, it finds no tables: a panic's backtrace is empty (panic=abort needs no
@@ -118,6 +119,10 @@ else
     export "CARGO_TARGET_${upper}_LINKER=$musl_gcc"
     export "CARGO_TARGET_${upper}_RUSTFLAGS=-C target-feature=+crt-static -C relocation-model=static -C link-self-contained=no -L native=$musl_lib -L native=$unwind_dir"
     export "CC_${lower}=$musl_gcc" "AR_${lower}=$GNU-ar"
+    # ring's C code for the CPU and float ABI musl was built for (soft-float MIPS, ARMv6 with
+    # VFP, not the cross gcc's defaults: hard-float MIPS, ARMv7 Thumb-2).
+    read -r _ musl_cflags <<<"$MUSL_SRC"
+    [ -z "$musl_cflags" ] || export "CFLAGS_${lower}=$musl_cflags"
 fi
 say "building ${BINS[*]} for $TARGET (${cargo[*]} --profile $PROFILE)"
 build_start=$SECONDS
