@@ -89,7 +89,20 @@ fi
 # --- musl: built from Debian's source package ---------------------------------------------------
 
 prefix=$(musl_prefix "$TARGET")
-[ -x "$prefix/bin/musl-gcc" ] && [ -f "$prefix/lib/libc.a" ] && exit 0
+# without_gcc_crt: musl's gcc wrapper links gcc's crtbeginS.o and crtendS.o; on ARMv6 leave them
+# out. Debian's armhf gcc made them of ARMv7 Thumb-2 code (movw, movt), which an ARMv6 decodes
+# as other instructions: its constructor jumped into musl's setgroups, and musl killed the
+# process. musl's own crt1.o, crti.o and crtn.o are all a static binary needs (musl runs the
+# init_array; EH frames are ARM's .ARM.exidx, found without registration).
+without_gcc_crt() {
+    case "$MUSL_SRC" in
+        *-march=armv6*) sed -i -e 's# crtbeginS\.o%s##' -e 's#crtendS\.o%s ##' "$prefix/lib/musl-gcc.specs" ;;
+    esac
+}
+if [ -x "$prefix/bin/musl-gcc" ] && [ -f "$prefix/lib/libc.a" ]; then
+    without_gcc_crt
+    exit 0
+fi
 [ "$(id -u)" = 0 ] || die "musl for $TARGET is missing: run this script as root to build it into $prefix"
 MUSL_VERSION=1.2.3
 read -r musl_target cflags <<<"$MUSL_SRC"
@@ -115,4 +128,5 @@ say "building musl $MUSL_VERSION for $musl_target (CFLAGS $cflags) into $prefix"
         nice -n 15 make -j"$(nproc)" && make install
 ) >"$work/build.log" 2>&1 || die "building musl failed: $(tail -n 5 "$work/build.log" | one_line)"
 { [ -x "$prefix/bin/musl-gcc" ] && [ -f "$prefix/lib/libc.a" ]; } || die "musl built, but $prefix/bin/musl-gcc or lib/libc.a is missing"
+without_gcc_crt || die "cannot edit $prefix/lib/musl-gcc.specs"
 say "musl for $TARGET in $prefix"
