@@ -115,9 +115,10 @@ else
     upper=${upper//-/_}
     lower=${TARGET//-/_}
     # Linked by musl's gcc wrapper (its crt objects, not rustc's self-contained ones, which
-    # Debian does not ship for these targets), against musl's libc.a, without PIE.
+    # Debian does not ship for these targets), against musl's libc.a, without PIE (the code
+    # position-dependent too, but on mips64el: RELOC in lib.sh).
     export "CARGO_TARGET_${upper}_LINKER=$musl_gcc"
-    export "CARGO_TARGET_${upper}_RUSTFLAGS=-C target-feature=+crt-static -C relocation-model=static -C link-self-contained=no -L native=$musl_lib -L native=$unwind_dir"
+    export "CARGO_TARGET_${upper}_RUSTFLAGS=-C target-feature=+crt-static -C relocation-model=$RELOC -C link-self-contained=no -L native=$musl_lib -L native=$unwind_dir"
     export "CC_${lower}=$musl_gcc" "AR_${lower}=$GNU-ar"
     # ring's C code for the CPU and float ABI musl was built for (soft-float MIPS, ARMv6 with
     # VFP, not the cross gcc's defaults: hard-float MIPS, ARMv7 Thumb-2).

@@ -363,9 +363,10 @@ STATIC_CI_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 # Debian has it: gcc 12's, but on ARM, calls glibc's _dl_find_object, which musl lacks; where
 # it does not, 12's, given a _dl_find_object that finds nothing: see build-static.sh); QEMU and
 # QEMU_CPU: the qemu-user that runs it, and the oldest CPU the target promises (qemu -cpu), so
-# that an instruction newer than that fails the run. Fails for an unknown TRIPLE.
+# that an instruction newer than that fails the run; RELOC: rustc's relocation model (static:
+# no PIE, see build-static.sh). Fails for an unknown TRIPLE.
 static_target() {
-    GO_ARCH="" DEB_ARCH="" GNU="" MUSL="" MUSL_SRC="" UNWIND_GCC=12 QEMU="" QEMU_CPU=""
+    GO_ARCH="" DEB_ARCH="" GNU="" MUSL="" MUSL_SRC="" UNWIND_GCC=12 QEMU="" QEMU_CPU="" RELOC=static
     case "$1" in
         x86_64-unknown-linux-musl) GO_ARCH=amd64 DEB_ARCH=amd64 ;;
         i686-unknown-linux-musl)
@@ -397,8 +398,10 @@ static_target() {
             MUSL_SRC="mipsel-linux-muslsf -msoft-float -march=mips32r2" UNWIND_GCC=11
             QEMU=qemu-mipsel-static QEMU_CPU=24Kc ;;
         mips64el-unknown-linux-muslabi64)
+            # Position-independent code: with relocation-model=static LLVM builds addresses in
+            # 32 bits, while n64 programs are linked above 4 GiB (0x120000000): it crashed at start.
             GO_ARCH=mips64le DEB_ARCH=mips64el GNU=mips64el-linux-gnuabi64 MUSL=mips64el-linux-musl
-            UNWIND_GCC=11 QEMU=qemu-mips64el-static ;;
+            UNWIND_GCC=11 QEMU=qemu-mips64el-static RELOC=pic ;;
         powerpc64le-unknown-linux-musl)
             GO_ARCH=ppc64le DEB_ARCH=ppc64el GNU=powerpc64le-linux-gnu MUSL=powerpc64le-linux-musl
             UNWIND_GCC=11 QEMU=qemu-ppc64le-static QEMU_CPU=power8 ;;
