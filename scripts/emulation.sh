@@ -7,7 +7,8 @@
 #      text;
 #   2. the target's client polls the x86-64 proxy, and a scrape of a real node_exporter
 #      (Debian's prometheus-node-exporter) is relayed through it;
-#   3. the target's proxy relays a node_exporter scrape from an x86-64 client.
+#   3. the target's proxy relays a node_exporter scrape from an x86-64 client;
+#   and each of the target's binaries, sent SIGTERM after its relay, exits 0 by itself.
 # The scraper is curl using the proxy as its HTTP proxy, as Prometheus does (proxy_url). Each
 # relayed scrape must answer 200 with the metric families (# TYPE lines) that a direct fetch of
 # the same node_exporter lists, node_exporter_build_info and node_cpu_seconds_total among them:
@@ -121,13 +122,28 @@ wait_client() {
     fail "$what did not appear in the proxy's /clients within 60 s"
 }
 
+# stop_target WHAT PID: SIGTERM to the target's binary, which must end by itself with status 0
+# within 20 s (both binaries finish what is in flight and exit 0), not by a signal.
+stop_target() {
+    local what=$1 pid=$2 n rc
+    kill -TERM "$pid" 2>/dev/null
+    for ((n = 0; n < 200; n++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    alive "$pid" && { fail "$what did not exit within 20 s of SIGTERM"; return 1; }
+    wait "$pid"
+    rc=$?
+    [ "$rc" = 0 ] || { fail "$what exited with status $rc on SIGTERM, want 0 (a status above 128 is a signal: 139 SIGSEGV)"; return 1; }
+}
+
 # What --help must mention, per binary: a flag of each.
 declare -A help_mentions=([pushprox-proxy]=--web.listen-address [pushprox-client]=--proxy-url)
 
 # emulate TRIPLE: the three checks for one target; 1 at its first failure.
 emulate() {
     local t=$1 b f v h what pport short
-    { static_target "$t" && static_run "$t"; } || { fail "$t: $QEMU is missing"; return 1; }
+    { static_target "$t" && static_run "$t" "$static_dir/$t/pushprox-client"; } || { fail "$t: $QEMU is missing"; return 1; }
     short=${t%%-*}
     LOGS=() NAMES=()
     # 1. --version and --help, with an empty environment.
@@ -144,7 +160,7 @@ emulate() {
             *"${help_mentions[$b]}"*) ;;
             *) fail "$t $b --help does not mention ${help_mentions[$b]}: $(printf '%s' "$h" | head -n 3 | one_line)"; return 1 ;;
         esac
-        ok "$t $b under ${RUN[*]##*/}: \"$v\", --help $(printf '%s\n' "$h" | wc -l) lines ($(file -b "$f" | cut -d, -f1-2))"
+        ok "$t $b ${RUN[0]:+under }${RUN[*]##*/}${RUN[0]:-natively}: \"$v\", --help $(printf '%s\n' "$h" | wc -l) lines ($(file -b "$f" | cut -d, -f1-2))"
     done
 
     # 2. The target's client, the x86-64 proxy.
@@ -154,17 +170,21 @@ emulate() {
     what="$short client via x86-64 proxy"
     start_bg "$short pushprox-client" "$TMP/$short-client.log" env -i "${RUN[@]}" "$static_dir/$t/pushprox-client" \
         --proxy-url "http://127.0.0.1:${ports[0]}/" --fqdn "$HOST" --metrics-addr "127.0.0.1:${ports[1]}"
-    wait_client "$what" "${ports[0]}" "$LAST_PID" && check_scrape "$what" "${ports[0]}" || return 1
+    local target_pid=$LAST_PID
+    wait_client "$what" "${ports[0]}" "$target_pid" && check_scrape "$what" "${ports[0]}" &&
+        stop_target "$short client" "$target_pid" || return 1
     stop_all
 
     # 3. The target's proxy, an x86-64 client.
     what="x86-64 client via $short proxy"
     pport=${ports[2]}
     start_bg "$short pushprox-proxy" "$TMP/$short-proxy.log" env -i "${RUN[@]}" "$static_dir/$t/pushprox-proxy" -l "127.0.0.1:$pport"
-    wait_http "$short proxy" "$LAST_PID" "http://127.0.0.1:$pport/-/healthy" 60 || { fail "$FAIL_REASON"; return 1; }
+    target_pid=$LAST_PID
+    wait_http "$short proxy" "$target_pid" "http://127.0.0.1:$pport/-/healthy" 60 || { fail "$FAIL_REASON"; return 1; }
     start_bg "x86-64 pushprox-client for the $short proxy" "$TMP/x86-client-$short.log" \
         "$X86_CLIENT" --proxy-url "http://127.0.0.1:$pport/" --fqdn "$HOST" --metrics-addr 127.0.0.1:0
-    wait_client "$what" "$pport" "$LAST_PID" && check_scrape "$what" "$pport" || return 1
+    wait_client "$what" "$pport" "$LAST_PID" && check_scrape "$what" "$pport" &&
+        stop_target "$short proxy" "$target_pid" || return 1
     stop_all
 }
 
@@ -193,7 +213,7 @@ for t in "${targets[@]}"; do
     fi
     emu_start=$SECONDS
     if emulate "$t"; then
-        results+=("ok    $t: --version, its client via x86-64 proxy, its proxy for x86-64 client ($((SECONDS - emu_start))s under qemu, $((SECONDS - start))s in all)")
+        results+=("ok    $t: --version, its client via x86-64 proxy, its proxy for x86-64 client, exit 0 on SIGTERM ($((SECONDS - emu_start))s to run, $((SECONDS - start))s in all)")
     else
         results+=("FAIL  $t ($((SECONDS - start))s)")
         rc=1

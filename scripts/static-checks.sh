@@ -43,7 +43,7 @@ out=${CARGO_TARGET_DIR:-$ROOT/target}/static/$TARGET
 for b in "${BINS[@]}"; do
     [ -f "$out/$b" ] || die "$out/$b is missing (scripts/build-static.sh --target $TARGET builds it)"
 done
-static_run "$TARGET" || die "$QEMU is missing (scripts/static-toolchain.sh $TARGET installs it)"
+static_run "$TARGET" "$out/pushprox-client" || die "$QEMU is missing (scripts/static-toolchain.sh $TARGET installs it)"
 
 # --- size, static linking, an empty environment -------------------------------------------------
 

@@ -20,7 +20,7 @@
 #    other three run under qemu-user-static relaying node_exporter scrapes to and from the x86-64
 #    binaries (scripts/emulation.sh), their release archives and .debs, and the package test
 #    (scripts/deb-test.sh: the amd64 .debs installed, run as their units, upgraded, purged).
-#    It installs the cross toolchains and qemu itself: about 1.5 GiB of Debian packages, as root;
+#    It installs the cross toolchains and qemu itself: over 1.4 GiB of Debian packages, as root;
 # 7. scripts/audit.sh: cargo audit of Cargo.lock against the RustSec snapshot in
 #    ../shared/advisory-db (installs cargo-audit when missing);
 # Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, apache2-utils
