@@ -31,9 +31,9 @@
 # build them again through its own cargo run, and is not packaged in Debian 12: installing it
 # means compiling it), and what a package needs beyond dpkg-deb is a control file and three
 # short maintainer scripts (scripts/deb/make-deb.sh and its postinst, prerm, postrm), which say
-# plainly what they do. Needs dpkg-deb,
-# tar, gzip, sha256sum (Debian: dpkg, tar, gzip, coreutils). Ends with a summary (per target:
-# built and checked, qemu, sizes; seconds per step) and exits non-zero when any step failed.
+# plainly what they do. Needs dpkg-deb, tar, gzip, sha256sum (Debian: dpkg, tar, gzip,
+# coreutils). Ends with a summary (per target: built and checked, qemu, sizes; seconds per
+# step) and exits non-zero when any step failed.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
