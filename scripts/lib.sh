@@ -256,3 +256,182 @@ e2e_harness() {
     trap e2e_finish EXIT
     trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
 }
+
+# unit_command UNIT [ENVFILE]: prints, one word a line, the command systemd would run for the
+# ExecStart= of the service file UNIT: its Environment= values, then those of ENVFILE (in place
+# of the unit's EnvironmentFile=, which is used when ENVFILE is not given), expanded as systemd
+# does (${VAR} stays one word, a word that is exactly $VAR splits at white space). Fails on a
+# unit without exactly one ExecStart=, or a variable that is set nowhere.
+unit_command() {
+    python3 - "$@" <<'PY'
+import re, shlex, sys
+
+unit = sys.argv[1]
+env, env_files, execs, section = {}, [], [], None
+for raw in open(unit, encoding="utf-8"):
+    line = raw.strip()
+    if not line or line[0] in "#;":
+        continue
+    if line.startswith("["):
+        section = line
+        continue
+    if section != "[Service]" or "=" not in line:
+        continue
+    key, value = (s.strip() for s in line.split("=", 1))
+    if key == "Environment":
+        for word in shlex.split(value):
+            name, _, val = word.partition("=")
+            env[name] = val
+    elif key == "EnvironmentFile":
+        env_files.append(value)
+    elif key == "ExecStart":
+        execs.append(value)
+if len(sys.argv) > 2:
+    env_files = [sys.argv[2]]
+for path in env_files:
+    optional = path.startswith("-")
+    try:
+        lines = open(path.lstrip("-"), encoding="utf-8").read().splitlines()
+    except FileNotFoundError:
+        if optional:
+            continue
+        raise
+    for line in lines:
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        name, val = (s.strip() for s in line.split("=", 1))
+        if len(val) >= 2 and val[0] == val[-1] and val[0] in "'\"":
+            val = val[1:-1]
+        env[name] = val
+if len(execs) != 1:
+    sys.exit("%s: %d ExecStart= lines, want 1" % (unit, len(execs)))
+
+def value(name):
+    if name not in env:
+        sys.exit("%s: $%s is set neither in the unit nor in its environment file" % (unit, name))
+    return env[name]
+
+for word in shlex.split(execs[0]):
+    whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
+    if whole:
+        for part in value(whole.group(1)).split():
+            print(part)
+    else:
+        print(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: value(m.group(1)), word))
+PY
+}
+
+# apt_install PACKAGE...: installs Debian packages (as root): one `apt-get update`, then the
+# install, waiting for dpkg's lock while other installs hold it. Fails with the command to
+# run when not root. Services the packages bring are not started (policy-rc.d), as the tests
+# start their own copies.
+apt_install() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        printf '%s: missing %s: install them as root (Debian: apt-get install %s)\n' "$SCRIPT" "$*" "$*" >&2
+        return 1
+    fi
+    say "installing $*"
+    local apt=(apt-get -o DPkg::Lock::Timeout=900) policy=0 rc=0
+    export DEBIAN_FRONTEND=noninteractive
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1
+    fi
+    # A mirror being synced can fail the update of one architecture's index while the others
+    # are fine; the install then tells whether what we need was there.
+    "${apt[@]}" update -qq || warn "apt-get update reported errors; trying the install anyway"
+    "${apt[@]}" install -y -qq --no-install-recommends "$@" >/dev/null || rc=1
+    [ "$policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    [ "$rc" = 0 ] || { warn "apt-get install $* failed"; return 1; }
+}
+
+# The static Linux targets (scripts/build-static.sh), in the order of the Go release's
+# architectures. STATIC_CI_TARGETS: one of each family, what CI builds and runs under qemu.
+STATIC_TARGETS=(x86_64-unknown-linux-musl i686-unknown-linux-musl aarch64-unknown-linux-musl
+    armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf armv5te-unknown-linux-musleabi
+    mips-unknown-linux-musl mipsel-unknown-linux-musl mips64el-unknown-linux-muslabi64
+    powerpc64le-unknown-linux-musl riscv64gc-unknown-linux-musl s390x-unknown-linux-musl)
+STATIC_CI_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+    armv7-unknown-linux-musleabihf s390x-unknown-linux-musl)
+
+# static_target TRIPLE: sets what building and running TRIPLE takes. GO_ARCH: the Go release's
+# name (pushprox-VERSION.linux-GO_ARCH.tar.gz); DEB_ARCH: Debian's architecture, of the .deb
+# and of musl-dev (none: no .deb); GNU: the cross gcc's prefix; MUSL: musl's triplet (Debian's
+# /usr/lib/MUSL and MUSL-gcc); MUSL_SRC: how musl is had when Debian's musl-dev does not fit
+# ("" when it does; else musl's configure target and CFLAGS, musl then built from Debian's
+# source package); UNWIND_GCC: the gcc whose libgcc_eh.a stands in for libunwind.a (11 where
+# Debian has it: gcc 12's, but on ARM, calls glibc's _dl_find_object, which musl lacks; where
+# it does not, 12's, given a _dl_find_object that finds nothing: see build-static.sh); QEMU and
+# QEMU_CPU: the qemu-user that runs it, and the oldest CPU the target promises (qemu -cpu), so
+# that an instruction newer than that fails the run; RELOC: rustc's relocation model (static:
+# no PIE, see build-static.sh). Fails for an unknown TRIPLE.
+static_target() {
+    GO_ARCH="" DEB_ARCH="" GNU="" MUSL="" MUSL_SRC="" UNWIND_GCC=12 QEMU="" QEMU_CPU="" RELOC=static
+    case "$1" in
+        x86_64-unknown-linux-musl) GO_ARCH=amd64 DEB_ARCH=amd64 ;;
+        i686-unknown-linux-musl)
+            # Rust's i686 wants SSE2 (a Pentium 4), which qemu's default CPU has.
+            GO_ARCH=386 DEB_ARCH=i386 GNU=i686-linux-gnu MUSL=i386-linux-musl QEMU=qemu-i386-static
+            UNWIND_GCC=11 ;;
+        aarch64-unknown-linux-musl)
+            GO_ARCH=arm64 DEB_ARCH=arm64 GNU=aarch64-linux-gnu MUSL=aarch64-linux-musl
+            UNWIND_GCC=11 QEMU=qemu-aarch64-static ;;
+        armv7-unknown-linux-musleabihf)
+            GO_ARCH=armv7 DEB_ARCH=armhf GNU=arm-linux-gnueabihf MUSL=arm-linux-musleabihf
+            QEMU=qemu-arm-static QEMU_CPU=cortex-a7 ;;
+        arm-unknown-linux-musleabihf)
+            # Debian's armhf is ARMv7 (Thumb-2): musl for ARMv6 with VFP comes from source.
+            GO_ARCH=armv6 GNU=arm-linux-gnueabihf MUSL=arm-linux-musleabihf
+            MUSL_SRC="arm-linux-musleabihf -march=armv6 -mfpu=vfp -mfloat-abi=hard -marm"
+            QEMU=qemu-arm-static QEMU_CPU=arm1176 ;;
+        armv5te-unknown-linux-musleabi)
+            GO_ARCH=armv5 DEB_ARCH=armel GNU=arm-linux-gnueabi MUSL=arm-linux-musleabi
+            QEMU=qemu-arm-static QEMU_CPU=arm926 ;;
+        mips-unknown-linux-musl)
+            # Rust's 32-bit MIPS musl targets are soft-float (as OpenWrt's); Debian's are
+            # hard-float, and Debian has no big-endian mips at all: musl from source.
+            GO_ARCH=mips GNU=mips-linux-gnu MUSL=mips-linux-muslsf
+            MUSL_SRC="mips-linux-muslsf -msoft-float -march=mips32r2"
+            QEMU=qemu-mips-static QEMU_CPU=24Kc ;;
+        mipsel-unknown-linux-musl)
+            GO_ARCH=mipsle DEB_ARCH=mipsel GNU=mipsel-linux-gnu MUSL=mipsel-linux-muslsf
+            MUSL_SRC="mipsel-linux-muslsf -msoft-float -march=mips32r2" UNWIND_GCC=11
+            QEMU=qemu-mipsel-static QEMU_CPU=24Kc ;;
+        mips64el-unknown-linux-muslabi64)
+            # Position-independent code: with relocation-model=static LLVM builds addresses in
+            # 32 bits, while n64 programs are linked above 4 GiB (0x120000000): it crashed at start.
+            GO_ARCH=mips64le DEB_ARCH=mips64el GNU=mips64el-linux-gnuabi64 MUSL=mips64el-linux-musl
+            UNWIND_GCC=11 QEMU=qemu-mips64el-static RELOC=pic ;;
+        powerpc64le-unknown-linux-musl)
+            GO_ARCH=ppc64le DEB_ARCH=ppc64el GNU=powerpc64le-linux-gnu MUSL=powerpc64le-linux-musl
+            UNWIND_GCC=11 QEMU=qemu-ppc64le-static QEMU_CPU=power8 ;;
+        riscv64gc-unknown-linux-musl)
+            # Debian 12 has no riscv64 architecture: musl from source.
+            GO_ARCH=riscv64 GNU=riscv64-linux-gnu MUSL=riscv64-linux-musl MUSL_SRC="riscv64-linux-musl"
+            QEMU=qemu-riscv64-static ;;
+        s390x-unknown-linux-musl)
+            GO_ARCH=s390x DEB_ARCH=s390x GNU=s390x-linux-gnu MUSL=s390x-linux-musl UNWIND_GCC=11
+            QEMU=qemu-s390x-static ;;
+        *)
+            printf '%s: unknown target %s; known: %s\n' "$SCRIPT" "$1" "${STATIC_TARGETS[*]}" >&2
+            return 1 ;;
+    esac
+}
+
+# musl_prefix TRIPLE: where scripts/static-toolchain.sh puts musl built from source for it.
+musl_prefix() { echo "/usr/local/lib/pushprox-musl/$1"; }
+
+# static_run TRIPLE [BIN]: sets RUN to what runs a binary of TRIPLE here (qemu-user with the
+# target's oldest CPU; nothing for x86-64). i686 runs natively where the x86-64 kernel runs 32-bit
+# programs (BIN --version tells): qemu-i386 crashes (SIGSEGV) a client that gets SIGTERM while
+# its TLS connection closes, which the same binary run natively does not. Call static_target first.
+static_run() {
+    RUN=()
+    [ -n "$QEMU" ] || return 0
+    if [ "$1" = i686-unknown-linux-musl ] && [ -n "${2:-}" ] && [ "$(uname -m)" = x86_64 ] &&
+        env -i "$2" --version >/dev/null 2>&1; then
+        return 0
+    fi
+    RUN=("$(command -v "$QEMU")") || return 1
+    [ -z "$QEMU_CPU" ] || RUN+=(-cpu "$QEMU_CPU")
+}

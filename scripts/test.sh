@@ -16,14 +16,19 @@
 #    one proxy SIGKILLed (debug binaries);
 # 4. scripts/bench.sh --smoke: the benchmark's code paths with tiny numbers (no timings judged);
 # 5. scripts/screenshot.sh: the proxy's status page rendered by headless Chromium;
-# 6. scripts/build-static.sh: static musl binaries, their size budget, and that they run;
+#    scripts/systemd-units.sh: the systemd units verified (systemd-analyze) and their commands,
+#    with the /etc/default files, started for README's TLS set-up;
+# 6. scripts/release.sh --ci: static musl binaries for one target of each family (x86-64,
+#    aarch64, armv7, s390x: scripts/build-static.sh --ci, their size budget, static, TLS), the
+#    other three run under qemu-user-static relaying node_exporter scrapes to and from the x86-64
+#    binaries (scripts/emulation.sh), their release archives and .debs, and the package test
+#    (scripts/deb-test.sh: the amd64 .debs installed, run as their units, upgraded, purged).
+#    It installs the cross toolchains and qemu itself: over 1.4 GiB of Debian packages, as root;
 # 7. scripts/audit.sh: cargo audit of Cargo.lock against the RustSec snapshot in
 #    ../shared/advisory-db (installs cargo-audit when missing);
-# 8. scripts/arm-emulation.sh: static aarch64 and armv7 binaries built and run under
-#    qemu-user-static, relaying node_exporter scrapes to and from the x86-64 binaries (it
-#    installs its cross toolchain and qemu itself: about 1.4 GiB of Debian packages, as root).
 # Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, jq, apache2-utils
-# (htpasswd), chromium, musl-tools, file (`bash .ci/run` installs them on Debian).
+# (htpasswd), chromium, musl-tools, file, systemd (systemd-analyze) (`bash .ci/run` installs them
+# on Debian).
 #
 #   scripts/test.sh
 #   PUSHPROX_BIN_DIR=target/debug scripts/test.sh    # e2e with the debug binaries, no release build
@@ -62,9 +67,9 @@ part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
 part "scripts/shards-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/shards-e2e.sh
 part "scripts/bench.sh --smoke" env PUSHPROX_BIN_DIR=target/debug bash scripts/bench.sh --smoke
 part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/screenshot.sh
-part "scripts/build-static.sh" bash scripts/build-static.sh
+part "scripts/systemd-units.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/systemd-units.sh
+part "scripts/release.sh --ci" bash scripts/release.sh --ci
 part "scripts/audit.sh" bash scripts/audit.sh
-part "scripts/arm-emulation.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/arm-emulation.sh
 
 printf '\n==> summary\n'
 printf '%s\n' "${summary[@]}"

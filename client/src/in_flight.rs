@@ -1,9 +1,11 @@
 //! The scrapes in flight: at most `--scrape.max-in-flight` of them, whatever the proxies hand
 //! out, and a shutdown lets them finish within their deadlines.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use pushprox_daemon::AtomicU64;
 
 /// Refusals are logged at most this often, with their count.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);

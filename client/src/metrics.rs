@@ -1,11 +1,12 @@
 //! The client's own counters and their text exposition; `metrics_server` serves them.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pushprox_daemon::exposition::{header, millis_as_seconds, single};
+use pushprox_daemon::AtomicU64;
 
 /// How a scrape ended, for `pushprox_client_scrapes_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

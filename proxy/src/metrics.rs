@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use pushprox_daemon::exposition::{header, single};
+use pushprox_daemon::AtomicU64;
 
 use crate::http::ShareRefusal;
 

@@ -9,9 +9,11 @@
 //! under its id, for the push.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use pushprox_daemon::AtomicU64;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 

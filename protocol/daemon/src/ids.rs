@@ -3,7 +3,9 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::AtomicU64;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 

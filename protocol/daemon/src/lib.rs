@@ -14,3 +14,8 @@ pub mod process;
 pub mod signals;
 pub mod tls;
 pub mod workers;
+
+/// The 64-bit counter both daemons use: the CPU's own atomic where it has 64-bit atomics,
+/// portable-atomic's lock-based one on the 32-bit MIPS and ARMv5 targets, which have none (and
+/// where `std::sync::atomic::AtomicU64` does not exist). Same methods as std's.
+pub use portable_atomic::AtomicU64;

@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use pushprox_daemon::AtomicU64;
 
 use subtle::ConstantTimeEq;
 
