@@ -7,8 +7,16 @@
 #   PUSHPROX_BIN_DIR=target/release scripts/abuse-bench.sh  # binaries built elsewhere (or older)
 #   FLOOD_CONNECTIONS=150 FLOOD_SECONDS=20 scripts/abuse-bench.sh
 #
-# Needs: curl (7.66 or later, for --parallel), openssl, python3; htpasswd (apache2-utils) if
-# present, else the proxy's --hash-password.
+#   REGISTRY_CLIENTS=10000 scripts/abuse-bench.sh             # size of the large registry
+#
+# Then the other two figures of issue 16 with the same binaries, through the tests that assert
+# their bounds (cargo test, --nocapture): the proxy's peak memory while six readers fetch
+# /clients of 300 and of REGISTRY_CLIENTS (10,000) clients with the largest announcements the
+# limits allow, and the client's threads and peak memory under a proxy that hands out slow
+# scrapes as fast as it can poll.
+#
+# Needs: curl (7.66 or later, for --parallel), openssl, python3, cargo; htpasswd (apache2-utils)
+# if present, else the proxy's --hash-password.
 #
 # All on loopback: the proxy serves TLS with basic_auth_users (bcrypt, cost 10, the README's
 # internet setup); one pushprox-client polls it, and scrapes of it go to the client's own
@@ -134,5 +142,22 @@ say "cached scraper: $cached_failed of $cached_total scrapes failed, slowest ${c
 refused=$(curl -sS --max-time 10 --cacert "$TMP/ca.crt" -u prom:right-password "$PROXY/metrics" 2>/dev/null |
     grep -E '^pushprox_auth_(failures_total\{reason="(scrape_credentials_wrong|too_many_failures|password_checks_busy)"|password_)' | one_line)
 say "proxy /metrics: ${refused:-no pushprox_auth_failures_total}"
+
+# --- the registry and the client under announcements and slow scrapes -------------------------------
+# The tests print one line of figures each; their asserts (64 MiB, 64 threads) hold here too.
+figures() {
+    local pattern=$1 out
+    shift
+    out=$(cd "$ROOT" && "$@" -- --nocapture --test-threads 1 2>&1) || fail "$* failed: $(tail -5 <<<"$out")"
+    grep -E "$pattern" <<<"$out" | while read -r line; do say "$line"; done
+}
+figures 'largest announcements|GET /' env PUSHPROX_PROXY_BIN="$PROXY_BIN" \
+    cargo test -q -p pushprox-proxy --test abuse_registry three_hundred_largest_announcements
+figures 'largest announcements' env PUSHPROX_PROXY_BIN="$PROXY_BIN" \
+    PUSHPROX_REGISTRY_CLIENTS="${REGISTRY_CLIENTS:-10000}" \
+    cargo test -q -p pushprox-proxy --test abuse_registry a_large_registry_is_read
+figures 'hostile proxy for' env PUSHPROX_CLIENT_BIN="$CLIENT_BIN" \
+    cargo test -q -p pushprox-client --test hostile_proxy a_proxy_flooding_the_client
+
 PASS_DETAIL="uncached login under flood: slowest ${login_worst} s ($logins_ok/5 ok); cached scraper: $cached_failed/$cached_total failed"
 PASSED=1

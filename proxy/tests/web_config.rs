@@ -806,8 +806,11 @@ fn a_wrong_password_flood_does_not_starve_right_ones() {
         "{cached_hits} cache hits for {} scrapes",
         statuses.len()
     );
+    // One logfmt line: the count and its reason in msg, the latest address as a field.
     assert!(
-        proxy.log_contains("without running them, latest from=127.0.0.2"),
+        proxy.log_contains("level=warn msg=\"refused ")
+            && proxy.log_contains("password check(s) with 429 without running them, latest")
+            && proxy.log_contains("from=127.0.0.2"),
         "{}",
         proxy.log_tail(20)
     );
@@ -901,9 +904,8 @@ fn a_changed_client_ca_closes_the_connections_it_no_longer_verifies() {
     );
     // The new handshakes of the client are refused, and said so at WARN (once per 10 s).
     assert!(
-        proxy.log_contains("[WARN] refused TLS handshake from=127.0.0.1:")
-            && proxy
-                .log_contains("the client certificate: invalid peer certificate: UnknownIssuer"),
+        proxy.log_contains("level=warn msg=\"refused TLS handshake: the client certificate: invalid peer certificate: UnknownIssuer")
+            && proxy.log_contains("from=127.0.0.1:"),
         "{}",
         proxy.log_tail(20)
     );
