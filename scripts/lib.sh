@@ -58,7 +58,9 @@ first_command() {
 pushprox_bins() {
     local dir
     if [ -n "${PUSHPROX_BIN_DIR:-}" ]; then
-        dir=$PUSHPROX_BIN_DIR
+        # Absolute, as systemd units and scripts that change directory need it.
+        dir=$(cd "$PUSHPROX_BIN_DIR" 2>/dev/null && pwd) ||
+            { printf '%s: PUSHPROX_BIN_DIR=%s is not a directory\n' "$SCRIPT" "$PUSHPROX_BIN_DIR" >&2; return 1; }
     else
         need cargo "install Rust with rustup, or set PUSHPROX_BIN_DIR" || return 1
         say "building the release binaries (cargo build --release)"

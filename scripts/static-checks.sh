@@ -237,7 +237,7 @@ else
     start_bg pushprox-client "$tmp/client-proxy.log" env -i "${RUN[@]}" "$client" \
         --proxy-url "https://$proxy_addr/" --tls.cacert "$tmp/ca.pem" \
         --fqdn 127.0.0.1 --metrics-addr "127.0.0.1:$metrics_port"
-    if wait_line "$tmp/proxy.log" 'client registered fqdn=127\.0\.0\.1' "$proxy_pid" >/dev/null; then
+    if wait_line "$tmp/proxy.log" 'client registered"? fqdn=127\.0\.0\.1' "$proxy_pid" >/dev/null; then
         if scrape=$(
             python3 - "$proxy_addr" "$tmp/ca.pem" "http://127.0.0.1:$metrics_port/metrics" <<'PY'
 import http.client, ssl, sys
