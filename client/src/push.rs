@@ -225,6 +225,9 @@ pub fn push_error(
 ) -> Result<(), PushError> {
     let remaining = deadline.saturating_duration_since(Instant::now());
     let mut response = Response::text(status, reason);
+    // Also after the standard phrase in the status line: the proxy relays it, and Prometheus'
+    // target page shows a failed scrape's status line, not its body.
+    response.head.reason = pushprox_protocol::reason_with(status, reason);
     if status == 405 {
         // RFC 9110: a 405 says which methods are allowed (a scrape's: GET and HEAD).
         response.head.headers.append("Allow", "GET, HEAD");

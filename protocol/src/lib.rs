@@ -30,7 +30,9 @@ pub use error::{excerpt, ProtocolError};
 pub use head::{parse_request, read_request, HeadLimits, RequestHead, Version};
 pub use headers::Headers;
 pub use request::{ScrapeRequest, Target, ID_HEADER};
-pub use response::{reason_phrase, Response, ResponseHead, HOP_BY_HOP};
+pub use response::{
+    reason_phrase, reason_text, reason_with, Response, ResponseHead, HOP_BY_HOP, MAX_REASON,
+};
 pub use timeout::{
     format_duration, format_scrape_timeout, parse_duration, parse_scrape_timeout,
     PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,

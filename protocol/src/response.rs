@@ -127,6 +127,29 @@ impl Response {
     }
 }
 
+/// The longest reason phrase we write: a status line stays one short, readable line.
+pub const MAX_REASON: usize = 200;
+
+/// `phrase` made safe for a status line: printable ASCII and spaces only (no CR/LF, no
+/// obs-text; anything else becomes `?`), at most [`MAX_REASON`] bytes.
+pub fn reason_text(phrase: &str) -> String {
+    phrase
+        .chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .take(MAX_REASON)
+        .collect()
+}
+
+/// The standard phrase of `status` followed by `detail`, for a status line that says why
+/// (Prometheus shows a failed scrape's status line, not its body): `Gateway Timeout: no ...`.
+pub fn reason_with(status: u16, detail: &str) -> String {
+    match reason_phrase(status) {
+        _ if detail.is_empty() => reason_phrase(status).to_string(),
+        "" => reason_text(detail),
+        standard => reason_text(&format!("{standard}: {detail}")),
+    }
+}
+
 /// The standard reason phrase of a status code (the IANA registry, RFC 9110 and the codes
 /// in common use it cites), or "" for an unregistered one.
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -261,6 +284,18 @@ mod tests {
         assert_eq!(reason_phrase(414), "URI Too Long");
         assert_eq!(reason_phrase(417), "Expectation Failed");
         assert_eq!(reason_phrase(299), "");
+    }
+
+    #[test]
+    fn reasons_with_a_detail_stay_one_bounded_printable_line() {
+        assert_eq!(reason_with(504, "no client"), "Gateway Timeout: no client");
+        assert_eq!(reason_with(504, ""), "Gateway Timeout");
+        assert_eq!(reason_with(299, "x"), "x");
+        assert_eq!(
+            reason_with(502, "a\r\nb\tcaf\u{e9}"),
+            "Bad Gateway: a??b?caf?"
+        );
+        assert_eq!(reason_with(500, &"x".repeat(500)).len(), MAX_REASON);
     }
 
     #[test]

@@ -561,6 +561,57 @@ fn a_scrape_that_cannot_succeed_is_answered_before_the_scrapers_deadline() {
     }
 }
 
+/// Prometheus' target page shows a failed scrape's status line, not its body: the proxy puts
+/// its reason after the standard phrase there, and relays a pushed status line's reason as is.
+#[test]
+fn a_failed_scrape_says_why_in_its_status_line() {
+    let proxy = Proxy::start(&[]);
+    let port = proxy.port;
+    let mut s = connect(port).expect("connect");
+    s.write_all(&scrape_request(
+        "http://host-a.example:9100/metrics",
+        Some("2"),
+        &[],
+    ))
+    .expect("write");
+    let answer = read_all(s, Duration::from_secs(5));
+    let want: &[u8] = b"HTTP/1.1 504 Gateway Timeout: no client polled for host-a.example within \
+        1s500ms; is pushprox-client running there with --fqdn=host-a.example and --proxy-url \
+        pointing at this proxy?\r\n";
+    assert!(
+        answer.starts_with(want),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let poll = RawPoll::send(port, "slow.test");
+    wait_for_polls(&proxy, 1);
+    let scraper = thread::spawn(move || {
+        let mut s = connect(port).expect("connect");
+        s.write_all(&scrape_request("http://slow.test/metrics", Some("5"), &[]))
+            .expect("write");
+        read_all(s, Duration::from_secs(5))
+    });
+    let r = poll
+        .answer(Duration::from_secs(5))
+        .expect("the poll gets the scrape");
+    let req = ScrapeRequest::from_bytes(&r.body, DEFAULT_MAX_HEAD).expect("a scrape request");
+    let line = "HTTP/1.1 500 Internal Server Error: scrape of http://slow.test/metrics timed out";
+    let push = push_body(req.id().expect("Id"), 500, &[], b"timed out\n");
+    let push = [
+        line.as_bytes(),
+        &push[push.iter().position(|&b| b == b'\r').unwrap()..],
+    ]
+    .concat();
+    assert_eq!(proxy.post("/push", &push).status, 200);
+    let got = scraper.join().expect("scraper thread");
+    assert!(
+        got.starts_with(format!("{line}\r\n").as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
 /// Issue 2: a client killed while its target is still answering must not leave the scraper
 /// hanging: it gets an error status by its deadline.
 #[test]

@@ -24,7 +24,7 @@ const NOT_FORWARDED: &[&str] = &["Proxy-Authorization", ID_HEADER];
 const SCRAPE_METHODS: &[&str] = &["GET", "HEAD"];
 
 /// Refuses a scrape whose method is not GET or HEAD with 405, counted.
-fn refuse_method(state: &State, request: &Request, conn: Connection) -> After {
+fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> After {
     let reason = format!(
         "{} is not allowed through the proxy: a scrape is GET or HEAD",
         request.method().escape_debug()
@@ -40,6 +40,7 @@ fn refuse_method(state: &State, request: &Request, conn: Connection) -> After {
         .scrape(ScrapeOutcome::BadRequest, 405, conn.started().elapsed());
     let mut headers = TEXT.to_vec();
     headers.push(("Allow", "GET, HEAD"));
+    conn.set_reason(&pushprox_protocol::reason_with(405, &reason));
     conn.respond(405, &headers, format!("{reason}\n").as_bytes())
 }
 
@@ -58,7 +59,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         state
             .metrics
             .scrape(ScrapeOutcome::BadRequest, 400, started.elapsed());
-        super::text(conn, 400, &reason)
+        super::scrape_failed(conn, 400, &reason, &reason)
     };
     if conn.body_framing() != Framing::Length(0) {
         return bad(conn, "a scrape request has no body".into());
@@ -161,13 +162,21 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         Ok(Delivery::Refused { reason }) => {
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
             outcome(ScrapeOutcome::RelayFailed, 502);
-            super::text(conn, 502, &reason)
+            super::scrape_failed(conn, 502, &reason, &reason)
         }
         Err(err) => {
-            let (kind, status, reason) = explain(state, err, &fqdn, &url, &id, deadline_in);
-            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
+            let (kind, status, reason) = explain(state, err, &fqdn, &id, deadline_in);
+            // The status line (what Prometheus' target page shows) says why; the URL is there.
+            let body = match status {
+                503 => reason.clone(),
+                _ => format!(
+                    "Error scraping \"{}\": {reason}",
+                    crate::redact::shown(&url)
+                ),
+            };
+            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
             outcome(kind, status);
-            super::text(conn, status, &reason)
+            super::scrape_failed(conn, status, &reason, &body)
         }
     }
 }
@@ -186,27 +195,25 @@ fn explain(
     state: &State,
     err: ScrapeError,
     fqdn: &str,
-    url: &str,
     id: &str,
     deadline: Duration,
 ) -> (ScrapeOutcome, u16, String) {
     let within = format_duration(deadline);
-    let url = crate::redact::shown(url);
     match err {
         ScrapeError::NoPoll if state.registry.is_known(fqdn, state.rendezvous.has_poll(fqdn)) => (
             ScrapeOutcome::NoPoll,
             504,
-            format!("Error scraping \"{url}\": client {fqdn} is registered but no poll of it arrived within {within} (it may be reconnecting or too busy)"),
+            format!("client {fqdn} is registered but no poll of it arrived within {within} (it may be reconnecting or too busy)"),
         ),
         ScrapeError::NoPoll => (
             ScrapeOutcome::NoPoll,
             504,
-            format!("Error scraping \"{url}\": no client polled for {fqdn} within {within}; is pushprox-client running there with --fqdn={fqdn} and --proxy-url pointing at this proxy?"),
+            format!("no client polled for {fqdn} within {within}; is pushprox-client running there with --fqdn={fqdn} and --proxy-url pointing at this proxy?"),
         ),
         ScrapeError::NoPush => (
             ScrapeOutcome::NoPush,
             504,
-            format!("Error scraping \"{url}\": client {fqdn} took the scrape but sent no answer within {within}; look for scrape_id={id} in its log"),
+            format!("client {fqdn} took the scrape but sent no answer within {within}; look for scrape_id={id} in its log"),
         ),
         ScrapeError::ShuttingDown => (ScrapeOutcome::ShuttingDown, 503, "the proxy is shutting down".into()),
     }
@@ -214,7 +221,7 @@ fn explain(
 
 /// Streams the pushed response to the scraper, then answers the push.
 fn relay(
-    conn: Connection,
+    mut conn: Connection,
     head: ResponseHead,
     mut body: PushedBody,
     id: &str,
@@ -230,6 +237,10 @@ fn relay(
             !n.eq_ignore_ascii_case(ID_HEADER) && !n.eq_ignore_ascii_case(SCRAPE_TIMEOUT_HEADER)
         })
         .collect();
+    // The pushed status line's reason (the client's "why" for a failed scrape), as pushed.
+    if !head.reason.is_empty() {
+        conn.set_reason(&head.reason);
+    }
     let (after, relay) = conn.respond_stream(status, &headers, length, &mut body);
     let end = match (relay.source_error, relay.sink_error) {
         (Some(e), _) => RelayEnd::PushBroken(BodyError::from_io(&e)),

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    parse_request, reason_phrase, BodyReader, ChunkedEncoder, Framing, Headers, ProtocolError,
+    parse_request, reason_phrase, reason_text, BodyReader, ChunkedEncoder, Framing, Headers,
+    ProtocolError,
 };
 
 use super::listener::{Front, Slot};
@@ -105,6 +106,9 @@ struct Exchange {
     /// Body bytes not read yet, as framed by the head; `None` when the body was read whole.
     body: Option<Framing>,
     expect_continue: bool,
+    /// The status line's reason phrase when not the standard one (see [`Connection::set_reason`]);
+    /// a thin pointer, so that a `Connection` stays small to move.
+    reason: Option<Box<Box<str>>>,
 }
 
 impl Exchange {
@@ -117,6 +121,7 @@ impl Exchange {
             http10: false,
             body: None,
             expect_continue: false,
+            reason: None,
         }
     }
 }
@@ -330,6 +335,7 @@ impl Connection {
                 f => Some(f),
             },
             expect_continue: !http10 && head.headers.get("Expect").is_some(),
+            reason: None,
         };
         Ok(Some(Request { head }))
     }
@@ -416,6 +422,13 @@ impl Connection {
         self.stream.flush()
     }
 
+    /// Answers this request with `phrase` (made printable and bounded) as the status line's
+    /// reason instead of the standard one: a scraper such as Prometheus shows the status line
+    /// of a failed scrape, not its body.
+    pub fn set_reason(&mut self, phrase: &str) {
+        self.exchange.reason = Some(Box::new(reason_text(phrase).into()));
+    }
+
     /// The status line and headers of an answer, with framing and connection headers added.
     fn head_bytes(&self, status: u16, headers: &[(&str, &str)], length: Option<u64>) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
@@ -425,7 +438,14 @@ impl Connection {
             "HTTP/1.1"
         };
         out.extend_from_slice(
-            format!("{version} {status} {}\r\n", reason_phrase(status)).as_bytes(),
+            format!(
+                "{version} {status} {}\r\n",
+                self.exchange
+                    .reason
+                    .as_deref()
+                    .map_or_else(|| reason_phrase(status), |r| &**r)
+            )
+            .as_bytes(),
         );
         let extra = self.front.extra_headers();
         // A header of the web config (http_server_config.headers) replaces the handler's of
