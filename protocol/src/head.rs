@@ -428,7 +428,9 @@ pub(crate) fn read_line<R: BufRead>(
         r.consume(take);
         if let Some(i) = line.iter().position(|&b| b == b'\r') {
             if line.get(i + 1).is_some_and(|&b| b != b'\n') {
-                return Err(ProtocolError::InvalidChunk(quoted(&line)));
+                // Up to the bare CR and the byte after it, so the error reads the same however
+                // the bytes arrived.
+                return Err(ProtocolError::InvalidChunk(quoted(&line[..i + 2])));
             }
         }
         if done {
