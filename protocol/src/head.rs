@@ -126,6 +126,31 @@ fn bare(buf: &[u8], i: usize, what: &'static str) -> ProtocolError {
     }
 }
 
+/// A head's first bytes as both parsers see them: at most `max_bytes` of `buf`, what the scan
+/// found there, where parsing stops, and how many field slots the head can need.
+struct Scanned<'a> {
+    window: &'a [u8],
+    found: Found,
+    upto: usize,
+    slots: usize,
+}
+
+fn scan_head(buf: &[u8], limits: HeadLimits) -> Scanned<'_> {
+    let window = &buf[..buf.len().min(limits.max_bytes)];
+    let mut scan = Scan::default();
+    let found = scan.run(window, false);
+    let upto = match found {
+        Found::End(n) | Found::Bare(n) => n,
+        Found::More => window.len(),
+    };
+    Scanned {
+        window,
+        found,
+        upto,
+        slots: limits.max_headers.min(scan.lines + 1),
+    }
+}
+
 /// Parses the request head at the start of `buf`: `Ok(None)` while it is incomplete and may
 /// still fit the limits, `Ok(Some((head, length)))` once complete. Refused: a bare CR or LF,
 /// a head over the limits, framing two readers could read differently, an `Expect` other than
@@ -145,14 +170,13 @@ fn parse_request_at(
     limits: HeadLimits,
     eof: bool,
 ) -> Result<Option<(RequestHead, usize)>, ProtocolError> {
-    let window = &buf[..buf.len().min(limits.max_bytes)];
-    let mut scan = Scan::default();
-    let found = scan.run(window, false);
-    let upto = match found {
-        Found::End(n) | Found::Bare(n) => n,
-        Found::More => window.len(),
-    };
-    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers.min(scan.lines + 1)];
+    let Scanned {
+        window,
+        found,
+        upto,
+        slots,
+    } = scan_head(buf, limits);
+    let mut fields = vec![httparse::EMPTY_HEADER; slots];
     let mut request = httparse::Request::new(&mut fields);
     let length = match request.parse(&window[..upto]) {
         Ok(httparse::Status::Complete(n)) => n,
@@ -238,13 +262,12 @@ pub(crate) fn parse_response_at(
     limits: HeadLimits,
     eof: bool,
 ) -> Result<Option<(ResponseHead, usize)>, ProtocolError> {
-    let window = &buf[..buf.len().min(limits.max_bytes)];
-    let mut scan = Scan::default();
-    let found = scan.run(window, false);
-    let upto = match found {
-        Found::End(n) | Found::Bare(n) => n,
-        Found::More => window.len(),
-    };
+    let Scanned {
+        window,
+        found,
+        upto,
+        slots,
+    } = scan_head(buf, limits);
     let Some(line_end) = window[..upto].windows(2).position(|w| w == b"\r\n") else {
         if eof && found == Found::More {
             status_line(window)?;
@@ -253,7 +276,7 @@ pub(crate) fn parse_response_at(
     };
     let (status, reason) = status_line(&window[..line_end])?;
     let fields_at = line_end + 2;
-    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers.min(scan.lines + 1)];
+    let mut fields = vec![httparse::EMPTY_HEADER; slots];
     let (length, fields) = match httparse::parse_headers(&window[fields_at..upto], &mut fields) {
         Ok(httparse::Status::Complete((n, fields))) => (fields_at + n, fields),
         Ok(httparse::Status::Partial) => {
