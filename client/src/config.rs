@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser};
+use pushprox_daemon::flags::{duration, DaemonFlags};
+pub use pushprox_daemon::listen::ListenAddr;
 pub use pushprox_protocol::Label;
 
 /// Stack of every thread the client starts. A poll or scrape with a TLS handshake (RSA client
@@ -55,7 +57,7 @@ pub struct Flags {
 
     /// Address to serve /metrics and /-/healthy on: host:port, or :port for all interfaces.
     /// Default: :9369. Go: --metrics-addr.
-    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = ":9369", hide_default_value = true, value_parser = listen_addr)]
+    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = ":9369", hide_default_value = true, value_parser = ListenAddr::parse)]
     pub metrics_addr: ListenAddr,
 
     /// First wait before polling again after a failed poll; each further failure waits 1.5
@@ -74,16 +76,6 @@ pub struct Flags {
     /// disables the extra polls. Default: 4. Not in Go.
     #[arg(long = "proxy.max-polls", value_name = "N", default_value_t = 4, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_polls: u16,
-
-    /// Least severe log level to print. Default: info. Go: --log.level.
-    #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info, hide_default_value = true)]
-    pub log_level: LogLevel,
-
-    /// logfmt: one plain line per event on stderr; json: one JSON object per line with `ts`,
-    /// `level`, `msg` and the message's key=value words (fqdn, scrape_id, ...) as fields.
-    /// Default: logfmt. Go: --log.format.
-    #[arg(long = "log.format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Logfmt, hide_default_value = true)]
-    pub log_format: LogFormat,
 
     /// File holding the bearer token this client sends to the proxy as `Authorization: Bearer
     /// TOKEN` on every /poll and /push (surrounding white space is ignored). Needed when the
@@ -140,13 +132,11 @@ pub struct Flags {
     #[arg(long = "sd.target", value_name = "PORT[:NAME=VALUE,...]", value_parser = sd_target)]
     pub sd_targets: Vec<SdTarget>,
 
-    /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
-    /// cron can start the client every minute. Default: no lock. Not in Go.
-    #[arg(long = "lock-file", value_name = "PATH")]
-    pub lock_file: Option<PathBuf>,
-
     #[command(flatten)]
     pub limits: ScrapeLimits,
+
+    #[command(flatten)]
+    pub daemon: DaemonFlags,
 }
 
 /// What a proxy can make this client spend: a proxy is trusted with scrapes, not with the
@@ -159,43 +149,6 @@ pub struct ScrapeLimits {
     /// Go.
     #[arg(long = "scrape.max-in-flight", value_name = "N", default_value_t = 32, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub max_in_flight: u16,
-}
-
-/// `--log.level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn filter(self) -> log::LevelFilter {
-        match self {
-            LogLevel::Debug => log::LevelFilter::Debug,
-            LogLevel::Info => log::LevelFilter::Info,
-            LogLevel::Warn => log::LevelFilter::Warn,
-            LogLevel::Error => log::LevelFilter::Error,
-        }
-    }
-}
-
-/// `--log.format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
-
-/// Where the metrics server listens. `:PORT` (no host) means every interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenAddr {
-    /// `None` for all interfaces.
-    pub host: Option<String>,
-    pub port: u16,
-    /// As given on the command line, for logs.
-    pub text: String,
 }
 
 /// One `--scrape.allow` entry.
@@ -240,7 +193,6 @@ pub struct Config {
     pub max_polls: usize,
     /// `--scrape.max-in-flight`: at least 1.
     pub max_in_flight: usize,
-    pub lock_file: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     /// `--scrape.allow`, else the `--sd.target` ports ([`Config::allow_from_sd_targets`]);
     /// empty: any port.
@@ -284,7 +236,6 @@ impl Flags {
             retry_max_wait: self.retry_max_wait.max(self.retry_initial_wait),
             max_polls: usize::from(self.max_polls),
             max_in_flight: usize::from(self.limits.max_in_flight),
-            lock_file: self.lock_file,
             token_file: self.token_file,
             allow_from_sd_targets: self.scrape_allow.is_empty() && !self.sd_targets.is_empty(),
             scrape_allow: if self.scrape_allow.is_empty() {
@@ -437,24 +388,6 @@ fn allow_rule(text: &str) -> Result<AllowRule, String> {
     Ok(AllowRule::HostPort(host, port(p)?))
 }
 
-/// Durations in Prometheus style, via the protocol crate.
-fn duration(text: &str) -> Result<Duration, String> {
-    pushprox_protocol::parse_duration(text).map_err(|e| e.to_string())
-}
-
-/// `--metrics-addr`: `host:port`, `[v6]:port` or `:port`.
-fn listen_addr(text: &str) -> Result<ListenAddr, String> {
-    let bad = || format!("\"{text}\" is not a listen address such as :9369 or 127.0.0.1:9369");
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok(ListenAddr {
-        host: (!host.is_empty()).then(|| host.to_string()),
-        port,
-        text: text.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,7 +405,7 @@ mod tests {
         assert_eq!(f.retry_max_wait, Duration::from_secs(5));
         assert_eq!(f.metrics_addr.host, None);
         assert_eq!(f.metrics_addr.port, 9369);
-        assert_eq!(f.log_level, LogLevel::Info);
+        assert_eq!(f.daemon.log_level, pushprox_daemon::flags::LogLevel::Info);
         assert_eq!(f.max_polls, 4);
         assert_eq!(f.limits.max_in_flight, 32);
     }

@@ -1,11 +1,10 @@
-//! Start-up and shut-down: lock, agents, metrics server, one poller per proxy; then wait for
+//! Start-up and shut-down: agents, metrics server, one poller per proxy; then wait for
 //! SIGTERM or SIGINT and let the scrapes in flight finish.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushprox_daemon::lock::{self, Lock};
 use pushprox_daemon::signals;
 use pushprox_daemon::workers::Workers;
 use pushprox_protocol::POLLER_HEADER;
@@ -24,42 +23,8 @@ use crate::token::BearerToken;
 /// How long a scrape thread waits for the next scrape before it ends.
 const SCRAPE_THREAD_IDLE: Duration = Duration::from_secs(10);
 
-/// Runs the client until SIGTERM or SIGINT. Exit codes: 0 after a signal or when the lock is
-/// held elsewhere, 1 when it cannot start.
-pub fn run(config: Config) -> ExitCode {
-    // Keep the lock file open (and so locked) until the process ends.
-    let _lock = match &config.lock_file {
-        None => None,
-        Some(path) => match lock::acquire(path) {
-            Ok(Lock::Held(file)) => Some(file),
-            Ok(Lock::HeldElsewhere) => {
-                // Cron starts a copy every minute: 1,440 lines a day at info said nothing.
-                log::debug!(
-                    "another pushprox-client holds --lock-file {}; exiting",
-                    path.display()
-                );
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => return fail(StartupError::LockFile(e)),
-        },
-    };
-    match start(&config) {
-        Ok(in_flight) => wait_for_signal(&in_flight),
-        Err(e) => fail(e),
-    }
-}
-
-fn fail(e: StartupError) -> ExitCode {
-    log::error!("{e}");
-    // Also without a logger configured to show errors, say why we stop.
-    if !log::log_enabled!(log::Level::Error) {
-        eprintln!("pushprox-client: {e}");
-    }
-    ExitCode::from(1)
-}
-
-fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
-    install_panic_hook();
+/// Starts the client: agents, metrics server, one poller per proxy.
+pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let token = match &config.token_file {
         Some(path) => Some((path.clone(), BearerToken::read(path)?)),
         None => None,
@@ -87,7 +52,6 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     log::info!("{}", serving_line(config));
     let metrics = Metrics::new();
     metrics_server::serve(listener, Arc::clone(&metrics))?;
-    signals::install();
 
     let connect_host = config.scrape_target_host.clone();
     let http_agent =
@@ -170,28 +134,8 @@ fn serving_line(config: &Config) -> String {
     line
 }
 
-/// A panic is a bug: log it as one line and exit 1, in debug builds as in release builds
-/// (which abort), rather than keep running with a dead poll thread.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        let thread = std::thread::current();
-        let thread = thread.name().unwrap_or("unnamed");
-        let location = info
-            .location()
-            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
-        log::error!("fatal: thread {thread} panicked{location}: {message}");
-        std::process::exit(1);
-    }));
-}
-
 /// Polls are long and need not be waited for; scrapes in flight get until their deadlines.
-fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
+pub fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
     while !signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
-use log::LevelFilter;
+use pushprox_daemon::flags::{duration, DaemonFlags};
+use pushprox_daemon::listen::ListenAddr;
 
 /// Lets Prometheus scrape targets it cannot reach: clients behind NAT long-poll this proxy,
 /// and Prometheus uses it as its `proxy_url`.
@@ -23,18 +24,19 @@ pub struct Config {
         long = "listen",
         visible_alias = "web.listen-address",
         value_name = "ADDR",
-        default_value = ":8080"
+        default_value = ":8080",
+        value_parser = ListenAddr::parse
     )]
-    pub listen: String,
+    pub listen: ListenAddr,
 
     /// Longest deadline a scrape may ask for with X-Prometheus-Scrape-Timeout-Seconds;
     /// longer ones are cut to this.
-    #[arg(long = "scrape.max-timeout", value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
+    #[arg(long = "scrape.max-timeout", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub scrape_max_timeout: Duration,
 
     /// Deadline of a scrape that does not send X-Prometheus-Scrape-Timeout-Seconds (curl,
     /// other tools).
-    #[arg(long = "scrape.default-timeout", value_name = "DURATION", default_value = "15s", value_parser = parse_duration_flag)]
+    #[arg(long = "scrape.default-timeout", value_name = "DURATION", default_value = "15s", value_parser = duration)]
     pub scrape_default_timeout: Duration,
 
     /// Answer a scrape that cannot succeed (no poll, no push) this long before the scraper's
@@ -42,11 +44,11 @@ pub struct Config {
     /// error instead of "context deadline exceeded"; clients get the same margin before the
     /// proxy's own deadline, to push their reason (target too slow) in time. 0s answers at the
     /// deadline, as Go does. Default: 500ms (as blackbox_exporter's --timeout-offset). [ours]
-    #[arg(long = "scrape.timeout-offset", value_name = "DURATION", default_value = "500ms", value_parser = parse_duration_flag)]
+    #[arg(long = "scrape.timeout-offset", value_name = "DURATION", default_value = "500ms", value_parser = duration)]
     pub scrape_timeout_offset: Duration,
 
     /// A client is listed in /clients while it polled within this time, and forgotten after.
-    #[arg(long = "registration.timeout", value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
+    #[arg(long = "registration.timeout", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub registration_timeout: Duration,
 
     /// Longest time a poll is held open without a scrape before it is answered 408 and the
@@ -54,7 +56,7 @@ pub struct Config {
     /// fleets of Go clients, which log an error and back off 1 s on every 408. Behind a load
     /// balancer or NAT with an idle time-out, set it a little below that time-out (e.g. 50s
     /// for a 60 s idle time-out), so the proxy ends the poll before the balancer cuts it.
-    #[arg(long = "poll.max-hold", value_name = "DURATION", default_value = "0s", value_parser = parse_duration_flag)]
+    #[arg(long = "poll.max-hold", value_name = "DURATION", default_value = "0s", value_parser = duration)]
     pub poll_max_hold: Duration,
 
     /// Most connections open at once, from accept to close; each parked poll holds one (and
@@ -77,7 +79,7 @@ pub struct Config {
     /// time its whole body may take (a push's: until its scrape's deadline); and the longest
     /// stall of each write and a TLS handshake. A parked poll is not a
     /// read: it is unaffected. 0s turns it off (as the Go proxy, which has none). [ours]
-    #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = parse_duration_flag)]
+    #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub read_timeout: Duration,
 
     /// Load balancers (addresses or CIDR networks, comma-separated, e.g.
@@ -171,7 +173,7 @@ pub struct Config {
     /// Longest hold of a poll that no credential vouches for (no --auth.client-tokens token
     /// and no client certificate), even with --poll.max-hold 0s: it is then answered 408 and
     /// the client polls again. 0s: no bound beyond --poll.max-hold. [ours]
-    #[arg(long = "poll.max-hold-unauthenticated", value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
+    #[arg(long = "poll.max-hold-unauthenticated", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub poll_max_hold_unauthenticated: Duration,
 
     /// Print a bcrypt line for --auth.scrape-users (`user:$2y$10$...`; the part after the colon
@@ -182,25 +184,12 @@ pub struct Config {
     #[arg(long = "hash-password", value_name = "USER")]
     pub hash_password: Option<String>,
 
-    /// Only one copy of the proxy runs per lock file: a second copy finds it held and exits 0.
-    #[arg(long = "lock-file", value_name = "PATH")]
-    pub lock_file: Option<PathBuf>,
-
-    /// Least severe level logged: debug, info, warn or error.
-    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", value_parser = parse_level)]
-    pub log_level: LevelFilter,
-
-    /// logfmt: one plain line per event on stderr; json: one JSON object per line, with `ts`,
-    /// `level`, `msg` and the message's key=value words (fqdn, scrape_id, ...) as fields.
-    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
-    pub log_format: String,
-
     // Revocation (issue 16): no connection outlives its welcome.
     /// After this long from its accept, a connection's next answer carries `Connection:
     /// close` and the connection ends (parked polls are not cut). With a TLS configuration
     /// change, a kept-alive connection whose client certificate no longer verifies is refused
     /// (403) and closed at its next request whatever its age. 0s: no limit. [ours]
-    #[arg(long = "web.max-connection-age", value_name = "DURATION", default_value = "1h", value_parser = parse_duration_flag)]
+    #[arg(long = "web.max-connection-age", value_name = "DURATION", default_value = "1h", value_parser = duration)]
     pub max_connection_age: Duration,
 
     // Password checks (basic_auth_users, --auth.scrape-users): what a peer sending wrong
@@ -218,7 +207,7 @@ pub struct Config {
     /// How long a successful login (user and a salted digest of the password, never the
     /// password) is remembered after its last use; a remembered login costs no bcrypt and is
     /// never limited. Emptied when the users change. 0s: every request runs bcrypt. [ours]
-    #[arg(long = "auth.cache-ttl", value_name = "DURATION", default_value = "5m", value_parser = parse_duration_flag)]
+    #[arg(long = "auth.cache-ttl", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub auth_cache_ttl: Duration,
 
     /// Failed password checks one address (an IPv6 /64) may cause per --auth.failure-interval;
@@ -229,11 +218,14 @@ pub struct Config {
     pub auth_max_failures: u32,
 
     /// The interval of --auth.max-failures. [ours]
-    #[arg(long = "auth.failure-interval", value_name = "DURATION", default_value = "1m", value_parser = parse_duration_flag)]
+    #[arg(long = "auth.failure-interval", value_name = "DURATION", default_value = "1m", value_parser = duration)]
     pub auth_failure_interval: Duration,
 
     #[command(flatten)]
     pub registration: RegistrationLimits,
+
+    #[command(flatten)]
+    pub daemon: DaemonFlags,
 }
 
 impl Config {
@@ -243,16 +235,6 @@ impl Config {
             return Some("--web.config.file and --tls.cert/--tls.key both configure TLS: drop --tls.cert and --tls.key, and put cert_file and key_file under tls_server_config in the web config file".into());
         }
         None
-    }
-
-    /// The addresses to listen on, in the order to try, in a form the socket layer takes:
-    /// `:8080` is every interface, IPv6 and IPv4 on one dual-stack socket (`[::]:8080`, as Go
-    /// listens), or IPv4 alone (`0.0.0.0:8080`) on a host without IPv6.
-    pub fn listen_addrs(&self) -> Vec<String> {
-        match self.listen.strip_prefix(':') {
-            Some(port) => vec![format!("[::]:{port}"), format!("0.0.0.0:{port}")],
-            None => vec![self.listen.clone()],
-        }
     }
 
     /// `deadline` less `--scrape.timeout-offset`, at most a quarter of it: when the proxy
@@ -351,10 +333,6 @@ impl RegistrationLimits {
     }
 }
 
-fn parse_duration_flag(text: &str) -> Result<Duration, String> {
-    pushprox_protocol::parse_duration(text).map_err(|e| e.to_string())
-}
-
 /// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or `1048576` (bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -401,18 +379,6 @@ fn parse_head_size(text: &str) -> Result<usize, String> {
     Ok(n as usize)
 }
 
-fn parse_level(text: &str) -> Result<LevelFilter, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "debug" => Ok(LevelFilter::Debug),
-        "info" => Ok(LevelFilter::Info),
-        "warn" | "warning" => Ok(LevelFilter::Warn),
-        "error" => Ok(LevelFilter::Error),
-        _ => Err(format!(
-            "unknown log level \"{text}\": expected debug, info, warn or error"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,7 +396,7 @@ mod tests {
             "json",
         ])
         .unwrap();
-        assert_eq!(c.listen_addrs(), ["[::]:9999", "0.0.0.0:9999"]);
+        assert_eq!(c.listen.candidates(), ["[::]:9999", "0.0.0.0:9999"]);
         assert_eq!(c.scrape_max_timeout, Duration::from_secs(60));
         assert_eq!(c.registration_timeout, Duration::from_secs(30));
         assert_eq!(
@@ -446,7 +412,7 @@ mod tests {
             Config::try_parse_from(["pushprox-proxy", "--scrape.timeout-offset", "0s"]).unwrap();
         assert_eq!(go.before_deadline(ms(1_000)), ms(1_000));
         let plain = Config::try_parse_from(["pushprox-proxy", "-l", "127.0.0.1:80"]).unwrap();
-        assert_eq!(plain.listen_addrs(), ["127.0.0.1:80"]);
+        assert_eq!(plain.listen.candidates(), ["127.0.0.1:80"]);
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! Wiring: bind, build the state, route each request to its handler, sweep, shut down.
 
-use std::net::TcpListener;
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -246,7 +245,9 @@ pub fn run(config: Config) -> Result<(), String> {
         passwords,
     );
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener = listen(&config.listen_addrs())?;
+    let listener = config.listen.bind().map_err(|e| {
+        format!("{e} (is another proxy running there? choose another address with -l)")
+    })?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("cannot read the address of the listener: {e}"))?;
@@ -428,39 +429,9 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
         .map_err(|e| format!("cannot start the janitor thread: {e}"))
 }
 
-/// Binds the first of `addrs` that the host supports; an address in use ends the search.
-fn listen(addrs: &[String]) -> Result<TcpListener, String> {
-    let mut failure = String::from("no listen address");
-    for addr in addrs {
-        match TcpListener::bind(addr) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => {
-                failure = format!("cannot listen on {addr}: {e} (is another proxy running there? choose another address with -l)");
-                if e.kind() == std::io::ErrorKind::AddrInUse {
-                    break;
-                }
-            }
-        }
-    }
-    Err(failure)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_takes_the_first_address_the_host_has_and_stops_at_one_in_use() {
-        // 192.0.2.1 (TEST-NET-1) is no address of this host: binding it fails, with no traffic.
-        let first = listen(&["192.0.2.1:0".into(), "127.0.0.1:0".into()]).unwrap();
-        assert!(first.local_addr().unwrap().ip().is_loopback());
-        let taken = first.local_addr().unwrap().to_string();
-        let err = listen(&[taken.clone(), "127.0.0.1:0".into()]).unwrap_err();
-        assert!(
-            err.starts_with(&format!("cannot listen on {taken}: ")),
-            "{err}"
-        );
-    }
 
     #[test]
     fn routes() {

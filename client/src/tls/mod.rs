@@ -222,7 +222,6 @@ mod tests {
             retry_max_wait: std::time::Duration::from_secs(5),
             max_polls: 4,
             max_in_flight: 32,
-            lock_file: None,
             token_file: None,
             scrape_allow: Vec::new(),
             allow_from_sd_targets: false,
