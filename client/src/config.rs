@@ -30,57 +30,57 @@ pub const THREAD_STACK: usize = if cfg!(debug_assertions) {
 )]
 pub struct Flags {
     /// Proxy to poll, as http(s)://host:port/ (a trailing / or none both work). Required; give
-    /// it several times to keep a poll open to each proxy (high availability). Go: --proxy-url,
-    /// once only.
+    /// it several times to keep a poll open to each proxy (high availability).
+    /// [Go: same, given once]
     #[arg(long = "proxy-url", value_name = "URL", required = true, value_parser = proxy_url)]
     pub proxy_urls: Vec<String>,
 
     /// The name this client serves scrapes for; it must equal the host of the Prometheus
-    /// target. Default: this host's fully qualified name, as `hostname -f` gives it. Go: --fqdn.
+    /// target. Default: this host's fully qualified name, as `hostname -f` gives it. [Go: same]
     #[arg(long = "fqdn", value_name = "NAME", value_parser = fqdn)]
     pub fqdn: Option<String>,
 
-    /// PEM file of the CA certificates to trust for the proxy and for https scrapes, instead
-    /// of the system's (SSL_CERT_FILE, SSL_CERT_DIR, else /etc/ssl/certs/ca-certificates.crt
-    /// and the other usual bundles, as Go finds them). Default: none. Go: --tls.cacert.
+    /// PEM file of the CA certificates to trust for the proxy and for https scrapes, instead of
+    /// the system's (SSL_CERT_FILE, SSL_CERT_DIR, else /etc/ssl/certs/ca-certificates.crt and
+    /// the other usual bundles, as Go finds them). Default: none. [Go: same]
     #[arg(long = "tls.cacert", value_name = "FILE")]
     pub tls_cacert: Option<PathBuf>,
 
     /// PEM file of the client certificate (chain) for mutual TLS, with --tls.key. Default:
-    /// none. Go: --tls.cert.
+    /// none. [Go: same]
     #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// PEM file of the private key of --tls.cert. Default: none. Go: --tls.key.
+    /// PEM file of the private key of --tls.cert. Default: none. [Go: same]
     #[arg(long = "tls.key", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
     /// Address to serve /metrics and /-/healthy on: host:port, or :port for all interfaces.
-    /// Default: :9369. Go: --metrics-addr.
-    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = ":9369", hide_default_value = true, value_parser = ListenAddr::parse)]
+    /// [Go: same]
+    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = ":9369", value_parser = ListenAddr::parse)]
     pub metrics_addr: ListenAddr,
 
     /// First wait before polling again after a failed poll; each further failure waits 1.5
-    /// times longer. Default: 1s. Go: --proxy.retry.initial-wait.
-    #[arg(long = "proxy.retry.initial-wait", value_name = "DURATION", default_value = "1s", hide_default_value = true, value_parser = duration)]
+    /// times longer. [Go: same]
+    #[arg(long = "proxy.retry.initial-wait", value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub retry_initial_wait: Duration,
 
-    /// Longest wait between failed polls. Default: 5s. Go: --proxy.retry.max-wait.
-    #[arg(long = "proxy.retry.max-wait", value_name = "DURATION", default_value = "5s", hide_default_value = true, value_parser = duration)]
+    /// Longest wait between failed polls. [Go: same]
+    #[arg(long = "proxy.retry.max-wait", value_name = "DURATION", default_value = "5s", value_parser = duration)]
     pub retry_max_wait: Duration,
 
     /// Most polls kept open to one proxy at a time (1 to 64). One poll carries one scrape at a
     /// time, so while scrapes keep every poll busy the client opens more, up to this and to
     /// what the proxy offers; each extra poll ends after 5 s without a scrape. Only our proxy
     /// offers more than one: against the Go proxy one poll is used, whatever this says. 1
-    /// disables the extra polls. Default: 4. Not in Go.
-    #[arg(long = "proxy.max-polls", value_name = "N", default_value_t = 4, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// disables the extra polls. [Go: none]
+    #[arg(long = "proxy.max-polls", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_polls: u16,
 
     /// File holding the bearer token this client sends to the proxy as `Authorization: Bearer
     /// TOKEN` on every /poll and /push (surrounding white space is ignored). Needed when the
     /// proxy runs with --auth.client-tokens; the token is never taken from the command line,
-    /// where `ps` would show it. Default: none (no Authorization header). Not in Go.
+    /// where `ps` would show it. Default: none (no Authorization header). [Go: none]
     #[arg(long = "auth.token-file", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
@@ -88,7 +88,7 @@ pub struct Flags {
     /// comma-separated (`9100,9256`, `node1.example:9100`). A HOST:PORT entry only counts when
     /// the scrape is for that host, so one list can be shared by many clients. Any other scrape
     /// gets a 403 that names this flag. Default: empty, any port of this host's FQDN, as in Go.
-    /// Not in Go.
+    /// [Go: none]
     #[arg(long = "scrape.allow", value_name = "PORT_OR_HOSTPORT", value_delimiter = ',', value_parser = allow_rule)]
     pub scrape_allow: Vec<AllowRule>,
 
@@ -96,14 +96,14 @@ pub struct Flags {
     /// (e.g. 127.0.0.1, for exporters that listen on loopback only, or an --fqdn this host
     /// cannot resolve). The Host header and the TLS name checked stay the URL's, so targets
     /// with certificates for the FQDN, and virtual hosts, keep working. Scrapes are still
-    /// accepted only for --fqdn. Default:
-    /// the scrape URL's host, as in Go. Not in Go (the Rancher fork's --use-localhost).
+    /// accepted only for --fqdn. Default: the scrape URL's host, as in Go.
+    /// [Go: none; the Rancher fork's --use-localhost]
     #[arg(long = "scrape.target-host", value_name = "HOST", value_parser = target_host)]
     pub scrape_target_host: Option<String>,
 
     /// PEM file of the CA certificates to trust for https scrapes (`_scheme=https`) only; the
     /// proxy stays checked with --tls.cacert. Default: the CAs of --tls.cacert, else the
-    /// system's, for targets as for the proxy (as in Go). Not in Go.
+    /// system's, for targets as for the proxy (as in Go). [Go: none]
     #[arg(
         long = "scrape.tls.cacert",
         value_name = "FILE",
@@ -112,23 +112,23 @@ pub struct Flags {
     pub scrape_tls_cacert: Option<PathBuf>,
 
     /// Do not check the certificates of https scrapes (`_scheme=https`), for targets with
-    /// self-signed certificates; the proxy's certificate is always checked. Logged as a
-    /// warning at start. Default: off. Not in Go.
+    /// self-signed certificates; the proxy's certificate is always checked. Logged as a warning
+    /// at start. Default: off. [Go: none]
     #[arg(long = "scrape.tls.insecure-skip-verify")]
     pub scrape_insecure: bool,
 
     /// A label for this client in the proxy's /clients (service discovery), as NAME=VALUE; give
     /// it several times (a name given twice: the last value wins). NAME is a Prometheus label
     /// name, [a-zA-Z_][a-zA-Z0-9_]* not starting with __; VALUE is any UTF-8. Sent with every
-    /// poll (X-PushProx-Labels), which a Go proxy ignores. Default: none. Not in Go.
+    /// poll (X-PushProx-Labels), which a Go proxy ignores. Default: none. [Go: none]
     #[arg(long = "label", value_name = "NAME=VALUE", value_parser = label)]
     pub labels: Vec<Label>,
 
     /// A port of this host to announce as a target in the proxy's /clients, with labels of its
     /// own: PORT or PORT:NAME=VALUE,NAME=VALUE (e.g. 9100:job=node; values without commas);
-    /// give it several times. Without --scrape.allow the announced ports are the only ones
-    /// this client scrapes. Sent with every poll (X-PushProx-Targets), which a Go proxy
-    /// ignores. Default: none (the proxy lists this client by its FQDN alone). Not in Go.
+    /// give it several times. Without --scrape.allow the announced ports are the only ones this
+    /// client scrapes. Sent with every poll (X-PushProx-Targets), which a Go proxy ignores.
+    /// Default: none (the proxy lists this client by its FQDN alone). [Go: none]
     #[arg(long = "sd.target", value_name = "PORT[:NAME=VALUE,...]", value_parser = sd_target)]
     pub sd_targets: Vec<SdTarget>,
 
@@ -144,10 +144,9 @@ pub struct Flags {
 #[derive(Debug, Args)]
 pub struct ScrapeLimits {
     /// Most scrapes running at once, from all proxies together. A scrape beyond it is not
-    /// started: it is answered at once with a 503 push saying so, and counted as refused.
-    /// Each running scrape holds a thread and a connection to its target. Default: 32. Not in
-    /// Go.
-    #[arg(long = "scrape.max-in-flight", value_name = "N", default_value_t = 32, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    /// started: it is answered at once with a 503 push saying so, and counted as refused. Each
+    /// running scrape holds a thread and a connection to its target. [Go: none]
+    #[arg(long = "scrape.max-in-flight", value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub max_in_flight: u16,
 }
 

@@ -29,13 +29,13 @@ pub struct Config {
     )]
     pub listen: ListenAddr,
 
-    /// Longest deadline a scrape may ask for with X-Prometheus-Scrape-Timeout-Seconds;
-    /// longer ones are cut to this.
+    /// Longest deadline a scrape may ask for with X-Prometheus-Scrape-Timeout-Seconds; longer
+    /// ones are cut to this. [Go: same]
     #[arg(long = "scrape.max-timeout", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub scrape_max_timeout: Duration,
 
-    /// Deadline of a scrape that does not send X-Prometheus-Scrape-Timeout-Seconds (curl,
-    /// other tools).
+    /// Deadline of a scrape that does not send X-Prometheus-Scrape-Timeout-Seconds (curl, other
+    /// tools). [Go: same]
     #[arg(long = "scrape.default-timeout", value_name = "DURATION", default_value = "15s", value_parser = duration)]
     pub scrape_default_timeout: Duration,
 
@@ -43,50 +43,52 @@ pub struct Config {
     /// deadline, at most a quarter of it, so that Prometheus shows the reason as the target's
     /// error instead of "context deadline exceeded"; clients get the same margin before the
     /// proxy's own deadline, to push their reason (target too slow) in time. 0s answers at the
-    /// deadline, as Go does. Default: 500ms (as blackbox_exporter's --timeout-offset). [ours]
+    /// deadline, as Go does; the default is blackbox_exporter's --timeout-offset. [Go: none]
     #[arg(long = "scrape.timeout-offset", value_name = "DURATION", default_value = "500ms", value_parser = duration)]
     pub scrape_timeout_offset: Duration,
 
     /// A client is listed in /clients while it polled within this time, and forgotten after.
+    /// [Go: same]
     #[arg(long = "registration.timeout", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub registration_timeout: Duration,
 
     /// Longest time a poll is held open without a scrape before it is answered 408 and the
     /// client polls again. 0s holds polls indefinitely, as the Go proxy does: keep it for
     /// fleets of Go clients, which log an error and back off 1 s on every 408. Behind a load
-    /// balancer or NAT with an idle time-out, set it a little below that time-out (e.g. 50s
-    /// for a 60 s idle time-out), so the proxy ends the poll before the balancer cuts it.
+    /// balancer or NAT with an idle time-out, set it a little below that time-out (e.g. 50s for
+    /// a 60 s idle time-out), so the proxy ends the poll before the balancer cuts it.
+    /// [Go: none]
     #[arg(long = "poll.max-hold", value_name = "DURATION", default_value = "0s", value_parser = duration)]
     pub poll_max_hold: Duration,
 
-    /// Most connections open at once, from accept to close; each parked poll holds one (and
-    /// one file descriptor, no thread). Beyond it, new connections get 503 and the proxy
-    /// carries on. Lowered at start to what the open-files limit holds.
+    /// Most connections open at once, from accept to close; each parked poll holds one (and one
+    /// file descriptor, no thread). Beyond it, new connections get 503 and the proxy carries
+    /// on. Lowered at start to what the open-files limit holds. [Go: none]
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
     /// Largest request head (request line and headers); a longer one gets 431 (414 for a
-    /// request line alone that long) and the connection is closed. [ours]
+    /// request line alone that long) and the connection is closed. [Go: none]
     #[arg(long = "web.max-header-bytes", value_name = "SIZE", default_value = "16KiB", value_parser = parse_head_size)]
     pub max_head_bytes: usize,
 
-    /// Most header fields in a request; more get 431. [ours]
+    /// Most header fields in a request; more get 431. [Go: none]
     #[arg(long = "web.max-headers", value_name = "N", default_value_t = 100, value_parser = parse_max_headers)]
     pub max_headers: usize,
 
-    /// Longest wait for the next request on an idle connection; once a request starts, the
-    /// time its whole head may take (a head trickled a byte at a time is cut here), then the
-    /// time its whole body may take (a push's: until its scrape's deadline); and the longest
-    /// stall of each write and a TLS handshake. A parked poll is not a
-    /// read: it is unaffected. 0s turns it off (as the Go proxy, which has none). [ours]
+    /// Longest wait for the next request on an idle connection; once a request starts, the time
+    /// its whole head may take (a head trickled a byte at a time is cut here), then the time
+    /// its whole body may take (a push's: until its scrape's deadline); and the longest stall
+    /// of each write and a TLS handshake. A parked poll is not a read: it is unaffected. 0s
+    /// turns it off (as the Go proxy, which has none). [Go: none]
     #[arg(long = "web.read-timeout", value_name = "DURATION", default_value = "30s", value_parser = duration)]
     pub read_timeout: Duration,
 
     /// Load balancers (addresses or CIDR networks, comma-separated, e.g.
-    /// `127.0.0.1,10.0.0.0/8`) whose `X-PushProx-Target` header is believed: a request from
-    /// one of them carrying `X-PushProx-Target: http://host:port/path` is a scrape of that
-    /// target, as nginx forwards proxy-form scrapes in origin form. From any other peer the
-    /// header is dropped unread. Default: none. See "Scaling out" in the README. [ours]
+    /// `127.0.0.1,10.0.0.0/8`) whose `X-PushProx-Target` header is believed: a request from one
+    /// of them carrying `X-PushProx-Target: http://host:port/path` is a scrape of that target,
+    /// as nginx forwards proxy-form scrapes in origin form. From any other peer the header is
+    /// dropped unread. Default: none. See "Scaling out" in the README. [Go: none]
     #[arg(
         long = "web.trusted-proxies",
         value_name = "CIDR,...",
@@ -96,7 +98,7 @@ pub struct Config {
 
     /// Largest push body (the client's serialized scrape response). A larger push gets 413 and
     /// its scraper 502 with the reason. Units: B, KiB, MiB, GiB (or KB, MB, GB); 0 means no
-    /// limit. Keep it below this host's memory. [ours]
+    /// limit. Keep it below this host's memory. [Go: none]
     #[arg(long = "push.max-body", value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub push_max_body: u64,
 
@@ -108,19 +110,19 @@ pub struct Config {
     /// (/-/healthy stays open); with RequireAndVerifyClientCert a client may poll only for an
     /// FQDN its certificate names. Re-read every 5 s when it or a file it names changes; a
     /// broken new version is logged and the last good one kept. Replaces --tls.cert/--tls.key.
-    /// [Go exporter-toolkit: --web.config.file]
+    /// [Go: exporter-toolkit's --web.config.file]
     #[arg(long = "web.config.file", value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
 
     /// Serve HTTPS: PEM file with the certificate chain (server certificate first). Needs
-    /// --tls.key. Clients then use --proxy-url https://..., Prometheus proxy_url: https://...
-    /// A shorthand for tls_server_config in --web.config.file (not both). Re-read, with
-    /// --tls.key, when either changes (checked every 5 s). [ours]
+    /// --tls.key. Clients then use --proxy-url https://..., Prometheus proxy_url: https://... A
+    /// shorthand for tls_server_config in --web.config.file (not both). Re-read, with
+    /// --tls.key, when either changes (checked every 5 s). [Go: none]
     #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// PEM file with the private key of --tls.cert (PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA
-    /// PRIVATE KEY", unencrypted). [ours]
+    /// PEM file with the private key of --tls.cert (PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA PRIVATE
+    /// KEY", unencrypted). [Go: none]
     #[arg(long = "tls.key", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
@@ -128,28 +130,28 @@ pub struct Config {
     /// `*.example.com` or `*`, the most specific match wins). /poll and /push then need
     /// `Authorization: Bearer TOKEN` valid for the FQDN polled for, or for the FQDN of the
     /// scrape answered: 401 without it, 403 with a wrong one. Unset: anyone may poll, as in Go.
-    /// [ours]
+    /// [Go: none]
     #[arg(long = "auth.client-tokens", value_name = "FILE")]
     pub client_tokens: Option<PathBuf>,
 
-    /// Require scrapers to authenticate: a file of `user:BCRYPT_HASH` lines (`htpasswd -nBC
-    /// 10 USER`, or --hash-password, makes one; old `user:sha256:...` lines load with a
-    /// warning). Scrapes then need `Proxy-Authorization: Basic` (Prometheus:
-    /// proxy_url: http://user:password@proxy:8080/), else 407. Re-read when it changes
-    /// (checked every 5 s). Unset: anyone may scrape, as in Go. [ours]
+    /// Require scrapers to authenticate: a file of `user:BCRYPT_HASH` lines (`htpasswd -nBC 10
+    /// USER`, or --hash-password, makes one; old `user:sha256:...` lines load with a warning).
+    /// Scrapes then need `Proxy-Authorization: Basic` (Prometheus: proxy_url:
+    /// http://user:password@proxy:8080/), else 407. Re-read when it changes (checked every 5
+    /// s). Unset: anyone may scrape, as in Go. [Go: none]
     #[arg(long = "auth.scrape-users", value_name = "FILE")]
     pub scrape_users: Option<PathBuf>,
 
     /// Also require a user of --auth.scrape-users, by `Authorization: Basic`, for GET /clients,
     /// /metrics and / (401 otherwise; Prometheus: basic_auth in http_sd_configs and in the job
-    /// scraping the proxy). /-/healthy stays open for load balancers. [ours]
+    /// scraping the proxy). /-/healthy stays open for load balancers. [Go: none]
     #[arg(long = "auth.protect-api", requires = "scrape_users")]
     pub protect_api: bool,
 
     // --- Shares of the connection limit (issue 16): one peer cannot take what all need. ---
     /// Connections that parked polls never take: kept for scrapes, pushes and /-/healthy
     /// whatever number of polls arrive. A poll beyond the rest gets 503 (clients poll again
-    /// after a back-off). At most half of --web.max-connections is reserved. [ours]
+    /// after a back-off). At most half of --web.max-connections is reserved. [Go: none]
     #[arg(
         long = "web.reserved-connections",
         value_name = "N",
@@ -160,64 +162,63 @@ pub struct Config {
     /// Most connections one source address keeps waiting for a request (kept alive between
     /// requests, or opened and silent); beyond it such a connection is closed. Addresses in
     /// --web.trusted-proxies are exempt. Raise it for a Prometheus scraping more targets than
-    /// this through the proxy (it keeps a connection alive per target). [ours]
+    /// this through the proxy (it keeps a connection alive per target). [Go: none]
     #[arg(long = "web.max-idle-per-address", value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_idle_per_address: u32,
 
     /// Most polls one source address has parked at once; beyond it a poll gets 503. A client
-    /// parks up to 4; raise it for many clients behind one NAT address (or list the address
-    /// in --web.trusted-proxies, which are exempt). [ours]
+    /// parks up to 4; raise it for many clients behind one NAT address (or list the address in
+    /// --web.trusted-proxies, which are exempt). [Go: none]
     #[arg(long = "poll.max-parked-per-address", value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parked_per_address: u32,
 
-    /// Longest hold of a poll that no credential vouches for (no --auth.client-tokens token
-    /// and no client certificate), even with --poll.max-hold 0s: it is then answered 408 and
-    /// the client polls again. 0s: no bound beyond --poll.max-hold. [ours]
+    /// Longest hold of a poll that no credential vouches for (no --auth.client-tokens token and
+    /// no client certificate), even with --poll.max-hold 0s: it is then answered 408 and the
+    /// client polls again. 0s: no bound beyond --poll.max-hold. [Go: none]
     #[arg(long = "poll.max-hold-unauthenticated", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub poll_max_hold_unauthenticated: Duration,
 
     /// Print a bcrypt line for --auth.scrape-users (`user:$2y$10$...`; the part after the colon
     /// is a basic_auth_users hash for --web.config.file) and exit: the password is read from
-    /// standard input
-    /// (e.g. `printf %s "$PW" | pushprox-proxy --hash-password prometheus >> users`; one
-    /// trailing newline is dropped). [ours]
+    /// standard input (e.g. `printf %s "$PW" | pushprox-proxy --hash-password prometheus >>
+    /// users`; one trailing newline is dropped). [Go: none]
     #[arg(long = "hash-password", value_name = "USER")]
     pub hash_password: Option<String>,
 
     // Revocation (issue 16): no connection outlives its welcome.
-    /// After this long from its accept, a connection's next answer carries `Connection:
-    /// close` and the connection ends (parked polls are not cut). With a TLS configuration
-    /// change, a kept-alive connection whose client certificate no longer verifies is refused
-    /// (403) and closed at its next request whatever its age. 0s: no limit. [ours]
+    /// After this long from its accept, a connection's next answer carries `Connection: close`
+    /// and the connection ends (parked polls are not cut). With a TLS configuration change, a
+    /// kept-alive connection whose client certificate no longer verifies is refused (403) and
+    /// closed at its next request whatever its age. 0s: no limit. [Go: none]
     #[arg(long = "web.max-connection-age", value_name = "DURATION", default_value = "1h", value_parser = duration)]
     pub max_connection_age: Duration,
 
     // Password checks (basic_auth_users, --auth.scrape-users): what a peer sending wrong
     // passwords can make the proxy spend. See auth/passwords.rs.
     /// Threads that run bcrypt for password checks; 0: one per core. A check waits for a free
-    /// one, so wrong passwords never take more than these threads. [ours]
+    /// one, so wrong passwords never take more than these threads. [Go: none]
     #[arg(long = "auth.check-workers", value_name = "N", default_value_t = 0)]
     pub auth_check_workers: usize,
 
     /// Password checks that may wait for a bcrypt thread; beyond, a check is answered 503 at
-    /// once (with Retry-After: 1). [ours]
+    /// once (with Retry-After: 1). [Go: none]
     #[arg(long = "auth.check-queue", value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub auth_check_queue: u64,
 
     /// How long a successful login (user and a salted digest of the password, never the
     /// password) is remembered after its last use; a remembered login costs no bcrypt and is
-    /// never limited. Emptied when the users change. 0s: every request runs bcrypt. [ours]
+    /// never limited. Emptied when the users change. 0s: every request runs bcrypt. [Go: none]
     #[arg(long = "auth.cache-ttl", value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub auth_cache_ttl: Duration,
 
     /// Failed password checks one address (an IPv6 /64) may cause per --auth.failure-interval;
     /// beyond, its checks are answered 429 with Retry-After without running bcrypt until the
     /// interval ends (checks in flight count too). Logged once per interval with a count.
-    /// Behind a load balancer every scraper shares its address. [ours]
+    /// Behind a load balancer every scraper shares its address. [Go: none]
     #[arg(long = "auth.max-failures", value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_max_failures: u32,
 
-    /// The interval of --auth.max-failures. [ours]
+    /// The interval of --auth.max-failures. [Go: none]
     #[arg(long = "auth.failure-interval", value_name = "DURATION", default_value = "1m", value_parser = duration)]
     pub auth_failure_interval: Duration,
 
@@ -274,15 +275,14 @@ impl Config {
 /// Refusals are counted in pushprox_polls_refused_total{reason}.
 #[derive(Args, Debug, Clone)]
 pub struct RegistrationLimits {
-    /// Most clients registered at once (polling, or seen within --registration.timeout).
-    /// A poll for a new FQDN beyond it gets 503; registered clients go on. A client costs
-    /// about 1 KiB, and about twice --registration.max-label-bytes with the largest
-    /// announcement. [ours]
+    /// Most clients registered at once (polling, or seen within --registration.timeout). A poll
+    /// for a new FQDN beyond it gets 503; registered clients go on. A client costs about 1 KiB,
+    /// and about twice --registration.max-label-bytes with the largest announcement. [Go: none]
     #[arg(long = "registration.max-clients", value_name = "N", default_value_t = 30_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_clients: u32,
 
-    /// Most labels a client may announce: its own (--label) and its targets' own
-    /// (--sd.target) counted together; more get 400. [ours]
+    /// Most labels a client may announce: its own (--label) and its targets' own (--sd.target)
+    /// counted together; more get 400. [Go: none]
     #[arg(
         long = "registration.max-labels",
         value_name = "N",
@@ -290,7 +290,7 @@ pub struct RegistrationLimits {
     )]
     pub max_labels: usize,
 
-    /// Longest label name a client may announce, in bytes; longer gets 400. [ours]
+    /// Longest label name a client may announce, in bytes; longer gets 400. [Go: none]
     #[arg(
         long = "registration.max-label-name-length",
         value_name = "BYTES",
@@ -298,7 +298,7 @@ pub struct RegistrationLimits {
     )]
     pub max_label_name_length: usize,
 
-    /// Longest label value a client may announce, in bytes; longer gets 400. [ours]
+    /// Longest label value a client may announce, in bytes; longer gets 400. [Go: none]
     #[arg(
         long = "registration.max-label-value-length",
         value_name = "BYTES",
@@ -307,11 +307,11 @@ pub struct RegistrationLimits {
     pub max_label_value_length: usize,
 
     /// Largest entry of one client in /clients: its target groups as written there, the
-    /// client's labels repeated in each target's group. Larger gets 400. [ours]
+    /// client's labels repeated in each target's group. Larger gets 400. [Go: none]
     #[arg(long = "registration.max-label-bytes", value_name = "SIZE", default_value = "8KiB", value_parser = parse_size)]
     pub max_label_bytes: u64,
 
-    /// Most targets (--sd.target ports) a client may announce; more get 400. [ours]
+    /// Most targets (--sd.target ports) a client may announce; more get 400. [Go: none]
     #[arg(
         long = "registration.max-targets",
         value_name = "N",
