@@ -8,6 +8,7 @@ use clap::{Args, Parser};
 use pushprox_daemon::flags::{duration, DaemonFlags};
 pub use pushprox_daemon::listen::ListenAddr;
 pub use pushprox_protocol::Label;
+use pushprox_protocol::LabelNameError;
 
 /// Stack of every thread the client starts. A poll or scrape with a TLS handshake (RSA client
 /// certificate) needs under 64 KiB optimized but over 128 KiB unoptimized, whose frames are
@@ -277,10 +278,7 @@ fn proxy_url(text: &str) -> Result<String, String> {
 /// `--fqdn`: a host name without port or scheme.
 fn fqdn(text: &str) -> Result<String, String> {
     let t = text.trim();
-    let ok = !t.is_empty()
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    if !ok {
+    if !pushprox_protocol::is_fqdn(t) {
         return Err(format!(
             "\"{text}\" is not a host name; give the name Prometheus uses as the target host, such as node1.example.com"
         ));
@@ -296,23 +294,17 @@ fn by_name(labels: Vec<Label>) -> Vec<Label> {
 
 /// A Prometheus label name, not one of the reserved `__` names.
 fn label_name(name: &str) -> Result<(), String> {
-    if name.starts_with("__") {
-        return Err(format!(
+    match pushprox_protocol::check_label_name(name) {
+        Ok(()) => Ok(()),
+        Err(LabelNameError::Reserved) => Err(format!(
             "label name \"{name}\" starts with \"__\", which Prometheus reserves for its own \
              labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
-        ));
-    }
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!(
+        )),
+        Err(LabelNameError::Invalid) => Err(format!(
             "\"{name}\" is not a Prometheus label name: a label name matches \
              [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// `--label`: `NAME=VALUE`.

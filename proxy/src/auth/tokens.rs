@@ -26,11 +26,7 @@ enum Pattern {
 impl Pattern {
     fn parse(text: &str) -> Option<Pattern> {
         let text = text.to_ascii_lowercase();
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
-        };
+        let name_ok = pushprox_protocol::is_fqdn;
         if text == "*" {
             Some(Pattern::Any)
         } else if let Some(rest) = text.strip_prefix("*.") {
@@ -106,7 +102,7 @@ impl ClientTokens {
 
     /// Whether `token` may poll or push for `fqdn`.
     pub fn check(&self, fqdn: &str, token: &str) -> Result<(), Refusal> {
-        let fqdn = fqdn.to_ascii_lowercase();
+        let fqdn = pushprox_protocol::fqdn_key(fqdn);
         let best = self
             .rules
             .iter()
