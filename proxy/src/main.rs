@@ -4,6 +4,7 @@ mod auth;
 mod config;
 mod delivery;
 mod discovery;
+mod error;
 mod handlers;
 mod http;
 mod limits;

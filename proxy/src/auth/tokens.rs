@@ -11,7 +11,7 @@ use std::path::Path;
 
 use subtle::ConstantTimeEq;
 
-use super::{digest, Digest, Refusal};
+use super::{digest, Digest, FileError, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Pattern {
@@ -56,14 +56,8 @@ pub struct ClientTokens {
 
 impl ClientTokens {
     /// Reads and parses the file; errors name the file and the line.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "cannot read --auth.client-tokens file {}: {e}",
-                path.display()
-            )
-        })?;
-        Self::parse(&text).map_err(|e| format!("--auth.client-tokens file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        FileError::load("--auth.client-tokens", path, Self::parse)
     }
 
     /// Parses the file's text.
