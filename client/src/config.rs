@@ -178,79 +178,44 @@ pub struct SdTarget {
     pub labels: Vec<Label>,
 }
 
-/// Everything `run` needs, checked.
-#[derive(Debug, Clone)]
+/// Everything `run` needs: the flags, completed.
+#[derive(Debug)]
 pub struct Config {
-    pub proxy_urls: Vec<String>,
+    /// As given, but `proxy_urls` each once, `labels` by name with each name once, and
+    /// `retry_max_wait` at least `retry_initial_wait`.
+    pub flags: Flags,
+    /// `--fqdn`, else this host's.
     pub fqdn: String,
-    pub tls_cacert: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub metrics_addr: ListenAddr,
-    pub retry_initial_wait: Duration,
-    pub retry_max_wait: Duration,
-    /// `--proxy.max-polls`: at least 1.
-    pub max_polls: usize,
-    /// `--scrape.max-in-flight`: at least 1.
-    pub max_in_flight: usize,
-    pub token_file: Option<PathBuf>,
     /// `--scrape.allow`, else the `--sd.target` ports ([`Config::allow_from_sd_targets`]);
     /// empty: any port.
     pub scrape_allow: Vec<AllowRule>,
     /// Whether `scrape_allow` is the `--sd.target` ports.
     pub allow_from_sd_targets: bool,
-    /// `--label`, by name, each name once.
-    pub labels: Vec<Label>,
-    /// `--sd.target`, in the order given.
-    pub sd_targets: Vec<SdTarget>,
-    /// `--scrape.target-host`, without brackets.
-    pub scrape_target_host: Option<String>,
-    /// `--scrape.tls.cacert`.
-    pub scrape_tls_cacert: Option<PathBuf>,
-    /// `--scrape.tls.insecure-skip-verify`.
-    pub scrape_insecure: bool,
 }
 
 impl Flags {
     /// The configuration, with the default FQDN looked up when `--fqdn` is absent.
-    pub fn into_config(self) -> Config {
-        let fqdn = match self.fqdn {
-            Some(f) => f,
-            None => crate::fqdn::default_fqdn(),
-        };
+    pub fn into_config(mut self) -> Config {
+        let fqdn = self.fqdn.take().unwrap_or_else(crate::fqdn::default_fqdn);
         // The same proxy twice would only make two polls supersede each other.
-        let mut proxy_urls: Vec<String> = Vec::new();
-        for url in self.proxy_urls {
-            if !proxy_urls.contains(&url) {
-                proxy_urls.push(url);
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        self.proxy_urls.retain(|url| seen.insert(url.clone()));
+        self.retry_max_wait = self.retry_max_wait.max(self.retry_initial_wait);
+        self.labels = by_name(std::mem::take(&mut self.labels));
+        let allow_from_sd_targets = self.scrape_allow.is_empty() && !self.sd_targets.is_empty();
+        let scrape_allow = if allow_from_sd_targets {
+            self.sd_targets
+                .iter()
+                .map(|t| AllowRule::Port(t.port))
+                .collect()
+        } else {
+            self.scrape_allow.clone()
+        };
         Config {
-            proxy_urls,
+            flags: self,
             fqdn,
-            tls_cacert: self.tls_cacert,
-            tls_cert: self.tls_cert,
-            tls_key: self.tls_key,
-            metrics_addr: self.metrics_addr,
-            retry_initial_wait: self.retry_initial_wait,
-            retry_max_wait: self.retry_max_wait.max(self.retry_initial_wait),
-            max_polls: usize::from(self.max_polls),
-            max_in_flight: usize::from(self.limits.max_in_flight),
-            token_file: self.token_file,
-            allow_from_sd_targets: self.scrape_allow.is_empty() && !self.sd_targets.is_empty(),
-            scrape_allow: if self.scrape_allow.is_empty() {
-                self.sd_targets
-                    .iter()
-                    .map(|t| AllowRule::Port(t.port))
-                    .collect()
-            } else {
-                self.scrape_allow
-            },
-            labels: by_name(self.labels),
-            sd_targets: self.sd_targets,
-            scrape_target_host: self.scrape_target_host,
-            scrape_tls_cacert: self.scrape_tls_cacert,
-            scrape_insecure: self.scrape_insecure,
+            scrape_allow,
+            allow_from_sd_targets,
         }
     }
 }
@@ -411,7 +376,7 @@ mod tests {
         ] {
             let f = parse(&["--proxy-url=http://a", "--scrape.target-host", given]).unwrap();
             assert_eq!(
-                f.into_config().scrape_target_host.as_deref(),
+                f.into_config().flags.scrape_target_host.as_deref(),
                 Some(kept),
                 "{given}"
             );
@@ -429,7 +394,7 @@ mod tests {
     #[test]
     fn scrape_tls_cacert_and_insecure_skip_verify_exclude_each_other() {
         let f = parse(&["--proxy-url=http://a", "--scrape.tls.insecure-skip-verify"]).unwrap();
-        assert!(f.into_config().scrape_insecure);
+        assert!(f.into_config().flags.scrape_insecure);
         let err = parse(&[
             "--proxy-url=http://a",
             "--scrape.tls.insecure-skip-verify",
@@ -455,6 +420,7 @@ mod tests {
         .unwrap();
         let config = f.into_config();
         let labels: Vec<(&str, &str)> = config
+            .flags
             .labels
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -503,7 +469,7 @@ mod tests {
         .unwrap();
         let config = f.into_config();
         assert_eq!(
-            config.sd_targets,
+            config.flags.sd_targets,
             [
                 SdTarget {
                     port: 9100,
@@ -545,7 +511,7 @@ mod tests {
     #[test]
     fn max_polls_is_1_to_64() {
         let f = parse(&["--proxy-url=http://a", "--proxy.max-polls", "1"]).unwrap();
-        assert_eq!(f.into_config().max_polls, 1);
+        assert_eq!(f.into_config().flags.max_polls, 1);
         for bad in ["0", "65", "-1", "many"] {
             let flag = format!("--proxy.max-polls={bad}");
             let err = parse(&["--proxy-url=http://a", &flag]).unwrap_err();

@@ -25,21 +25,22 @@ const SCRAPE_THREAD_IDLE: Duration = Duration::from_secs(10);
 
 /// Starts the client: agents, metrics server, one poller per proxy.
 pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
-    let token = match &config.token_file {
+    let token = match &config.flags.token_file {
         Some(path) => Some((path.clone(), BearerToken::read(path)?)),
         None => None,
     };
     let tls = crate::tls::tls_configs(config)?;
-    let listener = metrics_server::bind(&config.metrics_addr)?;
+    let listener = metrics_server::bind(&config.flags.metrics_addr)?;
     let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
         "starting pushprox-client version={} fqdn={} proxy_urls={} max_polls={} metrics_addr={} token_file={} scrape_allow={}",
         env!("CARGO_PKG_VERSION"),
         config.fqdn,
-        config.proxy_urls.join(","),
-        config.max_polls,
-        config.metrics_addr.text,
+        config.flags.proxy_urls.join(","),
+        config.flags.max_polls,
+        config.flags.metrics_addr.text,
         config
+            .flags
             .token_file
             .as_deref()
             .map_or_else(|| "none".into(), |p| p.display().to_string()),
@@ -53,7 +54,7 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     let metrics = Metrics::new();
     metrics_server::serve(listener, Arc::clone(&metrics))?;
 
-    let connect_host = config.scrape_target_host.clone();
+    let connect_host = config.flags.scrape_target_host.clone();
     let http_agent =
         agent::target_agent(tls.target.clone().unwrap_or_default(), connect_host.clone());
     let https = std::sync::OnceLock::new();
@@ -75,14 +76,14 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
     });
-    let in_flight = InFlight::new(config.max_in_flight);
+    let in_flight = InFlight::new(usize::from(config.flags.limits.max_in_flight));
     let instance = pushprox_daemon::ids::instance_id();
     log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
-    let announce = crate::link::announcements(&config.labels, &config.sd_targets);
+    let announce = crate::link::announcements(&config.flags.labels, &config.flags.sd_targets);
     for (name, value) in &announce {
         log::info!("announcing on every poll {name}: {value}");
     }
-    for url in &config.proxy_urls {
+    for url in &config.flags.proxy_urls {
         let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default(), url);
         agent::log_forward_proxy(&agent, url);
         if token.is_some() && url.starts_with("http://") && !agent::is_loopback(url) {
@@ -102,12 +103,12 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             Arc::clone(&ctx),
             Arc::clone(&in_flight),
             instance.clone(),
-            config.max_polls,
+            usize::from(config.flags.max_polls),
         );
         polls
             .spawn_primary(Backoff::new(
-                config.retry_initial_wait,
-                config.retry_max_wait,
+                config.flags.retry_initial_wait,
+                config.flags.retry_max_wait,
             ))
             .map_err(|e| StartupError::Thread {
                 what: "poll",
@@ -120,13 +121,18 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
 /// The start line that says what a Prometheus target for this client looks like; what `--fqdn`
 /// must be is the commonest confusion about PushProx.
 fn serving_line(config: &Config) -> String {
-    let proxies: Vec<String> = config.proxy_urls.iter().map(|u| format!("{u}/")).collect();
+    let proxies: Vec<String> = config
+        .flags
+        .proxy_urls
+        .iter()
+        .map(|u| format!("{u}/"))
+        .collect();
     let mut line = format!(
         "serving fqdn={fqdn}: Prometheus targets must be written {fqdn}:PORT, with proxy_url {}",
         proxies.join(" or "),
         fqdn = config.fqdn
     );
-    if let Some(host) = &config.scrape_target_host {
+    if let Some(host) = &config.flags.scrape_target_host {
         line.push_str(&format!(
             "; scrapes connect to {host} (--scrape.target-host)"
         ));
