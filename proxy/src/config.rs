@@ -73,8 +73,8 @@ pub struct Config {
     pub max_head_bytes: usize,
 
     /// Most header fields in a request; more get 431. [Go: none]
-    #[arg(long = "web.max-headers", value_name = "N", default_value_t = 100, value_parser = parse_max_headers)]
-    pub max_headers: usize,
+    #[arg(long = "web.max-headers", value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_headers: u16,
 
     /// Longest wait for the next request on an idle connection; once a request starts, the time
     /// its whole head may take (a head trickled a byte at a time is cut here), then the time
@@ -360,14 +360,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
                 "\"{text}\" is not a size: expected e.g. 512KiB, 64MiB, 1GiB or a number of bytes"
             )
         })
-}
-
-/// A count of header fields between 1 and 1000.
-fn parse_max_headers(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if (1..=1000).contains(&n) => Ok(n),
-        _ => Err(format!("\"{text}\" is not a number between 1 and 1000")),
-    }
 }
 
 /// A head limit: a size between 1 KiB and 1 MiB.

@@ -323,7 +323,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let limits = Limits {
         head: HeadLimits {
             max_bytes: config.max_head_bytes,
-            max_headers: config.max_headers,
+            max_headers: usize::from(config.max_headers),
         },
         read_timeout: config.read_timeout,
         max_connections,

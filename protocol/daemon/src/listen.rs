@@ -49,12 +49,6 @@ impl ListenAddr {
     }
 }
 
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
 /// No candidate address could be bound.
 #[derive(Debug)]
 pub struct ListenError {
@@ -113,7 +107,7 @@ mod tests {
         let v6 = ListenAddr::parse("[::1]:1234").unwrap();
         assert_eq!(v6.host.as_deref(), Some("::1"));
         assert_eq!(v6.candidates(), ["[::1]:1234"]);
-        assert_eq!(v6.to_string(), "[::1]:1234");
+        assert_eq!(v6.text, "[::1]:1234");
         for bad in ["9369", "host:", "host:http", ":70000"] {
             assert!(ListenAddr::parse(bad).unwrap_err().contains(bad), "{bad}");
         }
