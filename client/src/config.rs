@@ -367,6 +367,28 @@ mod tests {
     }
 
     #[test]
+    fn a_go_v0_2_0_command_line_parses_whole() {
+        // Every flag of the Go client v0.2.0's --help, in its `--name=value` form.
+        let f = parse(&[
+            "--fqdn=host.example",
+            "--proxy-url=http://proxy:8080/",
+            "--tls.cacert=ca.pem",
+            "--tls.cert=client.pem",
+            "--tls.key=client.key",
+            "--metrics-addr=:9370",
+            "--proxy.retry.initial-wait=2s",
+            "--proxy.retry.max-wait=10s",
+            "--log.level=warn",
+            "--log.format=json",
+        ])
+        .unwrap();
+        assert_eq!(f.metrics_addr.port, 9370);
+        assert_eq!(f.retry_max_wait, Duration::from_secs(10));
+        assert_eq!(f.daemon.log_level.filter(), log::LevelFilter::Warn);
+        assert_eq!(f.daemon.log_format, pushprox_daemon::logger::Format::Json);
+    }
+
+    #[test]
     fn scrape_target_host_is_a_host_without_port() {
         for (given, kept) in [
             ("127.0.0.1", "127.0.0.1"),

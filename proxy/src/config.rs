@@ -408,6 +408,25 @@ mod tests {
     }
 
     #[test]
+    fn a_go_v0_2_0_command_line_parses_whole() {
+        // Every flag of the Go proxy v0.2.0's --help, in its `--name=value` form.
+        let c = Config::try_parse_from([
+            "pushprox-proxy",
+            "--web.listen-address=:9999",
+            "--scrape.max-timeout=2m",
+            "--scrape.default-timeout=10s",
+            "--registration.timeout=1m",
+            "--log.level=debug",
+            "--log.format=json",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.port, 9999);
+        assert_eq!(c.scrape_default_timeout, Duration::from_secs(10));
+        assert_eq!(c.daemon.log_level.filter(), log::LevelFilter::Debug);
+        assert_eq!(c.daemon.log_format, pushprox_daemon::logger::Format::Json);
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
         assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
