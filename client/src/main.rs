@@ -38,10 +38,10 @@ fn main() -> ExitCode {
     ) {
         Ok(Some(running)) => running,
         Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => return startup::failed(PROGRAM, &e),
+        Err(e) => return startup::failed(&e),
     };
     match run::run(&flags.into_config()) {
         Ok(in_flight) => run::wait_for_signal(&in_flight),
-        Err(e) => startup::failed(PROGRAM, &e),
+        Err(e) => startup::failed(&e),
     }
 }

@@ -46,12 +46,12 @@ fn main() -> ExitCode {
     ) {
         Ok(Some(running)) => running,
         Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => return startup::failed(PROGRAM, &e),
+        Err(e) => return startup::failed(&e),
     };
     log::info!("starting {PROGRAM} version={}", env!("CARGO_PKG_VERSION"));
     match server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => startup::failed(PROGRAM, &e),
+        Err(e) => startup::failed(&e),
     }
 }
 

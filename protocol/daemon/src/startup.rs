@@ -40,13 +40,10 @@ pub fn start(
     Ok(Some(Running { _lock: lock }))
 }
 
-/// Reports why the daemon could not start or run, once, and gives exit code 1.
-pub fn failed(program: &str, e: &dyn Display) -> ExitCode {
+/// Reports why the daemon could not start or run, once (every `--log.level` shows errors),
+/// and gives exit code 1.
+pub fn failed(e: &dyn Display) -> ExitCode {
     log::error!("{e}");
-    // Also with a log level that hides errors, say why we stop.
-    if !log::log_enabled!(log::Level::Error) {
-        eprintln!("{program}: {e}");
-    }
     ExitCode::from(1)
 }
 
