@@ -51,14 +51,4 @@ impl fmt::Display for StartupError {
     }
 }
 
-impl std::error::Error for StartupError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StartupError::NoCaCertificates { .. } | StartupError::TokenFile { .. } => None,
-            StartupError::Tls(e) => Some(e),
-            StartupError::MetricsBind { source, .. } | StartupError::Thread { source, .. } => {
-                Some(source)
-            }
-        }
-    }
-}
+impl std::error::Error for StartupError {}

@@ -50,14 +50,4 @@ impl fmt::Display for StartupError {
     }
 }
 
-impl std::error::Error for StartupError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StartupError::Settings(e) => Some(e),
-            StartupError::Listen(e) => Some(e),
-            StartupError::Passwords(source)
-            | StartupError::Thread { source, .. }
-            | StartupError::Accept { source, .. } => Some(source),
-        }
-    }
-}
+impl std::error::Error for StartupError {}

@@ -63,11 +63,7 @@ impl fmt::Display for ListenError {
     }
 }
 
-impl std::error::Error for ListenError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+impl std::error::Error for ListenError {}
 
 fn bind_first(addrs: &[String]) -> Result<TcpListener, ListenError> {
     let mut failure = ListenError {
