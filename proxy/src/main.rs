@@ -33,7 +33,7 @@ const PROGRAM: &str = "pushprox-proxy";
 fn main() -> ExitCode {
     let config = config::Config::parse();
     if let Some(user) = &config.hash_password {
-        return hash_password(user);
+        return password::hash_password(user);
     }
     if let Some(conflict) = config.conflicts() {
         eprintln!("error: {conflict}");
@@ -52,36 +52,5 @@ fn main() -> ExitCode {
     match server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => startup::failed(&e),
-    }
-}
-
-/// `--hash-password USER`: reads the password from stdin (a prompt without echo on a
-/// terminal), prints the users-file line (bcrypt, cost 10).
-fn hash_password(user: &str) -> ExitCode {
-    if user.is_empty() || user.contains(':') {
-        eprintln!("--hash-password: the user name must be non-empty and contain no ':'");
-        return ExitCode::from(2);
-    }
-    let password = match password::read(user) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("--hash-password: cannot read the password from standard input: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let password = password.as_str();
-    if password.is_empty() {
-        eprintln!("--hash-password: the password read from standard input is empty");
-        return ExitCode::from(2);
-    }
-    match auth::users::bcrypt_line(user, password) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("--hash-password: cannot hash the password: {e}");
-            ExitCode::from(1)
-        }
     }
 }
