@@ -5,6 +5,8 @@
 # 1. cargo test --workspace: unit tests, the codec's fuzz test, and the integration tests that
 #    start the real binaries (and promtool, openssl, curl); promtool check rules and
 #    promtool test rules on the alerting rules the README recommends (scripts/pushprox.rules.yml);
+#    scripts/flag-tables.sh: the README's flag tables against each binary's --help (debug
+#    binaries);
 # 2. scripts/e2e.sh: real Prometheus and node_exporters scraped through the proxy and clients,
 #    static targets and http_sd (builds the release binaries);
 #    scripts/readme-e2e.sh: every Prometheus block of README.md, read from it and run as
@@ -58,6 +60,7 @@ part() {
 part "cargo fmt --check" cargo fmt --all --check
 part "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 part "cargo test --workspace" cargo test --workspace
+part "scripts/flag-tables.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/flag-tables.sh
 part "promtool: scripts/pushprox.rules.yml" sh -c \
     'promtool check rules scripts/pushprox.rules.yml && promtool test rules scripts/pushprox.rules.test.yml'
 part "scripts/e2e.sh" bash scripts/e2e.sh

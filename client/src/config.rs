@@ -4,8 +4,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser};
+use pushprox_daemon::flags::{duration, DaemonFlags};
+pub use pushprox_daemon::listen::ListenAddr;
 pub use pushprox_protocol::Label;
+use pushprox_protocol::LabelNameError;
 
 /// Stack of every thread the client starts. A poll or scrape with a TLS handshake (RSA client
 /// certificate) needs under 64 KiB optimized but over 128 KiB unoptimized, whose frames are
@@ -28,67 +31,57 @@ pub const THREAD_STACK: usize = if cfg!(debug_assertions) {
 )]
 pub struct Flags {
     /// Proxy to poll, as http(s)://host:port/ (a trailing / or none both work). Required; give
-    /// it several times to keep a poll open to each proxy (high availability). Go: --proxy-url,
-    /// once only.
+    /// it several times to keep a poll open to each proxy (high availability).
+    /// [Go: same, given once]
     #[arg(long = "proxy-url", value_name = "URL", required = true, value_parser = proxy_url)]
     pub proxy_urls: Vec<String>,
 
     /// The name this client serves scrapes for; it must equal the host of the Prometheus
-    /// target. Default: this host's fully qualified name, as `hostname -f` gives it. Go: --fqdn.
+    /// target. Default: this host's fully qualified name, as `hostname -f` gives it. [Go: same]
     #[arg(long = "fqdn", value_name = "NAME", value_parser = fqdn)]
     pub fqdn: Option<String>,
 
-    /// PEM file of the CA certificates to trust for the proxy and for https scrapes, instead
-    /// of the system's (SSL_CERT_FILE, SSL_CERT_DIR, else /etc/ssl/certs/ca-certificates.crt
-    /// and the other usual bundles, as Go finds them). Default: none. Go: --tls.cacert.
+    /// PEM file of the CA certificates to trust for the proxy and for https scrapes, instead of
+    /// the system's (SSL_CERT_FILE, SSL_CERT_DIR, else /etc/ssl/certs/ca-certificates.crt and
+    /// the other usual bundles, as Go finds them). Default: none. [Go: same]
     #[arg(long = "tls.cacert", value_name = "FILE")]
     pub tls_cacert: Option<PathBuf>,
 
     /// PEM file of the client certificate (chain) for mutual TLS, with --tls.key. Default:
-    /// none. Go: --tls.cert.
+    /// none. [Go: same]
     #[arg(long = "tls.cert", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// PEM file of the private key of --tls.cert. Default: none. Go: --tls.key.
+    /// PEM file of the private key of --tls.cert. Default: none. [Go: same]
     #[arg(long = "tls.key", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
     /// Address to serve /metrics and /-/healthy on: host:port, or :port for all interfaces.
-    /// Default: :9369. Go: --metrics-addr.
-    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = ":9369", hide_default_value = true, value_parser = listen_addr)]
+    /// [Go: same]
+    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = ":9369", value_parser = ListenAddr::parse)]
     pub metrics_addr: ListenAddr,
 
     /// First wait before polling again after a failed poll; each further failure waits 1.5
-    /// times longer. Default: 1s. Go: --proxy.retry.initial-wait.
-    #[arg(long = "proxy.retry.initial-wait", value_name = "DURATION", default_value = "1s", hide_default_value = true, value_parser = duration)]
+    /// times longer. [Go: same]
+    #[arg(long = "proxy.retry.initial-wait", value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub retry_initial_wait: Duration,
 
-    /// Longest wait between failed polls. Default: 5s. Go: --proxy.retry.max-wait.
-    #[arg(long = "proxy.retry.max-wait", value_name = "DURATION", default_value = "5s", hide_default_value = true, value_parser = duration)]
+    /// Longest wait between failed polls. [Go: same]
+    #[arg(long = "proxy.retry.max-wait", value_name = "DURATION", default_value = "5s", value_parser = duration)]
     pub retry_max_wait: Duration,
 
     /// Most polls kept open to one proxy at a time (1 to 64). One poll carries one scrape at a
     /// time, so while scrapes keep every poll busy the client opens more, up to this and to
     /// what the proxy offers; each extra poll ends after 5 s without a scrape. Only our proxy
     /// offers more than one: against the Go proxy one poll is used, whatever this says. 1
-    /// disables the extra polls. Default: 4. Not in Go.
-    #[arg(long = "proxy.max-polls", value_name = "N", default_value_t = 4, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// disables the extra polls. [Go: none]
+    #[arg(long = "proxy.max-polls", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_polls: u16,
-
-    /// Least severe log level to print. Default: info. Go: --log.level.
-    #[arg(long = "log.level", value_name = "LEVEL", value_enum, default_value_t = LogLevel::Info, hide_default_value = true)]
-    pub log_level: LogLevel,
-
-    /// logfmt: one plain line per event on stderr; json: one JSON object per line with `ts`,
-    /// `level`, `msg` and the message's key=value words (fqdn, scrape_id, ...) as fields.
-    /// Default: logfmt. Go: --log.format.
-    #[arg(long = "log.format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Logfmt, hide_default_value = true)]
-    pub log_format: LogFormat,
 
     /// File holding the bearer token this client sends to the proxy as `Authorization: Bearer
     /// TOKEN` on every /poll and /push (surrounding white space is ignored). Needed when the
     /// proxy runs with --auth.client-tokens; the token is never taken from the command line,
-    /// where `ps` would show it. Default: none (no Authorization header). Not in Go.
+    /// where `ps` would show it. Default: none (no Authorization header). [Go: none]
     #[arg(long = "auth.token-file", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
@@ -96,7 +89,7 @@ pub struct Flags {
     /// comma-separated (`9100,9256`, `node1.example:9100`). A HOST:PORT entry only counts when
     /// the scrape is for that host, so one list can be shared by many clients. Any other scrape
     /// gets a 403 that names this flag. Default: empty, any port of this host's FQDN, as in Go.
-    /// Not in Go.
+    /// [Go: none]
     #[arg(long = "scrape.allow", value_name = "PORT_OR_HOSTPORT", value_delimiter = ',', value_parser = allow_rule)]
     pub scrape_allow: Vec<AllowRule>,
 
@@ -104,14 +97,14 @@ pub struct Flags {
     /// (e.g. 127.0.0.1, for exporters that listen on loopback only, or an --fqdn this host
     /// cannot resolve). The Host header and the TLS name checked stay the URL's, so targets
     /// with certificates for the FQDN, and virtual hosts, keep working. Scrapes are still
-    /// accepted only for --fqdn. Default:
-    /// the scrape URL's host, as in Go. Not in Go (the Rancher fork's --use-localhost).
+    /// accepted only for --fqdn. Default: the scrape URL's host, as in Go.
+    /// [Go: none; the Rancher fork's --use-localhost]
     #[arg(long = "scrape.target-host", value_name = "HOST", value_parser = target_host)]
     pub scrape_target_host: Option<String>,
 
     /// PEM file of the CA certificates to trust for https scrapes (`_scheme=https`) only; the
     /// proxy stays checked with --tls.cacert. Default: the CAs of --tls.cacert, else the
-    /// system's, for targets as for the proxy (as in Go). Not in Go.
+    /// system's, for targets as for the proxy (as in Go). [Go: none]
     #[arg(
         long = "scrape.tls.cacert",
         value_name = "FILE",
@@ -120,33 +113,31 @@ pub struct Flags {
     pub scrape_tls_cacert: Option<PathBuf>,
 
     /// Do not check the certificates of https scrapes (`_scheme=https`), for targets with
-    /// self-signed certificates; the proxy's certificate is always checked. Logged as a
-    /// warning at start. Default: off. Not in Go.
+    /// self-signed certificates; the proxy's certificate is always checked. Logged as a warning
+    /// at start. Default: off. [Go: none]
     #[arg(long = "scrape.tls.insecure-skip-verify")]
     pub scrape_insecure: bool,
 
     /// A label for this client in the proxy's /clients (service discovery), as NAME=VALUE; give
     /// it several times (a name given twice: the last value wins). NAME is a Prometheus label
     /// name, [a-zA-Z_][a-zA-Z0-9_]* not starting with __; VALUE is any UTF-8. Sent with every
-    /// poll (X-PushProx-Labels), which a Go proxy ignores. Default: none. Not in Go.
+    /// poll (X-PushProx-Labels), which a Go proxy ignores. Default: none. [Go: none]
     #[arg(long = "label", value_name = "NAME=VALUE", value_parser = label)]
     pub labels: Vec<Label>,
 
     /// A port of this host to announce as a target in the proxy's /clients, with labels of its
     /// own: PORT or PORT:NAME=VALUE,NAME=VALUE (e.g. 9100:job=node; values without commas);
-    /// give it several times. Without --scrape.allow the announced ports are the only ones
-    /// this client scrapes. Sent with every poll (X-PushProx-Targets), which a Go proxy
-    /// ignores. Default: none (the proxy lists this client by its FQDN alone). Not in Go.
+    /// give it several times. Without --scrape.allow the announced ports are the only ones this
+    /// client scrapes. Sent with every poll (X-PushProx-Targets), which a Go proxy ignores.
+    /// Default: none (the proxy lists this client by its FQDN alone). [Go: none]
     #[arg(long = "sd.target", value_name = "PORT[:NAME=VALUE,...]", value_parser = sd_target)]
     pub sd_targets: Vec<SdTarget>,
 
-    /// Take an exclusive lock on this file and exit 0 at once if another client holds it, so
-    /// cron can start the client every minute. Default: no lock. Not in Go.
-    #[arg(long = "lock-file", value_name = "PATH")]
-    pub lock_file: Option<PathBuf>,
-
     #[command(flatten)]
     pub limits: ScrapeLimits,
+
+    #[command(flatten)]
+    pub daemon: DaemonFlags,
 }
 
 /// What a proxy can make this client spend: a proxy is trusted with scrapes, not with the
@@ -154,48 +145,10 @@ pub struct Flags {
 #[derive(Debug, Args)]
 pub struct ScrapeLimits {
     /// Most scrapes running at once, from all proxies together. A scrape beyond it is not
-    /// started: it is answered at once with a 503 push saying so, and counted as refused.
-    /// Each running scrape holds a thread and a connection to its target. Default: 32. Not in
-    /// Go.
-    #[arg(long = "scrape.max-in-flight", value_name = "N", default_value_t = 32, hide_default_value = true, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    /// started: it is answered at once with a 503 push saying so, and counted as refused. Each
+    /// running scrape holds a thread and a connection to its target. [Go: none]
+    #[arg(long = "scrape.max-in-flight", value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub max_in_flight: u16,
-}
-
-/// `--log.level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl LogLevel {
-    pub fn filter(self) -> log::LevelFilter {
-        match self {
-            LogLevel::Debug => log::LevelFilter::Debug,
-            LogLevel::Info => log::LevelFilter::Info,
-            LogLevel::Warn => log::LevelFilter::Warn,
-            LogLevel::Error => log::LevelFilter::Error,
-        }
-    }
-}
-
-/// `--log.format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
-
-/// Where the metrics server listens. `:PORT` (no host) means every interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenAddr {
-    /// `None` for all interfaces.
-    pub host: Option<String>,
-    pub port: u16,
-    /// As given on the command line, for logs.
-    pub text: String,
 }
 
 /// One `--scrape.allow` entry.
@@ -225,81 +178,44 @@ pub struct SdTarget {
     pub labels: Vec<Label>,
 }
 
-/// Everything `run` needs, checked.
-#[derive(Debug, Clone)]
+/// Everything `run` needs: the flags, completed.
+#[derive(Debug)]
 pub struct Config {
-    pub proxy_urls: Vec<String>,
+    /// As given, but `proxy_urls` each once, `labels` by name with each name once, and
+    /// `retry_max_wait` at least `retry_initial_wait`.
+    pub flags: Flags,
+    /// `--fqdn`, else this host's.
     pub fqdn: String,
-    pub tls_cacert: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub metrics_addr: ListenAddr,
-    pub retry_initial_wait: Duration,
-    pub retry_max_wait: Duration,
-    /// `--proxy.max-polls`: at least 1.
-    pub max_polls: usize,
-    /// `--scrape.max-in-flight`: at least 1.
-    pub max_in_flight: usize,
-    pub lock_file: Option<PathBuf>,
-    pub token_file: Option<PathBuf>,
     /// `--scrape.allow`, else the `--sd.target` ports ([`Config::allow_from_sd_targets`]);
     /// empty: any port.
     pub scrape_allow: Vec<AllowRule>,
     /// Whether `scrape_allow` is the `--sd.target` ports.
     pub allow_from_sd_targets: bool,
-    /// `--label`, by name, each name once.
-    pub labels: Vec<Label>,
-    /// `--sd.target`, in the order given.
-    pub sd_targets: Vec<SdTarget>,
-    /// `--scrape.target-host`, without brackets.
-    pub scrape_target_host: Option<String>,
-    /// `--scrape.tls.cacert`.
-    pub scrape_tls_cacert: Option<PathBuf>,
-    /// `--scrape.tls.insecure-skip-verify`.
-    pub scrape_insecure: bool,
 }
 
 impl Flags {
     /// The configuration, with the default FQDN looked up when `--fqdn` is absent.
-    pub fn into_config(self) -> Config {
-        let fqdn = match self.fqdn {
-            Some(f) => f,
-            None => crate::fqdn::default_fqdn(),
-        };
+    pub fn into_config(mut self) -> Config {
+        let fqdn = self.fqdn.take().unwrap_or_else(crate::fqdn::default_fqdn);
         // The same proxy twice would only make two polls supersede each other.
-        let mut proxy_urls: Vec<String> = Vec::new();
-        for url in self.proxy_urls {
-            if !proxy_urls.contains(&url) {
-                proxy_urls.push(url);
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        self.proxy_urls.retain(|url| seen.insert(url.clone()));
+        self.retry_max_wait = self.retry_max_wait.max(self.retry_initial_wait);
+        self.labels = by_name(std::mem::take(&mut self.labels));
+        let allow_from_sd_targets = self.scrape_allow.is_empty() && !self.sd_targets.is_empty();
+        let scrape_allow = if allow_from_sd_targets {
+            self.sd_targets
+                .iter()
+                .map(|t| AllowRule::Port(t.port))
+                .collect()
+        } else {
+            self.scrape_allow.clone()
+        };
         Config {
-            proxy_urls,
+            flags: self,
             fqdn,
-            tls_cacert: self.tls_cacert,
-            tls_cert: self.tls_cert,
-            tls_key: self.tls_key,
-            metrics_addr: self.metrics_addr,
-            retry_initial_wait: self.retry_initial_wait,
-            retry_max_wait: self.retry_max_wait.max(self.retry_initial_wait),
-            max_polls: usize::from(self.max_polls),
-            max_in_flight: usize::from(self.limits.max_in_flight),
-            lock_file: self.lock_file,
-            token_file: self.token_file,
-            allow_from_sd_targets: self.scrape_allow.is_empty() && !self.sd_targets.is_empty(),
-            scrape_allow: if self.scrape_allow.is_empty() {
-                self.sd_targets
-                    .iter()
-                    .map(|t| AllowRule::Port(t.port))
-                    .collect()
-            } else {
-                self.scrape_allow
-            },
-            labels: by_name(self.labels),
-            sd_targets: self.sd_targets,
-            scrape_target_host: self.scrape_target_host,
-            scrape_tls_cacert: self.scrape_tls_cacert,
-            scrape_insecure: self.scrape_insecure,
+            scrape_allow,
+            allow_from_sd_targets,
         }
     }
 }
@@ -327,10 +243,7 @@ fn proxy_url(text: &str) -> Result<String, String> {
 /// `--fqdn`: a host name without port or scheme.
 fn fqdn(text: &str) -> Result<String, String> {
     let t = text.trim();
-    let ok = !t.is_empty()
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    if !ok {
+    if !pushprox_protocol::is_fqdn(t) {
         return Err(format!(
             "\"{text}\" is not a host name; give the name Prometheus uses as the target host, such as node1.example.com"
         ));
@@ -346,23 +259,17 @@ fn by_name(labels: Vec<Label>) -> Vec<Label> {
 
 /// A Prometheus label name, not one of the reserved `__` names.
 fn label_name(name: &str) -> Result<(), String> {
-    if name.starts_with("__") {
-        return Err(format!(
+    match pushprox_protocol::check_label_name(name) {
+        Ok(()) => Ok(()),
+        Err(LabelNameError::Reserved) => Err(format!(
             "label name \"{name}\" starts with \"__\", which Prometheus reserves for its own \
              labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
-        ));
-    }
-    let mut bytes = name.bytes();
-    let first_ok = bytes
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
-    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Err(format!(
+        )),
+        Err(LabelNameError::Invalid) => Err(format!(
             "\"{name}\" is not a Prometheus label name: a label name matches \
              [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// `--label`: `NAME=VALUE`.
@@ -437,24 +344,6 @@ fn allow_rule(text: &str) -> Result<AllowRule, String> {
     Ok(AllowRule::HostPort(host, port(p)?))
 }
 
-/// Durations in Prometheus style, via the protocol crate.
-fn duration(text: &str) -> Result<Duration, String> {
-    pushprox_protocol::parse_duration(text).map_err(|e| e.to_string())
-}
-
-/// `--metrics-addr`: `host:port`, `[v6]:port` or `:port`.
-fn listen_addr(text: &str) -> Result<ListenAddr, String> {
-    let bad = || format!("\"{text}\" is not a listen address such as :9369 or 127.0.0.1:9369");
-    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok(ListenAddr {
-        host: (!host.is_empty()).then(|| host.to_string()),
-        port,
-        text: text.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,9 +361,31 @@ mod tests {
         assert_eq!(f.retry_max_wait, Duration::from_secs(5));
         assert_eq!(f.metrics_addr.host, None);
         assert_eq!(f.metrics_addr.port, 9369);
-        assert_eq!(f.log_level, LogLevel::Info);
+        assert_eq!(f.daemon.log_level, pushprox_daemon::flags::LogLevel::Info);
         assert_eq!(f.max_polls, 4);
         assert_eq!(f.limits.max_in_flight, 32);
+    }
+
+    #[test]
+    fn a_go_v0_2_0_command_line_parses_whole() {
+        // Every flag of the Go client v0.2.0's --help, in its `--name=value` form.
+        let f = parse(&[
+            "--fqdn=host.example",
+            "--proxy-url=http://proxy:8080/",
+            "--tls.cacert=ca.pem",
+            "--tls.cert=client.pem",
+            "--tls.key=client.key",
+            "--metrics-addr=:9370",
+            "--proxy.retry.initial-wait=2s",
+            "--proxy.retry.max-wait=10s",
+            "--log.level=warn",
+            "--log.format=json",
+        ])
+        .unwrap();
+        assert_eq!(f.metrics_addr.port, 9370);
+        assert_eq!(f.retry_max_wait, Duration::from_secs(10));
+        assert_eq!(f.daemon.log_level.filter(), log::LevelFilter::Warn);
+        assert_eq!(f.daemon.log_format, pushprox_daemon::logger::Format::Json);
     }
 
     #[test]
@@ -487,7 +398,7 @@ mod tests {
         ] {
             let f = parse(&["--proxy-url=http://a", "--scrape.target-host", given]).unwrap();
             assert_eq!(
-                f.into_config().scrape_target_host.as_deref(),
+                f.into_config().flags.scrape_target_host.as_deref(),
                 Some(kept),
                 "{given}"
             );
@@ -505,7 +416,7 @@ mod tests {
     #[test]
     fn scrape_tls_cacert_and_insecure_skip_verify_exclude_each_other() {
         let f = parse(&["--proxy-url=http://a", "--scrape.tls.insecure-skip-verify"]).unwrap();
-        assert!(f.into_config().scrape_insecure);
+        assert!(f.into_config().flags.scrape_insecure);
         let err = parse(&[
             "--proxy-url=http://a",
             "--scrape.tls.insecure-skip-verify",
@@ -531,6 +442,7 @@ mod tests {
         .unwrap();
         let config = f.into_config();
         let labels: Vec<(&str, &str)> = config
+            .flags
             .labels
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -579,7 +491,7 @@ mod tests {
         .unwrap();
         let config = f.into_config();
         assert_eq!(
-            config.sd_targets,
+            config.flags.sd_targets,
             [
                 SdTarget {
                     port: 9100,
@@ -621,7 +533,7 @@ mod tests {
     #[test]
     fn max_polls_is_1_to_64() {
         let f = parse(&["--proxy-url=http://a", "--proxy.max-polls", "1"]).unwrap();
-        assert_eq!(f.into_config().max_polls, 1);
+        assert_eq!(f.into_config().flags.max_polls, 1);
         for bad in ["0", "65", "-1", "many"] {
             let flag = format!("--proxy.max-polls={bad}");
             let err = parse(&["--proxy-url=http://a", &flag]).unwrap_err();

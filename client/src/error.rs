@@ -20,8 +20,6 @@ pub enum StartupError {
     TokenFile { path: PathBuf, reason: String },
     /// `--metrics-addr` could not be bound.
     MetricsBind { addr: String, source: io::Error },
-    /// `--lock-file` could not be opened or locked.
-    LockFile(pushprox_daemon::lock::LockError),
     /// A thread could not be started.
     Thread {
         what: &'static str,
@@ -46,7 +44,6 @@ impl fmt::Display for StartupError {
                 f,
                 "cannot listen on --metrics-addr {addr}: {source} (is another client or exporter using that port?)"
             ),
-            StartupError::LockFile(e) => write!(f, "{e}"),
             StartupError::Thread { what, source } => {
                 write!(f, "cannot start the {what} thread: {source}")
             }
@@ -54,15 +51,4 @@ impl fmt::Display for StartupError {
     }
 }
 
-impl std::error::Error for StartupError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StartupError::NoCaCertificates { .. } | StartupError::TokenFile { .. } => None,
-            StartupError::Tls(e) => Some(e),
-            StartupError::LockFile(e) => Some(e),
-            StartupError::MetricsBind { source, .. } | StartupError::Thread { source, .. } => {
-                Some(source)
-            }
-        }
-    }
-}
+impl std::error::Error for StartupError {}

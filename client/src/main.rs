@@ -25,17 +25,23 @@ mod token;
 use std::process::ExitCode;
 
 use clap::Parser;
+use pushprox_daemon::startup;
+
+const PROGRAM: &str = "pushprox-client";
 
 fn main() -> ExitCode {
     let flags = config::Flags::parse();
-    let format = match flags.log_format {
-        config::LogFormat::Json => pushprox_daemon::logger::Format::Json,
-        config::LogFormat::Logfmt => pushprox_daemon::logger::Format::Logfmt,
-    };
-    pushprox_daemon::logger::init_as(
-        flags.log_level.filter(),
+    let _running = match startup::start(
+        PROGRAM,
         &["pushprox_client", "pushprox_daemon"],
-        format,
-    );
-    run::run(flags.into_config())
+        &flags.daemon,
+    ) {
+        Ok(Some(running)) => running,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => return startup::failed(&e),
+    };
+    match run::run(&flags.into_config()) {
+        Ok(in_flight) => run::wait_for_signal(&in_flight),
+        Err(e) => startup::failed(&e),
+    }
 }

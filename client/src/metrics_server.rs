@@ -2,7 +2,7 @@
 //! `GET /-/healthy`, one request per connection, plain std.
 
 use std::io::{BufReader, Read, Write as _};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,24 +18,10 @@ use crate::metrics::Metrics;
 /// Binds `--metrics-addr`. `:PORT` binds every interface: IPv6 and IPv4 where the host has
 /// both, IPv4 alone where it has no IPv6.
 pub fn bind(addr: &ListenAddr) -> Result<TcpListener, StartupError> {
-    let failed = |source| StartupError::MetricsBind {
+    addr.bind().map_err(|e| StartupError::MetricsBind {
         addr: addr.text.clone(),
-        source,
-    };
-    match &addr.host {
-        Some(host) => TcpListener::bind((host.as_str(), addr.port)).map_err(failed),
-        None => {
-            let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, addr.port));
-            match TcpListener::bind(v6) {
-                Ok(l) => Ok(l),
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(failed(e)),
-                Err(_) => {
-                    let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port));
-                    TcpListener::bind(v4).map_err(failed)
-                }
-            }
-        }
-    }
+        source: e.source,
+    })
 }
 
 /// The longest request head the metrics server reads; longer ones get a 431.
@@ -229,6 +215,7 @@ fn route(head: &RequestHead, metrics: &Metrics) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     /// Serves a fresh `Metrics` on a free port and returns its address.
     fn server() -> SocketAddr {

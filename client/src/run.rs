@@ -1,11 +1,10 @@
-//! Start-up and shut-down: lock, agents, metrics server, one poller per proxy; then wait for
+//! Start-up and shut-down: agents, metrics server, one poller per proxy; then wait for
 //! SIGTERM or SIGINT and let the scrapes in flight finish.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushprox_daemon::lock::{self, Lock};
 use pushprox_daemon::signals;
 use pushprox_daemon::workers::Workers;
 use pushprox_protocol::POLLER_HEADER;
@@ -24,57 +23,24 @@ use crate::token::BearerToken;
 /// How long a scrape thread waits for the next scrape before it ends.
 const SCRAPE_THREAD_IDLE: Duration = Duration::from_secs(10);
 
-/// Runs the client until SIGTERM or SIGINT. Exit codes: 0 after a signal or when the lock is
-/// held elsewhere, 1 when it cannot start.
-pub fn run(config: Config) -> ExitCode {
-    // Keep the lock file open (and so locked) until the process ends.
-    let _lock = match &config.lock_file {
-        None => None,
-        Some(path) => match lock::acquire(path) {
-            Ok(Lock::Held(file)) => Some(file),
-            Ok(Lock::HeldElsewhere) => {
-                // Cron starts a copy every minute: 1,440 lines a day at info said nothing.
-                log::debug!(
-                    "another pushprox-client holds --lock-file {}; exiting",
-                    path.display()
-                );
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => return fail(StartupError::LockFile(e)),
-        },
-    };
-    match start(&config) {
-        Ok(in_flight) => wait_for_signal(&in_flight),
-        Err(e) => fail(e),
-    }
-}
-
-fn fail(e: StartupError) -> ExitCode {
-    log::error!("{e}");
-    // Also without a logger configured to show errors, say why we stop.
-    if !log::log_enabled!(log::Level::Error) {
-        eprintln!("pushprox-client: {e}");
-    }
-    ExitCode::from(1)
-}
-
-fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
-    install_panic_hook();
-    let token = match &config.token_file {
+/// Starts the client: agents, metrics server, one poller per proxy.
+pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
+    let token = match &config.flags.token_file {
         Some(path) => Some((path.clone(), BearerToken::read(path)?)),
         None => None,
     };
     let tls = crate::tls::tls_configs(config)?;
-    let listener = metrics_server::bind(&config.metrics_addr)?;
+    let listener = metrics_server::bind(&config.flags.metrics_addr)?;
     let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
         "starting pushprox-client version={} fqdn={} proxy_urls={} max_polls={} metrics_addr={} token_file={} scrape_allow={}",
         env!("CARGO_PKG_VERSION"),
         config.fqdn,
-        config.proxy_urls.join(","),
-        config.max_polls,
-        config.metrics_addr.text,
+        config.flags.proxy_urls.join(","),
+        config.flags.max_polls,
+        config.flags.metrics_addr.text,
         config
+            .flags
             .token_file
             .as_deref()
             .map_or_else(|| "none".into(), |p| p.display().to_string()),
@@ -87,9 +53,8 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     log::info!("{}", serving_line(config));
     let metrics = Metrics::new();
     metrics_server::serve(listener, Arc::clone(&metrics))?;
-    signals::install();
 
-    let connect_host = config.scrape_target_host.clone();
+    let connect_host = config.flags.scrape_target_host.clone();
     let http_agent =
         agent::target_agent(tls.target.clone().unwrap_or_default(), connect_host.clone());
     let https = std::sync::OnceLock::new();
@@ -111,14 +76,14 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
     });
-    let in_flight = InFlight::new(config.max_in_flight);
+    let in_flight = InFlight::new(usize::from(config.flags.limits.max_in_flight));
     let instance = pushprox_daemon::ids::instance_id();
     log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
-    let announce = crate::link::announcements(&config.labels, &config.sd_targets);
+    let announce = crate::link::announcements(&config.flags.labels, &config.flags.sd_targets);
     for (name, value) in &announce {
         log::info!("announcing on every poll {name}: {value}");
     }
-    for url in &config.proxy_urls {
+    for url in &config.flags.proxy_urls {
         let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default(), url);
         agent::log_forward_proxy(&agent, url);
         if token.is_some() && url.starts_with("http://") && !agent::is_loopback(url) {
@@ -138,12 +103,12 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             Arc::clone(&ctx),
             Arc::clone(&in_flight),
             instance.clone(),
-            config.max_polls,
+            usize::from(config.flags.max_polls),
         );
         polls
             .spawn_primary(Backoff::new(
-                config.retry_initial_wait,
-                config.retry_max_wait,
+                config.flags.retry_initial_wait,
+                config.flags.retry_max_wait,
             ))
             .map_err(|e| StartupError::Thread {
                 what: "poll",
@@ -156,13 +121,18 @@ fn start(config: &Config) -> Result<Arc<InFlight>, StartupError> {
 /// The start line that says what a Prometheus target for this client looks like; what `--fqdn`
 /// must be is the commonest confusion about PushProx.
 fn serving_line(config: &Config) -> String {
-    let proxies: Vec<String> = config.proxy_urls.iter().map(|u| format!("{u}/")).collect();
+    let proxies: Vec<String> = config
+        .flags
+        .proxy_urls
+        .iter()
+        .map(|u| format!("{u}/"))
+        .collect();
     let mut line = format!(
         "serving fqdn={fqdn}: Prometheus targets must be written {fqdn}:PORT, with proxy_url {}",
         proxies.join(" or "),
         fqdn = config.fqdn
     );
-    if let Some(host) = &config.scrape_target_host {
+    if let Some(host) = &config.flags.scrape_target_host {
         line.push_str(&format!(
             "; scrapes connect to {host} (--scrape.target-host)"
         ));
@@ -170,28 +140,8 @@ fn serving_line(config: &Config) -> String {
     line
 }
 
-/// A panic is a bug: log it as one line and exit 1, in debug builds as in release builds
-/// (which abort), rather than keep running with a dead poll thread.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        let thread = std::thread::current();
-        let thread = thread.name().unwrap_or("unnamed");
-        let location = info
-            .location()
-            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
-        log::error!("fatal: thread {thread} panicked{location}: {message}");
-        std::process::exit(1);
-    }));
-}
-
 /// Polls are long and need not be waited for; scrapes in flight get until their deadlines.
-fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
+pub fn wait_for_signal(in_flight: &InFlight) -> ExitCode {
     while !signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -23,6 +23,31 @@ pub const LABELS_HEADER: &str = "X-PushProx-Labels";
 /// Absent when the client announces no target.
 pub const TARGETS_HEADER: &str = "X-PushProx-Targets";
 
+/// Why a name is not a label name a client may announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelNameError {
+    /// It starts with `__`, which Prometheus reserves for its own labels.
+    Reserved,
+    /// It does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
+    Invalid,
+}
+
+/// Checks a label name a client announces: a Prometheus label name, `[a-zA-Z_][a-zA-Z0-9_]*`,
+/// not one of the reserved `__` names.
+pub fn check_label_name(name: &str) -> Result<(), LabelNameError> {
+    if name.starts_with("__") {
+        return Err(LabelNameError::Reserved);
+    }
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    if !first_ok || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(LabelNameError::Invalid);
+    }
+    Ok(())
+}
+
 /// `text` as a JSON string in printable ASCII (see [`LABELS_HEADER`]).
 pub fn json_ascii_string(out: &mut String, text: &str) {
     out.push('"');

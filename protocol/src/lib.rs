@@ -16,6 +16,7 @@
 mod announce;
 pub mod body;
 mod error;
+mod fqdn;
 mod head;
 mod headers;
 mod request;
@@ -23,10 +24,12 @@ mod response;
 mod timeout;
 
 pub use announce::{
-    json_ascii_string, json_labels, json_targets, Label, FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER,
+    check_label_name, json_ascii_string, json_labels, json_targets, Label, LabelNameError,
+    FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER,
 };
 pub use body::{read_body, BodyReader, ChunkedEncoder, Framing};
 pub use error::{excerpt, ProtocolError};
+pub use fqdn::{fqdn_key, is_fqdn};
 pub use head::{parse_request, read_request, HeadLimits, RequestHead, Version};
 pub use headers::Headers;
 pub use request::{ScrapeRequest, Target, ID_HEADER};

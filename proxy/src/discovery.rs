@@ -183,12 +183,7 @@ fn check(labels: &Labels, limits: &AnnounceLimits) -> Result<(), (PollRefused, S
                 ),
             ));
         }
-        let mut bytes = name.bytes();
-        let valid = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !valid || name.starts_with("__") {
+        if pushprox_protocol::check_label_name(name).is_err() {
             return Err((
                 PollRefused::Invalid,
                 format!(

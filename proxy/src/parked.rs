@@ -2,7 +2,7 @@
 
 use std::io;
 
-use pushprox_protocol::MAX_POLLS_HEADER;
+use pushprox_protocol::{fqdn_key, MAX_POLLS_HEADER};
 
 use crate::http::{After, Connection, Held, TEXT};
 use crate::registry::Registry;
@@ -34,7 +34,7 @@ impl ParkedPoll {
     /// Answers the poll with the scrape request in proxy form; an error when the client is
     /// gone or the write fails, so the scrape can go to the next poll.
     pub fn hand_over(self, registry: &Registry, scrape: &[u8]) -> io::Result<()> {
-        let key = self.fqdn.to_ascii_lowercase();
+        let key = fqdn_key(&self.fqdn);
         if self.is_gone() {
             registry.poll_ended(&key, false);
             self.conn.abandon(499);
@@ -59,7 +59,7 @@ impl ParkedPoll {
 
     /// Answers the poll without a scrape: superseded, held too long, or shutting down.
     pub fn answer(self, registry: &Registry, status: u16, reason: &str) {
-        registry.poll_ended(&self.fqdn.to_ascii_lowercase(), false);
+        registry.poll_ended(&fqdn_key(&self.fqdn), false);
         let max = MAX_POLLS_PER_CLIENT.to_string();
         let headers = [TEXT[0], TEXT[1], (MAX_POLLS_HEADER, max.as_str())];
         if let After::Next(conn) =
@@ -82,7 +82,7 @@ impl ParkedPoll {
 
     /// Frees a poll whose client hung up.
     pub fn drop_gone(self, registry: &Registry) {
-        registry.poll_ended(&self.fqdn.to_ascii_lowercase(), false);
+        registry.poll_ended(&fqdn_key(&self.fqdn), false);
         self.conn.abandon(499);
     }
 }

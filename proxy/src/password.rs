@@ -1,11 +1,43 @@
-//! The password `--hash-password` hashes: from a pipe, all of standard input (one trailing
-//! newline removed), as before; on a terminal, typed twice after a prompt on standard error,
-//! without echo, as `htpasswd` asks for it.
+//! `--hash-password USER`. The password it hashes: from a pipe, all of standard input (one
+//! trailing newline removed), as before; on a terminal, typed twice after a prompt on standard
+//! error, without echo, as `htpasswd` asks for it.
 
 use std::io::{self, BufRead, Read, Write};
+use std::process::ExitCode;
+
+/// `--hash-password USER`: reads the password from stdin (a prompt without echo on a
+/// terminal), prints the users-file line (bcrypt, cost 10).
+pub fn hash_password(user: &str) -> ExitCode {
+    if user.is_empty() || user.contains(':') {
+        eprintln!("--hash-password: the user name must be non-empty and contain no ':'");
+        return ExitCode::from(2);
+    }
+    let password = match read(user) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("--hash-password: cannot read the password from standard input: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let password = password.as_str();
+    if password.is_empty() {
+        eprintln!("--hash-password: the password read from standard input is empty");
+        return ExitCode::from(2);
+    }
+    match crate::auth::users::bcrypt_line(user, password) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("--hash-password: cannot hash the password: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
 
 /// Reads the password for `user`.
-pub fn read(user: &str) -> io::Result<String> {
+fn read(user: &str) -> io::Result<String> {
     // SAFETY: isatty only inspects the descriptor.
     if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
         let mut input = String::new();

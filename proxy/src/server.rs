@@ -1,14 +1,15 @@
 //! Wiring: bind, build the state, route each request to its handler, sweep, shut down.
 
-use std::net::TcpListener;
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pushprox_daemon::listen::ListenError;
 use pushprox_protocol::Framing;
 
 use crate::auth::{Auth, Passwords};
 use crate::config::Config;
+use crate::error::StartupError;
 use crate::handlers::{self, Guard};
 use crate::http::{
     After, Connection, Front, HeadLimits, Limits, Request, Service, ShareLimits, ShareRefusal,
@@ -19,7 +20,7 @@ use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::rendezvous::Rendezvous;
 use crate::state::State;
-use crate::web_config::Settings;
+use crate::web_config::{Settings, SettingsError};
 
 /// Largest body declared by a request other than a push; nothing of ours takes more than
 /// 1 KiB.
@@ -218,7 +219,7 @@ fn shares(config: &Config, max_connections: usize) -> Shares {
 pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 /// Binds the listener and serves until SIGTERM/SIGINT.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: Config) -> Result<(), StartupError> {
     // One reload path: every file, one thread, one value that the front (at each handshake)
     // and the request checks read.
     let scheme_at_start: Arc<OnceLock<bool>> = Arc::new(OnceLock::new());
@@ -229,10 +230,11 @@ pub fn run(config: Config) -> Result<(), String> {
             let (settings, files) = Settings::load(&config)?;
             let tls = settings.tls.is_some();
             if *scheme_at_start.get_or_init(|| tls) != tls {
-                return Err("switching between HTTP and HTTPS needs a restart; the listener keeps its scheme".to_string());
+                return Err(SettingsError::SchemeChanged);
             }
             Ok((settings, files))
-        })?
+        })
+        .map_err(StartupError::Settings)?
     };
     let current = settings.current();
     let loaded = current.get();
@@ -240,16 +242,19 @@ pub fn run(config: Config) -> Result<(), String> {
         current.view(move |s: &Settings| s.tls.clone().unwrap_or_else(|| Arc::clone(&first)))
     });
     let headers = current.view(|s: &Settings| Arc::clone(&s.headers));
-    let passwords = Passwords::start(config.password_limits())?;
+    let passwords = Passwords::start(config.password_limits()).map_err(StartupError::Passwords)?;
     let auth = Auth::new(
         current.view(|s: &Settings| Arc::clone(&s.access)),
         passwords,
     );
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener = listen(&config.listen_addrs())?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the address of the listener: {e}"))?;
+    let listener = config.listen.bind().map_err(StartupError::Listen)?;
+    let bound = listener.local_addr().map_err(|source| {
+        StartupError::Listen(ListenError {
+            addr: config.listen.text.clone(),
+            source,
+        })
+    })?;
     log::info!(
         "listening address={bound} scheme={scheme} scrape.default-timeout={} scrape.max-timeout={} registration.timeout={} web.read-timeout={} push.max-body={}",
         pushprox_protocol::format_duration(config.scrape_default_timeout),
@@ -318,7 +323,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let limits = Limits {
         head: HeadLimits {
             max_bytes: config.max_head_bytes,
-            max_headers: config.max_headers,
+            max_headers: usize::from(config.max_headers),
         },
         read_timeout: config.read_timeout,
         max_connections,
@@ -350,7 +355,10 @@ pub fn run(config: Config) -> Result<(), String> {
     spawn_janitor(Arc::clone(&state))?;
     front
         .run(&listener, pushprox_daemon::signals::requested)
-        .map_err(|e| format!("cannot accept connections on {bound}: {e}"))?;
+        .map_err(|source| StartupError::Accept {
+            addr: bound,
+            source,
+        })?;
     log::info!(
         "stopping: no new requests (polls and new scrapes get 503); waiting up to {}s for the pushes of in-flight scrapes",
         SHUTDOWN_GRACE.as_secs()
@@ -369,7 +377,10 @@ pub fn run(config: Config) -> Result<(), String> {
         .run(&listener, || {
             state.rendezvous.scrapes_waiting() == 0 || Instant::now() >= until
         })
-        .map_err(|e| format!("cannot accept connections on {bound}: {e}"))?;
+        .map_err(|source| StartupError::Accept {
+            addr: bound,
+            source,
+        })?;
     drop(listener);
     // Relays still streaming a body run on their own threads; give them a moment.
     let until = Instant::now() + Duration::from_secs(2);
@@ -382,7 +393,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
 /// Answers polls held past --poll.max-hold, frees polls whose clients hung up, forgets
 /// clients past the registration timeout, and drops idle per-FQDN entries.
-fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
+fn spawn_janitor(state: Arc<State>) -> Result<(), StartupError> {
     let every = (state.config.registration_timeout / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(10));
     let hold = state.config.poll_max_hold;
@@ -425,42 +436,15 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
             }
         })
         .map(|_| ())
-        .map_err(|e| format!("cannot start the janitor thread: {e}"))
-}
-
-/// Binds the first of `addrs` that the host supports; an address in use ends the search.
-fn listen(addrs: &[String]) -> Result<TcpListener, String> {
-    let mut failure = String::from("no listen address");
-    for addr in addrs {
-        match TcpListener::bind(addr) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => {
-                failure = format!("cannot listen on {addr}: {e} (is another proxy running there? choose another address with -l)");
-                if e.kind() == std::io::ErrorKind::AddrInUse {
-                    break;
-                }
-            }
-        }
-    }
-    Err(failure)
+        .map_err(|source| StartupError::Thread {
+            what: "janitor",
+            source,
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn listen_takes_the_first_address_the_host_has_and_stops_at_one_in_use() {
-        // 192.0.2.1 (TEST-NET-1) is no address of this host: binding it fails, with no traffic.
-        let first = listen(&["192.0.2.1:0".into(), "127.0.0.1:0".into()]).unwrap();
-        assert!(first.local_addr().unwrap().ip().is_loopback());
-        let taken = first.local_addr().unwrap().to_string();
-        let err = listen(&[taken.clone(), "127.0.0.1:0".into()]).unwrap_err();
-        assert!(
-            err.starts_with(&format!("cannot listen on {taken}: ")),
-            "{err}"
-        );
-    }
 
     #[test]
     fn routes() {

@@ -45,7 +45,7 @@ fn tls_configs_with(
     env_file: Option<PathBuf>,
     env_dirs: Option<std::ffi::OsString>,
 ) -> Result<TlsConfigs, StartupError> {
-    let client_cert = match (&config.tls_cert, &config.tls_key) {
+    let client_cert = match (&config.flags.tls_cert, &config.flags.tls_key) {
         (Some(cert), Some(key)) => {
             let cert = read_pem("--tls.cert", cert)?;
             let key = read_pem("--tls.key", key)?;
@@ -66,13 +66,18 @@ fn tls_configs_with(
         _ => None,
     };
     let proxy = if needed_at_start(config) {
-        let roots = match &config.tls_cacert {
-            Some(path) => {
-                let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
-                certificates("--tls.cacert", path)?
-            }
-            None => system_roots_recorded(env_file, env_dirs).or_else(|looked| {
-                match config.proxy_urls.iter().find(|u| u.starts_with("https:")) {
+        let roots =
+            match &config.flags.tls_cacert {
+                Some(path) => {
+                    let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
+                    certificates("--tls.cacert", path)?
+                }
+                None => system_roots_recorded(env_file, env_dirs).or_else(|looked| match config
+                    .flags
+                    .proxy_urls
+                    .iter()
+                    .find(|u| u.starts_with("https:"))
+                {
                     Some(url) => Err(StartupError::NoCaCertificates {
                         url: url.clone(),
                         looked,
@@ -81,9 +86,8 @@ fn tls_configs_with(
                         warn_no_roots(&looked);
                         Ok(Vec::new())
                     }
-                }
-            })?,
-        };
+                })?,
+            };
         Some(
             builder()
                 .root_certs(RootCerts::new_with_certs(&roots))
@@ -93,7 +97,7 @@ fn tls_configs_with(
     } else {
         None
     };
-    let target = if config.scrape_insecure {
+    let target = if config.flags.scrape_insecure {
         log::warn!(
             "--scrape.tls.insecure-skip-verify: the certificates of https scrapes (_scheme=https) are not checked; anyone between this client and a target can read and change its metrics (the proxy's certificate is still checked)"
         );
@@ -103,7 +107,7 @@ fn tls_configs_with(
                 .client_cert(client_cert)
                 .build(),
         )
-    } else if let Some(path) = &config.scrape_tls_cacert {
+    } else if let Some(path) = &config.flags.scrape_tls_cacert {
         let roots = certificates("--scrape.tls.cacert", path)?;
         let _ = TARGET_TRUSTED.set(Trusted::Flag(format!(
             "--scrape.tls.cacert {}",
@@ -158,9 +162,13 @@ fn warn_no_roots(looked: &str) {
 /// check. Otherwise https scrapes build theirs at the first one ([`target_default`]): the
 /// system's CA certificates take about 1 MiB of memory that an http-only client never needs.
 pub fn needed_at_start(config: &Config) -> bool {
-    config.tls_cacert.is_some()
-        || config.tls_cert.is_some()
-        || config.proxy_urls.iter().any(|u| u.starts_with("https:"))
+    config.flags.tls_cacert.is_some()
+        || config.flags.tls_cert.is_some()
+        || config
+            .flags
+            .proxy_urls
+            .iter()
+            .any(|u| u.starts_with("https:"))
 }
 
 /// The TLS configuration for https scrapes of a client started without TLS flags and with
@@ -207,37 +215,22 @@ mod tests {
     use super::*;
 
     fn config_with_cacert(path: &str) -> Config {
-        Config {
-            proxy_urls: vec!["http://proxy".into()],
-            fqdn: "host".into(),
-            tls_cacert: Some(path.into()),
-            tls_cert: None,
-            tls_key: None,
-            metrics_addr: crate::config::ListenAddr {
-                host: None,
-                port: 9369,
-                text: ":9369".into(),
-            },
-            retry_initial_wait: std::time::Duration::from_secs(1),
-            retry_max_wait: std::time::Duration::from_secs(5),
-            max_polls: 4,
-            max_in_flight: 32,
-            lock_file: None,
-            token_file: None,
-            scrape_allow: Vec::new(),
-            allow_from_sd_targets: false,
-            labels: Vec::new(),
-            sd_targets: Vec::new(),
-            scrape_target_host: None,
-            scrape_tls_cacert: None,
-            scrape_insecure: false,
-        }
+        use clap::Parser;
+        let cacert = format!("--tls.cacert={path}");
+        crate::config::Flags::try_parse_from([
+            "pushprox-client",
+            "--proxy-url=http://proxy",
+            "--fqdn=host",
+            &cacert,
+        ])
+        .unwrap()
+        .into_config()
     }
 
     #[test]
     fn an_https_proxy_without_any_ca_certificate_stops_the_start() {
         let mut config = config_with_cacert("unused");
-        config.tls_cacert = None;
+        config.flags.tls_cacert = None;
         let nowhere = || {
             (
                 Some(PathBuf::from("/nonexistent/ca.pem")),
@@ -246,7 +239,7 @@ mod tests {
         };
         let (file, dirs) = nowhere();
         assert!(tls_configs_with(&config, file, dirs).is_ok(), "http only");
-        config.proxy_urls.push("https://proxy:8080".into());
+        config.flags.proxy_urls.push("https://proxy:8080".into());
         let (file, dirs) = nowhere();
         let err = tls_configs_with(&config, file, dirs)
             .err()
@@ -286,14 +279,14 @@ mod tests {
     #[test]
     fn scrape_tls_flags_make_the_target_configuration_only() {
         let mut config = config_with_cacert("unused");
-        config.tls_cacert = None;
-        config.scrape_insecure = true;
+        config.flags.tls_cacert = None;
+        config.flags.scrape_insecure = true;
         let tls = tls_configs(&config).unwrap();
         assert!(tls.proxy.is_none(), "http proxies need no TLS");
         assert!(tls.target.as_ref().unwrap().disable_verification());
 
-        config.scrape_insecure = false;
-        config.scrape_tls_cacert = Some("/nonexistent/targets-ca.pem".into());
+        config.flags.scrape_insecure = false;
+        config.flags.scrape_tls_cacert = Some("/nonexistent/targets-ca.pem".into());
         let err = tls_configs(&config).err().unwrap().to_string();
         assert!(
             err.starts_with("cannot read --scrape.tls.cacert file /nonexistent/targets-ca.pem: "),
@@ -301,8 +294,8 @@ mod tests {
         );
 
         // Without the scrape flags, targets are checked as the proxy is.
-        config.scrape_tls_cacert = None;
-        config.proxy_urls = vec!["https://proxy:8443".into()];
+        config.flags.scrape_tls_cacert = None;
+        config.flags.proxy_urls = vec!["https://proxy:8443".into()];
         let (file, dirs) = (
             Some(PathBuf::from("/nonexistent/ca.pem")),
             Some("/nonexistent/certs".into()),

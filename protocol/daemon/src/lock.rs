@@ -32,11 +32,7 @@ impl fmt::Display for LockError {
     }
 }
 
-impl std::error::Error for LockError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+impl std::error::Error for LockError {}
 
 /// Takes an exclusive lock on `path` without waiting, creating the file if needed, and writes
 /// our pid into it for operators.

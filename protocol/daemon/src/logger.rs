@@ -10,15 +10,8 @@
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Starts logging at `level`, for the events of the crates whose names (as `log` targets,
-/// `pushprox_client`) start with one of `crates`. The libraries' own lines (ureq, rustls,
-/// tiny_http) would drown ours, and their errors reach us as values anyway.
-pub fn init(level: log::LevelFilter, crates: &'static [&'static str]) {
-    init_as(level, crates, Format::Logfmt);
-}
-
-/// How each event is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How each event is written (`--log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// `ts=... level=info msg="..." key=value ...` (`--log.format logfmt`, the default).
     Logfmt,
@@ -26,8 +19,10 @@ pub enum Format {
     Json,
 }
 
-/// As [`init`], in the given format.
-pub fn init_as(level: log::LevelFilter, crates: &'static [&'static str], format: Format) {
+/// Starts logging at `level` in `format`, for the events of the crates whose names (as `log`
+/// targets, `pushprox_client`) start with one of `crates`. The libraries' own lines (ureq,
+/// rustls) would drown ours, and their errors reach us as values anyway.
+pub fn init(level: log::LevelFilter, crates: &'static [&'static str], format: Format) {
     let logger = Box::leak(Box::new(StderrLogger { crates, format }));
     // Only fails if a logger is already set, which a daemon does once.
     if log::set_logger(logger).is_ok() {

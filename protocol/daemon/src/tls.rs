@@ -110,14 +110,7 @@ impl fmt::Display for PemError {
     }
 }
 
-impl std::error::Error for PemError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            PemError::Read { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for PemError {}
 
 /// PEM text and where it came from.
 #[derive(Clone)]

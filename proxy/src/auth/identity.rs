@@ -15,7 +15,7 @@ use super::cert_names;
 /// Whether the verified end-entity certificate `cert` names `fqdn` (a trailing dot and case
 /// are ignored).
 pub fn may_poll_for(cert: &CertificateDer<'_>, fqdn: &str) -> bool {
-    let fqdn = fqdn.strip_suffix('.').unwrap_or(fqdn).to_ascii_lowercase();
+    let fqdn = pushprox_protocol::fqdn_key(fqdn.strip_suffix('.').unwrap_or(fqdn));
     if fqdn.is_empty() {
         return false;
     }

@@ -32,6 +32,57 @@ pub use passwords::{Passwords, Verdict};
 pub use tokens::ClientTokens;
 pub use users::Users;
 
+/// An `--auth.client-tokens` or `--auth.scrape-users` file that cannot be used.
+#[derive(Debug)]
+pub enum FileError {
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `reason` names the line.
+    Parse {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+impl FileError {
+    /// Reads `path`, the file of `flag`, and parses it with `parse`.
+    pub fn load<T>(
+        flag: &'static str,
+        path: &std::path::Path,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            flag,
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse(&text).map_err(|reason| FileError::Parse {
+            flag,
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileError::Read { flag, path, source } => {
+                write!(f, "cannot read {flag} file {}: {source}", path.display())
+            }
+            FileError::Parse { flag, path, reason } => {
+                write!(f, "{flag} file {}: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
 

@@ -202,19 +202,18 @@ pub struct Passwords {
 
 impl Passwords {
     /// The checker and its `bcrypt-check` threads.
-    pub fn start(limits: PasswordLimits) -> Result<Passwords, String> {
+    pub fn start(limits: PasswordLimits) -> std::io::Result<Passwords> {
         let mut salt = [0u8; 32];
-        SystemRandom::new().fill(&mut salt).map_err(|_| {
-            "cannot read random bytes from the kernel for the password cache".to_string()
-        })?;
+        SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| std::io::Error::other("the kernel gave no random bytes for its salt"))?;
         let (jobs, queue) = bounded::<Job>(limits.queue.max(1));
         for i in 0..limits.workers.max(1) {
             let queue = queue.clone();
             thread::Builder::new()
                 .name(format!("bcrypt-check-{i}"))
                 .stack_size(WORKER_STACK)
-                .spawn(move || work(&queue))
-                .map_err(|e| format!("cannot start the bcrypt threads: {e}"))?;
+                .spawn(move || work(&queue))?;
         }
         Ok(Passwords {
             limits,

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use subtle::ConstantTimeEq;
 
-use super::{digest, Digest, Refusal};
+use super::{digest, Digest, FileError, Refusal};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Pattern {
@@ -26,11 +26,7 @@ enum Pattern {
 impl Pattern {
     fn parse(text: &str) -> Option<Pattern> {
         let text = text.to_ascii_lowercase();
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b))
-        };
+        let name_ok = pushprox_protocol::is_fqdn;
         if text == "*" {
             Some(Pattern::Any)
         } else if let Some(rest) = text.strip_prefix("*.") {
@@ -60,14 +56,8 @@ pub struct ClientTokens {
 
 impl ClientTokens {
     /// Reads and parses the file; errors name the file and the line.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "cannot read --auth.client-tokens file {}: {e}",
-                path.display()
-            )
-        })?;
-        Self::parse(&text).map_err(|e| format!("--auth.client-tokens file {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        FileError::load("--auth.client-tokens", path, Self::parse)
     }
 
     /// Parses the file's text.
@@ -106,7 +96,7 @@ impl ClientTokens {
 
     /// Whether `token` may poll or push for `fqdn`.
     pub fn check(&self, fqdn: &str, token: &str) -> Result<(), Refusal> {
-        let fqdn = fqdn.to_ascii_lowercase();
+        let fqdn = pushprox_protocol::fqdn_key(fqdn);
         let best = self
             .rules
             .iter()

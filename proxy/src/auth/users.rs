@@ -18,7 +18,7 @@ use pushprox_daemon::AtomicU64;
 
 use subtle::ConstantTimeEq;
 
-use super::{digest, Digest};
+use super::{digest, Digest, FileError};
 
 /// The cost of the decoy hash is the highest of the users' costs, up to this (a cost-18 hash
 /// would make loading the file take seconds).
@@ -138,15 +138,8 @@ static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 impl Users {
     /// Reads and parses an `--auth.scrape-users` file; errors name the file and the line. Logs
     /// a warning naming the users whose lines are still salted SHA-256.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "cannot read --auth.scrape-users file {}: {e}",
-                path.display()
-            )
-        })?;
-        let users = Self::parse(&text)
-            .map_err(|e| format!("--auth.scrape-users file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, FileError> {
+        let users = FileError::load("--auth.scrape-users", path, Self::parse)?;
         if let Some(warning) = users.sha256_warning(path) {
             log::warn!("{warning}");
         }

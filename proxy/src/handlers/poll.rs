@@ -25,11 +25,7 @@ pub fn parse_fqdn(body: &[u8]) -> Result<&str, String> {
     if text.is_empty() {
         return Err("poll body is empty: it must be the client's FQDN".into());
     }
-    let valid = text.len() <= 255
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
-    if !valid {
+    if text.len() > 255 || !pushprox_protocol::is_fqdn(text) {
         let shown: String = text.chars().take(60).flat_map(char::escape_debug).collect();
         return Err(format!(
             "poll body \"{shown}\" is not an FQDN: expected a host name such as host.example.com"
@@ -87,7 +83,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             return super::text(conn, 400, &e.to_string());
         }
     };
-    let key = fqdn.to_ascii_lowercase();
+    let key = pushprox_protocol::fqdn_key(&fqdn);
     match state.registry.poll_started(&key, &fqdn, announced) {
         Ok(Seen::New) => log::info!("client registered fqdn={fqdn} from={}", conn.peer()),
         Ok(Seen::Known) => {}

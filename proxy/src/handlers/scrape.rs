@@ -108,7 +108,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     );
     let request_bytes = scrape.to_proxy_bytes();
     let deadline = started + deadline_in;
-    let key = fqdn.to_ascii_lowercase();
+    let key = pushprox_protocol::fqdn_key(&fqdn);
     let wait = state.rendezvous.expect_push(&id, &key, deadline);
     let handed = loop {
         match state.rendezvous.take_poll(&key, deadline) {

@@ -24,7 +24,7 @@ use rustls::SupportedCipherSuite;
 use crate::auth::Users;
 use crate::http::TlsSetup;
 
-pub use settings::Settings;
+pub use settings::{Settings, SettingsError};
 pub use tls::TlsConfigError;
 
 /// Web config files above this size are refused (a real one is well under 100 KiB, even with

@@ -3,15 +3,45 @@
 //! `--auth.client-tokens`. [`crate::reload::Reloader`] loads it again when any of those files
 //! changes, and the front and the request checks read the parts they need from the result.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::auth::{Access, ClientTokens, Users};
+use crate::auth::{Access, ClientTokens, FileError, Users};
 use crate::config::Config;
 use crate::http::TlsSetup;
 use crate::reload::Loaded;
 
-use super::WebConfig;
+use super::{TlsConfigError, WebConfig, WebConfigError};
+
+/// A file the flags name cannot be used; at start the proxy stops, at a reload it keeps the
+/// last good version.
+#[derive(Debug)]
+pub enum SettingsError {
+    /// `--auth.client-tokens` or `--auth.scrape-users`.
+    File(FileError),
+    /// `--web.config.file`, or a file it names.
+    WebConfig(WebConfigError),
+    /// `--tls.cert` and `--tls.key`.
+    Tls(TlsConfigError),
+    /// A reload that would switch between HTTP and HTTPS.
+    SchemeChanged,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingsError::File(e) => e.fmt(f),
+            SettingsError::WebConfig(e) => e.fmt(f),
+            SettingsError::Tls(e) => e.fmt(f),
+            SettingsError::SchemeChanged => f.write_str(
+                "switching between HTTP and HTTPS needs a restart; the listener keeps its scheme",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
 
 /// What the files say, as last loaded.
 pub struct Settings {
@@ -31,20 +61,20 @@ pub struct Settings {
 impl Settings {
     /// Reads every file the flags name; also returns those files (and the ones the web
     /// config names), which are what a change is looked for in.
-    pub fn load(config: &Config) -> Result<Loaded<Settings>, String> {
+    pub fn load(config: &Config) -> Result<Loaded<Settings>, SettingsError> {
         let mut files: Vec<PathBuf> = Vec::new();
         let tokens = match &config.client_tokens {
             None => None,
             Some(path) => {
                 files.push(path.clone());
-                Some(ClientTokens::load(path)?)
+                Some(ClientTokens::load(path).map_err(SettingsError::File)?)
             }
         };
         let file_users = match &config.scrape_users {
             None => None,
             Some(path) => {
                 files.push(path.clone());
-                Some(Users::load(path)?)
+                Some(Users::load(path).map_err(SettingsError::File)?)
             }
         };
         let mut web = match &config.web_config_file {
@@ -52,7 +82,7 @@ impl Settings {
             Some(path) => {
                 // A broken file is still watched: its fix is a change.
                 files.push(path.clone());
-                let web = WebConfig::load(path).map_err(|e| e.to_string())?;
+                let web = WebConfig::load(path).map_err(SettingsError::WebConfig)?;
                 files.extend(web.files().into_iter().skip(1));
                 Some(web)
             }
@@ -61,9 +91,9 @@ impl Settings {
             (Some(cert), Some(key), _) => {
                 files.push(cert.clone());
                 files.push(key.clone());
-                Some(super::tls::from_files(cert, key).map_err(|e| e.to_string())?)
+                Some(super::tls::from_files(cert, key).map_err(SettingsError::Tls)?)
             }
-            (_, _, Some(web)) => web.server_config().map_err(|e| e.to_string())?,
+            (_, _, Some(web)) => web.server_config().map_err(SettingsError::WebConfig)?,
             _ => None,
         };
         let web_users = web.as_mut().and_then(|w| w.users.take());
