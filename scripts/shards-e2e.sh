@@ -67,10 +67,15 @@ start_bg node_exporter "$TMP/node_exporter.log" "$NODE_EXPORTER" --web.listen-ad
     --collector.disable-defaults --collector.loadavg --collector.meminfo
 wait_http node_exporter "$LAST_PID" "http://127.0.0.1:$NODE_PORT/metrics" 15 || fail "$FAIL_REASON"
 
+# start_shard N LOG: proxy shard N on its port, as the templates' comments say to run it.
+start_shard() {
+    start_bg "proxy shard $1" "$2" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$1]}" \
+        --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" \
+        --scrape.unknown-fqdn-wait 100ms --log.level info
+}
 SHARD_PIDS=()
 for i in 0 1 2; do
-    start_bg "proxy shard $i" "$TMP/proxy-$i.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$i]}" \
-        --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
+    start_shard "$i" "$TMP/proxy-$i.log"
     SHARD_PIDS+=("$LAST_PID")
 done
 for i in 0 1 2; do
@@ -320,8 +325,8 @@ ok "surviving shards list all $((CLIENTS + 2)) clients; node_go up"
 # Its keys map to it again once the balancer takes it back (nginx: after fail_timeout; HAProxy:
 # two passed health checks); each moved client follows when its parked poll ends (a scrape, or
 # --poll.max-hold), and until then its scrapes reach a proxy it does not poll.
-start_bg "proxy shard $VICTIM (restarted)" "$TMP/proxy-$VICTIM-again.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$VICTIM]}" \
-    --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
+start_shard "$VICTIM" "$TMP/proxy-$VICTIM-again.log"
+SHARD_PIDS[VICTIM]=$LAST_PID
 wait_http "proxy shard $VICTIM (restarted)" "$LAST_PID" "http://127.0.0.1:${SHARD_PORTS[$VICTIM]}/-/healthy" 10 || fail "$FAIL_REASON"
 BACK_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
 say "restarted shard $VICTIM; waiting for its ${#moved[@]} clients to come back (bounded: 60 s)"
@@ -345,6 +350,91 @@ done
 RETURN=$(python3 -c "import time; print('%.1f' % (time.time() - $BACK_AT))")
 window=$(python3 -c "import math, time; print(math.ceil(time.time() - $BACK_AT) + 1)")
 back_fails=$(scalar_query "sum(count_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s])) - sum(sum_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s]))")
-ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had $back_fails failed scrapes meanwhile (--poll.max-hold $POLL_HOLD)"
-PASS_DETAIL="$LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart"
+[ "$back_fails" = 0 ] ||
+    fail "the moved clients' targets had $back_fails failed scrapes after shard $VICTIM came back, want 0 (a shard that does not hold an FQDN passes its scrapes on)"
+ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had 0 failed scrapes meanwhile"
+
+# --- rolling restart: SIGTERM, start, healthy; one shard after the other ---------------------------
+# A stopping shard answers its parked polls, and new polls and scrapes, 404 X-PushProx-Retry:
+# next, which the balancer retries on the next shard of the ring (where the clients' polls then
+# are); a shard that comes back passes on the scrapes of FQDNs it does not hold yet.
+cat >"$TMP/scrape_loop.py" <<'PY'
+import http.client, os, sys, time
+lb_port, node_port, stop, secs = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+fqdns = sys.argv[5:]
+end, n, failed, c = time.time() + secs, 0, [], None
+while time.time() < end and not os.path.exists(stop):
+    fqdn = fqdns[n % len(fqdns)]
+    n += 1
+    try:
+        if c is None:
+            c = http.client.HTTPConnection("127.0.0.1", lb_port, timeout=3)
+        c.request("GET", "http://%s:%s/metrics" % (fqdn, node_port),
+                  headers={"Host": "%s:%s" % (fqdn, node_port), "X-Prometheus-Scrape-Timeout-Seconds": "1"})
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200 or b"node_load1 " not in body:
+            failed.append("%.1f %s %d %s" % (time.time(), fqdn, r.status, body[:120]))
+    except Exception as e:
+        failed.append("%.1f %s error %s" % (time.time(), fqdn, e))
+        c = None
+    time.sleep(0.1)
+print("scrapes=%d failed=%d" % (n, len(failed)))
+for f in failed[:10]:
+    print(f)
+PY
+sleep 2 # the clients of the last phase settled
+ROLL_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+start_bg "scrape loop" "$TMP/scrape_loop.out" python3 "$TMP/scrape_loop.py" "$LB_PORT" "$NODE_PORT" "$TMP/scrape_loop.stop" 180 "${FQDNS[@]}"
+LOOP_PID=$LAST_PID
+STOPS="" BACKS=""
+# What each shard held at the start (/clients lists the clients seen within
+# --registration.timeout, so a shard that took clients over lists them for a while).
+HELD=()
+for i in 0 1 2; do
+    HELD+=("$(for f in "${!SHARD_OF[@]}"; do [ "${SHARD_OF[$f]}" = "$i" ] && echo "$f"; done | sort)")
+done
+for i in 0 1 2; do
+    sleep 2
+    t0=$(python3 -c 'import time; print(time.time())')
+    kill -TERM "${SHARD_PIDS[$i]}"
+    for ((n = 0; n < 200; n++)); do alive "${SHARD_PIDS[$i]}" || break; sleep 0.1; done
+    alive "${SHARD_PIDS[$i]}" && fail "shard $i still runs 20 s after SIGTERM"
+    wait "${SHARD_PIDS[$i]}"
+    rc=$?
+    [ "$rc" = 0 ] || fail "shard $i exited $rc after SIGTERM, want 0"
+    STOPS+="$(python3 -c "import time; print('%.2f' % (time.time() - $t0))")s "
+    start_shard "$i" "$TMP/proxy-$i-rolled.log"
+    SHARD_PIDS[i]=$LAST_PID
+    wait_http "proxy shard $i (rolled)" "$LAST_PID" "http://127.0.0.1:${SHARD_PORTS[$i]}/-/healthy" 10 || fail "$FAIL_REASON"
+    # Back in service: the balancer sends its clients back to it (nginx: after fail_timeout,
+    # as the stopped shard refused connections). Only then the next one, or nginx would have
+    # every shard marked failed at once.
+    for ((n = 0; n < 160; n++)); do [ "$(listed "$i")" = "${HELD[$i]}" ] && break; sleep 0.25; done
+    [ "$(listed "$i")" = "${HELD[$i]}" ] ||
+        fail "40 s after its restart shard $i lists [$(listed "$i" | one_line)], want [$(one_line <<<"${HELD[$i]}")]"
+    BACKS+="$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")s "
+done
+sleep 3 # the last restart's scrapes in Prometheus
+touch "$TMP/scrape_loop.stop"
+for ((n = 0; n < 50; n++)); do alive "$LOOP_PID" || break; sleep 0.1; done
+window=$(python3 -c "import math, time; print(math.ceil(time.time() - $ROLL_AT))")
+roll_total=$(scalar_query "sum(count_over_time(up{job=\"node\"}[${window}s]))")
+roll_fails=$(scalar_query "sum(count_over_time(up{job=\"node\"}[${window}s])) - sum(sum_over_time(up{job=\"node\"}[${window}s]))")
+# Every scrape of the window brought samples: the least of each target is above 0.
+roll_samples=$(scalar_query "count(min_over_time(scrape_samples_scraped{job=\"node\"}[${window}s]) > 0)")
+go_fails=$(scalar_query "sum(count_over_time(up{job=\"node_go\"}[${window}s])) - sum(sum_over_time(up{job=\"node_go\"}[${window}s]))")
+loop=$(head -n 1 "$TMP/scrape_loop.out")
+say "rolling restart over ${window}s (each shard stopped in ${STOPS% }, held its clients again ${BACKS% } after its SIGTERM): Prometheus $roll_fails failed of $roll_total scrapes (job node), $go_fails failed (Go-like clients); scrape loop: $loop"
+# Prometheus scraped on: about one scrape per target and second (a stalled scraper must not pass).
+python3 -c "import sys; sys.exit(not ($roll_total >= 0.7 * $window * $CLIENTS))" ||
+    fail "Prometheus made $roll_total scrapes of job node in ${window}s, want about $((window * CLIENTS))"
+[ "$roll_samples" = "$CLIENTS" ] || fail "rolling restart: only [$roll_samples] of $CLIENTS targets had samples in every scrape"
+[ "$roll_fails" = 0 ] || fail "rolling restart: $roll_fails failed scrapes of job node, want 0; $(prom_query "$PROM" "up{job=\"node\"} == 0" | one_line)"
+case "$loop" in
+scrapes=*" failed=0") ;;
+*) fail "rolling restart: the scrape loop saw failures: $(one_line <"$TMP/scrape_loop.out")" ;;
+esac
+ok "rolling restart of the 3 shards (SIGTERM, start, healthy): 0 failed of $roll_total Prometheus scrapes and of the scrape loop's ${loop%% *}"
+PASS_DETAIL="$LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart with 0 failed; rolling restart 0 failed of $roll_total"
 PASSED=1
