@@ -16,8 +16,13 @@
 #     all 30 targets are up = 1 again (a scrape that started after the kill succeeded) within
 #     15 s; the recovery time is printed; the other shards' targets never went down (their
 #     min_over_time(up) over the kill window is 1);
-#   - the proxy restarted on its address: its clients come back to it, and how long until all
-#     targets are up again, and how many scrapes failed meanwhile, is printed.
+#   - the proxy restarted on its address (with --scrape.unknown-fqdn-wait 100ms, as the
+#     templates say): its clients come back to it, how long until all targets are up again is
+#     printed, and no scrape failed meanwhile (nginx retries a scrape the restarted proxy does
+#     not hold yet on the next proxy of the ring, where its client still polls);
+#   - rolling restart: each proxy in turn stopped with SIGTERM (exit 0), started, healthy, its
+#     clients back; no scrape of Prometheus (up, scrape_samples_scraped) nor of a scrape loop
+#     through nginx failed. With SHARDS_LB=haproxy the last two are printed, not checked.
 #
 #   scripts/shards-e2e.sh                                # builds the release binaries first
 #   PUSHPROX_BIN_DIR=target/debug scripts/shards-e2e.sh  # binaries already built there
@@ -27,7 +32,7 @@
 #
 # Needs: nginx (1.22 tested) or haproxy (2.6 tested), prometheus (2.42 tested), prometheus-node-exporter, curl, python3.
 # Everything listens on 127.0.0.1 (the untrusted peer is curl bound to 127.0.0.2); every wait
-# is bounded; everything started is stopped on exit. About 50 s on an idle machine. Ends with "shards-e2e: PASS ..."
+# is bounded; everything started is stopped on exit. About 80 s on an idle machine. Ends with "shards-e2e: PASS ..."
 # or "shards-e2e: FAIL: reason", exit 0 or 1.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
@@ -350,9 +355,12 @@ done
 RETURN=$(python3 -c "import time; print('%.1f' % (time.time() - $BACK_AT))")
 window=$(python3 -c "import math, time; print(math.ceil(time.time() - $BACK_AT) + 1)")
 back_fails=$(scalar_query "sum(count_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s])) - sum(sum_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s]))")
+# measured: with nginx a check; with HAProxy, whose retries stay on the same server (see its
+# template), a figure.
+measured() { [ "$LB_KIND" = nginx ] || return 0; fail "$@"; }
 [ "$back_fails" = 0 ] ||
-    fail "the moved clients' targets had $back_fails failed scrapes after shard $VICTIM came back, want 0 (a shard that does not hold an FQDN passes its scrapes on)"
-ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had 0 failed scrapes meanwhile"
+    measured "the moved clients' targets had $back_fails failed scrapes after shard $VICTIM came back, want 0 (a shard that does not hold an FQDN passes its scrapes on)"
+ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had $back_fails failed scrapes meanwhile"
 
 # --- rolling restart: SIGTERM, start, healthy; one shard after the other ---------------------------
 # A stopping shard answers its parked polls, and new polls and scrapes, 404 X-PushProx-Retry:
@@ -429,12 +437,12 @@ say "rolling restart over ${window}s (each shard stopped in ${STOPS% }, held its
 # Prometheus scraped on: about one scrape per target and second (a stalled scraper must not pass).
 python3 -c "import sys; sys.exit(not ($roll_total >= 0.7 * $window * $CLIENTS))" ||
     fail "Prometheus made $roll_total scrapes of job node in ${window}s, want about $((window * CLIENTS))"
-[ "$roll_samples" = "$CLIENTS" ] || fail "rolling restart: only [$roll_samples] of $CLIENTS targets had samples in every scrape"
-[ "$roll_fails" = 0 ] || fail "rolling restart: $roll_fails failed scrapes of job node, want 0; $(prom_query "$PROM" "up{job=\"node\"} == 0" | one_line)"
+[ "$roll_samples" = "$CLIENTS" ] || measured "rolling restart: only [$roll_samples] of $CLIENTS targets had samples in every scrape"
+[ "$roll_fails" = 0 ] || measured "rolling restart: $roll_fails failed scrapes of job node, want 0; $(prom_query "$PROM" "up{job=\"node\"} == 0" | one_line)"
 case "$loop" in
 scrapes=*" failed=0") ;;
-*) fail "rolling restart: the scrape loop saw failures: $(one_line <"$TMP/scrape_loop.out")" ;;
+*) measured "rolling restart: the scrape loop saw failures: $(one_line <"$TMP/scrape_loop.out")" ;;
 esac
-ok "rolling restart of the 3 shards (SIGTERM, start, healthy): 0 failed of $roll_total Prometheus scrapes and of the scrape loop's ${loop%% *}"
-PASS_DETAIL="$LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart with 0 failed; rolling restart 0 failed of $roll_total"
+ok "rolling restart of the 3 shards (SIGTERM, start, healthy): $roll_fails failed of $roll_total Prometheus scrapes; scrape loop: $loop"
+PASS_DETAIL="$LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart with $back_fails failed; rolling restart $roll_fails failed of $roll_total"
 PASSED=1

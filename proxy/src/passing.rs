@@ -52,7 +52,7 @@ mod tests {
     }
 
     #[test]
-    fn old_entries_go_when_the_map_is_full() {
+    fn a_full_map_keeps_its_recent_entries() {
         let p = Passing::default();
         for i in 0..PRUNE_ABOVE {
             p.passed(&i.to_string());

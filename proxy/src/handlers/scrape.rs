@@ -178,7 +178,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let outcome = |outcome, status| state.metrics.scrape(outcome, status, started.elapsed());
     let passed = match pushed {
         Err(ScrapeError::NoPoll) if passes && poll_deadline < deadline => Some((
-            ScrapeOutcome::NoPoll,
+            ScrapeOutcome::PassedOn,
             format!("no client polls this proxy for {fqdn} (--scrape.unknown-fqdn-wait {}): a balancer tries its next server; if none holds it, is pushprox-client running there with --fqdn={fqdn}?", format_duration(unknown_wait)),
         )),
         Err(ScrapeError::ShuttingDown) => Some((
