@@ -66,8 +66,8 @@ pub struct Config {
     #[arg(long = "scrape.unknown-fqdn-wait", value_name = "DURATION", default_value = "0s", value_parser = parse_duration_flag)]
     pub scrape_unknown_fqdn_wait: Duration,
 
-    /// On SIGTERM, how long the proxy waits for the pushes of scrapes in flight before it
-    /// exits. Meanwhile it keeps accepting: parked and new polls, and new scrapes, are answered
+    /// On SIGTERM, how long the proxy waits for the scrapes in progress (their pushes and
+    /// relays) before it exits. Meanwhile it keeps accepting: parked and new polls, and new scrapes, are answered
     /// 404 with X-PushProx-Retry: next (a balancer retries them on its next server; our client
     /// polls again at once), pushes are relayed. [ours]
     #[arg(long = "shutdown.timeout", value_name = "DURATION", default_value = "15s", value_parser = parse_duration_flag)]
