@@ -373,6 +373,7 @@ measured() { [ "$LB_KIND" = nginx ] || return 0; fail "$@"; }
 # check_failures WHAT FAILED SINCE: FAILED scrapes since SINCE must all be slow ones, none the
 # restarts' doing; nginx only.
 check_failures() {
+    [ "$LB_KIND" = nginx ] || return 0 # HAProxy's own answers are not in the logs read here
     local restart slow
     read -r restart slow < <(scrape_failure_causes "$3" .shard.test "$TMP/access.log" "$TMP"/proxy-*.log "$TMP"/client-*.log)
     [ "$restart" = 0 ] || measured "$1: $restart scrapes failed for want of a poll or a proxy (the restarts' doing); $2 failed in all"
