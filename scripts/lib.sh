@@ -216,7 +216,8 @@ for s in sorted(r["data"]["result"], key=lambda s: s["metric"].get("instance", "
 # poll of it arrived", "no client polled"; nginx's own 404, 502 or 503 to a scrape in
 # ACCESS_LOG, which may be absent), what a restart costs. SLOW: a scrape too slow for its
 # timeout on a busy machine (the client's target timed out, no push in time, a push cut at the
-# deadline): each such failure leaves one line in the proxies' or clients' LOGs.
+# deadline, the scraper gone before the relay ended): each such failure leaves at least one
+# line in the proxies' or clients' LOGs.
 scrape_failure_causes() {
     python3 - "$@" <<'PY'
 import datetime, os, re, sys
@@ -233,7 +234,7 @@ for name in logs:
         if text.startswith("scrape failed") and ("no poll of it arrived" in text or "no client polled" in text):
             restart += 1
         elif (text.startswith("scrape failed") and "sent no answer" in text) or \
-                (text.startswith("relay failed") and "time-out" in text) or \
+                (text.startswith("relay failed") and ("time-out" in text or "scraper went away" in text)) or \
                 (text.startswith("scrape of ") and "timed out" in text):
             slow += 1
 for line in open(access, errors="replace") if os.path.exists(access) else []:

@@ -375,7 +375,7 @@ measured() { [ "$LB_KIND" = nginx ] || return 0; fail "$@"; }
 check_failures() {
     [ "$LB_KIND" = nginx ] || return 0 # HAProxy's own answers are not in the logs read here
     local restart slow
-    read -r restart slow < <(scrape_failure_causes "$3" .shard.test "$TMP/access.log" "$TMP"/proxy-*.log "$TMP"/client-*.log)
+    read -r restart slow < <(scrape_failure_causes "$3" host- "$TMP/access.log" "$TMP"/proxy-*.log "$TMP"/client-*.log)
     [ "$restart" = 0 ] || measured "$1: $restart scrapes failed for want of a poll or a proxy (the restarts' doing); $2 failed in all"
     [ "$2" -le "$slow" ] || measured "$1: $2 failed scrapes, and only $slow were slow ones (a busy machine)"
     [ "$slow" = 0 ] || say "$1: $slow scrapes were too slow for their 1 s timeout on this busy machine (load average $(cut -d' ' -f1 /proc/loadavg)); none failed for want of a poll or a proxy"
