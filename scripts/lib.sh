@@ -211,6 +211,40 @@ for s in sorted(r["data"]["result"], key=lambda s: s["metric"].get("instance", "
 '
 }
 
+# scrape_failure_causes SINCE MATCH ACCESS_LOG LOG...: prints "RESTART SLOW", the failed scrapes
+# since the epoch time SINCE, of the FQDNs whose lines contain MATCH, that the logs explain. RESTART: a scrape no proxy took (the proxies' "no
+# poll of it arrived", "no client polled"; nginx's own 404, 502 or 503 to a scrape in
+# ACCESS_LOG, which may be absent), what a restart costs. SLOW: a scrape too slow for its
+# timeout on a busy machine (the client's target timed out, no push in time, a push cut at the
+# deadline, the scraper gone before the relay ended): each such failure leaves at least one
+# line in the proxies' or clients' LOGs.
+scrape_failure_causes() {
+    python3 - "$@" <<'PY'
+import datetime, os, re, sys
+since, match, access, logs = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+restart = slow = 0
+def epoch(ts, form):
+    return datetime.datetime.strptime(ts, form).replace(tzinfo=datetime.timezone.utc).timestamp()
+for name in logs:
+    for line in open(name, errors="replace"):
+        m = re.match(r'ts=(\S+) level=warn msg="(.*)', line)
+        if not m or match not in line or epoch(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ") < since:
+            continue
+        text = m.group(2)
+        if text.startswith("scrape failed") and ("no poll of it arrived" in text or "no client polled" in text):
+            restart += 1
+        elif (text.startswith("scrape failed") and "sent no answer" in text) or \
+                (text.startswith("relay failed") and ("time-out" in text or "scraper went away" in text)) or \
+                (text.startswith("scrape of ") and "timed out" in text):
+            slow += 1
+for line in open(access, errors="replace") if os.path.exists(access) else []:
+    m = re.search(r'\[(\S+) \+0000\] "GET http://\S+ HTTP/1.1" (\d+)', line)
+    if m and match in line and m.group(2) in ("404", "502", "503") and epoch(m.group(1), "%d/%b/%Y:%H:%M:%S") >= int(since):
+        restart += 1
+print(restart, slow)
+PY
+}
+
 # e2e_harness: the frame of an end-to-end script (e2e.sh, web-config-e2e.sh, shards-e2e.sh).
 # Defines ok TEXT (a passed check, with the seconds since the start) and fail REASON (exit 1),
 # and on exit stops every process started here, then says "PASS (Ns; $PASS_DETAIL)" when the

@@ -11,13 +11,20 @@
 #     through nginx gets a proxy's own; X-PushProx-Target from an untrusted address is ignored,
 #     and one a client sends through the balancer is dropped there, on / and on /shard/N/;
 #   - each client is listed by exactly one shard's /clients (nginx /shard/N/clients), all 30;
+#   - a scrape for an FQDN no shard holds: 404 with the reason, within 3 s (each shard passes
+#     it on once, nginx stops after the last);
 #   - every target is up = 1 in Prometheus, the Go-like clients too (all on one shard);
 #   - one proxy SIGKILLed: its clients re-poll through nginx to the next proxy on the ring and
 #     all 30 targets are up = 1 again (a scrape that started after the kill succeeded) within
 #     15 s; the recovery time is printed; the other shards' targets never went down (their
 #     min_over_time(up) over the kill window is 1);
-#   - the proxy restarted on its address: its clients come back to it, and how long until all
-#     targets are up again, and how many scrapes failed meanwhile, is printed.
+#   - the proxy restarted on its address (with --scrape.unknown-fqdn-wait 100ms, as the
+#     templates say): its clients come back to it, how long until all targets are up again is
+#     printed, and no scrape failed meanwhile (nginx retries a scrape the restarted proxy does
+#     not hold yet on the next proxy of the ring, where its client still polls);
+#   - rolling restart: each proxy in turn stopped with SIGTERM (exit 0), started, healthy, its
+#     clients back; no scrape of Prometheus (up, scrape_samples_scraped) nor of a scrape loop
+#     through nginx failed. With SHARDS_LB=haproxy the last two are printed, not checked.
 #
 #   scripts/shards-e2e.sh                                # builds the release binaries first
 #   PUSHPROX_BIN_DIR=target/debug scripts/shards-e2e.sh  # binaries already built there
@@ -27,7 +34,7 @@
 #
 # Needs: nginx (1.22 tested) or haproxy (2.6 tested), prometheus (2.42 tested), prometheus-node-exporter, curl, python3.
 # Everything listens on 127.0.0.1 (the untrusted peer is curl bound to 127.0.0.2); every wait
-# is bounded; everything started is stopped on exit. About 50 s on an idle machine. Ends with "shards-e2e: PASS ..."
+# is bounded; everything started is stopped on exit. About 80 s on an idle machine. Ends with "shards-e2e: PASS ..."
 # or "shards-e2e: FAIL: reason", exit 0 or 1.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
@@ -67,10 +74,15 @@ start_bg node_exporter "$TMP/node_exporter.log" "$NODE_EXPORTER" --web.listen-ad
     --collector.disable-defaults --collector.loadavg --collector.meminfo
 wait_http node_exporter "$LAST_PID" "http://127.0.0.1:$NODE_PORT/metrics" 15 || fail "$FAIL_REASON"
 
+# start_shard N LOG: proxy shard N on its port, as the templates' comments say to run it.
+start_shard() {
+    start_bg "proxy shard $1" "$2" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$1]}" \
+        --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" \
+        --scrape.unknown-fqdn-wait 100ms --log.level info
+}
 SHARD_PIDS=()
 for i in 0 1 2; do
-    start_bg "proxy shard $i" "$TMP/proxy-$i.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$i]}" \
-        --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
+    start_shard "$i" "$TMP/proxy-$i.log"
     SHARD_PIDS+=("$LAST_PID")
 done
 for i in 0 1 2; do
@@ -214,6 +226,16 @@ for path in /metrics "/shard/${SHARD_OF[host-01.shard.test]}/metrics"; do
 done
 ok "scrape 200 with node_ lines; own /metrics 200; untrusted X-PushProx-Target ignored, and a client's dropped by $LB_KIND on / and /shard/N/"
 
+say "check: a scrape for an FQDN no shard holds ends in a clear 404 at once, not in a loop"
+t0=$(python3 -c 'import time; print(time.time())')
+code=$(curl -sS --max-time 10 -x "$LB" -H 'X-Prometheus-Scrape-Timeout-Seconds: 5' -o "$TMP/nowhere.out" \
+    -w '%{http_code}' "http://nowhere.shard.test:$NODE_PORT/metrics")
+took=$(python3 -c "import time; print('%.2f' % (time.time() - $t0))")
+{ [ "$code" = 404 ] && grep -q 'no client polls this proxy for nowhere.shard.test' "$TMP/nowhere.out"; } ||
+    fail "scrape of an FQDN no shard holds: status $code, body: $(head -c 200 "$TMP/nowhere.out")"
+python3 -c "import sys; sys.exit(not ($took < 3))" || fail "scrape of an FQDN no shard holds took ${took}s, want about 0.3 s (3 shards, 100 ms each)"
+ok "scrape of an FQDN no shard holds: 404 after ${took}s, each shard passed it on once"
+
 # --- Prometheus -----------------------------------------------------------------------------------
 targets=$(printf "'%s:$NODE_PORT', " "${FQDNS[@]}")
 cat >"$TMP/prometheus.yml" <<EOF
@@ -320,8 +342,8 @@ ok "surviving shards list all $((CLIENTS + 2)) clients; node_go up"
 # Its keys map to it again once the balancer takes it back (nginx: after fail_timeout; HAProxy:
 # two passed health checks); each moved client follows when its parked poll ends (a scrape, or
 # --poll.max-hold), and until then its scrapes reach a proxy it does not poll.
-start_bg "proxy shard $VICTIM (restarted)" "$TMP/proxy-$VICTIM-again.log" "$PROXY_BIN" -l "127.0.0.1:${SHARD_PORTS[$VICTIM]}" \
-    --web.trusted-proxies 127.0.0.1 --poll.max-hold "$POLL_HOLD" --log.level info
+start_shard "$VICTIM" "$TMP/proxy-$VICTIM-again.log"
+SHARD_PIDS[VICTIM]=$LAST_PID
 wait_http "proxy shard $VICTIM (restarted)" "$LAST_PID" "http://127.0.0.1:${SHARD_PORTS[$VICTIM]}/-/healthy" 10 || fail "$FAIL_REASON"
 BACK_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
 say "restarted shard $VICTIM; waiting for its ${#moved[@]} clients to come back (bounded: 60 s)"
@@ -345,6 +367,102 @@ done
 RETURN=$(python3 -c "import time; print('%.1f' % (time.time() - $BACK_AT))")
 window=$(python3 -c "import math, time; print(math.ceil(time.time() - $BACK_AT) + 1)")
 back_fails=$(scalar_query "sum(count_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s])) - sum(sum_over_time(up{job=\"node\",instance=~\"$(regex "${moved[@]}")\"}[${window}s]))")
-ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had $back_fails failed scrapes meanwhile (--poll.max-hold $POLL_HOLD)"
-PASS_DETAIL="$LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart"
+# measured: with nginx a check; with HAProxy, whose retries stay on the same server (see its
+# template), a figure.
+measured() { [ "$LB_KIND" = nginx ] || return 0; fail "$@"; }
+# check_failures WHAT FAILED SINCE: FAILED scrapes since SINCE must all be slow ones, none the
+# restarts' doing; nginx only.
+check_failures() {
+    [ "$LB_KIND" = nginx ] || return 0 # HAProxy's own answers are not in the logs read here
+    local restart slow
+    read -r restart slow < <(scrape_failure_causes "$3" host- "$TMP/access.log" "$TMP"/proxy-*.log "$TMP"/client-*.log)
+    [ "$restart" = 0 ] || measured "$1: $restart scrapes failed for want of a poll or a proxy (the restarts' doing); $2 failed in all"
+    [ "$2" -le "$slow" ] || measured "$1: $2 failed scrapes, and only $slow were slow ones (a busy machine)"
+    [ "$slow" = 0 ] || say "$1: $slow scrapes were too slow for their 1 s timeout on this busy machine (load average $(cut -d' ' -f1 /proc/loadavg)); none failed for want of a poll or a proxy"
+}
+check_failures "after shard $VICTIM came back" "$back_fails" "$BACK_AT"
+ok "the moved clients polled shard $VICTIM again and all $CLIENTS targets were up ${RETURN}s after its restart; their targets had $back_fails failed scrapes meanwhile"
+
+# --- rolling restart: SIGTERM, start, healthy; one shard after the other ---------------------------
+# A stopping shard answers its parked polls, and new polls and scrapes, 404 X-PushProx-Retry:
+# next, which the balancer retries on the next shard of the ring (where the clients' polls then
+# are); a shard that comes back passes on the scrapes of FQDNs it does not hold yet.
+cat >"$TMP/scrape_loop.py" <<'PY'
+import http.client, os, sys, time
+lb_port, node_port, stop, secs = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+fqdns = sys.argv[5:]
+end, n, failed, c = time.time() + secs, 0, [], None
+while time.time() < end and not os.path.exists(stop):
+    fqdn = fqdns[n % len(fqdns)]
+    n += 1
+    try:
+        if c is None:
+            c = http.client.HTTPConnection("127.0.0.1", lb_port, timeout=3)
+        c.request("GET", "http://%s:%s/metrics" % (fqdn, node_port),
+                  headers={"Host": "%s:%s" % (fqdn, node_port), "X-Prometheus-Scrape-Timeout-Seconds": "1"})
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 200 or b"node_load1 " not in body:
+            failed.append("%.1f %s %d %s" % (time.time(), fqdn, r.status, body[:120]))
+    except Exception as e:
+        failed.append("%.1f %s error %s" % (time.time(), fqdn, e))
+        c = None
+    time.sleep(0.1)
+print("scrapes=%d failed=%d" % (n, len(failed)))
+for f in failed[:10]:
+    print(f)
+PY
+sleep 2 # the clients of the last phase settled
+ROLL_AT=$(python3 -c 'import time; print("%.3f" % time.time())')
+start_bg "scrape loop" "$TMP/scrape_loop.out" python3 "$TMP/scrape_loop.py" "$LB_PORT" "$NODE_PORT" "$TMP/scrape_loop.stop" 180 "${FQDNS[@]}"
+LOOP_PID=$LAST_PID
+STOPS="" BACKS=""
+# What each shard held at the start (/clients lists the clients seen within
+# --registration.timeout, so a shard that took clients over lists them for a while).
+HELD=()
+for i in 0 1 2; do
+    HELD+=("$(for f in "${!SHARD_OF[@]}"; do [ "${SHARD_OF[$f]}" = "$i" ] && echo "$f"; done | sort)")
+done
+for i in 0 1 2; do
+    sleep 2
+    t0=$(python3 -c 'import time; print(time.time())')
+    kill -TERM "${SHARD_PIDS[$i]}"
+    for ((n = 0; n < 200; n++)); do alive "${SHARD_PIDS[$i]}" || break; sleep 0.1; done
+    alive "${SHARD_PIDS[$i]}" && fail "shard $i still runs 20 s after SIGTERM"
+    wait "${SHARD_PIDS[$i]}"
+    rc=$?
+    [ "$rc" = 0 ] || fail "shard $i exited $rc after SIGTERM, want 0"
+    STOPS+="$(python3 -c "import time; print('%.2f' % (time.time() - $t0))")s "
+    start_shard "$i" "$TMP/proxy-$i-rolled.log"
+    SHARD_PIDS[i]=$LAST_PID
+    wait_http "proxy shard $i (rolled)" "$LAST_PID" "http://127.0.0.1:${SHARD_PORTS[$i]}/-/healthy" 10 || fail "$FAIL_REASON"
+    # Back in service: the balancer sends its clients back to it (nginx: after fail_timeout,
+    # as the stopped shard refused connections). Only then the next one, or nginx would have
+    # every shard marked failed at once.
+    for ((n = 0; n < 160; n++)); do [ "$(listed "$i")" = "${HELD[$i]}" ] && break; sleep 0.25; done
+    [ "$(listed "$i")" = "${HELD[$i]}" ] ||
+        fail "40 s after its restart shard $i lists [$(listed "$i" | one_line)], want [$(one_line <<<"${HELD[$i]}")]"
+    BACKS+="$(python3 -c "import time; print('%.1f' % (time.time() - $t0))")s "
+done
+sleep 3 # the last restart's scrapes in Prometheus
+touch "$TMP/scrape_loop.stop"
+for ((n = 0; n < 50; n++)); do alive "$LOOP_PID" || break; sleep 0.1; done
+window=$(python3 -c "import math, time; print(math.ceil(time.time() - $ROLL_AT))")
+roll_total=$(scalar_query "sum(count_over_time(up{job=\"node\"}[${window}s]))")
+roll_fails=$(scalar_query "sum(count_over_time(up{job=\"node\"}[${window}s])) - sum(sum_over_time(up{job=\"node\"}[${window}s]))")
+# Every scrape of the window brought samples: the least of each target is above 0.
+roll_samples=$(scalar_query "count(min_over_time(scrape_samples_scraped{job=\"node\"}[${window}s]) > 0)")
+go_fails=$(scalar_query "sum(count_over_time(up{job=\"node_go\"}[${window}s])) - sum(sum_over_time(up{job=\"node_go\"}[${window}s]))")
+loop=$(head -n 1 "$TMP/scrape_loop.out")
+say "rolling restart over ${window}s (each shard stopped in ${STOPS% }, held its clients again ${BACKS% } after its SIGTERM): Prometheus $roll_fails failed of $roll_total scrapes (job node), $go_fails failed (Go-like clients); scrape loop: $loop"
+# Prometheus scraped on: about one scrape per target and second (a stalled scraper must not pass).
+python3 -c "import sys; sys.exit(not ($roll_total >= 0.7 * $window * $CLIENTS))" ||
+    fail "Prometheus made $roll_total scrapes of job node in ${window}s, want about $((window * CLIENTS))"
+loop_fails=${loop##*failed=}
+check_failures "rolling restart" $((roll_fails + loop_fails)) "$ROLL_AT"
+# Each target's every scrape brought samples, unless some were too slow (checked above).
+[ "$roll_samples" = "$CLIENTS" ] || [ "$roll_fails" != 0 ] ||
+    measured "rolling restart: only [$roll_samples] of $CLIENTS targets had samples in every scrape, yet up was 1 throughout"
+ok "rolling restart of the 3 shards (SIGTERM, start, healthy): $roll_fails failed of $roll_total Prometheus scrapes; scrape loop: $loop"
+PASS_DETAIL="$LB_KIND, $CLIENTS clients on 3 shards; all up again ${RECOVERY}s after SIGKILL of a shard, ${RETURN}s after its restart with $back_fails failed; rolling restart $roll_fails failed of $roll_total"
 PASSED=1

@@ -15,7 +15,10 @@
 #    --web.config.file with TLS, client certificates and a bcrypt user) with real Prometheus;
 #    scripts/nginx-mtls.sh: the client through nginx checking client certificates;
 #    scripts/shards-e2e.sh: three proxies behind nginx (hash consistent), 30 clients, Prometheus,
-#    one proxy SIGKILLed (debug binaries);
+#    one proxy SIGKILLed and restarted, then each restarted with SIGTERM in turn: 0 failed
+#    scrapes after the return and through the rolling restart (debug binaries);
+#    scripts/rolling-restart.sh: a single proxy restarted (its gap, clients back within 1 s)
+#    and an HA pair restarted in turn (0 failed scrapes), with the Go client too;
 # 4. scripts/bench.sh --smoke: the benchmark's code paths with tiny numbers (no timings judged);
 # 5. scripts/screenshot.sh: the proxy's status page rendered by headless Chromium;
 #    scripts/systemd-units.sh: the systemd units verified (systemd-analyze) and their commands,
@@ -68,6 +71,7 @@ part "scripts/readme-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/read
 part "scripts/web-config-e2e.sh" bash scripts/web-config-e2e.sh
 part "scripts/nginx-mtls.sh" bash scripts/nginx-mtls.sh
 part "scripts/shards-e2e.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/shards-e2e.sh
+part "scripts/rolling-restart.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/rolling-restart.sh
 part "scripts/bench.sh --smoke" env PUSHPROX_BIN_DIR=target/debug bash scripts/bench.sh --smoke
 part "scripts/screenshot.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/screenshot.sh
 part "scripts/systemd-units.sh" env PUSHPROX_BIN_DIR=target/debug bash scripts/systemd-units.sh

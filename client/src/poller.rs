@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pushprox_daemon::signals;
 use pushprox_protocol::{
     excerpt, parse_scrape_timeout, reason_phrase, ScrapeRequest, DEFAULT_MAX_HEAD, HOLD_HEADER,
-    MAX_POLLS_HEADER, POLLER_HEADER, SCRAPE_TIMEOUT_HEADER,
+    MAX_POLLS_HEADER, POLLER_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
 };
 
 use crate::config::THREAD_STACK;
@@ -41,6 +41,13 @@ const POLL_GIVE_UP: Duration = Duration::from_secs(200);
 /// Scrape deadline assumed for shutdown bookkeeping when the header is missing or bad (the
 /// scrape then fails at once anyway).
 const UNKNOWN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// After a proxy said "poll again at once" ([`RETRY_HEADER`]: it is stopping), the first
+/// poll goes at once; if the answer or a failure comes again, the waits grow from this...
+const AGAIN_FIRST_WAIT: Duration = Duration::from_millis(50);
+/// ...to this, until a poll is held again: a restarting proxy is back as soon as it listens,
+/// without a draining one being hammered.
+const AGAIN_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Waits between failed polls: `initial`, then ×1.5 each failure, at most `max`.
 #[derive(Debug, Clone)]
@@ -82,6 +89,8 @@ enum PollAnswer {
     },
     /// 408: superseded by a newer poll, or held as long as the proxy holds polls.
     Superseded,
+    /// Our proxy is stopping ([`RETRY_HEADER`]): poll again at once.
+    Again,
     /// No answer within [`POLL_GIVE_UP`].
     GaveUp,
 }
@@ -217,6 +226,10 @@ impl ProxyPolls {
         let fqdn = self.ctx.fqdn.clone();
         let url = self.link.url.clone();
         let mut last_was_quick_408 = false;
+        // Since the proxy said it is stopping, and until a poll is held again: failures are
+        // a restart in progress, retried on the short schedule.
+        let mut restarting = false;
+        let mut again = Backoff::new(AGAIN_FIRST_WAIT, AGAIN_MAX_WAIT);
         while !signals::requested() {
             log::debug!("fqdn={fqdn} polling {url}/poll");
             let sent = Instant::now();
@@ -228,11 +241,13 @@ impl ProxyPolls {
             match result {
                 Ok(PollAnswer::Scrape { request, max_polls }) => {
                     last_was_quick_408 = false;
+                    restarting = false;
                     backoff.reset();
                     self.ctx.metrics.poll_succeeded();
                     self.take_scrape(request, max_polls, received);
                 }
                 Ok(PollAnswer::Superseded) => {
+                    restarting = false;
                     self.ctx.metrics.poll_succeeded();
                     let quick = received - sent < QUICK_408;
                     if quick && last_was_quick_408 {
@@ -247,6 +262,20 @@ impl ProxyPolls {
                     }
                     last_was_quick_408 = quick;
                 }
+                Ok(PollAnswer::Again) => {
+                    last_was_quick_408 = false;
+                    if restarting {
+                        let wait = again.next_wait();
+                        log::debug!(
+                            "fqdn={fqdn} {url} is still stopping; polling again in {wait:?}"
+                        );
+                        signals::sleep(wait);
+                    } else {
+                        log::info!("fqdn={fqdn} {url} is stopping; polling again at once");
+                        again.reset();
+                        restarting = true;
+                    }
+                }
                 Ok(PollAnswer::GaveUp) => {
                     last_was_quick_408 = false;
                     log::debug!(
@@ -256,7 +285,10 @@ impl ProxyPolls {
                 Err(e) => {
                     last_was_quick_408 = false;
                     self.ctx.metrics.poll_failed();
-                    let wait = backoff.next_wait();
+                    let wait = match restarting {
+                        true => again.next_wait(),
+                        false => backoff.next_wait(),
+                    };
                     log::warn!(
                         "fqdn={fqdn} poll of {url}/poll failed: {e}; polling again in {wait:?}"
                     );
@@ -292,6 +324,7 @@ impl ProxyPolls {
                     self.ctx.metrics.poll_succeeded();
                     break "408 (held long enough, or superseded)".to_string();
                 }
+                Ok(PollAnswer::Again) => break "the proxy is stopping".to_string(),
                 Ok(PollAnswer::GaveUp) => {
                     break format!("no answer within {POLL_GIVE_UP:?}");
                 }
@@ -376,6 +409,7 @@ impl ProxyPolls {
         };
         let content_type = header("content-type").unwrap_or_default();
         let max_polls = header(MAX_POLLS_HEADER).and_then(|v| v.trim().parse::<usize>().ok());
+        let retry_next = header(RETRY_HEADER).is_some_and(|v| v.trim() == RETRY_NEXT);
         let body = answer
             .body_mut()
             .with_config()
@@ -383,6 +417,7 @@ impl ProxyPolls {
             .read_to_vec()
             .map_err(PollError::Network)?;
         match status {
+            s if s != 200 && retry_next => Ok(PollAnswer::Again),
             200 => ScrapeRequest::from_bytes(&body, DEFAULT_MAX_HEAD)
                 .map(|request| PollAnswer::Scrape { request, max_polls })
                 .map_err(|error| PollError::NotAScrapeRequest {

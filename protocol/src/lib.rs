@@ -53,5 +53,17 @@ pub const POLLER_HEADER: &str = "X-PushProx-Poller";
 /// Ours, on polls: how long the proxy may hold the poll before answering 408.
 pub const HOLD_HEADER: &str = "X-PushProx-Hold";
 
+/// Ours, on answers of our proxy only: "this proxy does not serve that now; ask the next one
+/// at once" (value [`RETRY_NEXT`]). Set on a poll answered while the proxy stops, on a scrape
+/// for an FQDN that does not poll this proxy (a shard that does not hold it) and on a scrape
+/// refused while stopping, all with status 404, which a balancer retries on its next server
+/// (nginx `proxy_next_upstream http_404`, HAProxy `retry-on 404`) without counting the proxy
+/// as failed. Our client polls again at once on a poll answer carrying it; a response pushed
+/// by a client never carries it (the proxy drops it), so a target's own 404 cannot pass for it.
+pub const RETRY_HEADER: &str = "X-PushProx-Retry";
+
+/// The value of [`RETRY_HEADER`].
+pub const RETRY_NEXT: &str = "next";
+
 /// Default limit for a request or response head, in bytes.
 pub const DEFAULT_MAX_HEAD: usize = 64 * 1024;

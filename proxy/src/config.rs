@@ -61,6 +61,22 @@ pub struct Config {
     #[arg(long = "poll.max-hold", value_name = "DURATION", default_value = "0s", value_parser = duration)]
     pub poll_max_hold: Duration,
 
+    /// How long a scrape for an FQDN that does not poll this proxy (not seen within
+    /// --registration.timeout) waits for its first poll; then it is answered 404 with
+    /// X-PushProx-Retry: next, which a balancer in front of shards retries on its next server
+    /// (nginx proxy_next_upstream http_404): the shard that holds the client. Set it on shards
+    /// (100ms: a client that moves polls again within milliseconds). 0s waits the scrape's
+    /// whole deadline, as the Go proxy does: right for a single proxy. [Go: none]
+    #[arg(long = "scrape.unknown-fqdn-wait", value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    pub scrape_unknown_fqdn_wait: Duration,
+
+    /// On SIGTERM, how long the proxy waits for the scrapes in progress (their pushes and
+    /// relays) before it exits. Meanwhile it keeps accepting: parked and new polls, and new scrapes, are answered
+    /// 404 with X-PushProx-Retry: next (a balancer retries them on its next server; our client
+    /// polls again at once), pushes are relayed. [Go: none]
+    #[arg(long = "shutdown.timeout", value_name = "DURATION", default_value = "15s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+
     /// Most connections open at once, from accept to close; each parked poll holds one (and one
     /// file descriptor, no thread). Beyond it, new connections get 503 and the proxy carries
     /// on. Lowered at start to what the open-files limit holds. [Go: none]

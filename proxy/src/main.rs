@@ -10,6 +10,7 @@ mod http;
 mod limits;
 mod metrics;
 mod parked;
+mod passing;
 mod password;
 mod redact;
 mod registry;

@@ -77,16 +77,20 @@ pub enum ScrapeOutcome {
     BadRequest,
     /// The proxy was stopping.
     ShuttingDown,
+    /// The FQDN does not poll this proxy: passed on to a balancer's next server
+    /// (`--scrape.unknown-fqdn-wait`).
+    PassedOn,
 }
 
 impl ScrapeOutcome {
-    const ALL: [ScrapeOutcome; 6] = [
+    const ALL: [ScrapeOutcome; 7] = [
         ScrapeOutcome::Relayed,
         ScrapeOutcome::NoPoll,
         ScrapeOutcome::NoPush,
         ScrapeOutcome::RelayFailed,
         ScrapeOutcome::BadRequest,
         ScrapeOutcome::ShuttingDown,
+        ScrapeOutcome::PassedOn,
     ];
 
     /// The `outcome` label value.
@@ -98,6 +102,7 @@ impl ScrapeOutcome {
             ScrapeOutcome::RelayFailed => "relay_failed",
             ScrapeOutcome::BadRequest => "bad_request",
             ScrapeOutcome::ShuttingDown => "shutting_down",
+            ScrapeOutcome::PassedOn => "passed_on",
         }
     }
 }

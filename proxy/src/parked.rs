@@ -2,7 +2,7 @@
 
 use std::io;
 
-use pushprox_protocol::{fqdn_key, MAX_POLLS_HEADER};
+use pushprox_protocol::{fqdn_key, MAX_POLLS_HEADER, RETRY_HEADER, RETRY_NEXT};
 
 use crate::http::{After, Connection, Held, TEXT};
 use crate::registry::Registry;
@@ -57,7 +57,7 @@ impl ParkedPoll {
         Ok(())
     }
 
-    /// Answers the poll without a scrape: superseded, held too long, or shutting down.
+    /// Answers the poll without a scrape: superseded, or held too long.
     pub fn answer(self, registry: &Registry, status: u16, reason: &str) {
         registry.poll_ended(&fqdn_key(&self.fqdn), false);
         let max = MAX_POLLS_PER_CLIENT.to_string();
@@ -66,6 +66,26 @@ impl ParkedPoll {
             self.conn
                 .respond(status, &headers, format!("{reason}\n").as_bytes())
         {
+            conn.resume();
+        }
+    }
+
+    /// Answers a poll of a proxy that is stopping: poll again at once, elsewhere. 404, which a
+    /// balancer retries on its next server without counting this proxy as failed (its pushes
+    /// still come here); our client polls again at once on the marker.
+    pub fn come_back(self, registry: &Registry) {
+        registry.poll_ended(&self.fqdn.to_ascii_lowercase(), false);
+        let max = MAX_POLLS_PER_CLIENT.to_string();
+        let headers = [
+            TEXT[0],
+            TEXT[1],
+            (MAX_POLLS_HEADER, max.as_str()),
+            (RETRY_HEADER, RETRY_NEXT),
+            ("Retry-After", "0"),
+        ];
+        let reason =
+            "the proxy is stopping: poll again at once (another proxy, or this one restarted)\n";
+        if let After::Next(conn) = self.conn.respond(404, &headers, reason.as_bytes()) {
             conn.resume();
         }
     }

@@ -1,5 +1,6 @@
 //! Wiring: bind, build the state, route each request to its handler, sweep, shut down.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,8 +27,6 @@ use crate::web_config::{Settings, SettingsError};
 /// 1 KiB.
 const MAX_OTHER_BODY: u64 = 1 << 20;
 
-/// How long in-flight scrapes may take to finish after SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Stack of the janitor thread.
 const JANITOR_STACK: usize = 128 * 1024;
 /// How often parked polls are checked for clients that hung up.
@@ -339,6 +338,8 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         metrics: Metrics::default(),
         started: Instant::now(),
         config,
+        scrapes_in_progress: AtomicUsize::new(0),
+        passing: Default::default(),
     });
     let proxy = Arc::new(Proxy {
         state: Arc::clone(&state),
@@ -359,35 +360,31 @@ pub fn run(config: Config) -> Result<(), StartupError> {
             addr: bound,
             source,
         })?;
+    let parked = state.rendezvous.shut_down();
     log::info!(
-        "stopping: no new requests (polls and new scrapes get 503); waiting up to {}s for the pushes of in-flight scrapes",
-        SHUTDOWN_GRACE.as_secs()
+        "stopping: no new requests: {} parked poll(s), and new polls and scrapes, answered 404 X-PushProx-Retry: next; waiting up to {} (--shutdown.timeout) for {} scrape(s) in progress",
+        parked.len(),
+        pushprox_protocol::format_duration(state.config.shutdown_timeout),
+        state.scrapes_in_progress.load(Ordering::SeqCst)
     );
-    for poll in state.rendezvous.shut_down() {
-        poll.answer(
-            &state.registry,
-            503,
-            "the proxy is shutting down; poll again shortly",
-        );
+    for poll in parked {
+        poll.come_back(&state.registry);
     }
     // Connections are still accepted, so that the pushes of scrapes in flight arrive; polls
     // and new scrapes are refused by the rendezvous from now on.
-    let until = Instant::now() + SHUTDOWN_GRACE;
+    let until = Instant::now() + state.config.shutdown_timeout;
+    let in_progress = || state.scrapes_in_progress.load(Ordering::SeqCst);
     front
-        .run(&listener, || {
-            state.rendezvous.scrapes_waiting() == 0 || Instant::now() >= until
-        })
+        .run(&listener, || in_progress() == 0 || Instant::now() >= until)
         .map_err(|source| StartupError::Accept {
             addr: bound,
             source,
         })?;
     drop(listener);
-    // Relays still streaming a body run on their own threads; give them a moment.
-    let until = Instant::now() + Duration::from_secs(2);
-    while state.rendezvous.scrapes_waiting() > 0 && Instant::now() < until {
-        thread::sleep(Duration::from_millis(20));
+    match in_progress() {
+        0 => log::info!("stopped"),
+        n => log::warn!("stopped with {n} scrape(s) still in progress after --shutdown.timeout; their scrapers get an error"),
     }
-    log::info!("stopped");
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The one state every handler shares.
 
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use crate::auth::Auth;
@@ -7,6 +8,7 @@ use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::metrics::Metrics;
 use crate::parked::ParkedPoll;
+use crate::passing::Passing;
 use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
 
@@ -24,4 +26,9 @@ pub struct State {
     pub started: Instant,
     /// Credentials of clients and scrapers.
     pub auth: Auth,
+    /// Scrapes being handled, from arrival to the end of their relay: a stopping proxy exits
+    /// when none is left.
+    pub scrapes_in_progress: AtomicUsize,
+    /// Scrapes passed on to the balancer's next server.
+    pub passing: Passing,
 }

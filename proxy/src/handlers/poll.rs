@@ -121,11 +121,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                 poll.superseded(&state.registry);
             }
         }
-        Arrival::ShuttingDown(poll) => poll.answer(
-            &state.registry,
-            503,
-            "the proxy is shutting down; poll again shortly",
-        ),
+        Arrival::ShuttingDown(poll) => poll.come_back(&state.registry),
     }
     After::Kept
 }

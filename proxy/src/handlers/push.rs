@@ -170,6 +170,10 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             if status == 410 {
                 state.metrics.late_push();
                 log::info!("late push from={from} scrape_id={id}: {reason}");
+            } else if !state.config.scrape_unknown_fqdn_wait.is_zero() {
+                // A shard: the push of a scrape another shard sent, which the balancer
+                // retries there on this 404 while a client moves between shards.
+                log::debug!("unknown push from={from} scrape_id={id}: {reason}");
             } else {
                 log::warn!("unknown push from={from} scrape_id={id}: {reason}");
             }

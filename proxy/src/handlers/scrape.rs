@@ -2,12 +2,13 @@
 //! to a poll of that FQDN, its push awaited, the pushed body relayed to the scraper, the push
 //! answered, the outcome counted. One thread, this one, owns the whole exchange.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
     format_duration, format_scrape_timeout, parse_scrape_timeout, Framing, Headers, ResponseHead,
-    ScrapeRequest, Target, HOP_BY_HOP, ID_HEADER, SCRAPE_TIMEOUT_HEADER,
+    ScrapeRequest, Target, HOP_BY_HOP, ID_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
 };
 
 use crate::delivery::{Delivery, PushedBody, RelayEnd};
@@ -44,8 +45,25 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
     conn.respond(405, &headers, format!("{reason}\n").as_bytes())
 }
 
+/// Counts a scrape in [`State::scrapes_in_progress`] while it lives.
+struct InProgress<'a>(&'a AtomicUsize);
+
+impl<'a> InProgress<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InProgress(count)
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Relays one scrape.
 pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
+    let _in_progress = InProgress::start(&state.scrapes_in_progress);
     if !SCRAPE_METHODS.contains(&request.method()) {
         return refuse_method(state, &request, conn);
     }
@@ -109,9 +127,22 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let request_bytes = scrape.to_proxy_bytes();
     let deadline = started + deadline_in;
     let key = pushprox_protocol::fqdn_key(&fqdn);
+    // A shard that does not hold the FQDN passes the scrape on to the balancer's next server
+    // soon, rather than at the deadline (--scrape.unknown-fqdn-wait).
+    let unknown_wait = state.config.scrape_unknown_fqdn_wait;
+    let passes = !unknown_wait.is_zero()
+        && !state
+            .registry
+            .is_known(&key, state.rendezvous.has_poll(&key));
+    let mut poll_deadline = match passes {
+        true => deadline.min(started + unknown_wait),
+        false => deadline,
+    };
+    let passed_before = state.passing.count(&key);
+    let mut extended = false;
     let wait = state.rendezvous.expect_push(&id, &key, deadline);
     let handed = loop {
-        match state.rendezvous.take_poll(&key, deadline) {
+        match state.rendezvous.take_poll(&key, poll_deadline) {
             Taken::Poll(poll) => match poll.hand_over(&state.registry, &request_bytes) {
                 Ok(()) => break Ok(()),
                 Err(e) => log::debug!(
@@ -121,6 +152,13 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             Taken::NoPoll { stale } => {
                 if let Some(poll) = stale {
                     poll.superseded(&state.registry);
+                }
+                // Another scrape of this FQDN was passed on meanwhile: its client, once
+                // scraped there, is likely to poll here next.
+                if passes && !extended && state.passing.count(&key) != passed_before {
+                    extended = true;
+                    poll_deadline = deadline.min(Instant::now() + unknown_wait);
+                    continue;
                 }
                 break Err(ScrapeError::NoPoll);
             }
@@ -138,6 +176,23 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         }
     };
     let outcome = |outcome, status| state.metrics.scrape(outcome, status, started.elapsed());
+    let passed = match pushed {
+        Err(ScrapeError::NoPoll) if passes && poll_deadline < deadline => Some((
+            ScrapeOutcome::PassedOn,
+            format!("no client polls this proxy for {fqdn} (--scrape.unknown-fqdn-wait {}): a balancer tries its next server; if none holds it, is pushprox-client running there with --fqdn={fqdn}?", format_duration(unknown_wait)),
+        )),
+        Err(ScrapeError::ShuttingDown) => Some((
+            ScrapeOutcome::ShuttingDown,
+            "the proxy is stopping: a balancer tries its next server".to_string(),
+        )),
+        _ => None,
+    };
+    if let Some((kind, reason)) = passed {
+        state.passing.passed(&key);
+        log::debug!("scrape passed on fqdn={fqdn} scrape_id={id}: {reason}");
+        outcome(kind, 404);
+        return pass_on(conn, &reason);
+    }
     match pushed {
         Ok(Delivery::Pushed { head, body }) => {
             let (after, end, status, bytes) = relay(conn, head, body, &id);
@@ -179,6 +234,15 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             super::scrape_failed(conn, status, &reason, &body)
         }
     }
+}
+
+/// Answers a scrape this proxy cannot serve but another may: 404, which a balancer retries on
+/// its next server without counting this one as failed, marked as the proxy's own.
+fn pass_on(mut conn: Connection, reason: &str) -> After {
+    conn.set_reason(&pushprox_protocol::reason_with(404, reason));
+    let mut headers = TEXT.to_vec();
+    headers.push((RETRY_HEADER, RETRY_NEXT));
+    conn.respond(404, &headers, format!("{reason}\n").as_bytes())
 }
 
 fn describe(end: &RelayEnd) -> String {
@@ -234,7 +298,9 @@ fn relay(
     let headers: Vec<(&str, &str)> = head
         .end_to_end_headers()
         .filter(|(n, _)| {
-            !n.eq_ignore_ascii_case(ID_HEADER) && !n.eq_ignore_ascii_case(SCRAPE_TIMEOUT_HEADER)
+            ![ID_HEADER, SCRAPE_TIMEOUT_HEADER, RETRY_HEADER]
+                .iter()
+                .any(|h| n.eq_ignore_ascii_case(h))
         })
         .collect();
     // The pushed status line's reason (the client's "why" for a failed scrape), as pushed.
