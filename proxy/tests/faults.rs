@@ -2,14 +2,12 @@
 //! descriptors, waiting scrapes), nothing crosses between clients, and nobody waits past a
 //! deadline.
 
-mod common;
-
 use std::io::{BufReader, Write};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 const RELAYED: &str = "pushprox_scrapes_total{outcome=\"relayed\"}";
 const POLLS_WAITING: &str = "pushprox_polls_waiting";

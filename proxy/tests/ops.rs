@@ -6,8 +6,6 @@
 //! Needs the client binary (`cargo build --workspace`) and promtool (Debian package
 //! `prometheus`); without either the tests fail and say so.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -15,7 +13,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -345,11 +343,9 @@ fn landing_page_lists_the_client_and_loads_nothing_from_elsewhere() {
 
 #[test]
 fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ops-lock-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("cannot create the lock directory");
-    let proxy_lock = dir.join("proxy.lock").display().to_string();
-    let client_lock = dir.join("client.lock").display().to_string();
+    let dir = TempDir::new("ops-lock");
+    let proxy_lock = dir.arg("proxy.lock");
+    let client_lock = dir.arg("client.lock");
 
     let (mut first, port) = spawn_proxy(&["--lock-file", &proxy_lock]);
     let second_port = free_port();
@@ -431,7 +427,6 @@ fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
         first_client.pid().to_string(),
         "pid in {client_lock}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,15 +2,13 @@
 //! bodies reach the scraper that asked for them, byte for byte; polls, pushes and deadlines
 //! follow PROTOCOL.md; bad input is refused with a reason and leaves nothing behind.
 
-mod common;
-
 use std::io::{BufReader, Write};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use pushprox_protocol::{ScrapeRequest, DEFAULT_MAX_HEAD, SCRAPE_TIMEOUT_HEADER};
+use pushprox_test_support::*;
 
 const RELAYED: &str = "pushprox_scrapes_total{outcome=\"relayed\"}";
 const POLLS_WAITING: &str = "pushprox_polls_waiting";
