@@ -2,55 +2,19 @@
 //! proxy's `--auth.client-tokens`, `--scrape.allow`, and `--tls.cacert` with the proxy's TLS
 //! listener. The proxy is the sibling of the client binary in the same target directory: run
 //! `cargo build --workspace` first. Everything listens on 127.0.0.1; every wait is bounded;
-//! every process is killed on drop. Tests that need openssl fail without it.
-
-#[allow(dead_code)]
-mod common;
+//! every process is killed on drop. Certificates are made in Rust (the test-support crate).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use common::*;
 use pushprox_protocol::Response;
+use pushprox_test_support::*;
 
 const TARGET_BODY: &str = "# TYPE up gauge\nup{job=\"security\"} 1\n";
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "pushprox-client-security-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write a temporary file");
-        path.display().to_string()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A process whose stderr goes to a file; killed on drop.
 struct Process {
@@ -78,7 +42,7 @@ impl Process {
     /// Waits for a log line containing every one of `parts`, and returns it.
     fn wait_for_line(&self, what: &str, parts: &[&str]) -> String {
         let mut found = None;
-        let ok = wait_until(|| {
+        let ok = wait_until(WAIT, || {
             found = self
                 .log_text()
                 .lines()
@@ -96,7 +60,7 @@ impl Process {
 
     fn wait_exit(&mut self) -> Option<i32> {
         let mut code = None;
-        let exited = wait_until(|| match self.child.try_wait() {
+        let exited = wait_until(WAIT, || match self.child.try_wait() {
             Ok(Some(status)) => {
                 code = status.code();
                 true
@@ -122,9 +86,9 @@ impl Proxy {
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec!["-l", &listen, "--log.level", "debug"];
         all.extend_from_slice(args);
-        let process = Process::spawn(&proxy_binary(), &all, dir.0.join("proxy.log"));
+        let process = Process::spawn(&proxy_bin(), &all, dir.0.join("proxy.log"));
         let mut proxy = Proxy { process, port };
-        let ready = wait_until(|| {
+        let ready = wait_until(WAIT, || {
             if tls {
                 TcpStream::connect(("127.0.0.1", port)).is_ok()
             } else {
@@ -155,7 +119,7 @@ impl Proxy {
 
 /// The client binary, with FQDN 127.0.0.1 and a free metrics port.
 fn start_client(dir: &TempDir, proxy_url: &str, extra: &[&str]) -> Process {
-    let mut args = client_args(proxy_url, "debug");
+    let mut args = client_flags(proxy_url, "debug");
     args.extend([
         "--proxy.retry.initial-wait",
         "200ms",
@@ -273,12 +237,12 @@ impl Drop for Target {
 #[test]
 fn right_token_file_lets_a_scrape_through_the_proxy() {
     let dir = TempDir::new("token-ok");
-    let tokens = dir.write(
+    let tokens = dir.write_arg(
         "client-tokens",
         "# test\n127.0.0.1 tok-right-1234\n*.example other-token\n",
     );
     // White space around the token is ignored.
-    let token_file = dir.write("token", "  tok-right-1234\n\n");
+    let token_file = dir.write_arg("token", "  tok-right-1234\n\n");
     let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
     let target = Target::start();
     let client = start_client(
@@ -305,8 +269,8 @@ fn right_token_file_lets_a_scrape_through_the_proxy() {
 #[test]
 fn wrong_token_is_logged_as_refused_and_the_scrape_gets_the_proxys_504() {
     let dir = TempDir::new("token-wrong");
-    let tokens = dir.write("client-tokens", "127.0.0.1 tok-right-1234\n");
-    let token_file = dir.write("token", "tok-WRONG-5678\n");
+    let tokens = dir.write_arg("client-tokens", "127.0.0.1 tok-right-1234\n");
+    let token_file = dir.write_arg("token", "tok-WRONG-5678\n");
     let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
     let target = Target::start();
     let client = start_client(
@@ -347,7 +311,7 @@ fn wrong_token_is_logged_as_refused_and_the_scrape_gets_the_proxys_504() {
 #[test]
 fn client_without_a_token_is_told_which_flag_to_use() {
     let dir = TempDir::new("token-missing");
-    let tokens = dir.write("client-tokens", "* tok-any-1234\n");
+    let tokens = dir.write_arg("client-tokens", "* tok-any-1234\n");
     let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
     let client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
     let line = client.wait_for_line(
@@ -363,8 +327,8 @@ fn client_without_a_token_is_told_which_flag_to_use() {
 #[test]
 fn empty_or_missing_token_file_stops_the_start_with_exit_1() {
     let dir = TempDir::new("token-empty");
-    let empty = dir.write("token", " \n");
-    let missing = dir.path("no-such-token");
+    let empty = dir.write_arg("token", " \n");
+    let missing = dir.arg("no-such-token");
     for (file, why) in [(&empty, "empty"), (&missing, "No such file")] {
         let mut client = start_client(&dir, "http://127.0.0.1:1/", &["--auth.token-file", file]);
         assert_eq!(client.wait_exit(), Some(1), "{}", client.log_text());
@@ -448,39 +412,17 @@ fn client_metrics(client: &mut Process) -> String {
 // ---------------------------------------------------------------------------------------------
 // TLS to the proxy
 
-/// A self-signed certificate for 127.0.0.1, `cert.pem` and `key.pem` in `dir`, made by openssl.
-/// CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
-/// makes by default.
+/// A self-signed certificate for 127.0.0.1, `cert.pem` and `key.pem` in `dir`. CA:FALSE:
+/// rustls refuses a server certificate that says it is a CA.
 fn self_signed_cert(dir: &TempDir) {
-    self_signed_cert_for(dir, "subjectAltName=IP:127.0.0.1");
+    self_signed_cert_for(dir, &["IP:127.0.0.1"]);
 }
 
-/// A self-signed certificate (`cert.pem`, `key.pem` in `dir`) with the given subjectAltName.
-fn self_signed_cert_for(dir: &TempDir, san: &str) {
-    openssl(
-        &dir.0,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            san,
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ],
-    );
+/// A self-signed certificate (`cert.pem`, P-256 `key.pem` in `dir`) with the given subject
+/// alternative names.
+fn self_signed_cert_for(dir: &TempDir, sans: &[&str]) {
+    let key = dir.key("key.pem", KeyKind::P256Pkcs8);
+    dir.issue("cert.pem", &key, None, &Spec::leaf("127.0.0.1", sans));
 }
 
 /// A proxy that requires client certificates refuses a client without one at the TLS layer
@@ -490,12 +432,12 @@ fn self_signed_cert_for(dir: &TempDir, san: &str) {
 fn a_proxy_requiring_client_certificates_gets_a_hint_naming_tls_cert() {
     let dir = TempDir::new("tls-client-cert-required");
     self_signed_cert(&dir);
-    let cert = dir.path("cert.pem");
-    let web = dir.write(
+    let cert = dir.arg("cert.pem");
+    let web = dir.write_arg(
         "web.yml",
         &format!(
             "tls_server_config:\n  cert_file: {cert}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {cert}\n",
-            dir.path("key.pem")
+            dir.arg("key.pem")
         ),
     );
     let proxy = Proxy::start(&dir, &["--web.config.file", &web], true);
@@ -519,9 +461,9 @@ fn a_proxy_requiring_client_certificates_gets_a_hint_naming_tls_cert() {
 fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     let dir = TempDir::new("tls");
     self_signed_cert(&dir);
-    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
-    let tokens = dir.write("client-tokens", "127.0.0.1 tok-tls-1234\n");
-    let token_file = dir.write("token", "tok-tls-1234\n");
+    let (cert, key) = (dir.arg("cert.pem"), dir.arg("key.pem"));
+    let tokens = dir.write_arg("client-tokens", "127.0.0.1 tok-tls-1234\n");
+    let token_file = dir.write_arg("token", "tok-tls-1234\n");
     let proxy = Proxy::start(
         &dir,
         &[
@@ -548,42 +490,22 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     );
 
     // Prometheus with proxy_url: https://...: the scrape goes over TLS too.
-    let answer = parse_answer(&tls_request(
-        &dir,
-        proxy.port,
+    let proxy_url = format!("https://127.0.0.1:{}", proxy.port);
+    let answer = curl(&[
+        "--proxy",
+        &proxy_url,
+        "--proxy-cacert",
         &cert,
-        &scrape_request(&target.url(), "5"),
-    ));
+        "-H",
+        "X-Prometheus-Scrape-Timeout-Seconds: 5",
+        &target.url(),
+    ]);
     assert_eq!(
-        (answer.head.status, body_text(&answer).as_str()),
+        (answer.0, answer.1.as_str()),
         (200, TARGET_BODY),
         "client log:\n{}",
         client.log_text()
     );
-}
-
-/// Sends `text` over TLS with `openssl s_client`, trusting `ca`, and returns what came back.
-fn tls_request(dir: &TempDir, port: u16, ca: &str, text: &str) -> Vec<u8> {
-    let out_path = dir.0.join("s_client.out");
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile", ca])
-        .args(["-connect", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(&out_path).expect("create s_client.out"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("this test needs the openssl command (apt-get install openssl): {e}")
-        });
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(text.as_bytes());
-        // Dropping stdin is ignored with -quiet: s_client reads until the proxy closes.
-    }
-    let exited = wait_until(|| matches!(child.try_wait(), Ok(Some(_))));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(exited, "openssl s_client did not finish within {WAIT:?}");
-    std::fs::read(&out_path).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,7 +657,7 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
         )
     );
     // The newer client's polls supersede the stopped one's.
-    let ok = wait_until(|| {
+    let ok = wait_until(WAIT, || {
         let answer = scrape(proxy.port, &url, "5");
         answer.head.status == 200
     });
@@ -777,12 +699,16 @@ impl Nginx {
     fn start(dir: &TempDir) -> Nginx {
         self_signed_cert_for(
             dir,
-            "subjectAltName=DNS:plain.invalid,DNS:insecure.invalid,DNS:cacert.invalid",
+            &[
+                "DNS:plain.invalid",
+                "DNS:insecure.invalid",
+                "DNS:cacert.invalid",
+            ],
         );
         let port = free_port();
         let d = dir.0.display();
         std::fs::create_dir_all(dir.0.join("temp")).expect("nginx temp dir");
-        let conf = dir.write(
+        let conf = dir.write_arg(
             "nginx.conf",
             &format!(
                 "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
@@ -804,21 +730,14 @@ impl Nginx {
         );
         let process = Process::spawn(
             nginx,
-            &[
-                "-c",
-                &conf,
-                "-p",
-                &dir.path(""),
-                "-e",
-                &dir.path("error.log"),
-            ],
+            &["-c", &conf, "-p", &dir.arg(""), "-e", &dir.arg("error.log")],
             dir.0.join("nginx.out"),
         );
         let mut nginx = Nginx {
             _process: process,
             port,
         };
-        let up = wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let up = wait_until(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok());
         let alive = matches!(nginx._process.child.try_wait(), Ok(None));
         assert!(
             up && alive,
@@ -836,7 +755,7 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
     let proxy = Proxy::start(&dir, &[], false);
     let nginx = Nginx::start(&dir);
     let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
-    let cert = dir.path("cert.pem");
+    let cert = dir.arg("cert.pem");
     // One client per case, each with an FQDN of its own, named in the certificate; all connect
     // to 127.0.0.1, which is not.
     let cases: [(&str, Vec<&str>); 3] = [

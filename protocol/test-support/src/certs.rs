@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, SerialNumber,
+    KeyUsagePurpose, SanType, SerialNumber, SigningKey,
 };
 
 use crate::TempDir;
@@ -182,6 +182,31 @@ impl TempDir {
         std::fs::rename(&tmp, &path)
             .unwrap_or_else(|e| panic!("cannot rename {} into place: {e}", path.display()));
         path
+    }
+
+    /// A version 1 certificate (no extensions) for `key` issued by `ca`, as `openssl x509 -req`
+    /// makes one without `-extfile`: an X.509 v3 certificate made by rcgen, its version and
+    /// extensions taken out and its body signed again by the CA.
+    pub fn v1(&self, file: &str, key: &Path, ca: &(PathBuf, PathBuf), cn: &str) -> PathBuf {
+        let v3 = self.issue(&format!("{file}.v3"), key, Some(ca), &Spec::leaf(cn, &[]));
+        let der = self.der(&v3);
+        let cert = elements(contents(&der));
+        let tbs: Vec<u8> = elements(contents(cert[0]))
+            .into_iter()
+            .filter(|e| e[0] != 0xA0 && e[0] != 0xA3)
+            .flatten()
+            .copied()
+            .collect();
+        let tbs = tlv(0x30, &tbs);
+        let signature = read_key(&ca.1)
+            .sign(&tbs)
+            .unwrap_or_else(|e| panic!("cannot sign {file}: {e}"));
+        let mut bits = vec![0];
+        bits.extend_from_slice(&signature);
+        let mut body = tbs;
+        body.extend_from_slice(cert[1]);
+        body.extend_from_slice(&tlv(0x03, &bits));
+        self.write(file, &pem_block("CERTIFICATE", &tlv(0x30, &body)))
     }
 
     /// The DER bytes of the (first) PEM certificate in `pem`.

@@ -17,6 +17,7 @@ pub mod process;
 pub mod procfs;
 pub mod target;
 mod temp_dir;
+pub mod tls_target;
 
 pub use binaries::{
     client_args, client_bin, client_flags, command, host, proxy_bin, Client, Proxy,
@@ -29,3 +30,4 @@ pub use process::{free_port, target_tmp_dir, wait_until, ChildGuard, Proc, READY
 pub use procfs::*;
 pub use target::{random_bytes, read_head, Answer, FakeTarget, Server, Target};
 pub use temp_dir::TempDir;
+pub use tls_target::TlsTarget;
