@@ -3,99 +3,16 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pushprox_test_support::{curl, free_port, wait_until, KeyKind, Spec, TempDir};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use pushprox_test_support::{curl, free_port, wait_until, KeyKind, Proxy, Spec, TempDir};
 
 const TOKENS: &str = "# test clients\na.example tok-a\n*.b.example tok-b\n";
-
-/// The proxy binary, killed on drop.
-struct Proxy {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Proxy {
-    fn start(args: &[&str]) -> Proxy {
-        Self::start_tls(args, false)
-    }
-
-    fn start_tls(args: &[&str], tls: bool) -> Proxy {
-        let dir = TempDir::new("proxy");
-        let log = dir.0.join("proxy.log");
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_pushprox-proxy"))
-            .args(["-l", &format!("127.0.0.1:{port}"), "--log.level", "debug"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start pushprox-proxy");
-        let mut proxy = Proxy {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        let ready = wait_until(Duration::from_secs(10), || {
-            if tls {
-                TcpStream::connect(("127.0.0.1", port)).is_ok()
-            } else {
-                raw(
-                    port,
-                    b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                )
-                .status
-                    == 200
-            }
-        });
-        assert!(ready, "proxy not ready: {}", proxy.log_text());
-        assert!(proxy.child.try_wait().expect("try_wait").is_none());
-        proxy
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn threads(&self) -> usize {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("Threads: line")
-    }
-
-    fn metric(&self, series: &str) -> Option<f64> {
-        let reply = raw(
-            self.port,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        reply
-            .text()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An answer read off a raw connection.
 #[derive(Debug)]
@@ -148,27 +65,6 @@ fn raw_within(port: u16, request: &[u8], within: Duration) -> Reply {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     parse_reply(&out)
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn poll_request(fqdn: &str, auth: Option<&str>) -> Vec<u8> {
@@ -371,7 +267,7 @@ fn scrapes_need_proxy_credentials() {
         missing.header("Proxy-Authenticate").as_deref(),
         Some("Basic realm=\"pushprox\"")
     );
-    let wrong = format!("Basic {}", base64(b"prom:bad-guess-42"));
+    let wrong = format!("Basic {}", STANDARD.encode(b"prom:bad-guess-42"));
     let refused = raw(proxy.port, &scrape_request("nobody.example", Some(&wrong)));
     assert_eq!(refused.status, 407, "{refused:?}");
     assert!(!refused.text().contains("bad-guess-42"), "{refused:?}");
@@ -480,7 +376,7 @@ fn tls_listener_serves_https_with_a_generated_certificate() {
         &Spec::ca("localhost", &["IP:127.0.0.1"]),
     );
     let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
-    let proxy = Proxy::start_tls(&["--tls.cert", &cert_s, "--tls.key", &key_s], true);
+    let proxy = Proxy::start(&["--tls.cert", &cert_s, "--tls.key", &key_s]);
     let url = format!("https://127.0.0.1:{}/-/healthy", proxy.port);
     let ok = wait_until(Duration::from_secs(5), || {
         curl(&["--cacert", &cert_s, &url]) == (200, "OK\n".to_string())

@@ -120,9 +120,12 @@ impl Proxy {
                     proc.log_tail(20)
                 ));
             }
-            if proc.log_contains(&listening)
-                && exchange(port, &get_request("/-/healthy"), Duration::from_secs(1))
-                    .is_ok_and(|r| r.status == 200)
+            // Over TLS (--tls.cert or a web config), the log line says it is ready.
+            let https = format!("{listening} scheme=https");
+            if proc.log_contains(&https)
+                || proc.log_contains(&listening)
+                    && exchange(port, &get_request("/-/healthy"), Duration::from_secs(1))
+                        .is_ok_and(|r| r.status == 200)
             {
                 let mut kept = match &limit {
                     Some(n) => vec!["--open-files-for-test".to_string(), n.clone()],
@@ -183,6 +186,11 @@ impl Proxy {
     /// The last lines of its log.
     pub fn log_tail(&self, lines: usize) -> String {
         self.proc.log_tail(lines)
+    }
+
+    /// Its whole log so far.
+    pub fn log_text(&self) -> String {
+        self.proc.log_text()
     }
 
     /// Threads of the proxy process now.

@@ -126,9 +126,14 @@ impl Proc {
         )
     }
 
+    /// Its whole output so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Whether its output contains `needle`.
     pub fn log_contains(&self, needle: &str) -> bool {
-        std::fs::read_to_string(&self.log).is_ok_and(|t| t.contains(needle))
+        self.log_text().contains(needle)
     }
 }
 
