@@ -583,8 +583,9 @@ fn metrics_and_health_endpoints_answer() {
 
 #[test]
 fn second_copy_with_the_same_lock_file_exits_0() {
-    let lock = std::env::temp_dir().join(format!("pushprox-client-it-{}.lock", std::process::id()));
-    let lock = lock.to_str().unwrap();
+    let dir = TempDir::new("client-it-lock");
+    let lock = dir.arg("client.lock");
+    let lock = lock.as_str();
     let proxy = FakeProxy::start(vec![]);
     let mut first = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
     first.wait_for_log("at start", |l| l.contains("starting pushprox-client"));
