@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use crate::http::{exchange, get_request, post_request, Reply, EXCHANGE_WITHIN};
 use crate::process::{free_port, profile_dir, wait_until, Proc, READY_WITHIN};
 use crate::procfs::{metric, open_fds, tcp_connections, threads};
+use crate::target::Target;
+
+/// The proxy's gauge of the polls it holds.
+const POLLS_WAITING: &str = "pushprox_polls_waiting";
 
 /// The binary `name` of the workspace, built beside the test executable; fails the test, saying
 /// what to run, when it is missing (cargo builds only the binary of the package under test).
@@ -300,6 +304,38 @@ impl Proxy {
             "/clients did not list exactly the {} clients within {within:?}: got {seen:?}, want {want:?}",
             want.len()
         );
+    }
+
+    /// Starts one real client per target, its FQDN the target's IP, and waits until
+    /// `/clients` lists exactly them.
+    pub fn clients_for(&self, targets: &[Target]) -> Vec<Client> {
+        let clients: Vec<Client> = targets
+            .iter()
+            .map(|t| Client::start(&[self.port], &t.ip))
+            .collect();
+        let fqdns: Vec<String> = targets.iter().map(|t| t.ip.clone()).collect();
+        self.wait_for_clients(&fqdns, Duration::from_secs(15));
+        clients
+    }
+
+    /// Waits until the proxy holds at least `n` polls (10 s at most).
+    pub fn wait_for_polls_at_least(&self, n: usize) {
+        let mut last = None;
+        let ok = wait_until(Duration::from_secs(10), || {
+            last = self.metric(POLLS_WAITING);
+            last.is_some_and(|v| v >= n as f64)
+        });
+        assert!(ok, "{POLLS_WAITING} did not reach {n}: {last:?}");
+    }
+
+    /// Waits until the proxy holds exactly `n` polls (5 s at most).
+    pub fn wait_for_polls(&self, n: usize) {
+        let mut last = None;
+        let ok = wait_until(Duration::from_secs(5), || {
+            last = self.metric(POLLS_WAITING);
+            last == Some(n as f64)
+        });
+        assert!(ok, "{POLLS_WAITING} did not reach {n} within 5s: {last:?}");
     }
 
     /// Waits until a series reaches `value`; returns what it was last.
