@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -16,77 +16,21 @@ use pushprox_test_support::*;
 
 const TARGET_BODY: &str = "# TYPE up gauge\nup{job=\"security\"} 1\n";
 
-/// A process whose stderr goes to a file; killed on drop.
-struct Process {
-    child: ChildGuard,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(program: &Path, args: &[&str], log: PathBuf) -> Process {
-        let child = command(program)
-            .args(args)
-            .stderr(std::fs::File::create(&log).expect("create a log file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Process {
-            child: ChildGuard(child),
-            log,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for a log line containing every one of `parts`, and returns it.
-    fn wait_for_line(&self, what: &str, parts: &[&str]) -> String {
-        let mut found = None;
-        let ok = wait_until(WAIT, || {
-            found = self
-                .log_text()
-                .lines()
-                .find(|l| parts.iter().all(|p| l.contains(p)))
-                .map(str::to_string);
-            found.is_some()
-        });
-        assert!(
-            ok,
-            "no log line {what} ({parts:?}) within {WAIT:?}; the log:\n{}",
-            self.log_text()
-        );
-        found.unwrap_or_default()
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let mut code = None;
-        let exited = wait_until(WAIT, || match self.child.try_wait() {
-            Ok(Some(status)) => {
-                code = status.code();
-                true
-            }
-            _ => false,
-        });
-        assert!(exited, "did not exit within {WAIT:?}:\n{}", self.log_text());
-        code
-    }
-}
-
 /// The real proxy on 127.0.0.1.
 struct Proxy {
-    process: Process,
+    process: Proc,
     port: u16,
 }
 
 impl Proxy {
     /// Starts it with `args`; with `tls` it is ready when it accepts a connection, else when
     /// /-/healthy answers 200.
-    fn start(dir: &TempDir, args: &[&str], tls: bool) -> Proxy {
+    fn start(args: &[&str], tls: bool) -> Proxy {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec!["-l", &listen, "--log.level", "debug"];
         all.extend_from_slice(args);
-        let process = Process::spawn(&proxy_bin(), &all, dir.0.join("proxy.log"));
+        let process = Proc::spawn(&format!("proxy-{port}"), &proxy_bin(), &all);
         let mut proxy = Proxy { process, port };
         let ready = wait_until(WAIT, || {
             if tls {
@@ -99,7 +43,7 @@ impl Proxy {
                 .starts_with(b"HTTP/1.1 200")
             }
         });
-        let alive = matches!(proxy.process.child.try_wait(), Ok(None));
+        let alive = proxy.process.exited().is_none();
         assert!(
             ready && alive,
             "the proxy did not start on {listen}:\n{}",
@@ -118,7 +62,7 @@ impl Proxy {
 }
 
 /// The client binary, with FQDN 127.0.0.1 and a free metrics port.
-fn start_client(dir: &TempDir, proxy_url: &str, extra: &[&str]) -> Process {
+fn start_client(proxy_url: &str, extra: &[&str]) -> Proc {
     let mut args = client_flags(proxy_url, "debug");
     args.extend([
         "--proxy.retry.initial-wait",
@@ -127,11 +71,7 @@ fn start_client(dir: &TempDir, proxy_url: &str, extra: &[&str]) -> Process {
         "1s",
     ]);
     args.extend_from_slice(extra);
-    Process::spawn(
-        Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
-        &args,
-        dir.0.join("client.log"),
-    )
+    Proc::spawn("client", &client_bin(), &args)
 }
 
 /// A scrape as Prometheus sends it to its proxy_url: absolute form, with a deadline.
@@ -243,10 +183,9 @@ fn right_token_file_lets_a_scrape_through_the_proxy() {
     );
     // White space around the token is ignored.
     let token_file = dir.write_arg("token", "  tok-right-1234\n\n");
-    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens], false);
     let target = Target::start();
     let client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--auth.token-file", &token_file],
     );
@@ -271,10 +210,9 @@ fn wrong_token_is_logged_as_refused_and_the_scrape_gets_the_proxys_504() {
     let dir = TempDir::new("token-wrong");
     let tokens = dir.write_arg("client-tokens", "127.0.0.1 tok-right-1234\n");
     let token_file = dir.write_arg("token", "tok-WRONG-5678\n");
-    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens], false);
     let target = Target::start();
     let client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--auth.token-file", &token_file],
     );
@@ -312,8 +250,8 @@ fn wrong_token_is_logged_as_refused_and_the_scrape_gets_the_proxys_504() {
 fn client_without_a_token_is_told_which_flag_to_use() {
     let dir = TempDir::new("token-missing");
     let tokens = dir.write_arg("client-tokens", "* tok-any-1234\n");
-    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
-    let client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens], false);
+    let client = start_client(&format!("http://127.0.0.1:{}/", proxy.port), &[]);
     let line = client.wait_for_line(
         "saying a token is needed",
         &[
@@ -330,8 +268,13 @@ fn empty_or_missing_token_file_stops_the_start_with_exit_1() {
     let empty = dir.write_arg("token", " \n");
     let missing = dir.arg("no-such-token");
     for (file, why) in [(&empty, "empty"), (&missing, "No such file")] {
-        let mut client = start_client(&dir, "http://127.0.0.1:1/", &["--auth.token-file", file]);
-        assert_eq!(client.wait_exit(), Some(1), "{}", client.log_text());
+        let mut client = start_client("http://127.0.0.1:1/", &["--auth.token-file", file]);
+        assert_eq!(
+            client.wait_exit(WAIT).and_then(|s| s.code()),
+            Some(1),
+            "{}",
+            client.log_text()
+        );
         let log = client.log_text();
         assert!(
             log.contains(&format!("--auth.token-file {file}")) && log.contains(why),
@@ -345,8 +288,7 @@ fn empty_or_missing_token_file_stops_the_start_with_exit_1() {
 
 #[test]
 fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
-    let dir = TempDir::new("allow");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let target = Target::start();
     let allowed = if target.addr.port() == 9100 {
         "9101"
@@ -354,7 +296,6 @@ fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
         "9100"
     };
     let mut client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--scrape.allow", allowed],
     );
@@ -389,7 +330,7 @@ fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
 }
 
 /// The client's /metrics, from the port its start-up log names.
-fn client_metrics(client: &mut Process) -> String {
+fn client_metrics(client: &mut Proc) -> String {
     let line = client.wait_for_line(
         "naming the metrics address",
         &["serving metrics on http://"],
@@ -440,9 +381,8 @@ fn a_proxy_requiring_client_certificates_gets_a_hint_naming_tls_cert() {
             dir.arg("key.pem")
         ),
     );
-    let proxy = Proxy::start(&dir, &["--web.config.file", &web], true);
+    let proxy = Proxy::start(&["--web.config.file", &web], true);
     let client = start_client(
-        &dir,
         &format!("https://127.0.0.1:{}/", proxy.port),
         &["--tls.cacert", &cert],
     );
@@ -465,7 +405,6 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     let tokens = dir.write_arg("client-tokens", "127.0.0.1 tok-tls-1234\n");
     let token_file = dir.write_arg("token", "tok-tls-1234\n");
     let proxy = Proxy::start(
-        &dir,
         &[
             "--tls.cert",
             &cert,
@@ -478,7 +417,6 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     );
     let target = Target::start();
     let client = start_client(
-        &dir,
         &format!("https://127.0.0.1:{}/", proxy.port),
         &["--tls.cacert", &cert, "--auth.token-file", &token_file],
     );
@@ -527,12 +465,10 @@ fn redirecting_target(location: String) -> Server {
 
 #[test]
 fn a_targets_redirect_goes_back_to_the_scraper_and_is_never_followed() {
-    let dir = TempDir::new("redirect");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let elsewhere = Target::start();
     let redirecting = redirecting_target(elsewhere.url());
     let _client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--scrape.allow", &redirecting.addr.port().to_string()],
     );
@@ -558,10 +494,9 @@ fn a_targets_redirect_goes_back_to_the_scraper_and_is_never_followed() {
 
 #[test]
 fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logged() {
-    let dir = TempDir::new("userinfo");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let target = Target::start();
-    let client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
+    let client = start_client(&format!("http://127.0.0.1:{}/", proxy.port), &[]);
     proxy.wait_registered("127.0.0.1");
 
     let url = format!("http://scraper:s3cr3t@{}/metrics", target.addr);
@@ -587,13 +522,7 @@ fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logge
 // --scrape.target-host
 
 /// The client binary with `--fqdn fqdn` and `extra`.
-fn start_client_for(
-    dir: &TempDir,
-    name: &str,
-    proxy_url: &str,
-    fqdn: &str,
-    extra: &[&str],
-) -> Process {
+fn start_client_for(name: &str, proxy_url: &str, fqdn: &str, extra: &[&str]) -> Proc {
     let mut args = vec![
         "--proxy-url",
         proxy_url,
@@ -607,17 +536,12 @@ fn start_client_for(
         "200ms",
     ];
     args.extend_from_slice(extra);
-    Process::spawn(
-        Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
-        &args,
-        dir.0.join(name),
-    )
+    Proc::spawn(name, &client_bin(), &args)
 }
 
 #[test]
 fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
-    let dir = TempDir::new("target-host");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let target = Target::start();
     let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
     let url = format!(
@@ -626,7 +550,7 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
     );
 
     // Without the flag the client tries to resolve nothing.invalid, and fails.
-    let without = start_client_for(&dir, "without.log", &proxy_url, "nothing.invalid", &[]);
+    let without = start_client_for("without.log", &proxy_url, "nothing.invalid", &[]);
     proxy.wait_registered("nothing.invalid");
     let answer = scrape(proxy.port, &url, "5");
     let text = body_text(&answer);
@@ -639,7 +563,6 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
     drop(without);
 
     let with = start_client_for(
-        &dir,
         "with.log",
         &proxy_url,
         "nothing.invalid",
@@ -691,7 +614,7 @@ const NGINX_BODY: &str = "# TYPE up gauge\nup{job=\"nginx-self-signed\"} 1\n";
 /// not for 127.0.0.1 where they connect: `--scrape.target-host` keeps the TLS name the FQDN's.
 /// Killed by PID on drop.
 struct Nginx {
-    _process: Process,
+    _process: Proc,
     port: u16,
 }
 
@@ -728,17 +651,17 @@ impl Nginx {
             nginx.exists(),
             "this test needs Debian's nginx (apt-get install nginx)"
         );
-        let process = Process::spawn(
+        let process = Proc::spawn(
+            "nginx",
             nginx,
             &["-c", &conf, "-p", &dir.arg(""), "-e", &dir.arg("error.log")],
-            dir.0.join("nginx.out"),
         );
         let mut nginx = Nginx {
             _process: process,
             port,
         };
         let up = wait_until(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok());
-        let alive = matches!(nginx._process.child.try_wait(), Ok(None));
+        let alive = nginx._process.exited().is_none();
         assert!(
             up && alive,
             "nginx did not listen on 127.0.0.1:{port}: {}{}",
@@ -752,7 +675,7 @@ impl Nginx {
 #[test]
 fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_flag_allows_it() {
     let dir = TempDir::new("nginx-self-signed");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let nginx = Nginx::start(&dir);
     let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
     let cert = dir.arg("cert.pem");
@@ -766,12 +689,12 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
         ),
         ("cacert.invalid", vec!["--scrape.tls.cacert", &cert]),
     ];
-    let clients: Vec<Process> = cases
+    let clients: Vec<Proc> = cases
         .iter()
         .map(|(fqdn, flags)| {
             let mut extra = vec!["--scrape.target-host", "127.0.0.1"];
             extra.extend(flags.iter().copied());
-            start_client_for(&dir, &format!("{fqdn}.log"), &proxy_url, fqdn, &extra)
+            start_client_for(&format!("{fqdn}.log"), &proxy_url, fqdn, &extra)
         })
         .collect();
     for (fqdn, _) in &cases {

@@ -1,9 +1,7 @@
 //! Our two binaries, started on free loopback ports with debug logs and waited for until
 //! healthy: [`Proxy`] and [`Client`].
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,24 +34,6 @@ pub fn proxy_bin() -> PathBuf {
 /// The client binary.
 pub fn client_bin() -> PathBuf {
     workspace_bin("pushprox-client")
-}
-
-/// A command for `program` that ignores the proxy variables of the environment (the tests talk
-/// to loopback directly), with stdin and stdout null; the caller sets stderr.
-pub fn command(program: impl AsRef<OsStr>) -> Command {
-    let mut command = Command::new(program);
-    for var in [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        command.env_remove(var);
-    }
-    command.stdin(Stdio::null()).stdout(Stdio::null());
-    command
 }
 
 /// A running `pushprox-proxy` on 127.0.0.1.

@@ -1,6 +1,7 @@
 //! Child processes: the bound of every wait, free ports, and processes whose output goes to a
 //! log file, killed on drop.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::net::TcpListener;
 use std::ops::{Deref, DerefMut};
@@ -9,6 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::http::WAIT;
 
 /// How long a binary may take to answer its health check.
 pub const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -64,8 +67,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `program` with `args`.
-    pub fn spawn(name: &str, program: &Path, args: &[String]) -> Proc {
+    /// Starts `program` with `args` (see [`command`]).
+    pub fn spawn<S: AsRef<OsStr>>(name: &str, program: &Path, args: &[S]) -> Proc {
         let seq = LOG_SEQ.fetch_add(1, Ordering::SeqCst);
         let dir = target_tmp_dir();
         let _ = std::fs::create_dir_all(&dir);
@@ -77,9 +80,8 @@ impl Proc {
         let file = File::create(&log)
             .unwrap_or_else(|e| panic!("cannot create log file {}: {e}", log.display()));
         let out = file.try_clone().expect("cannot clone the log file handle");
-        let child = Command::new(program)
+        let child = command(program)
             .args(args)
-            .stdin(Stdio::null())
             .stdout(out)
             .stderr(file)
             .spawn()
@@ -126,6 +128,37 @@ impl Proc {
         )
     }
 
+    /// Waits up to `within` for it to exit; its status, if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(within, || {
+            status = self.exited();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Waits up to [`WAIT`] for a line of its output containing every one of `parts` (a log
+    /// line saying `what`), and returns it; fails the test, showing the output, when none came.
+    pub fn wait_for_line(&self, what: &str, parts: &[&str]) -> String {
+        let mut found = None;
+        let ok = wait_until(WAIT, || {
+            found = self
+                .log_text()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .map(str::to_string);
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no log line {what} ({parts:?}) from {} within {WAIT:?}; its output:\n{}",
+            self.name,
+            self.log_text()
+        );
+        found.unwrap_or_default()
+    }
+
     /// Its whole output so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -146,6 +179,24 @@ impl Drop for Proc {
             let _ = std::fs::remove_file(&self.log);
         }
     }
+}
+
+/// A command for `program` that ignores the proxy variables of the environment (the tests talk
+/// to loopback directly), with stdin and stdout null; the caller sets stderr.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env_remove(var);
+    }
+    command.stdin(Stdio::null()).stdout(Stdio::null());
+    command
 }
 
 /// A child process killed on drop, for tests that set up its [`Command`] themselves.
