@@ -44,32 +44,15 @@ PROXY_PORT=${PORTS[0]} CLIENT_METRICS=${PORTS[1]}
 PROXY=https://127.0.0.1:$PROXY_PORT
 
 # --- certificate and users ------------------------------------------------------------------------
-(
-    cd "$TMP" &&
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-            -subj "/CN=abuse-bench CA" -days 2 -addext "basicConstraints=critical,CA:TRUE" \
-            -addext "keyUsage=critical,keyCertSign" -out ca.crt &&
-        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout proxy.key \
-            -subj "/CN=127.0.0.1" -out proxy.csr &&
-        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >proxy.ext &&
-        openssl x509 -req -in proxy.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile proxy.ext -out proxy.crt
-) >"$TMP/openssl.log" 2>&1 || fail "openssl failed: $(tail -3 "$TMP/openssl.log")"
-# hash USER PASSWORD: a bcrypt hash of cost 10.
-hash() {
-    if command -v htpasswd >/dev/null 2>&1; then
-        htpasswd -nbBC 10 "$1" "$2" | cut -d: -f2-
-    else
-        printf %s "$2" | "$PROXY_BIN" --hash-password "$1" | cut -d: -f2-
-    fi
-}
+ssl_ca ca "abuse-bench CA"
+ssl_signed ca proxy 127.0.0.1 IP:127.0.0.1 serverAuth
 {
     echo "tls_server_config:"
     echo "  cert_file: proxy.crt"
     echo "  key_file: proxy.key"
     echo "basic_auth_users:"
-    echo "  prom: $(hash prom right-password)"
-    for i in 1 2 3 4 5; do echo "  probe$i: $(hash "probe$i" "probe-password-$i")"; done
+    echo "  prom: $(bcrypt_hash prom right-password)"
+    for i in 1 2 3 4 5; do echo "  probe$i: $(bcrypt_hash "probe$i" "probe-password-$i")"; done
 } >"$TMP/web.yml"
 ok "certificate and 6 bcrypt users"
 

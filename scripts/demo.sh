@@ -23,16 +23,10 @@ case "${1:-}" in
 esac
 
 TMP=""
-FAIL_REASON=""
 OK=0
 
 step() { printf '\n==> %s\n' "$*"; }
 show() { printf '$ %s\n' "$*"; } # a command as the reader would type it
-
-fail() {
-    FAIL_REASON=$*
-    exit 1
-}
 
 finish() {
     local rc=$?

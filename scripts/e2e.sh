@@ -33,14 +33,7 @@ set -uo pipefail
 
 e2e_harness
 
-need curl || fail "curl is missing"
-need python3 || fail "python3 is missing"
-need prometheus "apt-get install prometheus" || fail "prometheus is missing"
-need promtool "apt-get install prometheus" || fail "promtool is missing"
-NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
-    fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
-pushprox_bins || fail "no pushprox binaries"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-e2e.XXXXXX")
+e2e_prelude e2e
 
 # --- ports -------------------------------------------------------------------------------------
 # P is the one port of every node_exporter "host"; 127.0.0.4:P is a target with no client.

@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2034  # LAST_PID, FAIL_REASON are read by the scripts
-# Shell helpers shared by demo.sh and e2e.sh: finding or building the binaries, free loopback
-# ports, starting processes in the background and stopping them on exit, bounded waits.
+# Shell helpers shared by the scripts: failing with a reason, finding or building the binaries,
+# free loopback ports, starting processes in the background and stopping them on exit, bounded
+# waits, the end-to-end frame, certificates and bcrypt hashes, Debian packages.
 # Source it; it is not a script of its own:  . "$(dirname "$0")/lib.sh"
 #
 # Everything here talks to 127.0.0.0/8 only, and every wait has a time limit.
@@ -31,6 +32,14 @@ redact() {
 }
 
 say() { printf '%s: %s\n' "$SCRIPT" "$(masked "$*")"; }
+
+# fail REASON: exit 1, with FAIL_REASON set for the script's EXIT trap to report (e2e_harness's
+# does).
+FAIL_REASON=""
+fail() {
+    FAIL_REASON=$*
+    exit 1
+}
 warn() { printf '%s: warning: %s\n' "$SCRIPT" "$(masked "$*")" >&2; }
 
 # one_line: joins the lines of stdin with ", ".
@@ -259,10 +268,6 @@ e2e_harness() {
     PASS_DETAIL=""
     START=$SECONDS
     ok() { say "ok ($((SECONDS - START))s): $*"; }
-    fail() {
-        FAIL_REASON=$*
-        exit 1
-    }
     wait_query() {
         local got="" deadline=$((SECONDS + $3))
         while [ "$SECONDS" -lt "$deadline" ]; do
@@ -291,6 +296,55 @@ e2e_harness() {
     }
     trap e2e_finish EXIT
     trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
+}
+
+# e2e_prelude NAME [TOOL...]: after e2e_harness, fails unless curl, python3, Prometheus and
+# promtool, node_exporter (NODE_EXPORTER) and the TOOLs are installed and the pushprox binaries
+# are found (PROXY_BIN, CLIENT_BIN); then makes TMP, a fresh pushprox-NAME.XXXXXX directory.
+e2e_prelude() {
+    local name=$1 tool
+    shift
+    for tool in curl python3 "$@"; do need "$tool" "apt-get install $tool" || fail "$tool is missing"; done
+    need prometheus "apt-get install prometheus" || fail "prometheus is missing"
+    need promtool "apt-get install prometheus" || fail "promtool is missing"
+    NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
+        fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
+    pushprox_bins || fail "no pushprox binaries"
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-$name.XXXXXX") || fail "cannot make a temporary directory"
+}
+
+# ssl ARGS...: openssl ARGS in $TMP, its output kept in $TMP/openssl.log for a failure report.
+ssl() { (cd "$TMP" && openssl "$@") >>"$TMP/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -3 "$TMP/openssl.log")"; }
+
+# ssl_ca NAME CN: a self-signed CA in $TMP, NAME.key (P-256) and NAME.crt, subject CN.
+ssl_ca() {
+    ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+        -subj "/CN=$2" -days 2 -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$1.crt"
+}
+
+# ssl_signed CA NAME CN SUBJECT_ALT_NAME [EXTENDED_KEY_USAGE]: NAME.key (P-256) and NAME.crt
+# in $TMP, signed by the CA of ssl_ca CA, CA:FALSE.
+ssl_signed() {
+    local ca=$1 name=$2 cn=$3 san=$4 eku=${5:-}
+    ssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$name.key"
+    ssl req -new -key "$name.key" -subj "/CN=$cn" -out "$name.csr"
+    {
+        printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$san"
+        [ -z "$eku" ] || printf 'extendedKeyUsage=%s\n' "$eku"
+    } >"$TMP/$name.ext"
+    ssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 2 \
+        -extfile "$name.ext" -out "$name.crt"
+}
+
+# bcrypt_hash USER PASSWORD: the bcrypt hash of cost 10 (after USER:), by htpasswd when it is
+# installed, else by $PROXY_BIN --hash-password.
+bcrypt_hash() {
+    if command -v htpasswd >/dev/null 2>&1; then
+        htpasswd -nbBC 10 "$1" "$2" | cut -d: -f2-
+    else
+        printf %s "$2" | "$PROXY_BIN" --hash-password "$1" | cut -d: -f2-
+    fi
 }
 
 # unit_command UNIT [ENVFILE]: prints, one word a line, the command systemd would run for the

@@ -20,21 +20,16 @@
 # Needs:  nginx, openssl, curl, python3 (apt-get install nginx openssl curl python3). It
 #         installs nothing. It runs nginx with master_process off, as any user, with every
 #         file (pid, logs, temp files) in its temporary directory.
-# Prints `nginx-mtls: PASS` or `nginx-mtls: FAIL: reason` and exits 0 or 1. Everything it
+# Prints `nginx-mtls: PASS (Ns)` or `nginx-mtls: FAIL: reason` and exits 0 or 1. Everything it
 # started is stopped on exit; once the binaries are there it takes a few seconds and at most
 # 30 s.
 set -uo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-fail() {
-    say "FAIL: $*"
-    dump_logs
-    if [ -n "${TMP:-}" ] && [ -f "$TMP/error.log" ]; then
-        printf -- '----- nginx: %s (last 20 lines) -----\n' "$TMP/error.log"
-        tail -n 20 "$TMP/error.log"
-    fi
-    exit 1
+e2e_harness
+e2e_failure_extra() {
+    [ -f "$TMP/error.log" ] && { echo "----- nginx error.log (last 20) -----"; tail -n 20 "$TMP/error.log"; }
 }
 
 for tool in nginx openssl curl python3; do
@@ -47,12 +42,6 @@ CLIENT_BIN=$(cd "$(dirname "$CLIENT_BIN")" && pwd)/$(basename "$CLIENT_BIN")
 
 DEADLINE=$((SECONDS + 30))
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-nginx-mtls.XXXXXX") || fail "cannot make a temporary directory"
-cleanup() {
-    stop_all
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
 
 # wait_for WHAT SECONDS CMD...: runs CMD (a function, so that it is evaluated each time) until it
 # succeeds, within SECONDS and the overall 30 s.
@@ -70,15 +59,9 @@ wait_for() {
 
 # ---- certificates -------------------------------------------------------------------------
 cd "$TMP" || fail "cannot enter $TMP"
-ssl() { openssl "$@" >>openssl.log 2>&1 || fail "openssl $* failed: $(tail -n 3 openssl.log)"; }
-ecc=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-printf 'basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
-printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n' >client.ext
-ssl req -x509 "${ecc[@]}" -keyout ca-key.pem -out ca.pem -days 1 -subj /CN=pushprox-nginx-mtls-ca
-ssl req "${ecc[@]}" -keyout server-key.pem -out server.csr -subj /CN=127.0.0.1
-ssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile server.ext -out server.pem
-ssl req "${ecc[@]}" -keyout client-key.pem -out client.csr -subj /CN=127.0.0.2
-ssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile client.ext -out client.pem
+ssl_ca ca pushprox-nginx-mtls-ca
+ssl_signed ca server 127.0.0.1 IP:127.0.0.1 serverAuth
+ssl_signed ca client 127.0.0.2 IP:127.0.0.2 clientAuth
 
 # ---- proxy, nginx, target ------------------------------------------------------------------
 read -r P Q < <(free_ports 2 | paste -sd' ' -)
@@ -110,9 +93,9 @@ http {
     scgi_temp_path $TMP/temp/scgi;
     server {
         listen 127.0.0.1:$Q ssl;
-        ssl_certificate $TMP/server.pem;
-        ssl_certificate_key $TMP/server-key.pem;
-        ssl_client_certificate $TMP/ca.pem;
+        ssl_certificate $TMP/server.crt;
+        ssl_certificate_key $TMP/server.key;
+        ssl_client_certificate $TMP/ca.crt;
         ssl_verify_client on;
         location ~ ^/(poll|push)\$ {
             proxy_pass http://127.0.0.1:$P;
@@ -134,7 +117,7 @@ NGINX_PID=$LAST_PID
 nginx_up() {
     alive "$NGINX_PID" || fail "nginx exited: $(tail -n 3 "$TMP/error.log" "$TMP/nginx.out" 2>/dev/null)"
     # Without a client certificate nginx answers 400; any answer means it is up.
-    [ "$(http_status "https://127.0.0.1:$Q/poll" --cacert ca.pem)" != 000 ]
+    [ "$(http_status "https://127.0.0.1:$Q/poll" --cacert ca.crt)" != 000 ]
 }
 wait_for "nginx did not answer on 127.0.0.1:$Q" 5 nginx_up
 
@@ -148,11 +131,11 @@ wait_for "the target did not serve http://127.0.0.2:$T/file" 5 target_up
 
 # ---- clients -------------------------------------------------------------------------------
 start_bg client "$TMP/client.log" "$CLIENT_BIN" --proxy-url "https://127.0.0.1:$Q/" \
-    --tls.cacert ca.pem --tls.cert client.pem --tls.key client-key.pem \
+    --tls.cacert ca.crt --tls.cert client.crt --tls.key client.key \
     --fqdn 127.0.0.2 --metrics-addr 127.0.0.1:0 --log.level debug
 CLIENT_PID=$LAST_PID
 start_bg client-without-cert "$TMP/client-nocert.log" "$CLIENT_BIN" --proxy-url "https://127.0.0.1:$Q/" \
-    --tls.cacert ca.pem --fqdn 127.0.0.3 --metrics-addr 127.0.0.1:0 --log.level debug \
+    --tls.cacert ca.crt --fqdn 127.0.0.3 --metrics-addr 127.0.0.1:0 --log.level debug \
     --proxy.retry.initial-wait 200ms --proxy.retry.max-wait 1s
 
 listed() { curl -sS --max-time 2 "http://127.0.0.1:$P/clients" 2>/dev/null | grep -q "\"$1\""; }
@@ -178,4 +161,4 @@ if listed 127.0.0.3 || grep -q 'fqdn=127.0.0.3' "$TMP/proxy.log"; then
 fi
 alive "$PROXY_PID" || fail "the proxy exited"
 
-say PASS
+PASSED=1

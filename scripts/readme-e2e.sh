@@ -42,15 +42,7 @@ set -uo pipefail
 
 e2e_harness
 
-need curl || fail "curl is missing"
-need python3 || fail "python3 is missing"
-need openssl || fail "openssl is missing"
-need prometheus "apt-get install prometheus" || fail "prometheus is missing"
-need promtool "apt-get install prometheus" || fail "promtool is missing"
-NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
-    fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
-pushprox_bins || fail "no pushprox binaries"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-readme-e2e.XXXXXX")
+e2e_prelude readme-e2e openssl
 
 # --- the Go client ------------------------------------------------------------------------------
 if [ -n "${PUSHPROX_GO_BIN_DIR:-}" ]; then
@@ -81,12 +73,8 @@ LB_PORT=${SHARD_PORTS[3]} GO_PORT=${SHARD_PORTS[4]}
 LB=http://127.0.0.1:$LB_PORT
 say "ports: exporters P=$P Q=$Q T=$T, proxy $PROXY_PORT, shards ${SHARD_PORTS[*]:0:3}, nginx $LB_PORT and $GO_PORT"
 
-ssl() { (cd "$TMP" && openssl "$@") >>"$TMP/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -3 "$TMP/openssl.log")"; }
-ssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=readme-e2e-ca -keyout ca.key -out ca.crt \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
-ssl req -newkey rsa:2048 -nodes -subj /CN=host-a.example -keyout host-a.key -out host-a.csr
-printf 'subjectAltName=DNS:host-a.example\n' >"$TMP/host-a.ext"
-ssl x509 -req -in host-a.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out host-a.crt -extfile host-a.ext
+ssl_ca ca readme-e2e-ca
+ssl_signed ca host-a host-a.example DNS:host-a.example
 printf 'tls_server_config:\n  cert_file: %s/host-a.crt\n  key_file: %s/host-a.key\n' "$TMP" "$TMP" >"$TMP/node-tls.yml"
 
 # --- the README's blocks -----------------------------------------------------------------------

@@ -20,7 +20,6 @@ OUT=${1:-$ROOT/target/screenshot/landing.png}
 case "$OUT" in /*) ;; *) OUT=$PWD/$OUT ;; esac
 HOSTS=(127.0.0.2 127.0.0.3)
 TMP=""
-FAIL_REASON=""
 
 finish() {
     local rc=$?
@@ -32,8 +31,6 @@ finish() {
     [ -n "$TMP" ] && rm -rf "$TMP"
     exit "$rc"
 }
-fail() { FAIL_REASON=$*; exit 1; }
-
 need chromium "apt-get install chromium" || exit 1
 need curl "apt-get install curl" || exit 1
 need python3 "apt-get install python3" || exit 1

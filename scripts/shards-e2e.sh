@@ -53,13 +53,7 @@ e2e_failure_extra() {
 
 LB_KIND=${SHARDS_LB:-nginx}
 case "$LB_KIND" in nginx | haproxy) ;; *) fail "SHARDS_LB must be nginx or haproxy, not $LB_KIND" ;; esac
-for tool in curl python3 "$LB_KIND" prometheus; do
-    need "$tool" "apt-get install $LB_KIND prometheus prometheus-node-exporter curl python3" || fail "$tool is missing"
-done
-NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
-    fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
-pushprox_bins || fail "no pushprox binaries"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-shards.XXXXXX")
+e2e_prelude shards "$LB_KIND"
 
 mapfile -t PORTS < <(free_ports 7)
 [ "${#PORTS[@]}" = 7 ] || fail "no free ports on 127.0.0.1"

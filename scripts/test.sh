@@ -31,8 +31,8 @@
 #    It installs the cross toolchains and qemu itself: over 1.4 GiB of Debian packages, as root;
 # 7. scripts/audit.sh: cargo audit of Cargo.lock against the RustSec snapshot in
 #    ../shared/advisory-db (installs cargo-audit when missing);
-# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, jq, apache2-utils
-# (htpasswd), chromium, musl-tools, file, systemd (systemd-analyze) (`bash .ci/run` installs them
+# Needs: prometheus, prometheus-node-exporter, nginx, openssl, curl, python3, jq,
+# chromium, musl-tools, file, systemd (systemd-analyze) (`bash .ci/run` installs them
 # on Debian).
 #
 #   scripts/test.sh

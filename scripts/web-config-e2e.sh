@@ -32,15 +32,7 @@ set -uo pipefail
 
 e2e_harness
 
-need curl || fail "curl is missing"
-need python3 || fail "python3 is missing"
-need openssl || fail "openssl is missing"
-need prometheus "apt-get install prometheus" || fail "prometheus is missing"
-need promtool "apt-get install prometheus" || fail "promtool is missing"
-NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
-    fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
-pushprox_bins || fail "no pushprox binaries"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-webcfg-e2e.XXXXXX")
+e2e_prelude webcfg-e2e openssl
 
 P=$(free_port 127.0.0.2) || fail "no free port on 127.0.0.2"
 mapfile -t PORTS < <(free_ports 3)
@@ -51,33 +43,16 @@ PROM=http://127.0.0.1:$PROM_PORT
 say "temp dir $TMP; proxy $PROXY, prometheus $PROM, node_exporter on 127.0.0.2:$P"
 
 # --- certificates ------------------------------------------------------------------------------
-# ssl CMD...: openssl in $TMP, its output kept for a failure report.
-ssl() { (cd "$TMP" && openssl "$@") >>"$TMP/openssl.log" 2>&1 || fail "openssl $1 failed: $(tail -3 "$TMP/openssl.log")"; }
-# signed NAME SUBJECT_ALT_NAME EXTENDED_KEY_USAGE: NAME.key and NAME.crt signed by the CA.
-signed() {
-    ssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1.key"
-    ssl req -new -key "$1.key" -subj "/CN=$1" -out "$1.csr"
-    printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=%s\n' "$2" "$3" >"$TMP/$1.ext"
-    ssl x509 -req -in "$1.csr" -CA pushprox-ca.crt -CAkey pushprox-ca.key -CAcreateserial \
-        -days 2 -extfile "$1.ext" -out "$1.crt"
-}
-ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout pushprox-ca.key \
-    -subj "/CN=pushprox test CA" -days 2 -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign" -out pushprox-ca.crt
-signed proxy IP:127.0.0.1 serverAuth
-signed host1 DNS:host1.example clientAuth
+ssl_ca pushprox-ca "pushprox test CA"
+ssl_signed pushprox-ca proxy proxy IP:127.0.0.1 serverAuth
+ssl_signed pushprox-ca host1 host1 DNS:host1.example clientAuth
 ok "CA, proxy certificate (127.0.0.1), client certificate (host1.example)"
 
 # --- the bcrypt user -----------------------------------------------------------------------------
 PW=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
 [ -n "$PW" ] || fail "could not make a password"
 SECRETS+=("$PW")
-if command -v htpasswd >/dev/null 2>&1; then
-    HASH=$(htpasswd -nbBC 10 prometheus "$PW" | cut -d: -f2-) || fail "htpasswd failed"
-else
-    HASH=$(printf %s "$PW" | "$PROXY_BIN" --hash-password prometheus | cut -d: -f2-) ||
-        fail "pushprox-proxy --hash-password failed"
-fi
+HASH=$(bcrypt_hash prometheus "$PW") || fail "no bcrypt hash (htpasswd or --hash-password failed)"
 case "$HASH" in '$2'?'$10$'*) ;; *) fail "not a bcrypt hash of cost 10: $HASH" ;; esac
 
 # --- the web config: the README's recommended setup, verbatim but for paths -----------------------

@@ -164,13 +164,9 @@ mod tests {
             err.contains("--auth.token-file") && err.contains("/nonexistent/token"),
             "{err}"
         );
-        let path = std::env::temp_dir().join(format!(
-            "pushprox-client-empty-token-{}",
-            std::process::id()
-        ));
-        std::fs::write(&path, "\n").unwrap();
+        let dir = pushprox_test_support::TempDir::new("client-empty-token");
+        let path = dir.write("token", "\n");
         let err = BearerToken::read(&path).unwrap_err().to_string();
-        let _ = std::fs::remove_file(&path);
         assert!(
             err.contains("--auth.token-file")
                 && err.contains(path.to_str().unwrap())

@@ -2,9 +2,6 @@
 //! both tiny servers on loopback in this process. Every wait is bounded; children are killed
 //! on drop.
 
-#[allow(dead_code)]
-mod common;
-
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use pushprox_protocol::Response;
+use pushprox_test_support::*;
 
 // ---------------------------------------------------------------------------------------------
 // The fake proxy
@@ -223,7 +220,7 @@ impl ClientProcess {
     /// A client with the usual flags for `proxy`, FQDN 127.0.0.1 and any free metrics port.
     fn for_proxy(proxy: &FakeProxy, extra: &[&str]) -> ClientProcess {
         let url = proxy.url();
-        let mut args = client_args(&url, "debug");
+        let mut args = client_flags(&url, "debug");
         args.extend_from_slice(extra);
         ClientProcess::start(&args)
     }
@@ -586,8 +583,9 @@ fn metrics_and_health_endpoints_answer() {
 
 #[test]
 fn second_copy_with_the_same_lock_file_exits_0() {
-    let lock = std::env::temp_dir().join(format!("pushprox-client-it-{}.lock", std::process::id()));
-    let lock = lock.to_str().unwrap();
+    let dir = TempDir::new("client-it-lock");
+    let lock = dir.arg("client.lock");
+    let lock = lock.as_str();
     let proxy = FakeProxy::start(vec![]);
     let mut first = ClientProcess::for_proxy(&proxy, &["--lock-file", lock]);
     first.wait_for_log("at start", |l| l.contains("starting pushprox-client"));
@@ -657,85 +655,52 @@ fn unbindable_metrics_address_exits_1() {
 // TLS, with certificates and a server from the openssl command line (these tests fail without
 // it: CI installs it)
 
-/// A CA, a server certificate for 127.0.0.1 and a v3 client certificate, in a fresh directory.
+/// A CA, a server certificate for 127.0.0.1, a v3 client certificate and a v1 one (which
+/// rustls refuses), in a fresh directory.
 struct Pki {
-    dir: std::path::PathBuf,
+    dir: TempDir,
 }
 
 impl Pki {
     fn make(name: &str) -> Pki {
-        let dir =
-            std::env::temp_dir().join(format!("pushprox-client-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("server.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
-        std::fs::write(dir.join("metrics"), "up 1\n").unwrap();
-        let steps = [
-            "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
-             -out ca.pem -days 2 -subj /CN=test-ca",
-            "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key \
-             -out server.csr -subj /CN=127.0.0.1",
-            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
-             -days 2 -extfile server.cnf",
-            "req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key \
-             -out client.csr -subj /CN=client",
-            "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem \
-             -days 2 -extfile client.cnf",
-            // Without -extfile, openssl makes a v1 certificate, which rustls refuses.
-            "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-             -out client-v1.pem -days 2",
-        ];
-        for step in steps {
-            openssl(&dir, &step.split_whitespace().collect::<Vec<_>>());
-        }
+        let dir = TempDir::new(&format!("client-it-{name}"));
+        let ca = dir.ca_files("ca.pem", "ca.key");
+        let server_key = dir.key("server.key", KeyKind::P256Pkcs8);
+        let server = Spec {
+            usage: Some(Usage::Server),
+            ..Spec::leaf("127.0.0.1", &["IP:127.0.0.1"])
+        };
+        dir.issue("server.pem", &server_key, Some(&ca), &server);
+        let client_key = dir.key("client.key", KeyKind::P256Pkcs8);
+        let client = Spec {
+            usage: Some(Usage::Client),
+            ..Spec::leaf("client", &[])
+        };
+        dir.issue("client.pem", &client_key, Some(&ca), &client);
+        dir.v1("client-v1.pem", &client_key, &ca, "client");
         Pki { dir }
     }
 
     fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().unwrap().to_string()
+        self.dir.arg(file)
     }
 }
 
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// `openssl s_server -WWW` serving the PKI directory over TLS, requiring a client certificate.
-fn start_tls_target(pki: &Pki) -> (ChildGuard, u16) {
-    let port = free_port();
-    let server = Command::new("openssl")
-        .args(["s_server", "-quiet", "-WWW", "-Verify", "1"])
-        .args(["-accept", &format!("127.0.0.1:{port}")])
-        .args([
-            "-cert",
-            "server.pem",
-            "-key",
-            "server.key",
-            "-CAfile",
-            "ca.pem",
-        ])
-        .current_dir(&pki.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = ChildGuard(server);
-    let until = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "openssl s_server did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    (guard, port)
+/// A TLS target requiring a client certificate signed by the PKI's CA, answering `up 1`.
+fn start_tls_target(pki: &Pki) -> TlsTarget {
+    TlsTarget::start(
+        &pki.dir.path("server.pem"),
+        &pki.dir.path("server.key"),
+        &pki.dir.path("ca.pem"),
+        "up 1\n",
+    )
 }
 
 #[test]
 fn https_scrape_with_scheme_parameter_and_client_certificate() {
     let pki = Pki::make("https");
-    let (_server, port) = start_tls_target(&pki);
+    let server = start_tls_target(&pki);
+    let port = server.port;
     let url = format!("http://127.0.0.1:{port}/metrics?_scheme=https");
     let proxy = FakeProxy::start(vec![scrape_answer(&url, "id-tls", Some("5"))]);
     let (ca, cert, key) = (

@@ -3,27 +3,25 @@
 //! REAL proxy (the sibling binary) on 127.0.0.1 and polls it. Loopback only; children killed
 //! on drop.
 
-#[allow(dead_code)]
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
+use pushprox_test_support::*;
 
 #[test]
 fn a_loopback_proxy_url_is_reached_directly_whatever_http_proxy_says() {
     let proxy_port = free_port();
     let proxy_addr = format!("127.0.0.1:{proxy_port}");
     let _proxy = ChildGuard(
-        command(proxy_binary())
+        command(proxy_bin())
             .args(["-l", &proxy_addr])
             .stderr(Stdio::null())
             .spawn()
             .expect("start the proxy"),
     );
-    assert!(wait_until(
-        || std::net::TcpStream::connect(&proxy_addr).is_ok()
-    ));
+    assert!(wait_until(WAIT, || std::net::TcpStream::connect(
+        &proxy_addr
+    )
+    .is_ok()));
 
     // A forward proxy nobody runs: every request sent through it would fail.
     let nowhere = format!("http://127.0.0.1:{}", free_port());
@@ -48,7 +46,7 @@ fn a_loopback_proxy_url_is_reached_directly_whatever_http_proxy_says() {
             .spawn()
             .expect("start the client"),
     );
-    let polling = wait_until(|| {
+    let polling = wait_until(WAIT, || {
         std::net::TcpStream::connect(&metrics_addr).is_ok()
             && http_get(&metrics_addr, "/metrics").contains("\npushprox_client_polls_open 1\n")
     });

@@ -6,9 +6,6 @@
 //! The proxy here is written by the test: a loopback server speaking the protocol (PROTOCOL.md
 //! sections 2 and 4) that answers polls with the scrapes the test chooses and records pushes.
 
-#[allow(dead_code)]
-mod common;
-
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,8 +14,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use pushprox_protocol::Response;
+use pushprox_test_support::*;
 
 /// Longest a poll without a scrape is held by the fake proxy.
 const HOLD: Duration = Duration::from_secs(20);
@@ -119,7 +116,7 @@ fn a_scrape_that_is_not_get_or_head_is_pushed_back_405_and_never_reaches_the_tar
         .collect();
     let proxy = FakeProxy::start(move |n| scrapes.get(n).cloned());
     let proxy_url = proxy.url();
-    let mut args = client_args(&proxy_url, "debug");
+    let mut args = client_flags(&proxy_url, "debug");
     args.extend(["--proxy.retry.initial-wait", "100ms"]);
     let _client = ChildGuard(
         command(env!("CARGO_BIN_EXE_pushprox-client"))
@@ -222,7 +219,7 @@ fn a_proxy_flooding_the_client_with_slow_scrapes_leaves_it_under_64_threads_and_
     let proxy_url = proxy.url();
     let client = ChildGuard(
         command(bin)
-            .args(client_args(&proxy_url, "info"))
+            .args(client_flags(&proxy_url, "info"))
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("the client starts"),

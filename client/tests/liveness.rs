@@ -4,14 +4,11 @@
 //! scraped, and the proxy counts it in `pushprox_proxy_clients_polling`; once the proxy is gone
 //! the timestamp stops. Loopback only; children killed on drop.
 
-#[allow(dead_code)]
-mod common;
-
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use pushprox_test_support::*;
 
 fn metric(addr: &str, name: &str) -> Option<f64> {
     let text = http_get(addr, "/metrics");
@@ -30,13 +27,13 @@ fn an_idle_connected_client_shows_its_poll_open_and_a_stopped_proxy_stops_it() {
     let proxy_port = free_port();
     let proxy_addr = format!("127.0.0.1:{proxy_port}");
     let mut proxy = ChildGuard(
-        command(proxy_binary())
+        command(proxy_bin())
             .args(["-l", &proxy_addr])
             .stderr(Stdio::null())
             .spawn()
             .expect("start the proxy"),
     );
-    assert!(wait_until(|| http_get_ok(&proxy_addr, "/-/healthy")));
+    assert!(wait_until(WAIT, || http_get_ok(&proxy_addr, "/-/healthy")));
 
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
@@ -59,11 +56,15 @@ fn an_idle_connected_client_shows_its_poll_open_and_a_stopped_proxy_stops_it() {
             .spawn()
             .expect("start the client"),
     );
-    assert!(wait_until(|| http_get_ok(&metrics_addr, "/-/healthy")));
+    assert!(wait_until(WAIT, || http_get_ok(
+        &metrics_addr,
+        "/-/healthy"
+    )));
 
     // Never scraped: the poll is open, and the timestamp is now, for 3 s in a row.
     assert!(
-        wait_until(|| metric(&metrics_addr, "pushprox_client_polls_open") == Some(1.0)),
+        wait_until(WAIT, || metric(&metrics_addr, "pushprox_client_polls_open")
+            == Some(1.0)),
         "{}",
         http_get(&metrics_addr, "/metrics")
     );
@@ -95,7 +96,8 @@ fn an_idle_connected_client_shows_its_poll_open_and_a_stopped_proxy_stops_it() {
     let _ = proxy.0.wait();
     let stopped = now();
     assert!(
-        wait_until(|| metric(&metrics_addr, "pushprox_client_polls_open") == Some(0.0)),
+        wait_until(WAIT, || metric(&metrics_addr, "pushprox_client_polls_open")
+            == Some(0.0)),
         "{}",
         http_get(&metrics_addr, "/metrics")
     );
@@ -156,7 +158,7 @@ fn polls_answered_with_errors_do_not_count_as_open() {
             .spawn()
             .expect("start the client"),
     );
-    assert!(wait_until(|| answered.load(Ordering::SeqCst) >= 5));
+    assert!(wait_until(WAIT, || answered.load(Ordering::SeqCst) >= 5));
     assert_eq!(
         metric(
             &metrics_addr,

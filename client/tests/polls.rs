@@ -4,9 +4,6 @@
 //! the client binary (run `cargo build --workspace` first). Everything is on loopback; every
 //! wait is bounded; children are killed on drop.
 
-#[allow(dead_code)]
-mod common;
-
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -17,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use pushprox_protocol::Headers;
+use pushprox_test_support::*;
 
 /// What the fake proxy saw.
 #[derive(Debug)]
@@ -189,7 +186,7 @@ impl ClientProcess {
 
     fn start_for(url: &str, log_level: &str, extra: &[&str]) -> ClientProcess {
         let mut child = command(env!("CARGO_BIN_EXE_pushprox-client"))
-            .args(client_args(url, log_level))
+            .args(client_flags(url, log_level))
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -381,7 +378,7 @@ struct RealProxy {
 impl RealProxy {
     fn start() -> RealProxy {
         let port = free_port();
-        let child = command(proxy_binary())
+        let child = command(proxy_bin())
             .args(["-l", &format!("127.0.0.1:{port}")])
             .stderr(Stdio::null())
             .spawn()

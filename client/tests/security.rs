@@ -2,129 +2,37 @@
 //! proxy's `--auth.client-tokens`, `--scrape.allow`, and `--tls.cacert` with the proxy's TLS
 //! listener. The proxy is the sibling of the client binary in the same target directory: run
 //! `cargo build --workspace` first. Everything listens on 127.0.0.1; every wait is bounded;
-//! every process is killed on drop. Tests that need openssl fail without it.
-
-#[allow(dead_code)]
-mod common;
+//! every process is killed on drop. Certificates are made in Rust (the test-support crate).
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use common::*;
 use pushprox_protocol::Response;
+use pushprox_test_support::*;
 
 const TARGET_BODY: &str = "# TYPE up gauge\nup{job=\"security\"} 1\n";
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "pushprox-client-security-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write a temporary file");
-        path.display().to_string()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A process whose stderr goes to a file; killed on drop.
-struct Process {
-    child: ChildGuard,
-    log: PathBuf,
-}
-
-impl Process {
-    fn spawn(program: &Path, args: &[&str], log: PathBuf) -> Process {
-        let child = command(program)
-            .args(args)
-            .stderr(std::fs::File::create(&log).expect("create a log file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        Process {
-            child: ChildGuard(child),
-            log,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for a log line containing every one of `parts`, and returns it.
-    fn wait_for_line(&self, what: &str, parts: &[&str]) -> String {
-        let mut found = None;
-        let ok = wait_until(|| {
-            found = self
-                .log_text()
-                .lines()
-                .find(|l| parts.iter().all(|p| l.contains(p)))
-                .map(str::to_string);
-            found.is_some()
-        });
-        assert!(
-            ok,
-            "no log line {what} ({parts:?}) within {WAIT:?}; the log:\n{}",
-            self.log_text()
-        );
-        found.unwrap_or_default()
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let mut code = None;
-        let exited = wait_until(|| match self.child.try_wait() {
-            Ok(Some(status)) => {
-                code = status.code();
-                true
-            }
-            _ => false,
-        });
-        assert!(exited, "did not exit within {WAIT:?}:\n{}", self.log_text());
-        code
-    }
-}
-
 /// The real proxy on 127.0.0.1.
 struct Proxy {
-    process: Process,
+    process: Proc,
     port: u16,
 }
 
 impl Proxy {
     /// Starts it with `args`; with `tls` it is ready when it accepts a connection, else when
     /// /-/healthy answers 200.
-    fn start(dir: &TempDir, args: &[&str], tls: bool) -> Proxy {
+    fn start(args: &[&str], tls: bool) -> Proxy {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut all = vec!["-l", &listen, "--log.level", "debug"];
         all.extend_from_slice(args);
-        let process = Process::spawn(&proxy_binary(), &all, dir.0.join("proxy.log"));
+        let process = Proc::spawn(&format!("proxy-{port}"), &proxy_bin(), &all);
         let mut proxy = Proxy { process, port };
-        let ready = wait_until(|| {
+        let ready = wait_until(WAIT, || {
             if tls {
                 TcpStream::connect(("127.0.0.1", port)).is_ok()
             } else {
@@ -135,7 +43,7 @@ impl Proxy {
                 .starts_with(b"HTTP/1.1 200")
             }
         });
-        let alive = matches!(proxy.process.child.try_wait(), Ok(None));
+        let alive = proxy.process.exited().is_none();
         assert!(
             ready && alive,
             "the proxy did not start on {listen}:\n{}",
@@ -154,8 +62,8 @@ impl Proxy {
 }
 
 /// The client binary, with FQDN 127.0.0.1 and a free metrics port.
-fn start_client(dir: &TempDir, proxy_url: &str, extra: &[&str]) -> Process {
-    let mut args = client_args(proxy_url, "debug");
+fn start_client(proxy_url: &str, extra: &[&str]) -> Proc {
+    let mut args = client_flags(proxy_url, "debug");
     args.extend([
         "--proxy.retry.initial-wait",
         "200ms",
@@ -163,11 +71,7 @@ fn start_client(dir: &TempDir, proxy_url: &str, extra: &[&str]) -> Process {
         "1s",
     ]);
     args.extend_from_slice(extra);
-    Process::spawn(
-        Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
-        &args,
-        dir.0.join("client.log"),
-    )
+    Proc::spawn("client", &client_bin(), &args)
 }
 
 /// A scrape as Prometheus sends it to its proxy_url: absolute form, with a deadline.
@@ -273,16 +177,15 @@ impl Drop for Target {
 #[test]
 fn right_token_file_lets_a_scrape_through_the_proxy() {
     let dir = TempDir::new("token-ok");
-    let tokens = dir.write(
+    let tokens = dir.write_arg(
         "client-tokens",
         "# test\n127.0.0.1 tok-right-1234\n*.example other-token\n",
     );
     // White space around the token is ignored.
-    let token_file = dir.write("token", "  tok-right-1234\n\n");
-    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
+    let token_file = dir.write_arg("token", "  tok-right-1234\n\n");
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens], false);
     let target = Target::start();
     let client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--auth.token-file", &token_file],
     );
@@ -305,12 +208,11 @@ fn right_token_file_lets_a_scrape_through_the_proxy() {
 #[test]
 fn wrong_token_is_logged_as_refused_and_the_scrape_gets_the_proxys_504() {
     let dir = TempDir::new("token-wrong");
-    let tokens = dir.write("client-tokens", "127.0.0.1 tok-right-1234\n");
-    let token_file = dir.write("token", "tok-WRONG-5678\n");
-    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
+    let tokens = dir.write_arg("client-tokens", "127.0.0.1 tok-right-1234\n");
+    let token_file = dir.write_arg("token", "tok-WRONG-5678\n");
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens], false);
     let target = Target::start();
     let client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--auth.token-file", &token_file],
     );
@@ -347,9 +249,9 @@ fn wrong_token_is_logged_as_refused_and_the_scrape_gets_the_proxys_504() {
 #[test]
 fn client_without_a_token_is_told_which_flag_to_use() {
     let dir = TempDir::new("token-missing");
-    let tokens = dir.write("client-tokens", "* tok-any-1234\n");
-    let proxy = Proxy::start(&dir, &["--auth.client-tokens", &tokens], false);
-    let client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
+    let tokens = dir.write_arg("client-tokens", "* tok-any-1234\n");
+    let proxy = Proxy::start(&["--auth.client-tokens", &tokens], false);
+    let client = start_client(&format!("http://127.0.0.1:{}/", proxy.port), &[]);
     let line = client.wait_for_line(
         "saying a token is needed",
         &[
@@ -363,11 +265,16 @@ fn client_without_a_token_is_told_which_flag_to_use() {
 #[test]
 fn empty_or_missing_token_file_stops_the_start_with_exit_1() {
     let dir = TempDir::new("token-empty");
-    let empty = dir.write("token", " \n");
-    let missing = dir.path("no-such-token");
+    let empty = dir.write_arg("token", " \n");
+    let missing = dir.arg("no-such-token");
     for (file, why) in [(&empty, "empty"), (&missing, "No such file")] {
-        let mut client = start_client(&dir, "http://127.0.0.1:1/", &["--auth.token-file", file]);
-        assert_eq!(client.wait_exit(), Some(1), "{}", client.log_text());
+        let mut client = start_client("http://127.0.0.1:1/", &["--auth.token-file", file]);
+        assert_eq!(
+            client.wait_exit(WAIT).and_then(|s| s.code()),
+            Some(1),
+            "{}",
+            client.log_text()
+        );
         let log = client.log_text();
         assert!(
             log.contains(&format!("--auth.token-file {file}")) && log.contains(why),
@@ -381,8 +288,7 @@ fn empty_or_missing_token_file_stops_the_start_with_exit_1() {
 
 #[test]
 fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
-    let dir = TempDir::new("allow");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let target = Target::start();
     let allowed = if target.addr.port() == 9100 {
         "9101"
@@ -390,7 +296,6 @@ fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
         "9100"
     };
     let mut client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--scrape.allow", allowed],
     );
@@ -425,7 +330,7 @@ fn scrape_of_a_port_not_in_scrape_allow_gets_a_403_naming_the_flag() {
 }
 
 /// The client's /metrics, from the port its start-up log names.
-fn client_metrics(client: &mut Process) -> String {
+fn client_metrics(client: &mut Proc) -> String {
     let line = client.wait_for_line(
         "naming the metrics address",
         &["serving metrics on http://"],
@@ -448,39 +353,17 @@ fn client_metrics(client: &mut Process) -> String {
 // ---------------------------------------------------------------------------------------------
 // TLS to the proxy
 
-/// A self-signed certificate for 127.0.0.1, `cert.pem` and `key.pem` in `dir`, made by openssl.
-/// CA:FALSE: rustls refuses a server certificate that says it is a CA, which `req -x509`
-/// makes by default.
+/// A self-signed certificate for 127.0.0.1, `cert.pem` and `key.pem` in `dir`. CA:FALSE:
+/// rustls refuses a server certificate that says it is a CA.
 fn self_signed_cert(dir: &TempDir) {
-    self_signed_cert_for(dir, "subjectAltName=IP:127.0.0.1");
+    self_signed_cert_for(dir, &["IP:127.0.0.1"]);
 }
 
-/// A self-signed certificate (`cert.pem`, `key.pem` in `dir`) with the given subjectAltName.
-fn self_signed_cert_for(dir: &TempDir, san: &str) {
-    openssl(
-        &dir.0,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            san,
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ],
-    );
+/// A self-signed certificate (`cert.pem`, P-256 `key.pem` in `dir`) with the given subject
+/// alternative names.
+fn self_signed_cert_for(dir: &TempDir, sans: &[&str]) {
+    let key = dir.key("key.pem", KeyKind::P256Pkcs8);
+    dir.issue("cert.pem", &key, None, &Spec::leaf("127.0.0.1", sans));
 }
 
 /// A proxy that requires client certificates refuses a client without one at the TLS layer
@@ -490,17 +373,16 @@ fn self_signed_cert_for(dir: &TempDir, san: &str) {
 fn a_proxy_requiring_client_certificates_gets_a_hint_naming_tls_cert() {
     let dir = TempDir::new("tls-client-cert-required");
     self_signed_cert(&dir);
-    let cert = dir.path("cert.pem");
-    let web = dir.write(
+    let cert = dir.arg("cert.pem");
+    let web = dir.write_arg(
         "web.yml",
         &format!(
             "tls_server_config:\n  cert_file: {cert}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {cert}\n",
-            dir.path("key.pem")
+            dir.arg("key.pem")
         ),
     );
-    let proxy = Proxy::start(&dir, &["--web.config.file", &web], true);
+    let proxy = Proxy::start(&["--web.config.file", &web], true);
     let client = start_client(
-        &dir,
         &format!("https://127.0.0.1:{}/", proxy.port),
         &["--tls.cacert", &cert],
     );
@@ -519,11 +401,10 @@ fn a_proxy_requiring_client_certificates_gets_a_hint_naming_tls_cert() {
 fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     let dir = TempDir::new("tls");
     self_signed_cert(&dir);
-    let (cert, key) = (dir.path("cert.pem"), dir.path("key.pem"));
-    let tokens = dir.write("client-tokens", "127.0.0.1 tok-tls-1234\n");
-    let token_file = dir.write("token", "tok-tls-1234\n");
+    let (cert, key) = (dir.arg("cert.pem"), dir.arg("key.pem"));
+    let tokens = dir.write_arg("client-tokens", "127.0.0.1 tok-tls-1234\n");
+    let token_file = dir.write_arg("token", "tok-tls-1234\n");
     let proxy = Proxy::start(
-        &dir,
         &[
             "--tls.cert",
             &cert,
@@ -536,7 +417,6 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     );
     let target = Target::start();
     let client = start_client(
-        &dir,
         &format!("https://127.0.0.1:{}/", proxy.port),
         &["--tls.cacert", &cert, "--auth.token-file", &token_file],
     );
@@ -548,42 +428,22 @@ fn client_reaches_the_proxys_tls_listener_with_tls_cacert() {
     );
 
     // Prometheus with proxy_url: https://...: the scrape goes over TLS too.
-    let answer = parse_answer(&tls_request(
-        &dir,
-        proxy.port,
+    let proxy_url = format!("https://127.0.0.1:{}", proxy.port);
+    let answer = curl(&[
+        "--proxy",
+        &proxy_url,
+        "--proxy-cacert",
         &cert,
-        &scrape_request(&target.url(), "5"),
-    ));
+        "-H",
+        "X-Prometheus-Scrape-Timeout-Seconds: 5",
+        &target.url(),
+    ]);
     assert_eq!(
-        (answer.head.status, body_text(&answer).as_str()),
+        (answer.0, answer.1.as_str()),
         (200, TARGET_BODY),
         "client log:\n{}",
         client.log_text()
     );
-}
-
-/// Sends `text` over TLS with `openssl s_client`, trusting `ca`, and returns what came back.
-fn tls_request(dir: &TempDir, port: u16, ca: &str, text: &str) -> Vec<u8> {
-    let out_path = dir.0.join("s_client.out");
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile", ca])
-        .args(["-connect", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(&out_path).expect("create s_client.out"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("this test needs the openssl command (apt-get install openssl): {e}")
-        });
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(text.as_bytes());
-        // Dropping stdin is ignored with -quiet: s_client reads until the proxy closes.
-    }
-    let exited = wait_until(|| matches!(child.try_wait(), Ok(Some(_))));
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(exited, "openssl s_client did not finish within {WAIT:?}");
-    std::fs::read(&out_path).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,12 +465,10 @@ fn redirecting_target(location: String) -> Server {
 
 #[test]
 fn a_targets_redirect_goes_back_to_the_scraper_and_is_never_followed() {
-    let dir = TempDir::new("redirect");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let elsewhere = Target::start();
     let redirecting = redirecting_target(elsewhere.url());
     let _client = start_client(
-        &dir,
         &format!("http://127.0.0.1:{}/", proxy.port),
         &["--scrape.allow", &redirecting.addr.port().to_string()],
     );
@@ -636,10 +494,9 @@ fn a_targets_redirect_goes_back_to_the_scraper_and_is_never_followed() {
 
 #[test]
 fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logged() {
-    let dir = TempDir::new("userinfo");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let target = Target::start();
-    let client = start_client(&dir, &format!("http://127.0.0.1:{}/", proxy.port), &[]);
+    let client = start_client(&format!("http://127.0.0.1:{}/", proxy.port), &[]);
     proxy.wait_registered("127.0.0.1");
 
     let url = format!("http://scraper:s3cr3t@{}/metrics", target.addr);
@@ -665,13 +522,7 @@ fn a_scrape_url_with_a_password_is_refused_with_400_and_the_password_never_logge
 // --scrape.target-host
 
 /// The client binary with `--fqdn fqdn` and `extra`.
-fn start_client_for(
-    dir: &TempDir,
-    name: &str,
-    proxy_url: &str,
-    fqdn: &str,
-    extra: &[&str],
-) -> Process {
+fn start_client_for(name: &str, proxy_url: &str, fqdn: &str, extra: &[&str]) -> Proc {
     let mut args = vec![
         "--proxy-url",
         proxy_url,
@@ -685,17 +536,12 @@ fn start_client_for(
         "200ms",
     ];
     args.extend_from_slice(extra);
-    Process::spawn(
-        Path::new(env!("CARGO_BIN_EXE_pushprox-client")),
-        &args,
-        dir.0.join(name),
-    )
+    Proc::spawn(name, &client_bin(), &args)
 }
 
 #[test]
 fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
-    let dir = TempDir::new("target-host");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let target = Target::start();
     let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
     let url = format!(
@@ -704,7 +550,7 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
     );
 
     // Without the flag the client tries to resolve nothing.invalid, and fails.
-    let without = start_client_for(&dir, "without.log", &proxy_url, "nothing.invalid", &[]);
+    let without = start_client_for("without.log", &proxy_url, "nothing.invalid", &[]);
     proxy.wait_registered("nothing.invalid");
     let answer = scrape(proxy.port, &url, "5");
     let text = body_text(&answer);
@@ -717,7 +563,6 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
     drop(without);
 
     let with = start_client_for(
-        &dir,
         "with.log",
         &proxy_url,
         "nothing.invalid",
@@ -735,7 +580,7 @@ fn scrape_target_host_connects_there_for_an_fqdn_that_does_not_resolve() {
         )
     );
     // The newer client's polls supersede the stopped one's.
-    let ok = wait_until(|| {
+    let ok = wait_until(WAIT, || {
         let answer = scrape(proxy.port, &url, "5");
         answer.head.status == 200
     });
@@ -769,7 +614,7 @@ const NGINX_BODY: &str = "# TYPE up gauge\nup{job=\"nginx-self-signed\"} 1\n";
 /// not for 127.0.0.1 where they connect: `--scrape.target-host` keeps the TLS name the FQDN's.
 /// Killed by PID on drop.
 struct Nginx {
-    _process: Process,
+    _process: Proc,
     port: u16,
 }
 
@@ -777,12 +622,16 @@ impl Nginx {
     fn start(dir: &TempDir) -> Nginx {
         self_signed_cert_for(
             dir,
-            "subjectAltName=DNS:plain.invalid,DNS:insecure.invalid,DNS:cacert.invalid",
+            &[
+                "DNS:plain.invalid",
+                "DNS:insecure.invalid",
+                "DNS:cacert.invalid",
+            ],
         );
         let port = free_port();
         let d = dir.0.display();
         std::fs::create_dir_all(dir.0.join("temp")).expect("nginx temp dir");
-        let conf = dir.write(
+        let conf = dir.write_arg(
             "nginx.conf",
             &format!(
                 "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
@@ -802,24 +651,17 @@ impl Nginx {
             nginx.exists(),
             "this test needs Debian's nginx (apt-get install nginx)"
         );
-        let process = Process::spawn(
+        let process = Proc::spawn(
+            "nginx",
             nginx,
-            &[
-                "-c",
-                &conf,
-                "-p",
-                &dir.path(""),
-                "-e",
-                &dir.path("error.log"),
-            ],
-            dir.0.join("nginx.out"),
+            &["-c", &conf, "-p", &dir.arg(""), "-e", &dir.arg("error.log")],
         );
         let mut nginx = Nginx {
             _process: process,
             port,
         };
-        let up = wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
-        let alive = matches!(nginx._process.child.try_wait(), Ok(None));
+        let up = wait_until(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let alive = nginx._process.exited().is_none();
         assert!(
             up && alive,
             "nginx did not listen on 127.0.0.1:{port}: {}{}",
@@ -833,10 +675,10 @@ impl Nginx {
 #[test]
 fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_flag_allows_it() {
     let dir = TempDir::new("nginx-self-signed");
-    let proxy = Proxy::start(&dir, &[], false);
+    let proxy = Proxy::start(&[], false);
     let nginx = Nginx::start(&dir);
     let proxy_url = format!("http://127.0.0.1:{}/", proxy.port);
-    let cert = dir.path("cert.pem");
+    let cert = dir.arg("cert.pem");
     // One client per case, each with an FQDN of its own, named in the certificate; all connect
     // to 127.0.0.1, which is not.
     let cases: [(&str, Vec<&str>); 3] = [
@@ -847,12 +689,12 @@ fn https_target_with_a_self_signed_certificate_is_refused_unless_a_scrape_tls_fl
         ),
         ("cacert.invalid", vec!["--scrape.tls.cacert", &cert]),
     ];
-    let clients: Vec<Process> = cases
+    let clients: Vec<Proc> = cases
         .iter()
         .map(|(fqdn, flags)| {
             let mut extra = vec!["--scrape.target-host", "127.0.0.1"];
             extra.extend(flags.iter().copied());
-            start_client_for(&dir, &format!("{fqdn}.log"), &proxy_url, fqdn, &extra)
+            start_client_for(&format!("{fqdn}.log"), &proxy_url, fqdn, &extra)
         })
         .collect();
     for (fqdn, _) in &cases {

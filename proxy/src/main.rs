@@ -18,8 +18,6 @@ mod reload;
 mod rendezvous;
 mod server;
 mod state;
-#[cfg(test)]
-mod testcerts;
 mod trusted;
 mod warn_limit;
 mod web_config;

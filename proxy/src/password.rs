@@ -58,10 +58,10 @@ fn without_newline(text: &str) -> &str {
         .unwrap_or(text)
 }
 
-/// Shows `text` on standard error and reads one line from the terminal with echo off.
+/// Shows `text` on standard error and reads one line from the terminal with echo off. Echo
+/// goes off before the prompt shows: whoever types (or pastes) as soon as they see it is not
+/// echoed.
 fn prompt(text: &str) -> io::Result<String> {
-    eprint!("{text}");
-    io::stderr().flush()?;
     // SAFETY: termios is plain data; tcgetattr fills it for the terminal on descriptor 0.
     let mut term: libc::termios = unsafe { std::mem::zeroed() };
     if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut term) } != 0 {
@@ -73,6 +73,8 @@ fn prompt(text: &str) -> io::Result<String> {
     if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &term) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    eprint!("{text}");
+    let _ = io::stderr().flush();
     let mut line = String::new();
     let read = io::stdin().lock().read_line(&mut line);
     // SAFETY: restores what tcgetattr returned, whatever the read did.

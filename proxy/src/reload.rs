@@ -226,7 +226,7 @@ fn fingerprints(files: &[PathBuf]) -> Vec<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testcerts::Dir;
+    use pushprox_test_support::TempDir;
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn changes_are_picked_up_and_broken_versions_kept_out() {
-        let dir = Dir::new("reload");
+        let dir = TempDir::new("reload");
         let file = dir.write("n.txt", "1\n");
         let loads = Arc::new(AtomicUsize::new(0));
         let counted = loads.clone();
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn a_symlink_swap_is_seen() {
         // As cert-manager and Kubernetes do it: a new target, and the link renamed over.
-        let dir = Dir::new("reload-symlink");
+        let dir = TempDir::new("reload-symlink");
         let a = dir.write("a.txt", "5\n");
         let b = dir.write("b.txt", "6\n");
         let link = dir.path("current.txt");
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_broken_first_version_is_the_callers_error() {
-        let dir = Dir::new("reload-first");
+        let dir = TempDir::new("reload-first");
         let file = dir.write("n.txt", "x\n");
         let err = Reloader::start("first", EVERY, move || load_number(&file))
             .err()
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_thread_stops_when_the_reloader_is_dropped() {
-        let dir = Dir::new("reload-drop");
+        let dir = TempDir::new("reload-drop");
         let file = dir.write("n.txt", "1\n");
         let marker = Arc::new(());
         let held = marker.clone();

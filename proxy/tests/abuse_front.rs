@@ -2,14 +2,12 @@
 //! exclusive for the proxy. Each test runs the attack against the real binaries and checks the
 //! victims: real clients scraped through the proxy, `/-/healthy`, threads back to baseline.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 /// Threads may differ from the baseline by this much (pool threads that have not ended yet).
 const SLACK: usize = 3;

@@ -8,14 +8,12 @@
 //! the figures before the limits); `PUSHPROX_REGISTRY_CLIENTS` sets how many clients the
 //! large-registry test registers (default 2,000; the README's figure is for 10,000).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 /// `--registration.max-label-bytes`' default.
 const MAX_LABEL_BYTES: usize = 8 * 1024;

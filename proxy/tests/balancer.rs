@@ -3,12 +3,10 @@
 //! proxy believes only from `--web.trusted-proxies`. scripts/shards-e2e.sh runs the same with
 //! nginx and Prometheus.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use pushprox_test_support::*;
 
 /// `GET /metrics` in origin form, as nginx forwards a proxy-form scrape, naming `target`.
 fn forwarded_scrape(target: &str) -> Vec<u8> {

@@ -1,11 +1,9 @@
 //! Issue 10: clients announce their labels and exporters with each poll, and `/clients` lists
 //! them for Prometheus' http_sd as they are; a Go client's entry stays as the Go proxy lists it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use pushprox_test_support::*;
 
 /// `/clients` once it lists `n` groups (or after 10 s).
 fn clients_json(proxy: &Proxy, n: usize) -> String {

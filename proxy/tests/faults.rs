@@ -2,17 +2,14 @@
 //! descriptors, waiting scrapes), nothing crosses between clients, and nobody waits past a
 //! deadline.
 
-mod common;
-
 use std::io::{BufReader, Write};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 const RELAYED: &str = "pushprox_scrapes_total{outcome=\"relayed\"}";
-const POLLS_WAITING: &str = "pushprox_polls_waiting";
 const SCRAPES_WAITING: &str = "pushprox_scrapes_waiting";
 
 /// Threads and fds may differ from the baseline by this much: the client's HTTP agent may keep
@@ -20,29 +17,6 @@ const SCRAPES_WAITING: &str = "pushprox_scrapes_waiting";
 const SLACK: usize = 3;
 /// Pooled connection threads end 2 s after their last work.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
-
-/// One real client per target, FQDN = the target's IP; waits until the proxy lists them all
-/// and holds a poll of each.
-fn clients_for(proxy: &Proxy, targets: &[Target]) -> Vec<Client> {
-    let clients: Vec<Client> = targets
-        .iter()
-        .map(|t| Client::start(&[proxy.port], &t.ip))
-        .collect();
-    let fqdns: Vec<String> = targets.iter().map(|t| t.ip.clone()).collect();
-    proxy.wait_for_clients(&fqdns, Duration::from_secs(15));
-    wait_for_polls(proxy, targets.len());
-    clients
-}
-
-/// Waits until the proxy holds at least `n` polls.
-fn wait_for_polls(proxy: &Proxy, n: usize) {
-    let mut last = None;
-    let ok = wait_until(Duration::from_secs(10), || {
-        last = proxy.metric(POLLS_WAITING);
-        last.is_some_and(|v| v >= n as f64)
-    });
-    assert!(ok, "{POLLS_WAITING} did not reach {n}: {last:?}");
-}
 
 fn scrape_ok(proxy: &Proxy, target: &Target, path: &str) {
     let r = scrape(proxy.port, &target.url(path), Some("5"))
@@ -62,13 +36,14 @@ fn scrape_ok(proxy: &Proxy, target: &Target, path: &str) {
 fn thousand_sequential_scrapes_leave_no_threads_or_fds_behind() {
     let proxy = Proxy::start(&[]);
     let targets = vec![Target::start(&host(2), Answer::Echo)];
-    let _clients = clients_for(&proxy, &targets);
+    let _clients = proxy.clients_for(&targets);
+    proxy.wait_for_polls_at_least(targets.len());
     let t = &targets[0];
     // Warm up, so the client's connections to the proxy are open and pooled.
     for i in 0..5 {
         scrape_ok(&proxy, t, &format!("/metrics?warmup={i}"));
     }
-    wait_for_polls(&proxy, 1);
+    proxy.wait_for_polls_at_least(1);
     // Counted beside the open connections: how many connections the client keeps in its
     // pools depends on timing (two pushes that overlap leave two), a leak does not.
     let (threads0, fds0) = (
@@ -111,7 +86,8 @@ fn five_hundred_concurrent_scrapes_over_fifty_clients_cross_nothing() {
     let targets: Vec<Target> = (2..=51)
         .map(|n| Target::start(&host(n), Answer::Echo))
         .collect();
-    let _clients = clients_for(&proxy, &targets);
+    let _clients = proxy.clients_for(&targets);
+    proxy.wait_for_polls_at_least(targets.len());
     let targets = Arc::new(targets);
 
     // Scraper j does scrapes 10j..10j+10, of targets 10j % 50 onwards: at any moment several
@@ -180,7 +156,8 @@ fn scraper_hanging_up_early_frees_what_its_scrape_held() {
         &host(60),
         Answer::Stall(Duration::from_secs(4)),
     )];
-    let _clients = clients_for(&proxy, &targets);
+    let _clients = proxy.clients_for(&targets);
+    proxy.wait_for_polls_at_least(targets.len());
     // Counted beside the open connections: how many connections the client keeps in its
     // pools depends on timing (two pushes that overlap leave two), a leak does not.
     let (threads0, fds0) = (
@@ -253,7 +230,8 @@ fn target_stalling_past_the_deadline_gives_the_scraper_an_error_by_then() {
         &host(61),
         Answer::Stall(Duration::from_secs(3)),
     )];
-    let _clients = clients_for(&proxy, &targets);
+    let _clients = proxy.clients_for(&targets);
+    proxy.wait_for_polls_at_least(targets.len());
     let r = scrape(proxy.port, &targets[0].url("/metrics"), Some("1"))
         .expect("the scraper gets an answer");
     assert_error_naming(&r, &targets[0].ip);
@@ -350,7 +328,7 @@ fn parked_polls_hold_no_thread_closing_or_kept_alive() {
             s
         })
         .collect();
-    wait_for_polls(&proxy, 2 * POLLS);
+    proxy.wait_for_polls_at_least(2 * POLLS);
     // Connection threads stay in the pool for 2 s after their last request, then end.
     let threads = settles_to(SETTLE_WITHIN, baseline + SLACK, || proxy.threads());
     assert!(
@@ -389,6 +367,6 @@ fn parked_polls_hold_no_thread_closing_or_kept_alive() {
         "POST /poll HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 16\r\n\r\nkeep-alive-0.test"
     )
     .expect("a second poll on the same connection");
-    wait_for_polls(&proxy, 2 * POLLS);
+    proxy.wait_for_polls_at_least(2 * POLLS);
     drop((closing, conn, scraper));
 }

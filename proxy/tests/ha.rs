@@ -1,14 +1,12 @@
 //! High availability: one client polls two proxies; when one proxy dies under load, the other
 //! keeps relaying every scrape it is given.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 const RELAYED: &str = "pushprox_scrapes_total{outcome=\"relayed\"}";
 /// How long the scrapers run in all.

@@ -2,14 +2,12 @@
 //! with the proxy alive, its threads and descriptors back where they were, and a real request
 //! answered.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 /// Threads and descriptors may differ from the baseline by this much (pool threads that have
 /// not ended yet).

@@ -6,16 +6,14 @@
 //! Needs the client binary (`cargo build --workspace`) and promtool (Debian package
 //! `prometheus`); without either the tests fail and say so.
 
-mod common;
-
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use pushprox_test_support::*;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -27,16 +25,6 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 fn healthy(port: u16) -> bool {
     exchange(port, &get_request("/-/healthy"), Duration::from_secs(1))
         .is_ok_and(|r| r.status == 200)
-}
-
-/// Waits up to `within` for `proc` to exit.
-fn wait_exit(proc: &mut Proc, within: Duration) -> Option<ExitStatus> {
-    let mut status = None;
-    wait_until(within, || {
-        status = proc.exited();
-        status.is_some()
-    });
-    status
 }
 
 /// Starts a proxy on a free port (debug log, `extra` flags) and waits until it is healthy.
@@ -345,11 +333,9 @@ fn landing_page_lists_the_client_and_loads_nothing_from_elsewhere() {
 
 #[test]
 fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ops-lock-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("cannot create the lock directory");
-    let proxy_lock = dir.join("proxy.lock").display().to_string();
-    let client_lock = dir.join("client.lock").display().to_string();
+    let dir = TempDir::new("ops-lock");
+    let proxy_lock = dir.arg("proxy.lock");
+    let client_lock = dir.arg("client.lock");
 
     let (mut first, port) = spawn_proxy(&["--lock-file", &proxy_lock]);
     let second_port = free_port();
@@ -363,7 +349,7 @@ fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
     .map(|s| s.to_string())
     .collect();
     let mut second = Proc::spawn("proxy-second", &proxy_bin(), &args);
-    let status = wait_exit(&mut second, Duration::from_secs(2)).unwrap_or_else(|| {
+    let status = second.wait_exit(Duration::from_secs(2)).unwrap_or_else(|| {
         panic!(
             "the second proxy did not exit within 2 s\n{}",
             second.log_tail(20)
@@ -399,12 +385,14 @@ fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
     wait_listed(port, &fqdn);
     let args = client_args(&[port], &fqdn, free_port(), &["--lock-file", &client_lock]);
     let mut second_client = Proc::spawn("client-second", &client_bin(), &args);
-    let status = wait_exit(&mut second_client, Duration::from_secs(2)).unwrap_or_else(|| {
-        panic!(
-            "the second client did not exit within 2 s\n{}",
-            second_client.log_tail(20)
-        )
-    });
+    let status = second_client
+        .wait_exit(Duration::from_secs(2))
+        .unwrap_or_else(|| {
+            panic!(
+                "the second client did not exit within 2 s\n{}",
+                second_client.log_tail(20)
+            )
+        });
     assert_eq!(
         status.code(),
         Some(0),
@@ -431,7 +419,6 @@ fn a_second_copy_with_the_same_lock_file_exits_0_and_the_first_keeps_serving() {
         first_client.pid().to_string(),
         "pid in {client_lock}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,7 +466,7 @@ fn sigterm_lets_the_scrape_in_flight_finish_then_the_proxy_exits_0() {
         "the scrape in flight\n{}",
         proxy.log_tail(30)
     );
-    let status = wait_exit(&mut proxy, Duration::from_secs(12)).unwrap_or_else(|| {
+    let status = proxy.wait_exit(Duration::from_secs(12)).unwrap_or_else(|| {
         panic!(
             "the proxy did not exit within 12 s of SIGTERM\n{}",
             proxy.log_tail(20)
@@ -508,7 +495,7 @@ fn sigterm_and_sigint_stop_an_idle_proxy_with_exit_0() {
         let (mut proxy, port) = spawn_proxy(&[]);
         let signalled = Instant::now();
         signal(proxy.pid(), sig);
-        let status = wait_exit(&mut proxy, Duration::from_secs(2)).unwrap_or_else(|| {
+        let status = proxy.wait_exit(Duration::from_secs(2)).unwrap_or_else(|| {
             panic!(
                 "the proxy did not exit within 2 s of SIG{sig}\n{}",
                 proxy.log_tail(20)
@@ -562,7 +549,7 @@ fn sigterm_lets_the_clients_scrape_finish_then_the_client_exits_0() {
         "the scrape in flight\n{}",
         client.log_tail(30)
     );
-    let status = wait_exit(&mut client, Duration::from_secs(5)).unwrap_or_else(|| {
+    let status = client.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| {
         panic!(
             "the client did not exit within 5 s of SIGTERM\n{}",
             client.log_tail(20)

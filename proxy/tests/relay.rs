@@ -2,43 +2,18 @@
 //! bodies reach the scraper that asked for them, byte for byte; polls, pushes and deadlines
 //! follow PROTOCOL.md; bad input is refused with a reason and leaves nothing behind.
 
-mod common;
-
 use std::io::{BufReader, Write};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use pushprox_protocol::{ScrapeRequest, DEFAULT_MAX_HEAD, SCRAPE_TIMEOUT_HEADER};
+use pushprox_test_support::*;
 
 const RELAYED: &str = "pushprox_scrapes_total{outcome=\"relayed\"}";
-const POLLS_WAITING: &str = "pushprox_polls_waiting";
 /// A scrape whose target host has a space: not even a valid request line.
 const BAD_HOST_WITH_SPACE: &[u8] =
     b"GET http://bad host/ HTTP/1.1\r\nHost: bad host\r\nConnection: close\r\n\r\n";
-
-/// Starts one real client per target, its FQDN the target's IP, and waits until the proxy
-/// lists exactly them.
-fn clients_for(proxy: &Proxy, targets: &[Target]) -> Vec<Client> {
-    let clients: Vec<Client> = targets
-        .iter()
-        .map(|t| Client::start(&[proxy.port], &t.ip))
-        .collect();
-    let fqdns: Vec<String> = targets.iter().map(|t| t.ip.clone()).collect();
-    proxy.wait_for_clients(&fqdns, Duration::from_secs(10));
-    clients
-}
-
-/// Waits until the proxy holds exactly `n` polls.
-fn wait_for_polls(proxy: &Proxy, n: usize) {
-    let mut last = None;
-    let ok = wait_until(Duration::from_secs(5), || {
-        last = proxy.metric(POLLS_WAITING);
-        last == Some(n as f64)
-    });
-    assert!(ok, "{POLLS_WAITING} did not reach {n} within 5s: {last:?}");
-}
 
 /// Where two byte strings first differ, for a readable failure.
 fn first_difference(got: &[u8], want: &[u8]) -> String {
@@ -59,7 +34,7 @@ fn fifty_concurrent_scrapes_over_ten_clients_each_reach_their_own_target() {
     let targets: Vec<Target> = (2..=11)
         .map(|n| Target::start(&host(n), Answer::Echo))
         .collect();
-    let _clients = clients_for(&proxy, &targets);
+    let _clients = proxy.clients_for(&targets);
     let targets = Arc::new(targets);
 
     let scrapers: Vec<_> = (0..50)
@@ -162,7 +137,7 @@ fn binary_gzip_and_chunked_bodies_pass_through_byte_for_byte() {
             },
         ),
     ];
-    let _clients = clients_for(&proxy, &targets);
+    let _clients = proxy.clients_for(&targets);
 
     let cases = [
         (&targets[0], &gzip, Some("gzip")),
@@ -205,7 +180,7 @@ fn newer_poll_supersedes_older_and_gets_the_scrape() {
     let proxy = Proxy::start(&[]);
     let fqdn = "superseded.test";
     let older = RawPoll::send(proxy.port, fqdn);
-    wait_for_polls(&proxy, 1);
+    proxy.wait_for_polls(1);
     let newer = RawPoll::send(proxy.port, fqdn);
     let newer_sent = Instant::now();
     let r = older
@@ -222,7 +197,7 @@ fn newer_poll_supersedes_older_and_gets_the_scrape() {
         after_newer < Duration::from_secs(1),
         "the older poll was answered {after_newer:?} after the newer one came"
     );
-    wait_for_polls(&proxy, 1);
+    proxy.wait_for_polls(1);
 
     let url = format!("http://{fqdn}:9100/metrics?poll=newer");
     let port = proxy.port;
@@ -312,7 +287,7 @@ fn scrape_through_raw_poll(
     timeout: &'static str,
 ) -> (thread::JoinHandle<Result<Reply, String>>, String) {
     let poll = RawPoll::send(proxy.port, fqdn);
-    wait_for_polls(proxy, 1);
+    proxy.wait_for_polls(1);
     let (port, url) = (proxy.port, url.to_string());
     let scraper = thread::spawn(move || scrape(port, &url, Some(timeout)));
     let r = poll
@@ -499,7 +474,7 @@ fn scrape_without_client_fails_at_its_deadline_and_polls_carry_the_effective_dea
 
     for (asked, effective) in [(Some("30"), "2"), (None, "1"), (Some("1.5"), "1.5")] {
         let poll = RawPoll::send(port, "deadline.test");
-        wait_for_polls(&proxy, 1);
+        proxy.wait_for_polls(1);
         let scraper = thread::spawn(move || scrape(port, "http://deadline.test/metrics", asked));
         let r = poll
             .answer(Duration::from_secs(5))
@@ -541,7 +516,7 @@ fn a_scrape_that_cannot_succeed_is_answered_before_the_scrapers_deadline() {
     );
     for (asked, client) in [("2", "1.125"), ("10", "9"), ("0.4", "0.225")] {
         let poll = RawPoll::send(port, "offset.test");
-        wait_for_polls(&proxy, 1);
+        proxy.wait_for_polls(1);
         let scraper =
             thread::spawn(move || scrape(port, "http://offset.test/metrics", Some(asked)));
         let r = poll
@@ -585,7 +560,7 @@ fn a_failed_scrape_says_why_in_its_status_line() {
     );
 
     let poll = RawPoll::send(port, "slow.test");
-    wait_for_polls(&proxy, 1);
+    proxy.wait_for_polls(1);
     let scraper = thread::spawn(move || {
         let mut s = connect(port).expect("connect");
         s.write_all(&scrape_request("http://slow.test/metrics", Some("5"), &[]))
@@ -621,7 +596,7 @@ fn client_killed_mid_scrape_fails_the_scrape_by_its_deadline() {
         &host(15),
         Answer::Stall(Duration::from_secs(3)),
     )];
-    let mut clients = clients_for(&proxy, &targets);
+    let mut clients = proxy.clients_for(&targets);
     let port = proxy.port;
     let url = targets[0].url("/metrics");
     let scraper = thread::spawn(move || scrape(port, &url, Some("2")));
@@ -650,7 +625,7 @@ fn clients_come_back_after_the_proxy_restarts() {
     let targets: Vec<Target> = (16..=17)
         .map(|n| Target::start(&host(n), Answer::Echo))
         .collect();
-    let _clients = clients_for(&proxy, &targets);
+    let _clients = proxy.clients_for(&targets);
     for t in &targets {
         let r = scrape(proxy.port, &t.url("/metrics?before=restart"), Some("5"))
             .expect("scrape before the restart");

@@ -2,11 +2,9 @@
 //! proxy http://host:9100/api/x`) is answered 405 with `Allow: GET, HEAD` and counted, and
 //! never reaches the client, let alone the target.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use pushprox_test_support::*;
 
 const REFUSED: &str = "pushprox_scrapes_refused_total{reason=\"method_not_allowed\"}";
 

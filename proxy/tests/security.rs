@@ -1,130 +1,18 @@
 //! The proxy's security flags on the real binary: TLS, client tokens, scrape users, size
 //! limits and connection time-outs. Raw TCP requests, and curl for TLS.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_until};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use pushprox_test_support::{curl, free_port, wait_until, KeyKind, Proxy, Spec, TempDir};
 
 const TOKENS: &str = "# test clients\na.example tok-a\n*.b.example tok-b\n";
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "pushprox-security-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The proxy binary, killed on drop.
-struct Proxy {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl Proxy {
-    fn start(args: &[&str]) -> Proxy {
-        Self::start_tls(args, false)
-    }
-
-    fn start_tls(args: &[&str], tls: bool) -> Proxy {
-        let dir = TempDir::new("proxy");
-        let log = dir.0.join("proxy.log");
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_pushprox-proxy"))
-            .args(["-l", &format!("127.0.0.1:{port}"), "--log.level", "debug"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start pushprox-proxy");
-        let mut proxy = Proxy {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        let ready = wait_until(Duration::from_secs(10), || {
-            if tls {
-                TcpStream::connect(("127.0.0.1", port)).is_ok()
-            } else {
-                raw(
-                    port,
-                    b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                )
-                .status
-                    == 200
-            }
-        });
-        assert!(ready, "proxy not ready: {}", proxy.log_text());
-        assert!(proxy.child.try_wait().expect("try_wait").is_none());
-        proxy
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn threads(&self) -> usize {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Threads:"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("Threads: line")
-    }
-
-    fn metric(&self, series: &str) -> Option<f64> {
-        let reply = raw(
-            self.port,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        reply
-            .text()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An answer read off a raw connection.
 #[derive(Debug)]
@@ -177,27 +65,6 @@ fn raw_within(port: u16, request: &[u8], within: Duration) -> Reply {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     parse_reply(&out)
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn poll_request(fqdn: &str, auth: Option<&str>) -> Vec<u8> {
@@ -271,7 +138,7 @@ fn scrape_through(proxy: &Proxy, fqdn: &str, token: &str) -> (thread::JoinHandle
 #[test]
 fn polls_without_or_with_a_wrong_token_are_refused_and_the_right_one_works() {
     let dir = TempDir::new("tokens");
-    let tokens = dir.file("tokens", TOKENS);
+    let tokens = dir.write_arg("tokens", TOKENS);
     let proxy = Proxy::start(&["--auth.client-tokens", &tokens]);
 
     let missing = raw(proxy.port, &poll_request("a.example", None));
@@ -327,7 +194,7 @@ fn polls_without_or_with_a_wrong_token_are_refused_and_the_right_one_works() {
 #[test]
 fn push_with_the_token_of_another_fqdn_is_refused_even_with_a_valid_id() {
     let dir = TempDir::new("push");
-    let tokens = dir.file("tokens", TOKENS);
+    let tokens = dir.write_arg("tokens", TOKENS);
     let proxy = Proxy::start(&["--auth.client-tokens", &tokens]);
     let (scrape, id) = scrape_through(&proxy, "a.example", "Bearer tok-a");
 
@@ -381,27 +248,7 @@ fn users_file(dir: &TempDir) -> String {
     assert!(line.starts_with("prom:$2y$10$"), "{line}");
     assert_eq!(line.trim_end().len(), "prom:".len() + 60, "{line}");
     assert!(!line.contains("s3cret"), "{line}");
-    dir.file("users", &format!("# scrapers\n{line}"))
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-S",
-            "--max-time",
-            "10",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .args(args)
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    dir.write_arg("users", &format!("# scrapers\n{line}"))
 }
 
 #[test]
@@ -420,7 +267,7 @@ fn scrapes_need_proxy_credentials() {
         missing.header("Proxy-Authenticate").as_deref(),
         Some("Basic realm=\"pushprox\"")
     );
-    let wrong = format!("Basic {}", base64(b"prom:bad-guess-42"));
+    let wrong = format!("Basic {}", STANDARD.encode(b"prom:bad-guess-42"));
     let refused = raw(proxy.port, &scrape_request("nobody.example", Some(&wrong)));
     assert_eq!(refused.status, 407, "{refused:?}");
     assert!(!refused.text().contains("bad-guess-42"), "{refused:?}");
@@ -498,7 +345,7 @@ fn the_scrape_users_file_is_reread() {
     let other_dir = TempDir::new("users-other");
     let other = std::fs::read_to_string(users_file(&other_dir)).expect("read the other file");
     let other = other.replace("prom:", "second:");
-    let next = dir.file("users.new", &other);
+    let next = dir.write_arg("users.new", &other);
     std::fs::rename(&next, &users).expect("replace the users file");
     let reloaded = wait_until(Duration::from_secs(15), || {
         curl(&["-u", "second:s3cret pw", &url]).0 == 200
@@ -521,27 +368,15 @@ fn the_scrape_users_file_is_reread() {
 #[test]
 fn tls_listener_serves_https_with_a_generated_certificate() {
     let dir = TempDir::new("tls");
-    let cert = dir.0.join("cert.pem");
-    let key = dir.0.join("key.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(out.status.success(), "{out:?}");
+    let key = dir.key("key.pem", KeyKind::RsaPkcs8);
+    let cert = dir.issue(
+        "cert.pem",
+        &key,
+        None,
+        &Spec::ca("localhost", &["IP:127.0.0.1"]),
+    );
     let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
-    let proxy = Proxy::start_tls(&["--tls.cert", &cert_s, "--tls.key", &key_s], true);
+    let proxy = Proxy::start(&["--tls.cert", &cert_s, "--tls.key", &key_s]);
     let url = format!("https://127.0.0.1:{}/-/healthy", proxy.port);
     let ok = wait_until(Duration::from_secs(5), || {
         curl(&["--cacert", &cert_s, &url]) == (200, "OK\n".to_string())
@@ -579,7 +414,7 @@ fn exit_of(args: &[&str]) -> (i32, String) {
 #[test]
 fn bad_security_files_exit_1_naming_the_file() {
     let dir = TempDir::new("bad");
-    let garbage = dir.file("garbage.pem", "not a pem file\n");
+    let garbage = dir.write_arg("garbage.pem", "not a pem file\n");
     let missing = dir.0.join("missing.pem").display().to_string();
     let (code, err) = exit_of(&["--tls.cert", &missing, "--tls.key", &garbage]);
     assert_eq!(code, 1, "{err}");
@@ -593,7 +428,7 @@ fn bad_security_files_exit_1_naming_the_file() {
     let (code, err) = exit_of(&["--tls.cert", &garbage]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--tls.key"), "{err}");
-    let tokens = dir.file("tokens", "a.example secret-token extra\n");
+    let tokens = dir.write_arg("tokens", "a.example secret-token extra\n");
     let (code, err) = exit_of(&["--auth.client-tokens", &tokens]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("tokens") && err.contains("line 1"), "{err}");
@@ -606,7 +441,7 @@ fn bad_security_files_exit_1_naming_the_file() {
 #[test]
 fn oversized_push_gets_413_and_its_scraper_502() {
     let dir = TempDir::new("size");
-    let tokens = dir.file("tokens", TOKENS);
+    let tokens = dir.write_arg("tokens", TOKENS);
     let proxy = Proxy::start(&["--auth.client-tokens", &tokens, "--push.max-body", "1KiB"]);
     let (scrape, id) = scrape_through(&proxy, "a.example", "Bearer tok-a");
     let push = raw(
@@ -715,7 +550,7 @@ fn half_sent_heads_are_closed_after_the_read_timeout_and_threads_return() {
 #[test]
 fn held_poll_outlives_the_read_timeout() {
     let dir = TempDir::new("hold");
-    let tokens = dir.file("tokens", TOKENS);
+    let tokens = dir.write_arg("tokens", TOKENS);
     let proxy = Proxy::start(&["--auth.client-tokens", &tokens, "--web.read-timeout", "1s"]);
     let poll = held_poll(&proxy, "a.example", "Bearer tok-a");
     thread::sleep(Duration::from_millis(2500));
@@ -821,13 +656,13 @@ fn poll_status(proxy: &Proxy, token: &str) -> u16 {
 #[test]
 fn the_token_file_is_reread_and_a_broken_version_is_not_used() {
     let dir = TempDir::new("reload");
-    let tokens = dir.file("tokens", "a.example old-token\n");
+    let tokens = dir.write_arg("tokens", "a.example old-token\n");
     let proxy = Proxy::start(&["--auth.client-tokens", &tokens]);
     assert_eq!(poll_status(&proxy, "new-token"), 403);
     assert_eq!(poll_status(&proxy, "old-token"), 0, "accepted and parked");
 
     // Rotated: the new token works, the old one no longer does, without a restart.
-    dir.file("tokens", "a.example new-token\n");
+    dir.write_arg("tokens", "a.example new-token\n");
     let reloaded = wait_until(Duration::from_secs(15), || {
         poll_status(&proxy, "old-token") == 403
     });
@@ -835,7 +670,7 @@ fn the_token_file_is_reread_and_a_broken_version_is_not_used() {
     assert_eq!(poll_status(&proxy, "new-token"), 0);
 
     // A broken version is logged and the last good one kept.
-    dir.file("tokens", "a.example\n");
+    dir.write_arg("tokens", "a.example\n");
     let logged = wait_until(Duration::from_secs(15), || {
         proxy.log_text().contains("keeping the last good version")
     });

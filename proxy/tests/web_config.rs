@@ -1,11 +1,9 @@
 //! Issue 9 end to end with real components: `--web.config.file` with mutual TLS and a bcrypt
-//! user. Certificates are made by `openssl` (Debian package openssl), the user's hash by
-//! `htpasswd -nbBC 10` (apache2-utils), scrapes and API reads are made by `curl` through the
+//! user. Certificates and the user's bcrypt hash are made in Rust (the test-support crate),
+//! scrapes and API reads are made by `curl` through the
 //! proxy as Prometheus would, and the clients are the real `pushprox-client`.
 //!
 //! Also `--log.format json` on both binaries: every line a JSON object.
-
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,148 +12,51 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use pushprox_test_support::*;
 
 const PASSWORD: &str = "correct horse";
 
-/// Certificates signed by the test's CA.
-impl CertDir {
-    /// A P-256 key `NAME.key` and a certificate `NAME.crt` signed by `ca` with `san` and the
-    /// serial `serial` (hex).
-    fn signed(&self, name: &str, cn: &str, san: &str, serial: &str, extra: &str) {
-        let key = format!("{name}.key");
-        if !self.0.join(&key).exists() {
-            self.openssl(&[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-                &key,
-            ]);
-        }
-        let ext = format!("{name}.ext");
-        std::fs::write(
-            self.0.join(&ext),
-            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n{extra}"),
-        )
-        .expect("write the extensions file");
-        self.openssl(&[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-subj",
-            &format!("/CN={cn}"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        // Written beside and renamed, so that a reader never sees half a certificate.
-        let tmp = format!("{name}.crt.new");
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            &format!("0x{serial}"),
-            "-days",
-            "1",
-            "-extfile",
-            &ext,
-            "-out",
-            &tmp,
-        ]);
-        std::fs::rename(self.0.join(&tmp), self.0.join(format!("{name}.crt")))
-            .expect("rename the certificate into place");
+/// A P-256 key `NAME.key` (kept when it exists) and a certificate `NAME.crt` signed by the
+/// test's CA with `san`, the serial `serial` and `usage`.
+fn signed(dir: &TempDir, name: &str, cn: &str, san: &str, serial: u64, usage: Usage) {
+    let key = dir.path(&format!("{name}.key"));
+    if !key.exists() {
+        dir.key(&format!("{name}.key"), KeyKind::P256Pkcs8);
     }
+    let ca = (dir.path("ca.crt"), dir.path("ca.key"));
+    let sans = [san];
+    let spec = Spec {
+        usage: Some(usage),
+        ..Spec::leaf(cn, &sans).serial(serial)
+    };
+    dir.issue(&format!("{name}.crt"), &key, Some(&ca), &spec);
 }
 
 /// The CA, the proxy's certificate for 127.0.0.1, client certificates for a.example and
 /// b.example, and one for the scraper (Prometheus).
-fn certificates(dir: &CertDir) {
-    dir.openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-subj",
-        "/CN=test CA",
-        "-days",
-        "1",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-out",
-        "ca.crt",
-    ]);
-    dir.signed(
+fn certificates(dir: &TempDir) {
+    dir.ca_files("ca.crt", "ca.key");
+    signed(
+        dir,
         "server",
         "127.0.0.1",
         "IP:127.0.0.1",
-        "1111",
-        "extendedKeyUsage=serverAuth\n",
+        0x1111,
+        Usage::Server,
     );
     for (name, san) in [
         ("a", "DNS:a.example"),
         ("b", "DNS:b.example"),
         ("prom", "DNS:prometheus.example"),
     ] {
-        dir.signed(
+        signed(
+            dir,
             name,
             &format!("{name} client"),
             san,
-            "2000",
-            "extendedKeyUsage=clientAuth\n",
+            0x2000,
+            Usage::Client,
         );
-    }
-}
-
-/// `htpasswd -nbBC 10 USER PASSWORD`: the bcrypt hash (after `USER:`).
-fn htpasswd(user: &str, password: &str) -> String {
-    let out = Command::new("htpasswd")
-        .args(["-nbBC", "10", user, password])
-        .stdin(Stdio::null())
-        .output()
-        .expect("htpasswd is missing: install the Debian package apache2-utils");
-    assert!(out.status.success(), "{out:?}");
-    let line = String::from_utf8(out.stdout).expect("htpasswd prints text");
-    let (_, hash) = line
-        .trim()
-        .split_once(':')
-        .expect("htpasswd prints user:hash");
-    hash.to_string()
-}
-
-/// `curl ARGS`: status and body; (0, stderr) when no answer came.
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("no_proxy")
-        .env_remove("NO_PROXY")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl is missing: install the Debian package curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    match code.trim().parse() {
-        Ok(code) if code != 0 => (code, body.to_string()),
-        _ => (0, String::from_utf8_lossy(&out.stderr).into_owned()),
     }
 }
 
@@ -230,13 +131,13 @@ fn start_proxy(web_config: &str, extra: &[&str]) -> (Proc, u16) {
 
 /// A `pushprox-client` polling over mutual TLS for `fqdn` with the certificate `cert_name`
 /// (`None`: without one), scraping 127.0.0.1 whatever the FQDN.
-fn start_client(dir: &CertDir, port: u16, fqdn: &str, cert_name: Option<&str>) -> Proc {
+fn start_client(dir: &TempDir, port: u16, fqdn: &str, cert_name: Option<&str>) -> Proc {
     let metrics = free_port();
     let mut args: Vec<String> = [
         "--proxy-url",
         &format!("https://127.0.0.1:{port}/"),
         "--tls.cacert",
-        &dir.path("ca.crt"),
+        &dir.arg("ca.crt"),
         "--fqdn",
         fqdn,
         "--scrape.target-host",
@@ -256,30 +157,19 @@ fn start_client(dir: &CertDir, port: u16, fqdn: &str, cert_name: Option<&str>) -
     if let Some(name) = cert_name {
         args.extend([
             "--tls.cert".to_string(),
-            dir.path(&format!("{name}.crt")),
+            dir.arg(&format!("{name}.crt")),
             "--tls.key".to_string(),
-            dir.path(&format!("{name}.key")),
+            dir.arg(&format!("{name}.key")),
         ]);
     }
     let name = format!("client-{fqdn}-{}", cert_name.unwrap_or("nocert"));
     Proc::spawn(&name, &client_bin(), &args)
 }
 
-/// The server certificate's serial as `openssl s_client` sees it in a new handshake.
-fn served_serial(dir: &CertDir, port: u16) -> String {
-    let connect = format!("127.0.0.1:{port}");
-    let out = Command::new("sh")
-        .args([
-            "-c",
-            "timeout 5 openssl s_client -connect \"$1\" -CAfile ca.crt -cert prom.crt -key prom.key </dev/null 2>/dev/null | openssl x509 -noout -serial",
-            "sh",
-            &connect,
-        ])
-        .current_dir(&dir.0)
-        .stdin(Stdio::null())
-        .output()
-        .expect("sh and openssl");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+/// The server certificate's serial as a scraper with a certificate sees it in a new handshake.
+fn served_serial_to_prom(dir: &TempDir, port: u16) -> String {
+    let (cert, key) = (dir.arg("prom.crt"), dir.arg("prom.key"));
+    served_serial(port, &["--cert", &cert, "--key", &key])
 }
 
 /// The client's connections to the proxy's port: its parked polls among them.
@@ -293,10 +183,10 @@ fn connections_to(client: &Proc, port: u16) -> Vec<u16> {
 
 #[test]
 fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
-    let dir = CertDir::new("webcfg", "mtls");
+    let dir = TempDir::new("webcfg-mtls");
     certificates(&dir);
-    let hash = htpasswd("prom", PASSWORD);
-    let web = dir.path("web.yml");
+    let hash = bcrypt_line(PASSWORD);
+    let web = dir.arg("web.yml");
     // Relative paths: relative to the web config's directory, as in exporter-toolkit.
     std::fs::write(
         &web,
@@ -307,9 +197,9 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
     .expect("write the web config");
     let (mut proxy, port) = start_proxy(&web, &[]);
     let scraper = Scraper {
-        ca: dir.path("ca.crt"),
-        cert: dir.path("prom.crt"),
-        key: dir.path("prom.key"),
+        ca: dir.arg("ca.crt"),
+        cert: dir.arg("prom.crt"),
+        key: dir.arg("prom.key"),
         port,
     };
     let user = format!("prom:{PASSWORD}");
@@ -405,7 +295,7 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
     assert_eq!(status, 407, "{body}");
 
     // Rotation while scrapes run: a new serial for the server certificate.
-    assert_eq!(served_serial(&dir, port), "serial=1111");
+    assert_eq!(served_serial_to_prom(&dir, port), "serial=1111");
     let before_b = connections_to(&client_b, port);
     assert!(!before_b.is_empty(), "client b holds no poll connection");
     let stop = Arc::new(AtomicBool::new(false));
@@ -434,15 +324,16 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
         })
     };
     thread::sleep(Duration::from_millis(500));
-    dir.signed(
+    signed(
+        &dir,
         "server",
         "127.0.0.1",
         "IP:127.0.0.1",
-        "2222",
-        "extendedKeyUsage=serverAuth\n",
+        0x2222,
+        Usage::Server,
     );
     let rotated = wait_until(Duration::from_secs(15), || {
-        served_serial(&dir, port) == "serial=2222"
+        served_serial_to_prom(&dir, port) == "serial=2222"
     });
     thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::SeqCst);
@@ -466,7 +357,7 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
     // A user added to the file works without a restart; a broken file is logged and the last
     // good version kept.
     let text = std::fs::read_to_string(&web).expect("read the web config");
-    let second = htpasswd("second", "another pw");
+    let second = bcrypt_line("another pw");
     let added = text.replace(
         "basic_auth_users:\n",
         &format!("basic_auth_users:\n  second: {second}\n"),
@@ -508,9 +399,9 @@ fn post_as(dir: &Path, port: u16, name: &str, path: &str, body: &str) -> (u16, S
 
 #[test]
 fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
-    let dir = CertDir::new("webcfg", "push");
+    let dir = TempDir::new("webcfg-push");
     certificates(&dir);
-    let web = dir.path("web.yml");
+    let web = dir.arg("web.yml");
     std::fs::write(
         &web,
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
@@ -518,15 +409,15 @@ fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
     .expect("write the web config");
     let (mut proxy, port) = start_proxy(&web, &[]);
     let scraper = Scraper {
-        ca: dir.path("ca.crt"),
-        cert: dir.path("prom.crt"),
-        key: dir.path("prom.key"),
+        ca: dir.arg("ca.crt"),
+        cert: dir.arg("prom.crt"),
+        key: dir.arg("prom.key"),
         port,
     };
     // A poll for a.example with a's certificate, by curl: it receives the scrape.
     std::fs::write(dir.0.join("fqdn"), "a.example").expect("write the poll body");
     let poll = {
-        let (dir, fqdn) = (dir.0.clone(), dir.path("fqdn"));
+        let (dir, fqdn) = (dir.0.clone(), dir.arg("fqdn"));
         thread::spawn(move || post_as(&dir, port, "a", "/poll", &fqdn))
     };
     let parked = wait_until(Duration::from_secs(10), || {
@@ -548,7 +439,7 @@ fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
         push_body(&id, 200, &[("Content-Type", "text/plain")], b"pushed 1\n"),
     )
     .expect("write the push body");
-    let push = dir.path("push");
+    let push = dir.arg("push");
     // b's certificate does not name a.example: its push is refused, the scrape still waits.
     let (status, reason) = post_as(&dir.0, port, "b", "/push", &push);
     assert_eq!(status, 403, "{reason}");
@@ -565,8 +456,8 @@ fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
 
 #[test]
 fn a_broken_start_names_the_problem_and_tls_flags_conflict() {
-    let dir = CertDir::new("webcfg", "broken");
-    let web = dir.path("web.yml");
+    let dir = TempDir::new("webcfg-broken");
+    let web = dir.arg("web.yml");
     std::fs::write(
         &web,
         "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n  bogus: 1\n",
@@ -679,14 +570,14 @@ fn log_format_json_on_both_binaries() {
 /// scripts/abuse-bench.sh prints the same figures against any build.
 #[test]
 fn a_wrong_password_flood_does_not_starve_right_ones() {
-    let dir = CertDir::new("webcfg", "flood");
+    let dir = TempDir::new("webcfg-flood");
     certificates(&dir);
-    let mut users = format!("  prom: {}\n", htpasswd("prom", PASSWORD));
+    let mut users = format!("  prom: {}\n", bcrypt_line(PASSWORD));
     for i in 1..=3 {
-        let hash = htpasswd(&format!("probe{i}"), &format!("probe pw {i}"));
+        let hash = bcrypt_line(&format!("probe pw {i}"));
         users.push_str(&format!("  probe{i}: {hash}\n"));
     }
-    let web = dir.path("web.yml");
+    let web = dir.arg("web.yml");
     std::fs::write(
         &web,
         format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n{users}"),
@@ -696,9 +587,9 @@ fn a_wrong_password_flood_does_not_starve_right_ones() {
     let target = Target::start("127.0.0.1", Answer::Echo);
     let client = start_client(&dir, port, "a.example", None);
     let scraper = Arc::new(Scraper {
-        ca: dir.path("ca.crt"),
-        cert: dir.path("prom.crt"),
-        key: dir.path("prom.key"),
+        ca: dir.arg("ca.crt"),
+        cert: dir.arg("prom.crt"),
+        key: dir.arg("prom.key"),
         port,
     });
     let url = format!("http://a.example:{}/metrics", target.port);
@@ -718,7 +609,7 @@ fn a_wrong_password_flood_does_not_starve_right_ones() {
         "-x",
         &format!("https://127.0.0.1:{port}"),
         "--proxy-cacert",
-        &dir.path("ca.crt"),
+        &dir.arg("ca.crt"),
         "-U",
         "prom:wrong",
         "-o",
@@ -824,31 +715,11 @@ fn a_wrong_password_flood_does_not_starve_right_ones() {
 /// still got 200).
 #[test]
 fn a_changed_client_ca_closes_the_connections_it_no_longer_verifies() {
-    let dir = CertDir::new("webcfg", "revoke");
+    let dir = TempDir::new("webcfg-revoke");
     certificates(&dir);
-    dir.openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "other-ca.key",
-        "-subj",
-        "/CN=another CA",
-        "-days",
-        "1",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-out",
-        "other-ca.crt",
-    ]);
-    let hash = htpasswd("prom", PASSWORD);
-    let web = dir.path("web.yml");
+    dir.ca_files("other-ca.crt", "other-ca.key");
+    let hash = bcrypt_line(PASSWORD);
+    let web = dir.arg("web.yml");
     // Prometheus connects without a certificate (basic auth); clients with one.
     let config = |ca: &str| {
         format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: {ca}\nbasic_auth_users:\n  prom: {hash}\n")
@@ -867,7 +738,7 @@ fn a_changed_client_ca_closes_the_connections_it_no_longer_verifies() {
             "--proxy-user",
             &user,
             "--proxy-cacert",
-            &dir.path("ca.crt"),
+            &dir.arg("ca.crt"),
             "-H",
             "X-Prometheus-Scrape-Timeout-Seconds: 2",
             &url,

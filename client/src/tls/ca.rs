@@ -103,21 +103,15 @@ pub fn pem_certificates(bytes: &[u8]) -> impl Iterator<Item = Certificate<'stati
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("pushprox-client-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use pushprox_test_support::TempDir;
 
     /// A self-signed certificate, PEM; its contents do not matter to the loader.
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
     #[test]
     fn system_roots_follow_ssl_cert_file_and_dir() {
-        let dir = temp_dir("roots");
+        let temp = TempDir::new("client-roots");
+        let dir = &temp.0;
         let bundle = dir.join("bundle.pem");
         std::fs::write(&bundle, format!("junk\n{CERT}{CERT}")).unwrap();
         let (source, roots) =
@@ -140,6 +134,5 @@ mod tests {
             err.contains("SSL_CERT_FILE=") && err.contains("missing.pem"),
             "{err}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -264,16 +264,14 @@ mod tests {
             "{err}"
         );
 
-        let path =
-            std::env::temp_dir().join(format!("pushprox-client-empty-{}.pem", std::process::id()));
-        std::fs::write(&path, "not a certificate\n").unwrap();
+        let dir = pushprox_test_support::TempDir::new("client-empty-ca");
+        let path = dir.write("empty.pem", "not a certificate\n");
         let err = tls_configs(&config_with_cacert(path.to_str().unwrap()))
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("BEGIN CERTIFICATE"), "{err}");
         assert!(err.contains(path.to_str().unwrap()), "{err}");
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -171,11 +171,11 @@ fn general_names(der: &[u8], names: &mut CertNames) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testcerts::{Dir, KeyKind};
+    use pushprox_test_support::{KeyKind, TempDir};
 
     #[test]
-    fn names_of_openssl_certificates() {
-        let dir = Dir::new("certnames");
+    fn names_of_issued_certificates() {
+        let dir = TempDir::new("certnames");
         let ca = dir.ca("ca");
         let key = dir.key("k.key", KeyKind::P256Sec1);
         let cert = dir.leaf(
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn truncated_or_garbage_input_gives_none() {
-        let dir = Dir::new("certnames-bad");
+        let dir = TempDir::new("certnames-bad");
         let ca = dir.ca("ca");
         let der = dir.der(&ca.0);
         // Every prefix of a real certificate, and every one-byte corruption of its head: no

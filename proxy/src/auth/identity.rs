@@ -52,11 +52,11 @@ pub fn names(cert: &CertificateDer<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testcerts::{Dir, KeyKind};
+    use pushprox_test_support::{KeyKind, TempDir};
 
     #[test]
     fn sans_wildcards_and_common_names() {
-        let dir = Dir::new("identity");
+        let dir = TempDir::new("identity");
         let ca = dir.ca("ca");
         let key = dir.key("k.key", KeyKind::P256Sec1);
         let der = |file: &str, cn: &str, sans: &[&str]| {

@@ -132,14 +132,14 @@ impl Settings {
 mod tests {
     use super::*;
     use crate::reload::Reloader;
-    use crate::testcerts::{Dir, KeyKind};
     use crate::web_config::tls::tests::{client_trusting, handshake};
     use clap::Parser;
+    use pushprox_test_support::{KeyKind, TempDir};
     use std::time::{Duration, Instant};
 
     #[test]
     fn a_rotated_certificate_is_served_to_new_handshakes() {
-        let dir = Dir::new("rotate");
+        let dir = TempDir::new("rotate");
         let ca = dir.ca("ca");
         let key = dir.key("server.key", KeyKind::P256Pkcs8);
         dir.leaf("server.crt", &key, &ca, "proxy", &["DNS:localhost"]);
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn the_flags_files_are_watched_and_users_merged() {
-        let dir = Dir::new("settings-files");
+        let dir = TempDir::new("settings-files");
         let ca = dir.ca("ca");
         let key = dir.key("k.key", KeyKind::P256Sec1);
         let cert = dir.leaf("c.pem", &key, &ca, "proxy", &["DNS:localhost"]);

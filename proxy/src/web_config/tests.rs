@@ -3,8 +3,8 @@
 
 use super::parse::suite_name;
 use super::*;
-use crate::testcerts::{Dir, KeyKind};
 use crate::web_config::tls::tests::{client_trusting, handshake};
+use pushprox_test_support::{KeyKind, TempDir};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -317,13 +317,13 @@ fn http_options_and_users() {
 
 /// A directory with a CA, a server certificate for localhost, and client certificates.
 struct Pki {
-    dir: Dir,
+    dir: TempDir,
     ca: (PathBuf, PathBuf),
 }
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        let dir = Dir::new(name);
+        let dir = TempDir::new(name);
         let ca = dir.ca("ca");
         let key = dir.key("server.key", KeyKind::P256Pkcs8);
         dir.leaf("server.crt", &key, &ca, "proxy", &["DNS:localhost"]);

@@ -402,7 +402,7 @@ impl ClientCertVerifier for AllowedSans {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::testcerts::{Dir, KeyKind, ALL_KEYS};
+    use pushprox_test_support::{KeyKind, TempDir, ALL_KEYS};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::ServerName;
     use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConnection};
@@ -450,7 +450,7 @@ pub(crate) mod tests {
 
     #[test]
     fn every_key_type_completes_a_handshake() {
-        let dir = Dir::new("keytypes");
+        let dir = TempDir::new("keytypes");
         let ca = dir.ca("ca");
         for kind in ALL_KEYS {
             let key = dir.key(&format!("{kind:?}.key"), kind);
@@ -470,7 +470,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_chain_is_sent_whole() {
-        let dir = Dir::new("chain");
+        let dir = TempDir::new("chain");
         let ca = dir.ca("root");
         let key = dir.key("leaf.key", KeyKind::P256Sec1);
         let leaf = dir.leaf("leaf.pem", &key, &ca, "proxy", &["DNS:localhost"]);
@@ -492,7 +492,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_mismatched_pair_names_both_files() {
-        let dir = Dir::new("mismatch");
+        let dir = TempDir::new("mismatch");
         let ca = dir.ca("ca");
         let key = dir.key("a.key", KeyKind::P256Pkcs8);
         let other = dir.key("b.key", KeyKind::P256Pkcs8);
@@ -513,7 +513,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_files_are_named() {
-        let dir = Dir::new("badfiles");
+        let dir = TempDir::new("badfiles");
         let ca = dir.ca("ca");
         let key = dir.key("k.key", KeyKind::Ed25519);
         let cert = dir.leaf("c.pem", &key, &ca, "proxy", &["DNS:localhost"]);
@@ -563,17 +563,12 @@ pub(crate) mod tests {
         let err = from_files(&cert, &bad_key).unwrap_err();
         assert_eq!(err.to_string(), format!("--tls.key file {d}/bad.key: the private key cannot be used (unexpected error: failed to parse private key as RSA, ECDSA, or EdDSA); use an RSA (2048 bits or more), ECDSA P-256 or P-384, or Ed25519 key"));
 
-        let encrypted = dir.path("enc.key");
-        crate::testcerts::openssl(&[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            key.to_str().unwrap(),
-            "-passout",
-            "pass:secret",
-            "-out",
-            encrypted.to_str().unwrap(),
-        ]);
+        // The PEM label of `openssl pkcs8 -topk8 -passout pass:...` output is what says the
+        // key is encrypted; its contents are never read.
+        let encrypted = dir.write(
+            "enc.key",
+            &pushprox_test_support::certs::pem_block("ENCRYPTED PRIVATE KEY", &dir.der(&key)),
+        );
         let err = from_files(&cert, &encrypted).unwrap_err();
         assert_eq!(err.to_string(), format!("--tls.key file {d}/enc.key holds an encrypted private key, which the proxy cannot decrypt: write it unencrypted with `openssl pkey -in KEY -out KEY.plain` (and keep that file mode 0600)"));
     }
