@@ -2,13 +2,11 @@
 //! `X-PushProx-Retry: next`, which a balancer retries on its next server and our client takes
 //! as "poll again at once"; never on a response a client pushed.
 
-mod common;
-
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use pushprox_test_support::*;
 
 const RETRY: &str = "X-PushProx-Retry";
 const PASSED_ON: &str = "pushprox_scrapes_total{outcome=\"passed_on\"}";
