@@ -297,6 +297,28 @@ e2e_harness() {
     trap e2e_finish EXIT
     trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
 }
+# go_pushprox_bins: GO_DIR holding the Go PushProx v0.2.0 pushprox-proxy and pushprox-client:
+# $PUSHPROX_GO_BIN_DIR, else target/go-pushprox, built there by ../shared/tools/build-go-pushprox.sh
+# (about 20 s) when missing. Sets GO_PROXY and GO_CLIENT; fails with what to do.
+go_pushprox_bins() {
+    if [ -n "${PUSHPROX_GO_BIN_DIR:-}" ]; then
+        GO_DIR=$PUSHPROX_GO_BIN_DIR
+    else
+        GO_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/go-pushprox
+        if [ ! -x "$GO_DIR/pushprox-client" ] || [ ! -x "$GO_DIR/pushprox-proxy" ]; then
+            local builder=$ROOT/../shared/tools/build-go-pushprox.sh log
+            [ -x "$builder" ] || fail "no Go PushProx: set PUSHPROX_GO_BIN_DIR, or provide $builder"
+            say "building the Go PushProx v0.2.0 ($builder)"
+            mkdir -p "$GO_DIR"
+            log=$GO_DIR/build.log
+            "$builder" "$GO_DIR" >"$log" 2>&1 || fail "Go build failed: $(tail -5 "$log")"
+        fi
+    fi
+    GO_PROXY=$GO_DIR/pushprox-proxy
+    GO_CLIENT=$GO_DIR/pushprox-client
+    [ -x "$GO_CLIENT" ] || fail "$GO_CLIENT is missing"
+}
+
 
 # e2e_prelude NAME [TOOL...]: after e2e_harness, fails unless curl, python3, Prometheus and
 # promtool, node_exporter (NODE_EXPORTER) and the TOOLs are installed and the pushprox binaries

@@ -45,20 +45,7 @@ e2e_harness
 e2e_prelude readme-e2e openssl
 
 # --- the Go client ------------------------------------------------------------------------------
-if [ -n "${PUSHPROX_GO_BIN_DIR:-}" ]; then
-    GO_DIR=$PUSHPROX_GO_BIN_DIR
-else
-    GO_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/go-pushprox
-    if [ ! -x "$GO_DIR/pushprox-client" ]; then
-        builder=$ROOT/../shared/tools/build-go-pushprox.sh
-        [ -x "$builder" ] || fail "no Go client: set PUSHPROX_GO_BIN_DIR, or provide $builder"
-        say "building the Go PushProx v0.2.0 client ($builder)"
-        mkdir -p "$GO_DIR"
-        "$builder" "$GO_DIR" >"$TMP/go-build.log" 2>&1 || fail "Go build failed: $(tail -5 "$TMP/go-build.log")"
-    fi
-fi
-GO_CLIENT=$GO_DIR/pushprox-client
-[ -x "$GO_CLIENT" ] || fail "$GO_CLIENT is missing"
+go_pushprox_bins
 
 # --- ports, certificates ------------------------------------------------------------------------
 # P, Q and T must be free on every "host" address.

@@ -25,23 +25,8 @@ set -uo pipefail
 
 CLIENTS=10
 e2e_harness
-for tool in curl python3 nginx prometheus; do
-    need "$tool" "apt-get install nginx prometheus prometheus-node-exporter curl python3" || fail "$tool is missing"
-done
-NODE_EXPORTER=$(first_command prometheus-node-exporter node_exporter) ||
-    fail "node_exporter is missing (apt-get install prometheus-node-exporter)"
-pushprox_bins || fail "no pushprox binaries"
-if [ -n "${PUSHPROX_GO_BIN_DIR:-}" ]; then
-    GO_DIR=$PUSHPROX_GO_BIN_DIR
-else
-    GO_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/go-pushprox
-    if [ ! -x "$GO_DIR/pushprox-client" ]; then
-        builder=$ROOT/../shared/tools/build-go-pushprox.sh
-        [ -x "$builder" ] || fail "no Go client: set PUSHPROX_GO_BIN_DIR, or provide $builder"
-        "$builder" "$GO_DIR" >"$ROOT/target/go-build.log" 2>&1 || fail "building the Go client failed"
-    fi
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/pushprox-rolling.XXXXXX")
+e2e_prelude rolling nginx
+go_pushprox_bins
 mapfile -t PORTS < <(free_ports 6)
 [ "${#PORTS[@]}" = 6 ] || fail "no free ports on 127.0.0.1"
 P1=${PORTS[0]} P2=${PORTS[1]} LB_PORT=${PORTS[2]} PROM_PORT=${PORTS[3]} NODE_PORT=${PORTS[4]} GO_METRICS=${PORTS[5]}
@@ -95,7 +80,7 @@ for ((n = 1; n <= CLIENTS; n++)); do
     start_bg "client $f" "$TMP/client-$f.log" "$CLIENT_BIN" --proxy-url "http://127.0.0.1:$P1/" --fqdn "$f" \
         --scrape.target-host 127.0.0.1 --metrics-addr 127.0.0.1:0 --log.level info
 done
-start_bg "Go client" "$TMP/go-client.log" "$GO_DIR/pushprox-client" --proxy-url "http://127.0.0.1:$P1/" \
+start_bg "Go client" "$TMP/go-client.log" "$GO_CLIENT" --proxy-url "http://127.0.0.1:$P1/" \
     --fqdn localhost --metrics-addr "127.0.0.1:$GO_METRICS"
 targets=$(printf "'%s:$NODE_PORT', " "${FQDNS[@]}")
 write_prometheus() { # PROXY_URL
