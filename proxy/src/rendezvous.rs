@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use pushprox_daemon::handoff::{handoff, Receiver, RecvError, Sender};
 use pushprox_daemon::AtomicU64;
-
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 /// What became of an arriving poll.
 #[derive(Debug)]
@@ -169,10 +168,10 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         let mut slots = lock(&self.slots);
         let slot = slots.entry(fqdn.to_string()).or_default();
         while let Some((_, tx)) = slot.scrapes.pop_front() {
-            match tx.try_send(poll) {
+            match tx.send(poll) {
                 Ok(()) => return Arrival::Taken,
                 // That scrape gave up a moment ago; try the next one.
-                Err(e) => poll = e.into_inner(),
+                Err(p) => poll = p,
             }
         }
         let mut superseded = Vec::new();
@@ -210,7 +209,7 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Taken::ShuttingDown;
         }
-        let (tx, rx) = bounded::<P>(1);
+        let (tx, rx) = handoff::<P>();
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         {
             let mut slots = lock(&self.slots);
@@ -222,18 +221,17 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
             }
             slot.scrapes.push_back((ticket, tx));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.recv_until(deadline) {
             Ok(poll) => return Taken::Poll(poll),
-            Err(RecvTimeoutError::Disconnected) => return Taken::ShuttingDown,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvError::Disconnected) => return Taken::ShuttingDown,
+            Err(RecvError::Timeout) => {}
         }
         let mut slots = lock(&self.slots);
         if let Some(slot) = slots.get_mut(fqdn) {
             slot.scrapes.retain(|(t, _)| *t != ticket);
         }
         // A poll may have been sent between the time-out and the lock: park it again.
-        let Ok(late) = rx.try_recv() else {
+        let Some(late) = rx.close() else {
             return Taken::NoPoll { stale: None };
         };
         let slot = slots.entry(fqdn.to_string()).or_default();
@@ -253,7 +251,7 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
 
     /// Registers a scrape so that its push can find it.
     pub fn expect_push(&self, id: &str, fqdn: &str, deadline: Instant) -> PushWait<D> {
-        let (tx, rx) = bounded::<D>(1);
+        let (tx, rx) = handoff::<D>();
         lock(&self.waiting).insert(
             id.to_string(),
             WaitingScrape {
@@ -272,16 +270,15 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
 
     /// Waits for the push of a scrape that was handed to a client, until its deadline.
     pub fn wait_push(&self, wait: PushWait<D>) -> Result<D, ScrapeError> {
-        let left = wait.deadline.saturating_duration_since(Instant::now());
-        let result = match wait.rx.recv_timeout(left) {
+        let result = match wait.rx.recv_until(wait.deadline) {
             Ok(d) => Ok(d),
-            Err(RecvTimeoutError::Timeout) => Err(ScrapeError::NoPush),
-            Err(RecvTimeoutError::Disconnected) => Err(ScrapeError::ShuttingDown),
+            Err(RecvError::Timeout) => Err(ScrapeError::NoPush),
+            Err(RecvError::Disconnected) => Err(ScrapeError::ShuttingDown),
         };
         let registered = lock(&self.waiting).remove(&wait.id).is_some();
         // A push that came between the time-out and the removal is still relayed.
         if result.is_err() {
-            if let Ok(d) = wait.rx.try_recv() {
+            if let Some(d) = wait.rx.close() {
                 return Ok(d);
             }
         }
@@ -305,9 +302,9 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
     pub fn push(&self, id: &str, delivery: D) -> Result<(), (PushError, D)> {
         let waiting = lock(&self.waiting).remove(id);
         match waiting {
-            Some(w) => w.tx.try_send(delivery).map_err(|e| {
+            Some(w) => w.tx.send(delivery).map_err(|d| {
                 let ago = Duration::ZERO;
-                (PushError::Expired { fqdn: w.fqdn, ago }, e.into_inner())
+                (PushError::Expired { fqdn: w.fqdn, ago }, d)
             }),
             None => {
                 let expired = lock(&self.expired);

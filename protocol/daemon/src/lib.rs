@@ -1,5 +1,5 @@
 //! What `pushprox-proxy` and `pushprox-client` need as long-running daemons, written once:
-//! threads that are reused ([`workers`]), SIGTERM and SIGINT ([`signals`]), `--lock-file`
+//! threads that are reused ([`workers`]) and one-value hand-offs between them ([`handoff`]), SIGTERM and SIGINT ([`signals`]), `--lock-file`
 //! ([`lock`]), the one-line logger ([`logger`]), the Prometheus text exposition
 //! ([`exposition`]) with the `process_*` metrics ([`process`]), random ids ([`ids`]), and
 //! TLS certificate and key files with the crypto provider ([`tls`]).
@@ -7,6 +7,7 @@
 //! The wire codec is `pushprox-protocol`; nothing here knows PushProx's messages.
 
 pub mod exposition;
+pub mod handoff;
 pub mod ids;
 pub mod lock;
 pub mod logger;
