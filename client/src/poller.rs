@@ -3,7 +3,7 @@
 //! every poll busy and our proxy says it keeps several polls open, extra pollers join in.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -175,8 +175,6 @@ pub struct ProxyPolls {
     pub max_polls: usize,
     /// Poller threads of this proxy, the primary included.
     running: AtomicUsize,
-    /// Whether the last poll answer came from our proxy (it carried [`MAX_POLLS_HEADER`]).
-    ours: AtomicBool,
     /// Scrapes from this proxy not finished yet.
     scrapes: AtomicUsize,
 }
@@ -197,7 +195,6 @@ impl ProxyPolls {
             max_polls,
             running: AtomicUsize::new(0),
             scrapes: AtomicUsize::new(0),
-            ours: AtomicBool::new(false),
         })
     }
 
@@ -379,7 +376,6 @@ impl ProxyPolls {
         };
         let content_type = header("content-type").unwrap_or_default();
         let max_polls = header(MAX_POLLS_HEADER).and_then(|v| v.trim().parse::<usize>().ok());
-        self.ours.store(max_polls.is_some(), Ordering::SeqCst);
         let body = answer
             .body_mut()
             .with_config()

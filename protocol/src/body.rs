@@ -248,6 +248,57 @@ impl<R: BufRead> Read for BodyReader<R> {
     }
 }
 
+/// The body's bytes straight from the inner reader's buffer, without a copy: a relay writes
+/// them on as they are.
+impl<R: BufRead> BufRead for BodyReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        loop {
+            match self.state {
+                State::Done => return Ok(&[]),
+                State::ChunkHeader => self.read_chunk_header()?,
+                State::ChunkEnd => self.read_chunk_end()?,
+                State::Eof | State::Remaining(_) => break,
+            }
+        }
+        let allowed = self.limit.map_or(u64::MAX, |l| l.saturating_sub(self.read));
+        let available = self.inner.fill_buf()?;
+        let left = match self.state {
+            State::Remaining(left) => left,
+            _ => u64::MAX,
+        };
+        if available.is_empty() {
+            if self.state == State::Eof {
+                self.state = State::Done;
+                return Ok(&[]);
+            }
+            return Err(ProtocolError::UnexpectedEof {
+                context: if self.chunked { "chunked body" } else { "body" },
+            }
+            .into());
+        }
+        if allowed == 0 {
+            let limit = self.limit.unwrap_or_default();
+            return Err(ProtocolError::BodyTooLarge { limit }.into());
+        }
+        let n =
+            usize::try_from(left.min(allowed)).map_or(available.len(), |m| m.min(available.len()));
+        Ok(&available[..n])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.read += n as u64;
+        if let State::Remaining(left) = self.state {
+            let left = left.saturating_sub(n as u64);
+            self.state = match (left, self.chunked) {
+                (0, true) => State::ChunkEnd,
+                (0, false) => State::Done,
+                (left, _) => State::Remaining(left),
+            };
+        }
+    }
+}
+
 /// Reads a whole body into memory, at most `limit` bytes.
 pub fn read_body<R: BufRead>(
     inner: R,
@@ -363,6 +414,69 @@ mod tests {
         .unwrap();
         assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
         assert_eq!(chunked(&out, None).unwrap(), b"hello world");
+    }
+
+    /// A body read through `fill_buf`/`consume`, as a relay reads it.
+    fn by_buffer(bytes: &[u8], framing: Framing, limit: Option<u64>) -> io::Result<Vec<u8>> {
+        let mut reader = BodyReader::new(io::BufReader::with_capacity(7, bytes), framing, limit);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            let got = reader.fill_buf()?;
+            if got.is_empty() {
+                assert!(reader.is_done());
+                return Ok(out);
+            }
+            let n = got.len().min(5);
+            out.extend_from_slice(&got[..n]);
+            reader.consume(n);
+        }
+        panic!("the body did not end");
+    }
+
+    #[test]
+    fn buffered_reads_see_the_same_body_and_limits_as_reads() {
+        let coded = b"6\r\nhello \r\n5;x=1\r\nworld\r\n0\r\nT: 1\r\n\r\nNEXT";
+        assert_eq!(
+            by_buffer(coded, Framing::Chunked, None).unwrap(),
+            b"hello world"
+        );
+        assert_eq!(
+            by_buffer(b"0123456789NEXT", Framing::Length(10), None).unwrap(),
+            b"0123456789"
+        );
+        assert_eq!(
+            by_buffer(b"0123456789", Framing::UntilEof, None).unwrap(),
+            b"0123456789"
+        );
+        for (bytes, framing) in [
+            (&coded[..], Framing::Chunked),
+            (b"0123456789", Framing::Length(10)),
+            (b"0123456789", Framing::UntilEof),
+        ] {
+            let err = ProtocolError::from(by_buffer(bytes, framing, Some(5)).unwrap_err());
+            assert!(
+                matches!(err, ProtocolError::BodyTooLarge { limit: 5 }),
+                "{err}"
+            );
+            // At the limit exactly, the body is whole.
+            assert_eq!(
+                by_buffer(bytes, framing, Some(11)).unwrap().len(),
+                framing_len(framing)
+            );
+        }
+        let err = ProtocolError::from(by_buffer(b"01234", Framing::Length(10), None).unwrap_err());
+        assert!(matches!(err, ProtocolError::UnexpectedEof { .. }), "{err}");
+        let err = ProtocolError::from(
+            by_buffer(b"5\r\nhelloXX\r\n0\r\n\r\n", Framing::Chunked, None).unwrap_err(),
+        );
+        assert!(matches!(err, ProtocolError::InvalidChunk(_)), "{err}");
+    }
+
+    fn framing_len(framing: Framing) -> usize {
+        match framing {
+            Framing::Chunked => 11,
+            _ => 10,
+        }
     }
 
     #[test]

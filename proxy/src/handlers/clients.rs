@@ -2,7 +2,7 @@
 //! as a stream, one client at a time: the answer is never held whole, so its size (up to
 //! `--registration.max-clients` × `--registration.max-label-bytes`) costs the proxy no memory.
 
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 
 use crate::discovery::write_groups;
 use crate::http::{After, Connection};
@@ -20,7 +20,7 @@ pub fn handle(state: &State, conn: Connection) -> After {
         200,
         &[("Content-Type", "application/json")],
         None,
-        &mut groups,
+        &mut BufReader::new(&mut groups),
     );
     if let Some(e) = relay.sink_error {
         log::debug!("GET /clients from={peer} ended early: {e}");

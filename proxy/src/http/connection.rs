@@ -5,14 +5,14 @@
 //! push whose body a scrape relays) and answer it later from another thread; [`Connection::resume`]
 //! then hands it back to the pool for its next request. Between requests it holds no buffer.
 
-use std::io::{self, BufRead, Read, Write};
+use std::cell::Cell;
+use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    parse_request, reason_phrase, reason_text, BodyReader, ChunkedEncoder, Framing, Headers,
-    ProtocolError,
+    parse_request, reason_phrase, reason_text, BodyReader, Framing, Headers, ProtocolError,
 };
 
 use super::listener::{Front, Slot};
@@ -20,18 +20,58 @@ use super::shares::Held;
 use super::tls::Stream;
 use super::{RequestHead, Version};
 
-/// Size of the buffer that request bodies are read through.
-const BODY_BUFFER: usize = 16 * 1024;
-/// First size of the buffer a head is read into; it doubles up to the head limit.
-const HEAD_BUFFER: usize = 2 * 1024;
+/// Size of the buffer a request is read into: a head and a 20 KiB pushed body in one read. A
+/// head larger than this (up to the head limit) grows it.
+const READ_BUFFER: usize = 32 * 1024;
 /// How much longer than the time left a socket's read time-out may stay: a read that blocks
 /// ends at most this late.
 const REARM_SLACK: Duration = Duration::from_millis(50);
+
 /// How long a connection beyond its address's idle share may wait for its first byte.
 const OVER_SHARE_GRACE: Duration = Duration::from_millis(500);
 /// Most bytes read past what a handler consumed to reach the end of a request body, so the
 /// connection can be kept alive.
 const MAX_DRAIN: u64 = 64 * 1024;
+/// Most read buffers kept for reuse beyond one per thread: buffers move between threads (a
+/// push's connection is read on one and answered on another), so a few wait here.
+const SPARE_BUFFERS: usize = 16;
+
+thread_local! {
+    /// The read buffer a connection thread keeps between connections: a connection takes it
+    /// for a request and gives it back once nothing is read ahead, so an idle or parked
+    /// connection holds no buffer and a busy one allocates none per request.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Buffers given back on a thread whose own spare was taken already.
+static SPARES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+fn spares() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
+    SPARES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A read buffer: this thread's spare, another kept one, or a new one.
+fn take_buffer() -> Vec<u8> {
+    let spare = SPARE.with(Cell::take);
+    if spare.len() == READ_BUFFER {
+        return spare;
+    }
+    spares().pop().unwrap_or_else(|| vec![0; READ_BUFFER])
+}
+
+/// Keeps `buf` for reuse, unless it grew for a large head or enough are kept.
+fn give_back(buf: Vec<u8>) {
+    if buf.len() != READ_BUFFER {
+        return;
+    }
+    let other = SPARE.with(|s| s.replace(buf));
+    if other.len() == READ_BUFFER {
+        let mut kept = spares();
+        if kept.len() < SPARE_BUFFERS {
+            kept.push(other);
+        }
+    }
+}
 
 /// A request as a handler sees it: its head. The body is read from the [`Connection`].
 #[derive(Debug)]
@@ -189,9 +229,11 @@ impl Connection {
     }
 
     /// Sets the socket's read time-out to what is left until `deadline` (or the read
-    /// time-out when there is none); `TimedOut` once it has passed. The socket is only told
-    /// when the time-out changes by more than a little, which spares a system call per read.
-    fn arm(&mut self) -> io::Result<()> {
+    /// time-out when there is none); `TimedOut` once it has passed. The socket keeps a
+    /// time-out that ends no more than a little later, or any that ends sooner (a read that
+    /// times out early is re-armed and retried, once per wait): a push's deadline and the
+    /// wait for the next request then cost no system call per request. `force` re-arms.
+    fn arm(&mut self, force: bool) -> io::Result<()> {
         let timeout = match (self.deadline, self.read_timeout()) {
             (Some(deadline), _) => {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -206,11 +248,11 @@ impl Connection {
             (None, timeout) => timeout,
         };
         let close_enough = match (self.read_armed, timeout) {
-            (Some(armed), Some(want)) => armed >= want && armed - want <= REARM_SLACK,
+            (Some(armed), Some(want)) => armed <= want + REARM_SLACK,
             (None, None) => true,
             _ => false,
         };
-        if !close_enough || !self.read_armed_set {
+        if force || !close_enough || !self.read_armed_set {
             self.stream.tcp().set_read_timeout(timeout)?;
             self.read_armed = timeout;
             self.read_armed_set = true;
@@ -230,6 +272,9 @@ impl Connection {
 
     /// Reads more bytes into the buffer, growing it up to `max`; 0 at the end of the stream.
     fn read_more(&mut self, max: usize) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            self.buf = take_buffer();
+        }
         if self.pos == self.filled {
             self.pos = 0;
             self.filled = 0;
@@ -239,10 +284,10 @@ impl Connection {
             self.pos = 0;
         }
         if self.filled == self.buf.len() {
-            let grown = (self.buf.len() * 2).clamp(HEAD_BUFFER, max.max(self.filled + 1));
+            let grown = (self.buf.len() * 2).min(max.max(self.filled + 1));
             self.buf.resize(grown, 0);
         }
-        self.arm()?;
+        self.arm(false)?;
         loop {
             match self.stream.read(&mut self.buf[self.filled..]) {
                 Ok(n) => {
@@ -250,7 +295,11 @@ impl Connection {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The socket's time-out may end before the deadline (see `arm`): read on.
+                Err(e) if is_timeout(&e) && self.deadline.is_none_or(|d| Instant::now() < d) => {
+                    self.arm(true)?
+                }
+                Err(e) if is_timeout(&e) => {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"))
                 }
                 Err(e) => return Err(e),
@@ -268,6 +317,7 @@ impl Connection {
         // share of the peer's address; beyond that share, only a moment (a connection just
         // opened sends its request at once), then the connection is closed.
         if self.pos == self.filled {
+            self.deadline = self.read_timeout().map(|t| Instant::now() + t);
             let (_idle, over) = match self.front.shares.idle(self.peer.ip()) {
                 Ok(held) => (Some(held), None),
                 Err(refusal) => {
@@ -406,7 +456,7 @@ impl Connection {
     /// holds no buffer.
     fn release_buffer(&mut self) {
         if self.pos == self.filled {
-            self.buf = Vec::new();
+            give_back(std::mem::take(&mut self.buf));
             self.pos = 0;
             self.filled = 0;
         }
@@ -516,13 +566,15 @@ impl Connection {
 
     /// Answers the request with a body streamed from `body` (of `length` bytes when known:
     /// else chunked, or up to the close on HTTP/1.0). A failure of the source ends the answer
-    /// early, so the requester sees a truncated body and never a complete-looking one.
+    /// early, so the requester sees a truncated body and never a complete-looking one. The
+    /// bytes go from the source's buffer to the socket as they are, the head with the first
+    /// of them in one write.
     pub fn respond_stream(
         mut self,
         status: u16,
         headers: &[(&str, &str)],
         length: Option<u64>,
-        body: &mut dyn Read,
+        body: &mut dyn BufRead,
     ) -> (After, Relay) {
         let bodiless = bodiless(status);
         let length = if bodiless { Some(0) } else { length };
@@ -532,23 +584,17 @@ impl Connection {
             self.exchange.keep_alive &= chunked;
         }
         let mut relay = Relay::default();
-        let mut written = self.write_raw_no_flush(&head);
-        let mut counted = Counted { inner: body, n: 0 };
-        let mut source: Box<dyn Read + '_> = if chunked {
-            Box::new(ChunkedEncoder::new(&mut counted))
-        } else {
-            Box::new(&mut counted)
-        };
-        let mut buf = vec![0u8; BODY_BUFFER];
+        let mut pending: &[u8] = &head;
+        let mut written = self.arm_writes();
         // A 1xx, 204 or 304 has no body (RFC 9112 6.3): whatever followed its head is never
         // written, where the scraper would read it as a second response.
         while written.is_ok() && !self.exchange.head_only && !bodiless {
-            let n = match source.read(&mut buf) {
-                Ok(0) => {
+            let data = match body.fill_buf() {
+                Ok([]) => {
                     relay.source_done = true;
                     break;
                 }
-                Ok(n) => n,
+                Ok(data) => data,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     relay.source_error = Some(e);
@@ -557,10 +603,31 @@ impl Connection {
                     break;
                 }
             };
-            written = self.stream.write_all(&buf[..n]);
+            let n = data.len();
+            let mut size = ChunkSize::default();
+            let (size_line, end): (&[u8], &[u8]) = match chunked {
+                true => (size.line(n), b"\r\n"),
+                false => (b"", b""),
+            };
+            let mut parts = [
+                IoSlice::new(pending),
+                IoSlice::new(size_line),
+                IoSlice::new(data),
+                IoSlice::new(end),
+            ];
+            written = write_all_gathered(&mut self.stream, &mut parts);
+            pending = b"";
+            body.consume(n);
+            relay.bytes += n as u64;
         }
-        drop(source);
-        relay.bytes = counted.n;
+        let last: &[u8] = match chunked && relay.source_done {
+            true => b"0\r\n\r\n",
+            false => b"",
+        };
+        if written.is_ok() {
+            let mut parts = [IoSlice::new(pending), IoSlice::new(last)];
+            written = write_all_gathered(&mut self.stream, &mut parts);
+        }
         let written = written.and_then(|()| self.stream.flush());
         if let Err(e) = &written {
             relay.sink_error = Some(e.to_string());
@@ -589,6 +656,7 @@ impl Connection {
 
     /// Closes the connection (TLS: with a close_notify).
     pub fn close(mut self) {
+        give_back(std::mem::take(&mut self.buf));
         self.stream.close_notify();
         let _ = self.stream.tcp().shutdown(Shutdown::Both);
     }
@@ -646,10 +714,7 @@ impl Read for Connection {
 impl BufRead for Connection {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.pos == self.filled {
-            if self.buf.len() < BODY_BUFFER {
-                self.buf.resize(BODY_BUFFER, 0);
-            }
-            self.read_more(BODY_BUFFER)?;
+            self.read_more(READ_BUFFER)?;
         }
         Ok(&self.buf[self.pos..self.filled])
     }
@@ -669,12 +734,15 @@ impl RequestBody {
     /// that does not end by then leaves the connection to be closed after its answer.
     pub fn finish(self) -> Connection {
         let mut reader = self.reader;
-        let mut sink = [0u8; 4096];
         let mut drained = 0u64;
         while !reader.is_done() && drained < MAX_DRAIN {
-            match reader.read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n as u64,
+            match reader.fill_buf() {
+                Ok([]) | Err(_) => break,
+                Ok(data) => {
+                    let n = data.len();
+                    reader.consume(n);
+                    drained += n as u64;
+                }
             }
         }
         let done = reader.is_done();
@@ -699,23 +767,54 @@ impl Read for RequestBody {
     }
 }
 
+impl BufRead for RequestBody {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.reader.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.reader.consume(n)
+    }
+}
+
 /// Whether answers of `status` never have a body (RFC 9112 6.3).
 fn bodiless(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304
 }
 
-/// Counts the bytes read through it: the body bytes of a relay, before chunked framing.
-struct Counted<'a> {
-    inner: &'a mut dyn Read,
-    n: u64,
+/// The size line of a chunk, `1f40\r\n`, made without an allocation.
+#[derive(Default)]
+struct ChunkSize([u8; 18]);
+
+impl ChunkSize {
+    fn line(&mut self, n: usize) -> &[u8] {
+        let mut at = self.0.len() - 2;
+        self.0[at..].copy_from_slice(b"\r\n");
+        let mut n = n;
+        loop {
+            at -= 1;
+            self.0[at] = b"0123456789abcdef"[n & 0xf];
+            n >>= 4;
+            if n == 0 {
+                return &self.0[at..];
+            }
+        }
+    }
 }
 
-impl Read for Counted<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        self.n += n as u64;
-        Ok(n)
+/// Writes all of `parts` (a head, a chunk's framing and data) with as few system calls as the
+/// socket allows.
+fn write_all_gathered(stream: &mut impl Write, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut parts, 0);
+    while !parts.is_empty() {
+        match stream.write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 /// How a streamed answer went.
