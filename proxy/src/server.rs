@@ -79,7 +79,7 @@ fn route(method: &str, target: &str) -> Route {
 /// The metric label of a route; scrapes are counted by outcome instead (`""`).
 fn label(route: Route) -> &'static str {
     match route {
-        Route::Scrape => "",
+        Route::Scrape => crate::metrics::SCRAPE_LABEL,
         Route::Poll => "/poll",
         Route::Push => "/push",
         Route::Clients => "/clients",
@@ -185,8 +185,9 @@ impl Service for Proxy {
     }
 
     fn record(&self, label: &'static str, status: u16, took: Duration) {
-        if !label.is_empty() {
-            self.state.metrics.http_request(label, status, took);
+        match label {
+            crate::metrics::SCRAPE_LABEL => self.state.metrics.proxied(status, took),
+            _ => self.state.metrics.http_request(label, status, took),
         }
     }
 

@@ -35,9 +35,7 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
         crate::redact::shown(request.target())
     );
     state.metrics.scrape_refused(ScrapeRefused::Method);
-    state
-        .metrics
-        .scrape(ScrapeOutcome::BadRequest, 405, conn.started().elapsed());
+    state.metrics.scrape(ScrapeOutcome::BadRequest);
     let mut headers = TEXT.to_vec();
     headers.push(("Allow", "GET, HEAD"));
     conn.set_reason(&pushprox_protocol::reason_with(405, &reason));
@@ -56,9 +54,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             "refused scrape url={}: {reason}",
             crate::redact::shown(&url)
         );
-        state
-            .metrics
-            .scrape(ScrapeOutcome::BadRequest, 400, started.elapsed());
+        state.metrics.scrape(ScrapeOutcome::BadRequest);
         super::scrape_failed(conn, 400, &reason, &reason)
     };
     if conn.body_framing() != Framing::Length(0) {
@@ -137,7 +133,6 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             Err(e)
         }
     };
-    let outcome = |outcome, status| state.metrics.scrape(outcome, status, started.elapsed());
     match pushed {
         Ok(Delivery::Pushed { head, body }) => {
             let (after, end, status, bytes) = relay(conn, head, body, &id);
@@ -147,21 +142,21 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
                     log::debug!(
                         "scrape relayed fqdn={fqdn} scrape_id={id} status={status} bytes={bytes}"
                     );
-                    outcome(ScrapeOutcome::Relayed, status);
+                    state.metrics.scrape(ScrapeOutcome::Relayed);
                 }
                 _ => {
                     log::warn!(
                         "relay failed fqdn={fqdn} scrape_id={id} after {bytes} bytes: {}",
                         describe(&end)
                     );
-                    outcome(ScrapeOutcome::RelayFailed, status);
+                    state.metrics.scrape(ScrapeOutcome::RelayFailed);
                 }
             }
             after
         }
         Ok(Delivery::Refused { reason }) => {
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
-            outcome(ScrapeOutcome::RelayFailed, 502);
+            state.metrics.scrape(ScrapeOutcome::RelayFailed);
             super::scrape_failed(conn, 502, &reason, &reason)
         }
         Err(err) => {
@@ -175,7 +170,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
                 ),
             };
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
-            outcome(kind, status);
+            state.metrics.scrape(kind);
             super::scrape_failed(conn, status, &reason, &body)
         }
     }
