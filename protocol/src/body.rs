@@ -310,6 +310,28 @@ pub fn read_body<R: BufRead>(
     Ok(body)
 }
 
+/// Room for the size line of any chunk: 16 hex digits and CRLF.
+pub const CHUNK_LINE: usize = 18;
+
+/// The last chunk of a chunked body, without trailers, and the body's end.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The size line of a chunk of `n` bytes (`1f40\r\n`), made in `buf` without an allocation:
+/// what [`ChunkedEncoder`] writes, and a relay writing the data of a chunk as it is.
+pub fn chunk_size_line(n: usize, buf: &mut [u8; CHUNK_LINE]) -> &[u8] {
+    let mut at = CHUNK_LINE - 2;
+    buf[at..].copy_from_slice(b"\r\n");
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 /// Size of the chunks a [`ChunkedEncoder`] produces: large enough to keep the framing
 /// overhead negligible, small enough that streaming a body needs little memory.
 const ENCODER_CHUNK: usize = 32 * 1024;
@@ -363,14 +385,15 @@ impl<R: Read> ChunkedEncoder<R> {
         };
         if n == 0 {
             self.out.clear();
-            self.out.extend_from_slice(b"0\r\n\r\n");
+            self.out.extend_from_slice(LAST_CHUNK);
             self.finished = true;
             return Ok(());
         }
-        let size_line = format!("{n:x}\r\n");
+        let mut line = [0; CHUNK_LINE];
+        let size_line = chunk_size_line(n, &mut line);
         // Right-align the size line against the data so nothing has to move.
         self.pos = SIZE_LINE - size_line.len();
-        self.out[self.pos..SIZE_LINE].copy_from_slice(size_line.as_bytes());
+        self.out[self.pos..SIZE_LINE].copy_from_slice(size_line);
         self.out.truncate(SIZE_LINE + n);
         self.out.extend_from_slice(b"\r\n");
         Ok(())

@@ -25,7 +25,9 @@ mod timeout;
 pub use announce::{
     json_ascii_string, json_labels, json_targets, Label, FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER,
 };
-pub use body::{read_body, BodyReader, ChunkedEncoder, Framing};
+pub use body::{
+    chunk_size_line, read_body, BodyReader, ChunkedEncoder, Framing, CHUNK_LINE, LAST_CHUNK,
+};
 pub use error::{excerpt, ProtocolError};
 pub use head::{parse_request, read_request, HeadLimits, RequestHead, Version};
 pub use headers::Headers;
