@@ -383,7 +383,9 @@ for count in "${IDLE_COUNTS[@]}"; do
     max_conn=$((count + 1024 > 16384 ? count + 1024 : 16384))
     for kind in keep-alive close; do
         if [ "$kind" = close ]; then what="Connection: close"; else what="keep-alive, as the Go client's"; fi
-        start_proxy_nofile "$PROXY_NOFILE" "proxy-idle-$count-$kind" --web.max-connections "$max_conn"
+        # Every poll comes from 127.0.0.1 here: the per-address caps are lifted.
+        start_proxy_nofile "$PROXY_NOFILE" "proxy-idle-$count-$kind" --web.max-connections "$max_conn" \
+            --poll.max-parked-per-address "$max_conn" --web.max-idle-per-address "$max_conn"
         r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$count" --proxy-pid "$PROXY_PID" \
             --timeout 240 --connection "$kind") || die
         awk -v n="$count" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" -v what="$what" \
@@ -450,7 +452,8 @@ fi
 if want 5; then
     if ((SMOKE)); then SIZING_CLIENTS=3 SIZING_IDLE=50; else SIZING_CLIENTS=10 SIZING_IDLE=2000; fi
 
-    start_proxy_nofile "$PROXY_NOFILE" proxy-sizing-idle --web.max-connections 16384
+    start_proxy_nofile "$PROXY_NOFILE" proxy-sizing-idle --web.max-connections 16384 \
+        --poll.max-parked-per-address 16384 --web.max-idle-per-address 16384
     r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$SIZING_IDLE" --proxy-pid "$PROXY_PID" \
         --timeout 240 --connection keep-alive) || die
     awk -v n="$SIZING_IDLE" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" \
