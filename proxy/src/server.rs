@@ -1,7 +1,7 @@
 //! Wiring: bind, build the state, route each request to its handler, sweep, shut down.
 
 use std::net::TcpListener;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -94,17 +94,6 @@ fn label(route: Route) -> &'static str {
 /// The PushProx endpoints, as the HTTP front's service.
 struct Proxy {
     state: Arc<State>,
-    /// The front, for its open-connection count in /metrics.
-    front: OnceLock<Weak<Front>>,
-}
-
-impl Proxy {
-    fn open_connections(&self) -> usize {
-        self.front
-            .get()
-            .and_then(Weak::upgrade)
-            .map_or(0, |f| f.open_connections())
-    }
 }
 
 impl Service for Proxy {
@@ -154,7 +143,7 @@ impl Service for Proxy {
             Route::Poll => handlers::poll::handle(state, request, conn),
             Route::Push => handlers::push::handle(state, request, conn),
             Route::Clients => handlers::clients::handle(state, conn),
-            Route::Metrics => handlers::metrics::handle(state, self.open_connections(), conn),
+            Route::Metrics => handlers::metrics::handle(state, conn.open_connections(), conn),
             Route::Index => handlers::index::handle(state, conn),
             // 503 while stopping, so that a load balancer stops sending clients here.
             Route::Healthy if pushprox_daemon::signals::requested() => {
@@ -338,16 +327,14 @@ pub fn run(config: Config) -> Result<(), String> {
     });
     let proxy = Arc::new(Proxy {
         state: Arc::clone(&state),
-        front: OnceLock::new(),
     });
     let front = Front::new(
-        proxy.clone(),
+        proxy,
         limits,
         tls,
         headers,
         shares(&state.config, max_connections),
     );
-    let _ = proxy.front.set(Arc::downgrade(&front));
     spawn_janitor(Arc::clone(&state))?;
     front
         .run(&listener, pushprox_daemon::signals::requested)

@@ -169,6 +169,11 @@ impl Connection {
         self.exchange.label = label;
     }
 
+    /// Connections open to the front now, parked polls included.
+    pub fn open_connections(&self) -> usize {
+        self.front.open_connections()
+    }
+
     /// When this request's head was complete.
     pub fn started(&self) -> Instant {
         self.exchange.started
