@@ -194,57 +194,15 @@ impl<R: BufRead> BodyReader<R> {
         self.state = State::ChunkHeader;
         Ok(())
     }
-
-    fn charge(&mut self, n: usize) -> Result<(), ProtocolError> {
-        self.read += n as u64;
-        match self.limit {
-            Some(limit) if self.read > limit => Err(ProtocolError::BodyTooLarge { limit }),
-            _ => Ok(()),
-        }
-    }
-
-    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, ProtocolError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match self.state {
-                State::Done => return Ok(0),
-                State::ChunkHeader => self.read_chunk_header()?,
-                State::ChunkEnd => self.read_chunk_end()?,
-                State::Eof => {
-                    let n = self.inner.read(buf)?;
-                    if n == 0 {
-                        self.state = State::Done;
-                    }
-                    self.charge(n)?;
-                    return Ok(n);
-                }
-                State::Remaining(left) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.inner.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(ProtocolError::UnexpectedEof {
-                            context: if self.chunked { "chunked body" } else { "body" },
-                        });
-                    }
-                    let left = left - n as u64;
-                    self.state = match (left, self.chunked) {
-                        (0, true) => State::ChunkEnd,
-                        (0, false) => State::Done,
-                        (left, _) => State::Remaining(left),
-                    };
-                    self.charge(n)?;
-                    return Ok(n);
-                }
-            }
-        }
-    }
 }
 
 impl<R: BufRead> Read for BodyReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_inner(buf).map_err(io::Error::from)
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
     }
 }
 
