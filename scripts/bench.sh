@@ -16,7 +16,7 @@
 #      (keep-alive upstream), in BENCH_ROUNDS alternating rounds (default 2), with the ratios.
 # Every response is checked byte for byte; a wrong status or byte fails the run (exit 1).
 # The targets are nginx when it is installed (started here with its own prefix and config),
-# else the bench tool's own server; the load tool is proxy/examples/bench.rs.
+# else the bench tool's own server; the load tool is proxy/examples/bench/.
 #
 #   scripts/bench.sh                  full run (builds the release binaries first)
 #   BENCH_SECONDS=30 scripts/bench.sh longer load phases (default 10)
