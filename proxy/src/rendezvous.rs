@@ -6,15 +6,18 @@
 //! poll, each on its own channel. A parked poll costs no thread: it is a value in a map
 //! until a scrape takes it, so 10,000 idle clients do not need 10,000 waiting threads. A
 //! scrape that took a poll writes itself onto it and then waits, on a channel registered
-//! under its id, for the push.
+//! under its id, for the push. The rendezvous also holds the registry of known clients, so
+//! that whether a client is live (seen lately, or a poll of it parked) is asked in one place.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pushprox_daemon::handoff::{handoff, Receiver, RecvError, Sender};
 use pushprox_daemon::AtomicU64;
+
+use crate::registry::{ClientInfo, Registry};
 
 /// What became of an arriving poll.
 #[derive(Debug)]
@@ -134,6 +137,7 @@ pub struct Rendezvous<P, D> {
     parked: AtomicUsize,
     next_ticket: AtomicU64,
     shutting_down: AtomicBool,
+    registry: Arc<Registry>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,16 +145,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<P: Send, D: Send> Default for Rendezvous<P, D> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<P: Send, D: Send> Rendezvous<P, D> {
-    /// An empty meeting point.
-    pub fn new() -> Self {
+    /// An empty meeting point of the clients `registry` knows.
+    pub fn new(registry: Registry) -> Self {
         Rendezvous {
+            registry: Arc::new(registry),
             slots: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             expired: Mutex::new(VecDeque::new()),
@@ -337,6 +336,28 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
             .is_some_and(|s| !s.parked.is_empty())
     }
 
+    /// The known clients, shared with each parked poll, which tells it when the poll ends.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The live clients (a poll of theirs parked, or seen within the registration timeout),
+    /// sorted by FQDN.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.registry.live(|key| self.has_poll(key))
+    }
+
+    /// Whether `key` is a live client.
+    pub fn is_known(&self, key: &str) -> bool {
+        self.registry.is_known(key, self.has_poll(key))
+    }
+
+    /// Forgets the clients neither polling nor seen within the registration timeout;
+    /// returns their FQDNs.
+    pub fn forget_expired(&self) -> Vec<String> {
+        self.registry.forget_expired(|key| self.has_poll(key))
+    }
+
     /// Polls parked now.
     pub fn polls_waiting(&self) -> usize {
         self.parked.load(Ordering::SeqCst)
@@ -426,6 +447,10 @@ mod tests {
 
     type R = Rendezvous<&'static str, String>;
 
+    fn registry() -> Registry {
+        Registry::new(Duration::from_secs(60), 100)
+    }
+
     fn go() -> PollerInfo {
         PollerInfo::default()
     }
@@ -436,7 +461,7 @@ mod tests {
 
     #[test]
     fn parked_poll_is_taken_by_a_scrape_and_push_meets_the_scrape() {
-        let r: Arc<R> = Arc::new(Rendezvous::new());
+        let r: Arc<R> = Arc::new(Rendezvous::new(registry()));
         assert!(matches!(
             r.poll_arrived("a", "poll-1", go()),
             Arrival::Parked { superseded } if superseded.is_empty()
@@ -459,7 +484,7 @@ mod tests {
 
     #[test]
     fn waiting_scrape_gets_the_next_poll() {
-        let r: Arc<R> = Arc::new(Rendezvous::new());
+        let r: Arc<R> = Arc::new(Rendezvous::new(registry()));
         let r2 = r.clone();
         let scraper = thread::spawn(move || r2.take_poll("a", soon(3000)));
         while lock(&r.slots).get("a").is_none_or(|s| s.scrapes.is_empty()) {
@@ -475,7 +500,7 @@ mod tests {
 
     #[test]
     fn scrape_without_poll_gives_up_at_its_deadline() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         let start = Instant::now();
         assert!(matches!(
             r.take_poll("nobody", soon(200)),
@@ -500,7 +525,7 @@ mod tests {
 
     #[test]
     fn newer_poll_supersedes_the_parked_one() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         r.poll_arrived("a", "old", go());
         match r.poll_arrived("a", "new", go()) {
             Arrival::Parked { superseded } => assert_eq!(superseded, ["old"]),
@@ -512,7 +537,7 @@ mod tests {
 
     #[test]
     fn polls_of_one_instance_stay_side_by_side_up_to_the_limit() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         let ours = |hold_ms| PollerInfo {
             instance: Some("i1".into()),
             hold: Duration::from_millis(hold_ms),
@@ -572,7 +597,7 @@ mod tests {
 
     #[test]
     fn late_and_unknown_pushes_are_refused() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         let wait = r.expect_push("late", "a", soon(50));
         assert_eq!(r.wait_push(wait).unwrap_err(), ScrapeError::NoPush);
         match r.push("late", "x".into()) {
@@ -590,7 +615,7 @@ mod tests {
 
     #[test]
     fn hold_limit_and_shutdown_give_polls_back() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         r.poll_arrived("a", "p-a", go());
         thread::sleep(Duration::from_millis(30));
         r.poll_arrived("b", "p-b", go());

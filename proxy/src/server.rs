@@ -316,11 +316,10 @@ pub fn run(config: Config) -> Result<(), String> {
     };
     let state = Arc::new(State {
         auth,
-        rendezvous: Rendezvous::new(),
-        registry: Registry::new(
+        rendezvous: Rendezvous::new(Registry::new(
             config.registration_timeout,
             config.registration.max_clients as usize,
-        ),
+        )),
         metrics: Metrics::default(),
         started: Instant::now(),
         config,
@@ -344,11 +343,7 @@ pub fn run(config: Config) -> Result<(), String> {
         SHUTDOWN_GRACE.as_secs()
     );
     for poll in state.rendezvous.shut_down() {
-        poll.answer(
-            &state.registry,
-            503,
-            "the proxy is shutting down; poll again shortly",
-        );
+        poll.answer(503, "the proxy is shutting down; poll again shortly");
     }
     // Connections are still accepted, so that the pushes of scrapes in flight arrive; polls
     // and new scrapes are refused by the rendezvous from now on.
@@ -391,19 +386,18 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), String> {
                 thread::sleep(tick);
                 for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
                     let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
-                    poll.answer(&state.registry, 408, &reason);
+                    poll.answer(408, &reason);
                 }
                 if last_gone.elapsed() >= GONE_SWEEP {
                     last_gone = Instant::now();
                     for poll in state.rendezvous.take_parked_where(|p| p.is_gone()) {
                         log::debug!("poll freed: its client hung up fqdn={}", poll.fqdn);
-                        poll.drop_gone(&state.registry);
+                        poll.drop_gone();
                     }
                 }
                 if last_sweep.elapsed() >= every {
                     last_sweep = Instant::now();
-                    let polling = |key: &str| state.rendezvous.has_poll(key);
-                    for fqdn in state.registry.forget_expired(polling) {
+                    for fqdn in state.rendezvous.forget_expired() {
                         log::info!(
                             "client forgotten fqdn={fqdn} (no poll within --registration.timeout)"
                         );

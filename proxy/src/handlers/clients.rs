@@ -13,7 +13,7 @@ use crate::state::State;
 /// per port, `fqdn:port` with its labels; any other gives its FQDN with its labels (`{}` for a
 /// Go client, where Go wrote `null`: both valid for Prometheus).
 pub fn handle(state: &State, conn: Connection) -> After {
-    let live = state.registry.live(|key| state.rendezvous.has_poll(key));
+    let live = state.rendezvous.clients();
     let mut groups = Groups::new(live);
     let peer = conn.peer();
     let (after, relay) = conn.respond_stream(

@@ -88,7 +88,11 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         }
     };
     let key = fqdn.to_ascii_lowercase();
-    match state.registry.poll_started(&key, &fqdn, announced) {
+    match state
+        .rendezvous
+        .registry()
+        .poll_started(&key, &fqdn, announced)
+    {
         Ok(Seen::New) => log::info!("client registered fqdn={fqdn} from={}", conn.peer()),
         Ok(Seen::Known) => {}
         Err(full) => {
@@ -115,21 +119,20 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             asked => asked.min(unauthenticated),
         };
     }
-    match state
-        .rendezvous
-        .poll_arrived(&key, ParkedPoll::new(conn, fqdn, share), info)
-    {
+    match state.rendezvous.poll_arrived(
+        &key,
+        ParkedPoll::new(conn, fqdn, share, state.rendezvous.registry().clone()),
+        info,
+    ) {
         Arrival::Taken => {}
         Arrival::Parked { superseded } => {
             for poll in superseded {
-                poll.superseded(&state.registry);
+                poll.superseded();
             }
         }
-        Arrival::ShuttingDown(poll) => poll.answer(
-            &state.registry,
-            503,
-            "the proxy is shutting down; poll again shortly",
-        ),
+        Arrival::ShuttingDown(poll) => {
+            poll.answer(503, "the proxy is shutting down; poll again shortly")
+        }
     }
     After::Kept
 }

@@ -108,7 +108,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let wait = state.rendezvous.expect_push(&id, &key, deadline);
     let handed = loop {
         match state.rendezvous.take_poll(&key, deadline) {
-            Taken::Poll(poll) => match poll.hand_over(&state.registry, &request_bytes) {
+            Taken::Poll(poll) => match poll.hand_over(&request_bytes) {
                 Ok(()) => break Ok(()),
                 Err(e) => log::debug!(
                     "hand-over to poll failed fqdn={fqdn} scrape_id={id}: {e}; offering the scrape to the next poll"
@@ -116,7 +116,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             },
             Taken::NoPoll { stale } => {
                 if let Some(poll) = stale {
-                    poll.superseded(&state.registry);
+                    poll.superseded();
                 }
                 break Err(ScrapeError::NoPoll);
             }
@@ -195,7 +195,7 @@ fn explain(
 ) -> (ScrapeOutcome, u16, String) {
     let within = format_duration(deadline);
     match err {
-        ScrapeError::NoPoll if state.registry.is_known(fqdn, state.rendezvous.has_poll(fqdn)) => (
+        ScrapeError::NoPoll if state.rendezvous.is_known(fqdn) => (
             ScrapeOutcome::NoPoll,
             504,
             format!("client {fqdn} is registered but no poll of it arrived within {within} (it may be reconnecting or too busy)"),
