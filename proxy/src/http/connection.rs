@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use pushprox_protocol::{Framing, ProtocolError};
 
-use super::listener::{Front, Slot};
-use super::shares::Held;
+use super::shared::{Shared, Slot};
+use super::shares::{Held, ShareRefusal};
 use super::tls::Stream;
 use super::RequestHead;
 
@@ -22,6 +22,19 @@ mod read;
 mod write;
 
 pub use read::RequestBody;
+
+/// What answers the requests.
+pub trait Service: Send + Sync + 'static {
+    /// Answers `request`, or keeps the connection to answer it later.
+    fn handle(&self, request: Request, conn: Connection) -> After;
+    /// Counts an answer: the endpoint's label, its status (499: the requester went away
+    /// before it was written) and how long it took from the end of the request head.
+    fn record(&self, label: &'static str, status: u16, took: Duration);
+    /// Counts a connection refused at `--web.max-connections` or for want of a thread.
+    fn refused_busy(&self);
+    /// Counts a connection refused its share (per address, or the reserved share).
+    fn refused_share(&self, reason: ShareRefusal);
+}
 
 /// A request as a handler sees it: its head. The body is read from the [`Connection`].
 #[derive(Debug)]
@@ -45,6 +58,8 @@ impl Request {
 }
 
 /// What a handler did with the connection.
+// The connection moves by value from handler to handler; boxing it would allocate per request.
+#[allow(clippy::large_enum_variant)]
 pub enum After {
     /// Answered; the connection reads its next request.
     Next(Connection),
@@ -124,7 +139,8 @@ pub struct Connection {
     pos: usize,
     filled: usize,
     peer: SocketAddr,
-    front: Arc<Front>,
+    shared: Arc<Shared>,
+    service: Arc<dyn Service>,
     _slot: Slot,
     exchange: Exchange,
     /// When the head being read must be complete.
@@ -137,14 +153,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(super) fn new(stream: Stream, peer: SocketAddr, front: Arc<Front>, slot: Slot) -> Self {
+    pub(super) fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        service: Arc<dyn Service>,
+        slot: Slot,
+    ) -> Self {
         Connection {
             stream,
             buf: Vec::new(),
             pos: 0,
             filled: 0,
             peer,
-            front,
+            shared,
+            service,
             _slot: slot,
             exchange: Exchange::idle(),
             deadline: None,
@@ -171,7 +194,7 @@ impl Connection {
 
     /// Connections open to the front now, parked polls included.
     pub fn open_connections(&self) -> usize {
-        self.front.open_connections()
+        self.shared.open_connections()
     }
 
     /// When this request's head was complete.
@@ -181,8 +204,7 @@ impl Connection {
 
     /// Records `code` for the request and closes the connection without an answer.
     pub fn abandon(self, code: u16) {
-        self.front
-            .service
+        self.service
             .record(self.exchange.label, code, self.exchange.started.elapsed());
         self.close();
     }
@@ -214,9 +236,12 @@ impl Connection {
     /// A place among the parked connections (a poll about to wait), or why there is none
     /// (counted and logged here): the caller answers `503` with the reason.
     pub fn park_share(&self) -> Result<Held, String> {
-        self.front.shares.park(self.peer.ip()).map_err(|refusal| {
-            self.front.service.refused_share(refusal);
-            let why = refusal.explain(&self.front.shares.limits, self.front.limits.max_connections);
+        self.shared.shares.park(self.peer.ip()).map_err(|refusal| {
+            self.service.refused_share(refusal);
+            let why = refusal.explain(
+                &self.shared.shares.limits,
+                self.shared.limits.max_connections,
+            );
             crate::warn_limit::REFUSALS.warn(refusal.label(), || {
                 format!("refused a poll from={}: {why}", self.peer)
             });
@@ -225,9 +250,24 @@ impl Connection {
     }
 
     /// Hands the connection back to the pool to read its next request.
+    /// When no thread can be started, the connection is closed.
     pub fn resume(self) {
-        let front = Arc::clone(&self.front);
-        front.spawn_serving(self);
+        let shared = Arc::clone(&self.shared);
+        let cell = Arc::new(std::sync::Mutex::new(Some(self)));
+        let task_cell = Arc::clone(&cell);
+        let started = shared.workers.run(Box::new(move || {
+            let conn = task_cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = conn {
+                serve(conn);
+            }
+        }));
+        if let Err(e) = started {
+            log::error!("cannot start a connection thread: {e}; closing a kept-alive connection");
+            let conn = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = conn {
+                conn.close();
+            }
+        }
     }
 }
 
@@ -275,10 +315,10 @@ pub(super) fn serve(mut conn: Connection) {
                     let _ = conn.respond(403, &TEXT, format!("{why}\n").as_bytes());
                     return;
                 }
-                if conn.stream.expired(conn.front.limits.max_connection_age) {
+                if conn.stream.expired(conn.shared.limits.max_connection_age) {
                     conn.exchange.keep_alive = false;
                 }
-                let service = Arc::clone(&conn.front.service);
+                let service = Arc::clone(&conn.service);
                 match service.handle(request, conn) {
                     After::Next(next) => conn = next,
                     After::Kept => return,

@@ -69,7 +69,7 @@ pub(super) fn give_back(buf: Vec<u8>) {
 
 impl Connection {
     pub(super) fn read_timeout(&self) -> Option<Duration> {
-        Some(self.front.limits.read_timeout).filter(|t| !t.is_zero())
+        Some(self.shared.limits.read_timeout).filter(|t| !t.is_zero())
     }
 
     /// Sets the socket's read time-out to what is left until `deadline` (or the read
@@ -146,13 +146,13 @@ impl Connection {
     pub(super) fn next_request(&mut self) -> Result<Option<Request>, NextError> {
         self.exchange = Exchange::idle();
         self.deadline = None;
-        let limits = self.front.limits.head;
+        let limits = self.shared.limits.head;
         // Between requests: wait for the first byte as long as a read may take, in the idle
         // share of the peer's address; beyond that share, only a moment (a connection just
         // opened sends its request at once), then the connection is closed.
         if self.pos == self.filled {
             self.deadline = self.read_timeout().map(|t| Instant::now() + t);
-            let (_idle, over) = match self.front.shares.idle(self.peer.ip()) {
+            let (_idle, over) = match self.shared.shares.idle(self.peer.ip()) {
                 Ok(held) => (Some(held), None),
                 Err(refusal) => {
                     self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
@@ -164,9 +164,11 @@ impl Connection {
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => {
                     if let Some(refusal) = over {
-                        self.front.service.refused_share(refusal);
-                        let why = refusal
-                            .explain(&self.front.shares.limits, self.front.limits.max_connections);
+                        self.service.refused_share(refusal);
+                        let why = refusal.explain(
+                            &self.shared.shares.limits,
+                            self.shared.limits.max_connections,
+                        );
                         crate::warn_limit::REFUSALS.warn(refusal.label(), || {
                             format!("closed an idle connection from={}: {why}", self.peer)
                         });

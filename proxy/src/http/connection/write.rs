@@ -88,7 +88,7 @@ impl Connection {
             )
             .as_bytes(),
         );
-        let extra = self.front.extra_headers();
+        let extra = self.shared.extra_headers();
         // A header of the web config (http_server_config.headers) replaces the handler's of
         // the same name: sent once, with the operator's value.
         let configured = |name: &str| extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
@@ -226,8 +226,7 @@ impl Connection {
     /// Records the answer and decides whether the connection goes on.
     pub(super) fn finish(mut self, status: u16, written: io::Result<()>) -> After {
         let code = if written.is_ok() { status } else { 499 };
-        self.front
-            .service
+        self.service
             .record(self.exchange.label, code, self.exchange.started.elapsed());
         if written.is_err() || !self.reusable() {
             self.close();
