@@ -9,16 +9,20 @@
 #   4. idle RSS of each binary, and the sizes of the static builds (scripts/build-static.sh);
 #   5. sizing (issue 11): per idle client the proxy's memory, descriptors and threads; scrapes
 #      per second per core of proxy CPU at 20 KiB and 200 KiB bodies, on one proxy and on three
-#      shards behind nginx (scripts/nginx-shards.conf.template), all on this machine's cores.
+#      shards behind nginx (scripts/nginx-shards.conf.template), all on this machine's cores;
+#   6. CPU per scrape (issue 21): the proxy's and the clients' CPU time per 20 KiB scrape under
+#      the load of figure 1 (CLIENTS clients, 8 keep-alive scrapers), beside the Go pair under
+#      the same load (PUSHPROX_GO_BIN_DIR) and an nginx reverse-proxy hop of the same body
+#      (keep-alive upstream), in BENCH_ROUNDS alternating rounds (default 2), with the ratios.
 # Every response is checked byte for byte; a wrong status or byte fails the run (exit 1).
 # The targets are nginx when it is installed (started here with its own prefix and config),
-# else the bench tool's own server; the load tool is proxy/examples/bench.rs.
+# else the bench tool's own server; the load tool is proxy/examples/bench/.
 #
 #   scripts/bench.sh                  full run (builds the release binaries first)
 #   BENCH_SECONDS=30 scripts/bench.sh longer load phases (default 10)
 #   scripts/bench.sh --smoke          same code paths, tiny numbers (2 s, 5 clients, 50 idle
 #                                     polls, 1 MiB relay), for CI; timings mean nothing there
-#   BENCH_FIGURES="2 3" scripts/bench.sh   only some of the figures (default "1 2 3 4 5")
+#   BENCH_FIGURES="2 3" scripts/bench.sh   only some of the figures (default "1 2 3 4 5 6")
 #   PUSHPROX_BIN_DIR=target/debug scripts/bench.sh --smoke
 #                                     use binaries already built (the load tool from
 #                                     DIR/examples/, else built in release)
@@ -27,7 +31,8 @@
 #   PUSHPROX_GO_BIN_DIR=/path/to/go/bin scripts/bench.sh
 #                                     also measures the Go pair (its pushprox-proxy and
 #                                     pushprox-client, built outside this repository) under the
-#                                     same 1-client load in the same run, for comparison
+#                                     same 1-client load in the same run, for comparison,
+#                                     and under the load of figure 6
 #
 # Everything listens on 127.0.0.0/8 only; every wait is bounded, the whole run is bounded
 # (BENCH_TIME_LIMIT seconds), and every process started here is stopped on exit.
@@ -39,7 +44,7 @@ SMOKE=0
 case "${1:-}" in
     --smoke) SMOKE=1 ;;
     "") ;;
-    -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
 esac
 
@@ -59,7 +64,7 @@ else
     TIME_LIMIT=${BENCH_TIME_LIMIT:-$((900 + 8 * LOAD_SECONDS))}
 fi
 CONNECTIONS=8
-FIGURES=" ${BENCH_FIGURES:-1 2 3 4 5} "
+FIGURES=" ${BENCH_FIGURES:-1 2 3 4 5 6} "
 # want N: whether figure N is asked for.
 want() { [[ $FIGURES == *" $1 "* ]]; }
 
@@ -144,6 +149,16 @@ NOFILE=$(ulimit -n)
 # --- helpers -----------------------------------------------------------------------------------
 # status_of PID FIELD: a field of /proc/PID/status, as a number (kB for memory).
 status_of() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null; }
+TICKS=$(getconf CLK_TCK)
+# cpu_ticks PID...: user+system CPU of the processes so far, in clock ticks.
+cpu_ticks() {
+    local pid t=0 f
+    for pid in "$@"; do
+        f=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || fail "process $pid is gone"
+        t=$((t + f))
+    done
+    echo "$t"
+}
 # kv LINE KEY: the value of KEY=value in a line of the bench tool.
 kv() { printf ' %s\n' "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
 # ms MICROSECONDS
@@ -368,7 +383,9 @@ for count in "${IDLE_COUNTS[@]}"; do
     max_conn=$((count + 1024 > 16384 ? count + 1024 : 16384))
     for kind in keep-alive close; do
         if [ "$kind" = close ]; then what="Connection: close"; else what="keep-alive, as the Go client's"; fi
-        start_proxy_nofile "$PROXY_NOFILE" "proxy-idle-$count-$kind" --web.max-connections "$max_conn"
+        # Every poll comes from 127.0.0.1 here: the per-address caps are lifted.
+        start_proxy_nofile "$PROXY_NOFILE" "proxy-idle-$count-$kind" --web.max-connections "$max_conn" \
+            --poll.max-parked-per-address "$max_conn" --web.max-idle-per-address "$max_conn"
         r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$count" --proxy-pid "$PROXY_PID" \
             --timeout 240 --connection "$kind") || die
         awk -v n="$count" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" -v what="$what" \
@@ -434,18 +451,9 @@ fi
 # 127.0.0.2 with --scrape.target-host) serve the load; everything shares this machine's cores.
 if want 5; then
     if ((SMOKE)); then SIZING_CLIENTS=3 SIZING_IDLE=50; else SIZING_CLIENTS=10 SIZING_IDLE=2000; fi
-    TICKS=$(getconf CLK_TCK)
-    # cpu_ticks PID...: user+system CPU of the processes so far, in clock ticks.
-    cpu_ticks() {
-        local pid t=0 f
-        for pid in "$@"; do
-            f=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || fail "process $pid is gone"
-            t=$((t + f))
-        done
-        echo "$t"
-    }
 
-    start_proxy_nofile "$PROXY_NOFILE" proxy-sizing-idle --web.max-connections 16384
+    start_proxy_nofile "$PROXY_NOFILE" proxy-sizing-idle --web.max-connections 16384 \
+        --poll.max-parked-per-address 16384 --web.max-idle-per-address 16384
     r=$(tool 300 idle-polls --proxy "$PROXY_ADDR" --count "$SIZING_IDLE" --proxy-pid "$PROXY_PID" \
         --timeout 240 --connection keep-alive) || die
     awk -v n="$SIZING_IDLE" -v b="$(kv "$r" rss_before_kib)" -v a="$(kv "$r" rss_kib)" \
@@ -545,5 +553,120 @@ if want 5; then
     else
         echo "bench: sizing shards: nginx is not installed, skipped"
     fi
+fi
+# --- 6. CPU per scrape: ours, the Go pair, an nginx hop ---------------------------------------------
+# The same load as figure 1 (CLIENTS clients, 8 keep-alive scrapers, the 20 KiB body checked
+# byte for byte) through our pair, through the Go pair, and through one nginx worker
+# reverse-proxying to the same targets (keep-alive upstream: one hop, what a scrape through the
+# proxy cannot beat). CPU is utime+stime from /proc over the load run, divided by the scrapes
+# (the warm-up counted on both sides). Rounds alternate ours / Go / nginx, as the machine's
+# other load comes and goes; each round prints its line and the ratios of that round.
+if want 6; then
+    ROUNDS=${BENCH_ROUNDS:-2}
+    ((SMOKE)) && ROUNDS=1
+    LOAD_LIMIT=$(awk -v s="$LOAD_SECONDS" -v w="$WARMUP" 'BEGIN { printf("%d", s + w + 60) }')
+    # cpu_load WHAT VIA PROXY_PIDS CLIENT_PIDS: a load run through VIA; prints
+    # "rate=.. proxy_us=.. client_us=.." (client_us empty without CLIENT_PIDS).
+    cpu_load() {
+        local what=$1 via=$2 p0 c0=0 r p1 c1=0
+        local -a pp cp
+        IFS=, read -ra pp <<<"$3"
+        IFS=, read -ra cp <<<"$4"
+        p0=$(cpu_ticks "${pp[@]}")
+        ((${#cp[@]})) && c0=$(cpu_ticks "${cp[@]}")
+        r=$(tool "$LOAD_LIMIT" load --label "cpu-$what" --hosts 127.0.0.2 --count "$CLIENTS" \
+            --port "$PORT" --connections "$CONNECTIONS" --seconds "$LOAD_SECONDS" \
+            --warmup "$WARMUP" --proxy "$via") || die
+        p1=$(cpu_ticks "${pp[@]}")
+        ((${#cp[@]})) && c1=$(cpu_ticks "${cp[@]}")
+        awk -v rate="$(kv "$r" rate)" -v secs="$(kv "$r" seconds)" -v w="$WARMUP" \
+            -v p=$((p1 - p0)) -v c=$((c1 - c0)) -v n=${#cp[@]} -v tck="$TICKS" 'BEGIN {
+            scrapes = rate * (secs + w)
+            printf("rate=%.0f proxy_us=%.1f", rate, p / tck * 1e6 / scrapes)
+            if (n > 0) printf(" client_us=%.1f", c / tck * 1e6 / scrapes)
+            printf("\n") }'
+    }
+    # The nginx hop: one worker process (master_process off), so its PID is all its CPU.
+    HOP_PORT=$(free_port) || fail "no free port"
+    mkdir -p "$TMP/hop"
+    {
+        echo "daemon off; master_process off; pid $TMP/hop/nginx.pid; error_log stderr warn;"
+        [ "$(id -u)" = 0 ] && echo "user root;"
+        echo "events { worker_connections 4096; }"
+        echo "http { access_log off; keepalive_requests 10000000; keepalive_timeout 300s;"
+        for p in client_body proxy fastcgi uwsgi scgi; do echo "  ${p}_temp_path $TMP/hop/$p;"; done
+        echo "  upstream targets { server 127.0.0.2:$PORT; keepalive 32; }"
+        echo "  server { listen 127.0.0.1:$HOP_PORT;"
+        echo "    location / { proxy_pass http://targets; proxy_http_version 1.1;"
+        echo "      proxy_set_header Connection \"\"; proxy_buffers 8 8k; } } }"
+    } >"$TMP/hop/nginx.conf"
+    HOP_PID=
+    if [ "$TARGET_KIND" = nginx ]; then
+        start_bg nginx-hop "$TMP/nginx-hop.log" nginx -p "$TMP/hop" -c "$TMP/hop/nginx.conf" -e stderr
+        HOP_PID=$LAST_PID
+        deadline=$((SECONDS + 10))
+        until [ "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 2 -x "127.0.0.1:$HOP_PORT" \
+            "http://127.0.0.2:$PORT/20k" 2>/dev/null)" = 200 ]; do
+            alive "$HOP_PID" || fail "the nginx hop exited: $(tail -n 3 "$TMP/nginx-hop.log")"
+            [ "$SECONDS" -lt "$deadline" ] || fail "the nginx hop not ready within 10 s"
+            sleep 0.1
+        done
+    fi
+    if [ -n "${PUSHPROX_GO_BIN_DIR:-}" ]; then
+        GO_PROXY=$PUSHPROX_GO_BIN_DIR/pushprox-proxy GO_CLIENT=$PUSHPROX_GO_BIN_DIR/pushprox-client
+        [ -x "$GO_PROXY" ] && [ -x "$GO_CLIENT" ] || fail "no pushprox-proxy and pushprox-client in $PUSHPROX_GO_BIN_DIR"
+    fi
+    OURS_ALL=() GO_ALL=() HOP_ALL=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        start_proxy proxy-cpu
+        CPU_PIDS=()
+        for h in "${HOSTS[@]}"; do
+            start_client "client-cpu-$h" "$h"
+            CPU_PIDS+=("$CLIENT_PID")
+        done
+        wait_polls "$CLIENTS" 60
+        ours=$(cpu_load ours "$PROXY_ADDR" "$PROXY_PID" "$(IFS=,; echo "${CPU_PIDS[*]}")")
+        stop_pids "$PROXY_PID" "${CPU_PIDS[@]}"
+        line="bench: cpu per 20KB scrape, round $round of $ROUNDS, $CLIENTS clients, $CONNECTIONS conns: ours $(kv "$ours" rate)/s proxy=$(kv "$ours" proxy_us)us client=$(kv "$ours" client_us)us"
+        OURS_ALL+=("$ours")
+        go=
+        if [ -n "${PUSHPROX_GO_BIN_DIR:-}" ]; then
+            port=$(free_port) || fail "no free port"
+            PROXY_ADDR=127.0.0.1:$port
+            start_bg go-proxy-cpu "$TMP/go-proxy-cpu.log" "$GO_PROXY" --web.listen-address "$PROXY_ADDR"
+            PROXY_PID=$LAST_PID
+            wait_http go-proxy "$PROXY_PID" "http://$PROXY_ADDR/clients" 10 || fail "$FAIL_REASON"
+            CPU_PIDS=()
+            for h in "${HOSTS[@]}"; do
+                start_bg "go-client-cpu-$h" "$TMP/go-client-cpu-$h.log" "$GO_CLIENT" \
+                    --proxy-url "http://$PROXY_ADDR/" --fqdn "$h" --metrics-addr 127.0.0.1:0
+                CPU_PIDS+=("$LAST_PID")
+            done
+            deadline=$((SECONDS + 60))
+            until [ "$(curl -sS --max-time 2 "http://$PROXY_ADDR/clients" 2>/dev/null | grep -o '"targets"' | wc -l)" -ge "$CLIENTS" ]; do
+                [ "$SECONDS" -lt "$deadline" ] || fail "the Go clients did not all register within 60 s"
+                sleep 0.2
+            done
+            go=$(cpu_load go "$PROXY_ADDR" "$PROXY_PID" "$(IFS=,; echo "${CPU_PIDS[*]}")")
+            stop_pids "$PROXY_PID" "${CPU_PIDS[@]}"
+            line+="; Go $(kv "$go" rate)/s proxy=$(kv "$go" proxy_us)us client=$(kv "$go" client_us)us"
+            GO_ALL+=("$go")
+        fi
+        hop=
+        if [ -n "$HOP_PID" ]; then
+            hop=$(cpu_load nginx "127.0.0.1:$HOP_PORT" "$HOP_PID" "")
+            line+="; nginx hop $(kv "$hop" rate)/s $(kv "$hop" proxy_us)us"
+            HOP_ALL+=("$hop")
+        fi
+        echo "$line"
+        awk -v o="$(kv "$ours" proxy_us)" -v g="$(kv "$go" proxy_us)" -v n="$(kv "$hop" proxy_us)" \
+            -v oc="$(kv "$ours" client_us)" -v gc="$(kv "$go" client_us)" \
+            -v or="$(kv "$ours" rate)" -v gr="$(kv "$go" rate)" -v round="$round" 'BEGIN {
+            printf("bench: cpu ratios, round %d:", round)
+            if (n > 0) printf(" proxy/nginx-hop x%.2f;", o / n)
+            if (g > 0) printf(" proxy/Go-proxy x%.2f; client/Go-client x%.2f; scrapes/s ours/Go x%.2f;", o / g, oc / gc, or / gr)
+            printf("\n") }'
+    done
+    [ -n "$HOP_PID" ] && stop_pids "$HOP_PID"
 fi
 say "done in ${SECONDS}s"

@@ -1,14 +1,10 @@
 //! One scrape: check the request the proxy handed out, perform it against the local target
 //! within its deadline, and push the result (or the reason it failed) back.
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use pushprox_protocol::{
-    parse_scrape_timeout, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER,
-    SCRAPE_TIMEOUT_HEADER,
-};
+use pushprox_protocol::{ScrapeRequest, ID_HEADER};
 use ureq::Agent;
 
 use crate::config::AllowRule;
@@ -16,6 +12,12 @@ use crate::in_flight::InFlight;
 use crate::link::ProxyLink;
 use crate::metrics::{Metrics, Outcome};
 use crate::push::{self, PushError};
+
+mod check;
+mod error;
+
+use check::{prepare, without_userinfo, Prepared};
+pub use error::ScrapeError;
 
 /// What every scrape thread shares.
 pub struct ScrapeContext {
@@ -49,306 +51,6 @@ impl TargetAgents {
             &self.http
         }
     }
-}
-
-/// Why a scrape produced no response of the target; the text becomes the body of the 500
-/// pushed in its place, so Prometheus shows it.
-#[derive(Debug)]
-pub enum ScrapeError {
-    /// The target's host is not our FQDN.
-    WrongHost { asked: String, fqdn: String },
-    /// The target's port (or host and port) is not in `--scrape.allow`.
-    NotAllowed {
-        url: String,
-        host: String,
-        port: u16,
-        allow: Vec<AllowRule>,
-        /// The list is the `--sd.target` ports, no `--scrape.allow` being given.
-        from_sd_targets: bool,
-    },
-    /// The URL is not an absolute http(s) URL.
-    BadUrl(ProtocolError),
-    /// `_scheme` is neither `http` nor `https`.
-    BadScheme(String),
-    /// No `X-Prometheus-Scrape-Timeout-Seconds` header.
-    MissingDeadline,
-    /// An `X-Prometheus-Scrape-Timeout-Seconds` that is not a number of seconds.
-    BadDeadline(ProtocolError),
-    /// The scraper's headers cannot be sent as they are.
-    BadRequest { url: String, reason: String },
-    /// The URL carries a user name or password (`http://user:pw@host/`); `url` has them cut out.
-    UserInfo { url: String },
-    /// A method other than GET or HEAD: a scrape reads, and nothing else reaches a target.
-    MethodNotAllowed { method: String, url: String },
-    /// `--scrape.max-in-flight` scrapes were running already: this one was not started.
-    Busy { max: usize },
-    /// The deadline passed before the target answered.
-    Timeout { url: String, timeout: Duration },
-    /// The target could not be reached or answered something that is not HTTP.
-    Target { url: String, error: ureq::Error },
-    /// The target broke off its response body.
-    Body { url: String, error: std::io::Error },
-}
-
-impl ScrapeError {
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            ScrapeError::WrongHost { .. }
-            | ScrapeError::NotAllowed { .. }
-            | ScrapeError::BadUrl(_)
-            | ScrapeError::BadScheme(_)
-            | ScrapeError::MissingDeadline
-            | ScrapeError::BadDeadline(_)
-            | ScrapeError::BadRequest { .. }
-            | ScrapeError::UserInfo { .. }
-            | ScrapeError::MethodNotAllowed { .. }
-            | ScrapeError::Busy { .. } => Outcome::Refused,
-            ScrapeError::Timeout { .. } => Outcome::Timeout,
-            ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
-        }
-    }
-
-    /// The status of the push that answers the scrape: 403 where this client's configuration
-    /// forbids it, 400 for credentials in the URL, 405 for a method other than GET or HEAD,
-    /// 503 beyond `--scrape.max-in-flight`, 500 for every other failure (as Go).
-    pub fn status(&self) -> u16 {
-        match self {
-            ScrapeError::NotAllowed { .. } => 403,
-            ScrapeError::UserInfo { .. } => 400,
-            ScrapeError::MethodNotAllowed { .. } => 405,
-            ScrapeError::Busy { .. } => 503,
-            _ => 500,
-        }
-    }
-}
-
-impl fmt::Display for ScrapeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ScrapeError::WrongHost { asked, fqdn } => write!(
-                f,
-                "scrape refused: the target host is \"{asked}\" but this pushprox-client serves \
-                 \"{fqdn}\"; its --fqdn must match the host of the Prometheus target"
-            ),
-            ScrapeError::NotAllowed {
-                url,
-                host,
-                port,
-                allow,
-                from_sd_targets,
-            } => {
-                let list: Vec<String> = allow.iter().map(AllowRule::to_string).collect();
-                let list = list.join(", ");
-                if *from_sd_targets {
-                    write!(
-                        f,
-                        "scrape of {url} refused: port {port} is not one of the --sd.target ports \
-                         ({list}), the only ones scraped without --scrape.allow; announce it with \
-                         --sd.target or allow it with --scrape.allow"
-                    )
-                } else if allow.iter().all(|r| matches!(r, AllowRule::Port(_))) {
-                    write!(
-                        f,
-                        "scrape of {url} refused: port {port} is not in --scrape.allow ({list}); \
-                         add it there to allow it"
-                    )
-                } else {
-                    let pair = AllowRule::HostPort(host.clone(), *port);
-                    write!(
-                        f,
-                        "scrape of {url} refused: {pair} is not in --scrape.allow ({list}); add \
-                         {port} or {pair} there to allow it"
-                    )
-                }
-            }
-            ScrapeError::BadUrl(e) => write!(f, "scrape refused: {e}"),
-            ScrapeError::BadScheme(s) => write!(
-                f,
-                "scrape refused: _scheme=\"{s}\" is neither http nor https"
-            ),
-            ScrapeError::MissingDeadline => write!(
-                f,
-                "scrape refused: the request has no {SCRAPE_TIMEOUT_HEADER} header, so it has no \
-                 deadline; Prometheus always sends it, other scrapers must add it \
-                 (e.g. curl -H '{SCRAPE_TIMEOUT_HEADER}: 10')"
-            ),
-            ScrapeError::BadDeadline(e) => write!(f, "scrape refused: {e}"),
-            ScrapeError::BadRequest { url, reason } => {
-                write!(f, "scrape of {url} refused: {reason}")
-            }
-            ScrapeError::UserInfo { url } => write!(
-                f,
-                "scrape of {url} refused: the URL carries a user name or password, which this \
-                 client never sends on to a target (Prometheus puts credentials in headers)"
-            ),
-            ScrapeError::MethodNotAllowed { method, url } => write!(
-                f,
-                "scrape of {url} refused: the method {} is not a scrape; this client sends \
-                 only GET and HEAD to its targets",
-                method.escape_debug()
-            ),
-            ScrapeError::Busy { max } => write!(
-                f,
-                "scrape refused: this client already runs --scrape.max-in-flight={max} scrapes, \
-                 so it did not start this one; are its targets too slow for the scrapes sent \
-                 its way?"
-            ),
-            ScrapeError::Timeout { url, timeout } => write!(
-                f,
-                "scrape of {url} timed out: no complete answer within the scrape timeout of {}s",
-                pushprox_protocol::format_scrape_timeout(*timeout)
-            ),
-            ScrapeError::Target { url, error } => write!(
-                f,
-                "scrape of {url} failed: {error}{}",
-                crate::tls::hint(error, "target")
-            ),
-            ScrapeError::Body { url, error } => {
-                write!(f, "scrape of {url} failed while reading the body: {error}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ScrapeError {}
-
-/// A scrape request checked and turned into what is sent to the target.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Prepared {
-    pub method: String,
-    /// The URL to request, with `_scheme` applied and removed.
-    pub url: String,
-    /// The scraper's headers minus those meant for the proxy hop.
-    pub headers: Vec<(String, String)>,
-    /// From `X-Prometheus-Scrape-Timeout-Seconds`.
-    pub timeout: Duration,
-}
-
-/// The methods a scrape may use. A proxy (the Go one passes any) could otherwise make this
-/// client send `DELETE` or `POST` to an exporter's API.
-const SCRAPE_METHODS: &[&str] = &["GET", "HEAD"];
-
-/// Checks the request's method (GET or HEAD) and its host against our FQDN, `--scrape.allow`
-/// (empty: any port) and its deadline header.
-pub fn prepare(
-    request: &ScrapeRequest,
-    fqdn: &str,
-    allow: &[AllowRule],
-) -> Result<Prepared, ScrapeError> {
-    if let Some(url) = without_userinfo(&request.url) {
-        return Err(ScrapeError::UserInfo { url });
-    }
-    if !SCRAPE_METHODS.contains(&request.method.as_str()) {
-        return Err(ScrapeError::MethodNotAllowed {
-            method: request.method.clone(),
-            url: request.url.clone(),
-        });
-    }
-    let target = request.target().map_err(ScrapeError::BadUrl)?;
-    if !same_host(&target.host, fqdn) {
-        return Err(ScrapeError::WrongHost {
-            asked: target.host,
-            fqdn: fqdn.to_string(),
-        });
-    }
-    let url = target_url(&request.url)?;
-    // The port the connection goes to: _scheme=https without a port means 443.
-    let port = target
-        .port
-        .unwrap_or(if url.starts_with("https:") { 443 } else { 80 });
-    if !allowed(allow, &target.host, port) {
-        return Err(ScrapeError::NotAllowed {
-            url,
-            host: target.host.trim_end_matches('.').to_string(),
-            port,
-            allow: allow.to_vec(),
-            from_sd_targets: false,
-        });
-    }
-    let timeout = request
-        .headers
-        .get(SCRAPE_TIMEOUT_HEADER)
-        .ok_or(ScrapeError::MissingDeadline)
-        .and_then(|v| parse_scrape_timeout(v).map_err(ScrapeError::BadDeadline))?;
-    Ok(Prepared {
-        method: request.method.clone(),
-        url,
-        headers: forwarded_headers(request),
-        timeout,
-    })
-}
-
-/// `url` with its userinfo (`user:password@`) cut out, or `None` when it has none.
-pub fn without_userinfo(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (userinfo, _) = rest[..end].rsplit_once('@')?;
-    Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
-}
-
-/// Whether `--scrape.allow` lets this client scrape `port` of `host`.
-fn allowed(allow: &[AllowRule], host: &str, port: u16) -> bool {
-    allow.is_empty()
-        || allow.iter().any(|rule| match rule {
-            AllowRule::Port(p) => *p == port,
-            AllowRule::HostPort(h, p) => *p == port && same_host(h, host),
-        })
-}
-
-fn same_host(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.')
-        .eq_ignore_ascii_case(b.trim_end_matches('.'))
-}
-
-/// The URL to request: `_scheme=https` (or `http`) in the query picks the scheme and is
-/// removed; the other parameters stay as they were, in order.
-pub fn target_url(url: &str) -> Result<String, ScrapeError> {
-    let bad = || ScrapeError::BadUrl(ProtocolError::MalformedUrl(url.to_string()));
-    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-    let rest = rest.split('#').next().unwrap_or("");
-    let (base, query) = match rest.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (rest, None),
-    };
-    let mut scheme = scheme.to_ascii_lowercase();
-    let mut kept = Vec::new();
-    for param in query.unwrap_or("").split('&') {
-        let (key, value) = param.split_once('=').unwrap_or((param, ""));
-        if key == "_scheme" {
-            match value {
-                "http" | "https" => scheme = value.to_string(),
-                other => return Err(ScrapeError::BadScheme(other.to_string())),
-            }
-        } else if !param.is_empty() {
-            kept.push(param);
-        }
-    }
-    let slash = if base.contains('/') { "" } else { "/" };
-    let mut out = format!("{scheme}://{base}{slash}");
-    if !kept.is_empty() {
-        out.push('?');
-        out.push_str(&kept.join("&"));
-    }
-    Ok(out)
-}
-
-/// Headers for the proxy hop (framing, connection, proxy credentials) and ours (`Id`) are not
-/// sent on; `Host` comes from the URL.
-const NOT_FORWARDED: &[&str] = &["Host", ID_HEADER, "Proxy-Authorization", "TE"];
-
-/// The scraper's headers to send to the target.
-pub fn forwarded_headers(request: &ScrapeRequest) -> Vec<(String, String)> {
-    request
-        .headers
-        .iter()
-        .filter(|(name, _)| {
-            !HOP_BY_HOP
-                .iter()
-                .chain(NOT_FORWARDED)
-                .any(|h| h.eq_ignore_ascii_case(name))
-        })
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
 }
 
 /// Performs the scrape; the response's body is still to be read, within the same deadline.
@@ -546,7 +248,10 @@ fn scrape_and_push(
 
 #[cfg(test)]
 mod tests {
+    use super::check::{forwarded_headers, target_url};
     use super::*;
+    use pushprox_protocol::SCRAPE_TIMEOUT_HEADER;
+    use std::time::Duration;
 
     fn request(text: &str) -> ScrapeRequest {
         ScrapeRequest::from_bytes(text.as_bytes(), 64 * 1024).unwrap()

@@ -194,57 +194,66 @@ impl<R: BufRead> BodyReader<R> {
         self.state = State::ChunkHeader;
         Ok(())
     }
-
-    fn charge(&mut self, n: usize) -> Result<(), ProtocolError> {
-        self.read += n as u64;
-        match self.limit {
-            Some(limit) if self.read > limit => Err(ProtocolError::BodyTooLarge { limit }),
-            _ => Ok(()),
-        }
-    }
-
-    fn read_inner(&mut self, buf: &mut [u8]) -> Result<usize, ProtocolError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match self.state {
-                State::Done => return Ok(0),
-                State::ChunkHeader => self.read_chunk_header()?,
-                State::ChunkEnd => self.read_chunk_end()?,
-                State::Eof => {
-                    let n = self.inner.read(buf)?;
-                    if n == 0 {
-                        self.state = State::Done;
-                    }
-                    self.charge(n)?;
-                    return Ok(n);
-                }
-                State::Remaining(left) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.inner.read(&mut buf[..want])?;
-                    if n == 0 {
-                        return Err(ProtocolError::UnexpectedEof {
-                            context: if self.chunked { "chunked body" } else { "body" },
-                        });
-                    }
-                    let left = left - n as u64;
-                    self.state = match (left, self.chunked) {
-                        (0, true) => State::ChunkEnd,
-                        (0, false) => State::Done,
-                        (left, _) => State::Remaining(left),
-                    };
-                    self.charge(n)?;
-                    return Ok(n);
-                }
-            }
-        }
-    }
 }
 
 impl<R: BufRead> Read for BodyReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_inner(buf).map_err(io::Error::from)
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// The body's bytes straight from the inner reader's buffer, without a copy: a relay writes
+/// them on as they are.
+impl<R: BufRead> BufRead for BodyReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        loop {
+            match self.state {
+                State::Done => return Ok(&[]),
+                State::ChunkHeader => self.read_chunk_header()?,
+                State::ChunkEnd => self.read_chunk_end()?,
+                State::Eof | State::Remaining(_) => break,
+            }
+        }
+        let allowed = self.limit.map_or(u64::MAX, |l| l.saturating_sub(self.read));
+        let available = self.inner.fill_buf()?;
+        let left = match self.state {
+            State::Remaining(left) => left,
+            _ => u64::MAX,
+        };
+        if available.is_empty() {
+            if self.state == State::Eof {
+                self.state = State::Done;
+                return Ok(&[]);
+            }
+            return Err(ProtocolError::UnexpectedEof {
+                context: if self.chunked { "chunked body" } else { "body" },
+            }
+            .into());
+        }
+        if allowed == 0 {
+            let limit = self.limit.unwrap_or_default();
+            return Err(ProtocolError::BodyTooLarge { limit }.into());
+        }
+        let n =
+            usize::try_from(left.min(allowed)).map_or(available.len(), |m| m.min(available.len()));
+        Ok(&available[..n])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+        self.read += n as u64;
+        if let State::Remaining(left) = self.state {
+            let left = left.saturating_sub(n as u64);
+            self.state = match (left, self.chunked) {
+                (0, true) => State::ChunkEnd,
+                (0, false) => State::Done,
+                (left, _) => State::Remaining(left),
+            };
+        }
     }
 }
 
@@ -257,6 +266,28 @@ pub fn read_body<R: BufRead>(
     let mut body = Vec::new();
     BodyReader::new(inner, framing, limit).read_to_end(&mut body)?;
     Ok(body)
+}
+
+/// Room for the size line of any chunk: 16 hex digits and CRLF.
+pub const CHUNK_LINE: usize = 18;
+
+/// The last chunk of a chunked body, without trailers, and the body's end.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The size line of a chunk of `n` bytes (`1f40\r\n`), made in `buf` without an allocation:
+/// what [`ChunkedEncoder`] writes, and a relay writing the data of a chunk as it is.
+pub fn chunk_size_line(n: usize, buf: &mut [u8; CHUNK_LINE]) -> &[u8] {
+    let mut at = CHUNK_LINE - 2;
+    buf[at..].copy_from_slice(b"\r\n");
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// Size of the chunks a [`ChunkedEncoder`] produces: large enough to keep the framing
@@ -312,14 +343,15 @@ impl<R: Read> ChunkedEncoder<R> {
         };
         if n == 0 {
             self.out.clear();
-            self.out.extend_from_slice(b"0\r\n\r\n");
+            self.out.extend_from_slice(LAST_CHUNK);
             self.finished = true;
             return Ok(());
         }
-        let size_line = format!("{n:x}\r\n");
+        let mut line = [0; CHUNK_LINE];
+        let size_line = chunk_size_line(n, &mut line);
         // Right-align the size line against the data so nothing has to move.
         self.pos = SIZE_LINE - size_line.len();
-        self.out[self.pos..SIZE_LINE].copy_from_slice(size_line.as_bytes());
+        self.out[self.pos..SIZE_LINE].copy_from_slice(size_line);
         self.out.truncate(SIZE_LINE + n);
         self.out.extend_from_slice(b"\r\n");
         Ok(())
@@ -363,6 +395,69 @@ mod tests {
         .unwrap();
         assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
         assert_eq!(chunked(&out, None).unwrap(), b"hello world");
+    }
+
+    /// A body read through `fill_buf`/`consume`, as a relay reads it.
+    fn by_buffer(bytes: &[u8], framing: Framing, limit: Option<u64>) -> io::Result<Vec<u8>> {
+        let mut reader = BodyReader::new(io::BufReader::with_capacity(7, bytes), framing, limit);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            let got = reader.fill_buf()?;
+            if got.is_empty() {
+                assert!(reader.is_done());
+                return Ok(out);
+            }
+            let n = got.len().min(5);
+            out.extend_from_slice(&got[..n]);
+            reader.consume(n);
+        }
+        panic!("the body did not end");
+    }
+
+    #[test]
+    fn buffered_reads_see_the_same_body_and_limits_as_reads() {
+        let coded = b"6\r\nhello \r\n5;x=1\r\nworld\r\n0\r\nT: 1\r\n\r\nNEXT";
+        assert_eq!(
+            by_buffer(coded, Framing::Chunked, None).unwrap(),
+            b"hello world"
+        );
+        assert_eq!(
+            by_buffer(b"0123456789NEXT", Framing::Length(10), None).unwrap(),
+            b"0123456789"
+        );
+        assert_eq!(
+            by_buffer(b"0123456789", Framing::UntilEof, None).unwrap(),
+            b"0123456789"
+        );
+        for (bytes, framing) in [
+            (&coded[..], Framing::Chunked),
+            (b"0123456789", Framing::Length(10)),
+            (b"0123456789", Framing::UntilEof),
+        ] {
+            let err = ProtocolError::from(by_buffer(bytes, framing, Some(5)).unwrap_err());
+            assert!(
+                matches!(err, ProtocolError::BodyTooLarge { limit: 5 }),
+                "{err}"
+            );
+            // At the limit exactly, the body is whole.
+            assert_eq!(
+                by_buffer(bytes, framing, Some(11)).unwrap().len(),
+                framing_len(framing)
+            );
+        }
+        let err = ProtocolError::from(by_buffer(b"01234", Framing::Length(10), None).unwrap_err());
+        assert!(matches!(err, ProtocolError::UnexpectedEof { .. }), "{err}");
+        let err = ProtocolError::from(
+            by_buffer(b"5\r\nhelloXX\r\n0\r\n\r\n", Framing::Chunked, None).unwrap_err(),
+        );
+        assert!(matches!(err, ProtocolError::InvalidChunk(_)), "{err}");
+    }
+
+    fn framing_len(framing: Framing) -> usize {
+        match framing {
+            Framing::Chunked => 11,
+            _ => 10,
+        }
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub use announce::{
     check_label_name, json_ascii_string, json_labels, json_targets, Label, LabelNameError,
     FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER,
 };
-pub use body::{read_body, BodyReader, ChunkedEncoder, Framing};
+pub use body::{
+    chunk_size_line, read_body, BodyReader, ChunkedEncoder, Framing, CHUNK_LINE, LAST_CHUNK,
+};
 pub use error::{excerpt, ProtocolError};
 pub use fqdn::{fqdn_key, is_fqdn};
 pub use head::{parse_request, read_request, HeadLimits, RequestHead, Version};

@@ -2,7 +2,7 @@
 //! still to be read from the push's connection. The scrape relays the body and then answers
 //! the push, so one thread owns the whole exchange.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, Read};
 
 use pushprox_protocol::{BodyReader, Framing, ResponseHead};
 
@@ -40,20 +40,20 @@ pub enum RelayEnd {
 
 /// The body of a pushed response, read from the push request's body.
 pub struct PushedBody {
-    reader: BodyReader<BufReader<RequestBody>>,
+    reader: BodyReader<RequestBody>,
 }
 
 impl PushedBody {
     /// The pushed body, framed by `framing` inside the push request's body, at most `limit`
     /// bytes (--push.max-body).
-    pub fn new(request_body: BufReader<RequestBody>, framing: Framing, limit: u64) -> Self {
+    pub fn new(request_body: RequestBody, framing: Framing, limit: u64) -> Self {
         PushedBody {
             reader: BodyReader::new(request_body, framing, Some(limit)),
         }
     }
 
     /// The push request's body, for a push that no scrape took.
-    pub fn into_request_body(self) -> BufReader<RequestBody> {
+    pub fn into_request_body(self) -> RequestBody {
         self.reader.into_inner()
     }
 
@@ -76,8 +76,8 @@ impl PushedBody {
 }
 
 /// Answers a push whose body is `request_body`.
-pub fn answer_push(request_body: BufReader<RequestBody>, end: &RelayEnd, id: &str, bytes: u64) {
-    let conn = request_body.into_inner().finish();
+pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u64) {
+    let conn = request_body.finish();
     let (status, reason) = match end {
         RelayEnd::Relayed => (200, String::new()),
         RelayEnd::PushBroken(e @ BodyError::TooLarge { .. }) => (
@@ -109,5 +109,15 @@ pub fn answer_push(request_body: BufReader<RequestBody>, end: &RelayEnd, id: &st
 impl Read for PushedBody {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.reader.read(out)
+    }
+}
+
+impl BufRead for PushedBody {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.reader.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.reader.consume(n)
     }
 }

@@ -15,6 +15,11 @@ use pushprox_daemon::AtomicU64;
 use crate::http::ShareRefusal;
 
 /// Upper bounds of the duration histograms (the client_golang defaults, as in Go).
+/// The label the HTTP front gives scrape requests: they are counted by status in
+/// `pushproxy_proxied_requests_total`, the proxy's own endpoints by path in
+/// `pushprox_http_requests_total`.
+pub const SCRAPE_LABEL: &str = "scrape";
+
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -266,13 +271,18 @@ impl Metrics {
             .observe(took);
     }
 
-    /// A scrape ended; `status` is what the scraper got.
-    pub fn scrape(&self, outcome: ScrapeOutcome, status: u16, took: Duration) {
+    /// A scrape ended so.
+    pub fn scrape(&self, outcome: ScrapeOutcome) {
         let i = ScrapeOutcome::ALL
             .iter()
             .position(|o| *o == outcome)
             .unwrap_or(0);
         self.scrapes[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A scrape request was answered with `status` (as written: 499 when the scraper went
+    /// away first), whatever refused or relayed it.
+    pub fn proxied(&self, status: u16, took: Duration) {
         *lock(&self.proxied).entry(status).or_default() += 1;
         lock(&self.scrape_durations).observe(took);
     }
@@ -508,8 +518,10 @@ mod tests {
     fn exposition_has_go_names_and_counts() {
         let m = Metrics::default();
         m.http_request("/poll", 200, Duration::from_millis(3));
-        m.scrape(ScrapeOutcome::Relayed, 200, Duration::from_millis(20));
-        m.scrape(ScrapeOutcome::NoPoll, 504, Duration::from_secs(1));
+        m.scrape(ScrapeOutcome::Relayed);
+        m.proxied(200, Duration::from_millis(20));
+        m.scrape(ScrapeOutcome::NoPoll);
+        m.proxied(504, Duration::from_secs(1));
         m.auth_failure(AuthFailure::ClientTokenWrong);
         m.auth_failure(AuthFailure::ClientTokenWrong);
         m.poll_refused(PollRefused::RegistryFull);

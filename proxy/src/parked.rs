@@ -1,6 +1,7 @@
 //! A poll waiting for a scrape: its connection, kept unanswered and without a thread.
 
 use std::io;
+use std::sync::Arc;
 
 use pushprox_protocol::{fqdn_key, MAX_POLLS_HEADER, RETRY_HEADER, RETRY_NEXT};
 
@@ -15,14 +16,17 @@ pub struct ParkedPoll {
     pub fqdn: String,
     /// Its place among the parked connections, given back with the poll.
     _share: Held,
+    /// Told when the poll ends, and whether it carried a scrape.
+    registry: Arc<Registry>,
 }
 
 impl ParkedPoll {
-    pub fn new(conn: Connection, fqdn: String, share: Held) -> Self {
+    pub fn new(conn: Connection, fqdn: String, share: Held, registry: Arc<Registry>) -> Self {
         ParkedPoll {
             conn,
             fqdn,
             _share: share,
+            registry,
         }
     }
 
@@ -33,10 +37,10 @@ impl ParkedPoll {
 
     /// Answers the poll with the scrape request in proxy form; an error when the client is
     /// gone or the write fails, so the scrape can go to the next poll.
-    pub fn hand_over(self, registry: &Registry, scrape: &[u8]) -> io::Result<()> {
+    pub fn hand_over(self, scrape: &[u8]) -> io::Result<()> {
         let key = fqdn_key(&self.fqdn);
         if self.is_gone() {
-            registry.poll_ended(&key, false);
+            self.registry.poll_ended(&key, false);
             self.conn.abandon(499);
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
@@ -49,7 +53,7 @@ impl ParkedPoll {
             (MAX_POLLS_HEADER, max.as_str()),
         ];
         let answered = self.conn.respond_checked(200, &headers, scrape);
-        registry.poll_ended(&key, answered.is_ok());
+        self.registry.poll_ended(&key, answered.is_ok());
         let after = answered?;
         if let After::Next(conn) = after {
             conn.resume();
@@ -58,8 +62,8 @@ impl ParkedPoll {
     }
 
     /// Answers the poll without a scrape: superseded, or held too long.
-    pub fn answer(self, registry: &Registry, status: u16, reason: &str) {
-        registry.poll_ended(&fqdn_key(&self.fqdn), false);
+    pub fn answer(self, status: u16, reason: &str) {
+        self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
         let max = MAX_POLLS_PER_CLIENT.to_string();
         let headers = [TEXT[0], TEXT[1], (MAX_POLLS_HEADER, max.as_str())];
         if let After::Next(conn) =
@@ -73,8 +77,8 @@ impl ParkedPoll {
     /// Answers a poll of a proxy that is stopping: poll again at once, elsewhere. 404, which a
     /// balancer retries on its next server without counting this proxy as failed (its pushes
     /// still come here); our client polls again at once on the marker.
-    pub fn come_back(self, registry: &Registry) {
-        registry.poll_ended(&self.fqdn.to_ascii_lowercase(), false);
+    pub fn come_back(self) {
+        self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
         let max = MAX_POLLS_PER_CLIENT.to_string();
         let headers = [
             TEXT[0],
@@ -91,18 +95,18 @@ impl ParkedPoll {
     }
 
     /// Answers a poll that a newer poll of the same client replaced.
-    pub fn superseded(self, registry: &Registry) {
+    pub fn superseded(self) {
         log::debug!("poll superseded by a newer poll fqdn={}", self.fqdn);
         let reason = format!(
             "Error WaitForScrapeInstruction: request is expired: a newer poll of {} took over",
             self.fqdn
         );
-        self.answer(registry, 408, &reason);
+        self.answer(408, &reason);
     }
 
     /// Frees a poll whose client hung up.
-    pub fn drop_gone(self, registry: &Registry) {
-        registry.poll_ended(&fqdn_key(&self.fqdn), false);
+    pub fn drop_gone(self) {
+        self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
         self.conn.abandon(499);
     }
 }

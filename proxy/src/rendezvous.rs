@@ -6,16 +6,18 @@
 //! poll, each on its own channel. A parked poll costs no thread: it is a value in a map
 //! until a scrape takes it, so 10,000 idle clients do not need 10,000 waiting threads. A
 //! scrape that took a poll writes itself onto it and then waits, on a channel registered
-//! under its id, for the push.
+//! under its id, for the push. The rendezvous also holds the registry of known clients, so
+//! that whether a client is live (seen lately, or a poll of it parked) is asked in one place.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use pushprox_daemon::handoff::{handoff, Receiver, RecvError, Sender};
 use pushprox_daemon::AtomicU64;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crate::registry::{ClientInfo, Registry};
 
 /// What became of an arriving poll.
 #[derive(Debug)]
@@ -135,6 +137,7 @@ pub struct Rendezvous<P, D> {
     parked: AtomicUsize,
     next_ticket: AtomicU64,
     shutting_down: AtomicBool,
+    registry: Arc<Registry>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,16 +145,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl<P: Send, D: Send> Default for Rendezvous<P, D> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<P: Send, D: Send> Rendezvous<P, D> {
-    /// An empty meeting point.
-    pub fn new() -> Self {
+    /// An empty meeting point of the clients `registry` knows.
+    pub fn new(registry: Registry) -> Self {
         Rendezvous {
+            registry: Arc::new(registry),
             slots: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             expired: Mutex::new(VecDeque::new()),
@@ -169,10 +167,10 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         let mut slots = lock(&self.slots);
         let slot = slots.entry(fqdn.to_string()).or_default();
         while let Some((_, tx)) = slot.scrapes.pop_front() {
-            match tx.try_send(poll) {
+            match tx.send(poll) {
                 Ok(()) => return Arrival::Taken,
                 // That scrape gave up a moment ago; try the next one.
-                Err(e) => poll = e.into_inner(),
+                Err(p) => poll = p,
             }
         }
         let mut superseded = Vec::new();
@@ -210,7 +208,7 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Taken::ShuttingDown;
         }
-        let (tx, rx) = bounded::<P>(1);
+        let (tx, rx) = handoff::<P>();
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         {
             let mut slots = lock(&self.slots);
@@ -222,18 +220,17 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
             }
             slot.scrapes.push_back((ticket, tx));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.recv_until(deadline) {
             Ok(poll) => return Taken::Poll(poll),
-            Err(RecvTimeoutError::Disconnected) => return Taken::ShuttingDown,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvError::Disconnected) => return Taken::ShuttingDown,
+            Err(RecvError::Timeout) => {}
         }
         let mut slots = lock(&self.slots);
         if let Some(slot) = slots.get_mut(fqdn) {
             slot.scrapes.retain(|(t, _)| *t != ticket);
         }
         // A poll may have been sent between the time-out and the lock: park it again.
-        let Ok(late) = rx.try_recv() else {
+        let Some(late) = rx.close() else {
             return Taken::NoPoll { stale: None };
         };
         let slot = slots.entry(fqdn.to_string()).or_default();
@@ -253,7 +250,7 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
 
     /// Registers a scrape so that its push can find it.
     pub fn expect_push(&self, id: &str, fqdn: &str, deadline: Instant) -> PushWait<D> {
-        let (tx, rx) = bounded::<D>(1);
+        let (tx, rx) = handoff::<D>();
         lock(&self.waiting).insert(
             id.to_string(),
             WaitingScrape {
@@ -272,16 +269,15 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
 
     /// Waits for the push of a scrape that was handed to a client, until its deadline.
     pub fn wait_push(&self, wait: PushWait<D>) -> Result<D, ScrapeError> {
-        let left = wait.deadline.saturating_duration_since(Instant::now());
-        let result = match wait.rx.recv_timeout(left) {
+        let result = match wait.rx.recv_until(wait.deadline) {
             Ok(d) => Ok(d),
-            Err(RecvTimeoutError::Timeout) => Err(ScrapeError::NoPush),
-            Err(RecvTimeoutError::Disconnected) => Err(ScrapeError::ShuttingDown),
+            Err(RecvError::Timeout) => Err(ScrapeError::NoPush),
+            Err(RecvError::Disconnected) => Err(ScrapeError::ShuttingDown),
         };
         let registered = lock(&self.waiting).remove(&wait.id).is_some();
         // A push that came between the time-out and the removal is still relayed.
         if result.is_err() {
-            if let Ok(d) = wait.rx.try_recv() {
+            if let Some(d) = wait.rx.close() {
                 return Ok(d);
             }
         }
@@ -305,9 +301,9 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
     pub fn push(&self, id: &str, delivery: D) -> Result<(), (PushError, D)> {
         let waiting = lock(&self.waiting).remove(id);
         match waiting {
-            Some(w) => w.tx.try_send(delivery).map_err(|e| {
+            Some(w) => w.tx.send(delivery).map_err(|d| {
                 let ago = Duration::ZERO;
-                (PushError::Expired { fqdn: w.fqdn, ago }, e.into_inner())
+                (PushError::Expired { fqdn: w.fqdn, ago }, d)
             }),
             None => {
                 let expired = lock(&self.expired);
@@ -338,6 +334,28 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         lock(&self.slots)
             .get(fqdn)
             .is_some_and(|s| !s.parked.is_empty())
+    }
+
+    /// The known clients, shared with each parked poll, which tells it when the poll ends.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The live clients (a poll of theirs parked, or seen within the registration timeout),
+    /// sorted by FQDN.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        self.registry.live(|key| self.has_poll(key))
+    }
+
+    /// Whether `key` is a live client.
+    pub fn is_known(&self, key: &str) -> bool {
+        self.registry.is_known(key, self.has_poll(key))
+    }
+
+    /// Forgets the clients neither polling nor seen within the registration timeout;
+    /// returns their FQDNs.
+    pub fn forget_expired(&self) -> Vec<String> {
+        self.registry.forget_expired(|key| self.has_poll(key))
     }
 
     /// Polls parked now.
@@ -429,6 +447,10 @@ mod tests {
 
     type R = Rendezvous<&'static str, String>;
 
+    fn registry() -> Registry {
+        Registry::new(Duration::from_secs(60), 100)
+    }
+
     fn go() -> PollerInfo {
         PollerInfo::default()
     }
@@ -439,7 +461,7 @@ mod tests {
 
     #[test]
     fn parked_poll_is_taken_by_a_scrape_and_push_meets_the_scrape() {
-        let r: Arc<R> = Arc::new(Rendezvous::new());
+        let r: Arc<R> = Arc::new(Rendezvous::new(registry()));
         assert!(matches!(
             r.poll_arrived("a", "poll-1", go()),
             Arrival::Parked { superseded } if superseded.is_empty()
@@ -462,7 +484,7 @@ mod tests {
 
     #[test]
     fn waiting_scrape_gets_the_next_poll() {
-        let r: Arc<R> = Arc::new(Rendezvous::new());
+        let r: Arc<R> = Arc::new(Rendezvous::new(registry()));
         let r2 = r.clone();
         let scraper = thread::spawn(move || r2.take_poll("a", soon(3000)));
         while lock(&r.slots).get("a").is_none_or(|s| s.scrapes.is_empty()) {
@@ -478,7 +500,7 @@ mod tests {
 
     #[test]
     fn scrape_without_poll_gives_up_at_its_deadline() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         let start = Instant::now();
         assert!(matches!(
             r.take_poll("nobody", soon(200)),
@@ -503,7 +525,7 @@ mod tests {
 
     #[test]
     fn newer_poll_supersedes_the_parked_one() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         r.poll_arrived("a", "old", go());
         match r.poll_arrived("a", "new", go()) {
             Arrival::Parked { superseded } => assert_eq!(superseded, ["old"]),
@@ -515,7 +537,7 @@ mod tests {
 
     #[test]
     fn polls_of_one_instance_stay_side_by_side_up_to_the_limit() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         let ours = |hold_ms| PollerInfo {
             instance: Some("i1".into()),
             hold: Duration::from_millis(hold_ms),
@@ -575,7 +597,7 @@ mod tests {
 
     #[test]
     fn late_and_unknown_pushes_are_refused() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         let wait = r.expect_push("late", "a", soon(50));
         assert_eq!(r.wait_push(wait).unwrap_err(), ScrapeError::NoPush);
         match r.push("late", "x".into()) {
@@ -593,7 +615,7 @@ mod tests {
 
     #[test]
     fn hold_limit_and_shutdown_give_polls_back() {
-        let r: R = Rendezvous::new();
+        let r: R = Rendezvous::new(registry());
         r.poll_arrived("a", "p-a", go());
         thread::sleep(Duration::from_millis(30));
         r.poll_arrived("b", "p-b", go());

@@ -1,7 +1,7 @@
 //! Wiring: bind, build the state, route each request to its handler, sweep, shut down.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ fn route(method: &str, target: &str) -> Route {
 /// The metric label of a route; scrapes are counted by outcome instead (`""`).
 fn label(route: Route) -> &'static str {
     match route {
-        Route::Scrape => "",
+        Route::Scrape => crate::metrics::SCRAPE_LABEL,
         Route::Poll => "/poll",
         Route::Push => "/push",
         Route::Clients => "/clients",
@@ -94,17 +94,6 @@ fn label(route: Route) -> &'static str {
 /// The PushProx endpoints, as the HTTP front's service.
 struct Proxy {
     state: Arc<State>,
-    /// The front, for its open-connection count in /metrics.
-    front: OnceLock<Weak<Front>>,
-}
-
-impl Proxy {
-    fn open_connections(&self) -> usize {
-        self.front
-            .get()
-            .and_then(Weak::upgrade)
-            .map_or(0, |f| f.open_connections())
-    }
 }
 
 impl Service for Proxy {
@@ -154,7 +143,7 @@ impl Service for Proxy {
             Route::Poll => handlers::poll::handle(state, request, conn),
             Route::Push => handlers::push::handle(state, request, conn),
             Route::Clients => handlers::clients::handle(state, conn),
-            Route::Metrics => handlers::metrics::handle(state, self.open_connections(), conn),
+            Route::Metrics => handlers::metrics::handle(state, conn.open_connections(), conn),
             Route::Index => handlers::index::handle(state, conn),
             // 503 while stopping, so that a load balancer stops sending clients here.
             Route::Healthy if pushprox_daemon::signals::requested() => {
@@ -185,8 +174,9 @@ impl Service for Proxy {
     }
 
     fn record(&self, label: &'static str, status: u16, took: Duration) {
-        if !label.is_empty() {
-            self.state.metrics.http_request(label, status, took);
+        match label {
+            crate::metrics::SCRAPE_LABEL => self.state.metrics.proxied(status, took),
+            _ => self.state.metrics.http_request(label, status, took),
         }
     }
 
@@ -330,11 +320,10 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     };
     let state = Arc::new(State {
         auth,
-        rendezvous: Rendezvous::new(),
-        registry: Registry::new(
+        rendezvous: Rendezvous::new(Registry::new(
             config.registration_timeout,
             config.registration.max_clients as usize,
-        ),
+        )),
         metrics: Metrics::default(),
         started: Instant::now(),
         config,
@@ -343,16 +332,14 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     });
     let proxy = Arc::new(Proxy {
         state: Arc::clone(&state),
-        front: OnceLock::new(),
     });
     let front = Front::new(
-        proxy.clone(),
+        proxy,
         limits,
         tls,
         headers,
         shares(&state.config, max_connections),
     );
-    let _ = proxy.front.set(Arc::downgrade(&front));
     spawn_janitor(Arc::clone(&state))?;
     front
         .run(&listener, pushprox_daemon::signals::requested)
@@ -368,7 +355,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         state.scrapes_in_progress.load(Ordering::SeqCst)
     );
     for poll in parked {
-        poll.come_back(&state.registry);
+        poll.come_back();
     }
     // Connections are still accepted, so that the pushes of scrapes in flight arrive; polls
     // and new scrapes are refused by the rendezvous from now on.
@@ -411,19 +398,18 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), StartupError> {
                 thread::sleep(tick);
                 for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
                     let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
-                    poll.answer(&state.registry, 408, &reason);
+                    poll.answer(408, &reason);
                 }
                 if last_gone.elapsed() >= GONE_SWEEP {
                     last_gone = Instant::now();
                     for poll in state.rendezvous.take_parked_where(|p| p.is_gone()) {
                         log::debug!("poll freed: its client hung up fqdn={}", poll.fqdn);
-                        poll.drop_gone(&state.registry);
+                        poll.drop_gone();
                     }
                 }
                 if last_sweep.elapsed() >= every {
                     last_sweep = Instant::now();
-                    let polling = |key: &str| state.rendezvous.has_poll(key);
-                    for fqdn in state.registry.forget_expired(polling) {
+                    for fqdn in state.rendezvous.forget_expired() {
                         log::info!(
                             "client forgotten fqdn={fqdn} (no poll within --registration.timeout)"
                         );

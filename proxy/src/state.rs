@@ -9,7 +9,6 @@ use crate::delivery::Delivery;
 use crate::metrics::Metrics;
 use crate::parked::ParkedPoll;
 use crate::passing::Passing;
-use crate::registry::Registry;
 use crate::rendezvous::Rendezvous;
 
 /// Everything the handlers share.
@@ -18,8 +17,6 @@ pub struct State {
     pub config: Config,
     /// Where polls, scrapes and pushes meet.
     pub rendezvous: Rendezvous<ParkedPoll, Delivery>,
-    /// Known clients.
-    pub registry: Registry,
     /// Counters for /metrics.
     pub metrics: Metrics,
     /// Start of the process, for the status page.

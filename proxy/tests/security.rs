@@ -251,6 +251,37 @@ fn users_file(dir: &TempDir) -> String {
     dir.write_arg("users", &format!("# scrapers\n{line}"))
 }
 
+/// A scrape refused before it reaches the scrape handler (for its credentials, or for a body
+/// a scrape never has) is counted by the status written, like every scrape (issue 19).
+#[test]
+fn refused_scrapes_are_counted_by_the_status_written() {
+    let dir = TempDir::new("users");
+    let users = users_file(&dir);
+    let proxy = Proxy::start(&["--auth.scrape-users", &users]);
+    let counted = |code: u16| {
+        proxy
+            .metric(&format!(
+                "pushproxy_proxied_requests_total{{code=\"{code}\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+    assert_eq!(counted(407), 0.0);
+    for _ in 0..2 {
+        let missing = raw(proxy.port, &scrape_request("nobody.example", None));
+        assert_eq!(missing.status, 407, "{missing:?}");
+    }
+    let oversized = b"GET http://nobody.example:9100/metrics HTTP/1.1\r\nHost: nobody.example:9100\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n";
+    let refused = raw(proxy.port, oversized);
+    assert_eq!(refused.status, 413, "{refused:?}");
+    assert_eq!(counted(407), 2.0, "{}", proxy.log_text());
+    assert_eq!(counted(413), 1.0, "{}", proxy.log_text());
+    // Not in the API's counter, which is for the proxy's own endpoints.
+    assert_eq!(
+        proxy.metric("pushprox_http_requests_total{code=\"407\",path=\"other\"}"),
+        None
+    );
+}
+
 #[test]
 fn scrapes_need_proxy_credentials() {
     let dir = TempDir::new("users");

@@ -10,7 +10,8 @@ use crate::AtomicU64;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// 64 random bits: std's per-process SipHash keys (from the OS), over a counter that never
-/// repeats within the process, the time and `salt`.
+/// repeats within the process, the time and `salt`. The keys already differ between
+/// processes, so the process id adds nothing (and would cost a system call per id).
 pub fn random_u64(salt: u64) -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -18,7 +19,6 @@ pub fn random_u64(salt: u64) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     h.write_u128(now);
-    h.write_u32(std::process::id());
     h.write_u64(salt);
     h.finish()
 }

@@ -1,7 +1,7 @@
 //! What `pushprox-proxy` and `pushprox-client` need as long-running daemons, written once:
 //! the flags both take ([`flags`], [`listen`]) and their start ([`startup`]), threads that are
-//! reused ([`workers`]), SIGTERM and SIGINT ([`signals`]), `--lock-file` ([`lock`]), the
-//! one-line logger ([`logger`]), the Prometheus text exposition
+//! reused ([`workers`]) and one-value hand-offs between them ([`handoff`]), SIGTERM and SIGINT
+//! ([`signals`]), `--lock-file` ([`lock`]), the one-line logger ([`logger`]), the Prometheus text exposition
 //! ([`exposition`]) with the `process_*` metrics ([`process`]), random ids ([`ids`]), and
 //! TLS certificate and key files with the crypto provider ([`tls`]).
 //!
@@ -9,6 +9,7 @@
 
 pub mod exposition;
 pub mod flags;
+pub mod handoff;
 pub mod ids;
 pub mod listen;
 pub mod lock;

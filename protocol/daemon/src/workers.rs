@@ -4,18 +4,20 @@
 //! its request handlers on it, the client its scrapes.
 
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crate::handoff::{handoff, Sender};
 
 /// A unit of work: one request to serve, one scrape to perform.
 pub type Task = Box<dyn FnOnce() + Send + 'static>;
 
 /// An elastic pool of named threads.
 pub struct Workers {
-    tx: Sender<Task>,
-    rx: Receiver<Task>,
+    /// The idle threads, each waiting on its own hand-off; the one idle last is taken first,
+    /// its stack and caches still warm.
+    idle: Arc<Mutex<Vec<Sender<Task>>>>,
     name: &'static str,
     stack: usize,
     idle_for: Duration,
@@ -25,11 +27,8 @@ impl Workers {
     /// Threads named `name` with `stack` bytes of stack, each ending after `idle_for` without
     /// work.
     pub fn new(name: &'static str, stack: usize, idle_for: Duration) -> Self {
-        // Zero capacity: a hand-over succeeds only when a thread is waiting for work.
-        let (tx, rx) = bounded(0);
         Workers {
-            tx,
-            rx,
+            idle: Arc::new(Mutex::new(Vec::new())),
             name,
             stack,
             idle_for,
@@ -37,32 +36,48 @@ impl Workers {
     }
 
     /// Runs `task` on an idle thread, or on a new one when none is idle.
-    pub fn run(&self, task: Task) -> io::Result<()> {
-        let task = match self.tx.try_send(task) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(task) | TrySendError::Disconnected(task)) => task,
-        };
-        let rx = self.rx.clone();
+    pub fn run(&self, mut task: Task) -> io::Result<()> {
+        // A thread that just gave up waiting refuses the task; the next idle one gets it.
+        while let Some(idle) = lock(&self.idle).pop() {
+            match idle.send(task) {
+                Ok(()) => return Ok(()),
+                Err(t) => task = t,
+            }
+        }
+        let idle = Arc::clone(&self.idle);
         let idle_for = self.idle_for;
         thread::Builder::new()
             .name(self.name.into())
             .stack_size(self.stack)
             .spawn(move || {
-                task();
-                while let Ok(next) = rx.recv_timeout(idle_for) {
-                    next();
+                let mut next = Some(task);
+                while let Some(task) = next.take() {
+                    task();
+                    let (tx, rx) = handoff();
+                    lock(&idle).push(tx);
+                    next = match rx.recv_until(Instant::now() + idle_for) {
+                        Ok(task) => Some(task),
+                        // Closed first, so that a task handed over at this moment still runs.
+                        Err(_) => {
+                            let late = rx.close();
+                            lock(&idle).retain(|tx| !tx.is_for(&rx));
+                            late
+                        }
+                    };
                 }
             })
             .map(|_| ())
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::time::Instant;
 
     #[test]
     fn idle_threads_are_reused_and_busy_ones_never_block_new_work() {
@@ -80,9 +95,9 @@ mod tests {
         assert!(ids.lock().unwrap().len() <= 2, "threads were not reused");
 
         // A task that blocks does not hold up the next one.
-        let (release_tx, release_rx) = bounded::<()>(0);
+        let (release_tx, release_rx) = handoff::<()>();
         pool.run(Box::new(move || {
-            let _ = release_rx.recv_timeout(Duration::from_secs(5));
+            let _ = release_rx.recv_until(Instant::now() + Duration::from_secs(5));
         }))
         .unwrap();
         let done = Arc::new(AtomicUsize::new(0));

@@ -2,7 +2,7 @@
 //! as a stream, one client at a time: the answer is never held whole, so its size (up to
 //! `--registration.max-clients` × `--registration.max-label-bytes`) costs the proxy no memory.
 
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 
 use crate::discovery::write_groups;
 use crate::http::{After, Connection};
@@ -13,14 +13,14 @@ use crate::state::State;
 /// per port, `fqdn:port` with its labels; any other gives its FQDN with its labels (`{}` for a
 /// Go client, where Go wrote `null`: both valid for Prometheus).
 pub fn handle(state: &State, conn: Connection) -> After {
-    let live = state.registry.live(|key| state.rendezvous.has_poll(key));
+    let live = state.rendezvous.clients();
     let mut groups = Groups::new(live);
     let peer = conn.peer();
     let (after, relay) = conn.respond_stream(
         200,
         &[("Content-Type", "application/json")],
         None,
-        &mut groups,
+        &mut BufReader::new(&mut groups),
     );
     if let Some(e) = relay.sink_error {
         log::debug!("GET /clients from={peer} ended early: {e}");

@@ -32,7 +32,7 @@ const MAX_ROWS: usize = 200;
 
 /// Renders the page: the live clients with their last poll age and scrape count.
 pub fn render(state: &State) -> String {
-    let clients = state.registry.live(|key| state.rendezvous.has_poll(key));
+    let clients = state.rendezvous.clients();
     let now = Instant::now();
     let mut rows = String::new();
     for c in clients.iter().take(MAX_ROWS) {

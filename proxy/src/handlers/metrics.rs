@@ -14,7 +14,7 @@ const BETWEEN_POLLS: Duration = Duration::from_secs(10);
 /// Renders the exposition with the current gauges.
 pub fn handle(state: &State, open_connections: usize, conn: Connection) -> After {
     let counts = &state.auth.passwords().counts;
-    let live = state.registry.live(|key| state.rendezvous.has_poll(key));
+    let live = state.rendezvous.clients();
     let gauges = Gauges {
         clients: live.len(),
         clients_polling: live

@@ -84,7 +84,11 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         }
     };
     let key = pushprox_protocol::fqdn_key(&fqdn);
-    match state.registry.poll_started(&key, &fqdn, announced) {
+    match state
+        .rendezvous
+        .registry()
+        .poll_started(&key, &fqdn, announced)
+    {
         Ok(Seen::New) => log::info!("client registered fqdn={fqdn} from={}", conn.peer()),
         Ok(Seen::Known) => {}
         Err(full) => {
@@ -111,17 +115,18 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             asked => asked.min(unauthenticated),
         };
     }
-    match state
-        .rendezvous
-        .poll_arrived(&key, ParkedPoll::new(conn, fqdn, share), info)
-    {
+    match state.rendezvous.poll_arrived(
+        &key,
+        ParkedPoll::new(conn, fqdn, share, state.rendezvous.registry().clone()),
+        info,
+    ) {
         Arrival::Taken => {}
         Arrival::Parked { superseded } => {
             for poll in superseded {
-                poll.superseded(&state.registry);
+                poll.superseded();
             }
         }
-        Arrival::ShuttingDown(poll) => poll.come_back(&state.registry),
+        Arrival::ShuttingDown(poll) => poll.come_back(),
     }
     After::Kept
 }

@@ -2,7 +2,6 @@
 //! push, its body still unread, goes to the scrape waiting for its id, which relays the body
 //! and answers the push.
 
-use std::io::BufReader;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,6 @@ use crate::http::{After, Connection, Request, RequestBody};
 use crate::rendezvous::PushError;
 use crate::state::State;
 
-/// Buffer the pushed response is read through.
-const PUSH_BUFFER: usize = 16 * 1024;
 /// How long the head of a push declared too large may take to arrive: it is read only to
 /// tell its scrape why it fails.
 const OVERSIZED_HEAD_WAIT: Duration = Duration::from_secs(1);
@@ -56,21 +53,16 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         // with the reason rather than at its deadline.
         conn.set_read_deadline(Instant::now() + OVERSIZED_HEAD_WAIT);
     }
-    let body = match conn.into_body(None) {
+    let mut body = match conn.into_body(None) {
         Ok(body) => body,
         Err(e) => {
             log::debug!("push from {from} ended before its body: {e}");
             return After::Kept;
         }
     };
-    let mut body = BufReader::with_capacity(PUSH_BUFFER, body);
-    let fail = |body: BufReader<RequestBody>, status: u16, reason: String| -> After {
+    let fail = |body: RequestBody, status: u16, reason: String| -> After {
         crate::warn_limit::REFUSALS.warn("push", || format!("refused push from {from}: {reason}"));
-        super::text(
-            body.into_inner().finish(),
-            status,
-            &format!("Error pushing: {reason}"),
-        )
+        super::text(body.finish(), status, &format!("Error pushing: {reason}"))
     };
     let parsed = ResponseHead::parse(&mut body, DEFAULT_MAX_HEAD);
     let oversized = declared.is_some_and(|n| n > max)
@@ -121,12 +113,12 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     // The rest of the push must arrive before its scrape gives up: a push trickled a byte
     // at a time holds a thread no longer than that.
     if let Some(deadline) = state.rendezvous.deadline_of(&id) {
-        body.get_mut().set_read_deadline(deadline);
+        body.set_read_deadline(deadline);
     }
     if let Some(fqdn) = state.rendezvous.fqdn_of(&id) {
         let allowed = state.auth.client_may(token.as_deref(), &fqdn);
         if let Err(refusal) = allowed.and_then(|()| state.auth.certificate_may(certs, &fqdn)) {
-            let conn = body.into_inner().finish();
+            let conn = body.finish();
             return super::refuse(
                 state,
                 &request,
@@ -151,12 +143,12 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                 PushError::UnknownId => (404, format!("Error pushing: no scrape with id {id} is waiting (unknown id, or it expired long ago)")),
                 PushError::Expired { fqdn, .. } if state.auth.client_may(token.as_deref(), &fqdn).is_err() => {
                     let refusal = for_scrape(Refusal::Wrong(format!("the bearer token is not valid for client {fqdn}")), &id);
-                    let conn = body.into_inner().finish();
+                    let conn = body.finish();
                     return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
                 }
                 PushError::Expired { fqdn, .. } if state.auth.certificate_may(certs, &fqdn).is_err() => {
                     let refusal = for_scrape(Refusal::Wrong(format!("the client certificate is not valid for client {fqdn}")), &id);
-                    let conn = body.into_inner().finish();
+                    let conn = body.finish();
                     return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
                 }
                 PushError::Expired { fqdn, ago } => (

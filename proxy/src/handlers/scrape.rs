@@ -36,9 +36,7 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
         crate::redact::shown(request.target())
     );
     state.metrics.scrape_refused(ScrapeRefused::Method);
-    state
-        .metrics
-        .scrape(ScrapeOutcome::BadRequest, 405, conn.started().elapsed());
+    state.metrics.scrape(ScrapeOutcome::BadRequest);
     let mut headers = TEXT.to_vec();
     headers.push(("Allow", "GET, HEAD"));
     conn.set_reason(&pushprox_protocol::reason_with(405, &reason));
@@ -74,9 +72,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             "refused scrape url={}: {reason}",
             crate::redact::shown(&url)
         );
-        state
-            .metrics
-            .scrape(ScrapeOutcome::BadRequest, 400, started.elapsed());
+        state.metrics.scrape(ScrapeOutcome::BadRequest);
         super::scrape_failed(conn, 400, &reason, &reason)
     };
     if conn.body_framing() != Framing::Length(0) {
@@ -130,10 +126,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     // A shard that does not hold the FQDN passes the scrape on to the balancer's next server
     // soon, rather than at the deadline (--scrape.unknown-fqdn-wait).
     let unknown_wait = state.config.scrape_unknown_fqdn_wait;
-    let passes = !unknown_wait.is_zero()
-        && !state
-            .registry
-            .is_known(&key, state.rendezvous.has_poll(&key));
+    let passes = !unknown_wait.is_zero() && !state.rendezvous.is_known(&key);
     let mut poll_deadline = match passes {
         true => deadline.min(started + unknown_wait),
         false => deadline,
@@ -143,7 +136,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let wait = state.rendezvous.expect_push(&id, &key, deadline);
     let handed = loop {
         match state.rendezvous.take_poll(&key, poll_deadline) {
-            Taken::Poll(poll) => match poll.hand_over(&state.registry, &request_bytes) {
+            Taken::Poll(poll) => match poll.hand_over(&request_bytes) {
                 Ok(()) => break Ok(()),
                 Err(e) => log::debug!(
                     "hand-over to poll failed fqdn={fqdn} scrape_id={id}: {e}; offering the scrape to the next poll"
@@ -151,7 +144,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             },
             Taken::NoPoll { stale } => {
                 if let Some(poll) = stale {
-                    poll.superseded(&state.registry);
+                    poll.superseded();
                 }
                 // Another scrape of this FQDN was passed on meanwhile: its client, once
                 // scraped there, is likely to poll here next.
@@ -175,7 +168,6 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             Err(e)
         }
     };
-    let outcome = |outcome, status| state.metrics.scrape(outcome, status, started.elapsed());
     let passed = match pushed {
         Err(ScrapeError::NoPoll) if passes && poll_deadline < deadline => Some((
             ScrapeOutcome::PassedOn,
@@ -190,7 +182,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     if let Some((kind, reason)) = passed {
         state.passing.passed(&key);
         log::debug!("scrape passed on fqdn={fqdn} scrape_id={id}: {reason}");
-        outcome(kind, 404);
+        state.metrics.scrape(kind);
         return pass_on(conn, &reason);
     }
     match pushed {
@@ -202,21 +194,21 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
                     log::debug!(
                         "scrape relayed fqdn={fqdn} scrape_id={id} status={status} bytes={bytes}"
                     );
-                    outcome(ScrapeOutcome::Relayed, status);
+                    state.metrics.scrape(ScrapeOutcome::Relayed);
                 }
                 _ => {
                     log::warn!(
                         "relay failed fqdn={fqdn} scrape_id={id} after {bytes} bytes: {}",
                         describe(&end)
                     );
-                    outcome(ScrapeOutcome::RelayFailed, status);
+                    state.metrics.scrape(ScrapeOutcome::RelayFailed);
                 }
             }
             after
         }
         Ok(Delivery::Refused { reason }) => {
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
-            outcome(ScrapeOutcome::RelayFailed, 502);
+            state.metrics.scrape(ScrapeOutcome::RelayFailed);
             super::scrape_failed(conn, 502, &reason, &reason)
         }
         Err(err) => {
@@ -230,7 +222,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
                 ),
             };
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
-            outcome(kind, status);
+            state.metrics.scrape(kind);
             super::scrape_failed(conn, status, &reason, &body)
         }
     }
@@ -264,7 +256,7 @@ fn explain(
 ) -> (ScrapeOutcome, u16, String) {
     let within = format_duration(deadline);
     match err {
-        ScrapeError::NoPoll if state.registry.is_known(fqdn, state.rendezvous.has_poll(fqdn)) => (
+        ScrapeError::NoPoll if state.rendezvous.is_known(fqdn) => (
             ScrapeOutcome::NoPoll,
             504,
             format!("client {fqdn} is registered but no poll of it arrived within {within} (it may be reconnecting or too busy)"),

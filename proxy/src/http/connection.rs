@@ -4,34 +4,37 @@
 //! A [`Connection`] is a value: a handler may answer it at once, or keep it (a parked poll, a
 //! push whose body a scrape relays) and answer it later from another thread; [`Connection::resume`]
 //! then hands it back to the pool for its next request. Between requests it holds no buffer.
+//! Reading a request (head, body, time-outs) is in `read`, writing its answer in `write`.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pushprox_protocol::{
-    parse_request, reason_phrase, reason_text, BodyReader, ChunkedEncoder, Framing, Headers,
-    ProtocolError,
-};
+use pushprox_protocol::{Framing, ProtocolError};
 
-use super::listener::{Front, Slot};
-use super::shares::Held;
+use super::shared::{Shared, Slot};
+use super::shares::{Held, ShareRefusal};
 use super::tls::Stream;
-use super::{RequestHead, Version};
+use super::RequestHead;
 
-/// Size of the buffer that request bodies are read through.
-const BODY_BUFFER: usize = 16 * 1024;
-/// First size of the buffer a head is read into; it doubles up to the head limit.
-const HEAD_BUFFER: usize = 2 * 1024;
-/// How much longer than the time left a socket's read time-out may stay: a read that blocks
-/// ends at most this late.
-const REARM_SLACK: Duration = Duration::from_millis(50);
-/// How long a connection beyond its address's idle share may wait for its first byte.
-const OVER_SHARE_GRACE: Duration = Duration::from_millis(500);
-/// Most bytes read past what a handler consumed to reach the end of a request body, so the
-/// connection can be kept alive.
-const MAX_DRAIN: u64 = 64 * 1024;
+mod read;
+mod write;
+
+pub use read::RequestBody;
+
+/// What answers the requests.
+pub trait Service: Send + Sync + 'static {
+    /// Answers `request`, or keeps the connection to answer it later.
+    fn handle(&self, request: Request, conn: Connection) -> After;
+    /// Counts an answer: the endpoint's label, its status (499: the requester went away
+    /// before it was written) and how long it took from the end of the request head.
+    fn record(&self, label: &'static str, status: u16, took: Duration);
+    /// Counts a connection refused at `--web.max-connections` or for want of a thread.
+    fn refused_busy(&self);
+    /// Counts a connection refused its share (per address, or the reserved share).
+    fn refused_share(&self, reason: ShareRefusal);
+}
 
 /// A request as a handler sees it: its head. The body is read from the [`Connection`].
 #[derive(Debug)]
@@ -55,6 +58,8 @@ impl Request {
 }
 
 /// What a handler did with the connection.
+// The connection moves by value from handler to handler; boxing it would allocate per request.
+#[allow(clippy::large_enum_variant)]
 pub enum After {
     /// Answered; the connection reads its next request.
     Next(Connection),
@@ -134,7 +139,8 @@ pub struct Connection {
     pos: usize,
     filled: usize,
     peer: SocketAddr,
-    front: Arc<Front>,
+    shared: Arc<Shared>,
+    service: Arc<dyn Service>,
     _slot: Slot,
     exchange: Exchange,
     /// When the head being read must be complete.
@@ -147,14 +153,21 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(super) fn new(stream: Stream, peer: SocketAddr, front: Arc<Front>, slot: Slot) -> Self {
+    pub(super) fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        service: Arc<dyn Service>,
+        slot: Slot,
+    ) -> Self {
         Connection {
             stream,
             buf: Vec::new(),
             pos: 0,
             filled: 0,
             peer,
-            front,
+            shared,
+            service,
             _slot: slot,
             exchange: Exchange::idle(),
             deadline: None,
@@ -179,416 +192,26 @@ impl Connection {
         self.exchange.label = label;
     }
 
+    /// Connections open to the front now, parked polls included.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections()
+    }
+
     /// When this request's head was complete.
     pub fn started(&self) -> Instant {
         self.exchange.started
     }
 
-    fn read_timeout(&self) -> Option<Duration> {
-        Some(self.front.limits.read_timeout).filter(|t| !t.is_zero())
-    }
-
-    /// Sets the socket's read time-out to what is left until `deadline` (or the read
-    /// time-out when there is none); `TimedOut` once it has passed. The socket is only told
-    /// when the time-out changes by more than a little, which spares a system call per read.
-    fn arm(&mut self) -> io::Result<()> {
-        let timeout = match (self.deadline, self.read_timeout()) {
-            (Some(deadline), _) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the read time-out passed",
-                    ));
-                }
-                Some(left)
-            }
-            (None, timeout) => timeout,
-        };
-        let close_enough = match (self.read_armed, timeout) {
-            (Some(armed), Some(want)) => armed >= want && armed - want <= REARM_SLACK,
-            (None, None) => true,
-            _ => false,
-        };
-        if !close_enough || !self.read_armed_set {
-            self.stream.tcp().set_read_timeout(timeout)?;
-            self.read_armed = timeout;
-            self.read_armed_set = true;
-        }
-        Ok(())
-    }
-
-    /// Sets the socket's write time-out once: every write may block at most the read time-out.
-    fn arm_writes(&mut self) -> io::Result<()> {
-        if !self.write_armed {
-            let timeout = self.read_timeout();
-            self.stream.tcp().set_write_timeout(timeout)?;
-            self.write_armed = true;
-        }
-        Ok(())
-    }
-
-    /// Reads more bytes into the buffer, growing it up to `max`; 0 at the end of the stream.
-    fn read_more(&mut self, max: usize) -> io::Result<usize> {
-        if self.pos == self.filled {
-            self.pos = 0;
-            self.filled = 0;
-        } else if self.pos > 0 && self.filled == self.buf.len() {
-            self.buf.copy_within(self.pos..self.filled, 0);
-            self.filled -= self.pos;
-            self.pos = 0;
-        }
-        if self.filled == self.buf.len() {
-            let grown = (self.buf.len() * 2).clamp(HEAD_BUFFER, max.max(self.filled + 1));
-            self.buf.resize(grown, 0);
-        }
-        self.arm()?;
-        loop {
-            match self.stream.read(&mut self.buf[self.filled..]) {
-                Ok(n) => {
-                    self.filled += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"))
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Waits for the next request and reads its head within the read time-out. `Ok(None)`:
-    /// the peer closed, or stayed silent past the time-out between requests.
-    pub(super) fn next_request(&mut self) -> Result<Option<Request>, NextError> {
-        self.exchange = Exchange::idle();
-        self.deadline = None;
-        let limits = self.front.limits.head;
-        // Between requests: wait for the first byte as long as a read may take, in the idle
-        // share of the peer's address; beyond that share, only a moment (a connection just
-        // opened sends its request at once), then the connection is closed.
-        if self.pos == self.filled {
-            let (_idle, over) = match self.front.shares.idle(self.peer.ip()) {
-                Ok(held) => (Some(held), None),
-                Err(refusal) => {
-                    self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
-                    (None, Some(refusal))
-                }
-            };
-            match self.read_more(limits.max_bytes) {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) => {
-                    if let Some(refusal) = over {
-                        self.front.service.refused_share(refusal);
-                        let why = refusal
-                            .explain(&self.front.shares.limits, self.front.limits.max_connections);
-                        crate::warn_limit::REFUSALS.warn(refusal.label(), || {
-                            format!("closed an idle connection from={}: {why}", self.peer)
-                        });
-                    }
-                    return Ok(None);
-                }
-                Err(e) if is_disconnect(&e) => return Ok(None),
-                Err(e) => return Err(NextError::Io(e)),
-            }
-        }
-        // From the first byte on, the whole head must arrive within the read time-out.
-        self.deadline = self.read_timeout().map(|t| Instant::now() + t);
-        let (head, length) = loop {
-            match parse_request(&self.buf[self.pos..self.filled], limits) {
-                Ok(Some(done)) => break done,
-                Ok(None) => {}
-                Err(e) => return Err(NextError::Head(e)),
-            }
-            match self.read_more(limits.max_bytes + self.pos) {
-                Ok(0) => return Err(NextError::Closed),
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) => return Err(NextError::TimedOut),
-                Err(e) => return Err(NextError::Io(e)),
-            }
-        };
-        self.pos += length;
-        // The whole body, not each read of it, must arrive within the read time-out: a body
-        // trickled a byte at a time would otherwise hold its thread for ever. A handler may
-        // move the deadline (a push: to its scrape's).
-        self.deadline = self.read_timeout().map(|t| Instant::now() + t);
-        let connection = head
-            .headers
-            .get("Connection")
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let has_token = |t: &str| connection.split(',').any(|c| c.trim() == t);
-        let http10 = head.version == Version::Http10;
-        self.exchange = Exchange {
-            label: "other",
-            started: Instant::now(),
-            keep_alive: if http10 {
-                has_token("keep-alive")
-            } else {
-                !has_token("close")
-            },
-            head_only: head.method == "HEAD",
-            http10,
-            body: match head.framing {
-                Framing::Length(0) => None,
-                f => Some(f),
-            },
-            expect_continue: !http10 && head.headers.get("Expect").is_some(),
-            reason: None,
-        };
-        Ok(Some(Request { head }))
-    }
-
-    /// Says `100 Continue` to a client that waits for it before sending its body.
-    fn continue_if_expected(&mut self) -> io::Result<()> {
-        if std::mem::take(&mut self.exchange.expect_continue) && self.exchange.body.is_some() {
-            self.write_raw(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        }
-        Ok(())
-    }
-
-    /// Moves the time by which this request's whole body must have arrived (by default the
-    /// read time-out after its head).
-    pub fn set_read_deadline(&mut self, deadline: Instant) {
-        self.deadline = Some(deadline);
-    }
-
-    /// The framing of the body still to be read; `Length(0)` for none.
-    pub fn body_framing(&self) -> Framing {
-        self.exchange.body.unwrap_or(Framing::Length(0))
-    }
-
-    /// Reads the whole request body, at most `limit` bytes; a longer declared length is
-    /// refused without reading it.
-    pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, BodyError> {
-        let framing = self.body_framing();
-        if let Framing::Length(n) = framing {
-            if n > limit {
-                return Err(BodyError::TooLarge { limit });
-            }
-        }
-        if framing == Framing::Length(0) {
-            return Ok(Vec::new());
-        }
-        self.continue_if_expected()
-            .map_err(|e| BodyError::Broken(e.to_string()))?;
-        let mut body = Vec::new();
-        let mut reader = BodyReader::new(&mut *self, framing, Some(limit));
-        let read = reader.read_to_end(&mut body);
-        let done = reader.is_done();
-        match read {
-            Ok(_) if done => {
-                self.exchange.body = None;
-                self.release_buffer();
-                Ok(body)
-            }
-            Ok(_) => Err(BodyError::Broken("the body ended early".into())),
-            Err(e) => Err(BodyError::from_io(&e)),
-        }
-    }
-
-    /// Turns the connection into a reader of its request body (at most `limit` bytes), for a
-    /// body too large to hold; [`RequestBody::finish`] gives the connection back. When the
-    /// `100 Continue` a client waits for cannot be written, the connection is closed.
-    pub fn into_body(mut self, limit: Option<u64>) -> Result<RequestBody, BodyError> {
-        if let Err(e) = self.continue_if_expected() {
-            self.abandon(499);
-            return Err(BodyError::Broken(e.to_string()));
-        }
-        let framing = self.body_framing();
-        Ok(RequestBody {
-            reader: BodyReader::new(self, framing, limit),
-        })
-    }
-
-    /// Frees the read buffer once nothing is read ahead, so an idle or parked connection
-    /// holds no buffer.
-    fn release_buffer(&mut self) {
-        if self.pos == self.filled {
-            self.buf = Vec::new();
-            self.pos = 0;
-            self.filled = 0;
-        }
-    }
-
-    /// Whether the connection can carry another request after this answer.
-    fn reusable(&self) -> bool {
-        self.exchange.keep_alive && self.exchange.body.is_none()
-    }
-
-    fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write_raw_no_flush(bytes)?;
-        self.stream.flush()
-    }
-
-    /// Answers this request with `phrase` (made printable and bounded) as the status line's
-    /// reason instead of the standard one: a scraper such as Prometheus shows the status line
-    /// of a failed scrape, not its body.
-    pub fn set_reason(&mut self, phrase: &str) {
-        self.exchange.reason = Some(Box::new(reason_text(phrase).into()));
-    }
-
-    /// The status line and headers of an answer, with framing and connection headers added.
-    fn head_bytes(&self, status: u16, headers: &[(&str, &str)], length: Option<u64>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        let version = if self.exchange.http10 {
-            "HTTP/1.0"
-        } else {
-            "HTTP/1.1"
-        };
-        out.extend_from_slice(
-            format!(
-                "{version} {status} {}\r\n",
-                self.exchange
-                    .reason
-                    .as_deref()
-                    .map_or_else(|| reason_phrase(status), |r| &**r)
-            )
-            .as_bytes(),
-        );
-        let extra = self.front.extra_headers();
-        // A header of the web config (http_server_config.headers) replaces the handler's of
-        // the same name: sent once, with the operator's value.
-        let configured = |name: &str| extra.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-        let mut fields = Headers::new();
-        for (name, value) in headers
-            .iter()
-            .copied()
-            .filter(|(name, _)| !configured(name))
-            .chain(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-        {
-            fields.append(name, value);
-        }
-        match length {
-            // A 1xx, 204 or 304 declares no framing: it has no body.
-            _ if bodiless(status) => {}
-            Some(n) => fields.append("Content-Length", n.to_string()),
-            None if !self.exchange.http10 => fields.append("Transfer-Encoding", "chunked"),
-            None => {}
-        }
-        let keep = self.reusable() && (length.is_some() || !self.exchange.http10);
-        if !keep {
-            fields.append("Connection", "close");
-        } else if self.exchange.http10 {
-            fields.append("Connection", "keep-alive");
-        }
-        // The codec's writer never writes a field that would read back as another.
-        fields.write_to(&mut out);
-        out.extend_from_slice(b"\r\n");
-        out
-    }
-
-    /// Answers the request with a whole body, records it, and says what comes next.
-    pub fn respond(self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> After {
-        // A failed write was counted as 499 and the connection closed.
-        self.respond_checked(status, headers, body)
-            .unwrap_or(After::Kept)
-    }
-
-    /// [`Connection::respond`] that also says whether the answer could be written.
-    pub fn respond_checked(
-        mut self,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> io::Result<After> {
-        let mut bytes = self.head_bytes(status, headers, Some(body.len() as u64));
-        if !self.exchange.head_only {
-            bytes.extend_from_slice(body);
-        }
-        match self.write_raw(&bytes) {
-            Ok(()) => Ok(self.finish(status, Ok(()))),
-            Err(e) => {
-                self.abandon(499);
-                Err(e)
-            }
-        }
-    }
-
     /// Records `code` for the request and closes the connection without an answer.
     pub fn abandon(self, code: u16) {
-        self.front
-            .service
+        self.service
             .record(self.exchange.label, code, self.exchange.started.elapsed());
         self.close();
     }
 
-    /// Answers the request with a body streamed from `body` (of `length` bytes when known:
-    /// else chunked, or up to the close on HTTP/1.0). A failure of the source ends the answer
-    /// early, so the requester sees a truncated body and never a complete-looking one.
-    pub fn respond_stream(
-        mut self,
-        status: u16,
-        headers: &[(&str, &str)],
-        length: Option<u64>,
-        body: &mut dyn Read,
-    ) -> (After, Relay) {
-        let bodiless = bodiless(status);
-        let length = if bodiless { Some(0) } else { length };
-        let head = self.head_bytes(status, headers, length);
-        let chunked = length.is_none() && !self.exchange.http10;
-        if length.is_none() {
-            self.exchange.keep_alive &= chunked;
-        }
-        let mut relay = Relay::default();
-        let mut written = self.write_raw_no_flush(&head);
-        let mut counted = Counted { inner: body, n: 0 };
-        let mut source: Box<dyn Read + '_> = if chunked {
-            Box::new(ChunkedEncoder::new(&mut counted))
-        } else {
-            Box::new(&mut counted)
-        };
-        let mut buf = vec![0u8; BODY_BUFFER];
-        // A 1xx, 204 or 304 has no body (RFC 9112 6.3): whatever followed its head is never
-        // written, where the scraper would read it as a second response.
-        while written.is_ok() && !self.exchange.head_only && !bodiless {
-            let n = match source.read(&mut buf) {
-                Ok(0) => {
-                    relay.source_done = true;
-                    break;
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    relay.source_error = Some(e);
-                    // Cut the answer short: the requester must not take it for complete.
-                    self.exchange.keep_alive = false;
-                    break;
-                }
-            };
-            written = self.stream.write_all(&buf[..n]);
-        }
-        drop(source);
-        relay.bytes = counted.n;
-        let written = written.and_then(|()| self.stream.flush());
-        if let Err(e) = &written {
-            relay.sink_error = Some(e.to_string());
-        }
-        (self.finish(status, written), relay)
-    }
-
-    fn write_raw_no_flush(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.arm_writes()?;
-        self.stream.write_all(bytes)
-    }
-
-    /// Records the answer and decides whether the connection goes on.
-    fn finish(mut self, status: u16, written: io::Result<()>) -> After {
-        let code = if written.is_ok() { status } else { 499 };
-        self.front
-            .service
-            .record(self.exchange.label, code, self.exchange.started.elapsed());
-        if written.is_err() || !self.reusable() {
-            self.close();
-            return After::Kept;
-        }
-        self.release_buffer();
-        After::Next(self)
-    }
-
     /// Closes the connection (TLS: with a close_notify).
     pub fn close(mut self) {
+        read::give_back(std::mem::take(&mut self.buf));
         self.stream.close_notify();
         let _ = self.stream.tcp().shutdown(Shutdown::Both);
     }
@@ -613,9 +236,12 @@ impl Connection {
     /// A place among the parked connections (a poll about to wait), or why there is none
     /// (counted and logged here): the caller answers `503` with the reason.
     pub fn park_share(&self) -> Result<Held, String> {
-        self.front.shares.park(self.peer.ip()).map_err(|refusal| {
-            self.front.service.refused_share(refusal);
-            let why = refusal.explain(&self.front.shares.limits, self.front.limits.max_connections);
+        self.shared.shares.park(self.peer.ip()).map_err(|refusal| {
+            self.service.refused_share(refusal);
+            let why = refusal.explain(
+                &self.shared.shares.limits,
+                self.shared.limits.max_connections,
+            );
             crate::warn_limit::REFUSALS.warn(refusal.label(), || {
                 format!("refused a poll from={}: {why}", self.peer)
             });
@@ -624,111 +250,25 @@ impl Connection {
     }
 
     /// Hands the connection back to the pool to read its next request.
+    /// When no thread can be started, the connection is closed.
     pub fn resume(self) {
-        let front = Arc::clone(&self.front);
-        front.spawn_serving(self);
-    }
-}
-
-impl Read for Connection {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let available = self.fill_buf()?;
-            let n = available.len().min(out.len());
-            out[..n].copy_from_slice(&available[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl BufRead for Connection {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos == self.filled {
-            if self.buf.len() < BODY_BUFFER {
-                self.buf.resize(BODY_BUFFER, 0);
+        let shared = Arc::clone(&self.shared);
+        let cell = Arc::new(std::sync::Mutex::new(Some(self)));
+        let task_cell = Arc::clone(&cell);
+        let started = shared.workers.run(Box::new(move || {
+            let conn = task_cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = conn {
+                serve(conn);
             }
-            self.read_more(BODY_BUFFER)?;
-        }
-        Ok(&self.buf[self.pos..self.filled])
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.filled);
-    }
-}
-
-/// A request body being read by a handler, owning its connection.
-pub struct RequestBody {
-    reader: BodyReader<Connection>,
-}
-
-impl RequestBody {
-    /// The connection back, after reading what is left of the body (up to 64 KiB); a body
-    /// that does not end by then leaves the connection to be closed after its answer.
-    pub fn finish(self) -> Connection {
-        let mut reader = self.reader;
-        let mut sink = [0u8; 4096];
-        let mut drained = 0u64;
-        while !reader.is_done() && drained < MAX_DRAIN {
-            match reader.read(&mut sink) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => drained += n as u64,
+        }));
+        if let Err(e) = started {
+            log::error!("cannot start a connection thread: {e}; closing a kept-alive connection");
+            let conn = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = conn {
+                conn.close();
             }
         }
-        let done = reader.is_done();
-        let mut conn = reader.into_inner();
-        if done {
-            conn.exchange.body = None;
-        }
-        conn
     }
-}
-
-impl RequestBody {
-    /// Moves the time by which the whole body must have arrived.
-    pub fn set_read_deadline(&mut self, deadline: Instant) {
-        self.reader.get_mut().set_read_deadline(deadline);
-    }
-}
-
-impl Read for RequestBody {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(out)
-    }
-}
-
-/// Whether answers of `status` never have a body (RFC 9112 6.3).
-fn bodiless(status: u16) -> bool {
-    (100..200).contains(&status) || status == 204 || status == 304
-}
-
-/// Counts the bytes read through it: the body bytes of a relay, before chunked framing.
-struct Counted<'a> {
-    inner: &'a mut dyn Read,
-    n: u64,
-}
-
-impl Read for Counted<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-}
-
-/// How a streamed answer went.
-#[derive(Debug, Default)]
-pub struct Relay {
-    /// Body bytes written.
-    pub bytes: u64,
-    /// The source reached its end.
-    pub source_done: bool,
-    /// The source failed (e.g. a push that broke off).
-    pub source_error: Option<io::Error>,
-    /// Writing to the requester failed (it went away).
-    pub sink_error: Option<String>,
 }
 
 /// Why no request could be read.
@@ -775,10 +315,10 @@ pub(super) fn serve(mut conn: Connection) {
                     let _ = conn.respond(403, &TEXT, format!("{why}\n").as_bytes());
                     return;
                 }
-                if conn.stream.expired(conn.front.limits.max_connection_age) {
+                if conn.stream.expired(conn.shared.limits.max_connection_age) {
                     conn.exchange.keep_alive = false;
                 }
-                let service = Arc::clone(&conn.front.service);
+                let service = Arc::clone(&conn.service);
                 match service.handle(request, conn) {
                     After::Next(next) => conn = next,
                     After::Kept => return,

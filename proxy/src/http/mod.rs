@@ -8,12 +8,14 @@
 
 mod connection;
 mod listener;
+mod shared;
 mod shares;
 mod tls;
 
-pub use connection::{After, BodyError, Connection, Request, RequestBody, TEXT};
+pub use connection::{After, BodyError, Connection, Request, RequestBody, Service, TEXT};
 // Heads are read by the codec's one head reader, as pushes and poll answers are.
-pub use listener::{Front, Limits, Service};
+pub use listener::Front;
 pub use pushprox_protocol::{HeadLimits, RequestHead, Version};
+pub use shared::Limits;
 pub use shares::{Held, ShareLimits, ShareRefusal, Shares};
 pub use tls::TlsSetup;

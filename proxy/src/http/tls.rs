@@ -150,6 +150,14 @@ impl Write for Stream {
         }
     }
 
+    /// A head and the first body bytes leave in one system call (TLS: in one record run).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match &mut self.0.io {
+            Io::Plain(s) => s.write_vectored(bufs),
+            Io::Tls(s) => s.stream.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.0.io {
             Io::Plain(s) => s.flush(),
