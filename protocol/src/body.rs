@@ -1,91 +1,10 @@
-//! Body framing: `Content-Length`, `chunked` and read-to-end, with a size limit.
+//! Bodies as their head's [`Framing`] says: `Content-Length`, `chunked` and read-to-end, with a
+//! size limit; and the chunked encoder.
 
 use std::io::{self, BufRead, Read};
 
 use crate::error::{quoted, ProtocolError};
-use crate::head::{self, Version};
-use crate::headers::Headers;
-
-/// How the end of a body is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Exactly this many bytes follow the head.
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// The body runs to the end of the stream (a response with neither header).
-    UntilEof,
-}
-
-impl Framing {
-    /// The framing of a request with these headers (RFC 9112 6.3), refusing every combination
-    /// that two readers could understand differently.
-    pub fn of_request(headers: &Headers, version: Version) -> Result<Framing, ProtocolError> {
-        if version == Version::Http10 && headers.get("Transfer-Encoding").is_some() {
-            return Err(ProtocolError::AmbiguousFraming(
-                "Transfer-Encoding in an HTTP/1.0 request".into(),
-            ));
-        }
-        Ok(framing(headers)?.unwrap_or(Framing::Length(0)))
-    }
-
-    /// The framing of a response of `status` with these headers: none for 1xx, 204 and 304,
-    /// whatever they declare (RFC 9112 6.3), else as a request's, and to the end of the stream
-    /// when neither `Content-Length` nor `Transfer-Encoding` is given.
-    pub fn of_response(status: u16, headers: &Headers) -> Result<Framing, ProtocolError> {
-        if (100..200).contains(&status) || status == 204 || status == 304 {
-            return Ok(Framing::Length(0));
-        }
-        Ok(framing(headers)?.unwrap_or(Framing::UntilEof))
-    }
-}
-
-/// The one framing rule: `chunked` alone, or `Content-Length` values that all agree, never
-/// both; `None` when the headers declare neither.
-fn framing(headers: &Headers) -> Result<Option<Framing>, ProtocolError> {
-    let has_lengths = headers.get("Content-Length").is_some();
-    if let Some(te) = headers.get("Transfer-Encoding") {
-        if has_lengths {
-            return Err(ProtocolError::AmbiguousFraming(
-                "Content-Length together with Transfer-Encoding".into(),
-            ));
-        }
-        let codings: Vec<String> = headers
-            .get_all("Transfer-Encoding")
-            .flat_map(|v| v.split(','))
-            .map(|c| c.trim().to_ascii_lowercase())
-            .collect();
-        if codings != ["chunked"] {
-            return Err(ProtocolError::UnsupportedTransferEncoding(quoted(
-                te.as_bytes(),
-            )));
-        }
-        return Ok(Some(Framing::Chunked));
-    }
-    let mut length = None;
-    for value in headers.get_all("Content-Length") {
-        for part in value.split(',') {
-            let part = part.trim();
-            let valid =
-                !part.is_empty() && part.len() <= 19 && part.bytes().all(|b| b.is_ascii_digit());
-            let n: u64 = match part.parse() {
-                Ok(n) if valid => n,
-                _ => {
-                    return Err(ProtocolError::InvalidContentLength(quoted(
-                        value.as_bytes(),
-                    )))
-                }
-            };
-            if length.is_some_and(|l| l != n) {
-                return Err(ProtocolError::AmbiguousFraming(
-                    "two different Content-Length values".into(),
-                ));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length.map(Framing::Length))
-}
+use crate::head::{self, Framing};
 
 /// Largest chunk-size line we accept (size, extensions and CRLF).
 const MAX_CHUNK_LINE: usize = 1024;
@@ -526,42 +445,6 @@ mod tests {
         assert_eq!(input, b"REST");
         let err = read_body(&b"abc"[..], Framing::Length(5), None).unwrap_err();
         assert!(matches!(err, ProtocolError::UnexpectedEof { .. }), "{err}");
-    }
-
-    #[test]
-    fn framing_from_headers() {
-        let mut h = Headers::new();
-        assert_eq!(Framing::of_response(200, &h).unwrap(), Framing::UntilEof);
-        h.append("Content-Length", "12");
-        assert_eq!(Framing::of_response(200, &h).unwrap(), Framing::Length(12));
-        h.append("content-length", "13");
-        assert!(Framing::of_response(200, &h).is_err());
-        h.set("Content-Length", "+5");
-        assert!(Framing::of_response(200, &h).is_err());
-        h.remove("Content-Length");
-        h.append("Transfer-Encoding", "chunked");
-        assert_eq!(Framing::of_response(200, &h).unwrap(), Framing::Chunked);
-        h.set("Transfer-Encoding", "gzip");
-        assert!(Framing::of_response(200, &h).is_err());
-        // Chunked and a length together: two readers could disagree on the end.
-        h.set("Transfer-Encoding", "chunked");
-        h.set("Content-Length", "5");
-        assert!(Framing::of_response(200, &h).is_err());
-    }
-
-    #[test]
-    fn bodiless_statuses_have_no_body_whatever_they_declare() {
-        let mut h = Headers::new();
-        h.append("Content-Length", "12");
-        for status in [100, 101, 103, 204, 304] {
-            assert_eq!(
-                Framing::of_response(status, &h).unwrap(),
-                Framing::Length(0)
-            );
-        }
-        h.set("Transfer-Encoding", "chunked");
-        h.remove("Content-Length");
-        assert_eq!(Framing::of_response(304, &h).unwrap(), Framing::Length(0));
     }
 
     /// Hands out at most `step` bytes per read, to exercise chunk boundaries.

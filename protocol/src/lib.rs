@@ -27,17 +27,15 @@ pub use announce::{
     check_label_name, json_ascii_string, json_labels, json_targets, Label, LabelNameError,
     FQDN_HEADER, LABELS_HEADER, TARGETS_HEADER,
 };
-pub use body::{
-    chunk_size_line, read_body, BodyReader, ChunkedEncoder, Framing, CHUNK_LINE, LAST_CHUNK,
-};
+pub use body::{chunk_size_line, read_body, BodyReader, ChunkedEncoder, CHUNK_LINE, LAST_CHUNK};
 pub use error::{excerpt, ProtocolError};
 pub use fqdn::{fqdn_key, is_fqdn};
-pub use head::{parse_request, read_request, HeadLimits, RequestHead, Version};
+pub use head::{
+    parse_request, read_request, Framing, HeadLimits, RequestHead, ResponseHead, Version,
+};
 pub use headers::Headers;
 pub use request::{ScrapeRequest, Target, ID_HEADER};
-pub use response::{
-    reason_phrase, reason_text, reason_with, Response, ResponseHead, HOP_BY_HOP, MAX_REASON,
-};
+pub use response::{reason_phrase, reason_text, reason_with, Response, HOP_BY_HOP, MAX_REASON};
 pub use timeout::{
     format_duration, format_scrape_timeout, parse_duration, parse_scrape_timeout,
     PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,

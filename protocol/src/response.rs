@@ -3,21 +3,10 @@
 
 use std::io::BufRead;
 
-use crate::body::{read_body, Framing};
+use crate::body::read_body;
 use crate::error::ProtocolError;
-use crate::head::{self, HeadLimits};
+use crate::head::{self, Framing, HeadLimits, ResponseHead};
 use crate::headers::Headers;
-
-/// Status line and headers of a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
-    /// The status code, 100..=999.
-    pub status: u16,
-    /// The reason phrase, possibly empty.
-    pub reason: String,
-    /// Every header, in arrival order.
-    pub headers: Headers,
-}
 
 /// Headers that describe one hop's connection or framing; they are never relayed.
 pub const HOP_BY_HOP: &[&str] = &[
