@@ -16,8 +16,9 @@ use crate::push::{self, PushError};
 mod check;
 mod error;
 
-use check::{prepare, without_userinfo, Prepared};
+use check::{prepare, Prepared};
 pub use error::ScrapeError;
+use pushprox_protocol::without_userinfo;
 
 /// What every scrape thread shares.
 pub struct ScrapeContext {

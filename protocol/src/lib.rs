@@ -34,7 +34,7 @@ pub use head::{
     parse_request, read_request, Framing, HeadLimits, RequestHead, ResponseHead, Version,
 };
 pub use headers::Headers;
-pub use request::{ScrapeRequest, Target, ID_HEADER};
+pub use request::{is_absolute_url, without_userinfo, ScrapeRequest, Target, ID_HEADER};
 pub use response::{reason_phrase, reason_text, reason_with, Response, HOP_BY_HOP, MAX_REASON};
 pub use timeout::{
     format_duration, format_scrape_timeout, parse_duration, parse_scrape_timeout,

@@ -91,6 +91,22 @@ impl Target {
     }
 }
 
+/// Whether `target` is an absolute `http://` or `https://` URL (the scheme in any case): a
+/// request target in proxy form, as Prometheus sends a scrape through its `proxy_url`.
+pub fn is_absolute_url(target: &str) -> bool {
+    let scheme = target.get(..8).unwrap_or(target).to_ascii_lowercase();
+    scheme.starts_with("http://") || scheme.starts_with("https://")
+}
+
+/// `url` with its userinfo (`user:password@`) cut out, or `None` when it has none: what logs,
+/// error texts and `Host` may show of a scrape URL.
+pub fn without_userinfo(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, _) = rest[..end].rsplit_once('@')?;
+    Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
+}
+
 impl ScrapeRequest {
     /// A `GET` of `url` with no headers yet; `Host` is taken from the URL when written.
     pub fn get(url: &str) -> Result<ScrapeRequest, ProtocolError> {
@@ -190,6 +206,22 @@ impl ScrapeRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absolute_urls_and_userinfo() {
+        for url in ["http://h/", "HTTPS://h:1/x", "hTTp://h"] {
+            assert!(is_absolute_url(url), "{url}");
+        }
+        for target in ["/metrics", "h:443", "ftp://h/", "http:/h", "*"] {
+            assert!(!is_absolute_url(target), "{target}");
+        }
+        assert_eq!(
+            without_userinfo("https://u:p@w@h:1/x?q=a@b").as_deref(),
+            Some("https://h:1/x?q=a@b")
+        );
+        assert_eq!(without_userinfo("http://h/x?q=a@b"), None);
+        assert_eq!(without_userinfo("/path@x"), None);
+    }
 
     #[test]
     fn targets() {

@@ -48,8 +48,7 @@ enum Route {
 }
 
 fn route(method: &str, target: &str) -> Route {
-    let lower = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
+    if pushprox_protocol::is_absolute_url(target) {
         return Route::Scrape;
     }
     if method == "CONNECT" {

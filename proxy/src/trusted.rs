@@ -89,8 +89,7 @@ pub fn apply(trusted: &[TrustedNet], peer: SocketAddr, request: &mut Request) ->
         return None;
     }
     let value = value.trim();
-    let scheme = value.get(..8).unwrap_or(value).to_ascii_lowercase();
-    if !(scheme.starts_with("http://") || scheme.starts_with("https://")) {
+    if !pushprox_protocol::is_absolute_url(value) {
         log::warn!(
             "ignored {TARGET_HEADER} from={peer}: {:?} is not an absolute http:// or https:// URL; check the balancer's configuration",
             crate::redact::shown(value)

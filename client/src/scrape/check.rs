@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pushprox_protocol::{
-    parse_scrape_timeout, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER,
+    parse_scrape_timeout, without_userinfo, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER,
     SCRAPE_TIMEOUT_HEADER,
 };
 
@@ -76,14 +76,6 @@ pub(super) fn prepare(
         headers: forwarded_headers(request),
         timeout,
     })
-}
-
-/// `url` with its userinfo (`user:password@`) cut out, or `None` when it has none.
-pub(super) fn without_userinfo(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (userinfo, _) = rest[..end].rsplit_once('@')?;
-    Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
 }
 
 /// Whether `--scrape.allow` lets this client scrape `port` of `host`.
