@@ -2,6 +2,11 @@
 //! thread, a push to its scrape, a task to an idle worker. The waiter parks at once and the
 //! sender wakes exactly it: no spinning and no `sched_yield` before sleeping, which is what a
 //! general channel does and what costs most when every hand-off is a single value.
+//!
+//! Why not a crate: crossbeam-channel (linked) spins and yields before it sleeps; the
+//! `oneshot` crate parks, but a value sent just before its receiver is dropped is dropped with
+//! it, while a waiter that timed out here must [`Receiver::close`] and still get a value that
+//! raced in (a poll, a push, a task), never lose it.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
