@@ -50,8 +50,8 @@ listed() {
 import json, sys
 print("\n".join(sorted(t for g in json.load(sys.stdin) for t in g["targets"])))' 2>/dev/null
 }
-start_proxy() { # N PORT LOG
-    start_bg "proxy $1" "$3" "$PROXY_BIN" -l "127.0.0.1:$2" --log.level info
+start_proxy() { # N PORT LOG [FLAGS...]
+    start_bg "proxy $1" "$3" "$PROXY_BIN" -l "127.0.0.1:$2" --log.level info "${@:4}"
     PROXY_PID[$1]=$LAST_PID
     wait_http "proxy $1" "$LAST_PID" "http://127.0.0.1:$2/-/healthy" 10 || fail "$FAIL_REASON"
 }
@@ -172,9 +172,7 @@ for i in 1 2; do
     port=$P1
     [ "$i" = 2 ] && port=$P2
     stop_proxy "$i"
-    start_bg "proxy $i" "$TMP/ha-$i.log" "$PROXY_BIN" -l "127.0.0.1:$port" --web.trusted-proxies 127.0.0.1 --log.level info
-    PROXY_PID[$i]=$LAST_PID
-    wait_http "proxy $i" "$LAST_PID" "http://127.0.0.1:$port/-/healthy" 10 || fail "$FAIL_REASON"
+    start_proxy "$i" "$port" "$TMP/ha-$i.log" --web.trusted-proxies 127.0.0.1
 done
 ha_targets=$(for ((n = 1; n <= CLIENTS; n++)); do printf "'ha-%02d.rolling.test:$NODE_PORT', " "$n"; done)
 cat >>"$TMP/prometheus.yml" <<EOF
@@ -196,9 +194,7 @@ for i in 1 2; do
     port=$P1
     [ "$i" = 2 ] && port=$P2
     stop_proxy "$i"
-    start_bg "proxy $i" "$TMP/ha-$i-again.log" "$PROXY_BIN" -l "127.0.0.1:$port" --web.trusted-proxies 127.0.0.1 --log.level info
-    PROXY_PID[$i]=$LAST_PID
-    wait_http "proxy $i" "$LAST_PID" "http://127.0.0.1:$port/-/healthy" 10 || fail "$FAIL_REASON"
+    start_proxy "$i" "$port" "$TMP/ha-$i-again.log" --web.trusted-proxies 127.0.0.1
     for ((n = 0; n < 200; n++)); do [ "$(listed "$port" | grep '^ha-')" = "$want_ha" ] && break; sleep 0.05; done
     [ "$(listed "$port" | grep '^ha-')" = "$want_ha" ] || fail "HA pair: the clients did not poll proxy $i again within 10 s"
     # nginx takes a proxy it found down (a request met it stopped) back after fail_timeout:
