@@ -8,31 +8,57 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Entries older than this are dropped once the map holds [`PRUNE_ABOVE`] of them.
+/// Entries older than this are dropped once the map holds [`PRUNE_ABOVE`] of them, at most
+/// once per [`PRUNE_EVERY`], so a flood of scrapes for made-up FQDNs costs no scan per scrape.
 const REMEMBER: Duration = Duration::from_secs(10);
 const PRUNE_ABOVE: usize = 1024;
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// Most FQDNs remembered: beyond, a new one is not recorded (a scrape waiting for it is then
+/// passed on rather than waiting once more: what happens without this map).
+const MAX_REMEMBERED: usize = 16 * 1024;
 
 /// How many scrapes of each FQDN were passed on.
-#[derive(Default)]
 pub struct Passing {
-    passed: Mutex<HashMap<String, (u64, Instant)>>,
+    passed: Mutex<Passed>,
+}
+
+struct Passed {
+    counts: HashMap<String, (u64, Instant)>,
+    pruned: Instant,
+}
+
+impl Default for Passing {
+    fn default() -> Self {
+        Passing {
+            passed: Mutex::new(Passed {
+                counts: HashMap::new(),
+                pruned: Instant::now(),
+            }),
+        }
+    }
 }
 
 impl Passing {
     /// Scrapes of `key` passed on so far (compare two readings).
     pub fn count(&self, key: &str) -> u64 {
         let passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
-        passed.get(key).map_or(0, |(n, _)| *n)
+        passed.counts.get(key).map_or(0, |(n, _)| *n)
     }
 
     /// One more scrape of `key` passed on.
     pub fn passed(&self, key: &str) {
         let now = Instant::now();
         let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
-        if passed.len() >= PRUNE_ABOVE {
-            passed.retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
+        if passed.counts.len() >= PRUNE_ABOVE && now.duration_since(passed.pruned) >= PRUNE_EVERY {
+            passed.pruned = now;
+            passed
+                .counts
+                .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
         }
-        let entry = passed.entry(key.to_string()).or_insert((0, now));
+        if passed.counts.len() >= MAX_REMEMBERED && !passed.counts.contains_key(key) {
+            return;
+        }
+        let entry = passed.counts.entry(key.to_string()).or_insert((0, now));
         *entry = (entry.0 + 1, now);
     }
 }
@@ -60,6 +86,19 @@ mod tests {
         // All recent: none dropped.
         p.passed("new");
         assert_eq!(p.count("0"), 1);
-        assert_eq!(p.passed.lock().unwrap().len(), PRUNE_ABOVE + 1);
+        assert_eq!(p.passed.lock().unwrap().counts.len(), PRUNE_ABOVE + 1);
+    }
+
+    #[test]
+    fn a_flood_of_made_up_fqdns_stays_bounded() {
+        let p = Passing::default();
+        for i in 0..MAX_REMEMBERED + 500 {
+            p.passed(&format!("made-up-{i}"));
+        }
+        assert_eq!(p.passed.lock().unwrap().counts.len(), MAX_REMEMBERED);
+        // One already remembered still counts.
+        p.passed("made-up-7");
+        assert_eq!(p.count("made-up-7"), 2);
+        assert_eq!(p.count(&format!("made-up-{}", MAX_REMEMBERED + 1)), 0);
     }
 }
