@@ -55,10 +55,11 @@ LB_KIND=${SHARDS_LB:-nginx}
 case "$LB_KIND" in nginx | haproxy) ;; *) fail "SHARDS_LB must be nginx or haproxy, not $LB_KIND" ;; esac
 e2e_prelude shards "$LB_KIND"
 
-mapfile -t PORTS < <(free_ports 7)
-[ "${#PORTS[@]}" = 7 ] || fail "no free ports on 127.0.0.1"
+mapfile -t PORTS < <(free_ports 8)
+[ "${#PORTS[@]}" = 8 ] || fail "no free ports on 127.0.0.1"
 SHARD_PORTS=("${PORTS[0]}" "${PORTS[1]}" "${PORTS[2]}")
 LB_PORT=${PORTS[3]} GO_PORT=${PORTS[4]} PROM_PORT=${PORTS[5]} NODE_PORT=${PORTS[6]}
+MISSING_PORT=${PORTS[7]}
 LB=http://127.0.0.1:$LB_PORT
 PROM=http://127.0.0.1:$PROM_PORT
 say "temp dir $TMP; $LB_KIND $LB (Go clients :$GO_PORT), shards on :${SHARD_PORTS[*]}, node_exporter :$NODE_PORT, prometheus $PROM"
@@ -229,6 +230,39 @@ took=$(python3 -c "import time; print('%.2f' % (time.time() - $t0))")
     fail "scrape of an FQDN no shard holds: status $code, body: $(head -c 200 "$TMP/nowhere.out")"
 python3 -c "import sys; sys.exit(not ($took < 3))" || fail "scrape of an FQDN no shard holds took ${took}s, want about 0.3 s (3 shards, 100 ms each)"
 ok "scrape of an FQDN no shard holds: 404 after ${took}s, each shard passed it on once"
+
+say "check: a target's own 404 (nginx retries every 404 on the other shards; HAProxy does not)"
+# The target answers 200 on / (for wait_http) and 404 on every other path.
+cat >"$TMP/missing.py" <<'PY'
+import http.server, sys
+class Missing(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/":
+            self.send_response(200)
+            self.end_headers()
+            return
+        self.send_response(404, "No Such Page")
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"the target has no such page\n")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Missing).serve_forever()
+PY
+start_bg "404 target" "$TMP/missing.log" python3 "$TMP/missing.py" "$MISSING_PORT"
+MISSING_PID=$LAST_PID
+wait_http "404 target" "$MISSING_PID" "http://127.0.0.1:$MISSING_PORT/" 10 || fail "$FAIL_REASON"
+code=$(curl -sS --max-time 10 -x "$LB" -H 'X-Prometheus-Scrape-Timeout-Seconds: 5' -o "$TMP/missing.out" \
+    -w '%{http_code}' "http://host-01.shard.test:$MISSING_PORT/missing")
+if [ "$LB_KIND" = nginx ]; then
+    want='the target answered 404 itself'
+else
+    want='the target has no such page'
+fi
+{ [ "$code" = 404 ] && grep -q "$want" "$TMP/missing.out"; } ||
+    fail "a target's own 404 through $LB_KIND: status $code, want 404 saying \"$want\"; body: $(head -c 300 "$TMP/missing.out")"
+kill "$MISSING_PID" 2>/dev/null
+ok "a target's own 404 through $LB_KIND: 404, the body says \"$want\""
 
 # --- Prometheus -----------------------------------------------------------------------------------
 targets=$(printf "'%s:$NODE_PORT', " "${FQDNS[@]}")

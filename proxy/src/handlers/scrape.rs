@@ -171,7 +171,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let passed = match pushed {
         Err(ScrapeError::NoPoll) if passes && poll_deadline < deadline => Some((
             ScrapeOutcome::PassedOn,
-            format!("no client polls this proxy for {fqdn} (--scrape.unknown-fqdn-wait {}): a balancer tries its next server; if none holds it, is pushprox-client running there with --fqdn={fqdn}?", format_duration(unknown_wait)),
+            format!("no client polls this proxy for {fqdn}; if every proxy said so, the target answered 404 itself (balancers retry any 404) or no pushprox-client runs with --fqdn={fqdn} (waited --scrape.unknown-fqdn-wait {})", format_duration(unknown_wait)),
         )),
         Err(ScrapeError::ShuttingDown) => Some((
             ScrapeOutcome::ShuttingDown,
