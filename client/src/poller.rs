@@ -227,9 +227,8 @@ impl ProxyPolls {
         let url = self.link.url.clone();
         let mut last_was_quick_408 = false;
         // Since the proxy said it is stopping, and until a poll is held again: failures are
-        // a restart in progress, retried on the short schedule.
-        let mut restarting = false;
-        let mut again = Backoff::new(AGAIN_FIRST_WAIT, AGAIN_MAX_WAIT);
+        // a restart in progress, retried on this short schedule.
+        let mut restarting: Option<Backoff> = None;
         while !signals::requested() {
             log::debug!("fqdn={fqdn} polling {url}/poll");
             let sent = Instant::now();
@@ -241,13 +240,13 @@ impl ProxyPolls {
             match result {
                 Ok(PollAnswer::Scrape { request, max_polls }) => {
                     last_was_quick_408 = false;
-                    restarting = false;
+                    restarting = None;
                     backoff.reset();
                     self.ctx.metrics.poll_succeeded();
                     self.take_scrape(request, max_polls, received);
                 }
                 Ok(PollAnswer::Superseded) => {
-                    restarting = false;
+                    restarting = None;
                     self.ctx.metrics.poll_succeeded();
                     let quick = received - sent < QUICK_408;
                     if quick && last_was_quick_408 {
@@ -264,7 +263,7 @@ impl ProxyPolls {
                 }
                 Ok(PollAnswer::Again) => {
                     last_was_quick_408 = false;
-                    if restarting {
+                    if let Some(again) = restarting.as_mut() {
                         let wait = again.next_wait();
                         log::debug!(
                             "fqdn={fqdn} {url} is still stopping; polling again in {wait:?}"
@@ -272,8 +271,7 @@ impl ProxyPolls {
                         signals::sleep(wait);
                     } else {
                         log::info!("fqdn={fqdn} {url} is stopping; polling again at once");
-                        again.reset();
-                        restarting = true;
+                        restarting = Some(Backoff::new(AGAIN_FIRST_WAIT, AGAIN_MAX_WAIT));
                     }
                 }
                 Ok(PollAnswer::GaveUp) => {
@@ -285,9 +283,9 @@ impl ProxyPolls {
                 Err(e) => {
                     last_was_quick_408 = false;
                     self.ctx.metrics.poll_failed();
-                    let wait = match restarting {
-                        true => again.next_wait(),
-                        false => backoff.next_wait(),
+                    let wait = match restarting.as_mut() {
+                        Some(again) => again.next_wait(),
+                        None => backoff.next_wait(),
                     };
                     log::warn!(
                         "fqdn={fqdn} poll of {url}/poll failed: {e}; polling again in {wait:?}"

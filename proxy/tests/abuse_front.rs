@@ -205,18 +205,7 @@ fn one_peer_cannot_take_the_connections_others_need() {
     proxy.wait_for_clients(std::slice::from_ref(&target.ip), Duration::from_secs(15));
 
     // Polls until the proxy refuses them: 200 park, then 503.
-    let polls: Vec<TcpStream> = (0..260)
-        .filter_map(|i| {
-            let mut s = connect_from(ATTACKER, proxy.port)?;
-            let body = format!("made-up-{i}.example");
-            let poll = format!(
-                "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            s.write_all(poll.as_bytes()).ok()?;
-            Some(s)
-        })
-        .collect();
+    let polls: Vec<TcpStream> = made_up_polls(ATTACKER, proxy.port, 260);
     assert_eq!(polls.len(), 260, "could not send every poll");
     thread::sleep(Duration::from_secs(1));
     let (mut parked, answered): (Vec<_>, Vec<_>) = polls
@@ -319,18 +308,7 @@ fn parked_polls_leave_the_reserved_share_to_scrapes() {
     let target = Target::start(&host(5), Answer::Echo);
     let _client = Client::start(&[proxy.port], &target.ip);
     proxy.wait_for_clients(std::slice::from_ref(&target.ip), Duration::from_secs(15));
-    let polls: Vec<TcpStream> = (0..80)
-        .filter_map(|i| {
-            let mut s = connect_from(BALANCER, proxy.port)?;
-            let body = format!("made-up-{i}.example");
-            let poll = format!(
-                "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            s.write_all(poll.as_bytes()).ok()?;
-            Some(s)
-        })
-        .collect();
+    let polls: Vec<TcpStream> = made_up_polls(BALANCER, proxy.port, 80);
     thread::sleep(Duration::from_secs(1));
     let mut held = Vec::new();
     let mut refused = 0;
@@ -492,4 +470,21 @@ fn a_trickled_push_is_cut_at_its_scrapes_deadline() {
         Ok(r) => assert!(r.body.len() < 500, "{} bytes", r.body.len()),
         Err(e) => assert!(!e.is_empty()),
     }
+}
+
+/// `n` polls for made-up FQDNs sent from `from`, each on its own connection; those that could
+/// not be sent are left out.
+fn made_up_polls(from: [u8; 4], port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .filter_map(|i| {
+            let mut s = connect_from(from, port)?;
+            let body = format!("made-up-{i}.example");
+            let poll = format!(
+                "POST /poll HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(poll.as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect()
 }
