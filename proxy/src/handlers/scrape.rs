@@ -131,7 +131,11 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         true => deadline.min(started + unknown_wait),
         false => deadline,
     };
-    let passed_before = state.passing.count(&key);
+    // Read only where it is used: a proxy that never passes scrapes on takes no lock for it.
+    let passed_before = match passes {
+        true => state.passing.count(&key),
+        false => 0,
+    };
     let mut extended = false;
     let wait = state.rendezvous.expect_push(&id, &key, deadline);
     let handed = loop {
