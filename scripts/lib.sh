@@ -87,44 +87,43 @@ pushprox_bins() {
 }
 
 # free_port [HOST...]: prints one TCP port that is free on every HOST (default 127.0.0.1).
-# The kernel picks it (bind to port 0); sockets are closed before the caller binds, so another
-# program could take it in between, which on a test machine is rare enough.
-free_port() {
+# free_ports N: prints N distinct free ports on 127.0.0.1, one a line.
+# The ports are drawn below the kernel's ephemeral range (net.ipv4.ip_local_port_range), so
+# nothing that binds port 0 (a client's --metrics-addr 127.0.0.1:0) or connects out can be handed
+# one between our check and the caller's bind: a CI run lost shards-e2e to exactly that.
+free_port() { _free_ports 1 "$@"; }
+free_ports() { _free_ports "$1"; }
+_free_ports() {
     python3 - "$@" <<'PY'
-import socket, sys
-hosts = sys.argv[1:] or ["127.0.0.1"]
-for _ in range(50):
+import random, socket, sys
+count, hosts = int(sys.argv[1]), sys.argv[2:] or ["127.0.0.1"]
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+except OSError:
+    ephemeral_low = 32768
+low = 10000 if ephemeral_low > 12000 else 1024
+held, ports = [], []
+for port in random.sample(range(low, ephemeral_low), min(4000, ephemeral_low - low)):
     socks = []
     try:
-        first = socket.socket()
-        socks.append(first)
-        first.bind((hosts[0], 0))
-        port = first.getsockname()[1]
-        for h in hosts[1:]:
+        for h in hosts:
             s = socket.socket()
             socks.append(s)
             s.bind((h, port))
     except OSError:
-        continue
-    finally:
         for s in socks:
             s.close()
-    print(port)
-    sys.exit(0)
-sys.exit("no port free on all of " + " ".join(hosts))
-PY
-}
-
-# free_ports N: prints N distinct free ports on 127.0.0.1, one a line.
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print("\n".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
+        continue
+    held += socks
+    ports.append(port)
+    if len(ports) == count:
+        break
+for s in held:
     s.close()
+if len(ports) < count:
+    sys.exit("no %d ports free on all of %s" % (count, " ".join(hosts)))
+print("\n".join(map(str, ports)))
 PY
 }
 
