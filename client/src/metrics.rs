@@ -5,38 +5,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pushprox_daemon::exposition::{header, millis_as_seconds, single};
+use pushprox_daemon::exposition::{header, millis_as_seconds, single, Counters};
 use pushprox_daemon::AtomicU64;
 
-/// How a scrape ended, for `pushprox_client_scrapes_total{outcome}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The target answered (any status) and its response was relayed.
-    Success,
-    /// The target could not be reached or broke off its response.
-    TargetError,
-    /// The client would not perform the scrape: wrong host, port not in `--scrape.allow`, bad
-    /// URL, no deadline header.
-    Refused,
-    /// The scrape's deadline passed.
-    Timeout,
-}
-
-impl Outcome {
-    const ALL: [Outcome; 4] = [
-        Outcome::Success,
-        Outcome::TargetError,
-        Outcome::Refused,
-        Outcome::Timeout,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::TargetError => "target_error",
-            Outcome::Refused => "refused",
-            Outcome::Timeout => "timeout",
-        }
+pushprox_daemon::label_values! {
+    /// How a scrape ended, for `pushprox_client_scrapes_total{outcome}`.
+    pub enum Outcome {
+        /// The target answered (any status) and its response was relayed.
+        Success => "success",
+        /// The target could not be reached or broke off its response.
+        TargetError => "target_error",
+        /// The client would not perform the scrape: wrong host, port not in `--scrape.allow`, bad
+        /// URL, no deadline header.
+        Refused => "refused",
+        /// The scrape's deadline passed.
+        Timeout => "timeout",
     }
 }
 
@@ -47,7 +30,7 @@ pub struct Metrics {
     push_errors: AtomicU64,
     late_pushes: AtomicU64,
     poll_errors: AtomicU64,
-    scrapes: [AtomicU64; 4],
+    scrapes: Counters<Outcome>,
     /// Milliseconds since the epoch; 0 until the first good poll.
     last_successful_poll_ms: AtomicU64,
     /// Polls written to a proxy and not answered yet (liveness.rs).
@@ -70,7 +53,7 @@ impl Metrics {
     /// Records a finished scrape; every outcome but success also counts as a scrape error, as
     /// in the Go client.
     pub fn scrape_done(&self, outcome: Outcome) {
-        self.scrapes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.scrapes.add(outcome);
         if outcome != Outcome::Success {
             self.scrape_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -150,20 +133,12 @@ impl Metrics {
             "Polls of the proxy that failed or got an answer that was not a scrape request.",
             get(&self.poll_errors),
         );
-        header(
+        self.scrapes.render(
             &mut out,
             "pushprox_client_scrapes_total",
-            "counter",
+            "outcome",
             "Scrapes handed out by the proxy, by outcome: success (the target answered), target_error (unreachable or broken response), refused (wrong host, port not in --scrape.allow, bad URL or no deadline), timeout (deadline passed).",
         );
-        for outcome in Outcome::ALL {
-            let _ = writeln!(
-                out,
-                "pushprox_client_scrapes_total{{outcome=\"{}\"}} {}",
-                outcome.label(),
-                get(&self.scrapes[outcome as usize])
-            );
-        }
         single(
             &mut out,
             "pushprox_client_last_successful_poll_timestamp_seconds",

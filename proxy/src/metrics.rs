@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pushprox_daemon::exposition::{header, single};
+use pushprox_daemon::exposition::{header, single, Counters};
 use pushprox_daemon::AtomicU64;
 
 use crate::http::ShareRefusal;
@@ -67,163 +67,79 @@ impl Histogram {
     }
 }
 
-/// How a scrape through the proxy ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScrapeOutcome {
-    /// The client's response was relayed to the scraper (whatever its status).
-    Relayed,
-    /// No poll of the FQDN came before the deadline.
-    NoPoll,
-    /// The client took the scrape but did not push before the deadline.
-    NoPush,
-    /// The push broke off, or the scraper hung up, while the body was relayed.
-    RelayFailed,
-    /// The scrape request itself was unusable.
-    BadRequest,
-    /// The proxy was stopping.
-    ShuttingDown,
-    /// The FQDN does not poll this proxy: passed on to a balancer's next server
-    /// (`--scrape.unknown-fqdn-wait`).
-    PassedOn,
-}
-
-impl ScrapeOutcome {
-    const ALL: [ScrapeOutcome; 7] = [
-        ScrapeOutcome::Relayed,
-        ScrapeOutcome::NoPoll,
-        ScrapeOutcome::NoPush,
-        ScrapeOutcome::RelayFailed,
-        ScrapeOutcome::BadRequest,
-        ScrapeOutcome::ShuttingDown,
-        ScrapeOutcome::PassedOn,
-    ];
-
-    /// The `outcome` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ScrapeOutcome::Relayed => "relayed",
-            ScrapeOutcome::NoPoll => "no_poll",
-            ScrapeOutcome::NoPush => "no_push",
-            ScrapeOutcome::RelayFailed => "relay_failed",
-            ScrapeOutcome::BadRequest => "bad_request",
-            ScrapeOutcome::ShuttingDown => "shutting_down",
-            ScrapeOutcome::PassedOn => "passed_on",
-        }
+pushprox_daemon::label_values! {
+    /// How a scrape through the proxy ended.
+    pub enum ScrapeOutcome {
+        /// The client's response was relayed to the scraper (whatever its status).
+        Relayed => "relayed",
+        /// No poll of the FQDN came before the deadline.
+        NoPoll => "no_poll",
+        /// The client took the scrape but did not push before the deadline.
+        NoPush => "no_push",
+        /// The push broke off, or the scraper hung up, while the body was relayed.
+        RelayFailed => "relay_failed",
+        /// The scrape request itself was unusable.
+        BadRequest => "bad_request",
+        /// The proxy was stopping.
+        ShuttingDown => "shutting_down",
+        /// The FQDN does not poll this proxy: passed on to a balancer's next server
+        /// (`--scrape.unknown-fqdn-wait`).
+        PassedOn => "passed_on",
     }
 }
 
-/// Why a request was refused for its credentials: the `reason` label of
-/// `pushprox_auth_failures_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// A poll or push without a bearer token.
-    ClientTokenMissing,
-    /// A poll or push whose token is not valid for its FQDN.
-    ClientTokenWrong,
-    /// A scrape without Proxy-Authorization.
-    ScrapeCredentialsMissing,
-    /// A scrape with a wrong user or password.
-    ScrapeCredentialsWrong,
-    /// A read of /clients, /metrics or / without Authorization (--auth.protect-api).
-    ApiCredentialsMissing,
-    /// A read of the API with a wrong user or password.
-    ApiCredentialsWrong,
-    /// A scrape or API read refused with 429, unchecked: too many wrong passwords from its
-    /// address (--auth.max-failures).
-    TooManyFailures,
-    /// A scrape or API read refused with 503, unchecked: the bcrypt queue was full
-    /// (--auth.check-queue).
-    PasswordChecksBusy,
-}
-
-impl AuthFailure {
-    const ALL: [AuthFailure; 8] = [
-        AuthFailure::ClientTokenMissing,
-        AuthFailure::ClientTokenWrong,
-        AuthFailure::ScrapeCredentialsMissing,
-        AuthFailure::ScrapeCredentialsWrong,
-        AuthFailure::ApiCredentialsMissing,
-        AuthFailure::ApiCredentialsWrong,
-        AuthFailure::TooManyFailures,
-        AuthFailure::PasswordChecksBusy,
-    ];
-
-    /// The `reason` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            AuthFailure::ClientTokenMissing => "client_token_missing",
-            AuthFailure::ClientTokenWrong => "client_token_wrong",
-            AuthFailure::ScrapeCredentialsMissing => "scrape_credentials_missing",
-            AuthFailure::ScrapeCredentialsWrong => "scrape_credentials_wrong",
-            AuthFailure::ApiCredentialsMissing => "api_credentials_missing",
-            AuthFailure::ApiCredentialsWrong => "api_credentials_wrong",
-            AuthFailure::TooManyFailures => "too_many_failures",
-            AuthFailure::PasswordChecksBusy => "password_checks_busy",
-        }
+pushprox_daemon::label_values! {
+    /// Why a request was refused for its credentials: the `reason` label of
+    /// `pushprox_auth_failures_total`.
+    pub enum AuthFailure {
+        /// A poll or push without a bearer token.
+        ClientTokenMissing => "client_token_missing",
+        /// A poll or push whose token is not valid for its FQDN.
+        ClientTokenWrong => "client_token_wrong",
+        /// A scrape without Proxy-Authorization.
+        ScrapeCredentialsMissing => "scrape_credentials_missing",
+        /// A scrape with a wrong user or password.
+        ScrapeCredentialsWrong => "scrape_credentials_wrong",
+        /// A read of /clients, /metrics or / without Authorization (--auth.protect-api).
+        ApiCredentialsMissing => "api_credentials_missing",
+        /// A read of the API with a wrong user or password.
+        ApiCredentialsWrong => "api_credentials_wrong",
+        /// A scrape or API read refused with 429, unchecked: too many wrong passwords from its
+        /// address (--auth.max-failures).
+        TooManyFailures => "too_many_failures",
+        /// A scrape or API read refused with 503, unchecked: the bcrypt queue was full
+        /// (--auth.check-queue).
+        PasswordChecksBusy => "password_checks_busy",
     }
 }
 
-/// Why a poll was refused for what it announced, or for want of room in the registry: the
-/// `reason` label of `pushprox_polls_refused_total` (`--registration.max-*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollRefused {
-    /// An announcement header that is not what our client writes (bad JSON, label name, port).
-    Invalid,
-    /// More labels than --registration.max-labels.
-    Labels,
-    /// A label name longer than --registration.max-label-name-length.
-    NameLength,
-    /// A label value longer than --registration.max-label-value-length.
-    ValueLength,
-    /// Target groups larger than --registration.max-label-bytes.
-    Bytes,
-    /// More targets than --registration.max-targets.
-    Targets,
-    /// A new client beyond --registration.max-clients.
-    RegistryFull,
-}
-
-impl PollRefused {
-    const ALL: [PollRefused; 7] = [
-        PollRefused::Invalid,
-        PollRefused::Labels,
-        PollRefused::NameLength,
-        PollRefused::ValueLength,
-        PollRefused::Bytes,
-        PollRefused::Targets,
-        PollRefused::RegistryFull,
-    ];
-
-    /// The `reason` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            PollRefused::Invalid => "invalid_announcement",
-            PollRefused::Labels => "too_many_labels",
-            PollRefused::NameLength => "label_name_too_long",
-            PollRefused::ValueLength => "label_value_too_long",
-            PollRefused::Bytes => "label_bytes",
-            PollRefused::Targets => "too_many_targets",
-            PollRefused::RegistryFull => "registry_full",
-        }
+pushprox_daemon::label_values! {
+    /// Why a poll was refused for what it announced, or for want of room in the registry: the
+    /// `reason` label of `pushprox_polls_refused_total` (`--registration.max-*`).
+    pub enum PollRefused {
+        /// An announcement header that is not what our client writes (bad JSON, label name, port).
+        Invalid => "invalid_announcement",
+        /// More labels than --registration.max-labels.
+        Labels => "too_many_labels",
+        /// A label name longer than --registration.max-label-name-length.
+        NameLength => "label_name_too_long",
+        /// A label value longer than --registration.max-label-value-length.
+        ValueLength => "label_value_too_long",
+        /// Target groups larger than --registration.max-label-bytes.
+        Bytes => "label_bytes",
+        /// More targets than --registration.max-targets.
+        Targets => "too_many_targets",
+        /// A new client beyond --registration.max-clients.
+        RegistryFull => "registry_full",
     }
 }
 
-/// Why a scrape was refused before it reached a client: the `reason` label of
-/// `pushprox_scrapes_refused_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScrapeRefused {
-    /// A method other than GET or HEAD (405).
-    Method,
-}
-
-impl ScrapeRefused {
-    const ALL: [ScrapeRefused; 1] = [ScrapeRefused::Method];
-
-    /// The `reason` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ScrapeRefused::Method => "method_not_allowed",
-        }
+pushprox_daemon::label_values! {
+    /// Why a scrape was refused before it reached a client: the `reason` label of
+    /// `pushprox_scrapes_refused_total`.
+    pub enum ScrapeRefused {
+        /// A method other than GET or HEAD (405).
+        Method => "method_not_allowed",
     }
 }
 
@@ -250,15 +166,15 @@ pub struct Metrics {
     http_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     http_durations: Mutex<BTreeMap<&'static str, Histogram>>,
     proxied: Mutex<BTreeMap<u16, u64>>,
-    scrapes: [AtomicU64; ScrapeOutcome::ALL.len()],
+    scrapes: Counters<ScrapeOutcome>,
     scrape_durations: Mutex<Histogram>,
     relayed_bytes: AtomicU64,
     rejected_busy: AtomicU64,
     late_pushes: AtomicU64,
-    auth_failures: [AtomicU64; AuthFailure::ALL.len()],
-    share_refusals: [AtomicU64; ShareRefusal::ALL.len()],
-    polls_refused: [AtomicU64; PollRefused::ALL.len()],
-    scrapes_refused: [AtomicU64; ScrapeRefused::ALL.len()],
+    auth_failures: Counters<AuthFailure>,
+    share_refusals: Counters<ShareRefusal>,
+    polls_refused: Counters<PollRefused>,
+    scrapes_refused: Counters<ScrapeRefused>,
 }
 
 impl Metrics {
@@ -273,11 +189,7 @@ impl Metrics {
 
     /// A scrape ended so.
     pub fn scrape(&self, outcome: ScrapeOutcome) {
-        let i = ScrapeOutcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(0);
-        self.scrapes[i].fetch_add(1, Ordering::Relaxed);
+        self.scrapes.add(outcome);
     }
 
     /// A scrape request was answered with `status` (as written: 499 when the scraper went
@@ -292,50 +204,34 @@ impl Metrics {
         self.relayed_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// A request refused because the proxy was at its connection limit.
     /// A push for a scrape that had already given up at its deadline (answered 410).
     pub fn late_push(&self) {
         self.late_pushes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request refused because the proxy was at its connection limit.
     pub fn rejected_busy(&self) {
         self.rejected_busy.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection refused its share of the connection limit.
     pub fn share_refused(&self, reason: ShareRefusal) {
-        let i = ShareRefusal::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.share_refusals[i].fetch_add(1, Ordering::Relaxed);
+        self.share_refusals.add(reason);
     }
 
     /// A request refused for its credentials.
     pub fn auth_failure(&self, reason: AuthFailure) {
-        let i = AuthFailure::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.auth_failures[i].fetch_add(1, Ordering::Relaxed);
+        self.auth_failures.add(reason);
     }
 
     /// A poll refused for its announcement or for a full registry.
     pub fn poll_refused(&self, reason: PollRefused) {
-        let i = PollRefused::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.polls_refused[i].fetch_add(1, Ordering::Relaxed);
+        self.polls_refused.add(reason);
     }
 
     /// A scrape refused before it reached a client.
     pub fn scrape_refused(&self, reason: ScrapeRefused) {
-        let i = ScrapeRefused::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.scrapes_refused[i].fetch_add(1, Ordering::Relaxed);
+        self.scrapes_refused.add(reason);
     }
 
     /// The whole exposition.
@@ -382,15 +278,7 @@ impl Metrics {
             "Clients with a poll held open now (or one that ended within 10 s, for a scrape): pushprox_proxy_clients minus this is the clients that stopped polling and are not forgotten yet.",
             gauges.clients_polling,
         );
-        header(&mut out, "pushprox_scrapes_total", "counter", "Scrapes through the proxy by outcome: relayed, no_poll (no client polled in time), no_push (the client did not answer in time), relay_failed, bad_request, shutting_down.");
-        for (outcome, n) in ScrapeOutcome::ALL.iter().zip(&self.scrapes) {
-            let _ = writeln!(
-                out,
-                "pushprox_scrapes_total{{outcome=\"{}\"}} {}",
-                outcome.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
+        self.scrapes.render(&mut out, "pushprox_scrapes_total", "outcome", "Scrapes through the proxy by outcome: relayed, no_poll (no client polled in time), no_push (the client did not answer in time), relay_failed, bad_request, shutting_down.");
         header(
             &mut out,
             "pushprox_scrape_duration_seconds",
@@ -454,42 +342,10 @@ impl Metrics {
             "Connections refused with 503 because the proxy was at --web.max-connections (or the open-files limit), or could not start a thread.",
             self.rejected_busy.load(Ordering::Relaxed),
         );
-        header(&mut out, "pushprox_connections_refused_total", "counter", "Connections refused their share, by reason: idle_per_address (closed: --web.max-idle-per-address), parked_per_address (poll answered 503: --poll.max-parked-per-address), parked_share (poll answered 503: the rest is --web.reserved-connections).");
-        for (reason, n) in ShareRefusal::ALL.iter().zip(&self.share_refusals) {
-            let _ = writeln!(
-                out,
-                "pushprox_connections_refused_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
-        header(&mut out, "pushprox_auth_failures_total", "counter", "Requests refused for missing or wrong credentials (--auth.client-tokens, --auth.scrape-users), by reason.");
-        for (reason, n) in AuthFailure::ALL.iter().zip(&self.auth_failures) {
-            let _ = writeln!(
-                out,
-                "pushprox_auth_failures_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
-        header(&mut out, "pushprox_polls_refused_total", "counter", "Polls refused for what they announce (--registration.max-labels, -label-name-length, -label-value-length, -label-bytes, -targets, or an invalid announcement) or because --registration.max-clients are registered, by reason.");
-        for (reason, n) in PollRefused::ALL.iter().zip(&self.polls_refused) {
-            let _ = writeln!(
-                out,
-                "pushprox_polls_refused_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
-        header(&mut out, "pushprox_scrapes_refused_total", "counter", "Scrapes refused before they reached a client, by reason: method_not_allowed (a method other than GET or HEAD, 405).");
-        for (reason, n) in ScrapeRefused::ALL.iter().zip(&self.scrapes_refused) {
-            let _ = writeln!(
-                out,
-                "pushprox_scrapes_refused_total{{reason=\"{}\"}} {}",
-                reason.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
+        self.share_refusals.render(&mut out, "pushprox_connections_refused_total", "reason", "Connections refused their share, by reason: idle_per_address (closed: --web.max-idle-per-address), parked_per_address (poll answered 503: --poll.max-parked-per-address), parked_share (poll answered 503: the rest is --web.reserved-connections).");
+        self.auth_failures.render(&mut out, "pushprox_auth_failures_total", "reason", "Requests refused for missing or wrong credentials (--auth.client-tokens, --auth.scrape-users), by reason.");
+        self.polls_refused.render(&mut out, "pushprox_polls_refused_total", "reason", "Polls refused for what they announce (--registration.max-labels, -label-name-length, -label-value-length, -label-bytes, -targets, or an invalid announcement) or because --registration.max-clients are registered, by reason.");
+        self.scrapes_refused.render(&mut out, "pushprox_scrapes_refused_total", "reason", "Scrapes refused before they reached a client, by reason: method_not_allowed (a method other than GET or HEAD, 405).");
         header(
             &mut out,
             "pushprox_build_info",

@@ -19,35 +19,20 @@ pub struct ShareLimits {
     pub parked_per_address: usize,
 }
 
-/// Why a connection was refused its share: the `reason` label of
-/// `pushprox_connections_refused_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShareRefusal {
-    /// Its address already keeps `idle_per_address` connections waiting.
-    IdlePerAddress,
-    /// Its address already has `parked_per_address` polls parked.
-    ParkedPerAddress,
-    /// Parked connections already fill everything but the reserved share.
-    ParkedShare,
+pushprox_daemon::label_values! {
+    /// Why a connection was refused its share: the `reason` label of
+    /// `pushprox_connections_refused_total`.
+    pub enum ShareRefusal {
+        /// Its address already keeps `idle_per_address` connections waiting.
+        IdlePerAddress => "idle_per_address",
+        /// Its address already has `parked_per_address` polls parked.
+        ParkedPerAddress => "parked_per_address",
+        /// Parked connections already fill everything but the reserved share.
+        ParkedShare => "parked_share",
+    }
 }
 
 impl ShareRefusal {
-    /// Every reason, in exposition order.
-    pub const ALL: [ShareRefusal; 3] = [
-        ShareRefusal::IdlePerAddress,
-        ShareRefusal::ParkedPerAddress,
-        ShareRefusal::ParkedShare,
-    ];
-
-    /// The `reason` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ShareRefusal::IdlePerAddress => "idle_per_address",
-            ShareRefusal::ParkedPerAddress => "parked_per_address",
-            ShareRefusal::ParkedShare => "parked_share",
-        }
-    }
-
     /// What the peer is told (with `503`), and the operator in the log.
     pub fn explain(self, limits: &ShareLimits, max_connections: usize) -> String {
         match self {
