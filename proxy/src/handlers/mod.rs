@@ -33,68 +33,54 @@ pub fn refuse(
     guard: Guard,
     refusal: &Refusal,
 ) -> After {
-    // Refused unchecked, to spare bcrypt: the password checker logs these once per interval.
-    let unchecked = match refusal {
-        Refusal::TooMany { retry_after, .. } => Some((
-            429,
-            AuthFailure::TooManyFailures,
-            retry_after.as_secs().max(1).to_string(),
-        )),
-        Refusal::Busy(_) => Some((503, AuthFailure::PasswordChecksBusy, "1".to_string())),
-        Refusal::Missing(_) | Refusal::Wrong(_) => None,
-    };
-    if let Some((status, failure, retry_after)) = unchecked {
-        state.metrics.auth_failure(failure);
-        let mut headers = TEXT.to_vec();
-        headers.push(("Retry-After", retry_after.as_str()));
-        return conn.respond(
-            status,
-            &headers,
-            format!("{}\n", refusal.reason()).as_bytes(),
-        );
-    }
-    let missing = matches!(refusal, Refusal::Missing(_));
-    let (status, challenge, failure) = match (guard, missing) {
-        (Guard::Client, true) => (
-            401,
-            Some(("WWW-Authenticate", "Bearer")),
-            AuthFailure::ClientTokenMissing,
+    let (status, failure, extra) = match refusal {
+        // Refused unchecked, to spare bcrypt: the password checker logs these once per interval.
+        Refusal::TooMany { retry_after, .. } => {
+            let seconds = retry_after.as_secs().max(1).to_string();
+            (
+                429,
+                AuthFailure::TooManyFailures,
+                Some(("Retry-After", seconds)),
+            )
+        }
+        Refusal::Busy(_) => (
+            503,
+            AuthFailure::PasswordChecksBusy,
+            Some(("Retry-After", "1".into())),
         ),
-        (Guard::Client, false) => (403, None, AuthFailure::ClientTokenWrong),
-        (Guard::Scraper, true) => (
-            407,
-            Some(("Proxy-Authenticate", "Basic")),
-            AuthFailure::ScrapeCredentialsMissing,
-        ),
-        (Guard::Scraper, false) => (
-            407,
-            Some(("Proxy-Authenticate", "Basic")),
-            AuthFailure::ScrapeCredentialsWrong,
-        ),
-        (Guard::Api, true) => (
-            401,
-            Some(("WWW-Authenticate", "Basic")),
-            AuthFailure::ApiCredentialsMissing,
-        ),
-        (Guard::Api, false) => (
-            401,
-            Some(("WWW-Authenticate", "Basic")),
-            AuthFailure::ApiCredentialsWrong,
-        ),
+        Refusal::Missing(_) | Refusal::Wrong(_) => {
+            let missing = matches!(refusal, Refusal::Missing(_));
+            let failure = match (guard, missing) {
+                (Guard::Client, true) => AuthFailure::ClientTokenMissing,
+                (Guard::Client, false) => AuthFailure::ClientTokenWrong,
+                (Guard::Scraper, true) => AuthFailure::ScrapeCredentialsMissing,
+                (Guard::Scraper, false) => AuthFailure::ScrapeCredentialsWrong,
+                (Guard::Api, true) => AuthFailure::ApiCredentialsMissing,
+                (Guard::Api, false) => AuthFailure::ApiCredentialsWrong,
+            };
+            let (status, challenge) = match guard {
+                Guard::Client if !missing => (403, None),
+                Guard::Client => (401, Some(("WWW-Authenticate", "Bearer"))),
+                Guard::Scraper => (407, Some(("Proxy-Authenticate", "Basic"))),
+                Guard::Api => (401, Some(("WWW-Authenticate", "Basic"))),
+            };
+            crate::warn_limit::REFUSALS.warn(failure.label(), || {
+                format!(
+                    "refused {} {} from={} status={status}: {}",
+                    request.method(),
+                    crate::redact::shown(request.target()),
+                    conn.peer(),
+                    refusal.reason()
+                )
+            });
+            let challenge =
+                challenge.map(|(name, scheme)| (name, format!("{scheme} realm=\"{REALM}\"")));
+            (status, failure, challenge)
+        }
     };
     state.metrics.auth_failure(failure);
-    crate::warn_limit::REFUSALS.warn(failure.label(), || {
-        format!(
-            "refused {} {} from={} status={status}: {}",
-            request.method(),
-            crate::redact::shown(request.target()),
-            conn.peer(),
-            refusal.reason()
-        )
-    });
-    let challenge = challenge.map(|(name, scheme)| (name, format!("{scheme} realm=\"{REALM}\"")));
     let mut headers = TEXT.to_vec();
-    if let Some((name, value)) = &challenge {
+    if let Some((name, value)) = &extra {
         headers.push((name, value.as_str()));
     }
     conn.respond(
