@@ -217,9 +217,11 @@ fn bare(buf: &[u8], i: usize, what: &'static str) -> ProtocolError {
     }
 }
 
-/// A head's first bytes as both parsers see them: at most `max_bytes` of `buf`, what the scan
-/// found there, where parsing stops, and how many field slots the head can need.
+/// A head's first bytes as both parsers see them, with its limits: at most `max_bytes` of
+/// `buf`, what the scan found there, where parsing stops, and how many field slots the head
+/// can need.
 struct Scanned<'a> {
+    limits: HeadLimits,
     window: &'a [u8],
     found: Found,
     upto: usize,
@@ -235,6 +237,7 @@ fn scan_head(buf: &[u8], limits: HeadLimits) -> Scanned<'_> {
         Found::More => window.len(),
     };
     Scanned {
+        limits,
         window,
         found,
         upto,
@@ -261,19 +264,13 @@ fn parse_request_at(
     limits: HeadLimits,
     eof: bool,
 ) -> Result<Option<(RequestHead, usize)>, ProtocolError> {
-    let Scanned {
-        window,
-        found,
-        upto,
-        slots,
-    } = scan_head(buf, limits);
-    let mut fields = vec![httparse::EMPTY_HEADER; slots];
+    let scanned = scan_head(buf, limits);
+    let (window, upto) = (scanned.window, scanned.upto);
+    let mut fields = vec![httparse::EMPTY_HEADER; scanned.slots];
     let mut request = httparse::Request::new(&mut fields);
     let length = match request.parse(&window[..upto]) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return incomplete(window, found, limits, eof, REQUEST).map(|()| None)
-        }
+        Ok(httparse::Status::Partial) => return scanned.incomplete(eof, REQUEST).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(ProtocolError::TooManyHeaders {
                 limit: limits.max_headers,
@@ -317,33 +314,30 @@ fn parse_request_at(
     Ok(Some((head, length)))
 }
 
-/// What an incomplete head means: an error when it can no longer become a head, else wait.
-fn incomplete(
-    window: &[u8],
-    found: Found,
-    limits: HeadLimits,
-    eof: bool,
-    what: &'static str,
-) -> Result<(), ProtocolError> {
-    if let Found::Bare(i) = found {
-        return Err(bare(window, i, what));
+impl Scanned<'_> {
+    /// What an incomplete head means: an error when it can no longer become a head, else wait.
+    fn incomplete(&self, eof: bool, what: &'static str) -> Result<(), ProtocolError> {
+        let (window, limits) = (self.window, self.limits);
+        if let Found::Bare(i) = self.found {
+            return Err(bare(window, i, what));
+        }
+        if window.len() >= limits.max_bytes {
+            let line_done = window.windows(2).any(|w| w == b"\r\n");
+            return Err(if line_done || what != REQUEST {
+                ProtocolError::HeadTooLarge {
+                    limit: limits.max_bytes,
+                }
+            } else {
+                ProtocolError::TargetTooLong {
+                    limit: limits.max_bytes,
+                }
+            });
+        }
+        if eof {
+            return Err(ProtocolError::UnexpectedEof { context: what });
+        }
+        Ok(())
     }
-    if window.len() >= limits.max_bytes {
-        let line_done = window.windows(2).any(|w| w == b"\r\n");
-        return Err(if line_done || what != REQUEST {
-            ProtocolError::HeadTooLarge {
-                limit: limits.max_bytes,
-            }
-        } else {
-            ProtocolError::TargetTooLong {
-                limit: limits.max_bytes,
-            }
-        });
-    }
-    if eof {
-        return Err(ProtocolError::UnexpectedEof { context: what });
-    }
-    Ok(())
 }
 
 /// Parses the response head at the start of `buf`, as [`parse_request`] does a request's.
@@ -353,26 +347,20 @@ pub(crate) fn parse_response_at(
     limits: HeadLimits,
     eof: bool,
 ) -> Result<Option<(ResponseHead, usize)>, ProtocolError> {
-    let Scanned {
-        window,
-        found,
-        upto,
-        slots,
-    } = scan_head(buf, limits);
+    let scanned = scan_head(buf, limits);
+    let (window, upto) = (scanned.window, scanned.upto);
     let Some(line_end) = window[..upto].windows(2).position(|w| w == b"\r\n") else {
-        if eof && found == Found::More {
+        if eof && scanned.found == Found::More {
             status_line(window)?;
         }
-        return incomplete(window, found, limits, eof, RESPONSE).map(|()| None);
+        return scanned.incomplete(eof, RESPONSE).map(|()| None);
     };
     let (status, reason) = status_line(&window[..line_end])?;
     let fields_at = line_end + 2;
-    let mut fields = vec![httparse::EMPTY_HEADER; slots];
+    let mut fields = vec![httparse::EMPTY_HEADER; scanned.slots];
     let (length, fields) = match httparse::parse_headers(&window[fields_at..upto], &mut fields) {
         Ok(httparse::Status::Complete((n, fields))) => (fields_at + n, fields),
-        Ok(httparse::Status::Partial) => {
-            return incomplete(window, found, limits, eof, RESPONSE).map(|()| None)
-        }
+        Ok(httparse::Status::Partial) => return scanned.incomplete(eof, RESPONSE).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(ProtocolError::TooManyHeaders {
                 limit: limits.max_headers,
