@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pushprox_daemon::sync::lock;
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -102,7 +103,7 @@ impl CachingResolver {
             uri.authority().map_or("", |a| a.as_str())
         );
         let cached = {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = lock(&self.cache);
             cache
                 .get(&key)
                 .filter(|(at, _)| at.elapsed() < TTL)
@@ -112,7 +113,7 @@ impl CachingResolver {
             return Ok(addrs);
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = lock(&self.cache);
         if cache.len() >= MAX_ENTRIES {
             cache.clear();
         }

@@ -13,6 +13,7 @@ use pushprox_daemon::exposition::{header, single, Counters};
 use pushprox_daemon::AtomicU64;
 
 use crate::http::ShareRefusal;
+use pushprox_daemon::sync::lock;
 
 /// Upper bounds of the duration histograms (the client_golang defaults, as in Go).
 /// The label the HTTP front gives scrape requests: they are counted by status in
@@ -360,10 +361,6 @@ impl Metrics {
         pushprox_daemon::process::render(&mut out);
         out
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! balancer, which now sends it here: another scrape for that FQDN already waiting here
 //! should wait for it rather than be passed on a moment before it comes.
 
+use pushprox_daemon::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -41,14 +42,14 @@ impl Default for Passing {
 impl Passing {
     /// Scrapes of `key` passed on so far (compare two readings).
     pub fn count(&self, key: &str) -> u64 {
-        let passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        let passed = lock(&self.passed);
         passed.counts.get(key).map_or(0, |(n, _)| *n)
     }
 
     /// One more scrape of `key` passed on.
     pub fn passed(&self, key: &str) {
         let now = Instant::now();
-        let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut passed = lock(&self.passed);
         if passed.counts.len() >= PRUNE_ABOVE && now.duration_since(passed.pruned) >= PRUNE_EVERY {
             passed.pruned = now;
             passed

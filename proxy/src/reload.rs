@@ -19,6 +19,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use pushprox_daemon::sync::{read, write};
 use ring::digest::{Context, SHA256};
 
 /// Files are hashed up to this size (more than any config, certificate or token file).
@@ -49,7 +50,7 @@ impl<T> Clone for Current<T> {
 impl<T: Send + Sync + 'static> Current<T> {
     /// The last good value.
     pub fn get(&self) -> Arc<T> {
-        let value = self.shared.value.read().unwrap_or_else(|e| e.into_inner());
+        let value = read(&self.shared.value);
         Arc::clone(&value)
     }
 
@@ -57,11 +58,7 @@ impl<T: Send + Sync + 'static> Current<T> {
     /// the logged warning); `None` once a load succeeds.
     #[cfg(test)]
     pub fn last_error(&self) -> Option<String> {
-        self.shared
-            .last_error
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.shared.last_error).clone()
     }
 
     /// A reader of one part of the current value.
@@ -148,14 +145,8 @@ impl<T: Send + Sync + 'static> Reloader<T> {
                             watched = files;
                             seen = fingerprints(&watched);
                         }
-                        *thread_shared
-                            .value
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
-                        *thread_shared
-                            .last_error
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner()) = None;
+                        *write(&thread_shared.value) = Arc::new(value);
+                        *write(&thread_shared.last_error) = None;
                         log::info!(
                             "reloaded {thread_name} after a change of {}",
                             changed.join(", ")
@@ -167,10 +158,7 @@ impl<T: Send + Sync + 'static> Reloader<T> {
                             changed.join(", ")
                         );
                         log::warn!("{message}");
-                        *thread_shared
-                            .last_error
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner()) = Some(message);
+                        *write(&thread_shared.last_error) = Some(message);
                     }
                 }
             });

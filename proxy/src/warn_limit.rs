@@ -2,6 +2,7 @@
 //! flood of refusals writes a bounded number of lines, each saying how many it stands for,
 //! and never hides a refusal of another kind.
 
+use pushprox_daemon::sync::lock;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ impl WarnLimit {
     pub fn warn(&self, kind: &'static str, line: impl FnOnce() -> String) {
         let now = Instant::now();
         let left_out = {
-            let mut kinds = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut kinds = lock(&self.state);
             let at = match kinds.iter().position(|(k, _)| *k == kind) {
                 Some(at) => at,
                 None => {

@@ -17,6 +17,7 @@ pub mod logger;
 pub mod process;
 pub mod signals;
 pub mod startup;
+pub mod sync;
 pub mod tls;
 pub mod workers;
 

@@ -30,6 +30,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::users::{Secret, Users};
 use super::{digest, Digest};
+use pushprox_daemon::sync::lock;
 
 /// Most cached successes; beyond, expired ones are dropped, then the cache starts over.
 const CACHE_ENTRIES: usize = 1024;
@@ -118,7 +119,7 @@ struct Pending {
 impl Pending {
     /// The verdict, once the check is done; `None` after `within`.
     fn wait(&self, within: Duration) -> Option<Verdict> {
-        let verdict = self.verdict.lock().unwrap_or_else(|e| e.into_inner());
+        let verdict = lock(&self.verdict);
         let (verdict, _) = self
             .done
             .wait_timeout_while(verdict, within, |v| v.is_none())
@@ -127,7 +128,7 @@ impl Pending {
     }
 
     fn finish(&self, verdict: Verdict) {
-        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(verdict);
+        *lock(&self.verdict) = Some(verdict);
         self.done.notify_all();
     }
 }
@@ -251,7 +252,7 @@ impl Passwords {
         // The same user and password already being checked (a Prometheus starting fifty
         // scrapes at once): wait for that answer instead of running bcrypt again.
         let leader = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = lock(&self.pending);
             match pending.get(&key) {
                 Some(running) => Err(Arc::clone(running)),
                 None => {
@@ -277,10 +278,7 @@ impl Passwords {
             },
         };
         let verdict = self.check_now(users, user, password, &key, source);
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        lock(&self.pending).remove(&key);
         running.finish(verdict);
         verdict
     }
@@ -338,7 +336,7 @@ impl Passwords {
 
     /// Whether the key is cached for these users; a hit lives on for another TTL.
     fn cached(&self, users: &Users, key: &Digest, now: Instant) -> bool {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = lock(&self.cache);
         let id = users.generation();
         if cache.users != id {
             // Other users (a reload): nothing checked before counts.
@@ -356,7 +354,7 @@ impl Passwords {
     }
 
     fn remember(&self, users: &Users, key: Digest, now: Instant) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = lock(&self.cache);
         if cache.users != users.generation() {
             return;
         }
@@ -373,7 +371,7 @@ impl Passwords {
     /// Counts a check in flight for `source`, or says how long until it may try again.
     fn reserve(&self, users: u64, source: IpAddr, now: Instant) -> Result<(), Duration> {
         let interval = self.limits.failure_interval;
-        let mut all = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = lock(&self.sources);
         let Some(budget) = all.budget(users, source, now, interval) else {
             return Err(interval);
         };
@@ -394,7 +392,7 @@ impl Passwords {
     /// credentials): a wrong password is a failure however it was found out.
     fn note_failure(&self, users: u64, source: IpAddr) {
         let interval = self.limits.failure_interval;
-        let mut all = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = lock(&self.sources);
         if let Some(budget) = all.budget(users, source, Instant::now(), interval) {
             budget.failures += 1;
         }
@@ -402,7 +400,7 @@ impl Passwords {
 
     /// Ends a check in flight; a failure stays counted until its interval ends.
     fn release(&self, source: IpAddr, failed: bool) {
-        let mut all = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = lock(&self.sources);
         if let Some(budget) = all.by_ip.get_mut(&source) {
             budget.in_flight = budget.in_flight.saturating_sub(1);
             if failed {
@@ -429,7 +427,7 @@ impl Passwords {
     /// Logs the refusals of sources over their budget: the first at once, then at most one
     /// line per interval, with how many there were.
     fn log_refusal(&self, source: IpAddr, now: Instant) {
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = lock(&self.log);
         log.count += 1;
         let due = log
             .logged

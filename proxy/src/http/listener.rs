@@ -18,6 +18,7 @@ use super::shared::{Limits, Shared, Slot};
 use super::shares::Shares;
 use super::tls::{self, Stream, TlsSetup};
 use crate::reload::View;
+use pushprox_daemon::sync::lock;
 
 /// How long the accept loop waits for a connection before it looks at `stop` again.
 const ACCEPT_TICK: Duration = Duration::from_millis(100);
@@ -57,7 +58,7 @@ impl Front {
         let cell = Arc::new(Mutex::new(Some((tcp, slot))));
         let task_cell = Arc::clone(&cell);
         let started = self.shared.workers.run(Box::new(move || {
-            let taken = task_cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let taken = lock(&task_cell).take();
             if let Some((tcp, slot)) = taken {
                 front.open_and_serve(tcp, slot);
             }
@@ -65,7 +66,7 @@ impl Front {
         if let Err(e) = started {
             self.service.refused_busy();
             log::error!("cannot start a connection thread: {e} (thread or memory limit); refusing the connection with 503");
-            if let Some((tcp, _slot)) = cell.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some((tcp, _slot)) = lock(&cell).take() {
                 refuse_busy(tcp);
             }
         }

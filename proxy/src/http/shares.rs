@@ -3,6 +3,7 @@
 //! `--web.max-connections` that parked connections (polls) may never take, which stays for
 //! scrapes, pushes and health checks.
 
+use pushprox_daemon::sync::lock;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,7 +95,7 @@ impl Drop for Held {
             parked.fetch_sub(1, Ordering::SeqCst);
         }
         if let Some((ip, map)) = &self.address {
-            let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = lock(map);
             if let Some(c) = map.get_mut(ip) {
                 match self.kind {
                     Kind::Idle => c.idle = c.idle.saturating_sub(1),
@@ -151,7 +152,7 @@ impl Shares {
                 parked,
             });
         }
-        let mut map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(&self.per_address);
         let counts = map.entry(ip).or_default();
         let (count, cap, refusal) = match kind {
             Kind::Idle => (

@@ -18,6 +18,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::reload::View;
+use pushprox_daemon::sync::lock;
 
 /// How long a handshake may take when `--web.read-timeout` is off.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
@@ -101,7 +102,7 @@ impl Stream {
             return None;
         };
         let now = tls.source.get();
-        let mut checked = tls.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut checked = lock(&tls.checked);
         if Arc::ptr_eq(&now, &checked) {
             return None;
         }
@@ -292,7 +293,7 @@ fn log_refused_certificate(tcp: &TcpStream, e: &io::Error) {
     ) {
         return;
     }
-    let mut refusals = REFUSALS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut refusals = lock(&REFUSALS);
     refusals.1 += 1;
     if refusals.0.is_some_and(|t| t.elapsed() < REFUSAL_LOG_EVERY) {
         return;
