@@ -62,31 +62,23 @@ impl Settings {
     /// Reads every file the flags name; also returns those files (and the ones the web
     /// config names), which are what a change is looked for in.
     pub fn load(config: &Config) -> Result<Loaded<Settings>, SettingsError> {
-        let mut files: Vec<PathBuf> = Vec::new();
-        let tokens = match &config.client_tokens {
-            None => None,
-            Some(path) => {
-                files.push(path.clone());
-                Some(ClientTokens::load(path).map_err(SettingsError::File)?)
-            }
-        };
-        let file_users = match &config.scrape_users {
-            None => None,
-            Some(path) => {
-                files.push(path.clone());
-                Some(Users::load(path).map_err(SettingsError::File)?)
-            }
-        };
-        let mut web = match &config.web_config_file {
-            None => None,
-            Some(path) => {
-                // A broken file is still watched: its fix is a change.
-                files.push(path.clone());
-                let web = WebConfig::load(path).map_err(SettingsError::WebConfig)?;
-                files.extend(web.files().into_iter().skip(1));
-                Some(web)
-            }
-        };
+        // What a change is looked for in: the files the flags name, then those the web config
+        // names, then --tls.cert and --tls.key.
+        let named = [
+            &config.client_tokens,
+            &config.scrape_users,
+            &config.web_config_file,
+        ];
+        let mut files: Vec<PathBuf> = named.into_iter().flatten().cloned().collect();
+        let tokens = config.client_tokens.as_deref().map(ClientTokens::load);
+        let tokens = tokens.transpose().map_err(SettingsError::File)?;
+        let file_users = config.scrape_users.as_deref().map(Users::load);
+        let file_users = file_users.transpose().map_err(SettingsError::File)?;
+        let web = config.web_config_file.as_deref().map(WebConfig::load);
+        let mut web = web.transpose().map_err(SettingsError::WebConfig)?;
+        if let Some(web) = &web {
+            files.extend(web.files().into_iter().skip(1));
+        }
         let tls = match (&config.tls_cert, &config.tls_key, &web) {
             (Some(cert), Some(key), _) => {
                 files.push(cert.clone());
