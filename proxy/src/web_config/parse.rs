@@ -146,7 +146,7 @@ impl WebConfig {
 
         let tls = match raw.tls_server_config {
             None => None,
-            Some(t) => parse_tls(t, path)?,
+            Some(t) => parse_tls(t, path, &invalid)?,
         };
 
         Ok(WebConfig {
@@ -313,12 +313,11 @@ fn parse_curves(
     Ok(groups)
 }
 
-fn parse_tls(t: RawTls, path: &Path) -> Result<Option<TlsServerConfig>, WebConfigError> {
-    let invalid = |key: &str, reason: String| WebConfigError::Invalid {
-        path: path.to_path_buf(),
-        key: key.to_string(),
-        reason,
-    };
+fn parse_tls(
+    t: RawTls,
+    path: &Path,
+    invalid: &dyn Fn(&str, String) -> WebConfigError,
+) -> Result<Option<TlsServerConfig>, WebConfigError> {
     let cert = pem_source(t.cert_file, t.cert, "cert_file", "cert", &invalid)?;
     let key = pem_source(t.key_file, t.key, "key_file", "key", &invalid)?;
     let client_ca = pem_source(
@@ -362,18 +361,12 @@ fn parse_tls(t: RawTls, path: &Path) -> Result<Option<TlsServerConfig>, WebConfi
         }
         return Ok(None);
     }
-    let cert = cert.ok_or_else(|| {
-        invalid(
-            "tls_server_config.cert_file",
-            "missing: TLS needs cert_file (or inline cert) and key_file (or inline key)".into(),
-        )
-    })?;
-    let key = key.ok_or_else(|| {
-        invalid(
-            "tls_server_config.key_file",
-            "missing: TLS needs cert_file (or inline cert) and key_file (or inline key)".into(),
-        )
-    })?;
+    let missing = |key: &str| {
+        let both = "missing: TLS needs cert_file (or inline cert) and key_file (or inline key)";
+        invalid(&format!("tls_server_config.{key}"), both.into())
+    };
+    let cert = cert.ok_or_else(|| missing("cert_file"))?;
+    let key = key.ok_or_else(|| missing("key_file"))?;
     if client_auth.verifies() && client_ca.is_none() {
         return Err(invalid(
             "tls_server_config.client_ca_file",
