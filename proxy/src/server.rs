@@ -340,12 +340,13 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         shares(&state.config, max_connections),
     );
     spawn_janitor(Arc::clone(&state))?;
+    let accept_failed = |source| StartupError::Accept {
+        addr: bound,
+        source,
+    };
     front
         .run(&listener, pushprox_daemon::signals::requested)
-        .map_err(|source| StartupError::Accept {
-            addr: bound,
-            source,
-        })?;
+        .map_err(accept_failed)?;
     let parked = state.rendezvous.shut_down();
     log::info!(
         "stopping: no new requests: {} parked poll(s), and new polls and scrapes, answered 404 X-PushProx-Retry: next; waiting up to {} (--shutdown.timeout) for {} scrape(s) in progress",
@@ -362,10 +363,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
     let in_progress = || state.scrapes_in_progress.load(Ordering::SeqCst);
     front
         .run(&listener, || in_progress() == 0 || Instant::now() >= until)
-        .map_err(|source| StartupError::Accept {
-            addr: bound,
-            source,
-        })?;
+        .map_err(accept_failed)?;
     drop(listener);
     match in_progress() {
         0 => log::info!("stopped"),
