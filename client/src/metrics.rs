@@ -105,34 +105,30 @@ impl Metrics {
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::with_capacity(2048);
-        single(
-            &mut out,
-            "pushprox_client_scrape_errors_total",
-            "counter",
-            "Scrapes that failed and were answered with a 500 (or 403) push (every outcome but success).",
-            get(&self.scrape_errors),
-        );
-        single(
-            &mut out,
-            "pushprox_client_push_errors_total",
-            "counter",
-            "Pushes of a scrape result to the proxy that failed.",
-            get(&self.push_errors),
-        );
-        single(
-            &mut out,
-            "pushprox_client_late_pushes_total",
-            "counter",
-            "Pushes that arrived after their scrape had given up at its deadline (the proxy answered 410): the target was slower than the scrape timeout. Not counted as push errors.",
-            get(&self.late_pushes),
-        );
-        single(
-            &mut out,
-            "pushprox_client_poll_errors_total",
-            "counter",
-            "Polls of the proxy that failed or got an answer that was not a scrape request.",
-            get(&self.poll_errors),
-        );
+        for (name, help, counter) in [
+            (
+                "pushprox_client_scrape_errors_total",
+                "Scrapes that failed and were answered with a 500 (or 403) push (every outcome but success).",
+                &self.scrape_errors,
+            ),
+            (
+                "pushprox_client_push_errors_total",
+                "Pushes of a scrape result to the proxy that failed.",
+                &self.push_errors,
+            ),
+            (
+                "pushprox_client_late_pushes_total",
+                "Pushes that arrived after their scrape had given up at its deadline (the proxy answered 410): the target was slower than the scrape timeout. Not counted as push errors.",
+                &self.late_pushes,
+            ),
+            (
+                "pushprox_client_poll_errors_total",
+                "Polls of the proxy that failed or got an answer that was not a scrape request.",
+                &self.poll_errors,
+            ),
+        ] {
+            single(&mut out, name, "counter", help, get(counter));
+        }
         self.scrapes.render(
             &mut out,
             "pushprox_client_scrapes_total",
