@@ -16,19 +16,14 @@ pub fn default_fqdn() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| run_hostname(&[]))
         .unwrap_or_else(|| "localhost".to_string());
-    if short.contains('.') {
-        return short.to_ascii_lowercase();
-    }
-    if let Some(name) = std::fs::read_to_string("/etc/hosts")
-        .ok()
-        .and_then(|hosts| fqdn_from_hosts(&hosts, &short))
-    {
-        return name.to_ascii_lowercase();
-    }
-    if let Some(name) = run_hostname(&["-f"]).filter(|n| n.contains('.')) {
-        return name.to_ascii_lowercase();
-    }
-    short.to_ascii_lowercase()
+    let full = Some(short.clone())
+        .filter(|s| s.contains('.'))
+        .or_else(|| {
+            let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+            fqdn_from_hosts(&hosts, &short)
+        })
+        .or_else(|| run_hostname(&["-f"]).filter(|n| n.contains('.')));
+    full.unwrap_or(short).to_ascii_lowercase()
 }
 
 /// The canonical (first) name of the `/etc/hosts` line that lists `short`, when it has a dot:
