@@ -7,6 +7,7 @@
 //! A few lines of our own instead of a logging crate: this is all the daemons need, and each
 //! static binary is smaller for it.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -71,11 +72,8 @@ const ALWAYS_STRINGS: [&str; 6] = ["fqdn", "scrape_id", "id", "user", "version",
 pub fn logfmt_line(ts: &str, level: log::Level, message: &str) -> String {
     let (msg, fields) = split(message);
     let mut out = String::with_capacity(message.len() + 64);
-    out.push_str("ts=");
-    out.push_str(ts);
-    out.push_str(" level=");
-    out.push_str(&level.as_str().to_ascii_lowercase());
-    out.push_str(" msg=");
+    let level = level.as_str().to_ascii_lowercase();
+    let _ = write!(out, "ts={ts} level={level} msg=");
     logfmt_value(&mut out, &msg);
     for (key, value) in fields {
         out.push(' ');
@@ -92,11 +90,9 @@ pub fn logfmt_line(ts: &str, level: log::Level, message: &str) -> String {
 pub fn json_line(ts: &str, level: log::Level, message: &str) -> String {
     let (msg, fields) = split(message);
     let mut out = String::with_capacity(message.len() + 64);
-    out.push_str("{\"ts\":");
-    json_string(&mut out, ts);
-    out.push_str(",\"level\":");
-    json_string(&mut out, &level.as_str().to_ascii_lowercase());
-    out.push_str(",\"msg\":");
+    // The time stamp and the level need no escaping.
+    let level = level.as_str().to_ascii_lowercase();
+    let _ = write!(out, "{{\"ts\":\"{ts}\",\"level\":\"{level}\",\"msg\":");
     json_string(&mut out, &msg);
     for (key, value) in fields {
         out.push(',');
@@ -191,7 +187,6 @@ pub fn split(message: &str) -> (String, Vec<(&str, &str)>) {
 
 /// `text` as a JSON string literal.
 fn json_string(out: &mut String, text: &str) {
-    use std::fmt::Write as _;
     out.push('"');
     for c in text.chars() {
         match c {
