@@ -88,12 +88,7 @@ fn tls_configs_with(
                     }
                 })?,
             };
-        Some(
-            builder()
-                .root_certs(RootCerts::new_with_certs(&roots))
-                .client_cert(client_cert.clone())
-                .build(),
-        )
+        Some(trusting(&roots, client_cert.clone()))
     } else {
         None
     };
@@ -113,12 +108,7 @@ fn tls_configs_with(
             "--scrape.tls.cacert {}",
             path.display()
         )));
-        Some(
-            builder()
-                .root_certs(RootCerts::new_with_certs(&roots))
-                .client_cert(client_cert)
-                .build(),
-        )
+        Some(trusting(&roots, client_cert))
     } else {
         proxy.clone()
     };
@@ -128,6 +118,14 @@ fn tls_configs_with(
 /// A builder with our crypto provider (the proxy's: ring).
 fn builder() -> ureq::tls::TlsConfigBuilder {
     TlsConfig::builder().unversioned_rustls_crypto_provider(Arc::new(provider()))
+}
+
+/// Trusts `roots`, and presents `client_cert` when the server asks for one.
+fn trusting(roots: &[Certificate<'static>], client_cert: Option<ClientCert>) -> TlsConfig {
+    builder()
+        .root_certs(RootCerts::new_with_certs(roots))
+        .client_cert(client_cert)
+        .build()
 }
 
 /// The system's CA certificates, with where they came from recorded for the hints; or what
@@ -183,9 +181,7 @@ pub fn target_default() -> TlsConfig {
         warn_no_roots(&looked);
         Vec::new()
     });
-    builder()
-        .root_certs(RootCerts::new_with_certs(&roots))
-        .build()
+    trusting(&roots, None)
 }
 
 /// Reads a PEM file named by `flag` (at most 1 MiB), as the proxy reads its own.
