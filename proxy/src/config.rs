@@ -267,9 +267,7 @@ impl Config {
             None => self.scrape_default_timeout.min(self.scrape_max_timeout),
         }
     }
-}
 
-impl Config {
     /// The limits of password checking, from the `--auth.*` flags.
     pub fn password_limits(&self) -> crate::auth::passwords::PasswordLimits {
         crate::auth::passwords::PasswordLimits {

@@ -331,9 +331,12 @@ mod tests {
     const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn auth(access: Access) -> Auth {
+        use clap::Parser;
+        // The limits of the flags' defaults.
+        let config = crate::config::Config::parse_from(["pushprox-proxy"]);
         Auth::new(
             View::fixed(Arc::new(access)),
-            Passwords::start(passwords::PasswordLimits::default()).unwrap(),
+            Passwords::start(config.password_limits()).unwrap(),
         )
     }
 

@@ -59,18 +59,6 @@ pub struct PasswordLimits {
     pub failure_interval: Duration,
 }
 
-impl Default for PasswordLimits {
-    fn default() -> Self {
-        PasswordLimits {
-            workers: default_workers(),
-            queue: 64,
-            cache_ttl: Duration::from_secs(300),
-            max_failures: 10,
-            failure_interval: Duration::from_secs(60),
-        }
-    }
-}
-
 /// One bcrypt thread per core.
 pub fn default_workers() -> usize {
     thread::available_parallelism().map_or(2, |n| n.get())
