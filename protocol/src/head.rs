@@ -22,16 +22,6 @@ pub struct HeadLimits {
     pub max_headers: usize,
 }
 
-impl Default for HeadLimits {
-    /// 16 KiB and 100 fields: what the proxy's front accepts by default.
-    fn default() -> Self {
-        HeadLimits {
-            max_bytes: 16 * 1024,
-            max_headers: 100,
-        }
-    }
-}
-
 impl HeadLimits {
     /// At most `max_bytes`, with as many fields as fit.
     pub fn bytes(max_bytes: usize) -> HeadLimits {
@@ -623,8 +613,12 @@ mod tests {
         assert_eq!(Framing::of_response(304, &h).unwrap(), Framing::Length(0));
     }
 
+    /// What the proxy's front accepts by default (--web.max-header-bytes, --web.max-headers).
     fn limits() -> HeadLimits {
-        HeadLimits::default()
+        HeadLimits {
+            max_bytes: 16 * 1024,
+            max_headers: 100,
+        }
     }
 
     fn ok(text: &str) -> RequestHead {
