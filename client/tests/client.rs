@@ -2,13 +2,10 @@
 //! both tiny servers on loopback in this process. Every wait is bounded; children are killed
 //! on drop.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,149 +13,7 @@ use pushprox_protocol::Response;
 use pushprox_test_support::*;
 
 // ---------------------------------------------------------------------------------------------
-// The fake proxy
-
-/// What the fake proxy saw.
-#[derive(Debug)]
-enum Event {
-    /// `close`: the request asked for its connection to close (`Connection: close`).
-    Poll {
-        body: Vec<u8>,
-        at: Instant,
-        close: bool,
-    },
-    Push {
-        body: Vec<u8>,
-        close: bool,
-    },
-}
-
-/// Answers polls from a script of raw HTTP responses (then holds them), captures pushes.
-struct FakeProxy {
-    server: Server,
-    events: Receiver<Event>,
-}
-
-impl FakeProxy {
-    fn start(poll_answers: Vec<Vec<u8>>) -> FakeProxy {
-        FakeProxy::start_delayed(poll_answers, Duration::ZERO)
-    }
-
-    /// Each scripted poll answer is sent `delay` after its poll arrived.
-    fn start_delayed(poll_answers: Vec<Vec<u8>>, delay: Duration) -> FakeProxy {
-        let (tx, events) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let answers = Mutex::new(VecDeque::from(poll_answers));
-        let stopped = Arc::clone(&stop);
-        let server = Server::start(stop, move |conn| {
-            serve_proxy_connection(conn, &tx, &answers, delay, &stopped)
-        });
-        FakeProxy { server, events }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.server.addr)
-    }
-
-    fn next_event(&self) -> Event {
-        self.events
-            .recv_timeout(WAIT)
-            .expect("no poll or push reached the fake proxy in time")
-    }
-
-    fn next_push(&self) -> Vec<u8> {
-        self.next_push_within(WAIT)
-    }
-
-    fn next_push_within(&self, wait: Duration) -> Vec<u8> {
-        let until = Instant::now() + wait;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(Event::Push { body, .. }) => return body,
-                Ok(Event::Poll { .. }) => continue,
-                Err(_) => panic!("no push reached the fake proxy within {wait:?}"),
-            }
-        }
-    }
-
-    /// Whether the first two polls and the first push asked for `Connection: close`, in
-    /// whatever order they came.
-    fn closes_of_two_polls_and_a_push(&self) -> (bool, bool, bool) {
-        let (mut polls, mut push) = (Vec::new(), None);
-        while polls.len() < 2 || push.is_none() {
-            match self.next_event() {
-                Event::Poll { close, .. } => polls.push(close),
-                Event::Push { close, .. } => push = push.or(Some(close)),
-            }
-        }
-        (polls[0], push.unwrap_or_default(), polls[1])
-    }
-
-    fn next_poll(&self) -> (Vec<u8>, Instant) {
-        match self.next_event() {
-            Event::Poll { body, at, .. } => (body, at),
-            other => panic!("expected a poll, got {other:?}"),
-        }
-    }
-}
-
-fn serve_proxy_connection(
-    conn: TcpStream,
-    events: &Sender<Event>,
-    answers: &Mutex<VecDeque<Vec<u8>>>,
-    delay: Duration,
-    stop: &AtomicBool,
-) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut writer = conn.try_clone().unwrap();
-    let mut reader = BufReader::new(conn);
-    while let Some((head, body)) = read_request(&mut reader) {
-        assert_eq!(head.method, "POST", "{}", head.path);
-        let close = head
-            .headers
-            .get("Connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let answer = match head.path.as_str() {
-            "/poll" => {
-                let _ = events.send(Event::Poll {
-                    body,
-                    at: Instant::now(),
-                    close,
-                });
-                let scripted = answers.lock().unwrap().pop_front();
-                match scripted {
-                    Some(a) => {
-                        thread::sleep(delay);
-                        a
-                    }
-                    None => {
-                        // Hold the poll, as a proxy without scrapes does.
-                        let until = Instant::now() + Duration::from_secs(20);
-                        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                            thread::sleep(Duration::from_millis(20));
-                        }
-                        http_response(408, "text/plain", b"poll held too long")
-                    }
-                }
-            }
-            "/push" => {
-                // A scrape id starting "late-" plays one whose scrape already gave up.
-                let late = body.windows(11).any(|w| w == b"\r\nId: late-");
-                let _ = events.send(Event::Push { body, close });
-                if late {
-                    http_response(410, "text/plain", b"Error pushing: scrape late-1 gave up")
-                } else {
-                    http_response(200, "text/plain", b"")
-                }
-            }
-            _ => http_response(404, "text/plain", b"not found"),
-        };
-        if writer.write_all(&answer).is_err() {
-            return;
-        }
-    }
-}
+// The fake proxy's answers
 
 fn http_response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
     raw_response(status, &format!("Content-Type: {content_type}\r\n"), body)
@@ -323,7 +178,7 @@ fn scrape_result_is_pushed_with_status_id_and_identical_body() {
     let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-1", Some("5"))]);
     let _client = ClientProcess::for_proxy(&proxy, &[]);
 
-    let (poll_body, _) = proxy.next_poll();
+    let poll_body = proxy.next_poll().body;
     assert_eq!(poll_body, b"127.0.0.1");
 
     let seen = target.next_request();
@@ -407,8 +262,8 @@ fn poll_answered_408_is_followed_by_an_immediate_repoll() {
     let proxy = FakeProxy::start(vec![http_response(408, "text/plain", b"superseded")]);
     // A back-off would wait 5 s: a quick second poll shows there was none.
     let _client = ClientProcess::for_proxy(&proxy, &["--proxy.retry.initial-wait", "5s"]);
-    let (_, first) = proxy.next_poll();
-    let (_, second) = proxy.next_poll();
+    let first = proxy.next_poll().at;
+    let second = proxy.next_poll().at;
     assert!(
         second - first < Duration::from_secs(1),
         "second poll came {:?} after the first",
@@ -426,7 +281,7 @@ fn html_502_poll_answer_is_logged_with_status_type_and_body() {
     assert!(line.contains(" level=warn "), "{line}");
     assert!(line.contains("<html"), "{line}");
     assert!(line.contains("text/html"), "{line}");
-    assert!(line.contains(&proxy.server.addr.to_string()), "{line}");
+    assert!(line.contains(&proxy.addr().to_string()), "{line}");
     assert!(!line.contains('\r'), "{line:?}");
 }
 
@@ -760,15 +615,12 @@ fn every_proxy_is_polled_and_each_scrape_is_pushed_to_the_proxy_that_sent_it() {
     let (idle_url, busy_url) = (idle.url(), busy.url());
     let _client =
         ClientProcess::for_proxy(&idle, &["--proxy-url", &busy_url, "--proxy-url", &idle_url]);
-    assert_eq!(idle.next_poll().0, b"127.0.0.1");
+    assert_eq!(idle.next_poll().body, b"127.0.0.1");
     let push = parse_push(&busy.next_push());
     assert_eq!((push.head.status, push.body.as_slice()), (200, &body[..]));
     assert_eq!(push.head.headers.get("Id"), Some("id-ha"));
     // The idle proxy saw one poll (held), and no push.
-    assert!(idle
-        .events
-        .recv_timeout(Duration::from_millis(300))
-        .is_err());
+    assert!(idle.next_event_within(Duration::from_millis(300)).is_none());
 }
 
 /// The peak resident memory of a process, from /proc (Linux).
@@ -831,7 +683,7 @@ fn no_proxy_exempts_the_proxy_from_http_proxy() {
         .spawn()
         .unwrap();
     let _client = ChildGuard(child);
-    assert_eq!(proxy.next_poll().0, b"127.0.0.1");
+    assert_eq!(proxy.next_poll().body, b"127.0.0.1");
 }
 
 // ---------------------------------------------------------------------------------------------

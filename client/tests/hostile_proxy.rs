@@ -3,13 +3,10 @@
 //! target (the Go proxy passes any method on), and however fast a proxy hands out scrapes, the
 //! client runs at most `--scrape.max-in-flight` at once and answers the rest 503 at once.
 //!
-//! The proxy here is written by the test: a loopback server speaking the protocol (PROTOCOL.md
-//! sections 2 and 4) that answers polls with the scrapes the test chooses and records pushes.
+//! The proxy here is the tests' fake proxy (test-support's `fake_proxy`): a loopback server
+//! speaking the protocol that answers polls with the scrapes the test chooses and records pushes.
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,81 +14,15 @@ use std::time::{Duration, Instant};
 use pushprox_protocol::Response;
 use pushprox_test_support::*;
 
-/// Longest a poll without a scrape is held by the fake proxy.
-const HOLD: Duration = Duration::from_secs(20);
-
-/// A proxy that answers poll number N with `scrape(N)` (a scrape request in proxy form), or
-/// holds it when that is `None`; it answers every push 200 and hands its body to the test.
-struct FakeProxy {
-    server: Server,
-    pushes: Receiver<Vec<u8>>,
-    polls: Arc<AtomicUsize>,
+/// The response a push carries.
+fn pushed(body: &[u8]) -> Response {
+    Response::parse(&mut &body[..], 64 * 1024, Some(1 << 20))
+        .unwrap_or_else(|e| panic!("the push is not a response ({e}): {body:?}"))
 }
 
-impl FakeProxy {
-    fn start(scrape: impl Fn(usize) -> Option<String> + Send + Sync + 'static) -> FakeProxy {
-        let (tx, pushes) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let polls = Arc::new(AtomicUsize::new(0));
-        let (stopped, counted) = (Arc::clone(&stop), Arc::clone(&polls));
-        let server = Server::start(stop, move |conn| {
-            serve(conn, &scrape, &tx, &counted, &stopped)
-        });
-        FakeProxy {
-            server,
-            pushes,
-            polls,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.server.addr)
-    }
-
-    fn next_push(&self) -> Response {
-        let body = self
-            .pushes
-            .recv_timeout(WAIT)
-            .expect("no push reached the fake proxy in time");
-        Response::parse(&mut &body[..], 64 * 1024, Some(1 << 20))
-            .unwrap_or_else(|e| panic!("the push is not a response ({e}): {body:?}"))
-    }
-}
-
-fn serve(
-    conn: TcpStream,
-    scrape: &(impl Fn(usize) -> Option<String> + Send + Sync),
-    pushes: &Sender<Vec<u8>>,
-    polls: &AtomicUsize,
-    stop: &AtomicBool,
-) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut writer) = conn.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(conn);
-    while let Some((head, body)) = read_request(&mut reader) {
-        let answer = match head.path.as_str() {
-            "/poll" => match scrape(polls.fetch_add(1, Ordering::SeqCst)) {
-                Some(request) => raw_response(200, "", request.as_bytes()),
-                None => {
-                    let until = Instant::now() + HOLD;
-                    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                        thread::sleep(Duration::from_millis(50));
-                    }
-                    return;
-                }
-            },
-            "/push" => {
-                let _ = pushes.send(body);
-                raw_response(200, "", b"")
-            }
-            _ => raw_response(404, "", b""),
-        };
-        if writer.write_all(&answer).is_err() {
-            return;
-        }
-    }
+/// A poll's answer handing out `request`.
+fn poll_answer(request: &str) -> Vec<u8> {
+    raw_response(200, "", request.as_bytes())
 }
 
 /// A scrape request as a proxy hands it out.
@@ -114,7 +45,7 @@ fn a_scrape_that_is_not_get_or_head_is_pushed_back_405_and_never_reaches_the_tar
         .enumerate()
         .map(|(i, m)| scrape_request(m, &url, &format!("id-{i}"), "5"))
         .collect();
-    let proxy = FakeProxy::start(move |n| scrapes.get(n).cloned());
+    let proxy = FakeProxy::start_scripted(move |n| scrapes.get(n).map(|r| poll_answer(r)));
     let proxy_url = proxy.url();
     let mut args = client_flags(&proxy_url, "debug");
     args.extend(["--proxy.retry.initial-wait", "100ms"]);
@@ -125,7 +56,7 @@ fn a_scrape_that_is_not_get_or_head_is_pushed_back_405_and_never_reaches_the_tar
             .spawn()
             .expect("the client starts"),
     );
-    let mut pushes: Vec<Response> = (0..3).map(|_| proxy.next_push()).collect();
+    let mut pushes: Vec<Response> = (0..3).map(|_| pushed(&proxy.next_push())).collect();
     pushes.sort_by_key(|p| p.head.headers.get("Id").unwrap_or("").to_string());
     for (push, method) in pushes.iter().zip(methods) {
         let text = String::from_utf8_lossy(&push.body);
@@ -212,8 +143,14 @@ fn a_proxy_flooding_the_client_with_slow_scrapes_leaves_it_under_64_threads_and_
     const FOR: Duration = Duration::from_secs(12);
     let slow = SlowTarget::start();
     let url = format!("http://127.0.0.1:{}/metrics", slow.port);
-    let proxy =
-        FakeProxy::start(move |n| Some(scrape_request("GET", &url, &format!("s{n}"), "300")));
+    let proxy = FakeProxy::start_scripted(move |n| {
+        Some(poll_answer(&scrape_request(
+            "GET",
+            &url,
+            &format!("s{n}"),
+            "300",
+        )))
+    });
     let bin = std::env::var_os("PUSHPROX_CLIENT_BIN")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_pushprox-client").into());
     let proxy_url = proxy.url();
@@ -236,7 +173,10 @@ fn a_proxy_flooding_the_client_with_slow_scrapes_leaves_it_under_64_threads_and_
     let accepted = slow.accepted.load(Ordering::SeqCst);
     let mut refused = 0;
     let mut reason = String::new();
-    while let Ok(body) = proxy.pushes.try_recv() {
+    while let Some(event) = proxy.next_event_within(Duration::ZERO) {
+        let ProxyEvent::Push { body, .. } = event else {
+            continue;
+        };
         if body.starts_with(b"HTTP/1.1 503") {
             refused += 1;
             reason = String::from_utf8_lossy(&body).into_owned();

@@ -4,147 +4,15 @@
 //! the client binary (run `cargo build --workspace` first). Everything is on loopback; every
 //! wait is bounded; children are killed on drop.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::Headers;
 use pushprox_test_support::*;
-
-/// What the fake proxy saw.
-#[derive(Debug)]
-enum Event {
-    Poll { headers: Headers },
-    Push { headers: Headers, body: Vec<u8> },
-}
-
-/// Answers polls from a script of raw HTTP responses, then holds them: a poll that asks for a
-/// hold (`X-PushProx-Hold`) gets a 408 after `hold`, any other after 20 s or when the proxy
-/// stops. Counts the polls open at once.
-struct FakeProxy {
-    server: Server,
-    events: Receiver<Event>,
-    most_open: Arc<AtomicUsize>,
-}
-
-/// What every connection thread of the fake proxy shares.
-struct Shared {
-    events: Mutex<Sender<Event>>,
-    answers: Mutex<VecDeque<Vec<u8>>>,
-    stop: Arc<AtomicBool>,
-    open: Arc<AtomicUsize>,
-    most_open: Arc<AtomicUsize>,
-    hold: Duration,
-}
-
-impl FakeProxy {
-    fn start(poll_answers: Vec<Vec<u8>>, hold: Duration) -> FakeProxy {
-        let (tx, events) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let most_open = Arc::new(AtomicUsize::new(0));
-        let shared = Arc::new(Shared {
-            events: Mutex::new(tx),
-            answers: Mutex::new(VecDeque::from(poll_answers)),
-            stop: Arc::clone(&stop),
-            open: Arc::new(AtomicUsize::new(0)),
-            most_open: Arc::clone(&most_open),
-            hold,
-        });
-        let server = Server::start(stop, move |conn| serve_connection(conn, &shared));
-        FakeProxy {
-            server,
-            events,
-            most_open,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.server.addr)
-    }
-
-    /// The next poll's headers, skipping pushes.
-    fn next_poll(&self) -> Headers {
-        self.next_poll_within(WAIT)
-            .expect("no poll reached the fake proxy in time")
-    }
-
-    fn next_poll_within(&self, wait: Duration) -> Option<Headers> {
-        let until = Instant::now() + wait;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(Event::Poll { headers }) => return Some(headers),
-                Ok(Event::Push { .. }) => continue,
-                Err(_) => return None,
-            }
-        }
-    }
-
-    /// Waits for `n` pushes; returns the polls seen meanwhile.
-    fn wait_pushes(&self, n: usize) -> Vec<Headers> {
-        let until = Instant::now() + WAIT;
-        let (mut pushes, mut polls) = (0, Vec::new());
-        while pushes < n {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(Event::Poll { headers }) => polls.push(headers),
-                Ok(Event::Push { .. }) => pushes += 1,
-                Err(_) => panic!("only {pushes} of {n} pushes reached the fake proxy in time"),
-            }
-        }
-        polls
-    }
-}
-
-fn serve_connection(conn: TcpStream, shared: &Shared) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut writer = conn.try_clone().unwrap();
-    let mut reader = BufReader::new(conn);
-    while let Some((RequestHead { path, headers, .. }, body)) = read_request(&mut reader) {
-        let answer = match path.as_str() {
-            "/poll" => {
-                let now_open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
-                shared.most_open.fetch_max(now_open, Ordering::SeqCst);
-                let hold = headers.get("x-pushprox-hold").is_some();
-                let _ = shared.events.lock().unwrap().send(Event::Poll { headers });
-                let scripted = shared.answers.lock().unwrap().pop_front();
-                let answer = scripted.unwrap_or_else(|| {
-                    let held = if hold {
-                        shared.hold
-                    } else {
-                        Duration::from_secs(20)
-                    };
-                    let until = Instant::now() + held;
-                    while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
-                        thread::sleep(Duration::from_millis(10));
-                    }
-                    http_response(408, "", b"poll held long enough")
-                });
-                // Closed before the answer goes out: the client's next poll can only follow it.
-                shared.open.fetch_sub(1, Ordering::SeqCst);
-                answer
-            }
-            "/push" => {
-                let _ = shared
-                    .events
-                    .lock()
-                    .unwrap()
-                    .send(Event::Push { headers, body });
-                http_response(200, "", b"")
-            }
-            _ => http_response(404, "", b"not found"),
-        };
-        if writer.write_all(&answer).is_err() {
-            return;
-        }
-    }
-}
 
 /// A raw response; `extra` is more header lines, each ending in `\r\n`.
 fn http_response(status: u16, extra: &str, body: &[u8]) -> Vec<u8> {
@@ -268,7 +136,7 @@ fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
 #[test]
 fn a_busy_poll_with_max_polls_brings_an_extra_poll_with_the_same_id_and_a_hold() {
     let target = start_slow_target(Duration::from_secs(3));
-    let proxy = FakeProxy::start(
+    let proxy = FakeProxy::start_holding(
         vec![
             scrape_answer(&target.url(), "id-1", "X-PushProx-Max-Polls: 8\r\n"),
             scrape_answer(&target.url(), "id-2", "X-PushProx-Max-Polls: 8\r\n"),
@@ -279,7 +147,7 @@ fn a_busy_poll_with_max_polls_brings_an_extra_poll_with_the_same_id_and_a_hold()
     let client = ClientProcess::start(&proxy, &[]);
     let metrics = client.metrics_addr();
 
-    let first = proxy.next_poll();
+    let first = proxy.next_poll().headers;
     let id = header(&first, "X-PushProx-Poller")
         .unwrap_or_else(|| panic!("the first poll has no X-PushProx-Poller: {first:?}"))
         .to_string();
@@ -295,12 +163,12 @@ fn a_busy_poll_with_max_polls_brings_an_extra_poll_with_the_same_id_and_a_hold()
 
     // One or two scrapes in flight: the primary's re-polls keep up, no extra yet.
     for _ in 0..2 {
-        let repoll = proxy.next_poll();
+        let repoll = proxy.next_poll().headers;
         assert_eq!(header(&repoll, "X-PushProx-Hold"), None, "{repoll:?}");
     }
     // A third scrape arrives while the first two are still in flight: clearly more scrapes
     // than polls, so an extra poll joins the primary's.
-    let (second, third) = (proxy.next_poll(), proxy.next_poll());
+    let (second, third) = (proxy.next_poll().headers, proxy.next_poll().headers);
     for poll in [&second, &third] {
         assert_eq!(
             header(poll, "X-PushProx-Poller"),
@@ -337,7 +205,7 @@ fn most_polls_open_with(extra_header: &str, flags: &[&str]) -> usize {
     let answers = (1..=3)
         .map(|i| scrape_answer(&target.url(), &format!("id-{i}"), extra_header))
         .collect();
-    let proxy = FakeProxy::start(answers, Duration::from_millis(500));
+    let proxy = FakeProxy::start_holding(answers, Duration::from_millis(500));
     let client = ClientProcess::start(&proxy, flags);
     let polls = proxy.wait_pushes(3);
     for poll in &polls {
@@ -550,7 +418,7 @@ fn eight_scrapers_through_one_client_open_extra_polls_at_the_real_proxy_that_end
 #[test]
 fn labels_targets_and_fqdn_go_with_every_poll_and_the_fqdn_with_every_push() {
     // A scrape of a port no --sd.target announces: the client pushes its 403.
-    let proxy = FakeProxy::start(
+    let proxy = FakeProxy::start_holding(
         vec![scrape_answer("http://127.0.0.1:1/metrics", "id-sd", "")],
         Duration::from_secs(1),
     );
@@ -569,10 +437,10 @@ fn labels_targets_and_fqdn_go_with_every_poll_and_the_fqdn_with_every_push() {
     let until = Instant::now() + WAIT;
     while polls.len() < 2 || push.is_none() {
         let left = until.saturating_duration_since(Instant::now());
-        match proxy.events.recv_timeout(left) {
-            Ok(Event::Poll { headers }) => polls.push(headers),
-            Ok(Event::Push { headers, body }) => push = Some((headers, body)),
-            Err(_) => panic!(
+        match proxy.next_event_within(left) {
+            Some(ProxyEvent::Poll(poll)) => polls.push(poll.headers),
+            Some(ProxyEvent::Push { headers, body, .. }) => push = Some((headers, body)),
+            None => panic!(
                 "{} polls and {} push in {WAIT:?}:\n{}",
                 polls.len(),
                 u8::from(push.is_some()),
@@ -608,9 +476,9 @@ fn labels_targets_and_fqdn_go_with_every_poll_and_the_fqdn_with_every_push() {
 
 #[test]
 fn without_labels_or_targets_polls_announce_only_the_fqdn() {
-    let proxy = FakeProxy::start(Vec::new(), Duration::from_secs(1));
+    let proxy = FakeProxy::start_holding(Vec::new(), Duration::from_secs(1));
     let _client = ClientProcess::start(&proxy, &[]);
-    let poll = proxy.next_poll();
+    let poll = proxy.next_poll().headers;
     assert_eq!(header(&poll, "X-PushProx-FQDN"), Some("127.0.0.1"));
     assert_eq!(header(&poll, "X-PushProx-Labels"), None);
     assert_eq!(header(&poll, "X-PushProx-Targets"), None);
