@@ -129,17 +129,15 @@ impl fmt::Debug for Pem {
 impl Pem {
     /// Reads a PEM file (at most 1 MiB).
     pub fn read(path: &Path, origin: Origin) -> Result<Pem, PemError> {
-        let file = std::fs::File::open(path).map_err(|error| PemError::Read {
+        let unreadable = |error| PemError::Read {
             origin: origin.clone(),
             error,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(unreadable)?;
         let mut text = Vec::new();
         file.take(MAX_PEM_BYTES + 1)
             .read_to_end(&mut text)
-            .map_err(|error| PemError::Read {
-                origin: origin.clone(),
-                error,
-            })?;
+            .map_err(unreadable)?;
         if text.len() as u64 > MAX_PEM_BYTES {
             return Err(PemError::TooLarge { origin });
         }
