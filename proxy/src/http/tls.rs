@@ -188,13 +188,14 @@ pub fn accept(source: &View<TlsSetup>, tcp: TcpStream, limit: Duration) -> io::R
     refuse_plain_http(&mut tcp, limit)?;
     let setup = source.get();
     let mut conn = ServerConnection::new(Arc::clone(&setup.config)).map_err(io::Error::other)?;
+    let too_slow = || {
+        let why = "the TLS handshake did not finish within --web.read-timeout";
+        io::Error::new(io::ErrorKind::TimedOut, why)
+    };
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the TLS handshake did not finish within --web.read-timeout",
-            ));
+            return Err(too_slow());
         }
         tcp.set_read_timeout(Some(left))?;
         tcp.set_write_timeout(Some(left))?;
@@ -206,12 +207,7 @@ pub fn accept(source: &View<TlsSetup>, tcp: TcpStream, limit: Duration) -> io::R
                 ))
             }
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the TLS handshake did not finish within --web.read-timeout",
-                ))
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(too_slow()),
             Err(e) => {
                 // Tell the peer why, when rustls has an alert for it.
                 let _ = conn.write_tls(&mut tcp);
