@@ -87,19 +87,11 @@ pub fn json_labels(labels: &[Label]) -> String {
 
 /// The [`TARGETS_HEADER`] value of `targets` (port, its labels).
 pub fn json_targets(targets: &[(u16, Vec<Label>)]) -> String {
-    let mut out = String::from("[");
-    for (i, (port, labels)) in targets.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(
-            out,
-            "{{\"port\":{port},\"labels\":{}}}",
-            json_labels(labels)
-        );
-    }
-    out.push(']');
-    out
+    let targets: Vec<String> = targets
+        .iter()
+        .map(|(port, labels)| format!("{{\"port\":{port},\"labels\":{}}}", json_labels(labels)))
+        .collect();
+    format!("[{}]", targets.join(","))
 }
 
 #[cfg(test)]
