@@ -1,26 +1,32 @@
-//! What a push hands to the scrape waiting for it: the pushed response's head, and its body
-//! still to be read from the push's connection. The scrape relays the body and then answers
-//! the push, so one thread owns the whole exchange.
+//! A push finishing the scrape that waits for it. The push's thread reads the pushed head,
+//! takes the scraper's connection that the scrape left (its stake), relays the body to it,
+//! answers the push and goes on reading the client's next request: no other thread is woken
+//! for the push's connection. The scrape's thread is told how it ended, and counts it.
 
 use std::io::{self, BufRead, Read};
 
-use pushprox_protocol::{BodyReader, Framing, ResponseHead};
+use pushprox_protocol::{
+    BodyReader, Framing, ResponseHead, ID_HEADER, RETRY_HEADER, SCRAPE_TIMEOUT_HEADER,
+};
 
-use crate::http::{After, BodyError, RequestBody, TEXT};
+use crate::http::{After, BodyError, Connection, RequestBody, TEXT};
 
-/// A push delivered to its scrape.
-// Moved once per scrape through a channel; boxing would only add an allocation.
+/// How a push finished its scrape, told to the scrape's thread.
+// Moved once per scrape through a hand-off; boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-pub enum Delivery {
-    /// The target's response: its head, and the body still to be read.
-    Pushed {
-        /// Status line and headers of the target's response.
-        head: ResponseHead,
-        /// The body, read on demand from the push connection.
-        body: PushedBody,
+pub enum Finished {
+    /// The pushed response went to the scraper, whole or as far as `end` says.
+    Relayed {
+        /// What became of the scraper's connection.
+        after: After,
+        end: RelayEnd,
+        status: u16,
+        bytes: u64,
     },
     /// The push was refused (too large): the scraper gets a 502 with this reason.
     Refused {
+        /// The scraper's connection, to be answered.
+        conn: Connection,
         /// One line for the scraper.
         reason: String,
     },
@@ -52,11 +58,6 @@ impl PushedBody {
         }
     }
 
-    /// The push request's body, for a push that no scrape took.
-    pub fn into_request_body(self) -> RequestBody {
-        self.reader.into_inner()
-    }
-
     /// Whether the pushed body has been read to its end.
     pub fn is_done(&self) -> bool {
         self.reader.is_done()
@@ -67,16 +68,59 @@ impl PushedBody {
         self.reader.bytes_read()
     }
 
-    /// Answers the push: `200` when its body was relayed whole, else the reason, and hands
-    /// its connection back for the client's next request.
-    pub fn answer(self, end: &RelayEnd, id: &str) {
+    /// Answers the push: `200` when its body was relayed whole, else the reason.
+    pub fn answer(self, end: &RelayEnd, id: &str) -> After {
         let bytes = self.bytes_read();
-        answer_push(self.reader.into_inner(), end, id, bytes);
+        answer_push(self.reader.into_inner(), end, id, bytes)
     }
 }
 
-/// Answers a push whose body is `request_body`.
-pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u64) {
+/// Streams the pushed response to the scraper's connection, then answers the push: how the
+/// scrape ended, and what became of the push's connection.
+pub fn relay(
+    mut scraper: Connection,
+    head: ResponseHead,
+    mut body: PushedBody,
+    id: &str,
+) -> (Finished, After) {
+    let status = head.status;
+    let length = match head.framing() {
+        Ok(Framing::Length(n)) => Some(n),
+        _ => None,
+    };
+    let headers: Vec<(&str, &str)> = head
+        .end_to_end_headers()
+        .filter(|(n, _)| {
+            ![ID_HEADER, SCRAPE_TIMEOUT_HEADER, RETRY_HEADER]
+                .iter()
+                .any(|h| n.eq_ignore_ascii_case(h))
+        })
+        .collect();
+    // The pushed status line's reason (the client's "why" for a failed scrape), as pushed.
+    if !head.reason.is_empty() {
+        scraper.set_reason(&head.reason);
+    }
+    let (after, relay) = scraper.respond_stream(status, &headers, length, &mut body);
+    let end = match (relay.source_error, relay.sink_error) {
+        (Some(e), _) => RelayEnd::PushBroken(BodyError::from_io(&e)),
+        (None, Some(_)) => RelayEnd::ScraperGone,
+        (None, None) if body.is_done() => RelayEnd::Relayed,
+        (None, None) => RelayEnd::ScraperGone,
+    };
+    let bytes = body.bytes_read();
+    let push_after = body.answer(&end, id);
+    let finished = Finished::Relayed {
+        after,
+        end,
+        status,
+        bytes,
+    };
+    (finished, push_after)
+}
+
+/// Answers a push whose body is `request_body`; the push's connection goes on with the
+/// client's next request on this thread.
+pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u64) -> After {
     let conn = request_body.finish();
     let (status, reason) = match end {
         RelayEnd::Relayed => (200, String::new()),
@@ -96,13 +140,10 @@ pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u
         ),
         RelayEnd::Refused { status, reason } => (*status, reason.clone()),
     };
-    let after = if status == 200 {
+    if status == 200 {
         conn.respond(200, &[], b"")
     } else {
         conn.respond(status, &TEXT, format!("{reason}\n").as_bytes())
-    };
-    if let After::Next(conn) = after {
-        conn.resume();
     }
 }
 

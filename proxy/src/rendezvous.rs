@@ -11,10 +11,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pushprox_daemon::handoff::{handoff, Receiver, RecvError, Sender};
+use pushprox_daemon::sync::lock;
 use pushprox_daemon::AtomicU64;
 
 use crate::registry::{ClientInfo, Registry};
@@ -111,28 +112,66 @@ impl<P> Default for Slot<P> {
     }
 }
 
-struct WaitingScrape<D> {
+struct WaitingScrape<S, R> {
     fqdn: String,
     deadline: Instant,
-    tx: Sender<D>,
+    /// What the scrape leaves for the push that finishes it (the scraper's connection).
+    stake: S,
+    tx: Sender<R>,
 }
 
 /// A scrape registered for its push: [`Rendezvous::wait_push`] or [`Rendezvous::abandon`]
 /// ends it.
-pub struct PushWait<D> {
+pub struct PushWait<R> {
     id: String,
     fqdn: String,
     deadline: Instant,
-    rx: Receiver<D>,
+    rx: Receiver<R>,
 }
+
+/// A push's claim on the scrape that waits for it: the scrape's stake, to finish the scrape
+/// on the push's own thread, and where the outcome goes.
+pub struct Claim<S, R> {
+    /// What the scrape left (the scraper's connection).
+    pub stake: S,
+    /// Where the outcome goes.
+    pub done: Done<R>,
+}
+
+/// The scrape thread waiting for the outcome of a claimed scrape.
+pub struct Done<R>(Sender<R>);
+
+impl<R> Done<R> {
+    /// Tells the scrape how it ended.
+    pub fn finish(self, outcome: R) {
+        // A scrape thread waits for a claimed stake until it is finished (FINISH_BOUND).
+        let _ = self.0.send(outcome);
+    }
+}
+
+/// How a scrape's wait for its push ended.
+#[derive(Debug)]
+pub enum PushWaited<S, R> {
+    /// A push claimed the stake and finished the scrape.
+    Finished(R),
+    /// No push claimed it: the stake comes back with the reason.
+    Unclaimed(ScrapeError, S),
+    /// A push claimed the stake and went away without finishing (its thread died).
+    Lost,
+}
+
+/// How long a scrape waits, past its deadline, for a push that claimed it to finish: the
+/// relay's own read and write time-outs end it well before.
+const FINISH_BOUND: Duration = Duration::from_secs(600);
 
 /// Ids of scrapes that gave up recently, so a late push gets a precise answer.
 const REMEMBER_EXPIRED: usize = 4096;
 
-/// The meeting point of polls (`P`), scrapes and pushes (`D`).
-pub struct Rendezvous<P, D> {
+/// The meeting point of polls (`P`), scrapes (leaving a stake `S`) and the pushes that
+/// finish them (with an outcome `R`).
+pub struct Rendezvous<P, S, R> {
     slots: Mutex<HashMap<String, Slot<P>>>,
-    waiting: Mutex<HashMap<String, WaitingScrape<D>>>,
+    waiting: Mutex<HashMap<String, WaitingScrape<S, R>>>,
     expired: Mutex<VecDeque<(String, String, Instant)>>,
     parked: AtomicUsize,
     next_ticket: AtomicU64,
@@ -140,12 +179,7 @@ pub struct Rendezvous<P, D> {
     registry: Arc<Registry>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not take the whole proxy down with poisoned maps.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl<P: Send, D: Send> Rendezvous<P, D> {
+impl<P: Send, S: Send, R: Send> Rendezvous<P, S, R> {
     /// An empty meeting point of the clients `registry` knows.
     pub fn new(registry: Registry) -> Self {
         Rendezvous {
@@ -248,14 +282,15 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         }
     }
 
-    /// Registers a scrape so that its push can find it.
-    pub fn expect_push(&self, id: &str, fqdn: &str, deadline: Instant) -> PushWait<D> {
-        let (tx, rx) = handoff::<D>();
+    /// Registers a scrape so that its push can find it, leaving `stake` for that push.
+    pub fn expect_push(&self, id: &str, fqdn: &str, deadline: Instant, stake: S) -> PushWait<R> {
+        let (tx, rx) = handoff::<R>();
         lock(&self.waiting).insert(
             id.to_string(),
             WaitingScrape {
                 fqdn: fqdn.to_string(),
                 deadline,
+                stake,
                 tx,
             },
         );
@@ -267,56 +302,62 @@ impl<P: Send, D: Send> Rendezvous<P, D> {
         }
     }
 
-    /// Waits for the push of a scrape that was handed to a client, until its deadline.
-    pub fn wait_push(&self, wait: PushWait<D>) -> Result<D, ScrapeError> {
-        let result = match wait.rx.recv_until(wait.deadline) {
-            Ok(d) => Ok(d),
-            Err(RecvError::Timeout) => Err(ScrapeError::NoPush),
-            Err(RecvError::Disconnected) => Err(ScrapeError::ShuttingDown),
-        };
-        let registered = lock(&self.waiting).remove(&wait.id).is_some();
-        // A push that came between the time-out and the removal is still relayed.
-        if result.is_err() {
-            if let Some(d) = wait.rx.close() {
-                return Ok(d);
-            }
-        }
-        if registered {
+    /// Waits until a push has finished the scrape, or takes the stake back at its deadline.
+    pub fn wait_push(&self, wait: PushWait<R>) -> PushWaited<S, R> {
+        let first = wait.rx.recv_until(wait.deadline);
+        let waited = self.end_wait(&wait, first, ScrapeError::NoPush);
+        if matches!(waited, PushWaited::Unclaimed(..)) {
             let mut expired = lock(&self.expired);
             if expired.len() == REMEMBER_EXPIRED {
                 expired.pop_front();
             }
             expired.push_back((wait.id, wait.fqdn, wait.deadline));
         }
-        result
+        waited
     }
 
-    /// Ends a registration whose scrape never reached a client.
-    pub fn abandon(&self, wait: PushWait<D>) {
-        lock(&self.waiting).remove(&wait.id);
+    /// Ends the registration of a scrape that never reached a client (`why`); its stake
+    /// comes back, unless a push (with a guessed id) claimed it already.
+    pub fn abandon(&self, wait: PushWait<R>, why: ScrapeError) -> PushWaited<S, R> {
+        self.end_wait(&wait, Err(RecvError::Timeout), why)
     }
 
-    /// Hands a push to the scrape waiting for `id`. On success the scrape thread owns the
-    /// delivery; otherwise it comes back with the reason.
-    pub fn push(&self, id: &str, delivery: D) -> Result<(), (PushError, D)> {
-        let waiting = lock(&self.waiting).remove(id);
-        match waiting {
-            Some(w) => w.tx.send(delivery).map_err(|d| {
-                let ago = Duration::ZERO;
-                (PushError::Expired { fqdn: w.fqdn, ago }, d)
-            }),
-            None => {
-                let expired = lock(&self.expired);
-                let err = match expired.iter().rev().find(|(i, _, _)| i == id) {
-                    Some((_, fqdn, deadline)) => PushError::Expired {
-                        fqdn: fqdn.clone(),
-                        ago: deadline.elapsed(),
-                    },
-                    None => PushError::UnknownId,
-                };
-                Err((err, delivery))
-            }
+    /// Takes the stake back, or waits for the push that claimed it to finish.
+    fn end_wait(
+        &self,
+        wait: &PushWait<R>,
+        first: Result<R, RecvError>,
+        why: ScrapeError,
+    ) -> PushWaited<S, R> {
+        if let Ok(outcome) = first {
+            return PushWaited::Finished(outcome);
         }
+        if let Some(w) = lock(&self.waiting).remove(&wait.id) {
+            return PushWaited::Unclaimed(why, w.stake);
+        }
+        // Claimed at the deadline: its relay is under way.
+        match wait.rx.recv_until(Instant::now() + FINISH_BOUND) {
+            Ok(outcome) => PushWaited::Finished(outcome),
+            Err(_) => PushWaited::Lost,
+        }
+    }
+
+    /// Claims the scrape waiting for `id`, for its push to finish it.
+    pub fn push(&self, id: &str) -> Result<Claim<S, R>, PushError> {
+        if let Some(w) = lock(&self.waiting).remove(id) {
+            return Ok(Claim {
+                stake: w.stake,
+                done: Done(w.tx),
+            });
+        }
+        let expired = lock(&self.expired);
+        Err(match expired.iter().rev().find(|(i, _, _)| i == id) {
+            Some((_, fqdn, deadline)) => PushError::Expired {
+                fqdn: fqdn.clone(),
+                ago: deadline.elapsed(),
+            },
+            None => PushError::UnknownId,
+        })
     }
 
     /// The FQDN a waiting scrape is for.
@@ -445,7 +486,7 @@ mod tests {
     use std::sync::Arc;
     use std::thread;
 
-    type R = Rendezvous<&'static str, String>;
+    type R = Rendezvous<&'static str, String, String>;
 
     fn registry() -> Registry {
         Registry::new(Duration::from_secs(60), 100)
@@ -468,7 +509,7 @@ mod tests {
         ));
         assert_eq!(r.polls_waiting(), 1);
         assert!(r.has_poll("a"));
-        let wait = r.expect_push("id-1", "a", soon(2000));
+        let wait = r.expect_push("id-1", "a", soon(2000), "scraper".to_string());
         assert!(matches!(
             r.take_poll("a", soon(2000)),
             Taken::Poll("poll-1")
@@ -476,8 +517,13 @@ mod tests {
         assert_eq!(r.polls_waiting(), 0);
         assert_eq!(r.fqdn_of("id-1").as_deref(), Some("a"));
         let r2 = r.clone();
-        let pusher = thread::spawn(move || r2.push("id-1", "body".to_string()).unwrap());
-        assert_eq!(r.wait_push(wait).unwrap(), "body");
+        let pusher = thread::spawn(move || {
+            let claim = r2.push("id-1").unwrap();
+            // The push finishes the scrape with what the scrape left.
+            let outcome = format!("body to {}", claim.stake);
+            claim.done.finish(outcome);
+        });
+        assert!(matches!(r.wait_push(wait), PushWaited::Finished(o) if o == "body to scraper"));
         pusher.join().unwrap();
         assert_eq!(r.scrapes_waiting(), 0);
     }
@@ -596,20 +642,45 @@ mod tests {
     }
 
     #[test]
+    fn a_scrape_claimed_at_its_deadline_waits_for_its_relay_to_finish() {
+        let r: Arc<R> = Arc::new(Rendezvous::new(registry()));
+        let wait = r.expect_push("id-2", "a", soon(100), "scraper".into());
+        let claim = r.push("id-2").unwrap();
+        let finisher = thread::spawn(move || {
+            // The relay outlasts the deadline; the scrape still gets its outcome.
+            thread::sleep(Duration::from_millis(300));
+            claim.done.finish(format!("relayed to {}", claim.stake));
+        });
+        let started = Instant::now();
+        assert!(matches!(r.wait_push(wait), PushWaited::Finished(o) if o == "relayed to scraper"));
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        finisher.join().unwrap();
+        // A claim dropped unfinished (its thread died) does not hold the scrape for ever.
+        let wait = r.expect_push("id-3", "a", soon(50), "scraper".into());
+        drop(r.push("id-3").unwrap());
+        assert!(matches!(r.wait_push(wait), PushWaited::Lost));
+        assert_eq!(r.scrapes_waiting(), 0);
+    }
+
+    #[test]
     fn late_and_unknown_pushes_are_refused() {
         let r: R = Rendezvous::new(registry());
-        let wait = r.expect_push("late", "a", soon(50));
-        assert_eq!(r.wait_push(wait).unwrap_err(), ScrapeError::NoPush);
-        match r.push("late", "x".into()) {
-            Err((PushError::Expired { fqdn, .. }, _)) => assert_eq!(fqdn, "a"),
-            other => panic!("{other:?}"),
-        }
+        let wait = r.expect_push("late", "a", soon(50), "scraper".into());
         assert!(matches!(
-            r.push("never", "y".into()),
-            Err((PushError::UnknownId, _))
+            r.wait_push(wait),
+            PushWaited::Unclaimed(ScrapeError::NoPush, s) if s == "scraper"
         ));
-        let wait = r.expect_push("gone", "a", soon(50));
-        r.abandon(wait);
+        match r.push("late") {
+            Err(PushError::Expired { fqdn, .. }) => assert_eq!(fqdn, "a"),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("a late push claimed its scrape"),
+        }
+        assert!(matches!(r.push("never"), Err(PushError::UnknownId)));
+        let wait = r.expect_push("gone", "a", soon(50), "abandoned".into());
+        assert!(matches!(
+            r.abandon(wait, ScrapeError::NoPoll),
+            PushWaited::Unclaimed(ScrapeError::NoPoll, s) if s == "abandoned"
+        ));
         assert_eq!(r.scrapes_waiting(), 0);
     }
 

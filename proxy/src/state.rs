@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::delivery::Delivery;
+use crate::delivery::Finished;
+use crate::http::Connection;
 use crate::metrics::Metrics;
 use crate::parked::ParkedPoll;
 use crate::passing::Passing;
@@ -16,7 +17,7 @@ pub struct State {
     /// The flags.
     pub config: Config,
     /// Where polls, scrapes and pushes meet.
-    pub rendezvous: Rendezvous<ParkedPoll, Delivery>,
+    pub rendezvous: Rendezvous<ParkedPoll, Connection, Finished>,
     /// Counters for /metrics.
     pub metrics: Metrics,
     /// Start of the process, for the status page.

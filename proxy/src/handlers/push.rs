@@ -1,6 +1,6 @@
-//! `POST /push`: a client returns a scrape's response. The pushed head is read here; the
-//! push, its body still unread, goes to the scrape waiting for its id, which relays the body
-//! and answers the push.
+//! `POST /push`: a client returns a scrape's response. The pushed head is read here, the
+//! scrape waiting for its id is claimed, and its body relayed to that scrape's scraper on
+//! this thread (see `delivery`), which then goes on with the client's next request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pushprox_protocol::{Framing, ProtocolError, ResponseHead, DEFAULT_MAX_HEAD, ID_HEADER};
 
 use crate::auth::Refusal;
-use crate::delivery::{answer_push, Delivery, PushedBody, RelayEnd};
+use crate::delivery::{self, answer_push, Finished, PushedBody, RelayEnd};
 use crate::http::{After, Connection, Request, RequestBody};
 use crate::rendezvous::PushError;
 use crate::state::State;
@@ -84,7 +84,10 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                 let reason = format!(
                     "Error scraping: the response of client {fqdn} is larger than the proxy's --push.max-body of {max} bytes"
                 );
-                let _ = state.rendezvous.push(id, Delivery::Refused { reason });
+                if let Ok(claim) = state.rendezvous.push(id) {
+                    let conn = claim.stake;
+                    claim.done.finish(Finished::Refused { conn, reason });
+                }
             }
         }
         return fail(
@@ -128,17 +131,9 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             );
         }
     }
-    let pushed = PushedBody::new(body, framing, max);
-    match state
-        .rendezvous
-        .push(&id, Delivery::Pushed { head, body: pushed })
-    {
-        Ok(()) => After::Kept,
-        Err((err, delivery)) => {
-            let Delivery::Pushed { body, .. } = delivery else {
-                return After::Kept;
-            };
-            let body = body.into_request_body();
+    let claim = match state.rendezvous.push(&id) {
+        Ok(claim) => claim,
+        Err(err) => {
             let (status, reason) = match err {
                 PushError::UnknownId => (404, format!("Error pushing: no scrape with id {id} is waiting (unknown id, or it expired long ago)")),
                 PushError::Expired { fqdn, .. } if state.auth.client_may(token.as_deref(), &fqdn).is_err() => {
@@ -169,10 +164,13 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             } else {
                 log::warn!("unknown push from={from} scrape_id={id}: {reason}");
             }
-            answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
-            After::Kept
+            return answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
         }
-    }
+    };
+    let pushed = PushedBody::new(body, framing, max);
+    let (finished, after) = delivery::relay(claim.stake, head, pushed, &id);
+    claim.done.finish(finished);
+    after
 }
 
 /// Says which scrape a client's token was refused for.

@@ -1,20 +1,20 @@
 //! A scrape in absolute form (`GET http://fqdn:port/path`), from arrival to outcome: handed
-//! to a poll of that FQDN, its push awaited, the pushed body relayed to the scraper, the push
-//! answered, the outcome counted. One thread, this one, owns the whole exchange.
+//! to a poll of that FQDN, the scraper's connection left for the push (whose thread relays
+//! the pushed body to it, see `delivery`), the outcome awaited and counted here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    format_duration, format_scrape_timeout, parse_scrape_timeout, Framing, Headers, ResponseHead,
-    ScrapeRequest, Target, HOP_BY_HOP, ID_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
+    format_duration, format_scrape_timeout, parse_scrape_timeout, Framing, Headers, ScrapeRequest,
+    Target, HOP_BY_HOP, ID_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
 };
 
-use crate::delivery::{Delivery, PushedBody, RelayEnd};
-use crate::http::{After, BodyError, Connection, Request, TEXT};
+use crate::delivery::{Finished, RelayEnd};
+use crate::http::{After, Connection, Request, TEXT};
 use crate::metrics::{ScrapeOutcome, ScrapeRefused};
-use crate::rendezvous::{ScrapeError, Taken};
+use crate::rendezvous::{PushWaited, ScrapeError, Taken};
 use crate::state::State;
 
 /// Request headers that belong to the hop between scraper and proxy, not to the target.
@@ -137,7 +137,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         false => 0,
     };
     let mut extended = false;
-    let wait = state.rendezvous.expect_push(&id, &key, deadline);
+    let wait = state.rendezvous.expect_push(&id, &key, deadline, conn);
     let handed = loop {
         match state.rendezvous.take_poll(&key, poll_deadline) {
             Taken::Poll(poll) => match poll.hand_over(&request_bytes) {
@@ -162,36 +162,20 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             Taken::ShuttingDown => break Err(ScrapeError::ShuttingDown),
         }
     };
-    let pushed = match handed {
+    let waited = match handed {
         Ok(()) => {
             log::debug!("scrape handed to poll fqdn={fqdn} scrape_id={id}");
             state.rendezvous.wait_push(wait)
         }
-        Err(e) => {
-            state.rendezvous.abandon(wait);
-            Err(e)
-        }
+        Err(e) => state.rendezvous.abandon(wait, e),
     };
-    let passed = match pushed {
-        Err(ScrapeError::NoPoll) if passes && poll_deadline < deadline => Some((
-            ScrapeOutcome::PassedOn,
-            format!("no client polls this proxy for {fqdn}; if every proxy said so, the target answered 404 itself (balancers retry any 404) or no pushprox-client runs with --fqdn={fqdn} (waited --scrape.unknown-fqdn-wait {})", format_duration(unknown_wait)),
-        )),
-        Err(ScrapeError::ShuttingDown) => Some((
-            ScrapeOutcome::ShuttingDown,
-            "the proxy is stopping: a balancer tries its next server".to_string(),
-        )),
-        _ => None,
-    };
-    if let Some((kind, reason)) = passed {
-        state.passing.passed(&key);
-        log::debug!("scrape passed on fqdn={fqdn} scrape_id={id}: {reason}");
-        state.metrics.scrape(kind);
-        return pass_on(conn, &reason);
-    }
-    match pushed {
-        Ok(Delivery::Pushed { head, body }) => {
-            let (after, end, status, bytes) = relay(conn, head, body, &id);
+    let (conn, err) = match waited {
+        PushWaited::Finished(Finished::Relayed {
+            after,
+            end,
+            status,
+            bytes,
+        }) => {
             state.metrics.relayed(bytes);
             match &end {
                 RelayEnd::Relayed => {
@@ -208,28 +192,49 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
                     state.metrics.scrape(ScrapeOutcome::RelayFailed);
                 }
             }
-            after
+            return after;
         }
-        Ok(Delivery::Refused { reason }) => {
+        PushWaited::Finished(Finished::Refused { conn, reason }) => {
             log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
             state.metrics.scrape(ScrapeOutcome::RelayFailed);
-            super::scrape_failed(conn, 502, &reason, &reason)
+            return super::scrape_failed(conn, 502, &reason, &reason);
         }
-        Err(err) => {
-            let (kind, status, reason) = explain(state, err, &fqdn, &id, deadline_in);
-            // The status line (what Prometheus' target page shows) says why; the URL is there.
-            let body = match status {
-                503 => reason.clone(),
-                _ => format!(
-                    "Error scraping \"{}\": {reason}",
-                    crate::redact::shown(&url)
-                ),
-            };
-            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
-            state.metrics.scrape(kind);
-            super::scrape_failed(conn, status, &reason, &body)
+        PushWaited::Unclaimed(err, conn) => (conn, err),
+        PushWaited::Lost => {
+            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: the push that took it ended without finishing it");
+            state.metrics.scrape(ScrapeOutcome::RelayFailed);
+            return After::Kept;
         }
+    };
+    let passed = match err {
+        ScrapeError::NoPoll if passes && poll_deadline < deadline => Some((
+            ScrapeOutcome::PassedOn,
+            format!("no client polls this proxy for {fqdn}; if every proxy said so, the target answered 404 itself (balancers retry any 404) or no pushprox-client runs with --fqdn={fqdn} (waited --scrape.unknown-fqdn-wait {})", format_duration(unknown_wait)),
+        )),
+        ScrapeError::ShuttingDown => Some((
+            ScrapeOutcome::ShuttingDown,
+            "the proxy is stopping: a balancer tries its next server".to_string(),
+        )),
+        _ => None,
+    };
+    if let Some((kind, reason)) = passed {
+        state.passing.passed(&key);
+        log::debug!("scrape passed on fqdn={fqdn} scrape_id={id}: {reason}");
+        state.metrics.scrape(kind);
+        return pass_on(conn, &reason);
     }
+    let (kind, status, reason) = explain(state, err, &fqdn, &id, deadline_in);
+    // The status line (what Prometheus' target page shows) says why; the URL is there.
+    let body = match status {
+        503 => reason.clone(),
+        _ => format!(
+            "Error scraping \"{}\": {reason}",
+            crate::redact::shown(&url)
+        ),
+    };
+    log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
+    state.metrics.scrape(kind);
+    super::scrape_failed(conn, status, &reason, &body)
 }
 
 /// Answers a scrape this proxy cannot serve but another may: 404, which a balancer retries on
@@ -277,40 +282,4 @@ fn explain(
         ),
         ScrapeError::ShuttingDown => (ScrapeOutcome::ShuttingDown, 503, "the proxy is shutting down".into()),
     }
-}
-
-/// Streams the pushed response to the scraper, then answers the push.
-fn relay(
-    mut conn: Connection,
-    head: ResponseHead,
-    mut body: PushedBody,
-    id: &str,
-) -> (After, RelayEnd, u16, u64) {
-    let status = head.status;
-    let length = match head.framing() {
-        Ok(Framing::Length(n)) => Some(n),
-        _ => None,
-    };
-    let headers: Vec<(&str, &str)> = head
-        .end_to_end_headers()
-        .filter(|(n, _)| {
-            ![ID_HEADER, SCRAPE_TIMEOUT_HEADER, RETRY_HEADER]
-                .iter()
-                .any(|h| n.eq_ignore_ascii_case(h))
-        })
-        .collect();
-    // The pushed status line's reason (the client's "why" for a failed scrape), as pushed.
-    if !head.reason.is_empty() {
-        conn.set_reason(&head.reason);
-    }
-    let (after, relay) = conn.respond_stream(status, &headers, length, &mut body);
-    let end = match (relay.source_error, relay.sink_error) {
-        (Some(e), _) => RelayEnd::PushBroken(BodyError::from_io(&e)),
-        (None, Some(_)) => RelayEnd::ScraperGone,
-        (None, None) if body.is_done() => RelayEnd::Relayed,
-        (None, None) => RelayEnd::ScraperGone,
-    };
-    let bytes = body.bytes_read();
-    body.answer(&end, id);
-    (after, end, status, bytes)
 }
