@@ -71,7 +71,7 @@ impl Registry {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, ClientInfo>) -> R) -> R {
-        f(&mut self.clients.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut pushprox_daemon::sync::lock(&self.clients))
     }
 
     /// A poll of `fqdn` arrived and is now held; what it announced replaces what older polls

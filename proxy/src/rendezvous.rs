@@ -242,9 +242,8 @@ impl<P: Send, S: Send, R: Send> Rendezvous<P, S, R> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Taken::ShuttingDown;
         }
-        let (tx, rx) = handoff::<P>();
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        {
+        let rx = {
             let mut slots = lock(&self.slots);
             let slot = slots.entry(fqdn.to_string()).or_default();
             // The newest poll: the one most likely still connected.
@@ -252,8 +251,11 @@ impl<P: Send, S: Send, R: Send> Rendezvous<P, S, R> {
                 self.parked.fetch_sub(1, Ordering::SeqCst);
                 return Taken::Poll(p.poll);
             }
+            // Only a scrape that waits needs a hand-off (the common case needs none).
+            let (tx, rx) = handoff::<P>();
             slot.scrapes.push_back((ticket, tx));
-        }
+            rx
+        };
         match rx.recv_until(deadline) {
             Ok(poll) => return Taken::Poll(poll),
             Err(RecvError::Disconnected) => return Taken::ShuttingDown,

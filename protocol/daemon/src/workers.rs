@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::handoff::{handoff, Sender};
+use crate::sync::lock;
 
 /// A unit of work: one request to serve, one scrape to perform.
 pub type Task = Box<dyn FnOnce() + Send + 'static>;
@@ -70,9 +71,6 @@ impl Workers {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pushprox_daemon::sync::lock;
 use pushprox_protocol::{Framing, ProtocolError};
 
 use super::shared::{Shared, Slot};
@@ -256,14 +257,14 @@ impl Connection {
         let cell = Arc::new(std::sync::Mutex::new(Some(self)));
         let task_cell = Arc::clone(&cell);
         let started = shared.workers.run(Box::new(move || {
-            let conn = task_cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let conn = lock(&task_cell).take();
             if let Some(conn) = conn {
                 serve(conn);
             }
         }));
         if let Err(e) = started {
             log::error!("cannot start a connection thread: {e}; closing a kept-alive connection");
-            let conn = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let conn = lock(&cell).take();
             if let Some(conn) = conn {
                 conn.close();
             }

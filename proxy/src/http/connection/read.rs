@@ -41,7 +41,7 @@ thread_local! {
 static SPARES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 fn spares() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
-    SPARES.lock().unwrap_or_else(|p| p.into_inner())
+    pushprox_daemon::sync::lock(&SPARES)
 }
 
 /// A read buffer: this thread's spare, another kept one, or a new one.
