@@ -410,7 +410,8 @@ fn to_headers(
     fields: &[httparse::Header<'_>],
     what: &'static str,
 ) -> Result<Headers, ProtocolError> {
-    let mut headers = Headers::new();
+    let bytes = fields.iter().map(|f| f.name.len() + f.value.len()).sum();
+    let mut headers = Headers::with_capacity(fields.len(), bytes);
     for field in fields {
         let value = std::str::from_utf8(field.value).map_err(|_| ProtocolError::MalformedHead {
             what,

@@ -199,12 +199,12 @@ impl Connection {
         // trickled a byte at a time would otherwise hold its thread for ever. A handler may
         // move the deadline (a push: to its scrape's).
         self.deadline = self.read_timeout().map(|t| Instant::now() + t);
-        let connection = head
-            .headers
-            .get("Connection")
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let has_token = |t: &str| connection.split(',').any(|c| c.trim() == t);
+        let connection = head.headers.get("Connection").unwrap_or("");
+        let has_token = |t: &str| {
+            connection
+                .split(',')
+                .any(|c| c.trim().eq_ignore_ascii_case(t))
+        };
         let http10 = head.version == Version::Http10;
         self.exchange = Exchange {
             label: "other",
