@@ -1,35 +1,141 @@
-//! A push finishing the scrape that waits for it. The push's thread reads the pushed head,
-//! takes the scraper's connection that the scrape left (its stake), relays the body to it,
-//! answers the push and goes on reading the client's next request: no other thread is woken
-//! for the push's connection. The scrape's thread is told how it ended, and counts it.
+//! A scrape handed to a client, waiting for its push without a thread, and the push that
+//! finishes it. The scrape's thread leaves a [`PendingScrape`] (the scraper's connection)
+//! in the rendezvous and goes on with the poll's connection. The push's thread reads the
+//! pushed head, takes the pending scrape, relays the body to the scraper, answers the push
+//! and goes on with the client's next request; at the scrape's deadline with no push, the
+//! deadlines thread answers the scraper instead.
 
 use std::io::{self, BufRead, Read};
+use std::time::Duration;
 
 use pushprox_protocol::{
-    BodyReader, Framing, ResponseHead, ID_HEADER, RETRY_HEADER, SCRAPE_TIMEOUT_HEADER,
+    format_duration, BodyReader, Framing, ResponseHead, ID_HEADER, RETRY_HEADER,
+    SCRAPE_TIMEOUT_HEADER,
 };
 
 use crate::http::{After, BodyError, Connection, RequestBody, TEXT};
+use crate::metrics::ScrapeOutcome;
+use crate::state::{InProgress, State};
 
-/// How a push finished its scrape, told to the scrape's thread.
-// Moved once per scrape through a hand-off; boxing would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-pub enum Finished {
-    /// The pushed response went to the scraper, whole or as far as `end` says.
-    Relayed {
-        /// What became of the scraper's connection.
-        after: After,
-        end: RelayEnd,
-        status: u16,
-        bytes: u64,
-    },
-    /// The push was refused (too large): the scraper gets a 502 with this reason.
-    Refused {
-        /// The scraper's connection, to be answered.
+/// A scrape written onto a poll, waiting for its push.
+pub struct PendingScrape {
+    conn: Connection,
+    id: String,
+    fqdn: String,
+    url: String,
+    /// The scrape's time limit, for the reason when no push comes.
+    within: Duration,
+    in_progress: InProgress,
+}
+
+impl PendingScrape {
+    pub fn new(
         conn: Connection,
-        /// One line for the scraper.
-        reason: String,
-    },
+        id: String,
+        fqdn: String,
+        url: String,
+        within: Duration,
+        in_progress: InProgress,
+    ) -> Self {
+        PendingScrape {
+            conn,
+            id,
+            fqdn,
+            url,
+            within,
+            in_progress,
+        }
+    }
+
+    /// The scraper's connection, for a scrape that never reached a client; its count in
+    /// progress ends with the guard.
+    pub fn into_conn(self) -> (Connection, InProgress) {
+        (self.conn, self.in_progress)
+    }
+
+    /// Relays the pushed response to the scraper and answers the push; returns what became
+    /// of the push's connection. The scraper's connection goes on on a pooled thread.
+    pub fn relay(self, state: &State, head: ResponseHead, body: PushedBody) -> After {
+        let PendingScrape {
+            conn,
+            id,
+            fqdn,
+            in_progress,
+            ..
+        } = self;
+        let (scraper, end, status, bytes, push_after) = relay(conn, head, body, &id);
+        state.metrics.relayed(bytes);
+        match &end {
+            RelayEnd::Relayed => {
+                log::debug!(
+                    "scrape relayed fqdn={fqdn} scrape_id={id} status={status} bytes={bytes}"
+                );
+                state.metrics.scrape(ScrapeOutcome::Relayed);
+            }
+            _ => {
+                log::warn!(
+                    "relay failed fqdn={fqdn} scrape_id={id} after {bytes} bytes: {}",
+                    end.describe()
+                );
+                state.metrics.scrape(ScrapeOutcome::RelayFailed);
+            }
+        }
+        drop(in_progress);
+        if let After::Next(scraper) = scraper {
+            scraper.resume();
+        }
+        push_after
+    }
+
+    /// Fails the scrape with 502: its push was refused (too large).
+    pub fn refused(self, state: &State, reason: String) {
+        log::warn!(
+            "scrape failed fqdn={} scrape_id={}: {reason}",
+            self.fqdn,
+            self.id
+        );
+        state.metrics.scrape(ScrapeOutcome::RelayFailed);
+        self.answer_elsewhere(502, reason.clone(), reason);
+    }
+
+    /// Fails the scrape with 504 at its deadline: no push came.
+    pub fn no_push(self, state: &State) {
+        let reason = format!(
+            "client {} took the scrape but sent no answer within {}; look for scrape_id={} in its log",
+            self.fqdn,
+            format_duration(self.within),
+            self.id
+        );
+        let body = format!(
+            "Error scraping \"{}\": {reason}",
+            crate::redact::shown(&self.url)
+        );
+        log::warn!(
+            "scrape failed fqdn={} scrape_id={}: {body}",
+            self.fqdn,
+            self.id
+        );
+        state.metrics.scrape(ScrapeOutcome::NoPush);
+        self.answer_elsewhere(504, reason, body);
+    }
+
+    /// Answers the scraper on a pooled thread (a slow scraper must not hold up the caller),
+    /// which then reads the scraper's next request.
+    fn answer_elsewhere(self, status: u16, detail: String, body: String) {
+        let in_progress = self.in_progress;
+        self.conn.resume_with(move |conn| {
+            let after = scrape_failed(conn, status, &detail, &body);
+            drop(in_progress);
+            after
+        });
+    }
+}
+
+/// Answers a scrape the proxy fails itself: `detail` after the standard phrase in the status
+/// line (what Prometheus' target page shows as lastError), `body` as the plain-text body.
+pub fn scrape_failed(mut conn: Connection, status: u16, detail: &str, body: &str) -> After {
+    conn.set_reason(&pushprox_protocol::reason_with(status, detail));
+    conn.respond(status, &TEXT, format!("{body}\n").as_bytes())
 }
 
 /// How the relay of a pushed body ended, which decides the push's answer.
@@ -42,6 +148,17 @@ pub enum RelayEnd {
     ScraperGone,
     /// No scrape took the push: answered with this status and reason.
     Refused { status: u16, reason: String },
+}
+
+impl RelayEnd {
+    fn describe(&self) -> String {
+        match self {
+            RelayEnd::Relayed => "relayed".into(),
+            RelayEnd::PushBroken(e) => format!("the push broke off: {e}"),
+            RelayEnd::ScraperGone => "the scraper went away".into(),
+            RelayEnd::Refused { reason, .. } => reason.clone(),
+        }
+    }
 }
 
 /// The body of a pushed response, read from the push request's body.
@@ -75,14 +192,15 @@ impl PushedBody {
     }
 }
 
-/// Streams the pushed response to the scraper's connection, then answers the push: how the
-/// scrape ended, and what became of the push's connection.
-pub fn relay(
+/// Streams the pushed response to the scraper's connection, then answers the push: what
+/// became of the scraper's connection, how the relay ended, the pushed status and body bytes,
+/// and what became of the push's connection.
+fn relay(
     mut scraper: Connection,
     head: ResponseHead,
     mut body: PushedBody,
     id: &str,
-) -> (Finished, After) {
+) -> (After, RelayEnd, u16, u64, After) {
     let status = head.status;
     let length = match head.framing() {
         Ok(Framing::Length(n)) => Some(n),
@@ -109,13 +227,7 @@ pub fn relay(
     };
     let bytes = body.bytes_read();
     let push_after = body.answer(&end, id);
-    let finished = Finished::Relayed {
-        after,
-        end,
-        status,
-        bytes,
-    };
-    (finished, push_after)
+    (after, end, status, bytes, push_after)
 }
 
 /// Answers a push whose body is `request_body`; the push's connection goes on with the

@@ -36,8 +36,9 @@ impl ParkedPoll {
     }
 
     /// Answers the poll with the scrape request in proxy form; an error when the client is
-    /// gone or the write fails, so the scrape can go to the next poll.
-    pub fn hand_over(self, scrape: &[u8]) -> io::Result<()> {
+    /// gone or the write fails, so the scrape can go to the next poll. The caller goes on
+    /// with the connection (the client's next poll comes on it).
+    pub fn hand_over(self, scrape: &[u8]) -> io::Result<After> {
         let key = fqdn_key(&self.fqdn);
         if self.is_gone() {
             self.registry.poll_ended(&key, false);
@@ -54,11 +55,7 @@ impl ParkedPoll {
         ];
         let answered = self.conn.respond_checked(200, &headers, scrape);
         self.registry.poll_ended(&key, answered.is_ok());
-        let after = answered?;
-        if let After::Next(conn) = after {
-            conn.resume();
-        }
-        Ok(())
+        answered
     }
 
     /// Answers the poll without a scrape: superseded, or held too long.

@@ -1,20 +1,21 @@
 //! Where a client's poll meets a scrape, and a push meets the scrape that waits for it.
 //!
 //! Nothing here knows HTTP: a poll is any `P` (the proxy parks the poll's request itself), a
-//! push any `D`. Per FQDN there is at most one parked poll, the newest (an older one comes
+//! scrape any `S`. Per FQDN there is at most one parked poll, the newest (an older one comes
 //! back to the caller to be answered as superseded), and a queue of scrapes waiting for a
 //! poll, each on its own channel. A parked poll costs no thread: it is a value in a map
-//! until a scrape takes it, so 10,000 idle clients do not need 10,000 waiting threads. A
-//! scrape that took a poll writes itself onto it and then waits, on a channel registered
-//! under its id, for the push. The rendezvous also holds the registry of known clients, so
-//! that whether a client is live (seen lately, or a poll of it parked) is asked in one place.
+//! until a scrape takes it, so 10,000 idle clients do not need 10,000 waiting threads. Nor
+//! does a scrape waiting for its push: registered under its id, it is a value until its push
+//! takes it, or until its deadline, when [`Rendezvous::wait_expired`] gives it to the thread
+//! that answers it. The rendezvous also holds the registry of known clients, so that whether
+//! a client is live (seen lately, or a poll of it parked) is asked in one place.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use pushprox_daemon::handoff::{handoff, Receiver, RecvError, Sender};
+use pushprox_daemon::handoff::{handoff, RecvError, Sender};
 use pushprox_daemon::sync::lock;
 use pushprox_daemon::AtomicU64;
 
@@ -53,13 +54,11 @@ pub enum Taken<P> {
     ShuttingDown,
 }
 
-/// Why a scrape got no push.
+/// Why a scrape reached no client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScrapeError {
     /// No poll of the FQDN arrived before the deadline.
     NoPoll,
-    /// A client took the scrape but no push came before the deadline.
-    NoPush,
     /// The proxy is stopping.
     ShuttingDown,
 }
@@ -112,66 +111,32 @@ impl<P> Default for Slot<P> {
     }
 }
 
-struct WaitingScrape<S, R> {
+struct WaitingScrape<S> {
     fqdn: String,
     deadline: Instant,
-    /// What the scrape leaves for the push that finishes it (the scraper's connection).
+    /// Its place in `Waiting::by_deadline`.
+    ticket: u64,
+    /// The scrape itself (its scraper's connection), for the push that finishes it.
     stake: S,
-    tx: Sender<R>,
 }
 
-/// A scrape registered for its push: [`Rendezvous::wait_push`] or [`Rendezvous::abandon`]
-/// ends it.
-pub struct PushWait<R> {
-    id: String,
-    fqdn: String,
-    deadline: Instant,
-    rx: Receiver<R>,
+/// Scrapes handed to a client, waiting for its push without a thread: by id, and by deadline
+/// for the thread that answers those no push came for.
+struct Waiting<S> {
+    by_id: HashMap<String, WaitingScrape<S>>,
+    by_deadline: BTreeMap<(Instant, u64), String>,
 }
-
-/// A push's claim on the scrape that waits for it: the scrape's stake, to finish the scrape
-/// on the push's own thread, and where the outcome goes.
-pub struct Claim<S, R> {
-    /// What the scrape left (the scraper's connection).
-    pub stake: S,
-    /// Where the outcome goes.
-    pub done: Done<R>,
-}
-
-/// The scrape thread waiting for the outcome of a claimed scrape.
-pub struct Done<R>(Sender<R>);
-
-impl<R> Done<R> {
-    /// Tells the scrape how it ended.
-    pub fn finish(self, outcome: R) {
-        // A scrape thread waits for a claimed stake until it is finished (FINISH_BOUND).
-        let _ = self.0.send(outcome);
-    }
-}
-
-/// How a scrape's wait for its push ended.
-#[derive(Debug)]
-pub enum PushWaited<S, R> {
-    /// A push claimed the stake and finished the scrape.
-    Finished(R),
-    /// No push claimed it: the stake comes back with the reason.
-    Unclaimed(ScrapeError, S),
-    /// A push claimed the stake and went away without finishing (its thread died).
-    Lost,
-}
-
-/// How long a scrape waits, past its deadline, for a push that claimed it to finish: the
-/// relay's own read and write time-outs end it well before.
-const FINISH_BOUND: Duration = Duration::from_secs(600);
 
 /// Ids of scrapes that gave up recently, so a late push gets a precise answer.
 const REMEMBER_EXPIRED: usize = 4096;
 
-/// The meeting point of polls (`P`), scrapes (leaving a stake `S`) and the pushes that
-/// finish them (with an outcome `R`).
-pub struct Rendezvous<P, S, R> {
+/// The meeting point of polls (`P`), scrapes (`S`, waiting for their push without a thread
+/// once handed to a client) and pushes.
+pub struct Rendezvous<P, S> {
     slots: Mutex<HashMap<String, Slot<P>>>,
-    waiting: Mutex<HashMap<String, WaitingScrape<S, R>>>,
+    waiting: Mutex<Waiting<S>>,
+    /// Told when a scrape with an earlier deadline than all others starts waiting.
+    earlier: Condvar,
     expired: Mutex<VecDeque<(String, String, Instant)>>,
     parked: AtomicUsize,
     next_ticket: AtomicU64,
@@ -179,13 +144,17 @@ pub struct Rendezvous<P, S, R> {
     registry: Arc<Registry>,
 }
 
-impl<P: Send, S: Send, R: Send> Rendezvous<P, S, R> {
+impl<P: Send, S: Send> Rendezvous<P, S> {
     /// An empty meeting point of the clients `registry` knows.
     pub fn new(registry: Registry) -> Self {
         Rendezvous {
             registry: Arc::new(registry),
             slots: Mutex::new(HashMap::new()),
-            waiting: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(Waiting {
+                by_id: HashMap::new(),
+                by_deadline: BTreeMap::new(),
+            }),
+            earlier: Condvar::new(),
             expired: Mutex::new(VecDeque::new()),
             parked: AtomicUsize::new(0),
             next_ticket: AtomicU64::new(0),
@@ -284,73 +253,57 @@ impl<P: Send, S: Send, R: Send> Rendezvous<P, S, R> {
         }
     }
 
-    /// Registers a scrape so that its push can find it, leaving `stake` for that push.
-    pub fn expect_push(&self, id: &str, fqdn: &str, deadline: Instant, stake: S) -> PushWait<R> {
-        let (tx, rx) = handoff::<R>();
-        lock(&self.waiting).insert(
+    /// Registers a scrape so that its push can find it: from now on the push takes `scrape`
+    /// and finishes it; once [`Rendezvous::handed`], so does [`Rendezvous::wait_expired`] at
+    /// `deadline`.
+    pub fn expect_push(&self, id: &str, fqdn: &str, deadline: Instant, scrape: S) {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        lock(&self.waiting).by_id.insert(
             id.to_string(),
             WaitingScrape {
                 fqdn: fqdn.to_string(),
                 deadline,
-                stake,
-                tx,
+                ticket,
+                stake: scrape,
             },
         );
-        PushWait {
-            id: id.to_string(),
-            fqdn: fqdn.to_string(),
-            deadline,
-            rx,
+    }
+
+    /// The scrape `id` was written onto a poll: it waits for its push until its deadline
+    /// (unless its push took it already).
+    pub fn handed(&self, id: &str) {
+        let mut waiting = lock(&self.waiting);
+        let Some(key) = waiting.by_id.get(id).map(|w| (w.deadline, w.ticket)) else {
+            return;
+        };
+        let earliest = waiting
+            .by_deadline
+            .first_key_value()
+            .is_none_or(|(first, _)| key < *first);
+        waiting.by_deadline.insert(key, id.to_string());
+        drop(waiting);
+        if earliest {
+            self.earlier.notify_all();
         }
     }
 
-    /// Waits until a push has finished the scrape, or takes the stake back at its deadline.
-    pub fn wait_push(&self, wait: PushWait<R>) -> PushWaited<S, R> {
-        let first = wait.rx.recv_until(wait.deadline);
-        let waited = self.end_wait(&wait, first, ScrapeError::NoPush);
-        if matches!(waited, PushWaited::Unclaimed(..)) {
-            let mut expired = lock(&self.expired);
-            if expired.len() == REMEMBER_EXPIRED {
-                expired.pop_front();
+    /// Takes back a scrape that never reached a client; `None` when a push (with a guessed
+    /// id) took it already.
+    pub fn abandon(&self, id: &str) -> Option<S> {
+        let mut waiting = lock(&self.waiting);
+        let w = waiting.by_id.remove(id)?;
+        waiting.by_deadline.remove(&(w.deadline, w.ticket));
+        Some(w.stake)
+    }
+
+    /// Takes the scrape waiting for `id`, for its push to finish it.
+    pub fn push(&self, id: &str) -> Result<S, PushError> {
+        {
+            let mut waiting = lock(&self.waiting);
+            if let Some(w) = waiting.by_id.remove(id) {
+                waiting.by_deadline.remove(&(w.deadline, w.ticket));
+                return Ok(w.stake);
             }
-            expired.push_back((wait.id, wait.fqdn, wait.deadline));
-        }
-        waited
-    }
-
-    /// Ends the registration of a scrape that never reached a client (`why`); its stake
-    /// comes back, unless a push (with a guessed id) claimed it already.
-    pub fn abandon(&self, wait: PushWait<R>, why: ScrapeError) -> PushWaited<S, R> {
-        self.end_wait(&wait, Err(RecvError::Timeout), why)
-    }
-
-    /// Takes the stake back, or waits for the push that claimed it to finish.
-    fn end_wait(
-        &self,
-        wait: &PushWait<R>,
-        first: Result<R, RecvError>,
-        why: ScrapeError,
-    ) -> PushWaited<S, R> {
-        if let Ok(outcome) = first {
-            return PushWaited::Finished(outcome);
-        }
-        if let Some(w) = lock(&self.waiting).remove(&wait.id) {
-            return PushWaited::Unclaimed(why, w.stake);
-        }
-        // Claimed at the deadline: its relay is under way.
-        match wait.rx.recv_until(Instant::now() + FINISH_BOUND) {
-            Ok(outcome) => PushWaited::Finished(outcome),
-            Err(_) => PushWaited::Lost,
-        }
-    }
-
-    /// Claims the scrape waiting for `id`, for its push to finish it.
-    pub fn push(&self, id: &str) -> Result<Claim<S, R>, PushError> {
-        if let Some(w) = lock(&self.waiting).remove(id) {
-            return Ok(Claim {
-                stake: w.stake,
-                done: Done(w.tx),
-            });
         }
         let expired = lock(&self.expired);
         Err(match expired.iter().rev().find(|(i, _, _)| i == id) {
@@ -362,14 +315,59 @@ impl<P: Send, S: Send, R: Send> Rendezvous<P, S, R> {
         })
     }
 
+    /// Waits, at most `wait`, until waiting scrapes reach their deadline, and takes them: no
+    /// push came for them. Remembered a while, so that a late push gets a precise answer.
+    pub fn wait_expired(&self, wait: Duration) -> Vec<S> {
+        let until = Instant::now() + wait;
+        let mut waiting = lock(&self.waiting);
+        loop {
+            let now = Instant::now();
+            let first = waiting.by_deadline.first_key_value().map(|((d, _), _)| *d);
+            match first {
+                Some(deadline) if deadline <= now => break,
+                _ if now >= until => return Vec::new(),
+                first => {
+                    let next = first.map_or(until, |d| d.min(until));
+                    waiting = self
+                        .earlier
+                        .wait_timeout(waiting, next - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        while let Some(entry) = waiting.by_deadline.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.remove();
+            if let Some(w) = waiting.by_id.remove(&id) {
+                gone.push((id, w.fqdn, w.deadline));
+                out.push(w.stake);
+            }
+        }
+        drop(waiting);
+        let mut expired = lock(&self.expired);
+        for e in gone {
+            if expired.len() == REMEMBER_EXPIRED {
+                expired.pop_front();
+            }
+            expired.push_back(e);
+        }
+        out
+    }
+
     /// The FQDN a waiting scrape is for.
     pub fn fqdn_of(&self, id: &str) -> Option<String> {
-        lock(&self.waiting).get(id).map(|w| w.fqdn.clone())
+        lock(&self.waiting).by_id.get(id).map(|w| w.fqdn.clone())
     }
 
     /// When a waiting scrape gives up: its push's body must have arrived by then.
     pub fn deadline_of(&self, id: &str) -> Option<Instant> {
-        lock(&self.waiting).get(id).map(|w| w.deadline)
+        lock(&self.waiting).by_id.get(id).map(|w| w.deadline)
     }
 
     /// Whether a poll of `fqdn` is parked now.
@@ -408,7 +406,7 @@ impl<P: Send, S: Send, R: Send> Rendezvous<P, S, R> {
 
     /// Scrapes waiting for a poll or a push.
     pub fn scrapes_waiting(&self) -> usize {
-        lock(&self.waiting).len()
+        lock(&self.waiting).by_id.len()
     }
 
     /// Takes the polls held past their own hold (`X-PushProx-Hold`) or past `max_hold`
@@ -488,7 +486,7 @@ mod tests {
     use std::sync::Arc;
     use std::thread;
 
-    type R = Rendezvous<&'static str, String, String>;
+    type R = Rendezvous<&'static str, String>;
 
     fn registry() -> Registry {
         Registry::new(Duration::from_secs(60), 100)
@@ -511,22 +509,17 @@ mod tests {
         ));
         assert_eq!(r.polls_waiting(), 1);
         assert!(r.has_poll("a"));
-        let wait = r.expect_push("id-1", "a", soon(2000), "scraper".to_string());
+        r.expect_push("id-1", "a", soon(2000), "scraper".to_string());
         assert!(matches!(
             r.take_poll("a", soon(2000)),
             Taken::Poll("poll-1")
         ));
         assert_eq!(r.polls_waiting(), 0);
         assert_eq!(r.fqdn_of("id-1").as_deref(), Some("a"));
-        let r2 = r.clone();
-        let pusher = thread::spawn(move || {
-            let claim = r2.push("id-1").unwrap();
-            // The push finishes the scrape with what the scrape left.
-            let outcome = format!("body to {}", claim.stake);
-            claim.done.finish(outcome);
-        });
-        assert!(matches!(r.wait_push(wait), PushWaited::Finished(o) if o == "body to scraper"));
-        pusher.join().unwrap();
+        assert_eq!(r.scrapes_waiting(), 1);
+        // The push takes the scrape, once.
+        assert_eq!(r.push("id-1").unwrap(), "scraper");
+        assert_eq!(r.push("id-1").unwrap_err(), PushError::UnknownId);
         assert_eq!(r.scrapes_waiting(), 0);
     }
 
@@ -644,46 +637,58 @@ mod tests {
     }
 
     #[test]
-    fn a_scrape_claimed_at_its_deadline_waits_for_its_relay_to_finish() {
+    fn scrapes_no_push_came_for_are_taken_at_their_deadline_in_order() {
         let r: Arc<R> = Arc::new(Rendezvous::new(registry()));
-        let wait = r.expect_push("id-2", "a", soon(100), "scraper".into());
-        let claim = r.push("id-2").unwrap();
-        let finisher = thread::spawn(move || {
-            // The relay outlasts the deadline; the scrape still gets its outcome.
-            thread::sleep(Duration::from_millis(300));
-            claim.done.finish(format!("relayed to {}", claim.stake));
+        r.expect_push("later", "a", soon(300), "second".into());
+        r.handed("later");
+        // Registered after, due before: the waiting thread is woken for it.
+        let r2 = r.clone();
+        let waiter = thread::spawn(move || {
+            let started = Instant::now();
+            let first = r2.wait_expired(Duration::from_secs(5));
+            (first, started.elapsed())
         });
-        let started = Instant::now();
-        assert!(matches!(r.wait_push(wait), PushWaited::Finished(o) if o == "relayed to scraper"));
-        assert!(started.elapsed() >= Duration::from_millis(250));
-        finisher.join().unwrap();
-        // A claim dropped unfinished (its thread died) does not hold the scrape for ever.
-        let wait = r.expect_push("id-3", "a", soon(50), "scraper".into());
-        drop(r.push("id-3").unwrap());
-        assert!(matches!(r.wait_push(wait), PushWaited::Lost));
+        thread::sleep(Duration::from_millis(20));
+        r.expect_push("sooner", "a", soon(60), "first".into());
+        r.handed("sooner");
+        let (first, took) = waiter.join().unwrap();
+        assert_eq!(first, vec!["first".to_string()]);
+        assert!(took < Duration::from_millis(250), "woke after {took:?}");
+        assert_eq!(r.scrapes_waiting(), 1);
+        assert_eq!(
+            r.wait_expired(Duration::from_secs(5)),
+            vec!["second".to_string()]
+        );
         assert_eq!(r.scrapes_waiting(), 0);
+        // Nothing due: it returns empty after its wait.
+        assert!(r.wait_expired(Duration::from_millis(30)).is_empty());
+        // A late push is told how late.
+        match r.push("sooner") {
+            Err(PushError::Expired { fqdn, .. }) => assert_eq!(fqdn, "a"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.push("never").unwrap_err(), PushError::UnknownId);
     }
 
     #[test]
-    fn late_and_unknown_pushes_are_refused() {
+    fn a_scrape_taken_by_its_push_or_abandoned_is_not_expired() {
         let r: R = Rendezvous::new(registry());
-        let wait = r.expect_push("late", "a", soon(50), "scraper".into());
-        assert!(matches!(
-            r.wait_push(wait),
-            PushWaited::Unclaimed(ScrapeError::NoPush, s) if s == "scraper"
-        ));
-        match r.push("late") {
-            Err(PushError::Expired { fqdn, .. }) => assert_eq!(fqdn, "a"),
-            Err(other) => panic!("{other:?}"),
-            Ok(_) => panic!("a late push claimed its scrape"),
-        }
-        assert!(matches!(r.push("never"), Err(PushError::UnknownId)));
-        let wait = r.expect_push("gone", "a", soon(50), "abandoned".into());
-        assert!(matches!(
-            r.abandon(wait, ScrapeError::NoPoll),
-            PushWaited::Unclaimed(ScrapeError::NoPoll, s) if s == "abandoned"
-        ));
+        r.expect_push("pushed", "a", soon(30), "scraper".into());
+        r.expect_push("gone", "a", soon(30), "abandoned".into());
+        // Not handed to a client yet: its deadline is its scrape thread's to keep.
+        r.expect_push("waiting", "a", soon(10), "scraper thread".into());
+        r.handed("pushed");
+        assert_eq!(r.push("pushed").unwrap(), "scraper");
+        // Handed after its push took it: nothing left to expire.
+        r.handed("pushed");
+        assert_eq!(r.abandon("gone").as_deref(), Some("abandoned"));
+        assert_eq!(r.abandon("gone"), None);
+        thread::sleep(Duration::from_millis(40));
+        assert!(r.wait_expired(Duration::from_millis(10)).is_empty());
+        assert_eq!(r.abandon("waiting").as_deref(), Some("scraper thread"));
         assert_eq!(r.scrapes_waiting(), 0);
+        // An abandoned scrape never reached a client: its id is unknown, not late.
+        assert_eq!(r.push("gone").unwrap_err(), PushError::UnknownId);
     }
 
     #[test]

@@ -340,6 +340,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         shares(&state.config, max_connections),
     );
     spawn_janitor(Arc::clone(&state))?;
+    spawn_deadlines(Arc::clone(&state))?;
     let accept_failed = |source| StartupError::Accept {
         addr: bound,
         source,
@@ -370,6 +371,23 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         n => log::warn!("stopped with {n} scrape(s) still in progress after --shutdown.timeout; their scrapers get an error"),
     }
     Ok(())
+}
+
+/// Answers the scrapes handed to a client that got no push by their deadline.
+fn spawn_deadlines(state: Arc<State>) -> Result<(), StartupError> {
+    thread::Builder::new()
+        .name("deadlines".into())
+        .stack_size(JANITOR_STACK)
+        .spawn(move || loop {
+            for pending in state.rendezvous.wait_expired(Duration::from_secs(1)) {
+                pending.no_push(&state);
+            }
+        })
+        .map(|_| ())
+        .map_err(|source| StartupError::Thread {
+            what: "deadlines",
+            source,
+        })
 }
 
 /// Answers polls held past --poll.max-hold, frees polls whose clients hung up, forgets

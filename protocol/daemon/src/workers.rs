@@ -71,7 +71,6 @@ impl Workers {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,12 +95,8 @@ pub fn text(conn: Connection, status: u16, reason: &str) -> After {
     conn.respond(status, &TEXT, format!("{reason}\n").as_bytes())
 }
 
-/// Answers a scrape the proxy fails itself: `detail` after the standard phrase in the status
-/// line (what Prometheus' target page shows as lastError), `body` as the plain-text body.
-pub fn scrape_failed(mut conn: Connection, status: u16, detail: &str, body: &str) -> After {
-    conn.set_reason(&pushprox_protocol::reason_with(status, detail));
-    text(conn, status, body)
-}
+// A scrape the proxy fails itself, answered as the pending scrapes' failures are.
+pub use crate::delivery::scrape_failed;
 
 /// Answers with a body of the given content type.
 pub fn body(conn: Connection, status: u16, content_type: &str, body: &[u8]) -> After {

@@ -1,6 +1,6 @@
 //! `POST /push`: a client returns a scrape's response. The pushed head is read here, the
-//! scrape waiting for its id is claimed, and its body relayed to that scrape's scraper on
-//! this thread (see `delivery`), which then goes on with the client's next request.
+//! scrape waiting for its id taken, and the body relayed to its scraper on this thread (see
+//! `delivery`), which then goes on with the client's next request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pushprox_protocol::{Framing, ProtocolError, ResponseHead, DEFAULT_MAX_HEAD, ID_HEADER};
 
 use crate::auth::Refusal;
-use crate::delivery::{self, answer_push, Finished, PushedBody, RelayEnd};
+use crate::delivery::{answer_push, PushedBody, RelayEnd};
 use crate::http::{After, Connection, Request, RequestBody};
 use crate::rendezvous::PushError;
 use crate::state::State;
@@ -84,9 +84,8 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                 let reason = format!(
                     "Error scraping: the response of client {fqdn} is larger than the proxy's --push.max-body of {max} bytes"
                 );
-                if let Ok(claim) = state.rendezvous.push(id) {
-                    let conn = claim.stake;
-                    claim.done.finish(Finished::Refused { conn, reason });
+                if let Ok(pending) = state.rendezvous.push(id) {
+                    pending.refused(state, reason);
                 }
             }
         }
@@ -131,8 +130,8 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             );
         }
     }
-    let claim = match state.rendezvous.push(&id) {
-        Ok(claim) => claim,
+    let pending = match state.rendezvous.push(&id) {
+        Ok(pending) => pending,
         Err(err) => {
             let (status, reason) = match err {
                 PushError::UnknownId => (404, format!("Error pushing: no scrape with id {id} is waiting (unknown id, or it expired long ago)")),
@@ -167,10 +166,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             return answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
         }
     };
-    let pushed = PushedBody::new(body, framing, max);
-    let (finished, after) = delivery::relay(claim.stake, head, pushed, &id);
-    claim.done.finish(finished);
-    after
+    pending.relay(state, head, PushedBody::new(body, framing, max))
 }
 
 /// Says which scrape a client's token was refused for.

@@ -1,8 +1,8 @@
-//! A scrape in absolute form (`GET http://fqdn:port/path`), from arrival to outcome: handed
-//! to a poll of that FQDN, the scraper's connection left for the push (whose thread relays
-//! the pushed body to it, see `delivery`), the outcome awaited and counted here.
+//! A scrape in absolute form (`GET http://fqdn:port/path`): written onto a poll of that
+//! FQDN, after which this thread goes on with the poll's connection (the client's next poll
+//! comes on it) and the scrape waits for its push without a thread (see `delivery`); or, when
+//! no poll comes, answered here.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,10 +11,10 @@ use pushprox_protocol::{
     Target, HOP_BY_HOP, ID_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
 };
 
-use crate::delivery::{Finished, RelayEnd};
+use crate::delivery::PendingScrape;
 use crate::http::{After, Connection, Request, TEXT};
 use crate::metrics::{ScrapeOutcome, ScrapeRefused};
-use crate::rendezvous::{PushWaited, ScrapeError, Taken};
+use crate::rendezvous::{ScrapeError, Taken};
 use crate::state::State;
 
 /// Request headers that belong to the hop between scraper and proxy, not to the target.
@@ -43,25 +43,9 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
     conn.respond(405, &headers, format!("{reason}\n").as_bytes())
 }
 
-/// Counts a scrape in [`State::scrapes_in_progress`] while it lives.
-struct InProgress<'a>(&'a AtomicUsize);
-
-impl<'a> InProgress<'a> {
-    fn start(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        InProgress(count)
-    }
-}
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Relays one scrape.
+/// Hands one scrape to a poll, or answers why not.
 pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
-    let _in_progress = InProgress::start(&state.scrapes_in_progress);
+    let in_progress = state.scrape_started();
     if !SCRAPE_METHODS.contains(&request.method()) {
         return refuse_method(state, &request, conn);
     }
@@ -137,11 +121,19 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         false => 0,
     };
     let mut extended = false;
-    let wait = state.rendezvous.expect_push(&id, &key, deadline, conn);
+    let pending = PendingScrape::new(
+        conn,
+        id.clone(),
+        fqdn.clone(),
+        url.clone(),
+        deadline_in,
+        in_progress,
+    );
+    state.rendezvous.expect_push(&id, &key, deadline, pending);
     let handed = loop {
         match state.rendezvous.take_poll(&key, poll_deadline) {
             Taken::Poll(poll) => match poll.hand_over(&request_bytes) {
-                Ok(()) => break Ok(()),
+                Ok(after) => break Ok(after),
                 Err(e) => log::debug!(
                     "hand-over to poll failed fqdn={fqdn} scrape_id={id}: {e}; offering the scrape to the next poll"
                 ),
@@ -162,50 +154,19 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             Taken::ShuttingDown => break Err(ScrapeError::ShuttingDown),
         }
     };
-    let waited = match handed {
-        Ok(()) => {
+    let err = match handed {
+        Ok(after) => {
             log::debug!("scrape handed to poll fqdn={fqdn} scrape_id={id}");
-            state.rendezvous.wait_push(wait)
-        }
-        Err(e) => state.rendezvous.abandon(wait, e),
-    };
-    let (conn, err) = match waited {
-        PushWaited::Finished(Finished::Relayed {
-            after,
-            end,
-            status,
-            bytes,
-        }) => {
-            state.metrics.relayed(bytes);
-            match &end {
-                RelayEnd::Relayed => {
-                    log::debug!(
-                        "scrape relayed fqdn={fqdn} scrape_id={id} status={status} bytes={bytes}"
-                    );
-                    state.metrics.scrape(ScrapeOutcome::Relayed);
-                }
-                _ => {
-                    log::warn!(
-                        "relay failed fqdn={fqdn} scrape_id={id} after {bytes} bytes: {}",
-                        describe(&end)
-                    );
-                    state.metrics.scrape(ScrapeOutcome::RelayFailed);
-                }
-            }
+            state.rendezvous.handed(&id);
             return after;
         }
-        PushWaited::Finished(Finished::Refused { conn, reason }) => {
-            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {reason}");
-            state.metrics.scrape(ScrapeOutcome::RelayFailed);
-            return super::scrape_failed(conn, 502, &reason, &reason);
-        }
-        PushWaited::Unclaimed(err, conn) => (conn, err),
-        PushWaited::Lost => {
-            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: the push that took it ended without finishing it");
-            state.metrics.scrape(ScrapeOutcome::RelayFailed);
-            return After::Kept;
-        }
+        Err(err) => err,
     };
+    // A push with a guessed id may have taken the scrape already: it answers it then.
+    let Some(pending) = state.rendezvous.abandon(&id) else {
+        return After::Kept;
+    };
+    let (conn, _in_progress) = pending.into_conn();
     let passed = match err {
         ScrapeError::NoPoll if passes && poll_deadline < deadline => Some((
             ScrapeOutcome::PassedOn,
@@ -223,7 +184,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         state.metrics.scrape(kind);
         return pass_on(conn, &reason);
     }
-    let (kind, status, reason) = explain(state, err, &fqdn, &id, deadline_in);
+    let (kind, status, reason) = explain(state, err, &fqdn, deadline_in);
     // The status line (what Prometheus' target page shows) says why; the URL is there.
     let body = match status {
         503 => reason.clone(),
@@ -246,21 +207,11 @@ fn pass_on(mut conn: Connection, reason: &str) -> After {
     conn.respond(404, &headers, format!("{reason}\n").as_bytes())
 }
 
-fn describe(end: &RelayEnd) -> String {
-    match end {
-        RelayEnd::Relayed => "relayed".into(),
-        RelayEnd::PushBroken(e) => format!("the push broke off: {e}"),
-        RelayEnd::ScraperGone => "the scraper went away".into(),
-        RelayEnd::Refused { reason, .. } => reason.clone(),
-    }
-}
-
-/// The status and one-line reason of a scrape that got no push.
+/// The status and one-line reason of a scrape that reached no client.
 fn explain(
     state: &State,
     err: ScrapeError,
     fqdn: &str,
-    id: &str,
     deadline: Duration,
 ) -> (ScrapeOutcome, u16, String) {
     let within = format_duration(deadline);
@@ -274,11 +225,6 @@ fn explain(
             ScrapeOutcome::NoPoll,
             504,
             format!("no client polled for {fqdn} within {within}; is pushprox-client running there with --fqdn={fqdn} and --proxy-url pointing at this proxy?"),
-        ),
-        ScrapeError::NoPush => (
-            ScrapeOutcome::NoPush,
-            504,
-            format!("client {fqdn} took the scrape but sent no answer within {within}; look for scrape_id={id} in its log"),
         ),
         ScrapeError::ShuttingDown => (ScrapeOutcome::ShuttingDown, 503, "the proxy is shutting down".into()),
     }

@@ -253,12 +253,18 @@ impl Connection {
     /// Hands the connection back to the pool to read its next request.
     /// When no thread can be started, the connection is closed.
     pub fn resume(self) {
+        self.resume_with(After::Next)
+    }
+
+    /// On a pooled thread: `answer` the connection, then read its next request. When no
+    /// thread can be started, the connection is closed unanswered.
+    pub fn resume_with(self, answer: impl FnOnce(Connection) -> After + Send + 'static) {
         let shared = Arc::clone(&self.shared);
         let cell = Arc::new(std::sync::Mutex::new(Some(self)));
         let task_cell = Arc::clone(&cell);
         let started = shared.workers.run(Box::new(move || {
             let conn = lock(&task_cell).take();
-            if let Some(conn) = conn {
+            if let Some(After::Next(conn)) = conn.map(answer) {
                 serve(conn);
             }
         }));
