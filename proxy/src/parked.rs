@@ -7,7 +7,11 @@ use pushprox_protocol::{fqdn_key, MAX_POLLS_HEADER, RETRY_HEADER, RETRY_NEXT};
 
 use crate::http::{After, Connection, Held, TEXT};
 use crate::registry::Registry;
+#[cfg(test)]
 use crate::rendezvous::MAX_POLLS_PER_CLIENT;
+
+/// [`crate::rendezvous::MAX_POLLS_PER_CLIENT`] as every poll's answer says it, written once rather than per answer.
+const MAX_POLLS: &str = "8";
 
 /// A poll held open until a scrape for its FQDN takes it.
 pub struct ParkedPoll {
@@ -48,10 +52,9 @@ impl ParkedPoll {
                 "the client closed the poll's connection",
             ));
         }
-        let max = MAX_POLLS_PER_CLIENT.to_string();
         let headers = [
             ("Content-Type", "text/plain; charset=utf-8"),
-            (MAX_POLLS_HEADER, max.as_str()),
+            (MAX_POLLS_HEADER, MAX_POLLS),
         ];
         let answered = self.conn.respond_checked(200, &headers, scrape);
         self.registry.poll_ended(&key, answered.is_ok());
@@ -61,8 +64,7 @@ impl ParkedPoll {
     /// Answers the poll without a scrape: superseded, or held too long.
     pub fn answer(self, status: u16, reason: &str) {
         self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
-        let max = MAX_POLLS_PER_CLIENT.to_string();
-        let headers = [TEXT[0], TEXT[1], (MAX_POLLS_HEADER, max.as_str())];
+        let headers = [TEXT[0], TEXT[1], (MAX_POLLS_HEADER, MAX_POLLS)];
         if let After::Next(conn) =
             self.conn
                 .respond(status, &headers, format!("{reason}\n").as_bytes())
@@ -76,11 +78,10 @@ impl ParkedPoll {
     /// still come here); our client polls again at once on the marker.
     pub fn come_back(self) {
         self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
-        let max = MAX_POLLS_PER_CLIENT.to_string();
         let headers = [
             TEXT[0],
             TEXT[1],
-            (MAX_POLLS_HEADER, max.as_str()),
+            (MAX_POLLS_HEADER, MAX_POLLS),
             (RETRY_HEADER, RETRY_NEXT),
             ("Retry-After", "0"),
         ];
@@ -105,5 +106,15 @@ impl ParkedPoll {
     pub fn drop_gone(self) {
         self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
         self.conn.abandon(499);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_polls_header_says_the_rendezvous_limit() {
+        assert_eq!(MAX_POLLS, MAX_POLLS_PER_CLIENT.to_string());
     }
 }

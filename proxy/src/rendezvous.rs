@@ -95,6 +95,25 @@ struct Parked<P> {
     info: PollerInfo,
 }
 
+/// Takes the parked polls for which `take` holds out of `parked`, in place (no allocation
+/// when none is taken), keeping the order of the others.
+fn take_where<P>(
+    parked: &mut VecDeque<Parked<P>>,
+    mut take: impl FnMut(&Parked<P>) -> bool,
+) -> Vec<P> {
+    let mut out = Vec::new();
+    for _ in 0..parked.len() {
+        if let Some(p) = parked.pop_front() {
+            if take(&p) {
+                out.push(p.poll);
+            } else {
+                parked.push_back(p);
+            }
+        }
+    }
+    out
+}
+
 struct Slot<P> {
     /// Parked polls, oldest first.
     parked: VecDeque<Parked<P>>,
@@ -176,31 +195,24 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
                 Err(p) => poll = p,
             }
         }
-        let mut superseded = Vec::new();
-        let mut kept = VecDeque::with_capacity(slot.parked.len() + 1);
-        for p in slot.parked.drain(..) {
+        let mut superseded: Vec<P> = take_where(&mut slot.parked, |p| {
             let same_client = info.instance.is_some() && p.info.instance == info.instance;
             // A client has one long poll without a hold (its primary) and may add extra
             // polls that end themselves; a new primary replaces an older one, which the
             // client gave up (its connection may be dead), but not the extras.
             let both_primary = info.hold.is_zero() && p.info.hold.is_zero();
-            if same_client && !both_primary {
-                kept.push_back(p);
-            } else {
-                superseded.push(p.poll);
-            }
-        }
-        while kept.len() >= MAX_POLLS_PER_CLIENT {
-            if let Some(oldest) = kept.pop_front() {
+            !same_client || both_primary
+        });
+        while slot.parked.len() >= MAX_POLLS_PER_CLIENT {
+            if let Some(oldest) = slot.parked.pop_front() {
                 superseded.push(oldest.poll);
             }
         }
-        kept.push_back(Parked {
+        slot.parked.push_back(Parked {
             poll,
             since: Instant::now(),
             info,
         });
-        slot.parked = kept;
         self.parked.fetch_add(1, Ordering::SeqCst);
         self.parked.fetch_sub(superseded.len(), Ordering::SeqCst);
         Arrival::Parked { superseded }
@@ -421,17 +433,11 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
             (false, false) => Some(info.hold.min(max_hold)),
         };
         for (fqdn, slot) in lock(&self.slots).iter_mut() {
-            let before = slot.parked.len();
-            let mut kept = VecDeque::with_capacity(before);
-            for p in slot.parked.drain(..) {
-                if limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l) {
-                    out.push((fqdn.clone(), p.poll));
-                } else {
-                    kept.push_back(p);
-                }
-            }
-            self.parked.fetch_sub(before - kept.len(), Ordering::SeqCst);
-            slot.parked = kept;
+            let expired: Vec<P> = take_where(&mut slot.parked, |p| {
+                limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l)
+            });
+            self.parked.fetch_sub(expired.len(), Ordering::SeqCst);
+            out.extend(expired.into_iter().map(|poll| (fqdn.clone(), poll)));
         }
         out
     }
@@ -440,20 +446,9 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
     pub fn take_parked_where(&self, gone: impl Fn(&P) -> bool) -> Vec<P> {
         let mut out = Vec::new();
         for slot in lock(&self.slots).values_mut() {
-            if !slot.parked.iter().any(|p| gone(&p.poll)) {
-                continue;
-            }
-            let before = slot.parked.len();
-            let mut kept = VecDeque::with_capacity(before);
-            for p in slot.parked.drain(..) {
-                if gone(&p.poll) {
-                    out.push(p.poll);
-                } else {
-                    kept.push_back(p);
-                }
-            }
-            self.parked.fetch_sub(before - kept.len(), Ordering::SeqCst);
-            slot.parked = kept;
+            let taken: Vec<P> = take_where(&mut slot.parked, |p| gone(&p.poll));
+            self.parked.fetch_sub(taken.len(), Ordering::SeqCst);
+            out.extend(taken);
         }
         out
     }
