@@ -208,6 +208,9 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
                 superseded.push(oldest.poll);
             }
         }
+        // Most FQDNs hold one poll: room for exactly that, not the four a deque starts with
+        // (10,000 idle clients: 3 MiB).
+        slot.parked.reserve_exact(1);
         slot.parked.push_back(Parked {
             poll,
             since: Instant::now(),
