@@ -6,6 +6,8 @@
 //! deadlines thread answers the scraper instead.
 
 use std::io::{self, BufRead, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pushprox_protocol::{
@@ -14,48 +16,41 @@ use pushprox_protocol::{
 };
 
 use crate::http::{After, BodyError, Connection, RequestBody, TEXT};
-use crate::metrics::ScrapeOutcome;
-use crate::state::{InProgress, State};
+use crate::metrics::{Metrics, ScrapeOutcome};
+
+/// A scrape in progress, counted (in the proxy's scrapes in progress) until dropped: it moves
+/// with the scrape from thread to thread (the scrape's, the push's, the deadlines').
+pub struct InProgress(Arc<AtomicUsize>);
+
+impl InProgress {
+    pub fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        InProgress(Arc::clone(count))
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A scrape written onto a poll, waiting for its push.
 pub struct PendingScrape {
-    conn: Connection,
-    id: String,
-    fqdn: String,
-    url: String,
+    /// The scraper's connection.
+    pub conn: Connection,
+    pub id: String,
+    pub fqdn: String,
+    pub url: String,
     /// The scrape's time limit, for the reason when no push comes.
-    within: Duration,
-    in_progress: InProgress,
+    pub within: Duration,
+    pub in_progress: InProgress,
 }
 
 impl PendingScrape {
-    pub fn new(
-        conn: Connection,
-        id: String,
-        fqdn: String,
-        url: String,
-        within: Duration,
-        in_progress: InProgress,
-    ) -> Self {
-        PendingScrape {
-            conn,
-            id,
-            fqdn,
-            url,
-            within,
-            in_progress,
-        }
-    }
-
-    /// The scraper's connection, for a scrape that never reached a client; its count in
-    /// progress ends with the guard.
-    pub fn into_conn(self) -> (Connection, InProgress) {
-        (self.conn, self.in_progress)
-    }
-
     /// Relays the pushed response to the scraper and answers the push; returns what became
     /// of the push's connection. The scraper's connection goes on on a pooled thread.
-    pub fn relay(self, state: &State, head: ResponseHead, body: PushedBody) -> After {
+    pub fn relay(self, metrics: &Metrics, head: ResponseHead, body: PushedBody) -> After {
         let PendingScrape {
             conn,
             id,
@@ -64,20 +59,20 @@ impl PendingScrape {
             ..
         } = self;
         let (scraper, end, status, bytes, push_after) = relay(conn, head, body, &id);
-        state.metrics.relayed(bytes);
+        metrics.relayed(bytes);
         match &end {
             RelayEnd::Relayed => {
                 log::debug!(
                     "scrape relayed fqdn={fqdn} scrape_id={id} status={status} bytes={bytes}"
                 );
-                state.metrics.scrape(ScrapeOutcome::Relayed);
+                metrics.scrape(ScrapeOutcome::Relayed);
             }
             _ => {
                 log::warn!(
                     "relay failed fqdn={fqdn} scrape_id={id} after {bytes} bytes: {}",
                     end.describe()
                 );
-                state.metrics.scrape(ScrapeOutcome::RelayFailed);
+                metrics.scrape(ScrapeOutcome::RelayFailed);
             }
         }
         drop(in_progress);
@@ -88,18 +83,18 @@ impl PendingScrape {
     }
 
     /// Fails the scrape with 502: its push was refused (too large).
-    pub fn refused(self, state: &State, reason: String) {
+    pub fn refused(self, metrics: &Metrics, reason: String) {
         log::warn!(
             "scrape failed fqdn={} scrape_id={}: {reason}",
             self.fqdn,
             self.id
         );
-        state.metrics.scrape(ScrapeOutcome::RelayFailed);
+        metrics.scrape(ScrapeOutcome::RelayFailed);
         self.answer_elsewhere(502, reason.clone(), reason);
     }
 
     /// Fails the scrape with 504 at its deadline: no push came.
-    pub fn no_push(self, state: &State) {
+    pub fn no_push(self, metrics: &Metrics) {
         let reason = format!(
             "client {} took the scrape but sent no answer within {}; look for scrape_id={} in its log",
             self.fqdn,
@@ -115,7 +110,7 @@ impl PendingScrape {
             self.fqdn,
             self.id
         );
-        state.metrics.scrape(ScrapeOutcome::NoPush);
+        metrics.scrape(ScrapeOutcome::NoPush);
         self.answer_elsewhere(504, reason, body);
     }
 

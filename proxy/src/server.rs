@@ -326,7 +326,7 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         metrics: Metrics::default(),
         started: Instant::now(),
         config,
-        scrapes_in_progress: AtomicUsize::new(0),
+        scrapes_in_progress: Arc::new(AtomicUsize::new(0)),
         passing: Default::default(),
     });
     let proxy = Arc::new(Proxy {
@@ -380,7 +380,7 @@ fn spawn_deadlines(state: Arc<State>) -> Result<(), StartupError> {
         .stack_size(JANITOR_STACK)
         .spawn(move || loop {
             for pending in state.rendezvous.wait_expired(Duration::from_secs(1)) {
-                pending.no_push(&state);
+                pending.no_push(&state.metrics);
             }
         })
         .map(|_| ())

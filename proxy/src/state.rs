@@ -1,6 +1,6 @@
 //! The one state every handler shares.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,25 +26,7 @@ pub struct State {
     pub auth: Auth,
     /// Scrapes being handled, from arrival to the end of their relay: a stopping proxy exits
     /// when none is left.
-    pub scrapes_in_progress: AtomicUsize,
+    pub scrapes_in_progress: Arc<AtomicUsize>,
     /// Scrapes passed on to the balancer's next server.
     pub passing: Passing,
-}
-
-impl State {
-    /// Counts a scrape in [`State::scrapes_in_progress`] until the guard is dropped.
-    pub fn scrape_started(self: &Arc<Self>) -> InProgress {
-        self.scrapes_in_progress.fetch_add(1, Ordering::SeqCst);
-        InProgress(Arc::clone(self))
-    }
-}
-
-/// A scrape in progress, counted until dropped: it moves with the scrape from thread to
-/// thread (the scrape's, the push's, the deadlines').
-pub struct InProgress(Arc<State>);
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        self.0.scrapes_in_progress.fetch_sub(1, Ordering::SeqCst);
-    }
 }

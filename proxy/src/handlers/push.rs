@@ -85,7 +85,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
                     "Error scraping: the response of client {fqdn} is larger than the proxy's --push.max-body of {max} bytes"
                 );
                 if let Ok(pending) = state.rendezvous.push(id) {
-                    pending.refused(state, reason);
+                    pending.refused(&state.metrics, reason);
                 }
             }
         }
@@ -166,7 +166,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             return answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
         }
     };
-    pending.relay(state, head, PushedBody::new(body, framing, max))
+    pending.relay(&state.metrics, head, PushedBody::new(body, framing, max))
 }
 
 /// Says which scrape a client's token was refused for.

@@ -11,7 +11,7 @@ use pushprox_protocol::{
     Target, HOP_BY_HOP, ID_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
 };
 
-use crate::delivery::PendingScrape;
+use crate::delivery::{InProgress, PendingScrape};
 use crate::http::{After, Connection, Request, TEXT};
 use crate::metrics::{ScrapeOutcome, ScrapeRefused};
 use crate::rendezvous::{ScrapeError, Taken};
@@ -45,7 +45,7 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
 
 /// Hands one scrape to a poll, or answers why not.
 pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
-    let in_progress = state.scrape_started();
+    let in_progress = InProgress::start(&state.scrapes_in_progress);
     if !SCRAPE_METHODS.contains(&request.method()) {
         return refuse_method(state, &request, conn);
     }
@@ -121,14 +121,14 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         false => 0,
     };
     let mut extended = false;
-    let pending = PendingScrape::new(
+    let pending = PendingScrape {
         conn,
-        id.clone(),
-        fqdn.clone(),
-        url.clone(),
-        deadline_in,
+        id: id.clone(),
+        fqdn: fqdn.clone(),
+        url: url.clone(),
+        within: deadline_in,
         in_progress,
-    );
+    };
     state.rendezvous.expect_push(&id, &key, deadline, pending);
     let handed = loop {
         match state.rendezvous.take_poll(&key, poll_deadline) {
@@ -166,7 +166,12 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     let Some(pending) = state.rendezvous.abandon(&id) else {
         return After::Kept;
     };
-    let (conn, _in_progress) = pending.into_conn();
+    // Counted in progress until answered.
+    let PendingScrape {
+        conn,
+        in_progress: _in_progress,
+        ..
+    } = pending;
     let passed = match err {
         ScrapeError::NoPoll if passes && poll_deadline < deadline => Some((
             ScrapeOutcome::PassedOn,
