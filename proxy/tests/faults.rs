@@ -304,6 +304,49 @@ fn burst_of_keep_alive_connections_is_served_without_delay() {
     );
 }
 
+/// A scrape written onto a poll waits for its push without a thread: twenty scrapes of a
+/// target that takes 8 s to answer hold twenty connections and no more threads than an idle
+/// proxy, and are all relayed.
+#[test]
+fn scrapes_waiting_for_their_push_hold_no_thread() {
+    const SCRAPES: usize = 20;
+    let proxy = Proxy::start(&[]);
+    let target = Target::start(&host(2), Answer::Stall(Duration::from_secs(8)));
+    let _clients = proxy.clients_for(std::slice::from_ref(&target));
+    proxy.wait_for_polls_at_least(1);
+    let baseline = quiet_min(|| proxy.threads());
+    let scrapers: Vec<_> = (0..SCRAPES)
+        .map(|i| {
+            let (port, url) = (proxy.port, target.url(&format!("/slow-{i}")));
+            thread::spawn(move || scrape(port, &url, Some("15")))
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(5), || target.hits() == SCRAPES),
+        "the target saw {} of {SCRAPES} scrapes within 5 s",
+        target.hits()
+    );
+    // The threads that wrote the scrapes go on with the polls' connections and, once the
+    // client's next polls are parked, back to the pool, where they end 2 s later.
+    let threads = settles_to(Duration::from_secs(5), baseline + SLACK, || proxy.threads());
+    assert!(
+        threads <= baseline + SLACK,
+        "{SCRAPES} scrapes waiting for their push: {threads} threads, {baseline} before\n{}",
+        resources(proxy.pid())
+    );
+    assert_eq!(proxy.metric(SCRAPES_WAITING), Some(SCRAPES as f64));
+    for (i, scraper) in scrapers.into_iter().enumerate() {
+        let path = format!("/slow-{i}");
+        let r = scraper.join().expect("scraper").expect("an answer");
+        assert!(
+            r.status == 200 && r.text().starts_with(&target.echo_prefix(&path)),
+            "scrape {path}: {} {:?}",
+            r.status,
+            r.text()
+        );
+    }
+}
+
 /// A parked poll holds its socket and no thread, whether it asked for `Connection: close`
 /// or keeps its connection alive as the Go client does; a kept-alive poll's connection then
 /// carries the client's next request.
