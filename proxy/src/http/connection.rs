@@ -2,7 +2,7 @@
 //! answered, and the loop that serves request after request on a pooled thread.
 //!
 //! A [`Connection`] is a value: a handler may answer it at once, or keep it (a parked poll, a
-//! push whose body a scrape relays) and answer it later from another thread; [`Connection::resume`]
+//! scrape waiting for its push) and answer it later from another thread; [`Connection::resume`]
 //! then hands it back to the pool for its next request. Between requests it holds no buffer.
 //! Reading a request (head, body, time-outs) is in `read`, writing its answer in `write`.
 
