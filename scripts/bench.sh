@@ -226,6 +226,15 @@ start_client() {
     CLIENT_PID=$LAST_PID
 }
 
+# start_clients PREFIX: one client per host of HOSTS, named PREFIX-HOST; sets CLIENT_PIDS.
+start_clients() {
+    CLIENT_PIDS=()
+    for h in "${HOSTS[@]}"; do
+        start_client "$1-$h" "$h"
+        CLIENT_PIDS+=("$CLIENT_PID")
+    done
+}
+
 # polls_waiting: the proxy's pushprox_polls_waiting gauge.
 polls_waiting() {
     curl -sS --max-time 2 "http://$PROXY_ADDR/metrics" 2>/dev/null |
@@ -307,11 +316,7 @@ fi
 # --- 1. latency and throughput of 20 KiB scrapes -------------------------------------------------
 if want 1; then
     start_proxy proxy-load
-    CLIENT_PIDS=()
-    for h in "${HOSTS[@]}"; do
-        start_client "client-$h" "$h"
-        CLIENT_PIDS+=("$CLIENT_PID")
-    done
+    start_clients client
     wait_polls "$CLIENTS" 60
 
     LOAD_LIMIT=$(awk -v s="$LOAD_SECONDS" -v w="$WARMUP" 'BEGIN { printf("%d", s + w + 60) }')
@@ -619,14 +624,10 @@ if want 6; then
     OURS_ALL=() GO_ALL=() HOP_ALL=()
     for ((round = 1; round <= ROUNDS; round++)); do
         start_proxy proxy-cpu
-        CPU_PIDS=()
-        for h in "${HOSTS[@]}"; do
-            start_client "client-cpu-$h" "$h"
-            CPU_PIDS+=("$CLIENT_PID")
-        done
+        start_clients client-cpu
         wait_polls "$CLIENTS" 60
-        ours=$(cpu_load ours "$PROXY_ADDR" "$PROXY_PID" "$(IFS=,; echo "${CPU_PIDS[*]}")")
-        stop_pids "$PROXY_PID" "${CPU_PIDS[@]}"
+        ours=$(cpu_load ours "$PROXY_ADDR" "$PROXY_PID" "$(IFS=,; echo "${CLIENT_PIDS[*]}")")
+        stop_pids "$PROXY_PID" "${CLIENT_PIDS[@]}"
         line="bench: cpu per 20KB scrape, round $round of $ROUNDS, $CLIENTS clients, $CONNECTIONS conns: ours $(kv "$ours" rate)/s proxy=$(kv "$ours" proxy_us)us client=$(kv "$ours" client_us)us"
         OURS_ALL+=("$ours")
         go=

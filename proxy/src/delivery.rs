@@ -50,15 +50,40 @@ pub struct PendingScrape {
 impl PendingScrape {
     /// Relays the pushed response to the scraper and answers the push; returns what became
     /// of the push's connection. The scraper's connection goes on on a pooled thread.
-    pub fn relay(self, metrics: &Metrics, head: ResponseHead, body: PushedBody) -> After {
+    pub fn relay(self, metrics: &Metrics, head: ResponseHead, mut body: PushedBody) -> After {
         let PendingScrape {
-            conn,
+            conn: mut scraper,
             id,
             fqdn,
             in_progress,
             ..
         } = self;
-        let (scraper, end, status, bytes, push_after) = relay(conn, head, body, &id);
+        let status = head.status;
+        let length = match head.framing() {
+            Ok(Framing::Length(n)) => Some(n),
+            _ => None,
+        };
+        let headers: Vec<(&str, &str)> = head
+            .end_to_end_headers()
+            .filter(|(n, _)| {
+                ![ID_HEADER, SCRAPE_TIMEOUT_HEADER, RETRY_HEADER]
+                    .iter()
+                    .any(|h| n.eq_ignore_ascii_case(h))
+            })
+            .collect();
+        // The pushed status line's reason (the client's "why" for a failed scrape), as pushed.
+        if !head.reason.is_empty() {
+            scraper.set_reason(&head.reason);
+        }
+        let (scraper, relay) = scraper.respond_stream(status, &headers, length, &mut body);
+        let end = match (relay.source_error, relay.sink_error) {
+            (Some(e), _) => RelayEnd::PushBroken(BodyError::from_io(&e)),
+            (None, Some(_)) => RelayEnd::ScraperGone,
+            (None, None) if body.is_done() => RelayEnd::Relayed,
+            (None, None) => RelayEnd::ScraperGone,
+        };
+        let bytes = body.bytes_read();
+        let push_after = body.answer(&end, &id);
         metrics.relayed(bytes);
         match &end {
             RelayEnd::Relayed => {
@@ -185,44 +210,6 @@ impl PushedBody {
         let bytes = self.bytes_read();
         answer_push(self.reader.into_inner(), end, id, bytes)
     }
-}
-
-/// Streams the pushed response to the scraper's connection, then answers the push: what
-/// became of the scraper's connection, how the relay ended, the pushed status and body bytes,
-/// and what became of the push's connection.
-fn relay(
-    mut scraper: Connection,
-    head: ResponseHead,
-    mut body: PushedBody,
-    id: &str,
-) -> (After, RelayEnd, u16, u64, After) {
-    let status = head.status;
-    let length = match head.framing() {
-        Ok(Framing::Length(n)) => Some(n),
-        _ => None,
-    };
-    let headers: Vec<(&str, &str)> = head
-        .end_to_end_headers()
-        .filter(|(n, _)| {
-            ![ID_HEADER, SCRAPE_TIMEOUT_HEADER, RETRY_HEADER]
-                .iter()
-                .any(|h| n.eq_ignore_ascii_case(h))
-        })
-        .collect();
-    // The pushed status line's reason (the client's "why" for a failed scrape), as pushed.
-    if !head.reason.is_empty() {
-        scraper.set_reason(&head.reason);
-    }
-    let (after, relay) = scraper.respond_stream(status, &headers, length, &mut body);
-    let end = match (relay.source_error, relay.sink_error) {
-        (Some(e), _) => RelayEnd::PushBroken(BodyError::from_io(&e)),
-        (None, Some(_)) => RelayEnd::ScraperGone,
-        (None, None) if body.is_done() => RelayEnd::Relayed,
-        (None, None) => RelayEnd::ScraperGone,
-    };
-    let bytes = body.bytes_read();
-    let push_after = body.answer(&end, id);
-    (after, end, status, bytes, push_after)
 }
 
 /// Answers a push whose body is `request_body`; the push's connection goes on with the

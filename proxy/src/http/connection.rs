@@ -237,17 +237,23 @@ impl Connection {
     /// A place among the parked connections (a poll about to wait), or why there is none
     /// (counted and logged here): the caller answers `503` with the reason.
     pub fn park_share(&self) -> Result<Held, String> {
-        self.shared.shares.park(self.peer.ip()).map_err(|refusal| {
-            self.service.refused_share(refusal);
-            let why = refusal.explain(
-                &self.shared.shares.limits,
-                self.shared.limits.max_connections,
-            );
-            crate::warn_limit::REFUSALS.warn(refusal.label(), || {
-                format!("refused a poll from={}: {why}", self.peer)
-            });
-            why
-        })
+        self.shared
+            .shares
+            .park(self.peer.ip())
+            .map_err(|refusal| self.share_refused(refusal, "refused a poll"))
+    }
+
+    /// Counts and logs (`what` from=PEER: why) a share refused to this connection; the why.
+    pub(super) fn share_refused(&self, refusal: ShareRefusal, what: &str) -> String {
+        self.service.refused_share(refusal);
+        let why = refusal.explain(
+            &self.shared.shares.limits,
+            self.shared.limits.max_connections,
+        );
+        crate::warn_limit::REFUSALS.warn(refusal.label(), || {
+            format!("{what} from={}: {why}", self.peer)
+        });
+        why
     }
 
     /// Hands the connection back to the pool to read its next request.

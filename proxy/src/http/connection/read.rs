@@ -164,14 +164,7 @@ impl Connection {
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => {
                     if let Some(refusal) = over {
-                        self.service.refused_share(refusal);
-                        let why = refusal.explain(
-                            &self.shared.shares.limits,
-                            self.shared.limits.max_connections,
-                        );
-                        crate::warn_limit::REFUSALS.warn(refusal.label(), || {
-                            format!("closed an idle connection from={}: {why}", self.peer)
-                        });
+                        self.share_refused(refusal, "closed an idle connection");
                     }
                     return Ok(None);
                 }
