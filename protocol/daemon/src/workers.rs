@@ -39,7 +39,12 @@ impl Workers {
     /// Runs `task` on an idle thread, or on a new one when none is idle.
     pub fn run(&self, mut task: Task) -> io::Result<()> {
         // A thread that just gave up waiting refuses the task; the next idle one gets it.
-        while let Some(idle) = lock(&self.idle).pop() {
+        // The list is locked only to take one: waking the thread is a system call, and other
+        // threads going idle or handing out work must not queue behind it.
+        loop {
+            let Some(idle) = lock(&self.idle).pop() else {
+                break;
+            };
             match idle.send(task) {
                 Ok(()) => return Ok(()),
                 Err(t) => task = t,
