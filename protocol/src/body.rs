@@ -78,18 +78,19 @@ impl<R: BufRead> BodyReader<R> {
     /// A chunk-size line: hex digits, then extensions after a `;`, then CRLF; no spaces
     /// around the size and no bare LF, so that every reader finds the same chunks.
     fn read_chunk_header(&mut self) -> Result<(), ProtocolError> {
-        let line = head::read_line(&mut self.inner, MAX_CHUNK_LINE, "chunked body")?;
-        let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
-        if size_text.is_empty()
-            || size_text.len() > 15
-            || !size_text.iter().all(|b| b.is_ascii_hexdigit())
-        {
-            return Err(ProtocolError::InvalidChunk(quoted(&line)));
-        }
-        let size = std::str::from_utf8(size_text)
-            .ok()
-            .and_then(|t| u64::from_str_radix(t, 16).ok())
-            .ok_or_else(|| ProtocolError::InvalidChunk(quoted(&line)))?;
+        let size = head::read_line(&mut self.inner, MAX_CHUNK_LINE, "chunked body", |line| {
+            let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
+            if size_text.is_empty()
+                || size_text.len() > 15
+                || !size_text.iter().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(ProtocolError::InvalidChunk(quoted(line)));
+            }
+            std::str::from_utf8(size_text)
+                .ok()
+                .and_then(|t| u64::from_str_radix(t, 16).ok())
+                .ok_or_else(|| ProtocolError::InvalidChunk(quoted(line)))
+        })?;
         if size == 0 {
             head::skip_trailers(&mut self.inner, MAX_TRAILERS)?;
             self.state = State::Done;
@@ -101,14 +102,17 @@ impl<R: BufRead> BodyReader<R> {
 
     /// The CRLF after a chunk's data.
     fn read_chunk_end(&mut self) -> Result<(), ProtocolError> {
-        let line = head::read_line(&mut self.inner, 2, "chunked body").map_err(|e| match e {
+        let extra = head::read_line(&mut self.inner, 2, "chunked body", |line| {
+            Ok((!line.is_empty()).then(|| quoted(line)))
+        })
+        .map_err(|e| match e {
             ProtocolError::InvalidChunk(_) => {
                 ProtocolError::InvalidChunk("chunk data longer than its size".into())
             }
             other => other,
         })?;
-        if !line.is_empty() {
-            return Err(ProtocolError::InvalidChunk(quoted(&line)));
+        if let Some(extra) = extra {
+            return Err(ProtocolError::InvalidChunk(extra));
         }
         self.state = State::ChunkHeader;
         Ok(())

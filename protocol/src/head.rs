@@ -256,8 +256,8 @@ fn parse_request_at(
 ) -> Result<Option<(RequestHead, usize)>, ProtocolError> {
     let scanned = scan_head(buf, limits);
     let (window, upto) = (scanned.window, scanned.upto);
-    let mut fields = vec![httparse::EMPTY_HEADER; scanned.slots];
-    let mut request = httparse::Request::new(&mut fields);
+    let mut slots = FieldSlots::new();
+    let mut request = httparse::Request::new(slots.take(scanned.slots));
     let length = match request.parse(&window[..upto]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return scanned.incomplete(eof, REQUEST).map(|()| None),
@@ -347,8 +347,9 @@ pub(crate) fn parse_response_at(
     };
     let (status, reason) = status_line(&window[..line_end])?;
     let fields_at = line_end + 2;
-    let mut fields = vec![httparse::EMPTY_HEADER; scanned.slots];
-    let (length, fields) = match httparse::parse_headers(&window[fields_at..upto], &mut fields) {
+    let mut slots = FieldSlots::new();
+    let fields = slots.take(scanned.slots);
+    let (length, fields) = match httparse::parse_headers(&window[fields_at..upto], fields) {
         Ok(httparse::Status::Complete((n, fields))) => (fields_at + n, fields),
         Ok(httparse::Status::Partial) => return scanned.incomplete(eof, RESPONSE).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -371,6 +372,33 @@ pub(crate) fn parse_response_at(
         headers,
     };
     Ok(Some((head, length)))
+}
+
+/// Field slots kept on the stack: more than a scrape, poll or push head carries.
+const STACK_FIELDS: usize = 32;
+
+/// Room for the fields httparse finds: on the stack for the usual handful, on the heap only
+/// for a head with more (up to --web.max-headers).
+struct FieldSlots<'b> {
+    stack: [httparse::Header<'b>; STACK_FIELDS],
+    heap: Vec<httparse::Header<'b>>,
+}
+
+impl<'b> FieldSlots<'b> {
+    fn new() -> Self {
+        FieldSlots {
+            stack: [httparse::EMPTY_HEADER; STACK_FIELDS],
+            heap: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> &mut [httparse::Header<'b>] {
+        if n <= STACK_FIELDS {
+            return &mut self.stack[..n];
+        }
+        self.heap.resize(n, httparse::EMPTY_HEADER);
+        &mut self.heap
+    }
 }
 
 /// `HTTP/x.y CODE reason`, any one-digit version: the Go client pushes its scrape errors as
@@ -496,12 +524,15 @@ pub(crate) fn read_response<R: BufRead>(
     read_with(r, limits, parse_response_at)
 }
 
-/// Reads one line ending in CRLF (returned without it), at most `max` bytes with its CRLF.
-pub(crate) fn read_line<R: BufRead>(
+/// Reads one line ending in CRLF, at most `max` bytes with its CRLF, and gives it (without
+/// its CRLF) to `then`. A line that is whole in the reader's buffer, as nearly every chunk line
+/// is, is read where it lies; only one split across reads is gathered into a copy.
+pub(crate) fn read_line<R: BufRead, T>(
     r: &mut R,
     max: usize,
     context: &'static str,
-) -> Result<Vec<u8>, ProtocolError> {
+    then: impl FnOnce(&[u8]) -> Result<T, ProtocolError>,
+) -> Result<T, ProtocolError> {
     let mut line = Vec::new();
     loop {
         let available = r.fill_buf().map_err(ProtocolError::Io)?;
@@ -517,31 +548,54 @@ pub(crate) fn read_line<R: BufRead>(
                 "a line longer than {max} bytes"
             )));
         }
+        if line.is_empty() && done {
+            let read = ended_line(&available[..take]).and_then(then);
+            r.consume(take);
+            return read;
+        }
         line.extend_from_slice(&available[..take]);
         r.consume(take);
-        if let Some(i) = line.iter().position(|&b| b == b'\r') {
-            if line.get(i + 1).is_some_and(|&b| b != b'\n') {
-                // Up to the bare CR and the byte after it, so the error reads the same however
-                // the bytes arrived.
-                return Err(ProtocolError::InvalidChunk(quoted(&line[..i + 2])));
-            }
-        }
+        no_bare_cr(&line)?;
         if done {
-            if !line.ends_with(b"\r\n") {
-                return Err(ProtocolError::InvalidChunk(format!(
-                    "a bare LF in \"{}\": lines must end in CRLF",
-                    quoted(&line)
-                )));
-            }
-            line.truncate(line.len() - 2);
-            return Ok(line);
+            return ended_line(&line).and_then(then);
         }
+    }
+}
+
+/// A bare CR is refused as soon as the byte after it is known. The error quotes the line up
+/// to the CR and the byte after it, so it reads the same however the bytes arrived.
+fn no_bare_cr(line: &[u8]) -> Result<(), ProtocolError> {
+    match line.iter().position(|&b| b == b'\r') {
+        Some(i) if line.get(i + 1).is_some_and(|&b| b != b'\n') => {
+            Err(ProtocolError::InvalidChunk(quoted(&line[..i + 2])))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A whole line up to its LF: the line without its CRLF, if it ends in one.
+fn ended_line(line: &[u8]) -> Result<&[u8], ProtocolError> {
+    no_bare_cr(line)?;
+    match line.strip_suffix(b"\r\n") {
+        Some(text) => Ok(text),
+        None => Err(ProtocolError::InvalidChunk(format!(
+            "a bare LF in \"{}\": lines must end in CRLF",
+            quoted(line)
+        ))),
     }
 }
 
 /// Reads the trailer section after the last chunk (fields and the empty line), at most `max`
 /// bytes, and drops it.
 pub(crate) fn skip_trailers<R: BufRead>(r: &mut R, max: usize) -> Result<(), ProtocolError> {
+    // Nearly always there are none: the empty line alone.
+    if r.fill_buf()
+        .map_err(ProtocolError::Io)?
+        .starts_with(b"\r\n")
+    {
+        r.consume(2);
+        return Ok(());
+    }
     let mut acc = Vec::new();
     let mut scan = Scan::default();
     loop {

@@ -69,7 +69,9 @@ impl Headers {
 
     /// Replaces every field of `name` with one field.
     pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
-        self.remove(name);
+        let text = &self.text;
+        self.fields
+            .retain(|f| !text[f.start..f.mid].eq_ignore_ascii_case(name));
         self.append(name, value);
     }
 
@@ -104,14 +106,22 @@ impl Headers {
     /// (a way to smuggle header lines), is never written.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for (n, v) in self.iter() {
-            let name_ok = !n.is_empty() && n.bytes().all(is_token_byte);
-            let value_ok = v.bytes().all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
-            if !name_ok || !value_ok {
-                continue;
-            }
-            out.extend_from_slice(n.as_bytes());
+            Headers::write_field(out, n, v);
+        }
+    }
+
+    /// Writes one field as `name: value` and CRLF, unless it would read back as another: a
+    /// name that is not a token, or a value with a control character (CR, LF, NUL) is left
+    /// out. Every head this codebase writes goes through here.
+    pub fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
+        let name_ok = !name.is_empty() && name.bytes().all(is_token_byte);
+        let value_ok = value
+            .bytes()
+            .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f));
+        if name_ok && value_ok {
+            out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
     }

@@ -94,8 +94,12 @@ impl Target {
 /// Whether `target` is an absolute `http://` or `https://` URL (the scheme in any case): a
 /// request target in proxy form, as Prometheus sends a scrape through its `proxy_url`.
 pub fn is_absolute_url(target: &str) -> bool {
-    let scheme = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    scheme.starts_with("http://") || scheme.starts_with("https://")
+    let starts = |prefix: &str| {
+        target
+            .get(..prefix.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(prefix))
+    };
+    starts("http://") || starts("https://")
 }
 
 /// `url` with its userinfo (`user:password@`) cut out, or `None` when it has none: what logs,
@@ -163,9 +167,8 @@ impl ScrapeRequest {
         out.push(b' ');
         out.extend_from_slice(self.url.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut head = Headers::new();
         match self.headers.get("Host") {
-            Some(host) => head.append("Host", host),
+            Some(host) => Headers::write_field(out, "Host", host),
             None => {
                 let authority = self
                     .url
@@ -174,11 +177,11 @@ impl ScrapeRequest {
                     .unwrap_or("");
                 // As Go's URL.Host: never the userinfo.
                 let authority = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-                head.append("Host", authority);
+                Headers::write_field(out, "Host", authority);
             }
         }
         if let Some(ua) = self.headers.get("User-Agent") {
-            head.append("User-Agent", ua);
+            Headers::write_field(out, "User-Agent", ua);
         }
         let mut rest: Vec<(&str, &str)> = self
             .headers
@@ -187,11 +190,15 @@ impl ScrapeRequest {
                 !n.eq_ignore_ascii_case("Host") && !n.eq_ignore_ascii_case("User-Agent")
             })
             .collect();
-        rest.sort_by_key(|(n, _)| n.to_ascii_lowercase());
+        // By name regardless of case, as Go sorts its canonical keys; stable for repeats.
+        rest.sort_by(|(a, _), (b, _)| {
+            a.bytes()
+                .map(|c| c.to_ascii_lowercase())
+                .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+        });
         for (n, v) in rest {
-            head.append(n, v);
+            Headers::write_field(out, n, v);
         }
-        head.write_to(out);
         out.extend_from_slice(b"\r\n");
     }
 

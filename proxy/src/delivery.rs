@@ -71,8 +71,9 @@ impl PendingScrape {
                     .any(|h| n.eq_ignore_ascii_case(h))
             })
             .collect();
-        // The pushed status line's reason (the client's "why" for a failed scrape), as pushed.
-        if !head.reason.is_empty() {
+        // The pushed status line's reason (the client's "why" for a failed scrape), as pushed;
+        // the standard one is what the scraper's status line says anyway.
+        if !head.reason.is_empty() && head.reason != pushprox_protocol::reason_phrase(status) {
             scraper.set_reason(&head.reason);
         }
         let (scraper, relay) = scraper.respond_stream(status, &headers, length, &mut body);

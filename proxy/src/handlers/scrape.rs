@@ -66,7 +66,8 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         Ok(t) => t,
         Err(e) => return bad(conn, e.to_string()),
     };
-    let mut headers = Headers::new();
+    // Room for what is forwarded and the two headers set below, in one allocation each.
+    let mut headers = Headers::with_capacity(request.head.headers.len() + 2, 512);
     for (name, value) in request.head.headers.iter() {
         let skip = NOT_FORWARDED
             .iter()
