@@ -4,13 +4,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use crate::http::WAIT;
+use crate::binaries::host;
+use crate::http::{Reply, WAIT};
 
 /// How a target answers.
 #[derive(Clone)]
@@ -99,6 +101,33 @@ impl Target {
             hits,
             stop,
             events,
+        }
+    }
+
+    /// An [`Answer::Echo`] target on each of `127.0.0.N` for N in `hosts`.
+    pub fn echoes(hosts: RangeInclusive<u8>) -> Vec<Target> {
+        hosts
+            .map(|n| Target::start(&host(n), Answer::Echo))
+            .collect()
+    }
+
+    /// `reply` when it is a 200 whose body starts with [`Target::echo_prefix`] of `path`;
+    /// otherwise what scrape `i` of this target got, for a failure message.
+    pub fn echoed(
+        &self,
+        i: usize,
+        path: &str,
+        reply: Result<Reply, String>,
+    ) -> Result<Reply, String> {
+        match reply {
+            Ok(r) if r.status == 200 && r.text().starts_with(&self.echo_prefix(path)) => Ok(r),
+            Ok(r) => Err(format!(
+                "scrape {i} of {}: {} {:?}",
+                self.url(path),
+                r.status,
+                r.text()
+            )),
+            Err(e) => Err(format!("scrape {i} of {}: {e}", self.url(path))),
         }
     }
 
