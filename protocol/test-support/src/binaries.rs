@@ -420,10 +420,24 @@ pub fn client_args(
     metrics_port: u16,
     extra: &[&str],
 ) -> Vec<String> {
+    let urls: Vec<String> = proxy_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}/"))
+        .collect();
+    client_args_to(&urls, fqdn, metrics_port, extra)
+}
+
+/// [`client_args`] for the proxies at `proxy_urls` (such as `https://127.0.0.1:PORT/`).
+pub fn client_args_to(
+    proxy_urls: &[String],
+    fqdn: &str,
+    metrics_port: u16,
+    extra: &[&str],
+) -> Vec<String> {
     let mut args = Vec::new();
-    for p in proxy_ports {
+    for url in proxy_urls {
         args.push("--proxy-url".to_string());
-        args.push(format!("http://127.0.0.1:{p}/"));
+        args.push(url.clone());
     }
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     for a in [

@@ -20,7 +20,9 @@ pub mod target;
 mod temp_dir;
 pub mod tls_target;
 
-pub use binaries::{client_args, client_bin, client_flags, host, proxy_bin, Client, Proxy};
+pub use binaries::{
+    client_args, client_args_to, client_bin, client_flags, host, proxy_bin, Client, Proxy,
+};
 pub use certs::{KeyKind, Spec, Usage, ALL_KEYS};
 pub use curl::{curl, served_serial};
 pub use fake_proxy::{FakeProxy, Poll, ProxyEvent};
