@@ -4,7 +4,6 @@
 //! scraped, and the proxy counts it in `pushprox_proxy_clients_polling`; once the proxy is gone
 //! the timestamp stops. Loopback only; children killed on drop.
 
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,35 +25,20 @@ fn now() -> f64 {
 fn an_idle_connected_client_shows_its_poll_open_and_a_stopped_proxy_stops_it() {
     let proxy_port = free_port();
     let proxy_addr = format!("127.0.0.1:{proxy_port}");
-    let mut proxy = ChildGuard(
-        command(proxy_bin())
-            .args(["-l", &proxy_addr])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the proxy"),
-    );
+    let mut proxy = quiet_proxy(&proxy_addr);
     assert!(wait_until(WAIT, || http_get_ok(&proxy_addr, "/-/healthy")));
 
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let proxy_url = format!("http://{proxy_addr}/");
-    let _client = ChildGuard(
-        command(env!("CARGO_BIN_EXE_pushprox-client"))
-            .args([
-                "--proxy-url",
-                &proxy_url,
-                "--fqdn",
-                "idle.example",
-                "--metrics-addr",
-                &metrics_addr,
-                "--proxy.retry.initial-wait",
-                "200ms",
-                "--proxy.retry.max-wait",
-                "200ms",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the client"),
+    let _client = ChildGuard::start(
+        quiet_client(&proxy_url, "idle.example", &metrics_addr).args([
+            "--proxy.retry.initial-wait",
+            "200ms",
+            "--proxy.retry.max-wait",
+            "200ms",
+        ]),
+        "the client",
     );
     assert!(wait_until(WAIT, || http_get_ok(
         &metrics_addr,
@@ -140,23 +124,14 @@ fn polls_answered_with_errors_do_not_count_as_open() {
     });
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let proxy_url = format!("http://{}/", balancer.addr);
-    let _client = ChildGuard(
-        command(env!("CARGO_BIN_EXE_pushprox-client"))
-            .args([
-                "--proxy-url",
-                &proxy_url,
-                "--fqdn",
-                "orphan.example",
-                "--metrics-addr",
-                &metrics_addr,
-                "--proxy.retry.initial-wait",
-                "100ms",
-                "--proxy.retry.max-wait",
-                "100ms",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the client"),
+    let _client = ChildGuard::start(
+        quiet_client(&proxy_url, "orphan.example", &metrics_addr).args([
+            "--proxy.retry.initial-wait",
+            "100ms",
+            "--proxy.retry.max-wait",
+            "100ms",
+        ]),
+        "the client",
     );
     assert!(wait_until(WAIT, || answered.load(Ordering::SeqCst) >= 5));
     assert_eq!(

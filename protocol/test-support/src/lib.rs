@@ -21,7 +21,8 @@ mod temp_dir;
 pub mod tls_target;
 
 pub use binaries::{
-    client_args, client_args_to, client_bin, client_flags, host, proxy_bin, Client, Proxy,
+    client_args, client_args_to, client_bin, client_flags, host, proxy_bin, quiet_client,
+    quiet_proxy, Client, Proxy,
 };
 pub use certs::{KeyKind, Spec, Usage, ALL_KEYS};
 pub use curl::{curl, served_serial};
