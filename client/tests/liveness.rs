@@ -15,6 +15,20 @@ fn metric(addr: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// A client of `proxy_url` for `fqdn`, metrics on `metrics_addr`, that retries a failed poll
+/// after `retry`, always.
+fn start_client(proxy_url: &str, fqdn: &str, metrics_addr: &str, retry: &str) -> ChildGuard {
+    ChildGuard::start(
+        quiet_client(proxy_url, fqdn, metrics_addr).args([
+            "--proxy.retry.initial-wait",
+            retry,
+            "--proxy.retry.max-wait",
+            retry,
+        ]),
+        "the client",
+    )
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -31,15 +45,7 @@ fn an_idle_connected_client_shows_its_poll_open_and_a_stopped_proxy_stops_it() {
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let proxy_url = format!("http://{proxy_addr}/");
-    let _client = ChildGuard::start(
-        quiet_client(&proxy_url, "idle.example", &metrics_addr).args([
-            "--proxy.retry.initial-wait",
-            "200ms",
-            "--proxy.retry.max-wait",
-            "200ms",
-        ]),
-        "the client",
-    );
+    let _client = start_client(&proxy_url, "idle.example", &metrics_addr, "200ms");
     assert!(wait_until(WAIT, || http_get_ok(
         &metrics_addr,
         "/-/healthy"
@@ -124,15 +130,7 @@ fn polls_answered_with_errors_do_not_count_as_open() {
     });
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let proxy_url = format!("http://{}/", balancer.addr);
-    let _client = ChildGuard::start(
-        quiet_client(&proxy_url, "orphan.example", &metrics_addr).args([
-            "--proxy.retry.initial-wait",
-            "100ms",
-            "--proxy.retry.max-wait",
-            "100ms",
-        ]),
-        "the client",
-    );
+    let _client = start_client(&proxy_url, "orphan.example", &metrics_addr, "100ms");
     assert!(wait_until(WAIT, || answered.load(Ordering::SeqCst) >= 5));
     assert_eq!(
         metric(
