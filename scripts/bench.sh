@@ -178,23 +178,6 @@ tool() {
     printf '%s\n' "$out" | tail -n 1
 }
 
-# stop_pids PID...: stops these processes (TERM, then KILL after 5 s).
-stop_pids() {
-    local pid n
-    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null; done
-    for ((n = 0; n < 50; n++)); do
-        local left=0
-        for pid in "$@"; do alive "$pid" && left=1; done
-        [ "$left" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "$@"; do
-        alive "$pid" && kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    return 0
-}
-
 # start_proxy NAME [FLAG...]: a fresh proxy on a free port; sets PROXY_PID, PROXY_ADDR.
 start_proxy() {
     local name=$1 port

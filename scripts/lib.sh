@@ -146,18 +146,35 @@ start_bg() {
 # alive PID: is that process still running?
 alive() { kill -0 "$1" 2>/dev/null; }
 
-# stop_all: SIGTERM to each process we started, SIGKILL to any still there after 5 s.
-stop_all() {
-    local i pid n
-    for pid in "${PIDS[@]}"; do
+# term_wait PID...: SIGTERM to each of these processes, then up to 5 s for all of them to end.
+term_wait() {
+    local pid n left
+    for pid in "$@"; do
         alive "$pid" && kill -TERM "$pid" 2>/dev/null
     done
     for ((n = 0; n < 50; n++)); do
-        local left=0
-        for pid in "${PIDS[@]}"; do alive "$pid" && left=1; done
-        [ "$left" = 0 ] && break
+        left=0
+        for pid in "$@"; do alive "$pid" && left=1; done
+        [ "$left" = 0 ] && return 0
         sleep 0.1
     done
+}
+
+# stop_pids PID...: stops these processes (TERM, then KILL after 5 s).
+stop_pids() {
+    local pid
+    term_wait "$@"
+    for pid in "$@"; do
+        alive "$pid" && kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    return 0
+}
+
+# stop_all: SIGTERM to each process we started, SIGKILL to any still there after 5 s.
+stop_all() {
+    local i pid
+    term_wait "${PIDS[@]}"
     for i in "${!PIDS[@]}"; do
         pid=${PIDS[$i]}
         if alive "$pid"; then
