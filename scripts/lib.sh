@@ -375,6 +375,30 @@ ssl_signed() {
         -extfile "$name.ext" -out "$name.crt"
 }
 
+# nginx_conf DIR CONNECTIONS: prints an nginx.conf for an nginx run in the foreground by this
+# user, one process of CONNECTIONS connections, its pid file, logs and temporary files in DIR
+# (error.log, access.log, temp/), and inside its http block the lines read from stdin.
+nginx_conf() {
+    local dir=$1
+    mkdir -p "$dir/temp"
+    cat <<EOF
+daemon off;
+master_process off;
+pid $dir/nginx.pid;
+error_log $dir/error.log info;
+events { worker_connections $2; }
+http {
+    access_log $dir/access.log;
+    client_body_temp_path $dir/temp/body;
+    proxy_temp_path $dir/temp/proxy;
+    fastcgi_temp_path $dir/temp/fastcgi;
+    uwsgi_temp_path $dir/temp/uwsgi;
+    scgi_temp_path $dir/temp/scgi;
+$(cat)
+}
+EOF
+}
+
 # bcrypt_hash USER PASSWORD: the bcrypt hash of cost 10 (after USER:), by htpasswd when it is
 # installed, else by $PROXY_BIN --hash-password.
 bcrypt_hash() {

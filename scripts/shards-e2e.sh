@@ -97,24 +97,8 @@ if [ "$LB_KIND" = haproxy ]; then
         fail "haproxy -c: $(tail -n 3 "$TMP/haproxy-c.log")"
     start_bg haproxy "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy.cfg"
 else
-    mkdir -p "$TMP/temp"
     fill_template "$ROOT/scripts/nginx-shards.conf.template" >"$TMP/shards.conf"
-    cat >"$TMP/nginx.conf" <<EOF
-daemon off;
-master_process off;
-pid $TMP/nginx.pid;
-error_log $TMP/error.log info;
-events { worker_connections 1024; }
-http {
-    access_log $TMP/access.log;
-    client_body_temp_path $TMP/temp/body;
-    proxy_temp_path $TMP/temp/proxy;
-    fastcgi_temp_path $TMP/temp/fastcgi;
-    uwsgi_temp_path $TMP/temp/uwsgi;
-    scgi_temp_path $TMP/temp/scgi;
-    include $TMP/shards.conf;
-}
-EOF
+    echo "    include $TMP/shards.conf;" | nginx_conf "$TMP" 1024 >"$TMP/nginx.conf"
     nginx -t -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log" >"$TMP/nginx-t.log" 2>&1 ||
         fail "nginx -t: $(tail -n 3 "$TMP/nginx-t.log")"
     start_bg nginx "$TMP/nginx.out" nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log"
