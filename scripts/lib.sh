@@ -313,6 +313,21 @@ e2e_harness() {
     trap e2e_finish EXIT
     trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
 }
+
+# start_prometheus: a Prometheus on 127.0.0.1:$PROM_PORT scraping every second (timeout 1 s)
+# with the scrape_configs read from stdin, written to $TMP/prometheus.yml and checked by
+# promtool first; its data in $TMP/data. Waits until it is ready (30 s), else fails.
+start_prometheus() {
+    {
+        printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n'
+        cat
+    } >"$TMP/prometheus.yml"
+    promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
+        fail "promtool check config: $(redact <"$TMP/promtool.log")"
+    start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
+        --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
+    wait_http prometheus "$LAST_PID" "http://127.0.0.1:$PROM_PORT/-/ready" 30 || fail "$FAIL_REASON"
+}
 # go_pushprox_bins: GO_DIR holding the Go PushProx v0.2.0 pushprox-proxy and pushprox-client:
 # $PUSHPROX_GO_BIN_DIR, else target/go-pushprox, built there by ../shared/tools/build-go-pushprox.sh
 # (about 20 s) when missing. Sets GO_PROXY and GO_CLIENT; fails with what to do.

@@ -250,11 +250,7 @@ ok "a target's own 404 through $LB_KIND: 404, the body says \"$want\""
 
 # --- Prometheus -----------------------------------------------------------------------------------
 targets=$(printf "'%s:$NODE_PORT', " "${FQDNS[@]}")
-cat >"$TMP/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
+start_prometheus <<EOF
   - job_name: node
     proxy_url: $LB/
     static_configs:
@@ -265,9 +261,6 @@ scrape_configs:
     static_configs:
       - targets: ['go-01.shard.test:$NODE_PORT', 'go-02.shard.test:$NODE_PORT']
 EOF
-start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
-    --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
-wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
 
 # scalar_query QUERY: the single value of QUERY, or "none".
 scalar_query() {
