@@ -204,9 +204,11 @@ http_status() {
     curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true
 }
 
-# wait_http NAME PID URL SECONDS: waits until URL answers 200, while process PID lives.
+# wait_http NAME PID URL SECONDS [CURL_ARG...]: waits until URL answers 200 (to curl with the
+# CURL_ARGs, such as --cacert FILE), while process PID lives.
 wait_http() {
     local name=$1 pid=$2 url=$3 secs=$4 code=000
+    shift 4
     local deadline=$((SECONDS + secs))
     while [ "$SECONDS" -lt "$deadline" ]; do
         if ! alive "$pid"; then
@@ -214,7 +216,7 @@ wait_http() {
             FAIL_REASON="$name exited with status $? before it was ready ($url)"
             return 1
         fi
-        code=$(http_status "$url")
+        code=$(http_status "$url" "$@")
         [ "$code" = 200 ] && return 0
         sleep 0.1
     done

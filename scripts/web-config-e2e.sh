@@ -81,14 +81,7 @@ ok "node_exporter answers on 127.0.0.2:$P"
 
 start_bg proxy "$TMP/proxy.log" "$PROXY_BIN" -l "127.0.0.1:$PROXY_PORT" --web.config.file "$TMP/web.yml" --log.level debug
 PROXY_PID=$LAST_PID
-healthy=000
-for ((i = 0; i < 150; i++)); do # 15 s
-    alive "$PROXY_PID" || fail "the proxy exited: $(tail -3 "$TMP/proxy.log")"
-    healthy=$(http_status "$PROXY/-/healthy" --cacert "$TMP/pushprox-ca.crt")
-    [ "$healthy" = 200 ] && break
-    sleep 0.1
-done
-[ "$healthy" = 200 ] || fail "the proxy is not healthy on $PROXY within 15s (last: $healthy)"
+wait_http proxy "$PROXY_PID" "$PROXY/-/healthy" 15 --cacert "$TMP/pushprox-ca.crt" || fail "$FAIL_REASON"
 ok "proxy healthy over TLS"
 
 start_bg client "$TMP/client.log" "$CLIENT_BIN" --proxy-url "$PROXY/" --tls.cacert "$TMP/pushprox-ca.crt" \
