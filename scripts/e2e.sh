@@ -117,16 +117,17 @@ import json, sys
 print("\n".join(sorted(t for g in json.load(sys.stdin) for t in g["targets"])))'
 }
 
+# lists_want PROXY_URL: whether its clients_listed, kept in got, are $want.
+lists_want() {
+    got=$(clients_listed "$1" 2>&1)
+    [ "$got" = "$want" ]
+}
+
 say "check: /clients of both proxies lists both clients"
 want=$(printf '127.0.0.2\n127.0.0.3')
 for url in "$PROXY" "$AUTH_PROXY"; do
     got=""
-    for ((i = 0; i < 100; i++)); do # 10 s
-        got=$(clients_listed "$url" 2>&1)
-        [ "$got" = "$want" ] && break
-        sleep 0.1
-    done
-    [ "$got" = "$want" ] || fail "$url/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
+    retry 100 0.1 lists_want "$url" || fail "$url/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
     ok "$url/clients = $(curl -sS --max-time 2 "$url/clients")"
 done
 

@@ -224,6 +224,18 @@ wait_http() {
     return 1
 }
 
+# retry TRIES PAUSE CMD [ARG...]: runs CMD (in this shell, so it may set variables) until it
+# succeeds, at most TRIES times, PAUSE seconds apart; succeeds when CMD did.
+retry() {
+    local tries=$1 pause=$2 n
+    shift 2
+    for ((n = 1; n <= tries; n++)); do
+        "$@" && return 0
+        [ "$n" -lt "$tries" ] && sleep "$pause"
+    done
+    return 1
+}
+
 # prom_query PROM_URL QUERY: runs an instant query against the Prometheus HTTP API and prints
 # one line per series: "<instance> <value>", sorted. Fails on an API error.
 prom_query() {

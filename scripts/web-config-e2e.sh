@@ -94,13 +94,13 @@ ok "client healthy"
 say "check: the API without a password is 401; /clients with it lists host1.example"
 code=$(http_status "$PROXY/clients" --cacert "$TMP/pushprox-ca.crt")
 [ "$code" = 401 ] || fail "GET /clients without a password: $code, want 401"
-got=""
-for ((i = 0; i < 100; i++)); do # 10 s
+# host1_listed: whether /clients, read with the password and kept in got, lists host1.example.
+host1_listed() {
     got=$(printf 'user = "prometheus:%s"\n' "$PW" | curl -sS --max-time 2 -K - --cacert "$TMP/pushprox-ca.crt" "$PROXY/clients" 2>&1)
-    grep -q '"host1.example"' <<<"$got" && break
-    sleep 0.1
-done
-grep -q '"host1.example"' <<<"$got" || fail "/clients did not list host1.example within 10s: $got"
+    grep -q '"host1.example"' <<<"$got"
+}
+got=""
+retry 100 0.1 host1_listed || fail "/clients did not list host1.example within 10s: $got"
 ok "401 without a password; /clients = $got"
 
 say "check: a poll without a client certificate is refused 403"
@@ -158,18 +158,18 @@ ok "$(prom_query "$PROM" 'up{job="pushprox"}' | one_line)"
 
 say "check: up{job=\"node_bad_password\"} = 0 with a 407"
 wait_query 'up{job="node_bad_password"}' "host1.example:$P 0" 30
-errors=""
-for ((i = 0; i < 30; i++)); do
+# bad_password_407: whether the lastError of job node_bad_password, kept in errors, has a 407.
+bad_password_407() {
     errors=$(curl -sS --max-time 3 -G --data-urlencode state=active "$PROM/api/v1/targets" |
         python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["data"]["activeTargets"]:
     if t["scrapePool"] == "node_bad_password":
         print(t["health"], t["lastError"])' 2>&1)
-    grep -q '407' <<<"$errors" && break
-    sleep 0.5
-done
-grep -q '407' <<<"$errors" || fail "node_bad_password: no 407 in lastError: $errors"
+    grep -q '407' <<<"$errors"
+}
+errors=""
+retry 30 0.5 bad_password_407 || fail "node_bad_password: no 407 in lastError: $errors"
 ok "$errors"
 
 say "check: the README shows this web config and these jobs (but for addresses, paths, password)"
