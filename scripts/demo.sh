@@ -18,7 +18,7 @@ KEEP=0
 case "${1:-}" in
     --keep) KEEP=1 ;;
     "") ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) script_help; exit 0 ;;
     *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
 esac
 

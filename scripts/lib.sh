@@ -31,6 +31,10 @@ redact() {
     done
 }
 
+# script_help: prints the comment at the top of the running script (from its second line to
+# the line before `set -uo pipefail`), without the comment marks: its --help.
+script_help() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
 say() { printf '%s: %s\n' "$SCRIPT" "$(masked "$*")"; }
 
 # fail REASON: exit 1, with FAIL_REASON set for the script's EXIT trap to report (e2e_harness's
