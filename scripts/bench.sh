@@ -41,12 +41,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 SMOKE=0
-case "${1:-}" in
-    --smoke) SMOKE=1 ;;
-    "") ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
-    *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
-esac
+script_flag --smoke "$@" && SMOKE=1
 
 if [ "$SMOKE" = 1 ]; then
     LOAD_SECONDS=${BENCH_SECONDS:-2}

@@ -35,6 +35,18 @@ redact() {
 # the line before `set -uo pipefail`), without the comment marks: its --help.
 script_help() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
+# script_flag FLAG [ARG]: for a script that takes at most the one flag FLAG: succeeds when ARG
+# is FLAG, fails when there is no ARG; -h or --help prints script_help and exits 0, anything
+# else prints the usage and exits 2.
+script_flag() {
+    case "${2:-}" in
+        "$1") return 0 ;;
+        "") return 1 ;;
+        -h | --help) script_help; exit 0 ;;
+        *) echo "usage: $0 [$1]" >&2; exit 2 ;;
+    esac
+}
+
 say() { printf '%s: %s\n' "$SCRIPT" "$(masked "$*")"; }
 
 # fail REASON: exit 1, with FAIL_REASON set for the script's EXIT trap to report (e2e_harness's
