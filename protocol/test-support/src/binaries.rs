@@ -432,11 +432,6 @@ impl Client {
     }
 }
 
-/// `127.0.0.N` for the `n`-th distinct loopback "host".
-pub fn host(n: u8) -> String {
-    format!("127.0.0.{n}")
-}
-
 /// The arguments of a client of the proxies on `proxy_ports` for `fqdn`, metrics on
 /// `metrics_port`, retrying after 100 ms up to 1 s, debug logs, then `extra`.
 pub fn client_args(

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use crate::binaries::host;
 use crate::http::{Reply, WAIT};
 
 /// How a target answers.
@@ -28,6 +27,11 @@ pub enum Answer {
     },
     /// Reads the request, sleeps this long, then answers as [`Answer::Echo`].
     Stall(Duration),
+}
+
+/// `127.0.0.N` for the `n`-th distinct loopback "host".
+pub fn host(n: u8) -> String {
+    format!("127.0.0.{n}")
 }
 
 /// A tiny HTTP server on `IP:free port`, one thread per connection, closing each connection
