@@ -41,12 +41,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 SMOKE=0
-case "${1:-}" in
-    --smoke) SMOKE=1 ;;
-    "") ;;
-    -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
-    *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
-esac
+script_flag --smoke "$@" && SMOKE=1
 
 if [ "$SMOKE" = 1 ]; then
     LOAD_SECONDS=${BENCH_SECONDS:-2}
@@ -176,23 +171,6 @@ tool() {
     fi
     cat "$TMP/tool.err" >&2
     printf '%s\n' "$out" | tail -n 1
-}
-
-# stop_pids PID...: stops these processes (TERM, then KILL after 5 s).
-stop_pids() {
-    local pid n
-    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null; done
-    for ((n = 0; n < 50; n++)); do
-        local left=0
-        for pid in "$@"; do alive "$pid" && left=1; done
-        [ "$left" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "$@"; do
-        alive "$pid" && kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    return 0
 }
 
 # start_proxy NAME [FLAG...]: a fresh proxy on a free port; sets PROXY_PID, PROXY_ADDR.

@@ -39,7 +39,7 @@ while [ "$#" -gt 0 ]; do
         --target=*) targets+=("${1#--target=}"); shift ;;
         --all) targets+=("${STATIC_TARGETS[@]}"); shift ;;
         --ci) targets+=("${STATIC_CI_TARGETS[@]}"); shift ;;
-        -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) script_help; exit 0 ;;
         *) die "unknown argument $1 (try --help)" ;;
     esac
 done

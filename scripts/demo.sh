@@ -15,12 +15,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 KEEP=0
-case "${1:-}" in
-    --keep) KEEP=1 ;;
-    "") ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
-esac
+script_flag --keep "$@" && KEEP=1
 
 TMP=""
 OK=0

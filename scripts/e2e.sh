@@ -117,16 +117,17 @@ import json, sys
 print("\n".join(sorted(t for g in json.load(sys.stdin) for t in g["targets"])))'
 }
 
+# lists_want PROXY_URL: whether its clients_listed, kept in got, are $want.
+lists_want() {
+    got=$(clients_listed "$1" 2>&1)
+    [ "$got" = "$want" ]
+}
+
 say "check: /clients of both proxies lists both clients"
 want=$(printf '127.0.0.2\n127.0.0.3')
 for url in "$PROXY" "$AUTH_PROXY"; do
     got=""
-    for ((i = 0; i < 100; i++)); do # 10 s
-        got=$(clients_listed "$url" 2>&1)
-        [ "$got" = "$want" ] && break
-        sleep 0.1
-    done
-    [ "$got" = "$want" ] || fail "$url/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
+    retry 100 0.1 lists_want "$url" || fail "$url/clients did not list 127.0.0.2 and 127.0.0.3 within 10s; last: $got"
     ok "$url/clients = $(curl -sS --max-time 2 "$url/clients")"
 done
 
@@ -218,11 +219,8 @@ check_self_metrics
 check_scrape_auth_with_curl
 
 # --- Prometheus --------------------------------------------------------------------------------
-cat >"$TMP/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
+say "check: promtool check config"
+start_prometheus <<EOF
   # Static targets scraped through the proxy; 127.0.0.4 has no client and must be down.
   - job_name: node
     proxy_url: $PROXY/
@@ -268,13 +266,6 @@ scrape_configs:
       - target_label: job
         replacement: process_only
 EOF
-say "check: promtool check config"
-promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
-    fail "promtool check config: $(cat "$TMP/promtool.log")"
-
-start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
-    --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
-wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
 ok "prometheus ready"
 
 check_static_targets() {

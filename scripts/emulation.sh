@@ -37,7 +37,7 @@ while [ "$#" -gt 0 ]; do
         --target) [ "$#" -ge 2 ] || { echo "--target needs a triple" >&2; exit 2; }; targets+=("$2"); shift 2 ;;
         --target=*) targets+=("${1#--target=}"); shift ;;
         --all) targets+=("${STATIC_TARGETS[@]:1}"); shift ;;
-        -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) script_help; exit 0 ;;
         *) echo "unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done

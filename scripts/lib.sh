@@ -31,6 +31,22 @@ redact() {
     done
 }
 
+# script_help: prints the comment at the top of the running script (from its second line to
+# the line before `set -uo pipefail`), without the comment marks: its --help.
+script_help() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# script_flag FLAG [ARG]: for a script that takes at most the one flag FLAG: succeeds when ARG
+# is FLAG, fails when there is no ARG; -h or --help prints script_help and exits 0, anything
+# else prints the usage and exits 2.
+script_flag() {
+    case "${2:-}" in
+        "$1") return 0 ;;
+        "") return 1 ;;
+        -h | --help) script_help; exit 0 ;;
+        *) echo "usage: $0 [$1]" >&2; exit 2 ;;
+    esac
+}
+
 say() { printf '%s: %s\n' "$SCRIPT" "$(masked "$*")"; }
 
 # fail REASON: exit 1, with FAIL_REASON set for the script's EXIT trap to report (e2e_harness's
@@ -146,18 +162,35 @@ start_bg() {
 # alive PID: is that process still running?
 alive() { kill -0 "$1" 2>/dev/null; }
 
-# stop_all: SIGTERM to each process we started, SIGKILL to any still there after 5 s.
-stop_all() {
-    local i pid n
-    for pid in "${PIDS[@]}"; do
+# term_wait PID...: SIGTERM to each of these processes, then up to 5 s for all of them to end.
+term_wait() {
+    local pid n left
+    for pid in "$@"; do
         alive "$pid" && kill -TERM "$pid" 2>/dev/null
     done
     for ((n = 0; n < 50; n++)); do
-        local left=0
-        for pid in "${PIDS[@]}"; do alive "$pid" && left=1; done
-        [ "$left" = 0 ] && break
+        left=0
+        for pid in "$@"; do alive "$pid" && left=1; done
+        [ "$left" = 0 ] && return 0
         sleep 0.1
     done
+}
+
+# stop_pids PID...: stops these processes (TERM, then KILL after 5 s).
+stop_pids() {
+    local pid
+    term_wait "$@"
+    for pid in "$@"; do
+        alive "$pid" && kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    return 0
+}
+
+# stop_all: SIGTERM to each process we started, SIGKILL to any still there after 5 s.
+stop_all() {
+    local i pid
+    term_wait "${PIDS[@]}"
     for i in "${!PIDS[@]}"; do
         pid=${PIDS[$i]}
         if alive "$pid"; then
@@ -187,9 +220,11 @@ http_status() {
     curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true
 }
 
-# wait_http NAME PID URL SECONDS: waits until URL answers 200, while process PID lives.
+# wait_http NAME PID URL SECONDS [CURL_ARG...]: waits until URL answers 200 (to curl with the
+# CURL_ARGs, such as --cacert FILE), while process PID lives.
 wait_http() {
     local name=$1 pid=$2 url=$3 secs=$4 code=000
+    shift 4
     local deadline=$((SECONDS + secs))
     while [ "$SECONDS" -lt "$deadline" ]; do
         if ! alive "$pid"; then
@@ -197,11 +232,23 @@ wait_http() {
             FAIL_REASON="$name exited with status $? before it was ready ($url)"
             return 1
         fi
-        code=$(http_status "$url")
+        code=$(http_status "$url" "$@")
         [ "$code" = 200 ] && return 0
         sleep 0.1
     done
     FAIL_REASON="$name not ready within ${secs}s: $url last answered $code"
+    return 1
+}
+
+# retry TRIES PAUSE CMD [ARG...]: runs CMD (in this shell, so it may set variables) until it
+# succeeds, at most TRIES times, PAUSE seconds apart; succeeds when CMD did.
+retry() {
+    local tries=$1 pause=$2 n
+    shift 2
+    for ((n = 1; n <= tries; n++)); do
+        "$@" && return 0
+        [ "$n" -lt "$tries" ] && sleep "$pause"
+    done
     return 1
 }
 
@@ -296,6 +343,21 @@ e2e_harness() {
     trap e2e_finish EXIT
     trap 'FAIL_REASON="interrupted"; exit 1' INT TERM
 }
+
+# start_prometheus: a Prometheus on 127.0.0.1:$PROM_PORT scraping every second (timeout 1 s)
+# with the scrape_configs read from stdin, written to $TMP/prometheus.yml and checked by
+# promtool first; its data in $TMP/data. Waits until it is ready (30 s), else fails.
+start_prometheus() {
+    {
+        printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n'
+        cat
+    } >"$TMP/prometheus.yml"
+    promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
+        fail "promtool check config: $(redact <"$TMP/promtool.log")"
+    start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
+        --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
+    wait_http prometheus "$LAST_PID" "http://127.0.0.1:$PROM_PORT/-/ready" 30 || fail "$FAIL_REASON"
+}
 # go_pushprox_bins: GO_DIR holding the Go PushProx v0.2.0 pushprox-proxy and pushprox-client:
 # $PUSHPROX_GO_BIN_DIR, else target/go-pushprox, built there by ../shared/tools/build-go-pushprox.sh
 # (about 20 s) when missing. Sets GO_PROXY and GO_CLIENT; fails with what to do.
@@ -356,6 +418,30 @@ ssl_signed() {
     } >"$TMP/$name.ext"
     ssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -days 2 \
         -extfile "$name.ext" -out "$name.crt"
+}
+
+# nginx_conf DIR CONNECTIONS: prints an nginx.conf for an nginx run in the foreground by this
+# user, one process of CONNECTIONS connections, its pid file, logs and temporary files in DIR
+# (error.log, access.log, temp/), and inside its http block the lines read from stdin.
+nginx_conf() {
+    local dir=$1
+    mkdir -p "$dir/temp"
+    cat <<EOF
+daemon off;
+master_process off;
+pid $dir/nginx.pid;
+error_log $dir/error.log info;
+events { worker_connections $2; }
+http {
+    access_log $dir/access.log;
+    client_body_temp_path $dir/temp/body;
+    proxy_temp_path $dir/temp/proxy;
+    fastcgi_temp_path $dir/temp/fastcgi;
+    uwsgi_temp_path $dir/temp/uwsgi;
+    scgi_temp_path $dir/temp/scgi;
+$(cat)
+}
+EOF
 }
 
 # bcrypt_hash USER PASSWORD: the bcrypt hash of cost 10 (after USER:), by htpasswd when it is

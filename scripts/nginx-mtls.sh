@@ -77,20 +77,7 @@ proxy_up() {
 }
 wait_for "the proxy did not answer /-/healthy on 127.0.0.1:$P" 5 proxy_up
 
-mkdir -p temp
-cat >nginx.conf <<EOF
-daemon off;
-master_process off;
-pid $TMP/nginx.pid;
-error_log $TMP/error.log info;
-events { worker_connections 128; }
-http {
-    access_log $TMP/access.log;
-    client_body_temp_path $TMP/temp/body;
-    proxy_temp_path $TMP/temp/proxy;
-    fastcgi_temp_path $TMP/temp/fastcgi;
-    uwsgi_temp_path $TMP/temp/uwsgi;
-    scgi_temp_path $TMP/temp/scgi;
+nginx_conf "$TMP" 128 >nginx.conf <<EOF
     server {
         listen 127.0.0.1:$Q ssl;
         ssl_certificate $TMP/server.crt;
@@ -110,7 +97,6 @@ http {
         }
         location / { return 404; }
     }
-}
 EOF
 start_bg nginx "$TMP/nginx.out" nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log"
 NGINX_PID=$LAST_PID

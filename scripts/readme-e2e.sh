@@ -264,17 +264,18 @@ for t in sorted(r["data"]["activeTargets"], key=lambda t: (t["labels"]["job"], t
     print(t["labels"]["job"], t["labels"]["instance"], t["health"], t["lastError"])'
 }
 
+# targets_want PROM_URL: whether its targets, kept in got, are $want.
+targets_want() {
+    got=$(targets "$1" 2>&1)
+    [ "$got" = "$want" ]
+}
+
 while read -r n key; do
     url=http://127.0.0.1:${PROM_PORT[$n]}
     wait_http "prometheus block $n" "${PROM_PID[$n]}" "$url/-/ready" 30 || fail "$FAIL_REASON"
     want=$(expect "$key" | sort | sed 's/$/ up /')
     got=""
-    for ((i = 0; i < 60; i++)); do # 30 s
-        got=$(targets "$url" 2>&1)
-        [ "$got" = "$want" ] && break
-        sleep 0.5
-    done
-    [ "$got" = "$want" ] || fail "README block $n ($key): targets are [$(one_line <<<"$got")], want [$(one_line <<<"$want")]"
+    retry 60 0.5 targets_want "$url" || fail "README block $n ($key): targets are [$(one_line <<<"$got")], want [$(one_line <<<"$want")]"
     ok "block $n ($key): $(cut -d' ' -f1,2 <<<"$got" | one_line) up"
 done <"$TMP/blocks.txt"
 

@@ -47,7 +47,7 @@ version=""
 case "${1:-}" in
     --check) mode=check ;;
     --ci) mode=ci ;;
-    -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) script_help; exit 0 ;;
     "") die "usage: $0 VERSION | --check | --ci (try --help)" ;;
     -*) die "unknown argument $1 (try --help)" ;;
     *) version=$1 ;;

@@ -97,24 +97,8 @@ if [ "$LB_KIND" = haproxy ]; then
         fail "haproxy -c: $(tail -n 3 "$TMP/haproxy-c.log")"
     start_bg haproxy "$TMP/haproxy.log" haproxy -db -f "$TMP/haproxy.cfg"
 else
-    mkdir -p "$TMP/temp"
     fill_template "$ROOT/scripts/nginx-shards.conf.template" >"$TMP/shards.conf"
-    cat >"$TMP/nginx.conf" <<EOF
-daemon off;
-master_process off;
-pid $TMP/nginx.pid;
-error_log $TMP/error.log info;
-events { worker_connections 1024; }
-http {
-    access_log $TMP/access.log;
-    client_body_temp_path $TMP/temp/body;
-    proxy_temp_path $TMP/temp/proxy;
-    fastcgi_temp_path $TMP/temp/fastcgi;
-    uwsgi_temp_path $TMP/temp/uwsgi;
-    scgi_temp_path $TMP/temp/scgi;
-    include $TMP/shards.conf;
-}
-EOF
+    echo "    include $TMP/shards.conf;" | nginx_conf "$TMP" 1024 >"$TMP/nginx.conf"
     nginx -t -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log" >"$TMP/nginx-t.log" 2>&1 ||
         fail "nginx -t: $(tail -n 3 "$TMP/nginx-t.log")"
     start_bg nginx "$TMP/nginx.out" nginx -c "$TMP/nginx.conf" -p "$TMP" -e "$TMP/error.log"
@@ -266,11 +250,7 @@ ok "a target's own 404 through $LB_KIND: 404, the body says \"$want\""
 
 # --- Prometheus -----------------------------------------------------------------------------------
 targets=$(printf "'%s:$NODE_PORT', " "${FQDNS[@]}")
-cat >"$TMP/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
+start_prometheus <<EOF
   - job_name: node
     proxy_url: $LB/
     static_configs:
@@ -281,9 +261,6 @@ scrape_configs:
     static_configs:
       - targets: ['go-01.shard.test:$NODE_PORT', 'go-02.shard.test:$NODE_PORT']
 EOF
-start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
-    --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
-wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
 
 # scalar_query QUERY: the single value of QUERY, or "none".
 scalar_query() {

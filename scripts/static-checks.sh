@@ -114,19 +114,14 @@ done
 # --- TLS ----------------------------------------------------------------------------------------
 
 # A CA and a server certificate for 127.0.0.1 signed by it (rustls refuses a CA certificate as
-# a server's, which is what a bare `openssl req -x509` makes).
+# a server's, which is what a bare `openssl req -x509` makes), by lib.sh's ssl_ca and
+# ssl_signed; their failure ends the script here, not as a note of a binary.
 (
-    cd "$tmp" &&
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-            -subj "/CN=pushprox static check CA" -keyout ca.key -out ca.pem &&
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-            -subj "/CN=127.0.0.1" -keyout server.key -out server.csr &&
-        printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >server.ext &&
-        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-            -extfile server.ext -out server.pem
-) >"$tmp/openssl.log" 2>&1 ||
-    die "openssl could not make the test certificates: $(tail -n 3 "$tmp/openssl.log" | one_line)"
+    TMP=$tmp
+    fail() { die "$*"; }
+    ssl_ca ca "pushprox static check CA"
+    ssl_signed ca server 127.0.0.1 IP:127.0.0.1 serverAuth
+) || exit 1
 
 # wait_line LOG PATTERN PID: waits up to 20 s (emulated, on a busy machine), while PID lives,
 # for a line of LOG matching the extended regex PATTERN, and prints it.
@@ -171,7 +166,7 @@ server.socket = tls.wrap_socket(server.socket, server_side=True)
 print("listening", server.server_address[1], flush=True)
 server.serve_forever()
 PY
-start_bg https-server "$tmp/server.log" python3 "$tmp/https_server.py" "$tmp/server.pem" "$tmp/server.key"
+start_bg https-server "$tmp/server.log" python3 "$tmp/https_server.py" "$tmp/server.crt" "$tmp/server.key"
 port=$(wait_line "$tmp/server.log" '^listening' "$LAST_PID" | awk '{ print $2 }')
 [ -n "$port" ] || die "the test https server did not start: $(tail -n 3 "$tmp/server.log" | one_line)"
 
@@ -202,7 +197,7 @@ else
     fail pushprox-client "without --tls.cacert it did not refuse a server of an unknown CA (log: $(tail -n 2 "$tmp/client-untrusting.log" | one_line))"
     client_tls=0
 fi
-poll_once "$tmp/client-trusting.log" --tls.cacert "$tmp/ca.pem"
+poll_once "$tmp/client-trusting.log" --tls.cacert "$tmp/ca.crt"
 if grep -q 'POST /poll' "$tmp/server.log" && grep -q 'status 200' "$tmp/client-trusting.log"; then
     say "client with --tls.cacert: $(grep -m 1 -o 'poll of.*' "$tmp/client-trusting.log" | cut -c 1-150)…"
 else
@@ -210,7 +205,7 @@ else
     client_tls=0
 fi
 # SSL_CERT_FILE replaces the system's bundle, as for Go programs and OpenSSL.
-poll_env=("SSL_CERT_FILE=$tmp/ca.pem")
+poll_env=("SSL_CERT_FILE=$tmp/ca.crt")
 poll_once "$tmp/client-ssl-cert-file.log"
 poll_env=()
 if grep -q 'status 200' "$tmp/client-ssl-cert-file.log"; then
@@ -226,7 +221,7 @@ fi
 proxy_tls=1
 metrics_port=$(free_port 127.0.0.1) || die "no free port for the client's metrics"
 start_bg pushprox-proxy "$tmp/proxy.log" env -i "${RUN[@]}" "$proxy" -l 127.0.0.1:0 \
-    --tls.cert "$tmp/server.pem" --tls.key "$tmp/server.key"
+    --tls.cert "$tmp/server.crt" --tls.key "$tmp/server.key"
 proxy_pid=$LAST_PID
 proxy_addr=$(wait_line "$tmp/proxy.log" 'listening address=[^ ]+ scheme=https' "$proxy_pid" |
     sed -E 's/.*listening address=([^ ]+).*/\1/')
@@ -235,11 +230,11 @@ if [ -z "$proxy_addr" ]; then
     proxy_tls=0
 else
     start_bg pushprox-client "$tmp/client-proxy.log" env -i "${RUN[@]}" "$client" \
-        --proxy-url "https://$proxy_addr/" --tls.cacert "$tmp/ca.pem" \
+        --proxy-url "https://$proxy_addr/" --tls.cacert "$tmp/ca.crt" \
         --fqdn 127.0.0.1 --metrics-addr "127.0.0.1:$metrics_port"
     if wait_line "$tmp/proxy.log" 'client registered"? fqdn=127\.0\.0\.1' "$proxy_pid" >/dev/null; then
         if scrape=$(
-            python3 - "$proxy_addr" "$tmp/ca.pem" "http://127.0.0.1:$metrics_port/metrics" <<'PY'
+            python3 - "$proxy_addr" "$tmp/ca.crt" "http://127.0.0.1:$metrics_port/metrics" <<'PY'
 import http.client, ssl, sys
 host, port = sys.argv[1].rsplit(":", 1)
 conn = http.client.HTTPSConnection(

@@ -71,17 +71,8 @@ expect "$ROOT/scripts/pushprox-proxy.service" "-$TMP/no-default-file" \
 
 # --- 3. README's TLS set-up through the default files -------------------------------------------
 
-(
-    cd "$TMP" &&
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-            -subj "/CN=pushprox unit check CA" -keyout ca.key -out ca.pem &&
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-            -subj "/CN=127.0.0.1" -keyout proxy.key -out proxy.csr &&
-        printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >proxy.ext &&
-        openssl x509 -req -in proxy.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-            -extfile proxy.ext -out proxy.crt
-) >"$TMP/openssl.log" 2>&1 || fail "openssl: $(tail -n 3 "$TMP/openssl.log" | one_line)"
+ssl_ca ca "pushprox unit check CA"
+ssl_signed ca proxy 127.0.0.1 IP:127.0.0.1 serverAuth
 PW=unit-check-$RANDOM$RANDOM
 SECRETS+=("$PW")
 hash=$(printf %s "$PW" | "$PROXY_BIN" --hash-password prometheus) || fail "--hash-password failed"
@@ -99,7 +90,7 @@ sed -e "s#^PUSHPROX_PROXY_LISTEN=.*#PUSHPROX_PROXY_LISTEN=127.0.0.1:${ports[0]}#
     -e "s#^PUSHPROX_PROXY_ARGS=.*#PUSHPROX_PROXY_ARGS=--web.config.file $TMP/web.yml --poll.max-hold 50s#" \
     "$ROOT/scripts/pushprox-proxy.default" >"$TMP/proxy.env"
 sed -e "s#^PROXY_URL=.*#PROXY_URL=https://127.0.0.1:${ports[0]}/#" \
-    -e "s#^PUSHPROX_CLIENT_ARGS=.*#PUSHPROX_CLIENT_ARGS=--fqdn unit-check.invalid --tls.cacert $TMP/ca.pem --metrics-addr 127.0.0.1:${ports[1]}#" \
+    -e "s#^PUSHPROX_CLIENT_ARGS=.*#PUSHPROX_CLIENT_ARGS=--fqdn unit-check.invalid --tls.cacert $TMP/ca.crt --metrics-addr 127.0.0.1:${ports[1]}#" \
     "$ROOT/scripts/pushprox-client.default" >"$TMP/client.env"
 # The unit's user is not root (DynamicUser): run as nobody, who must read what the flags name.
 chmod 0755 "$TMP" && chmod 0644 "$TMP"/*
@@ -111,13 +102,8 @@ ok "proxy's unit with the TLS set-up runs: ${cmd[*]}"
 start_bg "pushprox-proxy (unit command)" "$TMP/proxy.log" "${as_user[@]}" "${cmd[@]}"
 proxy_pid=$LAST_PID
 url=https://127.0.0.1:${ports[0]}
-for _ in $(seq 100); do
-    alive "$proxy_pid" || fail "the proxy started with its unit's command exited"
-    code=$(http_status "$url/-/healthy" --cacert "$TMP/ca.pem")
-    [ "$code" = 200 ] && break
-    sleep 0.2
-done
-[ "$code" = 200 ] || fail "the proxy started with its unit's command does not answer https $url/-/healthy with 200 (got $code)"
+wait_http "the proxy started with its unit's command" "$proxy_pid" "$url/-/healthy" 20 \
+    --cacert "$TMP/ca.crt" || fail "$FAIL_REASON"
 ok "the proxy listens where PUSHPROX_PROXY_LISTEN says, over https: /-/healthy 200"
 
 mapfile -t cmd < <(unit_command "$TMP/pushprox-client.service" "$TMP/client.env") || fail "expanding the client's unit"
@@ -127,12 +113,12 @@ client_pid=$LAST_PID
 listed=0
 for _ in $(seq 100); do
     alive "$client_pid" || fail "the client started with its unit's command exited"
-    curl -sS --max-time 2 --cacert "$TMP/ca.pem" -u "prometheus:$PW" "$url/clients" 2>/dev/null |
+    curl -sS --max-time 2 --cacert "$TMP/ca.crt" -u "prometheus:$PW" "$url/clients" 2>/dev/null |
         grep -q '"unit-check.invalid"' && { listed=1; break; }
     sleep 0.2
 done
 [ "$listed" = 1 ] || fail "the proxy's /clients did not list the client within 20 s"
-code=$(http_status "$url/clients" --cacert "$TMP/ca.pem")
+code=$(http_status "$url/clients" --cacert "$TMP/ca.crt")
 [ "$code" = 401 ] || fail "/clients without the password answered $code, want 401"
 ok "the client registered over https; /clients lists it with the password, 401 without"
 stop_all

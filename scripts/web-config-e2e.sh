@@ -81,14 +81,7 @@ ok "node_exporter answers on 127.0.0.2:$P"
 
 start_bg proxy "$TMP/proxy.log" "$PROXY_BIN" -l "127.0.0.1:$PROXY_PORT" --web.config.file "$TMP/web.yml" --log.level debug
 PROXY_PID=$LAST_PID
-healthy=000
-for ((i = 0; i < 150; i++)); do # 15 s
-    alive "$PROXY_PID" || fail "the proxy exited: $(tail -3 "$TMP/proxy.log")"
-    healthy=$(http_status "$PROXY/-/healthy" --cacert "$TMP/pushprox-ca.crt")
-    [ "$healthy" = 200 ] && break
-    sleep 0.1
-done
-[ "$healthy" = 200 ] || fail "the proxy is not healthy on $PROXY within 15s (last: $healthy)"
+wait_http proxy "$PROXY_PID" "$PROXY/-/healthy" 15 --cacert "$TMP/pushprox-ca.crt" || fail "$FAIL_REASON"
 ok "proxy healthy over TLS"
 
 start_bg client "$TMP/client.log" "$CLIENT_BIN" --proxy-url "$PROXY/" --tls.cacert "$TMP/pushprox-ca.crt" \
@@ -101,13 +94,13 @@ ok "client healthy"
 say "check: the API without a password is 401; /clients with it lists host1.example"
 code=$(http_status "$PROXY/clients" --cacert "$TMP/pushprox-ca.crt")
 [ "$code" = 401 ] || fail "GET /clients without a password: $code, want 401"
-got=""
-for ((i = 0; i < 100; i++)); do # 10 s
+# host1_listed: whether /clients, read with the password and kept in got, lists host1.example.
+host1_listed() {
     got=$(printf 'user = "prometheus:%s"\n' "$PW" | curl -sS --max-time 2 -K - --cacert "$TMP/pushprox-ca.crt" "$PROXY/clients" 2>&1)
-    grep -q '"host1.example"' <<<"$got" && break
-    sleep 0.1
-done
-grep -q '"host1.example"' <<<"$got" || fail "/clients did not list host1.example within 10s: $got"
+    grep -q '"host1.example"' <<<"$got"
+}
+got=""
+retry 100 0.1 host1_listed || fail "/clients did not list host1.example within 10s: $got"
 ok "401 without a password; /clients = $got"
 
 say "check: a poll without a client certificate is refused 403"
@@ -117,11 +110,7 @@ code=$(curl -sS --max-time 5 -o "$TMP/poll-nocert.out" -w '%{http_code}' --cacer
 ok "403: $(head -c 200 "$TMP/poll-nocert.out")"
 
 # --- Prometheus: the README's job, verbatim but for ports, paths and the password ------------------
-cat >"$TMP/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-scrape_configs:
+start_prometheus <<EOF
   # Every client of the proxy, found through its /clients, scraped through it.
   - job_name: node
     proxy_url: https://prometheus:$PW@127.0.0.1:$PROXY_PORT/
@@ -156,12 +145,6 @@ scrape_configs:
     static_configs:
       - targets: ['host1.example:$P']
 EOF
-promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 ||
-    fail "promtool check config: $(redact <"$TMP/promtool.log")"
-
-start_bg prometheus "$TMP/prometheus.log" prometheus --config.file="$TMP/prometheus.yml" \
-    --storage.tsdb.path="$TMP/data" --web.listen-address="127.0.0.1:$PROM_PORT"
-wait_http prometheus "$LAST_PID" "$PROM/-/ready" 30 || fail "$FAIL_REASON"
 ok "prometheus ready"
 
 say "check: up{job=\"node\"} = 1 for host1.example:$P (http_sd + proxy_url with TLS and basic auth)"
@@ -175,18 +158,18 @@ ok "$(prom_query "$PROM" 'up{job="pushprox"}' | one_line)"
 
 say "check: up{job=\"node_bad_password\"} = 0 with a 407"
 wait_query 'up{job="node_bad_password"}' "host1.example:$P 0" 30
-errors=""
-for ((i = 0; i < 30; i++)); do
+# bad_password_407: whether the lastError of job node_bad_password, kept in errors, has a 407.
+bad_password_407() {
     errors=$(curl -sS --max-time 3 -G --data-urlencode state=active "$PROM/api/v1/targets" |
         python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["data"]["activeTargets"]:
     if t["scrapePool"] == "node_bad_password":
         print(t["health"], t["lastError"])' 2>&1)
-    grep -q '407' <<<"$errors" && break
-    sleep 0.5
-done
-grep -q '407' <<<"$errors" || fail "node_bad_password: no 407 in lastError: $errors"
+    grep -q '407' <<<"$errors"
+}
+errors=""
+retry 30 0.5 bad_password_407 || fail "node_bad_password: no 407 in lastError: $errors"
 ok "$errors"
 
 say "check: the README shows this web config and these jobs (but for addresses, paths, password)"
@@ -195,8 +178,8 @@ import sys
 script, readme = (open(p).read() for p in sys.argv[1:3])
 web = script.split('cat >"$TMP/web.yml" <<EOF\n')[1].split("\nEOF")[0]
 web = web.replace("$HASH", "$2y$10$...")
-prom = script.split('cat >"$TMP/prometheus.yml" <<EOF\n')[1].split("\nEOF")[0]
-jobs = prom.split("scrape_configs:\n")[1].split("  # Not in the README")[0]
+prom = script.split("start_prometheus <<EOF\n")[1].split("\nEOF")[0]
+jobs = prom.split("  # Not in the README")[0]
 for a, b in [("$PW", "PASSWORD"), ("127.0.0.1:$PROXY_PORT", "proxy.example:8443"),
              ("$TMP/pushprox-ca.crt", "/etc/prometheus/pushprox-ca.crt"),
              ("'\\${1}:$P'", "'${1}:9100'")]:

@@ -3,21 +3,13 @@
 //! REAL proxy (the sibling binary) on 127.0.0.1 and polls it. Loopback only; children killed
 //! on drop.
 
-use std::process::Stdio;
-
 use pushprox_test_support::*;
 
 #[test]
 fn a_loopback_proxy_url_is_reached_directly_whatever_http_proxy_says() {
     let proxy_port = free_port();
     let proxy_addr = format!("127.0.0.1:{proxy_port}");
-    let _proxy = ChildGuard(
-        command(proxy_bin())
-            .args(["-l", &proxy_addr])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the proxy"),
-    );
+    let _proxy = quiet_proxy(&proxy_addr);
     assert!(wait_until(WAIT, || std::net::TcpStream::connect(
         &proxy_addr
     )
@@ -27,24 +19,14 @@ fn a_loopback_proxy_url_is_reached_directly_whatever_http_proxy_says() {
     let nowhere = format!("http://127.0.0.1:{}", free_port());
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let proxy_url = format!("http://{proxy_addr}/");
-    let _client = ChildGuard(
-        command(env!("CARGO_BIN_EXE_pushprox-client"))
-            .args([
-                "--proxy-url",
-                &proxy_url,
-                "--fqdn",
-                "direct.example",
-                "--metrics-addr",
-                &metrics_addr,
-            ])
+    let _client = ChildGuard::start(
+        quiet_client(&proxy_url, "direct.example", &metrics_addr)
             .env("HTTP_PROXY", &nowhere)
             .env("http_proxy", &nowhere)
             .env("ALL_PROXY", &nowhere)
             .env_remove("NO_PROXY")
-            .env_remove("no_proxy")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the client"),
+            .env_remove("no_proxy"),
+        "the client",
     );
     let polling = wait_until(WAIT, || {
         std::net::TcpStream::connect(&metrics_addr).is_ok()

@@ -4,7 +4,6 @@
 //! scraped, and the proxy counts it in `pushprox_proxy_clients_polling`; once the proxy is gone
 //! the timestamp stops. Loopback only; children killed on drop.
 
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +13,20 @@ fn metric(addr: &str, name: &str) -> Option<f64> {
     let text = http_get(addr, "/metrics");
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A client of `proxy_url` for `fqdn`, metrics on `metrics_addr`, that retries a failed poll
+/// after `retry`, always.
+fn start_client(proxy_url: &str, fqdn: &str, metrics_addr: &str, retry: &str) -> ChildGuard {
+    ChildGuard::start(
+        quiet_client(proxy_url, fqdn, metrics_addr).args([
+            "--proxy.retry.initial-wait",
+            retry,
+            "--proxy.retry.max-wait",
+            retry,
+        ]),
+        "the client",
+    )
 }
 
 fn now() -> f64 {
@@ -26,36 +39,13 @@ fn now() -> f64 {
 fn an_idle_connected_client_shows_its_poll_open_and_a_stopped_proxy_stops_it() {
     let proxy_port = free_port();
     let proxy_addr = format!("127.0.0.1:{proxy_port}");
-    let mut proxy = ChildGuard(
-        command(proxy_bin())
-            .args(["-l", &proxy_addr])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the proxy"),
-    );
+    let mut proxy = quiet_proxy(&proxy_addr);
     assert!(wait_until(WAIT, || http_get_ok(&proxy_addr, "/-/healthy")));
 
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let proxy_url = format!("http://{proxy_addr}/");
-    let _client = ChildGuard(
-        command(env!("CARGO_BIN_EXE_pushprox-client"))
-            .args([
-                "--proxy-url",
-                &proxy_url,
-                "--fqdn",
-                "idle.example",
-                "--metrics-addr",
-                &metrics_addr,
-                "--proxy.retry.initial-wait",
-                "200ms",
-                "--proxy.retry.max-wait",
-                "200ms",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the client"),
-    );
+    let _client = start_client(&proxy_url, "idle.example", &metrics_addr, "200ms");
     assert!(wait_until(WAIT, || http_get_ok(
         &metrics_addr,
         "/-/healthy"
@@ -140,24 +130,7 @@ fn polls_answered_with_errors_do_not_count_as_open() {
     });
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let proxy_url = format!("http://{}/", balancer.addr);
-    let _client = ChildGuard(
-        command(env!("CARGO_BIN_EXE_pushprox-client"))
-            .args([
-                "--proxy-url",
-                &proxy_url,
-                "--fqdn",
-                "orphan.example",
-                "--metrics-addr",
-                &metrics_addr,
-                "--proxy.retry.initial-wait",
-                "100ms",
-                "--proxy.retry.max-wait",
-                "100ms",
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the client"),
-    );
+    let _client = start_client(&proxy_url, "orphan.example", &metrics_addr, "100ms");
     assert!(wait_until(WAIT, || answered.load(Ordering::SeqCst) >= 5));
     assert_eq!(
         metric(

@@ -309,13 +309,7 @@ mod tests {
 
     #[test]
     fn chunked_round_trip() {
-        let mut out = Vec::new();
-        ChunkedEncoder::new(Trickle {
-            data: b"hello world",
-            step: 6,
-        })
-        .read_to_end(&mut out)
-        .unwrap();
+        let out = encode_trickled(b"hello world", 6);
         assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
         assert_eq!(chunked(&out, None).unwrap(), b"hello world");
     }
@@ -466,15 +460,18 @@ mod tests {
         }
     }
 
+    /// `data` chunked by a [`ChunkedEncoder`] reading it `step` bytes at a time.
+    fn encode_trickled(data: &[u8], step: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        ChunkedEncoder::new(Trickle { data, step })
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
     #[test]
     fn chunked_encoder_writes_exact_chunks() {
-        let mut out = Vec::new();
-        ChunkedEncoder::new(Trickle {
-            data: b"hello world",
-            step: 6,
-        })
-        .read_to_end(&mut out)
-        .unwrap();
+        let out = encode_trickled(b"hello world", 6);
         assert_eq!(out, b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n");
 
         let mut out = Vec::new();

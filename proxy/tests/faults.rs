@@ -83,9 +83,7 @@ fn thousand_sequential_scrapes_leave_no_threads_or_fds_behind() {
 #[test]
 fn five_hundred_concurrent_scrapes_over_fifty_clients_cross_nothing() {
     let proxy = Proxy::start(&[]);
-    let targets: Vec<Target> = (2..=51)
-        .map(|n| Target::start(&host(n), Answer::Echo))
-        .collect();
+    let targets = Target::echoes(2..=51);
     let _clients = proxy.clients_for(&targets);
     proxy.wait_for_polls_at_least(targets.len());
     let targets = Arc::new(targets);
@@ -104,17 +102,9 @@ fn five_hundred_concurrent_scrapes_over_fifty_clients_cross_nothing() {
                     for i in 10 * j..10 * j + 10 {
                         let t = &targets[i % targets.len()];
                         let path = format!("/metrics?scrape={i}");
-                        match scrape(port, &t.url(&path), Some("10")) {
-                            Ok(r)
-                                if r.status == 200
-                                    && r.text().starts_with(&t.echo_prefix(&path)) => {}
-                            Ok(r) => wrong.push(format!(
-                                "scrape {i} of {}: {} {:?}",
-                                t.url(&path),
-                                r.status,
-                                r.text()
-                            )),
-                            Err(e) => wrong.push(format!("scrape {i} of {}: {e}", t.url(&path))),
+                        if let Err(e) = t.echoed(i, &path, scrape(port, &t.url(&path), Some("10")))
+                        {
+                            wrong.push(e);
                         }
                     }
                     wrong

@@ -31,9 +31,7 @@ fn first_difference(got: &[u8], want: &[u8]) -> String {
 #[test]
 fn fifty_concurrent_scrapes_over_ten_clients_each_reach_their_own_target() {
     let proxy = Proxy::start(&[]);
-    let targets: Vec<Target> = (2..=11)
-        .map(|n| Target::start(&host(n), Answer::Echo))
-        .collect();
+    let targets = Target::echoes(2..=11);
     let _clients = proxy.clients_for(&targets);
     let targets = Arc::new(targets);
 
@@ -52,21 +50,15 @@ fn fifty_concurrent_scrapes_over_ten_clients_each_reach_their_own_target() {
     for s in scrapers {
         let (i, path, reply) = s.join().expect("scraper thread");
         let t = &targets[i % targets.len()];
-        match reply {
-            Ok(r) if r.status == 200 && r.text().starts_with(&t.echo_prefix(&path)) => {
+        match t.echoed(i, &path, reply) {
+            Ok(r) => {
                 assert_eq!(
                     r.header("Content-Type"),
                     Some("text/plain; version=0.0.4"),
                     "scrape {i}: the target's Content-Type is relayed"
                 );
             }
-            Ok(r) => wrong.push(format!(
-                "scrape {i} of {}: {} {:?}",
-                t.url(&path),
-                r.status,
-                r.text()
-            )),
-            Err(e) => wrong.push(format!("scrape {i} of {}: {e}", t.url(&path))),
+            Err(e) => wrong.push(e),
         }
     }
     assert!(
@@ -622,9 +614,7 @@ fn client_killed_mid_scrape_fails_the_scrape_by_its_deadline() {
 #[test]
 fn clients_come_back_after_the_proxy_restarts() {
     let mut proxy = Proxy::start(&[]);
-    let targets: Vec<Target> = (16..=17)
-        .map(|n| Target::start(&host(n), Answer::Echo))
-        .collect();
+    let targets = Target::echoes(16..=17);
     let _clients = proxy.clients_for(&targets);
     for t in &targets {
         let r = scrape(proxy.port, &t.url("/metrics?before=restart"), Some("5"))

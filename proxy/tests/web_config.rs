@@ -61,6 +61,7 @@ fn certificates(dir: &TempDir) {
 }
 
 /// What the scraper sends: its client certificate and the CA of the proxy.
+#[derive(Clone)]
 struct Scraper {
     ca: String,
     cert: String,
@@ -69,6 +70,17 @@ struct Scraper {
 }
 
 impl Scraper {
+    /// The scraper `prom` (`prom.crt`, `prom.key` in `dir`) of the proxy on `port`, trusting
+    /// `ca.crt`.
+    fn prom(dir: &TempDir, port: u16) -> Scraper {
+        Scraper {
+            ca: dir.arg("ca.crt"),
+            cert: dir.arg("prom.crt"),
+            key: dir.arg("prom.key"),
+            port,
+        }
+    }
+
     /// `GET https://127.0.0.1:PORT{path}` with `-u user:password` if given.
     fn api(&self, path: &str, user: Option<&str>) -> (u16, String) {
         let url = format!("https://127.0.0.1:{}{path}", self.port);
@@ -102,20 +114,20 @@ impl Scraper {
     }
 }
 
-fn start_proxy(web_config: &str, extra: &[&str]) -> (Proc, u16) {
+/// Writes `web_config` to `web.yml` in `dir` and starts a proxy with it: the proxy, its port,
+/// and the file's path (to rewrite it).
+fn start_proxy(dir: &TempDir, web_config: &str) -> (Proc, u16, String) {
+    let web = dir.arg("web.yml");
+    std::fs::write(&web, web_config).expect("write the web config");
     let port = free_port();
-    let mut args: Vec<String> = [
+    let args = [
         "-l",
         &format!("127.0.0.1:{port}"),
         "--log.level",
         "debug",
         "--web.config.file",
-        web_config,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
+        &web,
+    ];
     let mut proc = Proc::spawn(&format!("webcfg-proxy-{port}"), &proxy_bin(), &args);
     let listening = format!("listening address=127.0.0.1:{port} scheme=https");
     let up = wait_until(READY_WITHIN, || {
@@ -126,42 +138,21 @@ fn start_proxy(web_config: &str, extra: &[&str]) -> (Proc, u16) {
         "{}",
         proc.log_tail(20)
     );
-    (proc, port)
+    (proc, port, web)
 }
 
 /// A `pushprox-client` polling over mutual TLS for `fqdn` with the certificate `cert_name`
 /// (`None`: without one), scraping 127.0.0.1 whatever the FQDN.
 fn start_client(dir: &TempDir, port: u16, fqdn: &str, cert_name: Option<&str>) -> Proc {
-    let metrics = free_port();
-    let mut args: Vec<String> = [
-        "--proxy-url",
-        &format!("https://127.0.0.1:{port}/"),
-        "--tls.cacert",
-        &dir.arg("ca.crt"),
-        "--fqdn",
-        fqdn,
-        "--scrape.target-host",
-        "127.0.0.1",
-        "--metrics-addr",
-        &format!("127.0.0.1:{metrics}"),
-        "--proxy.retry.initial-wait",
-        "100ms",
-        "--proxy.retry.max-wait",
-        "1s",
-        "--log.level",
-        "debug",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(name) = cert_name {
-        args.extend([
-            "--tls.cert".to_string(),
-            dir.arg(&format!("{name}.crt")),
-            "--tls.key".to_string(),
-            dir.arg(&format!("{name}.key")),
-        ]);
+    let ca = dir.arg("ca.crt");
+    let cert_files =
+        cert_name.map(|n| (dir.arg(&format!("{n}.crt")), dir.arg(&format!("{n}.key"))));
+    let mut extra = vec!["--tls.cacert", &ca, "--scrape.target-host", "127.0.0.1"];
+    if let Some((cert, key)) = &cert_files {
+        extra.extend(["--tls.cert", cert, "--tls.key", key]);
     }
+    let proxy_url = format!("https://127.0.0.1:{port}/");
+    let args = client_args_to(&[proxy_url], fqdn, free_port(), &extra);
     let name = format!("client-{fqdn}-{}", cert_name.unwrap_or("nocert"));
     Proc::spawn(&name, &client_bin(), &args)
 }
@@ -186,22 +177,14 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
     let dir = TempDir::new("webcfg-mtls");
     certificates(&dir);
     let hash = bcrypt_line(PASSWORD);
-    let web = dir.arg("web.yml");
     // Relative paths: relative to the web config's directory, as in exporter-toolkit.
-    std::fs::write(
-        &web,
-        format!(
+    let (mut proxy, port, web) = start_proxy(
+        &dir,
+        &format!(
             "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\nbasic_auth_users:\n  prom: {hash}\nhttp_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
         ),
-    )
-    .expect("write the web config");
-    let (mut proxy, port) = start_proxy(&web, &[]);
-    let scraper = Scraper {
-        ca: dir.arg("ca.crt"),
-        cert: dir.arg("prom.crt"),
-        key: dir.arg("prom.key"),
-        port,
-    };
+    );
+    let scraper = Scraper::prom(&dir, port);
     let user = format!("prom:{PASSWORD}");
     let target = Target::start("127.0.0.1", Answer::Echo);
 
@@ -305,12 +288,7 @@ fn mutual_tls_identities_bcrypt_users_and_certificate_rotation() {
     );
     let scraping = {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-        let scraper = Scraper {
-            ca: scraper.ca.clone(),
-            cert: scraper.cert.clone(),
-            key: scraper.key.clone(),
-            port,
-        };
+        let scraper = scraper.clone();
         let (url, user) = (url_a.clone(), user.clone());
         thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
@@ -401,19 +379,11 @@ fn post_as(dir: &Path, port: u16, name: &str, path: &str, body: &str) -> (u16, S
 fn a_push_only_answers_scrapes_sent_to_a_name_of_its_certificate() {
     let dir = TempDir::new("webcfg-push");
     certificates(&dir);
-    let web = dir.arg("web.yml");
-    std::fs::write(
-        &web,
+    let (mut proxy, port, _) = start_proxy(
+        &dir,
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
-    )
-    .expect("write the web config");
-    let (mut proxy, port) = start_proxy(&web, &[]);
-    let scraper = Scraper {
-        ca: dir.arg("ca.crt"),
-        cert: dir.arg("prom.crt"),
-        key: dir.arg("prom.key"),
-        port,
-    };
+    );
+    let scraper = Scraper::prom(&dir, port);
     // A poll for a.example with a's certificate, by curl: it receives the scrape.
     std::fs::write(dir.0.join("fqdn"), "a.example").expect("write the poll body");
     let poll = {
@@ -577,21 +547,13 @@ fn a_wrong_password_flood_does_not_starve_right_ones() {
         let hash = bcrypt_line(&format!("probe pw {i}"));
         users.push_str(&format!("  probe{i}: {hash}\n"));
     }
-    let web = dir.arg("web.yml");
-    std::fs::write(
-        &web,
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n{users}"),
-    )
-    .expect("write the web config");
-    let (mut proxy, port) = start_proxy(&web, &[]);
+    let (mut proxy, port, _) = start_proxy(
+        &dir,
+        &format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n{users}"),
+    );
     let target = Target::start("127.0.0.1", Answer::Echo);
     let client = start_client(&dir, port, "a.example", None);
-    let scraper = Arc::new(Scraper {
-        ca: dir.arg("ca.crt"),
-        cert: dir.arg("prom.crt"),
-        key: dir.arg("prom.key"),
-        port,
-    });
+    let scraper = Arc::new(Scraper::prom(&dir, port));
     let url = format!("http://a.example:{}/metrics", target.port);
     let user = format!("prom:{PASSWORD}");
     let ready = wait_until(Duration::from_secs(15), || {
@@ -719,13 +681,11 @@ fn a_changed_client_ca_closes_the_connections_it_no_longer_verifies() {
     certificates(&dir);
     dir.ca_files("other-ca.crt", "other-ca.key");
     let hash = bcrypt_line(PASSWORD);
-    let web = dir.arg("web.yml");
     // Prometheus connects without a certificate (basic auth); clients with one.
     let config = |ca: &str| {
         format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: {ca}\nbasic_auth_users:\n  prom: {hash}\n")
     };
-    std::fs::write(&web, config("ca.crt")).expect("write the web config");
-    let (mut proxy, port) = start_proxy(&web, &[]);
+    let (mut proxy, port, web) = start_proxy(&dir, &config("ca.crt"));
     let target = Target::start("127.0.0.1", Answer::Echo);
     let client = start_client(&dir, port, "a.example", Some("a"));
     let url = format!("http://a.example:{}/metrics", target.port);

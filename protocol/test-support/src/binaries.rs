@@ -2,11 +2,12 @@
 //! healthy: [`Proxy`] and [`Client`].
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::http::{exchange, get_request, post_request, Reply, EXCHANGE_WITHIN};
-use crate::process::{free_port, profile_dir, wait_until, Proc, READY_WITHIN};
+use crate::process::{command, free_port, profile_dir, wait_until, ChildGuard, Proc, READY_WITHIN};
 use crate::procfs::{metric, open_fds, tcp_connections, threads};
 use crate::target::Target;
 
@@ -34,6 +35,30 @@ pub fn proxy_bin() -> PathBuf {
 /// The client binary.
 pub fn client_bin() -> PathBuf {
     workspace_bin("pushprox-client")
+}
+
+/// A `pushprox-proxy` on `addr` with its defaults, its output discarded; killed on drop.
+pub fn quiet_proxy(addr: &str) -> ChildGuard {
+    let mut proxy = command(proxy_bin());
+    proxy.args(["-l", addr]).stderr(Stdio::null());
+    ChildGuard::start(&mut proxy, "the proxy")
+}
+
+/// A `pushprox-client` of `proxy_url` for `fqdn` with metrics on `metrics_addr`, its output
+/// discarded: add flags or environment, then start it with [`ChildGuard::start`].
+pub fn quiet_client(proxy_url: &str, fqdn: &str, metrics_addr: &str) -> Command {
+    let mut client = command(client_bin());
+    client
+        .args([
+            "--proxy-url",
+            proxy_url,
+            "--fqdn",
+            fqdn,
+            "--metrics-addr",
+            metrics_addr,
+        ])
+        .stderr(Stdio::null());
+    client
 }
 
 /// A running `pushprox-proxy` on 127.0.0.1.
@@ -407,11 +432,6 @@ impl Client {
     }
 }
 
-/// `127.0.0.N` for the `n`-th distinct loopback "host".
-pub fn host(n: u8) -> String {
-    format!("127.0.0.{n}")
-}
-
 /// The arguments of a client of the proxies on `proxy_ports` for `fqdn`, metrics on
 /// `metrics_port`, retrying after 100 ms up to 1 s, debug logs, then `extra`.
 pub fn client_args(
@@ -420,10 +440,24 @@ pub fn client_args(
     metrics_port: u16,
     extra: &[&str],
 ) -> Vec<String> {
+    let urls: Vec<String> = proxy_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}/"))
+        .collect();
+    client_args_to(&urls, fqdn, metrics_port, extra)
+}
+
+/// [`client_args`] for the proxies at `proxy_urls` (such as `https://127.0.0.1:PORT/`).
+pub fn client_args_to(
+    proxy_urls: &[String],
+    fqdn: &str,
+    metrics_port: u16,
+    extra: &[&str],
+) -> Vec<String> {
     let mut args = Vec::new();
-    for p in proxy_ports {
+    for url in proxy_urls {
         args.push("--proxy-url".to_string());
-        args.push(format!("http://127.0.0.1:{p}/"));
+        args.push(url.clone());
     }
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     for a in [

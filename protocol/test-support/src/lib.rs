@@ -20,7 +20,10 @@ pub mod target;
 mod temp_dir;
 pub mod tls_target;
 
-pub use binaries::{client_args, client_bin, client_flags, host, proxy_bin, Client, Proxy};
+pub use binaries::{
+    client_args, client_args_to, client_bin, client_flags, proxy_bin, quiet_client, quiet_proxy,
+    Client, Proxy,
+};
 pub use certs::{KeyKind, Spec, Usage, ALL_KEYS};
 pub use curl::{curl, served_serial};
 pub use fake_proxy::{FakeProxy, Poll, ProxyEvent};
@@ -28,6 +31,6 @@ pub use http::*;
 pub use passwords::bcrypt_line;
 pub use process::{command, free_port, target_tmp_dir, wait_until, ChildGuard, Proc, READY_WITHIN};
 pub use procfs::*;
-pub use target::{random_bytes, read_head, Answer, FakeTarget, Server, Target};
+pub use target::{host, random_bytes, read_head, Answer, FakeTarget, Server, Target};
 pub use temp_dir::TempDir;
 pub use tls_target::TlsTarget;

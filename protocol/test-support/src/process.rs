@@ -202,6 +202,17 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
 /// A child process killed on drop, for tests that set up its [`Command`] themselves.
 pub struct ChildGuard(pub Child);
 
+impl ChildGuard {
+    /// Starts `command`; fails the test, naming `what`, when it cannot.
+    pub fn start(command: &mut Command, what: &str) -> ChildGuard {
+        ChildGuard(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {what}: {e}")),
+        )
+    }
+}
+
 impl Deref for ChildGuard {
     type Target = Child;
 

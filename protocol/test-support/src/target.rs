@@ -4,13 +4,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
-use crate::http::WAIT;
+use crate::http::{Reply, WAIT};
 
 /// How a target answers.
 #[derive(Clone)]
@@ -26,6 +27,11 @@ pub enum Answer {
     },
     /// Reads the request, sleeps this long, then answers as [`Answer::Echo`].
     Stall(Duration),
+}
+
+/// `127.0.0.N` for the `n`-th distinct loopback "host".
+pub fn host(n: u8) -> String {
+    format!("127.0.0.{n}")
 }
 
 /// A tiny HTTP server on `IP:free port`, one thread per connection, closing each connection
@@ -99,6 +105,33 @@ impl Target {
             hits,
             stop,
             events,
+        }
+    }
+
+    /// An [`Answer::Echo`] target on each of `127.0.0.N` for N in `hosts`.
+    pub fn echoes(hosts: RangeInclusive<u8>) -> Vec<Target> {
+        hosts
+            .map(|n| Target::start(&host(n), Answer::Echo))
+            .collect()
+    }
+
+    /// `reply` when it is a 200 whose body starts with [`Target::echo_prefix`] of `path`;
+    /// otherwise what scrape `i` of this target got, for a failure message.
+    pub fn echoed(
+        &self,
+        i: usize,
+        path: &str,
+        reply: Result<Reply, String>,
+    ) -> Result<Reply, String> {
+        match reply {
+            Ok(r) if r.status == 200 && r.text().starts_with(&self.echo_prefix(path)) => Ok(r),
+            Ok(r) => Err(format!(
+                "scrape {i} of {}: {} {:?}",
+                self.url(path),
+                r.status,
+                r.text()
+            )),
+            Err(e) => Err(format!("scrape {i} of {}: {e}", self.url(path))),
         }
     }
 

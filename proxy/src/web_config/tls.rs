@@ -170,23 +170,16 @@ pub fn from_web_config(
     }))
 }
 
-/// The verifier of `client_auth_type`, with the `client_allowed_sans` check around it.
+/// The verifier of `client_auth_type`, with the `client_allowed_sans` check in it.
 fn client_verifier(
     config: &TlsServerConfig,
     base_dir: &Path,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsConfigError> {
-    let schemes = provider.signature_verification_algorithms;
-    let verifier: Arc<dyn ClientCertVerifier> = match config.client_auth {
+    let (chain, mandatory) = match config.client_auth {
         ClientAuth::NoClientCert => return Ok(Arc::new(rustls::server::NoClientAuth)),
-        ClientAuth::RequestClientCert => Arc::new(UnverifiedClientCert {
-            mandatory: false,
-            schemes,
-        }),
-        ClientAuth::RequireAnyClientCert => Arc::new(UnverifiedClientCert {
-            mandatory: true,
-            schemes,
-        }),
+        ClientAuth::RequestClientCert => (None, false),
+        ClientAuth::RequireAnyClientCert => (None, true),
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
             let Some(source) = &config.client_ca else {
                 return Err(TlsConfigError::Setting {
@@ -230,86 +223,42 @@ fn client_verifier(
             } else {
                 builder
             };
-            builder.build().map_err(|e| TlsConfigError::BadClientCa {
+            let chain = builder.build().map_err(|e| TlsConfigError::BadClientCa {
                 origin: ca.origin.clone(),
                 reason: format!("{e:?}"),
-            })?
+            })?;
+            let mandatory = chain.client_auth_mandatory();
+            (Some(chain), mandatory)
         }
     };
-    if config.client_allowed_sans.is_empty() {
-        Ok(verifier)
-    } else {
-        Ok(Arc::new(AllowedSans {
-            inner: verifier,
-            allowed: config.client_allowed_sans.clone(),
-        }))
-    }
+    Ok(Arc::new(ClientCerts {
+        chain,
+        mandatory,
+        schemes: provider.signature_verification_algorithms,
+        allowed_sans: config.client_allowed_sans.clone(),
+    }))
 }
 
-/// `RequestClientCert` and `RequireAnyClientCert`, as Go does them: the client is asked for a
-/// certificate (and with `mandatory` must send one), and its handshake signature must verify
-/// with the certificate's key, so the client holds that key. Nothing else is checked: not
-/// the issuer, not the dates, not the usage. Anyone can make such a certificate, so it
-/// proves nothing about who the client is; `RequireAndVerifyClientCert` does.
+/// What a client certificate must be: the `client_auth_type` asking for one, and the
+/// `client_allowed_sans` it must then carry.
 #[derive(Debug)]
-struct UnverifiedClientCert {
+struct ClientCerts {
+    /// The chain check of `VerifyClientCertIfGiven` and `RequireAndVerifyClientCert`.
+    ///
+    /// `None`: `RequestClientCert` and `RequireAnyClientCert`, as Go does them: the client is
+    /// asked for a certificate (and with `mandatory` must send one), and its handshake
+    /// signature must verify with the certificate's key, so the client holds that key. Nothing
+    /// else is checked: not the issuer, not the dates, not the usage. Anyone can make such a
+    /// certificate, so it proves nothing about who the client is; `RequireAndVerifyClientCert`
+    /// does.
+    chain: Option<Arc<dyn ClientCertVerifier>>,
+    /// Whether a client must send a certificate.
     mandatory: bool,
     schemes: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ClientCertVerifier for UnverifiedClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.mandatory
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        // It must at least be a certificate, so the signature checks below have a key.
-        ParsedCertificate::try_from(end_entity)?;
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.schemes)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.schemes.supported_schemes()
-    }
-}
-
-/// `client_allowed_sans`: after `inner` accepted the certificate, it must also carry one of
-/// the listed SANs (DNS, e-mail, IP or URI, exact match as exporter-toolkit compares them).
-#[derive(Debug)]
-struct AllowedSans {
-    inner: Arc<dyn ClientCertVerifier>,
-    allowed: Vec<String>,
+    /// `client_allowed_sans` (none: any): once the certificate is accepted, it must also carry
+    /// one of the listed SANs (DNS, e-mail, IP or URI, exact match as exporter-toolkit compares
+    /// them).
+    allowed_sans: Vec<String>,
 }
 
 /// The handshake error when no SAN is allowed; its text reaches the proxy's log (rustls
@@ -340,17 +289,20 @@ impl fmt::Display for SansRefused {
 
 impl std::error::Error for SansRefused {}
 
-impl ClientCertVerifier for AllowedSans {
+impl ClientCertVerifier for ClientCerts {
     fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
+        true
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        match &self.chain {
+            Some(chain) => chain.root_hint_subjects(),
+            None => &[],
+        }
     }
 
     fn verify_client_cert(
@@ -359,15 +311,23 @@ impl ClientCertVerifier for AllowedSans {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let verified = match &self.chain {
+            Some(chain) => chain.verify_client_cert(end_entity, intermediates, now)?,
+            None => {
+                // It must at least be a certificate, so the signature checks below have a key.
+                ParsedCertificate::try_from(end_entity)?;
+                ClientCertVerified::assertion()
+            }
+        };
+        if self.allowed_sans.is_empty() {
+            return Ok(verified);
+        }
         let presented = cert_names::parse(end_entity)
             .ok_or(rustls::Error::InvalidCertificate(
                 CertificateError::BadEncoding,
             ))?
             .sans();
-        if presented.iter().any(|san| self.allowed.contains(san)) {
+        if presented.iter().any(|san| self.allowed_sans.contains(san)) {
             Ok(verified)
         } else {
             Err(rustls::Error::InvalidCertificate(CertificateError::Other(
@@ -382,7 +342,7 @@ impl ClientCertVerifier for AllowedSans {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.schemes)
     }
 
     fn verify_tls13_signature(
@@ -391,11 +351,11 @@ impl ClientCertVerifier for AllowedSans {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.schemes.supported_schemes()
     }
 }
 
