@@ -68,6 +68,7 @@ impl<In: Transport> Connector<In> for TcpConnector {
             held: Vec::new(),
             read_timeout: SocketTimeout::default(),
             write_timeout: SocketTimeout::default(),
+            answer_read: false,
         })))
     }
 }
@@ -134,6 +135,8 @@ pub struct TcpTransport {
     held: Vec<u8>,
     read_timeout: SocketTimeout,
     write_timeout: SocketTimeout,
+    /// An answer was read since the last liveness probe.
+    answer_read: bool,
 }
 
 impl fmt::Debug for TcpTransport {
@@ -242,11 +245,18 @@ impl Transport for TcpTransport {
             }
         };
         self.buffers.input_appended(read);
+        self.answer_read = true;
         Ok(read > 0)
     }
 
-    /// Open, with nothing unasked-for waiting to be read.
+    /// Open, with nothing unasked-for waiting to be read. ureq asks twice between two uses of a
+    /// connection: as it goes back to the pool, just after its answer was read, and as it is
+    /// taken again; the second probe finds whatever the first would have (the peer closed, or
+    /// sent more than its answer), and later, so only the second one looks.
     fn is_open(&mut self) -> bool {
+        if std::mem::take(&mut self.answer_read) {
+            return true;
+        }
         let mut byte = 0u8;
         // SAFETY: recv writes at most 1 byte into `byte`, which lives across the call; the
         // descriptor is owned by `self.stream`, open for the call's duration.
@@ -315,6 +325,7 @@ mod tests {
             held: Vec::new(),
             read_timeout: SocketTimeout::default(),
             write_timeout: SocketTimeout::default(),
+            answer_read: false,
         };
         (transport, peer)
     }
@@ -426,6 +437,19 @@ mod tests {
         peer.write_all(b"x").unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert!(!t.is_open());
+    }
+
+    #[test]
+    fn after_an_answer_only_the_probe_of_the_connection_taken_again_looks() {
+        let (mut t, mut peer) = connected();
+        peer.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+        assert!(t.await_input(within(Duration::from_secs(5))).unwrap());
+        // The peer sends more than its answer, and closes.
+        peer.write_all(b"junk").unwrap();
+        drop(peer);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(t.is_open(), "back to the pool: not probed");
+        assert!(!t.is_open(), "taken from the pool: probed");
     }
 
     fn fitted(start: Option<Duration>, left: Option<Duration>) -> (Option<Duration>, bool) {
