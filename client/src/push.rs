@@ -197,21 +197,17 @@ pub fn push_response(
         Some(n) => PushFraming::Length(n),
         None => PushFraming::Chunked,
     };
-    let headers: Vec<(&str, String)> = parts
+    // Borrowed where the value is UTF-8, as nearly all are: no copy of each header per scrape.
+    let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = parts
         .headers
         .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
         .collect();
     let remaining = deadline.saturating_duration_since(Instant::now());
     let head = push_head(
         parts.status.as_u16(),
         parts.status.canonical_reason().unwrap_or(""),
-        headers.iter().map(|(n, v)| (*n, v.as_str())),
+        headers.iter().map(|(n, v)| (*n, v.as_ref())),
         id,
         remaining,
         framing,
