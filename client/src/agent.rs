@@ -55,7 +55,7 @@ pub fn proxy_agent(tls: TlsConfig, url: &str) -> Agent {
     // Each write marks the poll sent on its thread as open (liveness.rs).
     Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::default().chain(MarkPolls),
+        crate::tcp::connectors().chain(MarkPolls),
         CachingResolver::default(),
     )
 }
@@ -81,7 +81,7 @@ pub fn target_agent(tls: TlsConfig, connect_host: Option<String>) -> Agent {
         .build();
     Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::default(),
+        crate::tcp::connectors(),
         CachingResolver::connecting_to(connect_host),
     )
 }

@@ -19,6 +19,7 @@ mod push;
 mod resolver;
 mod run;
 mod scrape;
+mod tcp;
 mod tls;
 mod token;
 

@@ -154,6 +154,37 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// Hands out as many bytes as the buffer holds or the source has before its end, in one
+/// `read`: ureq sends each `read` of a push body as one write (and, chunked, one chunk), so the
+/// head and a body already received leave in one `send` instead of one per piece. An error
+/// after some bytes is kept for the next call, after those bytes are handed out.
+struct Gathered<R> {
+    inner: R,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> Read for Gathered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.inner.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if filled == 0 => return Err(e),
+                Err(e) => {
+                    self.error = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(filled)
+    }
+}
+
 /// Pushes the target's response, streaming its body; returns the body's size.
 pub fn push_response(
     link: &ProxyLink,
@@ -166,25 +197,27 @@ pub fn push_response(
         Some(n) => PushFraming::Length(n),
         None => PushFraming::Chunked,
     };
-    let headers: Vec<(&str, String)> = parts
+    // Borrowed where the value is UTF-8, as nearly all are: no copy of each header per scrape.
+    let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = parts
         .headers
         .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
         .collect();
     let remaining = deadline.saturating_duration_since(Instant::now());
     let head = push_head(
         parts.status.as_u16(),
         parts.status.canonical_reason().unwrap_or(""),
-        headers.iter().map(|(n, v)| (*n, v.as_str())),
+        headers.iter().map(|(n, v)| (*n, v.as_ref())),
         id,
         remaining,
         framing,
     );
+    // A body of known length goes with a known length too, as the Go client's push does: no
+    // chunk framing, and ureq writes it in as few sends as the body arrives in.
+    let length = match framing {
+        PushFraming::Length(n) => Some(head.len() as u64 + n),
+        PushFraming::Chunked => None,
+    };
     let source_error = RefCell::new(None);
     let mut body = Counted {
         inner: Tracked {
@@ -194,14 +227,19 @@ pub fn push_response(
         bytes: 0,
     };
     let result = {
-        let mut reader: Box<dyn Read + '_> = match framing {
+        let reader: Box<dyn Read + '_> = match framing {
             PushFraming::Length(_) => Box::new(Cursor::new(head).chain(&mut body)),
             PushFraming::Chunked => {
                 Box::new(Cursor::new(head).chain(ChunkedEncoder::new(&mut body)))
             }
         };
+        let mut reader = Gathered {
+            inner: reader,
+            error: None,
+        };
         send(
             link,
+            length,
             SendBody::from_reader(&mut reader),
             remaining + PUSH_GRACE,
         )
@@ -240,14 +278,25 @@ pub fn push_error(
     let bytes = response.to_bytes();
     send(
         link,
+        Some(bytes.len() as u64),
         SendBody::from_reader(&mut &bytes[..]),
         remaining + PUSH_GRACE,
     )
 }
 
-fn send(link: &ProxyLink, body: SendBody<'_>, timeout: Duration) -> Result<(), PushError> {
-    let mut answer = link
-        .post("/push")
+/// `POST /push` with `body`, of `length` bytes if known (else chunked).
+fn send(
+    link: &ProxyLink,
+    length: Option<u64>,
+    body: SendBody<'_>,
+    timeout: Duration,
+) -> Result<(), PushError> {
+    let request = link.post("/push");
+    let request = match length {
+        Some(n) => request.header("Content-Length", n),
+        None => request,
+    };
+    let mut answer = request
         .config()
         .timeout_global(Some(timeout))
         .build()
@@ -350,6 +399,65 @@ mod tests {
         assert_eq!(parsed.head.headers.get("id"), Some("id1"));
         assert_eq!(parsed.head.headers.get("Content-Encoding"), Some("gzip"));
         assert_eq!(parsed.body, body);
+    }
+
+    /// Hands out its pieces one per `read`, then fails if told to.
+    struct Pieces {
+        pieces: Vec<&'static [u8]>,
+        fail_at_end: bool,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.pieces.is_empty() {
+                return match self.fail_at_end {
+                    true => Err(io::Error::new(io::ErrorKind::ConnectionReset, "cut")),
+                    false => Ok(0),
+                };
+            }
+            let piece = self.pieces.remove(0);
+            buf[..piece.len()].copy_from_slice(piece);
+            Ok(piece.len())
+        }
+    }
+
+    #[test]
+    fn gathered_reads_hand_out_every_piece_in_one_read_up_to_the_buffer() {
+        let mut reader = Gathered {
+            inner: Pieces {
+                pieces: vec![b"head\r\n", b"ab", b"cdef"],
+                fail_at_end: false,
+            },
+            error: None,
+        };
+        let mut buf = [0u8; 64];
+        assert_eq!(reader.read(&mut buf).unwrap(), 12);
+        assert_eq!(&buf[..12], b"head\r\nabcdef");
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
+        // A small buffer is filled, and the rest comes with the next read.
+        let mut reader = Gathered {
+            inner: Cursor::new(b"0123456789".to_vec()).chain(&b"ab"[..]),
+            error: None,
+        };
+        let mut small = [0u8; 8];
+        assert_eq!(reader.read(&mut small).unwrap(), 8);
+        assert_eq!(reader.read(&mut small).unwrap(), 4);
+        assert_eq!(&small[..4], b"89ab");
+    }
+
+    #[test]
+    fn gathered_reads_hand_out_the_bytes_before_an_error_then_the_error() {
+        let mut reader = Gathered {
+            inner: Pieces {
+                pieces: vec![b"abc"],
+                fail_at_end: true,
+            },
+            error: None,
+        };
+        let mut buf = [0u8; 64];
+        assert_eq!(reader.read(&mut buf).unwrap(), 3);
+        let error = reader.read(&mut buf).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
     }
 
     #[test]

@@ -136,6 +136,18 @@ impl ClientProcess {
     }
 }
 
+/// The next push's request headers and body, skipping polls.
+fn next_push_and_headers(proxy: &FakeProxy) -> (pushprox_protocol::Headers, Vec<u8>) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match proxy.next_event_within(until.saturating_duration_since(Instant::now())) {
+            Some(ProxyEvent::Push { headers, body, .. }) => return (headers, body),
+            Some(ProxyEvent::Poll(_)) => continue,
+            None => panic!("no push reached the fake proxy within 10 s"),
+        }
+    }
+}
+
 fn parse_push(bytes: &[u8]) -> Response {
     Response::from_bytes(bytes, 64 * 1024, None).unwrap_or_else(|e| {
         panic!(
@@ -187,7 +199,7 @@ fn scrape_result_is_pushed_with_status_id_and_identical_body() {
     assert!(seen.contains("user-agent: Prometheus/2.42.0\r\n"), "{seen}");
     assert!(!seen.to_ascii_lowercase().contains("\r\nid:"), "{seen}");
 
-    let push = proxy.next_push();
+    let (headers, push) = next_push_and_headers(&proxy);
     assert_eq!(
         push_head_text(&push),
         format!(
@@ -196,6 +208,12 @@ fn scrape_result_is_pushed_with_status_id_and_identical_body() {
             body.len()
         )
     );
+    // A body of known length makes a push of known length, as the Go client's.
+    assert_eq!(
+        headers.get("Content-Length"),
+        Some(push.len().to_string().as_str())
+    );
+    assert_eq!(headers.get("Transfer-Encoding"), None);
     assert!(push.ends_with(body));
     assert_eq!(parse_push(&push).body, body);
 }
@@ -218,12 +236,15 @@ fn gzip_body_of_unknown_length_is_pushed_chunked_and_untouched() {
     let proxy = FakeProxy::start(vec![scrape_answer(&target.url(), "id-gz", Some("5"))]);
     let _client = ClientProcess::for_proxy(&proxy, &[]);
 
-    let push = proxy.next_push();
+    let (headers, push) = next_push_and_headers(&proxy);
     assert_eq!(
         push_head_text(&push),
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Encoding: gzip\r\n\
          Id: id-gz\r\nX-Prometheus-Scrape-Timeout: *\r\nTransfer-Encoding: chunked\r\n"
     );
+    // Of unknown length, the push is chunked too.
+    assert_eq!(headers.get("Transfer-Encoding"), Some("chunked"));
+    assert_eq!(headers.get("Content-Length"), None);
     let parsed = parse_push(&push);
     assert_eq!(parsed.head.status, 200);
     assert!(parsed.body == body, "the body changed on the way");
