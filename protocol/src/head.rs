@@ -611,8 +611,8 @@ pub(crate) fn skip_trailers<R: BufRead>(r: &mut R, max: usize) -> Result<(), Pro
         match scan.run(&acc, true) {
             Found::End(n) => {
                 r.consume(n - start);
-                let mut fields = vec![httparse::EMPTY_HEADER; scan.lines];
-                return match httparse::parse_headers(&acc[..n], &mut fields) {
+                let mut slots = FieldSlots::new();
+                return match httparse::parse_headers(&acc[..n], slots.take(scan.lines)) {
                     Ok(httparse::Status::Complete(_)) => Ok(()),
                     _ => Err(ProtocolError::MalformedHeader(quoted(&acc[..n]))),
                 };

@@ -69,9 +69,7 @@ impl Headers {
 
     /// Replaces every field of `name` with one field.
     pub fn set(&mut self, name: &str, value: impl AsRef<str>) {
-        let text = &self.text;
-        self.fields
-            .retain(|f| !text[f.start..f.mid].eq_ignore_ascii_case(name));
+        self.drop_all(name);
         self.append(name, value);
     }
 
@@ -79,11 +77,16 @@ impl Headers {
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let first = self.get(name).map(str::to_string);
         if first.is_some() {
-            let text = &self.text;
-            self.fields
-                .retain(|f| !text[f.start..f.mid].eq_ignore_ascii_case(name));
+            self.drop_all(name);
         }
         first
+    }
+
+    /// Forgets every field of `name` (their text stays until the headers are dropped).
+    fn drop_all(&mut self, name: &str) {
+        let text = &self.text;
+        self.fields
+            .retain(|f| !text[f.start..f.mid].eq_ignore_ascii_case(name));
     }
 
     /// Every field, in order.
