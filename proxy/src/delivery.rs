@@ -5,7 +5,6 @@
 //! and goes on with the client's next request; at the scrape's deadline with no push, the
 //! deadlines thread answers the scraper instead.
 
-use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +83,7 @@ impl PendingScrape {
             (None, None) => RelayEnd::ScraperGone,
         };
         let bytes = body.bytes_read();
-        let push_after = body.answer(&end, &id);
+        let push_after = answer_push(body.into_inner(), &end, &id, bytes);
         metrics.relayed(bytes);
         match &end {
             RelayEnd::Relayed => {
@@ -182,36 +181,9 @@ impl RelayEnd {
     }
 }
 
-/// The body of a pushed response, read from the push request's body.
-pub struct PushedBody {
-    reader: BodyReader<RequestBody>,
-}
-
-impl PushedBody {
-    /// The pushed body, framed by `framing` inside the push request's body, at most `limit`
-    /// bytes (--push.max-body).
-    pub fn new(request_body: RequestBody, framing: Framing, limit: u64) -> Self {
-        PushedBody {
-            reader: BodyReader::new(request_body, framing, Some(limit)),
-        }
-    }
-
-    /// Whether the pushed body has been read to its end.
-    pub fn is_done(&self) -> bool {
-        self.reader.is_done()
-    }
-
-    /// Bytes of the pushed body read so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.reader.bytes_read()
-    }
-
-    /// Answers the push: `200` when its body was relayed whole, else the reason.
-    pub fn answer(self, end: &RelayEnd, id: &str) -> After {
-        let bytes = self.bytes_read();
-        answer_push(self.reader.into_inner(), end, id, bytes)
-    }
-}
+/// The body of a pushed response, read from the push request's body (framed by the pushed
+/// head, at most --push.max-body bytes).
+pub type PushedBody = BodyReader<RequestBody>;
 
 /// Answers a push whose body is `request_body`; the push's connection goes on with the
 /// client's next request on this thread.
@@ -239,21 +211,5 @@ pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u
         conn.respond(200, &[], b"")
     } else {
         conn.respond(status, &TEXT, format!("{reason}\n").as_bytes())
-    }
-}
-
-impl Read for PushedBody {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(out)
-    }
-}
-
-impl BufRead for PushedBody {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.reader.fill_buf()
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.reader.consume(n)
     }
 }

@@ -166,7 +166,8 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             return answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
         }
     };
-    pending.relay(&state.metrics, head, PushedBody::new(body, framing, max))
+    let body = PushedBody::new(body, framing, Some(max));
+    pending.relay(&state.metrics, head, body)
 }
 
 /// Says which scrape a client's token was refused for.
