@@ -14,7 +14,7 @@ use pushprox_protocol::{
     SCRAPE_TIMEOUT_HEADER,
 };
 
-use crate::http::{After, BodyError, Connection, RequestBody, TEXT};
+use crate::http::{After, BodyError, Connection, RequestBody};
 use crate::metrics::{Metrics, ScrapeOutcome};
 
 /// A scrape in progress, counted (in the proxy's scrapes in progress) until dropped: it moves
@@ -155,7 +155,7 @@ impl PendingScrape {
 /// line (what Prometheus' target page shows as lastError), `body` as the plain-text body.
 pub fn scrape_failed(mut conn: Connection, status: u16, detail: &str, body: &str) -> After {
     conn.set_reason(&pushprox_protocol::reason_with(status, detail));
-    conn.respond(status, &TEXT, format!("{body}\n").as_bytes())
+    conn.respond_text(status, &[], body)
 }
 
 /// How the relay of a pushed body ended, which decides the push's answer.
@@ -210,6 +210,6 @@ pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u
     if status == 200 {
         conn.respond(200, &[], b"")
     } else {
-        conn.respond(status, &TEXT, format!("{reason}\n").as_bytes())
+        conn.respond_text(status, &[], &reason)
     }
 }

@@ -119,7 +119,7 @@ impl Service for Proxy {
                     crate::redact::shown(request.target()),
                     conn.peer()
                 );
-                return handlers::text(conn, 413, &reason);
+                return conn.respond_text(413, &[], &reason);
             }
         }
         let api = matches!(route, Route::Clients | Route::Metrics | Route::Index);
@@ -146,20 +146,20 @@ impl Service for Proxy {
             Route::Index => handlers::index::handle(state, conn),
             // 503 while stopping, so that a load balancer stops sending clients here.
             Route::Healthy if pushprox_daemon::signals::requested() => {
-                handlers::text(conn, 503, "stopping")
+                conn.respond_text(503, &[], "stopping")
             }
-            Route::Healthy => handlers::text(conn, 200, "OK"),
+            Route::Healthy => conn.respond_text(200, &[], "OK"),
             Route::WrongMethod(path, allowed) => {
                 let reason = format!(
                     "{} is not allowed on {path}: use {allowed}",
                     request.method()
                 );
                 log::debug!("refused request: {reason}");
-                handlers::text(conn, 405, &reason)
+                conn.respond_text(405, &[], &reason)
             }
             Route::Tunnel => {
                 let reason = "CONNECT tunnels are not supported: scrape http:// targets through proxy_url, and add params: {_scheme: [https]} for TLS targets";
-                handlers::text(conn, 405, reason)
+                conn.respond_text(405, &[], reason)
             }
             Route::NotFound => {
                 let reason = format!(
@@ -167,7 +167,7 @@ impl Service for Proxy {
                     crate::redact::shown(request.target())
                 );
                 log::debug!("{reason}");
-                handlers::text(conn, 404, &reason)
+                conn.respond_text(404, &[], &reason)
             }
         }
     }

@@ -12,7 +12,7 @@ use pushprox_protocol::{
 };
 
 use crate::delivery::{InProgress, PendingScrape};
-use crate::http::{After, Connection, Request, TEXT};
+use crate::http::{After, Connection, Request};
 use crate::metrics::{ScrapeOutcome, ScrapeRefused};
 use crate::rendezvous::{ScrapeError, Taken};
 use crate::state::State;
@@ -37,10 +37,8 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
     );
     state.metrics.scrape_refused(ScrapeRefused::Method);
     state.metrics.scrape(ScrapeOutcome::BadRequest);
-    let mut headers = TEXT.to_vec();
-    headers.push(("Allow", "GET, HEAD"));
     conn.set_reason(&pushprox_protocol::reason_with(405, &reason));
-    conn.respond(405, &headers, format!("{reason}\n").as_bytes())
+    conn.respond_text(405, &[("Allow", "GET, HEAD")], &reason)
 }
 
 /// Hands one scrape to a poll, or answers why not.
@@ -208,9 +206,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
 /// its next server without counting this one as failed, marked as the proxy's own.
 fn pass_on(mut conn: Connection, reason: &str) -> After {
     conn.set_reason(&pushprox_protocol::reason_with(404, reason));
-    let mut headers = TEXT.to_vec();
-    headers.push((RETRY_HEADER, RETRY_NEXT));
-    conn.respond(404, &headers, format!("{reason}\n").as_bytes())
+    conn.respond_text(404, &[(RETRY_HEADER, RETRY_NEXT)], reason)
 }
 
 /// The status and one-line reason of a scrape that reached no client.

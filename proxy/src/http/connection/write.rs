@@ -9,6 +9,12 @@ use pushprox_protocol::{
 
 use super::{After, Connection};
 
+/// Headers of the plain-text answers.
+const TEXT: [(&str, &str); 2] = [
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
 /// Whether answers of `status` never have a body (RFC 9112 6.3).
 fn bodiless(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304
@@ -123,6 +129,13 @@ impl Connection {
         // A failed write was counted as 499 and the connection closed.
         self.respond_checked(status, headers, body)
             .unwrap_or(After::Kept)
+    }
+
+    /// Answers with a one-line plain-text `reason` (newline-terminated, as Go's http.Error),
+    /// with the headers of every plain-text answer, then `extra`.
+    pub fn respond_text(self, status: u16, extra: &[(&str, &str)], reason: &str) -> After {
+        let headers: Vec<(&str, &str)> = TEXT.iter().chain(extra).copied().collect();
+        self.respond(status, &headers, format!("{reason}\n").as_bytes())
     }
 
     /// [`Connection::respond`] that also says whether the answer could be written.
