@@ -92,6 +92,7 @@ struct Job {
 
 /// The sources' failures, for the users of one generation: a reload forgives them (the
 /// failures may have been a password that the reload just added).
+#[derive(Default)]
 struct Sources {
     users: u64,
     by_ip: HashMap<IpAddr, Budget>,
@@ -164,6 +165,7 @@ struct Budget {
     in_flight: u32,
 }
 
+#[derive(Default)]
 struct Cache {
     /// The generation of the users the entries were checked against.
     users: u64,
@@ -171,6 +173,7 @@ struct Cache {
 }
 
 /// How many refusals happened since the last log line about them.
+#[derive(Default)]
 struct RefusalLog {
     logged: Option<Instant>,
     count: u64,
@@ -207,19 +210,10 @@ impl Passwords {
         Ok(Passwords {
             limits,
             salt,
-            cache: Mutex::new(Cache {
-                users: 0,
-                until: HashMap::new(),
-            }),
-            pending: Mutex::new(HashMap::new()),
-            sources: Mutex::new(Sources {
-                users: 0,
-                by_ip: HashMap::new(),
-            }),
-            log: Mutex::new(RefusalLog {
-                logged: None,
-                count: 0,
-            }),
+            cache: Mutex::default(),
+            pending: Mutex::default(),
+            sources: Mutex::default(),
+            log: Mutex::default(),
             jobs,
             counts: PasswordCounts::default(),
         })
