@@ -262,10 +262,8 @@ impl Config {
 
     /// The deadline of a scrape that asked for `requested` (None: it did not say).
     pub fn effective_deadline(&self, requested: Option<Duration>) -> Duration {
-        match requested {
-            Some(d) => d.min(self.scrape_max_timeout),
-            None => self.scrape_default_timeout.min(self.scrape_max_timeout),
-        }
+        let asked = requested.unwrap_or(self.scrape_default_timeout);
+        asked.min(self.scrape_max_timeout)
     }
 
     /// The limits of password checking, from the `--auth.*` flags.
