@@ -200,8 +200,6 @@ impl Connection {
         };
         let http10 = head.version == Version::Http10;
         self.exchange = Exchange {
-            label: "other",
-            started: Instant::now(),
             keep_alive: if http10 {
                 has_token("keep-alive")
             } else {
@@ -214,7 +212,8 @@ impl Connection {
                 f => Some(f),
             },
             expect_continue: !http10 && head.headers.get("Expect").is_some(),
-            reason: None,
+            // Label "other" until routed, started now.
+            ..Exchange::idle()
         };
         Ok(Some(Request { head }))
     }
