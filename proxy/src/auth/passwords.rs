@@ -16,6 +16,7 @@
 //!   to retry in a second). A refused source is logged once
 //!   per interval with a count.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -233,16 +234,9 @@ impl Passwords {
         }
         // The same user and password already being checked (a Prometheus starting fifty
         // scrapes at once): wait for that answer instead of running bcrypt again.
-        let leader = {
-            let mut pending = lock(&self.pending);
-            match pending.get(&key) {
-                Some(running) => Err(Arc::clone(running)),
-                None => {
-                    let running = Arc::new(Pending::default());
-                    pending.insert(key, Arc::clone(&running));
-                    Ok(running)
-                }
-            }
+        let leader = match lock(&self.pending).entry(key) {
+            Entry::Occupied(running) => Err(Arc::clone(running.get())),
+            Entry::Vacant(slot) => Ok(Arc::clone(slot.insert(Arc::default()))),
         };
         let running = match leader {
             Ok(running) => running,
