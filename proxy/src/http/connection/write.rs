@@ -38,8 +38,6 @@ fn write_all_gathered(stream: &mut impl Write, mut parts: &mut [IoSlice<'_>]) ->
 /// How a streamed answer went.
 #[derive(Debug, Default)]
 pub struct Relay {
-    /// Body bytes written.
-    pub bytes: u64,
     /// The source reached its end.
     pub source_done: bool,
     /// The source failed (e.g. a push that broke off).
@@ -212,7 +210,6 @@ impl Connection {
             written = write_all_gathered(&mut self.stream, &mut parts);
             pending = b"";
             body.consume(n);
-            relay.bytes += n as u64;
         }
         let last: &[u8] = match chunked && relay.source_done {
             true => LAST_CHUNK,
