@@ -63,7 +63,8 @@ impl Connection {
     }
 
     pub(super) fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write_raw_no_flush(bytes)?;
+        self.arm_writes()?;
+        self.stream.write_all(bytes)?;
         self.stream.flush()
     }
 
@@ -224,11 +225,6 @@ impl Connection {
             relay.sink_error = Some(e.to_string());
         }
         (self.finish(status, written), relay)
-    }
-
-    fn write_raw_no_flush(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.arm_writes()?;
-        self.stream.write_all(bytes)
     }
 
     /// Records the answer and decides whether the connection goes on.
