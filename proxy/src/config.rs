@@ -270,7 +270,8 @@ impl Config {
     pub fn password_limits(&self) -> crate::auth::passwords::PasswordLimits {
         crate::auth::passwords::PasswordLimits {
             workers: match self.auth_check_workers {
-                0 => crate::auth::passwords::default_workers(),
+                // One bcrypt thread per core.
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
                 n => n,
             },
             queue: usize::try_from(self.auth_check_queue).unwrap_or(usize::MAX),

@@ -60,11 +60,6 @@ pub struct PasswordLimits {
     pub failure_interval: Duration,
 }
 
-/// One bcrypt thread per core.
-pub fn default_workers() -> usize {
-    thread::available_parallelism().map_or(2, |n| n.get())
-}
-
 /// The answer of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
