@@ -64,11 +64,8 @@ fn route(method: &str, target: &str) -> Route {
         "/-/healthy" | "/-/ready" => (Route::Healthy, "GET"),
         _ => return Route::NotFound,
     };
-    let ok = match allowed {
-        "POST" => method == "POST",
-        _ => method == "GET" || method == "HEAD",
-    };
-    if ok {
+    // HEAD goes wherever GET does.
+    if method == allowed || (allowed == "GET" && method == "HEAD") {
         route
     } else {
         Route::WrongMethod(label(route), allowed)
@@ -122,8 +119,7 @@ impl Service for Proxy {
                 return conn.respond_text(413, &[], &reason);
             }
         }
-        let api = matches!(route, Route::Clients | Route::Metrics | Route::Index);
-        if api {
+        if matches!(route, Route::Clients | Route::Metrics | Route::Index) {
             if let Err(refusal) = state
                 .auth
                 .api(request.header("Authorization"), conn.peer().ip())
