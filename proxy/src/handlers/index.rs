@@ -106,12 +106,8 @@ th {{ background: #f4f4f4; }} code {{ background: #f4f4f4; padding: 0 .2em; }}
 
 /// Serves the page.
 pub fn handle(state: &State, conn: Connection) -> After {
-    super::body(
-        conn,
-        200,
-        "text/html; charset=utf-8",
-        render(state).as_bytes(),
-    )
+    let content_type = ("Content-Type", "text/html; charset=utf-8");
+    conn.respond(200, &[content_type], render(state).as_bytes())
 }
 
 #[cfg(test)]

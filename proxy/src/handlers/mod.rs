@@ -85,8 +85,3 @@ pub fn refuse(
 
 // A scrape the proxy fails itself, answered as the pending scrapes' failures are.
 pub use crate::delivery::scrape_failed;
-
-/// Answers with a body of the given content type.
-pub fn body(conn: Connection, status: u16, content_type: &str, body: &[u8]) -> After {
-    conn.respond(status, &[("Content-Type", content_type)], body)
-}
