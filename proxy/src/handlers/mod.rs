@@ -82,6 +82,3 @@ pub fn refuse(
     let extra = extra.as_ref().map(|(name, value)| (*name, value.as_str()));
     conn.respond_text(status, extra.as_slice(), refusal.reason())
 }
-
-// A scrape the proxy fails itself, answered as the pending scrapes' failures are.
-pub use crate::delivery::scrape_failed;

@@ -11,7 +11,8 @@ use pushprox_protocol::{
     Target, HOP_BY_HOP, ID_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
 };
 
-use crate::delivery::{InProgress, PendingScrape};
+// A scrape the proxy fails itself is answered as the pending scrapes' failures are.
+use crate::delivery::{scrape_failed, InProgress, PendingScrape};
 use crate::http::{After, Connection, Request};
 use crate::metrics::{ScrapeOutcome, ScrapeRefused};
 use crate::rendezvous::{ScrapeError, Taken};
@@ -55,7 +56,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             crate::redact::shown(&url)
         );
         state.metrics.scrape(ScrapeOutcome::BadRequest);
-        super::scrape_failed(conn, 400, &reason, &reason)
+        scrape_failed(conn, 400, &reason, &reason)
     };
     if conn.body_framing() != Framing::Length(0) {
         return bad(conn, "a scrape request has no body".into());
@@ -199,7 +200,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     };
     log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
     state.metrics.scrape(kind);
-    super::scrape_failed(conn, status, &reason, &body)
+    scrape_failed(conn, status, &reason, &body)
 }
 
 /// Answers a scrape this proxy cannot serve but another may: 404, which a balancer retries on
