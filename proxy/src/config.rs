@@ -262,17 +262,16 @@ impl Config {
 
     /// The deadline of a scrape that asked for `requested` (None: it did not say).
     pub fn effective_deadline(&self, requested: Option<Duration>) -> Duration {
-        match requested {
-            Some(d) => d.min(self.scrape_max_timeout),
-            None => self.scrape_default_timeout.min(self.scrape_max_timeout),
-        }
+        let asked = requested.unwrap_or(self.scrape_default_timeout);
+        asked.min(self.scrape_max_timeout)
     }
 
     /// The limits of password checking, from the `--auth.*` flags.
     pub fn password_limits(&self) -> crate::auth::passwords::PasswordLimits {
         crate::auth::passwords::PasswordLimits {
             workers: match self.auth_check_workers {
-                0 => crate::auth::passwords::default_workers(),
+                // One bcrypt thread per core.
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
                 n => n,
             },
             queue: usize::try_from(self.auth_check_queue).unwrap_or(usize::MAX),

@@ -5,7 +5,6 @@
 //! and goes on with the client's next request; at the scrape's deadline with no push, the
 //! deadlines thread answers the scraper instead.
 
-use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +14,7 @@ use pushprox_protocol::{
     SCRAPE_TIMEOUT_HEADER,
 };
 
-use crate::http::{After, BodyError, Connection, RequestBody, TEXT};
+use crate::http::{After, BodyError, Connection, RequestBody};
 use crate::metrics::{Metrics, ScrapeOutcome};
 
 /// A scrape in progress, counted (in the proxy's scrapes in progress) until dropped: it moves
@@ -84,7 +83,7 @@ impl PendingScrape {
             (None, None) => RelayEnd::ScraperGone,
         };
         let bytes = body.bytes_read();
-        let push_after = body.answer(&end, &id);
+        let push_after = answer_push(body.into_inner(), &end, &id, bytes);
         metrics.relayed(bytes);
         match &end {
             RelayEnd::Relayed => {
@@ -156,7 +155,7 @@ impl PendingScrape {
 /// line (what Prometheus' target page shows as lastError), `body` as the plain-text body.
 pub fn scrape_failed(mut conn: Connection, status: u16, detail: &str, body: &str) -> After {
     conn.set_reason(&pushprox_protocol::reason_with(status, detail));
-    conn.respond(status, &TEXT, format!("{body}\n").as_bytes())
+    conn.respond_text(status, &[], body)
 }
 
 /// How the relay of a pushed body ended, which decides the push's answer.
@@ -182,36 +181,9 @@ impl RelayEnd {
     }
 }
 
-/// The body of a pushed response, read from the push request's body.
-pub struct PushedBody {
-    reader: BodyReader<RequestBody>,
-}
-
-impl PushedBody {
-    /// The pushed body, framed by `framing` inside the push request's body, at most `limit`
-    /// bytes (--push.max-body).
-    pub fn new(request_body: RequestBody, framing: Framing, limit: u64) -> Self {
-        PushedBody {
-            reader: BodyReader::new(request_body, framing, Some(limit)),
-        }
-    }
-
-    /// Whether the pushed body has been read to its end.
-    pub fn is_done(&self) -> bool {
-        self.reader.is_done()
-    }
-
-    /// Bytes of the pushed body read so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.reader.bytes_read()
-    }
-
-    /// Answers the push: `200` when its body was relayed whole, else the reason.
-    pub fn answer(self, end: &RelayEnd, id: &str) -> After {
-        let bytes = self.bytes_read();
-        answer_push(self.reader.into_inner(), end, id, bytes)
-    }
-}
+/// The body of a pushed response, read from the push request's body (framed by the pushed
+/// head, at most --push.max-body bytes).
+pub type PushedBody = BodyReader<RequestBody>;
 
 /// Answers a push whose body is `request_body`; the push's connection goes on with the
 /// client's next request on this thread.
@@ -238,22 +210,6 @@ pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u
     if status == 200 {
         conn.respond(200, &[], b"")
     } else {
-        conn.respond(status, &TEXT, format!("{reason}\n").as_bytes())
-    }
-}
-
-impl Read for PushedBody {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(out)
-    }
-}
-
-impl BufRead for PushedBody {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.reader.fill_buf()
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.reader.consume(n)
+        conn.respond_text(status, &[], &reason)
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pushprox_protocol::{fqdn_key, MAX_POLLS_HEADER, RETRY_HEADER, RETRY_NEXT};
 
-use crate::http::{After, Connection, Held, TEXT};
+use crate::http::{After, Connection, Held};
 use crate::registry::Registry;
 #[cfg(test)]
 use crate::rendezvous::MAX_POLLS_PER_CLIENT;
@@ -64,11 +64,8 @@ impl ParkedPoll {
     /// Answers the poll without a scrape: superseded, or held too long.
     pub fn answer(self, status: u16, reason: &str) {
         self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
-        let headers = [TEXT[0], TEXT[1], (MAX_POLLS_HEADER, MAX_POLLS)];
-        if let After::Next(conn) =
-            self.conn
-                .respond(status, &headers, format!("{reason}\n").as_bytes())
-        {
+        let headers = [(MAX_POLLS_HEADER, MAX_POLLS)];
+        if let After::Next(conn) = self.conn.respond_text(status, &headers, reason) {
             conn.resume();
         }
     }
@@ -79,15 +76,13 @@ impl ParkedPoll {
     pub fn come_back(self) {
         self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
         let headers = [
-            TEXT[0],
-            TEXT[1],
             (MAX_POLLS_HEADER, MAX_POLLS),
             (RETRY_HEADER, RETRY_NEXT),
             ("Retry-After", "0"),
         ];
         let reason =
-            "the proxy is stopping: poll again at once (another proxy, or this one restarted)\n";
-        if let After::Next(conn) = self.conn.respond(404, &headers, reason.as_bytes()) {
+            "the proxy is stopping: poll again at once (another proxy, or this one restarted)";
+        if let After::Next(conn) = self.conn.respond_text(404, &headers, reason) {
             conn.resume();
         }
     }

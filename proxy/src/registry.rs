@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::discovery::Announcement;
 
@@ -15,8 +15,6 @@ pub struct ClientInfo {
     pub fqdn: String,
     /// When it last polled (or a poll of it ended).
     pub last_seen: Instant,
-    /// Wall-clock time of `last_seen`, for display.
-    pub last_seen_wall: SystemTime,
     /// Whether a poll of it is held open right now (filled in by [`Registry::live`]).
     pub polling: bool,
     /// Scrapes handed to it.
@@ -99,14 +97,12 @@ impl Registry {
                 .or_insert_with(|| ClientInfo {
                     fqdn: fqdn.to_string(),
                     last_seen: now,
-                    last_seen_wall: SystemTime::now(),
                     polling: false,
                     scrapes: 0,
                     announced: Arc::default(),
                 });
             info.announced = Arc::new(announced);
             info.last_seen = now;
-            info.last_seen_wall = SystemTime::now();
             Ok(seen)
         })
     }
@@ -116,7 +112,6 @@ impl Registry {
         self.with(|clients| {
             if let Some(info) = clients.get_mut(key) {
                 info.last_seen = Instant::now();
-                info.last_seen_wall = SystemTime::now();
                 if scraped {
                     info.scrapes += 1;
                 }

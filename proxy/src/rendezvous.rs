@@ -427,7 +427,6 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
     /// Takes the polls held past their own hold (`X-PushProx-Hold`) or past `max_hold`
     /// (zero: no limit), to be answered.
     pub fn expire_parked(&self, max_hold: Duration) -> Vec<(String, P)> {
-        let mut out = Vec::new();
         let now = Instant::now();
         let limit = |info: &PollerInfo| match (info.hold.is_zero(), max_hold.is_zero()) {
             (true, true) => None,
@@ -435,23 +434,22 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
             (false, true) => Some(info.hold),
             (false, false) => Some(info.hold.min(max_hold)),
         };
-        for (fqdn, slot) in lock(&self.slots).iter_mut() {
-            let expired: Vec<P> = take_where(&mut slot.parked, |p| {
-                limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l)
-            });
-            self.parked.fetch_sub(expired.len(), Ordering::SeqCst);
-            out.extend(expired.into_iter().map(|poll| (fqdn.clone(), poll)));
-        }
-        out
+        self.take_parked(|p| limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l))
     }
 
     /// Takes the parked polls for which `gone` holds (their clients hung up), to be freed.
     pub fn take_parked_where(&self, gone: impl Fn(&P) -> bool) -> Vec<P> {
+        let taken = self.take_parked(|p| gone(&p.poll));
+        taken.into_iter().map(|(_, poll)| poll).collect()
+    }
+
+    /// Takes the parked polls for which `take` holds, each with its FQDN.
+    fn take_parked(&self, take: impl Fn(&Parked<P>) -> bool) -> Vec<(String, P)> {
         let mut out = Vec::new();
-        for slot in lock(&self.slots).values_mut() {
-            let taken: Vec<P> = take_where(&mut slot.parked, |p| gone(&p.poll));
+        for (fqdn, slot) in lock(&self.slots).iter_mut() {
+            let taken = take_where(&mut slot.parked, &take);
             self.parked.fetch_sub(taken.len(), Ordering::SeqCst);
-            out.extend(taken);
+            out.extend(taken.into_iter().map(|poll| (fqdn.clone(), poll)));
         }
         out
     }

@@ -27,7 +27,7 @@ use crate::web_config::{Settings, SettingsError};
 /// 1 KiB.
 const MAX_OTHER_BODY: u64 = 1 << 20;
 
-/// Stack of the janitor thread.
+/// Stack of the janitor and deadlines threads.
 const JANITOR_STACK: usize = 128 * 1024;
 /// How often parked polls are checked for clients that hung up.
 const GONE_SWEEP: Duration = Duration::from_secs(2);
@@ -64,11 +64,8 @@ fn route(method: &str, target: &str) -> Route {
         "/-/healthy" | "/-/ready" => (Route::Healthy, "GET"),
         _ => return Route::NotFound,
     };
-    let ok = match allowed {
-        "POST" => method == "POST",
-        _ => method == "GET" || method == "HEAD",
-    };
-    if ok {
+    // HEAD goes wherever GET does.
+    if method == allowed || (allowed == "GET" && method == "HEAD") {
         route
     } else {
         Route::WrongMethod(label(route), allowed)
@@ -119,11 +116,10 @@ impl Service for Proxy {
                     crate::redact::shown(request.target()),
                     conn.peer()
                 );
-                return handlers::text(conn, 413, &reason);
+                return conn.respond_text(413, &[], &reason);
             }
         }
-        let api = matches!(route, Route::Clients | Route::Metrics | Route::Index);
-        if api {
+        if matches!(route, Route::Clients | Route::Metrics | Route::Index) {
             if let Err(refusal) = state
                 .auth
                 .api(request.header("Authorization"), conn.peer().ip())
@@ -146,20 +142,20 @@ impl Service for Proxy {
             Route::Index => handlers::index::handle(state, conn),
             // 503 while stopping, so that a load balancer stops sending clients here.
             Route::Healthy if pushprox_daemon::signals::requested() => {
-                handlers::text(conn, 503, "stopping")
+                conn.respond_text(503, &[], "stopping")
             }
-            Route::Healthy => handlers::text(conn, 200, "OK"),
+            Route::Healthy => conn.respond_text(200, &[], "OK"),
             Route::WrongMethod(path, allowed) => {
                 let reason = format!(
                     "{} is not allowed on {path}: use {allowed}",
                     request.method()
                 );
                 log::debug!("refused request: {reason}");
-                handlers::text(conn, 405, &reason)
+                conn.respond_text(405, &[], &reason)
             }
             Route::Tunnel => {
                 let reason = "CONNECT tunnels are not supported: scrape http:// targets through proxy_url, and add params: {_scheme: [https]} for TLS targets";
-                handlers::text(conn, 405, reason)
+                conn.respond_text(405, &[], reason)
             }
             Route::NotFound => {
                 let reason = format!(
@@ -167,7 +163,7 @@ impl Service for Proxy {
                     crate::redact::shown(request.target())
                 );
                 log::debug!("{reason}");
-                handlers::text(conn, 404, &reason)
+                conn.respond_text(404, &[], &reason)
             }
         }
     }
@@ -375,19 +371,11 @@ pub fn run(config: Config) -> Result<(), StartupError> {
 
 /// Answers the scrapes handed to a client that got no push by their deadline.
 fn spawn_deadlines(state: Arc<State>) -> Result<(), StartupError> {
-    thread::Builder::new()
-        .name("deadlines".into())
-        .stack_size(JANITOR_STACK)
-        .spawn(move || loop {
-            for pending in state.rendezvous.wait_expired(Duration::from_secs(1)) {
-                pending.no_push(&state.metrics);
-            }
-        })
-        .map(|_| ())
-        .map_err(|source| StartupError::Thread {
-            what: "deadlines",
-            source,
-        })
+    spawn("deadlines", move || loop {
+        for pending in state.rendezvous.wait_expired(Duration::from_secs(1)) {
+            pending.no_push(&state.metrics);
+        }
+    })
 }
 
 /// Answers polls held past --poll.max-hold, frees polls whose clients hung up, forgets
@@ -403,41 +391,43 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), StartupError> {
         (hold / 10).clamp(Duration::from_millis(20), Duration::from_millis(250))
     }
     .min(every);
-    thread::Builder::new()
-        .name("janitor".into())
-        .stack_size(JANITOR_STACK)
-        .spawn(move || {
-            let mut last_sweep = Instant::now();
-            let mut last_gone = Instant::now();
-            loop {
-                thread::sleep(tick);
-                for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
-                    let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
-                    poll.answer(408, &reason);
-                }
-                if last_gone.elapsed() >= GONE_SWEEP {
-                    last_gone = Instant::now();
-                    for poll in state.rendezvous.take_parked_where(|p| p.is_gone()) {
-                        log::debug!("poll freed: its client hung up fqdn={}", poll.fqdn);
-                        poll.drop_gone();
-                    }
-                }
-                if last_sweep.elapsed() >= every {
-                    last_sweep = Instant::now();
-                    for fqdn in state.rendezvous.forget_expired() {
-                        log::info!(
-                            "client forgotten fqdn={fqdn} (no poll within --registration.timeout)"
-                        );
-                    }
-                    state.rendezvous.forget_idle();
+    spawn("janitor", move || {
+        let mut last_sweep = Instant::now();
+        let mut last_gone = Instant::now();
+        loop {
+            thread::sleep(tick);
+            for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
+                let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
+                poll.answer(408, &reason);
+            }
+            if last_gone.elapsed() >= GONE_SWEEP {
+                last_gone = Instant::now();
+                for poll in state.rendezvous.take_parked_where(|p| p.is_gone()) {
+                    log::debug!("poll freed: its client hung up fqdn={}", poll.fqdn);
+                    poll.drop_gone();
                 }
             }
-        })
+            if last_sweep.elapsed() >= every {
+                last_sweep = Instant::now();
+                for fqdn in state.rendezvous.forget_expired() {
+                    log::info!(
+                        "client forgotten fqdn={fqdn} (no poll within --registration.timeout)"
+                    );
+                }
+                state.rendezvous.forget_idle();
+            }
+        }
+    })
+}
+
+/// Starts the thread `what` running `body`.
+fn spawn(what: &'static str, body: impl FnOnce() + Send + 'static) -> Result<(), StartupError> {
+    thread::Builder::new()
+        .name(what.into())
+        .stack_size(JANITOR_STACK)
+        .spawn(body)
         .map(|_| ())
-        .map_err(|source| StartupError::Thread {
-            what: "janitor",
-            source,
-        })
+        .map_err(|source| StartupError::Thread { what, source })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub struct WarnLimit {
     state: Mutex<Vec<(&'static str, State)>>,
 }
 
+#[derive(Default)]
 struct State {
     last: Option<Instant>,
     left_out: u64,
@@ -35,11 +36,7 @@ impl WarnLimit {
             let at = match kinds.iter().position(|(k, _)| *k == kind) {
                 Some(at) => at,
                 None => {
-                    let fresh = State {
-                        last: None,
-                        left_out: 0,
-                    };
-                    kinds.push((kind, fresh));
+                    kinds.push((kind, State::default()));
                     kinds.len() - 1
                 }
             };

@@ -16,6 +16,7 @@
 //!   to retry in a second). A refused source is logged once
 //!   per interval with a count.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -59,11 +60,6 @@ pub struct PasswordLimits {
     pub failure_interval: Duration,
 }
 
-/// One bcrypt thread per core.
-pub fn default_workers() -> usize {
-    thread::available_parallelism().map_or(2, |n| n.get())
-}
-
 /// The answer of a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -92,6 +88,7 @@ struct Job {
 
 /// The sources' failures, for the users of one generation: a reload forgives them (the
 /// failures may have been a password that the reload just added).
+#[derive(Default)]
 struct Sources {
     users: u64,
     by_ip: HashMap<IpAddr, Budget>,
@@ -164,6 +161,7 @@ struct Budget {
     in_flight: u32,
 }
 
+#[derive(Default)]
 struct Cache {
     /// The generation of the users the entries were checked against.
     users: u64,
@@ -171,6 +169,7 @@ struct Cache {
 }
 
 /// How many refusals happened since the last log line about them.
+#[derive(Default)]
 struct RefusalLog {
     logged: Option<Instant>,
     count: u64,
@@ -207,19 +206,10 @@ impl Passwords {
         Ok(Passwords {
             limits,
             salt,
-            cache: Mutex::new(Cache {
-                users: 0,
-                until: HashMap::new(),
-            }),
-            pending: Mutex::new(HashMap::new()),
-            sources: Mutex::new(Sources {
-                users: 0,
-                by_ip: HashMap::new(),
-            }),
-            log: Mutex::new(RefusalLog {
-                logged: None,
-                count: 0,
-            }),
+            cache: Mutex::default(),
+            pending: Mutex::default(),
+            sources: Mutex::default(),
+            log: Mutex::default(),
             jobs,
             counts: PasswordCounts::default(),
         })
@@ -239,16 +229,9 @@ impl Passwords {
         }
         // The same user and password already being checked (a Prometheus starting fifty
         // scrapes at once): wait for that answer instead of running bcrypt again.
-        let leader = {
-            let mut pending = lock(&self.pending);
-            match pending.get(&key) {
-                Some(running) => Err(Arc::clone(running)),
-                None => {
-                    let running = Arc::new(Pending::default());
-                    pending.insert(key, Arc::clone(&running));
-                    Ok(running)
-                }
-            }
+        let leader = match lock(&self.pending).entry(key) {
+            Entry::Occupied(running) => Err(Arc::clone(running.get())),
+            Entry::Vacant(slot) => Ok(Arc::clone(slot.insert(Arc::default()))),
         };
         let running = match leader {
             Ok(running) => running,

@@ -44,20 +44,16 @@ pub fn render(state: &State) -> String {
         };
         // How a Prometheus target for this client is written: what users of the Go PushProx
         // most often get wrong.
-        let example: Vec<String> = if c.announced.targets.is_empty() {
-            vec![format!("{}:PORT", c.fqdn)]
+        let fqdn = escape(&c.fqdn);
+        let example = if c.announced.targets.is_empty() {
+            format!("<code>{fqdn}:PORT</code>")
         } else {
-            c.announced
-                .targets
-                .iter()
-                .map(|t| format!("{}:{}", c.fqdn, t.port))
-                .collect()
+            let ports = c.announced.targets.iter();
+            let codes: Vec<String> = ports
+                .map(|t| format!("<code>{fqdn}:{}</code>", t.port))
+                .collect();
+            codes.join(" ")
         };
-        let example = example
-            .iter()
-            .map(|e| format!("<code>{}</code>", escape(e)))
-            .collect::<Vec<_>>()
-            .join(" ");
         let labels = c
             .announced
             .labels
@@ -67,8 +63,7 @@ pub fn render(state: &State) -> String {
             .join(", ");
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{example}</td><td>{labels}</td><td>{seen}</td><td>{}</td></tr>",
-            escape(&c.fqdn),
+            "<tr><td>{fqdn}</td><td>{example}</td><td>{labels}</td><td>{seen}</td><td>{}</td></tr>",
             c.scrapes
         );
     }
@@ -111,12 +106,8 @@ th {{ background: #f4f4f4; }} code {{ background: #f4f4f4; padding: 0 .2em; }}
 
 /// Serves the page.
 pub fn handle(state: &State, conn: Connection) -> After {
-    super::body(
-        conn,
-        200,
-        "text/html; charset=utf-8",
-        render(state).as_bytes(),
-    )
+    let content_type = ("Content-Type", "text/html; charset=utf-8");
+    conn.respond(200, &[content_type], render(state).as_bytes())
 }
 
 #[cfg(test)]

@@ -28,10 +28,6 @@ pub fn handle(state: &State, open_connections: usize, conn: Connection) -> After
         password_cache_hits: counts.cache_hits.load(Ordering::Relaxed),
     };
     let text = state.metrics.render(&gauges);
-    super::body(
-        conn,
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        text.as_bytes(),
-    )
+    let content_type = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    conn.respond(200, &[content_type], text.as_bytes())
 }

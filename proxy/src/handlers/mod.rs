@@ -10,7 +10,7 @@ pub mod push;
 pub mod scrape;
 
 use crate::auth::{Refusal, REALM};
-use crate::http::{After, Connection, Request, TEXT};
+use crate::http::{After, Connection, Request};
 use crate::metrics::AuthFailure;
 use crate::state::State;
 
@@ -79,26 +79,6 @@ pub fn refuse(
         }
     };
     state.metrics.auth_failure(failure);
-    let mut headers = TEXT.to_vec();
-    if let Some((name, value)) = &extra {
-        headers.push((name, value.as_str()));
-    }
-    conn.respond(
-        status,
-        &headers,
-        format!("{}\n", refusal.reason()).as_bytes(),
-    )
-}
-
-/// Answers with a one-line plain-text reason (newline-terminated, as Go's http.Error).
-pub fn text(conn: Connection, status: u16, reason: &str) -> After {
-    conn.respond(status, &TEXT, format!("{reason}\n").as_bytes())
-}
-
-// A scrape the proxy fails itself, answered as the pending scrapes' failures are.
-pub use crate::delivery::scrape_failed;
-
-/// Answers with a body of the given content type.
-pub fn body(conn: Connection, status: u16, content_type: &str, body: &[u8]) -> After {
-    conn.respond(status, &[("Content-Type", content_type)], body)
+    let extra = extra.as_ref().map(|(name, value)| (*name, value.as_str()));
+    conn.respond_text(status, extra.as_slice(), refusal.reason())
 }

@@ -45,13 +45,15 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     let body = match conn.read_body(MAX_POLL_BODY) {
         Ok(body) => body,
         Err(BodyError::TooLarge { .. }) => {
-            return super::text(
-                conn,
+            return conn.respond_text(
                 413,
+                &[],
                 "poll body is larger than 1024 bytes: it must be the client's FQDN",
             )
         }
-        Err(e) => return super::text(conn, 400, &format!("could not read the poll body: {e}")),
+        Err(e) => {
+            return conn.respond_text(400, &[], &format!("could not read the poll body: {e}"))
+        }
     };
     let fqdn = match parse_fqdn(&body) {
         Ok(f) => f.to_string(),
@@ -59,7 +61,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             crate::warn_limit::REFUSALS.warn("poll", || {
                 format!("refused poll from {}: {reason}", conn.peer())
             });
-            return super::text(conn, 400, &reason);
+            return conn.respond_text(400, &[], &reason);
         }
     };
     if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
@@ -80,7 +82,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             crate::warn_limit::REFUSALS.warn("poll", || {
                 format!("refused poll fqdn={fqdn} from={}: {e}", conn.peer())
             });
-            return super::text(conn, 400, &e.to_string());
+            return conn.respond_text(400, &[], &e.to_string());
         }
     };
     let key = pushprox_protocol::fqdn_key(&fqdn);
@@ -96,12 +98,12 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             crate::warn_limit::REFUSALS.warn("poll", || {
                 format!("refused poll fqdn={fqdn} from={}: {full}", conn.peer())
             });
-            return super::text(conn, 503, &full.to_string());
+            return conn.respond_text(503, &[], &full.to_string());
         }
     }
     let share = match conn.park_share() {
         Ok(share) => share,
-        Err(why) => return super::text(conn, 503, &why),
+        Err(why) => return conn.respond_text(503, &[], &why),
     };
     log::debug!("poll waiting fqdn={fqdn}");
     let mut info = poller_info(&request);

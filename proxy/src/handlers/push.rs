@@ -47,7 +47,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             );
             crate::warn_limit::REFUSALS
                 .warn("push", || format!("refused push from {from}: {reason}"));
-            return super::text(conn, 413, &reason);
+            return conn.respond_text(413, &[], &reason);
         }
         // Refused at once; the pushed head (its Id) is read, briefly, only to fail its scrape
         // with the reason rather than at its deadline.
@@ -62,7 +62,8 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     };
     let fail = |body: RequestBody, status: u16, reason: String| -> After {
         crate::warn_limit::REFUSALS.warn("push", || format!("refused push from {from}: {reason}"));
-        super::text(body.finish(), status, &format!("Error pushing: {reason}"))
+        body.finish()
+            .respond_text(status, &[], &format!("Error pushing: {reason}"))
     };
     let parsed = ResponseHead::parse(&mut body, DEFAULT_MAX_HEAD);
     let oversized = declared.is_some_and(|n| n > max)
@@ -166,7 +167,8 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             return answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
         }
     };
-    pending.relay(&state.metrics, head, PushedBody::new(body, framing, max))
+    let body = PushedBody::new(body, framing, Some(max));
+    pending.relay(&state.metrics, head, body)
 }
 
 /// Says which scrape a client's token was refused for.

@@ -11,8 +11,9 @@ use pushprox_protocol::{
     Target, HOP_BY_HOP, ID_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
 };
 
-use crate::delivery::{InProgress, PendingScrape};
-use crate::http::{After, Connection, Request, TEXT};
+// A scrape the proxy fails itself is answered as the pending scrapes' failures are.
+use crate::delivery::{scrape_failed, InProgress, PendingScrape};
+use crate::http::{After, Connection, Request};
 use crate::metrics::{ScrapeOutcome, ScrapeRefused};
 use crate::rendezvous::{ScrapeError, Taken};
 use crate::state::State;
@@ -37,10 +38,8 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
     );
     state.metrics.scrape_refused(ScrapeRefused::Method);
     state.metrics.scrape(ScrapeOutcome::BadRequest);
-    let mut headers = TEXT.to_vec();
-    headers.push(("Allow", "GET, HEAD"));
     conn.set_reason(&pushprox_protocol::reason_with(405, &reason));
-    conn.respond(405, &headers, format!("{reason}\n").as_bytes())
+    conn.respond_text(405, &[("Allow", "GET, HEAD")], &reason)
 }
 
 /// Hands one scrape to a poll, or answers why not.
@@ -57,7 +56,7 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
             crate::redact::shown(&url)
         );
         state.metrics.scrape(ScrapeOutcome::BadRequest);
-        super::scrape_failed(conn, 400, &reason, &reason)
+        scrape_failed(conn, 400, &reason, &reason)
     };
     if conn.body_framing() != Framing::Length(0) {
         return bad(conn, "a scrape request has no body".into());
@@ -201,16 +200,14 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     };
     log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
     state.metrics.scrape(kind);
-    super::scrape_failed(conn, status, &reason, &body)
+    scrape_failed(conn, status, &reason, &body)
 }
 
 /// Answers a scrape this proxy cannot serve but another may: 404, which a balancer retries on
 /// its next server without counting this one as failed, marked as the proxy's own.
 fn pass_on(mut conn: Connection, reason: &str) -> After {
     conn.set_reason(&pushprox_protocol::reason_with(404, reason));
-    let mut headers = TEXT.to_vec();
-    headers.push((RETRY_HEADER, RETRY_NEXT));
-    conn.respond(404, &headers, format!("{reason}\n").as_bytes())
+    conn.respond_text(404, &[(RETRY_HEADER, RETRY_NEXT)], reason)
 }
 
 /// The status and one-line reason of a scrape that reached no client.

@@ -325,7 +325,7 @@ pub(super) fn serve(mut conn: Connection) {
                         conn.peer
                     );
                     conn.exchange.keep_alive = false;
-                    let _ = conn.respond(403, &TEXT, format!("{why}\n").as_bytes());
+                    let _ = conn.respond_text(403, &[], &why);
                     return;
                 }
                 if conn.stream.expired(conn.shared.limits.max_connection_age) {
@@ -342,7 +342,7 @@ pub(super) fn serve(mut conn: Connection) {
                 log::debug!("refused request from={}: {e}", conn.peer);
                 conn.exchange.keep_alive = false;
                 let status = e.status();
-                let _ = conn.respond(status, &TEXT, format!("{e}\n").as_bytes());
+                let _ = conn.respond_text(status, &[], &e.to_string());
                 return;
             }
             Err(NextError::TimedOut) => {
@@ -352,8 +352,8 @@ pub(super) fn serve(mut conn: Connection) {
                 );
                 conn.exchange.keep_alive = false;
                 let reason =
-                    "the request head did not arrive within the proxy's --web.read-timeout\n";
-                let _ = conn.respond(408, &TEXT, reason.as_bytes());
+                    "the request head did not arrive within the proxy's --web.read-timeout";
+                let _ = conn.respond_text(408, &[], reason);
                 return;
             }
             Err(NextError::Closed) => return conn.close(),
@@ -364,9 +364,3 @@ pub(super) fn serve(mut conn: Connection) {
         }
     }
 }
-
-/// Headers of the plain-text answers.
-pub const TEXT: [(&str, &str); 2] = [
-    ("Content-Type", "text/plain; charset=utf-8"),
-    ("X-Content-Type-Options", "nosniff"),
-];

@@ -74,9 +74,8 @@ impl Front {
 
     /// On the connection's thread: the TLS handshake, then its requests.
     fn open_and_serve(self: Arc<Self>, tcp: TcpStream, slot: Slot) {
-        let peer = match tcp.peer_addr() {
-            Ok(p) => p,
-            Err(_) => return,
+        let Ok(peer) = tcp.peer_addr() else {
+            return;
         };
         let stream = match &self.tls {
             None => Stream::plain(tcp),

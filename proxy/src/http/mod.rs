@@ -12,7 +12,7 @@ mod shared;
 mod shares;
 mod tls;
 
-pub use connection::{After, BodyError, Connection, Request, RequestBody, Service, TEXT};
+pub use connection::{After, BodyError, Connection, Request, RequestBody, Service};
 // Heads are read by the codec's one head reader, as pushes and poll answers are.
 pub use listener::Front;
 pub use pushprox_protocol::{HeadLimits, RequestHead, Version};

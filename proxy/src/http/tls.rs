@@ -176,15 +176,12 @@ impl Write for Stream {
 
 /// Runs the server side of a TLS handshake on `tcp` within `limit` (zero: 10 s), with the
 /// configuration `source` holds now.
-pub fn accept(source: &View<TlsSetup>, tcp: TcpStream, limit: Duration) -> io::Result<Stream> {
+pub fn accept(source: &View<TlsSetup>, mut tcp: TcpStream, limit: Duration) -> io::Result<Stream> {
     let accepted = Instant::now();
-    let limit = if limit.is_zero() {
-        HANDSHAKE_LIMIT
-    } else {
-        limit
-    };
+    let limit = Some(limit)
+        .filter(|l| !l.is_zero())
+        .unwrap_or(HANDSHAKE_LIMIT);
     let deadline = Instant::now() + limit;
-    let mut tcp = tcp;
     refuse_plain_http(&mut tcp, limit)?;
     let setup = source.get();
     let mut conn = ServerConnection::new(Arc::clone(&setup.config)).map_err(io::Error::other)?;

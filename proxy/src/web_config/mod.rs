@@ -215,9 +215,13 @@ impl WebConfig {
         WebConfig::parse(&text, path)
     }
 
-    /// The directory relative paths of the file are resolved against.
+    /// The directory relative paths of the file are resolved against: the file's directory
+    /// (`.` for a bare file name).
     pub fn base_dir(&self) -> &Path {
-        base_dir(&self.path)
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
     }
 
     /// The rustls configuration of `tls_server_config`, its files read and checked; `None`
@@ -249,13 +253,5 @@ impl WebConfig {
             }
         }
         files
-    }
-}
-
-/// The directory of `config` (`.` for a bare file name).
-pub fn base_dir(config: &Path) -> &Path {
-    match config.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
     }
 }

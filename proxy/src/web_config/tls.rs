@@ -94,32 +94,8 @@ pub fn from_web_config(
     config: &TlsServerConfig,
     base_dir: &Path,
 ) -> Result<Arc<TlsSetup>, TlsConfigError> {
-    // Empty: the flags' files, named by their flags.
-    let from_flags = config.config_path.as_os_str().is_empty();
-    let load = |source: &PemSource, file_key: &str, inline_key: &str| match source {
-        PemSource::File(path) if from_flags => {
-            let flag = if file_key == "cert_file" {
-                "--tls.cert"
-            } else {
-                "--tls.key"
-            };
-            Pem::read(path, Origin::flag(flag, path))
-        }
-        PemSource::File(path) => {
-            let path = base_dir.join(path);
-            let origin = Origin::config_file(&format!("tls_server_config.{file_key}"), &path);
-            Pem::read(&path, origin)
-        }
-        PemSource::Inline(text) => Ok(Pem::inline(
-            text,
-            Origin::inline(
-                &format!("tls_server_config.{inline_key}"),
-                &config.config_path,
-            ),
-        )),
-    };
-    let cert = load(&config.cert, "cert_file", "cert")?;
-    let key = load(&config.key, "key_file", "key")?;
+    let cert = read_pem(config, base_dir, &config.cert, ["cert_file", "cert"])?;
+    let key = read_pem(config, base_dir, &config.key, ["key_file", "key"])?;
 
     let mut provider = provider();
     if !config.cipher_suites.is_empty() {
@@ -170,6 +146,39 @@ pub fn from_web_config(
     }))
 }
 
+/// The PEM of `source`, named in errors by its key in the web config (`file_key`, or
+/// `inline_key` for inline PEM), or by its flag when `config` is `--tls.cert`/`--tls.key`'s.
+fn read_pem(
+    config: &TlsServerConfig,
+    base_dir: &Path,
+    source: &PemSource,
+    [file_key, inline_key]: [&str; 2],
+) -> Result<Pem, PemError> {
+    match source {
+        // An empty config path: the flags' files, named by their flags.
+        PemSource::File(path) if config.config_path.as_os_str().is_empty() => {
+            let flag = if file_key == "cert_file" {
+                "--tls.cert"
+            } else {
+                "--tls.key"
+            };
+            Pem::read(path, Origin::flag(flag, path))
+        }
+        PemSource::File(path) => {
+            let path = base_dir.join(path);
+            let origin = Origin::config_file(&format!("tls_server_config.{file_key}"), &path);
+            Pem::read(&path, origin)
+        }
+        PemSource::Inline(text) => Ok(Pem::inline(
+            text,
+            Origin::inline(
+                &format!("tls_server_config.{inline_key}"),
+                &config.config_path,
+            ),
+        )),
+    }
+}
+
 /// The verifier of `client_auth_type`, with the `client_allowed_sans` check in it.
 fn client_verifier(
     config: &TlsServerConfig,
@@ -189,19 +198,7 @@ fn client_verifier(
                             .into(),
                 });
             };
-            let ca = match source {
-                PemSource::File(path) => {
-                    let path = base_dir.join(path);
-                    Pem::read(
-                        &path,
-                        Origin::config_file("tls_server_config.client_ca_file", &path),
-                    )?
-                }
-                PemSource::Inline(text) => Pem::inline(
-                    text,
-                    Origin::inline("tls_server_config.client_ca", &config.config_path),
-                ),
-            };
+            let ca = read_pem(config, base_dir, source, ["client_ca_file", "client_ca"])?;
             let certs = ca.certificates().map_err(|e| match e {
                 PemError::NoCertificate { origin } => TlsConfigError::BadClientCa {
                     origin,

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, Read};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use pushprox_daemon::sync::lock;
 use pushprox_protocol::{parse_request, BodyReader, Framing};
 
 use super::super::Version;
@@ -40,17 +41,13 @@ thread_local! {
 /// Buffers given back on a thread whose own spare was taken already.
 static SPARES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-fn spares() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
-    pushprox_daemon::sync::lock(&SPARES)
-}
-
 /// A read buffer: this thread's spare, another kept one, or a new one.
 fn take_buffer() -> Vec<u8> {
     let spare = SPARE.with(Cell::take);
     if spare.len() == READ_BUFFER {
         return spare;
     }
-    spares().pop().unwrap_or_else(|| vec![0; READ_BUFFER])
+    lock(&SPARES).pop().unwrap_or_else(|| vec![0; READ_BUFFER])
 }
 
 /// Keeps `buf` for reuse, unless it grew for a large head or enough are kept.
@@ -60,7 +57,7 @@ pub(super) fn give_back(buf: Vec<u8>) {
     }
     let other = SPARE.with(|s| s.replace(buf));
     if other.len() == READ_BUFFER {
-        let mut kept = spares();
+        let mut kept = lock(&SPARES);
         if kept.len() < SPARE_BUFFERS {
             kept.push(other);
         }
@@ -200,8 +197,6 @@ impl Connection {
         };
         let http10 = head.version == Version::Http10;
         self.exchange = Exchange {
-            label: "other",
-            started: Instant::now(),
             keep_alive: if http10 {
                 has_token("keep-alive")
             } else {
@@ -214,7 +209,8 @@ impl Connection {
                 f => Some(f),
             },
             expect_continue: !http10 && head.headers.get("Expect").is_some(),
-            reason: None,
+            // Label "other" until routed, started now.
+            ..Exchange::idle()
         };
         Ok(Some(Request { head }))
     }
@@ -346,9 +342,7 @@ impl RequestBody {
         }
         conn
     }
-}
 
-impl RequestBody {
     /// Moves the time by which the whole body must have arrived.
     pub fn set_read_deadline(&mut self, deadline: Instant) {
         self.reader.get_mut().set_read_deadline(deadline);

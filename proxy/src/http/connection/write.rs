@@ -9,6 +9,12 @@ use pushprox_protocol::{
 
 use super::{After, Connection};
 
+/// Headers of the plain-text answers.
+const TEXT: [(&str, &str); 2] = [
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
 /// Whether answers of `status` never have a body (RFC 9112 6.3).
 fn bodiless(status: u16) -> bool {
     (100..200).contains(&status) || status == 204 || status == 304
@@ -32,8 +38,6 @@ fn write_all_gathered(stream: &mut impl Write, mut parts: &mut [IoSlice<'_>]) ->
 /// How a streamed answer went.
 #[derive(Debug, Default)]
 pub struct Relay {
-    /// Body bytes written.
-    pub bytes: u64,
     /// The source reached its end.
     pub source_done: bool,
     /// The source failed (e.g. a push that broke off).
@@ -59,7 +63,8 @@ impl Connection {
     }
 
     pub(super) fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write_raw_no_flush(bytes)?;
+        self.arm_writes()?;
+        self.stream.write_all(bytes)?;
         self.stream.flush()
     }
 
@@ -123,6 +128,13 @@ impl Connection {
         // A failed write was counted as 499 and the connection closed.
         self.respond_checked(status, headers, body)
             .unwrap_or(After::Kept)
+    }
+
+    /// Answers with a one-line plain-text `reason` (newline-terminated, as Go's http.Error),
+    /// with the headers of every plain-text answer, then `extra`.
+    pub fn respond_text(self, status: u16, extra: &[(&str, &str)], reason: &str) -> After {
+        let headers: Vec<(&str, &str)> = TEXT.iter().chain(extra).copied().collect();
+        self.respond(status, &headers, format!("{reason}\n").as_bytes())
     }
 
     /// [`Connection::respond`] that also says whether the answer could be written.
@@ -199,7 +211,6 @@ impl Connection {
             written = write_all_gathered(&mut self.stream, &mut parts);
             pending = b"";
             body.consume(n);
-            relay.bytes += n as u64;
         }
         let last: &[u8] = match chunked && relay.source_done {
             true => LAST_CHUNK,
@@ -214,11 +225,6 @@ impl Connection {
             relay.sink_error = Some(e.to_string());
         }
         (self.finish(status, written), relay)
-    }
-
-    fn write_raw_no_flush(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.arm_writes()?;
-        self.stream.write_all(bytes)
     }
 
     /// Records the answer and decides whether the connection goes on.
