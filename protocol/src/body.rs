@@ -242,11 +242,6 @@ impl<R: Read> ChunkedEncoder<R> {
         }
     }
 
-    /// The inner reader.
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-
     /// Reads the next chunk of the inner reader into `out`, or the last chunk at its end.
     fn refill(&mut self) -> io::Result<()> {
         // Room for the size line (at most 8 hex digits for 32 KiB, plus CRLF), data, CRLF.
