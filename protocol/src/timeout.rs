@@ -12,20 +12,14 @@ pub const PUSH_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout";
 
 /// Parses `X-Prometheus-Scrape-Timeout-Seconds`: a positive, finite decimal number of seconds.
 pub fn parse_scrape_timeout(value: &str) -> Result<Duration, ProtocolError> {
-    let text = value.trim_matches([' ', '\t']);
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| ProtocolError::InvalidScrapeTimeout(quoted(value.as_bytes())))?;
+    let bad = || ProtocolError::InvalidScrapeTimeout(quoted(value.as_bytes()));
+    let secs: f64 = value.trim_matches([' ', '\t']).parse().map_err(|_| bad())?;
     if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(ProtocolError::InvalidScrapeTimeout(quoted(
-            value.as_bytes(),
-        )));
+        return Err(bad());
     }
     let d = Duration::from_secs_f64(secs);
     if d < Duration::from_millis(1) {
-        return Err(ProtocolError::InvalidScrapeTimeout(quoted(
-            value.as_bytes(),
-        )));
+        return Err(bad());
     }
     Ok(d)
 }
