@@ -237,9 +237,10 @@ impl ProxyPolls {
             if signals::requested() {
                 break;
             }
+            // Only a 408 that came at once can be part of a superseding ping-pong.
+            let mut quick_408 = false;
             match result {
                 Ok(PollAnswer::Scrape { request, max_polls }) => {
-                    last_was_quick_408 = false;
                     restarting = None;
                     backoff.reset();
                     self.ctx.metrics.poll_succeeded();
@@ -248,8 +249,8 @@ impl ProxyPolls {
                 Ok(PollAnswer::Superseded) => {
                     restarting = None;
                     self.ctx.metrics.poll_succeeded();
-                    let quick = received - sent < QUICK_408;
-                    if quick && last_was_quick_408 {
+                    quick_408 = received - sent < QUICK_408;
+                    if quick_408 && last_was_quick_408 {
                         let wait = backoff.next_wait();
                         log::warn!(
                             "fqdn={fqdn} polls of {url} keep being superseded at once (408): is another client polling with the same FQDN? polling again in {wait:?}"
@@ -259,10 +260,8 @@ impl ProxyPolls {
                         backoff.reset();
                         log::debug!("fqdn={fqdn} poll of {url} answered 408 (superseded or held long enough); polling again");
                     }
-                    last_was_quick_408 = quick;
                 }
                 Ok(PollAnswer::Again) => {
-                    last_was_quick_408 = false;
                     if let Some(again) = restarting.as_mut() {
                         let wait = again.next_wait();
                         log::debug!(
@@ -275,13 +274,11 @@ impl ProxyPolls {
                     }
                 }
                 Ok(PollAnswer::GaveUp) => {
-                    last_was_quick_408 = false;
                     log::debug!(
                         "fqdn={fqdn} poll of {url} got no answer within {POLL_GIVE_UP:?}; polling again on a new connection"
                     );
                 }
                 Err(e) => {
-                    last_was_quick_408 = false;
                     self.ctx.metrics.poll_failed();
                     let wait = match restarting.as_mut() {
                         Some(again) => again.next_wait(),
@@ -293,6 +290,7 @@ impl ProxyPolls {
                     signals::sleep(wait);
                 }
             }
+            last_was_quick_408 = quick_408;
         }
         self.running.fetch_sub(1, Ordering::SeqCst);
         log::debug!("fqdn={fqdn} stopped polling {url}");
