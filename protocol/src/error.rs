@@ -176,20 +176,13 @@ impl std::error::Error for ProtocolError {
 impl From<io::Error> for ProtocolError {
     /// Unwraps a `ProtocolError` that travelled inside an `io::Error` (from [`crate::BodyReader`]).
     fn from(e: io::Error) -> Self {
-        if e.get_ref().is_some_and(|inner| inner.is::<ProtocolError>()) {
-            match e
-                .into_inner()
-                .map(|inner| inner.downcast::<ProtocolError>())
-            {
-                Some(Ok(p)) => return *p,
-                Some(Err(other)) => return ProtocolError::Io(io::Error::other(other)),
-                None => unreachable!("checked get_ref above"),
+        match e.downcast::<ProtocolError>() {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                ProtocolError::UnexpectedEof { context: "stream" }
             }
+            Err(e) => ProtocolError::Io(e),
         }
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            return ProtocolError::UnexpectedEof { context: "stream" };
-        }
-        ProtocolError::Io(e)
     }
 }
 
