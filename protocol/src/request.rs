@@ -1,7 +1,7 @@
 //! The scrape request in proxy form: what Prometheus sends the proxy, and what the proxy hands
 //! a client as the body of its poll.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write as _};
 
 use crate::error::{quoted, ProtocolError};
 use crate::head::{self, HeadLimits};
@@ -163,10 +163,8 @@ impl ScrapeRequest {
     /// with the absolute URL, `Host`, `User-Agent`, then the other headers sorted by name,
     /// each line ending in CRLF, and the empty line. There is no body.
     pub fn write_proxy_form(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.url.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{} {} HTTP/1.1\r\n", self.method, self.url);
         match self.headers.get("Host") {
             Some(host) => Headers::write_field(out, "Host", host),
             None => {
