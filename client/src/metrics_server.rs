@@ -100,24 +100,27 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) {
         }),
         limits,
     );
-    let response = match head {
-        Ok(head) => route(&head, metrics),
+    let (version, head_only, (status, content_type, body)) = match head {
+        Ok(head) => (
+            match head.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+            },
+            head.method == "HEAD",
+            route(&head, metrics),
+        ),
         Err(ProtocolError::Io(e)) => {
             log::debug!("metrics server: reading a request failed: {e}");
             return;
         }
         Err(ProtocolError::UnexpectedEof { .. }) => return,
-        Err(e) => Response::text(e.status(), &format!("{e}\n")),
+        Err(e) => ("HTTP/1.1", false, (e.status(), TEXT, format!("{e}\n"))),
     };
-    let head_only = response.head_only;
     let mut bytes = format!(
-        "{} {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
-        response.version,
-        response.status,
-        reason_phrase(response.status),
-        response.content_type,
-        response.body.len(),
-        if response.status == 405 {
+        "{version} {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+        reason_phrase(status),
+        body.len(),
+        if status == 405 {
             "Allow: GET, HEAD\r\n"
         } else {
             ""
@@ -125,7 +128,7 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) {
     )
     .into_bytes();
     if !head_only {
-        bytes.extend_from_slice(response.body.as_bytes());
+        bytes.extend_from_slice(body.as_bytes());
     }
     if let Err(e) = conn.write_all(&bytes).and_then(|()| conn.flush()) {
         log::debug!("metrics server: writing a response failed: {e}");
@@ -166,50 +169,28 @@ impl Read for Deadlined<'_> {
     }
 }
 
-struct Response {
-    version: &'static str,
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    head_only: bool,
-}
+/// Every answer but `/metrics` is plain text.
+const TEXT: &str = "text/plain; charset=utf-8";
 
-impl Response {
-    fn text(status: u16, body: &str) -> Response {
-        Response {
-            version: "HTTP/1.1",
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.to_string(),
-            head_only: false,
-        }
-    }
-}
-
-/// The answer to a request head: `GET`/`HEAD` of `/metrics` or `/-/healthy`, 404 elsewhere.
-fn route(head: &RequestHead, metrics: &Metrics) -> Response {
-    let method = head.method.as_str();
-    let get = matches!(method, "GET" | "HEAD");
+/// The status, content type and body that answer a request head: `GET`/`HEAD` of `/metrics`
+/// or `/-/healthy`, 404 elsewhere.
+fn route(head: &RequestHead, metrics: &Metrics) -> (u16, &'static str, String) {
+    let get = matches!(head.method.as_str(), "GET" | "HEAD");
     let path = head.target.split('?').next().unwrap_or("");
-    let mut response = match (path, get) {
-        ("/metrics", true) => Response {
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics.render(),
-            ..Response::text(200, "")
-        },
-        ("/-/healthy", true) => Response::text(200, "OK"),
-        ("/metrics" | "/-/healthy", false) => Response::text(405, "only GET is allowed here\n"),
-        _ => Response::text(
-            404,
-            "not found: this is a pushprox-client; try /metrics or /-/healthy\n",
+    match (path, get) {
+        ("/metrics", true) => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
         ),
-    };
-    response.version = match head.version {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
-    response.head_only = method == "HEAD";
-    response
+        ("/-/healthy", true) => (200, TEXT, "OK".into()),
+        ("/metrics" | "/-/healthy", false) => (405, TEXT, "only GET is allowed here\n".into()),
+        _ => (
+            404,
+            TEXT,
+            "not found: this is a pushprox-client; try /metrics or /-/healthy\n".into(),
+        ),
+    }
 }
 
 #[cfg(test)]
