@@ -261,11 +261,7 @@ fn parse_request_at(
     let length = match request.parse(&window[..upto]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return scanned.incomplete(eof, REQUEST).map(|()| None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(ProtocolError::TooManyHeaders {
-                limit: limits.max_headers,
-            })
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(scanned.too_many_headers()),
         Err(e) => {
             return Err(ProtocolError::MalformedHead {
                 what: REQUEST,
@@ -283,8 +279,6 @@ fn parse_request_at(
             })
         }
     };
-    let method = request.method.unwrap_or_default().to_string();
-    let target = request.path.unwrap_or_default().to_string();
     let headers = to_headers(request.headers, REQUEST)?;
     let framing = Framing::of_request(&headers, version)?;
     if let Some(expect) = headers.get("Expect") {
@@ -295,8 +289,8 @@ fn parse_request_at(
         }
     }
     let head = RequestHead {
-        method,
-        target,
+        method: request.method.unwrap_or_default().to_string(),
+        target: request.path.unwrap_or_default().to_string(),
         version,
         headers,
         framing,
@@ -305,6 +299,12 @@ fn parse_request_at(
 }
 
 impl Scanned<'_> {
+    fn too_many_headers(&self) -> ProtocolError {
+        ProtocolError::TooManyHeaders {
+            limit: self.limits.max_headers,
+        }
+    }
+
     /// What an incomplete head means: an error when it can no longer become a head, else wait.
     fn incomplete(&self, eof: bool, what: &'static str) -> Result<(), ProtocolError> {
         let (window, limits) = (self.window, self.limits);
@@ -352,11 +352,7 @@ pub(crate) fn parse_response_at(
     let (length, fields) = match httparse::parse_headers(&window[fields_at..upto], fields) {
         Ok(httparse::Status::Complete((n, fields))) => (fields_at + n, fields),
         Ok(httparse::Status::Partial) => return scanned.incomplete(eof, RESPONSE).map(|()| None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(ProtocolError::TooManyHeaders {
-                limit: limits.max_headers,
-            })
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(scanned.too_many_headers()),
         Err(_) => {
             let line = window[fields_at..upto]
                 .split(|&b| b == b'\r')
