@@ -210,12 +210,21 @@ impl ProxyPolls {
     /// Starts the primary poll loop on a thread of its own: it polls until shutdown and backs
     /// off after failures, exactly as with a Go proxy.
     pub fn spawn_primary(self: &Arc<Self>, backoff: Backoff) -> std::io::Result<()> {
-        let polls = Arc::clone(self);
         self.running.fetch_add(1, Ordering::SeqCst);
+        self.spawn_poller("poll", move |polls| polls.run_primary(backoff))
+    }
+
+    /// Starts a poller thread already counted in `running`, and uncounts it if it cannot start.
+    fn spawn_poller(
+        self: &Arc<Self>,
+        name: &str,
+        run: impl FnOnce(Arc<Self>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let polls = Arc::clone(self);
         std::thread::Builder::new()
-            .name("poll".into())
+            .name(name.into())
             .stack_size(THREAD_STACK)
-            .spawn(move || polls.run_primary(backoff))
+            .spawn(move || run(polls))
             .map(|_| ())
             .inspect_err(|_| {
                 self.running.fetch_sub(1, Ordering::SeqCst);
@@ -346,27 +355,19 @@ impl ProxyPolls {
                     .then_some(running + 1)
             });
         let Ok(before) = added else { return };
-        let polls = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("poll-extra".into())
-            .stack_size(THREAD_STACK)
-            .spawn(move || polls.run_extra());
-        match spawned {
-            Ok(_) => log::debug!(
+        match self.spawn_poller("poll-extra", Self::run_extra) {
+            Ok(()) => log::debug!(
                 "fqdn={} {in_flight} scrape(s) in flight from {}: started poller {} of at most {}",
                 self.ctx.fqdn,
                 self.link.url,
                 before + 1,
                 max_polls.unwrap_or(1).min(self.max_polls)
             ),
-            Err(e) => {
-                self.running.fetch_sub(1, Ordering::SeqCst);
-                log::warn!(
-                    "fqdn={} cannot start an extra poller of {}: {e}",
-                    self.ctx.fqdn,
-                    self.link.url
-                );
-            }
+            Err(e) => log::warn!(
+                "fqdn={} cannot start an extra poller of {}: {e}",
+                self.ctx.fqdn,
+                self.link.url
+            ),
         }
     }
 
