@@ -145,8 +145,7 @@ impl ScrapeRequest {
 
     /// Parses a whole request head from bytes (the body of a poll response).
     pub fn from_bytes(bytes: &[u8], max_head: usize) -> Result<ScrapeRequest, ProtocolError> {
-        let mut r = bytes;
-        ScrapeRequest::parse(&mut r, max_head)
+        ScrapeRequest::parse(&mut &bytes[..], max_head)
     }
 
     /// The parsed URL.

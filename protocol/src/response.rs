@@ -85,8 +85,7 @@ impl Response {
         max_head: usize,
         max_body: Option<u64>,
     ) -> Result<Response, ProtocolError> {
-        let mut r = bytes;
-        Response::parse(&mut r, max_head, max_body)
+        Response::parse(&mut &bytes[..], max_head, max_body)
     }
 
     /// A response with a plain-text body, as pushed for a failed scrape.
