@@ -7,7 +7,7 @@ mod ca;
 mod hint;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pushprox_daemon::tls::{certified_key, provider, Origin, Pem, PemError};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
@@ -66,28 +66,25 @@ fn tls_configs_with(
         _ => None,
     };
     let proxy = if needed_at_start(config) {
-        let roots =
-            match &config.flags.tls_cacert {
-                Some(path) => {
-                    let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
-                    certificates("--tls.cacert", path)?
-                }
-                None => system_roots_recorded(env_file, env_dirs).or_else(|looked| match config
-                    .flags
-                    .proxy_urls
-                    .iter()
-                    .find(|u| u.starts_with("https:"))
-                {
-                    Some(url) => Err(StartupError::NoCaCertificates {
-                        url: url.clone(),
-                        looked,
-                    }),
-                    None => {
-                        warn_no_roots(&looked);
-                        Ok(Vec::new())
+        let roots = match &config.flags.tls_cacert {
+            Some(path) => ca_file("--tls.cacert", path, &TRUSTED)?,
+            None => match system_roots_recorded(env_file, env_dirs) {
+                Ok(roots) => roots,
+                Err(looked) => {
+                    let https = config
+                        .flags
+                        .proxy_urls
+                        .iter()
+                        .find(|u| u.starts_with("https:"));
+                    if let Some(url) = https {
+                        let url = url.clone();
+                        return Err(StartupError::NoCaCertificates { url, looked });
                     }
-                })?,
-            };
+                    warn_no_roots(&looked);
+                    Vec::new()
+                }
+            },
+        };
         Some(trusting(&roots, client_cert.clone()))
     } else {
         None
@@ -103,11 +100,7 @@ fn tls_configs_with(
                 .build(),
         )
     } else if let Some(path) = &config.flags.scrape_tls_cacert {
-        let roots = certificates("--scrape.tls.cacert", path)?;
-        let _ = TARGET_TRUSTED.set(Trusted::Flag(format!(
-            "--scrape.tls.cacert {}",
-            path.display()
-        )));
+        let roots = ca_file("--scrape.tls.cacert", path, &TARGET_TRUSTED)?;
         Some(trusting(&roots, client_cert))
     } else {
         proxy.clone()
@@ -198,11 +191,13 @@ fn der_certificates(pem: &Pem) -> Result<Vec<Certificate<'static>>, StartupError
         .collect())
 }
 
-/// The certificates of the PEM file named by `flag`.
-fn certificates(
+/// The CA certificates of the PEM file named by `flag`, recorded in `trusted` for the hints.
+fn ca_file(
     flag: &'static str,
     path: &Path,
+    trusted: &OnceLock<Trusted>,
 ) -> Result<Vec<Certificate<'static>>, StartupError> {
+    let _ = trusted.set(Trusted::Flag(format!("{flag} {}", path.display())));
     der_certificates(&read_pem(flag, path)?)
 }
 
