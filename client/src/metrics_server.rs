@@ -202,7 +202,7 @@ mod tests {
     fn server() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        serve(listener, Metrics::new()).unwrap();
+        serve(listener, Arc::new(Metrics::default())).unwrap();
         addr
     }
 

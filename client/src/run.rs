@@ -51,7 +51,7 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         }
     );
     log::info!("{}", serving_line(config));
-    let metrics = Metrics::new();
+    let metrics = Arc::new(Metrics::default());
     metrics_server::serve(listener, Arc::clone(&metrics))?;
 
     let connect_host = config.flags.scrape_target_host.clone();
