@@ -199,12 +199,16 @@ impl Scan {
     }
 }
 
+/// A malformed `what` ("request head", ...), and `why`.
+fn malformed(what: &'static str, why: impl Into<String>) -> ProtocolError {
+    let why = why.into();
+    ProtocolError::MalformedHead { what, why }
+}
+
 fn bare(buf: &[u8], i: usize, what: &'static str) -> ProtocolError {
     let which = if buf[i] == b'\r' { "CR" } else { "LF" };
-    ProtocolError::MalformedHead {
-        what,
-        why: format!("a bare {which} at byte {i}: lines must end in CRLF"),
-    }
+    let why = format!("a bare {which} at byte {i}: lines must end in CRLF");
+    malformed(what, why)
 }
 
 /// A head's first bytes as both parsers see them, with its limits: at most `max_bytes` of
@@ -262,22 +266,12 @@ fn parse_request_at(
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return scanned.incomplete(eof, REQUEST).map(|()| None),
         Err(httparse::Error::TooManyHeaders) => return Err(scanned.too_many_headers()),
-        Err(e) => {
-            return Err(ProtocolError::MalformedHead {
-                what: REQUEST,
-                why: describe(e),
-            })
-        }
+        Err(e) => return Err(malformed(REQUEST, describe(e))),
     };
     let version = match request.version {
         Some(0) => Version::Http10,
         Some(1) => Version::Http11,
-        _ => {
-            return Err(ProtocolError::MalformedHead {
-                what: REQUEST,
-                why: "unsupported HTTP version".into(),
-            })
-        }
+        _ => return Err(malformed(REQUEST, "unsupported HTTP version")),
     };
     let headers = to_headers(request.headers, REQUEST)?;
     let framing = Framing::of_request(&headers, version)?;
@@ -437,12 +431,9 @@ fn to_headers(
     let bytes = fields.iter().map(|f| f.name.len() + f.value.len()).sum();
     let mut headers = Headers::with_capacity(fields.len(), bytes);
     for field in fields {
-        let value = std::str::from_utf8(field.value).map_err(|_| ProtocolError::MalformedHead {
-            what,
-            why: format!(
-                "the value of header {} is not UTF-8",
-                quoted(field.name.as_bytes())
-            ),
+        let value = std::str::from_utf8(field.value).map_err(|_| {
+            let name = quoted(field.name.as_bytes());
+            malformed(what, format!("the value of header {name} is not UTF-8"))
         })?;
         headers.append(field.name, value);
     }
@@ -495,10 +486,8 @@ fn read_with<R: BufRead, T>(
             }
             // The scan and the parser disagree on where the head ends: never split a stream
             // on a guess.
-            return Err(ProtocolError::MalformedHead {
-                what: "head",
-                why: format!("no end found in \"{}\"", quoted(&acc)),
-            });
+            let why = format!("no end found in \"{}\"", quoted(&acc));
+            return Err(malformed("head", why));
         }
         r.consume(take);
     }
