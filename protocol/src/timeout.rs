@@ -14,14 +14,11 @@ pub const PUSH_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout";
 pub fn parse_scrape_timeout(value: &str) -> Result<Duration, ProtocolError> {
     let bad = || ProtocolError::InvalidScrapeTimeout(quoted(value.as_bytes()));
     let secs: f64 = value.trim_matches([' ', '\t']).parse().map_err(|_| bad())?;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(bad());
-    }
-    let d = Duration::from_secs_f64(secs);
-    if d < Duration::from_millis(1) {
-        return Err(bad());
-    }
-    Ok(d)
+    // Refused: not a number of seconds (NaN, infinite, negative), over 1e9 s, under 1 ms.
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| secs <= 1e9 && *d >= Duration::from_millis(1))
+        .ok_or_else(bad)
 }
 
 /// Formats a deadline for `X-Prometheus-Scrape-Timeout-Seconds` the way Prometheus does:
