@@ -76,11 +76,7 @@ impl Target {
             scheme,
             host: host.to_ascii_lowercase(),
             port,
-            path_and_query: if path.is_empty() {
-                "/".into()
-            } else {
-                path.into()
-            },
+            path_and_query: if path.is_empty() { "/" } else { path }.into(),
         })
     }
 }
@@ -172,15 +168,11 @@ impl ScrapeRequest {
     pub fn write_proxy_form(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
         let _ = write!(out, "{} {} HTTP/1.1\r\n", self.method, self.url);
-        match self.headers.get("Host") {
-            Some(host) => Headers::write_field(out, "Host", host),
-            None => {
-                // As Go's URL.Host: never the userinfo.
-                let host_port =
-                    split_authority(&self.url).map_or("", |(_, _, host_port, _)| host_port);
-                Headers::write_field(out, "Host", host_port);
-            }
-        }
+        // Without a Host header, as Go's URL.Host: never the userinfo.
+        let host = self.headers.get("Host").unwrap_or_else(|| {
+            split_authority(&self.url).map_or("", |(_, _, host_port, _)| host_port)
+        });
+        Headers::write_field(out, "Host", host);
         if let Some(ua) = self.headers.get("User-Agent") {
             Headers::write_field(out, "User-Agent", ua);
         }
