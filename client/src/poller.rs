@@ -289,10 +289,7 @@ impl ProxyPolls {
                 }
                 Err(e) => {
                     self.ctx.metrics.poll_failed();
-                    let wait = match restarting.as_mut() {
-                        Some(again) => again.next_wait(),
-                        None => backoff.next_wait(),
-                    };
+                    let wait = restarting.as_mut().unwrap_or(&mut backoff).next_wait();
                     log::warn!(
                         "fqdn={fqdn} poll of {url}/poll failed: {e}; polling again in {wait:?}"
                     );
