@@ -102,15 +102,11 @@ pub enum PollError {
     Network(ureq::Error),
     /// 401 or 403: the proxy does not accept our token (or our lack of one) for our FQDN.
     Token(TokenRefused),
-    /// A status other than 200, 401, 403 or 408.
-    Status {
+    /// An answer that is not a scrape request: a status other than 200, 401, 403 or 408
+    /// (`error` is `None`), or a 200 whose body is not one (`error` says why).
+    Unexpected {
         status: u16,
-        content_type: String,
-        body: String,
-    },
-    /// A 200 whose body is not a scrape request.
-    NotAScrapeRequest {
-        error: pushprox_protocol::ProtocolError,
+        error: Option<pushprox_protocol::ProtocolError>,
         content_type: String,
         body: String,
     },
@@ -121,27 +117,26 @@ impl fmt::Display for PollError {
         match self {
             PollError::Network(e) => write!(f, "{e}{}", crate::tls::hint(e, "proxy")),
             PollError::Token(refused) => write!(f, "{refused}"),
-            PollError::Status {
+            PollError::Unexpected {
                 status,
-                content_type,
-                body,
-            } => write!(
-                f,
-                "answered status {status} {}, content type {content_type:?}, body \"{body}\": \
-                 expected a scrape request (200) or 408; is a load balancer or another service \
-                 answering in place of the proxy?",
-                reason_phrase(*status)
-            ),
-            PollError::NotAScrapeRequest {
                 error,
                 content_type,
                 body,
-            } => write!(
-                f,
-                "answered status 200 but the body is not a scrape request ({error}), content type \
-                 {content_type:?}, body \"{body}\"; is a load balancer or another service \
-                 answering in place of the proxy?"
-            ),
+            } => match error {
+                None => write!(
+                    f,
+                    "answered status {status} {}, content type {content_type:?}, body \"{body}\": \
+                     expected a scrape request (200) or 408; is a load balancer or another \
+                     service answering in place of the proxy?",
+                    reason_phrase(*status)
+                ),
+                Some(error) => write!(
+                    f,
+                    "answered status 200 but the body is not a scrape request ({error}), content \
+                     type {content_type:?}, body \"{body}\"; is a load balancer or another \
+                     service answering in place of the proxy?"
+                ),
+            },
         }
     }
 }
@@ -410,15 +405,17 @@ impl ProxyPolls {
             .limit(DEFAULT_MAX_HEAD as u64)
             .read_to_vec()
             .map_err(PollError::Network)?;
+        let unexpected = |error| PollError::Unexpected {
+            status,
+            error,
+            content_type,
+            body: excerpt(&body, BODY_EXCERPT),
+        };
         match status {
             s if s != 200 && retry_next => Ok(PollAnswer::Again),
             200 => ScrapeRequest::from_bytes(&body, DEFAULT_MAX_HEAD)
                 .map(|request| PollAnswer::Scrape { request, max_polls })
-                .map_err(|error| PollError::NotAScrapeRequest {
-                    error,
-                    content_type,
-                    body: excerpt(&body, BODY_EXCERPT),
-                }),
+                .map_err(|error| unexpected(Some(error))),
             408 => Ok(PollAnswer::Superseded),
             s if is_token_refusal(s) => Err(PollError::Token(self.link.token_refused(
                 s,
@@ -427,11 +424,7 @@ impl ProxyPolls {
                     TOKEN_REFUSAL_EXCERPT,
                 ),
             ))),
-            _ => Err(PollError::Status {
-                status,
-                content_type,
-                body: excerpt(&body, BODY_EXCERPT),
-            }),
+            _ => Err(unexpected(None)),
         }
     }
 
@@ -538,8 +531,9 @@ mod tests {
 
     #[test]
     fn status_error_names_status_type_and_body() {
-        let e = PollError::Status {
+        let e = PollError::Unexpected {
             status: 502,
+            error: None,
             content_type: "text/html".into(),
             body: excerpt(b"<html><body>Bad Gateway</body></html>", 80),
         };
