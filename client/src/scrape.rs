@@ -124,9 +124,8 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
             Err((e, received + push::ERROR_PUSH_WINDOW))
         }
     };
-    let (error, deadline) = match result {
-        Ok(()) => return,
-        Err(failure) => failure,
+    let Err((error, deadline)) = result else {
+        return;
     };
     let outcome = error.outcome();
     ctx.metrics.scrape_done(outcome);
