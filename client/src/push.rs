@@ -6,7 +6,7 @@ use std::io::{self, Cursor, Read};
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    excerpt, reason_phrase, ChunkedEncoder, Response, ResponseHead, HOP_BY_HOP, ID_HEADER,
+    excerpt, reason_phrase, ChunkedEncoder, Headers, Response, ResponseHead, HOP_BY_HOP, ID_HEADER,
     PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
 use ureq::SendBody;
@@ -86,9 +86,7 @@ pub fn push_head<'a>(
         }
         head.headers.append(canonical_name(name), value);
     }
-    head.headers.append(ID_HEADER, id);
-    head.headers
-        .append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
+    stamp(&mut head.headers, id, remaining);
     match length {
         Some(n) => head.headers.append("Content-Length", n.to_string()),
         None => head.headers.append("Transfer-Encoding", "chunked"),
@@ -235,11 +233,7 @@ pub fn push_error(
         // RFC 9110: a 405 says which methods are allowed (a scrape's: GET and HEAD).
         response.head.headers.append("Allow", "GET, HEAD");
     }
-    response.head.headers.append(ID_HEADER, id);
-    response
-        .head
-        .headers
-        .append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
+    stamp(&mut response.head.headers, id, remaining);
     let bytes = response.to_bytes();
     send(
         link,
@@ -283,6 +277,13 @@ fn send(
         410 => Err(PushError::Late { answer }),
         _ => Err(PushError::Refused { status, answer }),
     }
+}
+
+/// What every push carries after the target's headers: the scrape's id and the time left
+/// until its deadline.
+fn stamp(headers: &mut Headers, id: &str, remaining: Duration) {
+    headers.append(ID_HEADER, id);
+    headers.append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
 }
 
 /// `remaining` in seconds with six decimals, as the Go client writes the push timeout header.
