@@ -24,10 +24,12 @@ pub fn bind(addr: &ListenAddr) -> Result<TcpListener, StartupError> {
     })
 }
 
-/// The longest request head the metrics server reads; longer ones get a 431.
-const MAX_HEAD: usize = 8 * 1024;
-/// Most header fields in a request; more get a 431.
-const MAX_HEADERS: usize = 100;
+/// The request heads the metrics server reads: at most 8 KiB, with at most 100 header fields;
+/// a longer head or more fields get a 431.
+const LIMITS: HeadLimits = HeadLimits {
+    max_bytes: 8 * 1024,
+    max_headers: 100,
+};
 /// Time a connection has to send its request head, and then to take the response.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections answered side by side on threads of their own; more wait for the accept thread.
@@ -89,16 +91,12 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), Startup
 fn answer(mut conn: TcpStream, metrics: &Metrics) {
     let deadline = Instant::now() + CONNECTION_TIMEOUT;
     let _ = conn.set_write_timeout(Some(CONNECTION_TIMEOUT));
-    let limits = HeadLimits {
-        max_bytes: MAX_HEAD,
-        max_headers: MAX_HEADERS,
-    };
     let head = read_request(
         &mut BufReader::new(Deadlined {
             conn: &conn,
             deadline,
         }),
-        limits,
+        LIMITS,
     );
     let (version, head_only, (status, content_type, body)) = match head {
         Ok(head) => (
