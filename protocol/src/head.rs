@@ -129,14 +129,11 @@ fn framing(headers: &Headers) -> Result<Option<Framing>, ProtocolError> {
             let part = part.trim();
             let valid =
                 !part.is_empty() && part.len() <= 19 && part.bytes().all(|b| b.is_ascii_digit());
-            let n: u64 = match part.parse() {
-                Ok(n) if valid => n,
-                _ => {
-                    return Err(ProtocolError::InvalidContentLength(quoted(
-                        value.as_bytes(),
-                    )))
-                }
-            };
+            let n: u64 = part
+                .parse()
+                .ok()
+                .filter(|_| valid)
+                .ok_or_else(|| ProtocolError::InvalidContentLength(quoted(value.as_bytes())))?;
             if length.is_some_and(|l| l != n) {
                 return Err(ProtocolError::AmbiguousFraming(
                     "two different Content-Length values".into(),
