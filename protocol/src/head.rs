@@ -304,14 +304,11 @@ impl Scanned<'_> {
         }
         if window.len() >= limits.max_bytes {
             let line_done = window.windows(2).any(|w| w == b"\r\n");
+            let limit = limits.max_bytes;
             return Err(if line_done || what != REQUEST {
-                ProtocolError::HeadTooLarge {
-                    limit: limits.max_bytes,
-                }
+                ProtocolError::HeadTooLarge { limit }
             } else {
-                ProtocolError::TargetTooLong {
-                    limit: limits.max_bytes,
-                }
+                ProtocolError::TargetTooLong { limit }
             });
         }
         if eof {
