@@ -31,7 +31,12 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     };
     let tls = crate::tls::tls_configs(config)?;
     let listener = metrics_server::bind(&config.flags.metrics_addr)?;
-    let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
+    let allow: Vec<String> = config
+        .flags
+        .scrape_allow
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
     log::info!(
         "starting pushprox-client version={} fqdn={} proxy_urls={} max_polls={} metrics_addr={} token_file={} scrape_allow={}",
         env!("CARGO_PKG_VERSION"),
@@ -70,7 +75,7 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     };
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
-        allow: config.scrape_allow.clone(),
+        allow: config.flags.scrape_allow.clone(),
         allow_from_sd_targets: config.allow_from_sd_targets,
         agents,
         metrics,
