@@ -68,9 +68,7 @@ impl Headers {
     /// Removes every field of `name`; returns the first removed value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let first = self.get(name).map(str::to_string);
-        if first.is_some() {
-            self.drop_all(name);
-        }
+        self.drop_all(name);
         first
     }
 
