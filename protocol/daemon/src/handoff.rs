@@ -123,12 +123,8 @@ impl<T> Receiver<T> {
                         *state = State::Empty(None);
                         return Err(RecvError::Timeout);
                     }
-                    State::SenderGone => {
-                        *state = State::SenderGone;
-                        return Err(RecvError::Disconnected);
-                    }
                     other => {
-                        // Taken or closed: nothing more will come.
+                        // The sender gone, the value taken, or closed: nothing more will come.
                         *state = other;
                         return Err(RecvError::Disconnected);
                     }
