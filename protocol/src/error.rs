@@ -80,15 +80,9 @@ pub(crate) fn quoted(bytes: &[u8]) -> String {
 /// `…` marks a cut.
 pub fn excerpt(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        out.extend(c.escape_debug());
-    }
-    out
+    let cut = text.chars().nth(max).is_some();
+    let escaped = text.chars().take(max).flat_map(char::escape_debug);
+    escaped.chain(cut.then_some('…')).collect()
 }
 
 impl fmt::Display for ProtocolError {
