@@ -50,10 +50,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, ProtocolError> {
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)
             .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
         let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
         rest = &rest[num_len..];
         let unit_len = rest
