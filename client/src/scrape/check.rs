@@ -98,13 +98,10 @@ pub(super) fn target_url(url: &str) -> Result<String, ScrapeError> {
     let bad = || ScrapeError::BadUrl(ProtocolError::MalformedUrl(url.to_string()));
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
     let rest = rest.split('#').next().unwrap_or("");
-    let (base, query) = match rest.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (rest, None),
-    };
+    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut scheme = scheme.to_ascii_lowercase();
     let mut kept = Vec::new();
-    for param in query.unwrap_or("").split('&') {
+    for param in query.split('&') {
         let (key, value) = param.split_once('=').unwrap_or((param, ""));
         if key == "_scheme" {
             match value {
