@@ -253,17 +253,16 @@ fn by_name(labels: Vec<Label>) -> Vec<Label> {
 
 /// A Prometheus label name, not one of the reserved `__` names.
 fn label_name(name: &str) -> Result<(), String> {
-    match pushprox_protocol::check_label_name(name) {
-        Ok(()) => Ok(()),
-        Err(LabelNameError::Reserved) => Err(format!(
+    pushprox_protocol::check_label_name(name).map_err(|e| match e {
+        LabelNameError::Reserved => format!(
             "label name \"{name}\" starts with \"__\", which Prometheus reserves for its own \
              labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
-        )),
-        Err(LabelNameError::Invalid) => Err(format!(
+        ),
+        LabelNameError::Invalid => format!(
             "\"{name}\" is not a Prometheus label name: a label name matches \
              [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
-        )),
-    }
+        ),
+    })
 }
 
 /// `--label`: `NAME=VALUE`.
