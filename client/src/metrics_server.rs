@@ -135,18 +135,11 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) {
     // Read what the client still sends (a body we did not want) before closing, so that the
     // close does not reset the connection under the response. Bounded like the head.
     let _ = conn.shutdown(Shutdown::Write);
-    let mut sink = [0u8; 1024];
-    let mut left: usize = 64 * 1024;
-    let mut rest = Deadlined {
+    let rest = Deadlined {
         conn: &conn,
         deadline,
     };
-    while left > 0 {
-        match rest.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
+    let _ = std::io::copy(&mut rest.take(64 * 1024), &mut std::io::sink());
 }
 
 /// Reads from a connection until a deadline for all reads together.
