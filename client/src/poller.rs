@@ -347,19 +347,14 @@ impl ProxyPolls {
                     .then_some(running + 1)
             });
         let Ok(before) = added else { return };
+        let (fqdn, url) = (&self.ctx.fqdn, &self.link.url);
         match self.spawn_poller("poll-extra", Self::run_extra) {
             Ok(()) => log::debug!(
-                "fqdn={} {in_flight} scrape(s) in flight from {}: started poller {} of at most {}",
-                self.ctx.fqdn,
-                self.link.url,
+                "fqdn={fqdn} {in_flight} scrape(s) in flight from {url}: started poller {} of at most {}",
                 before + 1,
                 max_polls.unwrap_or(1).min(self.max_polls)
             ),
-            Err(e) => log::warn!(
-                "fqdn={} cannot start an extra poller of {}: {e}",
-                self.ctx.fqdn,
-                self.link.url
-            ),
+            Err(e) => log::warn!("fqdn={fqdn} cannot start an extra poller of {url}: {e}"),
         }
     }
 
