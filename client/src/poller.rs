@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use pushprox_daemon::signals;
 use pushprox_protocol::{
-    excerpt, parse_scrape_timeout, reason_phrase, ScrapeRequest, DEFAULT_MAX_HEAD, HOLD_HEADER,
-    MAX_POLLS_HEADER, POLLER_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
+    excerpt, reason_phrase, ScrapeRequest, DEFAULT_MAX_HEAD, HOLD_HEADER, MAX_POLLS_HEADER,
+    POLLER_HEADER, RETRY_HEADER, RETRY_NEXT,
 };
 
 use crate::config::THREAD_STACK;
@@ -427,13 +427,8 @@ impl ProxyPolls {
     /// from this proxy, this one included. Beyond `--scrape.max-in-flight` the scrape is
     /// answered 503 at once instead, and no poller is added (0).
     fn start_scrape(self: &Arc<Self>, request: ScrapeRequest, received: Instant) -> usize {
-        let bound = request
-            .headers
-            .get(SCRAPE_TIMEOUT_HEADER)
-            .and_then(|v| parse_scrape_timeout(v).ok())
-            .unwrap_or(UNKNOWN_DEADLINE)
-            + PUSH_GRACE
-            + ERROR_PUSH_WINDOW;
+        let timeout = request.scrape_timeout().and_then(Result::ok);
+        let bound = timeout.unwrap_or(UNKNOWN_DEADLINE) + PUSH_GRACE + ERROR_PUSH_WINDOW;
         let Some(guard) = self.in_flight.try_start(bound) else {
             scrape::refuse_busy(&self.ctx, &self.link, &request, received, &self.in_flight);
             return 0;

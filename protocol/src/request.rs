@@ -2,10 +2,12 @@
 //! a client as the body of its poll.
 
 use std::io::{BufRead, Write as _};
+use std::time::Duration;
 
 use crate::error::{quoted, ProtocolError};
 use crate::head::{self, HeadLimits};
 use crate::headers::Headers;
+use crate::timeout::{parse_scrape_timeout, SCRAPE_TIMEOUT_HEADER};
 
 /// The header that carries the proxy's id of a scrape, echoed in the push.
 pub const ID_HEADER: &str = "Id";
@@ -160,6 +162,13 @@ impl ScrapeRequest {
     /// The proxy's id of this scrape, if set.
     pub fn id(&self) -> Option<&str> {
         self.headers.get(ID_HEADER)
+    }
+
+    /// The scraper's timeout (`X-Prometheus-Scrape-Timeout-Seconds`), if set.
+    pub fn scrape_timeout(&self) -> Option<Result<Duration, ProtocolError>> {
+        self.headers
+            .get(SCRAPE_TIMEOUT_HEADER)
+            .map(parse_scrape_timeout)
     }
 
     /// Writes the request in proxy form, as Go's `Request.WriteProxy` does: the request line

@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use pushprox_protocol::{
-    parse_scrape_timeout, without_userinfo, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER,
-    SCRAPE_TIMEOUT_HEADER,
-};
+use pushprox_protocol::{without_userinfo, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER};
 
 use crate::config::AllowRule;
 
@@ -66,10 +63,9 @@ pub(super) fn prepare(
         });
     }
     let timeout = request
-        .headers
-        .get(SCRAPE_TIMEOUT_HEADER)
-        .ok_or(ScrapeError::MissingDeadline)
-        .and_then(|v| parse_scrape_timeout(v).map_err(ScrapeError::BadDeadline))?;
+        .scrape_timeout()
+        .ok_or(ScrapeError::MissingDeadline)?;
+    let timeout = timeout.map_err(ScrapeError::BadDeadline)?;
     Ok(Prepared {
         method: request.method.clone(),
         url,
