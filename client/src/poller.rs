@@ -14,7 +14,7 @@ use pushprox_protocol::{
 };
 
 use crate::config::THREAD_STACK;
-use crate::in_flight::InFlight;
+use crate::in_flight::{InFlight, InFlightGuard};
 use crate::link::{is_token_refusal, ProxyLink};
 use crate::liveness::PollWatch;
 use crate::metrics::Outcome;
@@ -180,7 +180,7 @@ pub struct ProxyPolls {
     /// Poller threads of this proxy, the primary included.
     running: AtomicUsize,
     /// Scrapes from this proxy not finished yet.
-    scrapes: AtomicUsize,
+    scrapes: Arc<AtomicUsize>,
 }
 
 impl ProxyPolls {
@@ -198,7 +198,7 @@ impl ProxyPolls {
             instance,
             max_polls,
             running: AtomicUsize::new(0),
-            scrapes: AtomicUsize::new(0),
+            scrapes: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -433,7 +433,7 @@ impl ProxyPolls {
             scrape::refuse_busy(&self.ctx, &self.link, &request, received, &self.in_flight);
             return 0;
         };
-        let (scrape, in_flight) = ScrapeOfProxy::start(self);
+        let (scrape, in_flight) = InFlightGuard::start(&self.scrapes);
         let ctx = Arc::clone(&self.ctx);
         let link = Arc::clone(&self.link);
         let id = request.id().unwrap_or("none").to_string();
@@ -449,23 +449,6 @@ impl ProxyPolls {
             );
         }
         in_flight
-    }
-}
-
-/// Counts a scrape in [`ProxyPolls::scrapes`] while it lives.
-struct ScrapeOfProxy(Arc<ProxyPolls>);
-
-impl ScrapeOfProxy {
-    /// Also returns the count with this scrape.
-    fn start(polls: &Arc<ProxyPolls>) -> (ScrapeOfProxy, usize) {
-        let count = polls.scrapes.fetch_add(1, Ordering::SeqCst) + 1;
-        (ScrapeOfProxy(Arc::clone(polls)), count)
-    }
-}
-
-impl Drop for ScrapeOfProxy {
-    fn drop(&mut self) {
-        self.0.scrapes.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
