@@ -158,13 +158,10 @@ pub fn should_add_poller(
     running: usize,
     in_flight: usize,
 ) -> bool {
-    match advertised {
-        // Only when clearly more scrapes are in flight than polls are open: one poll keeps
-        // up with scrapes that do not overlap (one may still be finishing its push when the
-        // next arrives), and an idle fleet keeps one poll per client.
-        Some(n) if n >= 2 => in_flight > running + 1 && running < n.min(flag_max),
-        _ => false,
-    }
+    // Only when clearly more scrapes are in flight than polls are open: one poll keeps up with
+    // scrapes that do not overlap (one may still be finishing its push when the next arrives),
+    // and an idle fleet keeps one poll per client.
+    advertised.is_some_and(|n| n >= 2 && in_flight > running + 1 && running < n.min(flag_max))
 }
 
 /// What the pollers of one proxy share: the primary one, which polls until shutdown, and the
