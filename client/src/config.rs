@@ -181,15 +181,14 @@ pub struct SdTarget {
 /// Everything `run` needs: the flags, completed.
 #[derive(Debug)]
 pub struct Config {
-    /// As given, but `proxy_urls` each once, `labels` by name with each name once, and
-    /// `retry_max_wait` at least `retry_initial_wait`.
+    /// As given, but `proxy_urls` each once, `labels` by name with each name once,
+    /// `retry_max_wait` at least `retry_initial_wait`, and `scrape_allow` the `--sd.target`
+    /// ports when `--scrape.allow` is not given ([`Config::allow_from_sd_targets`]); an empty
+    /// `scrape_allow`: any port.
     pub flags: Flags,
     /// `--fqdn`, else this host's.
     pub fqdn: String,
-    /// `--scrape.allow`, else the `--sd.target` ports ([`Config::allow_from_sd_targets`]);
-    /// empty: any port.
-    pub scrape_allow: Vec<AllowRule>,
-    /// Whether `scrape_allow` is the `--sd.target` ports.
+    /// Whether `flags.scrape_allow` is the `--sd.target` ports.
     pub allow_from_sd_targets: bool,
 }
 
@@ -203,18 +202,13 @@ impl Flags {
         self.retry_max_wait = self.retry_max_wait.max(self.retry_initial_wait);
         self.labels = by_name(std::mem::take(&mut self.labels));
         let allow_from_sd_targets = self.scrape_allow.is_empty() && !self.sd_targets.is_empty();
-        let scrape_allow = if allow_from_sd_targets {
-            self.sd_targets
-                .iter()
-                .map(|t| AllowRule::Port(t.port))
-                .collect()
-        } else {
-            self.scrape_allow.clone()
-        };
+        if allow_from_sd_targets {
+            let ports = self.sd_targets.iter().map(|t| AllowRule::Port(t.port));
+            self.scrape_allow = ports.collect();
+        }
         Config {
             flags: self,
             fqdn,
-            scrape_allow,
             allow_from_sd_targets,
         }
     }
@@ -259,17 +253,16 @@ fn by_name(labels: Vec<Label>) -> Vec<Label> {
 
 /// A Prometheus label name, not one of the reserved `__` names.
 fn label_name(name: &str) -> Result<(), String> {
-    match pushprox_protocol::check_label_name(name) {
-        Ok(()) => Ok(()),
-        Err(LabelNameError::Reserved) => Err(format!(
+    pushprox_protocol::check_label_name(name).map_err(|e| match e {
+        LabelNameError::Reserved => format!(
             "label name \"{name}\" starts with \"__\", which Prometheus reserves for its own \
              labels; a label name matches [a-zA-Z_][a-zA-Z0-9_]* and does not start with \"__\""
-        )),
-        Err(LabelNameError::Invalid) => Err(format!(
+        ),
+        LabelNameError::Invalid => format!(
             "\"{name}\" is not a Prometheus label name: a label name matches \
              [a-zA-Z_][a-zA-Z0-9_]* (letters, digits and _, not starting with a digit)"
-        )),
-    }
+        ),
+    })
 }
 
 /// `--label`: `NAME=VALUE`.
@@ -504,7 +497,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            config.scrape_allow,
+            config.flags.scrape_allow,
             [AllowRule::Port(9100), AllowRule::Port(9256)]
         );
         assert!(config.allow_from_sd_targets);
@@ -516,7 +509,7 @@ mod tests {
         ])
         .unwrap()
         .into_config();
-        assert_eq!(config.scrape_allow, [AllowRule::Port(9999)]);
+        assert_eq!(config.flags.scrape_allow, [AllowRule::Port(9999)]);
         assert!(!config.allow_from_sd_targets);
         assert_eq!(
             sd_target("node:job=x").unwrap_err(),

@@ -29,19 +29,16 @@ pub fn default_fqdn() -> String {
 /// The canonical (first) name of the `/etc/hosts` line that lists `short`, when it has a dot:
 /// what the resolver, and so `hostname -f`, answers.
 pub fn fqdn_from_hosts(hosts: &str, short: &str) -> Option<String> {
-    for line in hosts.lines() {
+    let canonical = hosts.lines().find_map(|line| {
         let line = line.split('#').next().unwrap_or("");
-        let mut fields = line.split_whitespace();
-        let Some(_address) = fields.next() else {
-            continue;
-        };
-        let names: Vec<&str> = fields.collect();
-        if names.iter().any(|n| n.eq_ignore_ascii_case(short)) {
-            let canonical = names[0];
-            return canonical.contains('.').then(|| canonical.to_string());
-        }
-    }
-    None
+        // The address, then its names.
+        let names: Vec<&str> = line.split_whitespace().skip(1).collect();
+        names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(short))
+            .then(|| names[0])
+    })?;
+    canonical.contains('.').then(|| canonical.to_string())
 }
 
 /// Runs `hostname` with `args`, waiting at most [`HOSTNAME_COMMAND_DEADLINE`].

@@ -13,7 +13,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The scrapes running now, their limit, and the latest time one of them may still be busy.
 #[derive(Debug)]
 pub struct InFlight {
-    count: AtomicUsize,
+    count: Arc<AtomicUsize>,
     max: usize,
     started: Instant,
     /// Milliseconds after `started` by which every scrape started so far is done.
@@ -24,14 +24,23 @@ pub struct InFlight {
     refusal_logged_ms: AtomicU64,
 }
 
-/// Held by a scrape thread; dropping it marks the scrape done.
-pub struct InFlightGuard(Arc<InFlight>);
+/// Held by a scrape thread: counts the scrape in a count of scrapes in flight (all of them, or
+/// one proxy's); dropping it marks the scrape done.
+pub struct InFlightGuard(Arc<AtomicUsize>);
+
+impl InFlightGuard {
+    /// Counts one more scrape in `count`; also returns the count with it.
+    pub fn start(count: &Arc<AtomicUsize>) -> (InFlightGuard, usize) {
+        let now = count.fetch_add(1, Ordering::SeqCst) + 1;
+        (InFlightGuard(Arc::clone(count)), now)
+    }
+}
 
 impl InFlight {
     /// No scrape in flight; at most `max` at once (at least one).
     pub fn new(max: usize) -> Arc<InFlight> {
         Arc::new(InFlight {
-            count: AtomicUsize::new(0),
+            count: Arc::new(AtomicUsize::new(0)),
             max: max.max(1),
             started: Instant::now(),
             latest_end_ms: AtomicU64::new(0),
@@ -47,7 +56,7 @@ impl InFlight {
 
     /// Marks a scrape as started that will be done within `bound`; `None`, and nothing
     /// changed, when `max` scrapes are in flight already.
-    pub fn try_start(self: &Arc<Self>, bound: Duration) -> Option<InFlightGuard> {
+    pub fn try_start(&self, bound: Duration) -> Option<InFlightGuard> {
         self.count
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n < self.max).then_some(n + 1)
@@ -55,7 +64,7 @@ impl InFlight {
             .ok()?;
         let end = (self.started.elapsed() + bound).as_millis() as u64;
         self.latest_end_ms.fetch_max(end, Ordering::SeqCst);
-        Some(InFlightGuard(Arc::clone(self)))
+        Some(InFlightGuard(Arc::clone(&self.count)))
     }
 
     pub fn count(&self) -> usize {
@@ -97,7 +106,7 @@ impl InFlight {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

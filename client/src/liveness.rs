@@ -9,7 +9,6 @@
 //! nothing there and count nothing.
 
 use std::cell::RefCell;
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,13 +87,8 @@ impl<In: Transport> Connector<In> for MarkPolls {
 }
 
 /// A connection whose writes mark the poll being sent.
+#[derive(Debug)]
 pub struct Marked<T>(T);
-
-impl<T: fmt::Debug> fmt::Debug for Marked<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 impl<T: Transport> Transport for Marked<T> {
     fn buffers(&mut self) -> &mut dyn Buffers {

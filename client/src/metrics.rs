@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pushprox_daemon::exposition::{header, millis_as_seconds, single, Counters};
@@ -46,10 +45,6 @@ fn now_ms() -> u64 {
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Metrics> {
-        Arc::new(Metrics::default())
-    }
-
     /// Records a finished scrape; every outcome but success also counts as a scrape error, as
     /// in the Go client.
     pub fn scrape_done(&self, outcome: Outcome) {

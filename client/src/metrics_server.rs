@@ -24,10 +24,12 @@ pub fn bind(addr: &ListenAddr) -> Result<TcpListener, StartupError> {
     })
 }
 
-/// The longest request head the metrics server reads; longer ones get a 431.
-const MAX_HEAD: usize = 8 * 1024;
-/// Most header fields in a request; more get a 431.
-const MAX_HEADERS: usize = 100;
+/// The request heads the metrics server reads: at most 8 KiB, with at most 100 header fields;
+/// a longer head or more fields get a 431.
+const LIMITS: HeadLimits = HeadLimits {
+    max_bytes: 8 * 1024,
+    max_headers: 100,
+};
 /// Time a connection has to send its request head, and then to take the response.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections answered side by side on threads of their own; more wait for the accept thread.
@@ -89,35 +91,34 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> Result<(), Startup
 fn answer(mut conn: TcpStream, metrics: &Metrics) {
     let deadline = Instant::now() + CONNECTION_TIMEOUT;
     let _ = conn.set_write_timeout(Some(CONNECTION_TIMEOUT));
-    let limits = HeadLimits {
-        max_bytes: MAX_HEAD,
-        max_headers: MAX_HEADERS,
-    };
     let head = read_request(
         &mut BufReader::new(Deadlined {
             conn: &conn,
             deadline,
         }),
-        limits,
+        LIMITS,
     );
-    let response = match head {
-        Ok(head) => route(&head, metrics),
+    let (version, head_only, (status, content_type, body)) = match head {
+        Ok(head) => (
+            match head.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+            },
+            head.method == "HEAD",
+            route(&head, metrics),
+        ),
         Err(ProtocolError::Io(e)) => {
             log::debug!("metrics server: reading a request failed: {e}");
             return;
         }
         Err(ProtocolError::UnexpectedEof { .. }) => return,
-        Err(e) => Response::text(e.status(), &format!("{e}\n")),
+        Err(e) => ("HTTP/1.1", false, (e.status(), TEXT, format!("{e}\n"))),
     };
-    let head_only = response.head_only;
     let mut bytes = format!(
-        "{} {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
-        response.version,
-        response.status,
-        reason_phrase(response.status),
-        response.content_type,
-        response.body.len(),
-        if response.status == 405 {
+        "{version} {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+        reason_phrase(status),
+        body.len(),
+        if status == 405 {
             "Allow: GET, HEAD\r\n"
         } else {
             ""
@@ -125,7 +126,7 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) {
     )
     .into_bytes();
     if !head_only {
-        bytes.extend_from_slice(response.body.as_bytes());
+        bytes.extend_from_slice(body.as_bytes());
     }
     if let Err(e) = conn.write_all(&bytes).and_then(|()| conn.flush()) {
         log::debug!("metrics server: writing a response failed: {e}");
@@ -134,18 +135,11 @@ fn answer(mut conn: TcpStream, metrics: &Metrics) {
     // Read what the client still sends (a body we did not want) before closing, so that the
     // close does not reset the connection under the response. Bounded like the head.
     let _ = conn.shutdown(Shutdown::Write);
-    let mut sink = [0u8; 1024];
-    let mut left: usize = 64 * 1024;
-    let mut rest = Deadlined {
+    let rest = Deadlined {
         conn: &conn,
         deadline,
     };
-    while left > 0 {
-        match rest.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
+    let _ = std::io::copy(&mut rest.take(64 * 1024), &mut std::io::sink());
 }
 
 /// Reads from a connection until a deadline for all reads together.
@@ -166,50 +160,28 @@ impl Read for Deadlined<'_> {
     }
 }
 
-struct Response {
-    version: &'static str,
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    head_only: bool,
-}
+/// Every answer but `/metrics` is plain text.
+const TEXT: &str = "text/plain; charset=utf-8";
 
-impl Response {
-    fn text(status: u16, body: &str) -> Response {
-        Response {
-            version: "HTTP/1.1",
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.to_string(),
-            head_only: false,
-        }
-    }
-}
-
-/// The answer to a request head: `GET`/`HEAD` of `/metrics` or `/-/healthy`, 404 elsewhere.
-fn route(head: &RequestHead, metrics: &Metrics) -> Response {
-    let method = head.method.as_str();
-    let get = matches!(method, "GET" | "HEAD");
+/// The status, content type and body that answer a request head: `GET`/`HEAD` of `/metrics`
+/// or `/-/healthy`, 404 elsewhere.
+fn route(head: &RequestHead, metrics: &Metrics) -> (u16, &'static str, String) {
+    let get = matches!(head.method.as_str(), "GET" | "HEAD");
     let path = head.target.split('?').next().unwrap_or("");
-    let mut response = match (path, get) {
-        ("/metrics", true) => Response {
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics.render(),
-            ..Response::text(200, "")
-        },
-        ("/-/healthy", true) => Response::text(200, "OK"),
-        ("/metrics" | "/-/healthy", false) => Response::text(405, "only GET is allowed here\n"),
-        _ => Response::text(
-            404,
-            "not found: this is a pushprox-client; try /metrics or /-/healthy\n",
+    match (path, get) {
+        ("/metrics", true) => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
         ),
-    };
-    response.version = match head.version {
-        Version::Http10 => "HTTP/1.0",
-        Version::Http11 => "HTTP/1.1",
-    };
-    response.head_only = method == "HEAD";
-    response
+        ("/-/healthy", true) => (200, TEXT, "OK".into()),
+        ("/metrics" | "/-/healthy", false) => (405, TEXT, "only GET is allowed here\n".into()),
+        _ => (
+            404,
+            TEXT,
+            "not found: this is a pushprox-client; try /metrics or /-/healthy\n".into(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +193,7 @@ mod tests {
     fn server() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        serve(listener, Metrics::new()).unwrap();
+        serve(listener, Arc::new(Metrics::default())).unwrap();
         addr
     }
 

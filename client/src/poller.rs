@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use pushprox_daemon::signals;
 use pushprox_protocol::{
-    excerpt, parse_scrape_timeout, reason_phrase, ScrapeRequest, DEFAULT_MAX_HEAD, HOLD_HEADER,
-    MAX_POLLS_HEADER, POLLER_HEADER, RETRY_HEADER, RETRY_NEXT, SCRAPE_TIMEOUT_HEADER,
+    excerpt, reason_phrase, ScrapeRequest, DEFAULT_MAX_HEAD, HOLD_HEADER, MAX_POLLS_HEADER,
+    POLLER_HEADER, RETRY_HEADER, RETRY_NEXT,
 };
 
 use crate::config::THREAD_STACK;
-use crate::in_flight::InFlight;
+use crate::in_flight::{InFlight, InFlightGuard};
 use crate::link::{is_token_refusal, ProxyLink};
 use crate::liveness::PollWatch;
 use crate::metrics::Outcome;
@@ -102,15 +102,11 @@ pub enum PollError {
     Network(ureq::Error),
     /// 401 or 403: the proxy does not accept our token (or our lack of one) for our FQDN.
     Token(TokenRefused),
-    /// A status other than 200, 401, 403 or 408.
-    Status {
+    /// An answer that is not a scrape request: a status other than 200, 401, 403 or 408
+    /// (`error` is `None`), or a 200 whose body is not one (`error` says why).
+    Unexpected {
         status: u16,
-        content_type: String,
-        body: String,
-    },
-    /// A 200 whose body is not a scrape request.
-    NotAScrapeRequest {
-        error: pushprox_protocol::ProtocolError,
+        error: Option<pushprox_protocol::ProtocolError>,
         content_type: String,
         body: String,
     },
@@ -121,27 +117,26 @@ impl fmt::Display for PollError {
         match self {
             PollError::Network(e) => write!(f, "{e}{}", crate::tls::hint(e, "proxy")),
             PollError::Token(refused) => write!(f, "{refused}"),
-            PollError::Status {
+            PollError::Unexpected {
                 status,
-                content_type,
-                body,
-            } => write!(
-                f,
-                "answered status {status} {}, content type {content_type:?}, body \"{body}\": \
-                 expected a scrape request (200) or 408; is a load balancer or another service \
-                 answering in place of the proxy?",
-                reason_phrase(*status)
-            ),
-            PollError::NotAScrapeRequest {
                 error,
                 content_type,
                 body,
-            } => write!(
-                f,
-                "answered status 200 but the body is not a scrape request ({error}), content type \
-                 {content_type:?}, body \"{body}\"; is a load balancer or another service \
-                 answering in place of the proxy?"
-            ),
+            } => match error {
+                None => write!(
+                    f,
+                    "answered status {status} {}, content type {content_type:?}, body \"{body}\": \
+                     expected a scrape request (200) or 408; is a load balancer or another \
+                     service answering in place of the proxy?",
+                    reason_phrase(*status)
+                ),
+                Some(error) => write!(
+                    f,
+                    "answered status 200 but the body is not a scrape request ({error}), content \
+                     type {content_type:?}, body \"{body}\"; is a load balancer or another \
+                     service answering in place of the proxy?"
+                ),
+            },
         }
     }
 }
@@ -163,13 +158,10 @@ pub fn should_add_poller(
     running: usize,
     in_flight: usize,
 ) -> bool {
-    match advertised {
-        // Only when clearly more scrapes are in flight than polls are open: one poll keeps
-        // up with scrapes that do not overlap (one may still be finishing its push when the
-        // next arrives), and an idle fleet keeps one poll per client.
-        Some(n) if n >= 2 => in_flight > running + 1 && running < n.min(flag_max),
-        _ => false,
-    }
+    // Only when clearly more scrapes are in flight than polls are open: one poll keeps up with
+    // scrapes that do not overlap (one may still be finishing its push when the next arrives),
+    // and an idle fleet keeps one poll per client.
+    advertised.is_some_and(|n| n >= 2 && in_flight > running + 1 && running < n.min(flag_max))
 }
 
 /// What the pollers of one proxy share: the primary one, which polls until shutdown, and the
@@ -185,7 +177,7 @@ pub struct ProxyPolls {
     /// Poller threads of this proxy, the primary included.
     running: AtomicUsize,
     /// Scrapes from this proxy not finished yet.
-    scrapes: AtomicUsize,
+    scrapes: Arc<AtomicUsize>,
 }
 
 impl ProxyPolls {
@@ -203,19 +195,28 @@ impl ProxyPolls {
             instance,
             max_polls,
             running: AtomicUsize::new(0),
-            scrapes: AtomicUsize::new(0),
+            scrapes: Arc::new(AtomicUsize::new(0)),
         })
     }
 
     /// Starts the primary poll loop on a thread of its own: it polls until shutdown and backs
     /// off after failures, exactly as with a Go proxy.
     pub fn spawn_primary(self: &Arc<Self>, backoff: Backoff) -> std::io::Result<()> {
-        let polls = Arc::clone(self);
         self.running.fetch_add(1, Ordering::SeqCst);
+        self.spawn_poller("poll", move |polls| polls.run_primary(backoff))
+    }
+
+    /// Starts a poller thread already counted in `running`, and uncounts it if it cannot start.
+    fn spawn_poller(
+        self: &Arc<Self>,
+        name: &str,
+        run: impl FnOnce(Arc<Self>) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let polls = Arc::clone(self);
         std::thread::Builder::new()
-            .name("poll".into())
+            .name(name.into())
             .stack_size(THREAD_STACK)
-            .spawn(move || polls.run_primary(backoff))
+            .spawn(move || run(polls))
             .map(|_| ())
             .inspect_err(|_| {
                 self.running.fetch_sub(1, Ordering::SeqCst);
@@ -237,9 +238,10 @@ impl ProxyPolls {
             if signals::requested() {
                 break;
             }
+            // Only a 408 that came at once can be part of a superseding ping-pong.
+            let mut quick_408 = false;
             match result {
                 Ok(PollAnswer::Scrape { request, max_polls }) => {
-                    last_was_quick_408 = false;
                     restarting = None;
                     backoff.reset();
                     self.ctx.metrics.poll_succeeded();
@@ -248,8 +250,8 @@ impl ProxyPolls {
                 Ok(PollAnswer::Superseded) => {
                     restarting = None;
                     self.ctx.metrics.poll_succeeded();
-                    let quick = received - sent < QUICK_408;
-                    if quick && last_was_quick_408 {
+                    quick_408 = received - sent < QUICK_408;
+                    if quick_408 && last_was_quick_408 {
                         let wait = backoff.next_wait();
                         log::warn!(
                             "fqdn={fqdn} polls of {url} keep being superseded at once (408): is another client polling with the same FQDN? polling again in {wait:?}"
@@ -259,10 +261,8 @@ impl ProxyPolls {
                         backoff.reset();
                         log::debug!("fqdn={fqdn} poll of {url} answered 408 (superseded or held long enough); polling again");
                     }
-                    last_was_quick_408 = quick;
                 }
                 Ok(PollAnswer::Again) => {
-                    last_was_quick_408 = false;
                     if let Some(again) = restarting.as_mut() {
                         let wait = again.next_wait();
                         log::debug!(
@@ -275,24 +275,20 @@ impl ProxyPolls {
                     }
                 }
                 Ok(PollAnswer::GaveUp) => {
-                    last_was_quick_408 = false;
                     log::debug!(
                         "fqdn={fqdn} poll of {url} got no answer within {POLL_GIVE_UP:?}; polling again on a new connection"
                     );
                 }
                 Err(e) => {
-                    last_was_quick_408 = false;
                     self.ctx.metrics.poll_failed();
-                    let wait = match restarting.as_mut() {
-                        Some(again) => again.next_wait(),
-                        None => backoff.next_wait(),
-                    };
+                    let wait = restarting.as_mut().unwrap_or(&mut backoff).next_wait();
                     log::warn!(
                         "fqdn={fqdn} poll of {url}/poll failed: {e}; polling again in {wait:?}"
                     );
                     signals::sleep(wait);
                 }
             }
+            last_was_quick_408 = quick_408;
         }
         self.running.fetch_sub(1, Ordering::SeqCst);
         log::debug!("fqdn={fqdn} stopped polling {url}");
@@ -348,27 +344,14 @@ impl ProxyPolls {
                     .then_some(running + 1)
             });
         let Ok(before) = added else { return };
-        let polls = Arc::clone(self);
-        let spawned = std::thread::Builder::new()
-            .name("poll-extra".into())
-            .stack_size(THREAD_STACK)
-            .spawn(move || polls.run_extra());
-        match spawned {
-            Ok(_) => log::debug!(
-                "fqdn={} {in_flight} scrape(s) in flight from {}: started poller {} of at most {}",
-                self.ctx.fqdn,
-                self.link.url,
+        let (fqdn, url) = (&self.ctx.fqdn, &self.link.url);
+        match self.spawn_poller("poll-extra", Self::run_extra) {
+            Ok(()) => log::debug!(
+                "fqdn={fqdn} {in_flight} scrape(s) in flight from {url}: started poller {} of at most {}",
                 before + 1,
                 max_polls.unwrap_or(1).min(self.max_polls)
             ),
-            Err(e) => {
-                self.running.fetch_sub(1, Ordering::SeqCst);
-                log::warn!(
-                    "fqdn={} cannot start an extra poller of {}: {e}",
-                    self.ctx.fqdn,
-                    self.link.url
-                );
-            }
+            Err(e) => log::warn!("fqdn={fqdn} cannot start an extra poller of {url}: {e}"),
         }
     }
 
@@ -414,15 +397,17 @@ impl ProxyPolls {
             .limit(DEFAULT_MAX_HEAD as u64)
             .read_to_vec()
             .map_err(PollError::Network)?;
+        let unexpected = |error| PollError::Unexpected {
+            status,
+            error,
+            content_type,
+            body: excerpt(&body, BODY_EXCERPT),
+        };
         match status {
             s if s != 200 && retry_next => Ok(PollAnswer::Again),
             200 => ScrapeRequest::from_bytes(&body, DEFAULT_MAX_HEAD)
                 .map(|request| PollAnswer::Scrape { request, max_polls })
-                .map_err(|error| PollError::NotAScrapeRequest {
-                    error,
-                    content_type,
-                    body: excerpt(&body, BODY_EXCERPT),
-                }),
+                .map_err(|error| unexpected(Some(error))),
             408 => Ok(PollAnswer::Superseded),
             s if is_token_refusal(s) => Err(PollError::Token(self.link.token_refused(
                 s,
@@ -431,11 +416,7 @@ impl ProxyPolls {
                     TOKEN_REFUSAL_EXCERPT,
                 ),
             ))),
-            _ => Err(PollError::Status {
-                status,
-                content_type,
-                body: excerpt(&body, BODY_EXCERPT),
-            }),
+            _ => Err(unexpected(None)),
         }
     }
 
@@ -443,18 +424,13 @@ impl ProxyPolls {
     /// from this proxy, this one included. Beyond `--scrape.max-in-flight` the scrape is
     /// answered 503 at once instead, and no poller is added (0).
     fn start_scrape(self: &Arc<Self>, request: ScrapeRequest, received: Instant) -> usize {
-        let bound = request
-            .headers
-            .get(SCRAPE_TIMEOUT_HEADER)
-            .and_then(|v| parse_scrape_timeout(v).ok())
-            .unwrap_or(UNKNOWN_DEADLINE)
-            + PUSH_GRACE
-            + ERROR_PUSH_WINDOW;
+        let timeout = request.scrape_timeout().and_then(Result::ok);
+        let bound = timeout.unwrap_or(UNKNOWN_DEADLINE) + PUSH_GRACE + ERROR_PUSH_WINDOW;
         let Some(guard) = self.in_flight.try_start(bound) else {
             scrape::refuse_busy(&self.ctx, &self.link, &request, received, &self.in_flight);
             return 0;
         };
-        let (scrape, in_flight) = ScrapeOfProxy::start(self);
+        let (scrape, in_flight) = InFlightGuard::start(&self.scrapes);
         let ctx = Arc::clone(&self.ctx);
         let link = Arc::clone(&self.link);
         let id = request.id().unwrap_or("none").to_string();
@@ -470,23 +446,6 @@ impl ProxyPolls {
             );
         }
         in_flight
-    }
-}
-
-/// Counts a scrape in [`ProxyPolls::scrapes`] while it lives.
-struct ScrapeOfProxy(Arc<ProxyPolls>);
-
-impl ScrapeOfProxy {
-    /// Also returns the count with this scrape.
-    fn start(polls: &Arc<ProxyPolls>) -> (ScrapeOfProxy, usize) {
-        let count = polls.scrapes.fetch_add(1, Ordering::SeqCst) + 1;
-        (ScrapeOfProxy(Arc::clone(polls)), count)
-    }
-}
-
-impl Drop for ScrapeOfProxy {
-    fn drop(&mut self) {
-        self.0.scrapes.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -542,8 +501,9 @@ mod tests {
 
     #[test]
     fn status_error_names_status_type_and_body() {
-        let e = PollError::Status {
+        let e = PollError::Unexpected {
             status: 502,
+            error: None,
             content_type: "text/html".into(),
             body: excerpt(b"<html><body>Bad Gateway</body></html>", 80),
         };

@@ -1,13 +1,12 @@
 //! Sending a scrape's result to the proxy: `POST /push` whose body is the target's response,
 //! serialized, with the scrape's `Id`. The target's body is streamed, never held whole.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Cursor, Read};
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
-    excerpt, reason_phrase, ChunkedEncoder, Response, ResponseHead, HOP_BY_HOP, ID_HEADER,
+    excerpt, reason_phrase, ChunkedEncoder, Headers, Response, ResponseHead, HOP_BY_HOP, ID_HEADER,
     PUSH_TIMEOUT_HEADER, SCRAPE_TIMEOUT_HEADER,
 };
 use ureq::SendBody;
@@ -61,24 +60,16 @@ impl fmt::Display for PushError {
 
 impl std::error::Error for PushError {}
 
-/// How the pushed response's body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushFraming {
-    /// The target gave a length: copy exactly that many bytes.
-    Length(u64),
-    /// No length known: chunked.
-    Chunked,
-}
-
 /// The head of the pushed response: the target's status line and end-to-end headers (names
-/// in canonical case), our `Id` and the time left, then the framing header.
+/// in canonical case), our `Id` and the time left, then the framing header: `Content-Length`
+/// when the body's `length` is known, else chunked.
 pub fn push_head<'a>(
     status: u16,
     reason: &str,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
     id: &str,
     remaining: Duration,
-    framing: PushFraming,
+    length: Option<u64>,
 ) -> Vec<u8> {
     let mut head = ResponseHead::new(status);
     if !reason.is_empty() {
@@ -95,12 +86,10 @@ pub fn push_head<'a>(
         }
         head.headers.append(canonical_name(name), value);
     }
-    head.headers.append(ID_HEADER, id);
-    head.headers
-        .append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
-    match framing {
-        PushFraming::Length(n) => head.headers.append("Content-Length", n.to_string()),
-        PushFraming::Chunked => head.headers.append("Transfer-Encoding", "chunked"),
+    stamp(&mut head.headers, id, remaining);
+    match length {
+        Some(n) => head.headers.append("Content-Length", n.to_string()),
+        None => head.headers.append("Transfer-Encoding", "chunked"),
     }
     let mut out = Vec::with_capacity(512);
     head.write_to(&mut out);
@@ -122,33 +111,20 @@ fn canonical_name(name: &str) -> String {
     out
 }
 
-/// Remembers the first error of the reader it wraps, so a failed push can tell a broken
-/// target body from a broken proxy connection.
-struct Tracked<'a, R> {
-    inner: R,
-    error: &'a RefCell<Option<io::Error>>,
-}
-
-impl<R: Read> Read for Tracked<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            let mut slot = self.error.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(io::Error::new(e.kind(), e.to_string()));
-            }
-        })
-    }
-}
-
-/// Counts the bytes that pass.
-struct Counted<R> {
+/// The target's body as it is pushed: counts the bytes that pass, and remembers the first
+/// error, so a failed push can tell a broken target body from a broken proxy connection.
+struct Source<R> {
     inner: R,
     bytes: u64,
+    error: Option<io::Error>,
 }
 
-impl<R: Read> Read for Counted<R> {
+impl<R: Read> Read for Source<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            self.error
+                .get_or_insert_with(|| io::Error::new(e.kind(), e.to_string()));
+        })?;
         self.bytes += n as u64;
         Ok(n)
     }
@@ -193,10 +169,7 @@ pub fn push_response(
     deadline: Instant,
 ) -> Result<u64, PushError> {
     let (parts, body) = response.into_parts();
-    let framing = match body.content_length() {
-        Some(n) => PushFraming::Length(n),
-        None => PushFraming::Chunked,
-    };
+    let body_length = body.content_length();
     // Borrowed where the value is UTF-8, as nearly all are: no copy of each header per scrape.
     let headers: Vec<(&str, std::borrow::Cow<'_, str>)> = parts
         .headers
@@ -210,28 +183,20 @@ pub fn push_response(
         headers.iter().map(|(n, v)| (*n, v.as_ref())),
         id,
         remaining,
-        framing,
+        body_length,
     );
     // A body of known length goes with a known length too, as the Go client's push does: no
     // chunk framing, and ureq writes it in as few sends as the body arrives in.
-    let length = match framing {
-        PushFraming::Length(n) => Some(head.len() as u64 + n),
-        PushFraming::Chunked => None,
-    };
-    let source_error = RefCell::new(None);
-    let mut body = Counted {
-        inner: Tracked {
-            inner: body.into_reader(),
-            error: &source_error,
-        },
+    let length = body_length.map(|n| head.len() as u64 + n);
+    let mut body = Source {
+        inner: body.into_reader(),
         bytes: 0,
+        error: None,
     };
     let result = {
-        let reader: Box<dyn Read + '_> = match framing {
-            PushFraming::Length(_) => Box::new(Cursor::new(head).chain(&mut body)),
-            PushFraming::Chunked => {
-                Box::new(Cursor::new(head).chain(ChunkedEncoder::new(&mut body)))
-            }
+        let reader: Box<dyn Read + '_> = match body_length {
+            Some(_) => Box::new(Cursor::new(head).chain(&mut body)),
+            None => Box::new(Cursor::new(head).chain(ChunkedEncoder::new(&mut body))),
         };
         let mut reader = Gathered {
             inner: reader,
@@ -244,12 +209,10 @@ pub fn push_response(
             remaining + PUSH_GRACE,
         )
     };
-    let bytes = body.bytes;
-    drop(body);
-    if let Some(e) = source_error.into_inner() {
+    if let Some(e) = body.error {
         return Err(PushError::Source(e));
     }
-    result.map(|()| bytes)
+    result.map(|()| body.bytes)
 }
 
 /// Pushes a `status` (500, or 403 for a scrape refused by `--scrape.allow`) whose body is
@@ -270,11 +233,7 @@ pub fn push_error(
         // RFC 9110: a 405 says which methods are allowed (a scrape's: GET and HEAD).
         response.head.headers.append("Allow", "GET, HEAD");
     }
-    response.head.headers.append(ID_HEADER, id);
-    response
-        .head
-        .headers
-        .append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
+    stamp(&mut response.head.headers, id, remaining);
     let bytes = response.to_bytes();
     send(
         link,
@@ -320,6 +279,13 @@ fn send(
     }
 }
 
+/// What every push carries after the target's headers: the scrape's id and the time left
+/// until its deadline.
+fn stamp(headers: &mut Headers, id: &str, remaining: Duration) {
+    headers.append(ID_HEADER, id);
+    headers.append(PUSH_TIMEOUT_HEADER, seconds_text(remaining));
+}
+
 /// `remaining` in seconds with six decimals, as the Go client writes the push timeout header.
 /// Integer arithmetic: formatting an f64 would link the float printing code.
 fn seconds_text(remaining: Duration) -> String {
@@ -354,7 +320,7 @@ mod tests {
             ],
             "0c6e3a4e",
             Duration::from_micros(9_431_720),
-            PushFraming::Chunked,
+            None,
         );
         assert_eq!(
             String::from_utf8(head).unwrap(),
@@ -371,7 +337,7 @@ mod tests {
 
     #[test]
     fn head_with_length_and_unknown_reason() {
-        let head = push_head(299, "", [], "x", Duration::ZERO, PushFraming::Length(5));
+        let head = push_head(299, "", [], "x", Duration::ZERO, Some(5));
         assert_eq!(
             head,
             b"HTTP/1.1 299 \r\nId: x\r\nX-Prometheus-Scrape-Timeout: 0.000000\r\nContent-Length: 5\r\n\r\n"
@@ -387,7 +353,7 @@ mod tests {
             [("content-encoding", "gzip")],
             "id1",
             Duration::from_secs(1),
-            PushFraming::Chunked,
+            None,
         );
         let mut wire = Vec::new();
         Cursor::new(head)

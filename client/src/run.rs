@@ -25,23 +25,22 @@ const SCRAPE_THREAD_IDLE: Duration = Duration::from_secs(10);
 
 /// Starts the client: agents, metrics server, one poller per proxy.
 pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
-    let token = match &config.flags.token_file {
+    let flags = &config.flags;
+    let token = match &flags.token_file {
         Some(path) => Some((path.clone(), BearerToken::read(path)?)),
         None => None,
     };
     let tls = crate::tls::tls_configs(config)?;
-    let listener = metrics_server::bind(&config.flags.metrics_addr)?;
-    let allow: Vec<String> = config.scrape_allow.iter().map(|r| r.to_string()).collect();
+    let listener = metrics_server::bind(&flags.metrics_addr)?;
+    let allow: Vec<String> = flags.scrape_allow.iter().map(|r| r.to_string()).collect();
     log::info!(
         "starting pushprox-client version={} fqdn={} proxy_urls={} max_polls={} metrics_addr={} token_file={} scrape_allow={}",
         env!("CARGO_PKG_VERSION"),
         config.fqdn,
-        config.flags.proxy_urls.join(","),
-        config.flags.max_polls,
-        config.flags.metrics_addr.text,
-        config
-            .flags
-            .token_file
+        flags.proxy_urls.join(","),
+        flags.max_polls,
+        flags.metrics_addr.text,
+        flags.token_file
             .as_deref()
             .map_or_else(|| "none".into(), |p| p.display().to_string()),
         if allow.is_empty() {
@@ -51,10 +50,10 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         }
     );
     log::info!("{}", serving_line(config));
-    let metrics = Metrics::new();
+    let metrics = Arc::new(Metrics::default());
     metrics_server::serve(listener, Arc::clone(&metrics))?;
 
-    let connect_host = config.flags.scrape_target_host.clone();
+    let connect_host = flags.scrape_target_host.clone();
     let http_agent =
         agent::target_agent(tls.target.clone().unwrap_or_default(), connect_host.clone());
     let https = std::sync::OnceLock::new();
@@ -70,20 +69,20 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
     };
     let ctx = Arc::new(ScrapeContext {
         fqdn: config.fqdn.clone(),
-        allow: config.scrape_allow.clone(),
+        allow: flags.scrape_allow.clone(),
         allow_from_sd_targets: config.allow_from_sd_targets,
         agents,
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
     });
-    let in_flight = InFlight::new(usize::from(config.flags.limits.max_in_flight));
+    let in_flight = InFlight::new(usize::from(flags.limits.max_in_flight));
     let instance = pushprox_daemon::ids::instance_id();
     log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
-    let announce = crate::link::announcements(&config.flags.labels, &config.flags.sd_targets);
+    let announce = crate::link::announcements(&flags.labels, &flags.sd_targets);
     for (name, value) in &announce {
         log::info!("announcing on every poll {name}: {value}");
     }
-    for url in &config.flags.proxy_urls {
+    for url in &flags.proxy_urls {
         let agent = agent::proxy_agent(tls.proxy.clone().unwrap_or_default(), url);
         agent::log_forward_proxy(&agent, url);
         if token.is_some() && url.starts_with("http://") && !agent::is_loopback(url) {
@@ -103,13 +102,10 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
             Arc::clone(&ctx),
             Arc::clone(&in_flight),
             instance.clone(),
-            usize::from(config.flags.max_polls),
+            usize::from(flags.max_polls),
         );
         polls
-            .spawn_primary(Backoff::new(
-                config.flags.retry_initial_wait,
-                config.flags.retry_max_wait,
-            ))
+            .spawn_primary(Backoff::new(flags.retry_initial_wait, flags.retry_max_wait))
             .map_err(|e| StartupError::Thread {
                 what: "poll",
                 source: e,

@@ -93,11 +93,10 @@ fn perform(
 /// Handles one scrape request from `link`'s proxy, from checks to push. `received` is when the
 /// poll answer arrived: the deadline counts from there.
 pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, received: Instant) {
-    let fqdn = &ctx.fqdn;
+    let (fqdn, proxy) = (&ctx.fqdn, &link.url);
     let Some(id) = request.id().map(str::to_string) else {
         log::warn!(
-            "fqdn={fqdn} scrape_id=none proxy={} url={}: scrape request without an {ID_HEADER} header, so its result cannot be pushed; dropped",
-            link.url,
+            "fqdn={fqdn} scrape_id=none proxy={proxy} url={}: scrape request without an {ID_HEADER} header, so its result cannot be pushed; dropped",
             without_userinfo(&request.url).unwrap_or_else(|| request.url.clone())
         );
         ctx.metrics.scrape_done(Outcome::Refused);
@@ -124,9 +123,8 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
             Err((e, received + push::ERROR_PUSH_WINDOW))
         }
     };
-    let (error, deadline) = match result {
-        Ok(()) => return,
-        Err(failure) => failure,
+    let Err((error, deadline)) = result else {
+        return;
     };
     let outcome = error.outcome();
     ctx.metrics.scrape_done(outcome);
@@ -144,8 +142,7 @@ pub fn handle(ctx: &ScrapeContext, link: &ProxyLink, request: ScrapeRequest, rec
         Err(e) => {
             ctx.metrics.push_failed();
             log::warn!(
-                "fqdn={fqdn} scrape_id={id} push of the failed scrape's {status} to {} failed: {e}",
-                link.url
+                "fqdn={fqdn} scrape_id={id} push of the failed scrape's {status} to {proxy} failed: {e}"
             );
         }
     }
@@ -161,6 +158,7 @@ pub fn refuse_busy(
     received: Instant,
     in_flight: &InFlight,
 ) {
+    let (fqdn, proxy) = (&ctx.fqdn, &link.url);
     ctx.metrics.scrape_done(Outcome::Refused);
     let error = ScrapeError::Busy {
         max: in_flight.max(),
@@ -168,9 +166,7 @@ pub fn refuse_busy(
     let id = request.id().unwrap_or("none");
     if let Some(n) = in_flight.refused() {
         log::warn!(
-            "fqdn={} {n} scrape(s) refused since the last such line, the latest scrape_id={id} from {}: {error}",
-            ctx.fqdn,
-            link.url
+            "fqdn={fqdn} {n} scrape(s) refused since the last such line, the latest scrape_id={id} from {proxy}: {error}"
         );
     }
     if request.id().is_none() {
@@ -180,9 +176,7 @@ pub fn refuse_busy(
     if let Err(e) = push::push_error(link, id, error.status(), &error.to_string(), deadline) {
         ctx.metrics.push_failed();
         log::debug!(
-            "fqdn={} scrape_id={id} push of the 503 for a scrape beyond --scrape.max-in-flight to {} failed: {e}",
-            ctx.fqdn,
-            link.url
+            "fqdn={fqdn} scrape_id={id} push of the 503 for a scrape beyond --scrape.max-in-flight to {proxy} failed: {e}"
         );
     }
 }
@@ -196,7 +190,7 @@ fn scrape_and_push(
     prepared: &Prepared,
     deadline: Instant,
 ) -> Result<(), (ScrapeError, Instant)> {
-    let fqdn = &ctx.fqdn;
+    let (fqdn, proxy) = (&ctx.fqdn, &link.url);
     let response = perform(ctx.agents.for_url(&prepared.url), prepared, deadline)
         .map_err(|e| (e, deadline))?;
     let status = response.status().as_u16();
@@ -230,8 +224,7 @@ fn scrape_and_push(
             ctx.metrics.scrape_done(Outcome::Timeout);
             ctx.metrics.push_late();
             log::info!(
-                "fqdn={fqdn} scrape_id={id} push of the scrape result (status={status}) to {}: {e}",
-                link.url
+                "fqdn={fqdn} scrape_id={id} push of the scrape result (status={status}) to {proxy}: {e}"
             );
             Ok(())
         }
@@ -239,8 +232,7 @@ fn scrape_and_push(
             ctx.metrics.scrape_done(Outcome::Success);
             ctx.metrics.push_failed();
             log::warn!(
-                "fqdn={fqdn} scrape_id={id} push of the scrape result to {} failed: {e}",
-                link.url
+                "fqdn={fqdn} scrape_id={id} push of the scrape result to {proxy} failed: {e}"
             );
             Ok(())
         }

@@ -80,14 +80,9 @@ impl<R: BufRead> BodyReader<R> {
     fn read_chunk_header(&mut self) -> Result<(), ProtocolError> {
         let size = head::read_line(&mut self.inner, MAX_CHUNK_LINE, "chunked body", |line| {
             let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
-            if size_text.is_empty()
-                || size_text.len() > 15
-                || !size_text.iter().all(|b| b.is_ascii_hexdigit())
-            {
-                return Err(ProtocolError::InvalidChunk(quoted(line)));
-            }
             std::str::from_utf8(size_text)
                 .ok()
+                .filter(|t| t.len() <= 15 && t.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|t| u64::from_str_radix(t, 16).ok())
                 .ok_or_else(|| ProtocolError::InvalidChunk(quoted(line)))
         })?;
@@ -240,11 +235,6 @@ impl<R: Read> ChunkedEncoder<R> {
             pos: 0,
             finished: false,
         }
-    }
-
-    /// The inner reader.
-    pub fn into_inner(self) -> R {
-        self.inner
     }
 
     /// Reads the next chunk of the inner reader into `out`, or the last chunk at its end.

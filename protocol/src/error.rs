@@ -80,15 +80,9 @@ pub(crate) fn quoted(bytes: &[u8]) -> String {
 /// `…` marks a cut.
 pub fn excerpt(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        out.extend(c.escape_debug());
-    }
-    out
+    let cut = text.chars().nth(max).is_some();
+    let escaped = text.chars().take(max).flat_map(char::escape_debug);
+    escaped.chain(cut.then_some('…')).collect()
 }
 
 impl fmt::Display for ProtocolError {
@@ -176,20 +170,13 @@ impl std::error::Error for ProtocolError {
 impl From<io::Error> for ProtocolError {
     /// Unwraps a `ProtocolError` that travelled inside an `io::Error` (from [`crate::BodyReader`]).
     fn from(e: io::Error) -> Self {
-        if e.get_ref().is_some_and(|inner| inner.is::<ProtocolError>()) {
-            match e
-                .into_inner()
-                .map(|inner| inner.downcast::<ProtocolError>())
-            {
-                Some(Ok(p)) => return *p,
-                Some(Err(other)) => return ProtocolError::Io(io::Error::other(other)),
-                None => unreachable!("checked get_ref above"),
+        match e.downcast::<ProtocolError>() {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                ProtocolError::UnexpectedEof { context: "stream" }
             }
+            Err(e) => ProtocolError::Io(e),
         }
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            return ProtocolError::UnexpectedEof { context: "stream" };
-        }
-        ProtocolError::Io(e)
     }
 }
 

@@ -129,14 +129,11 @@ fn framing(headers: &Headers) -> Result<Option<Framing>, ProtocolError> {
             let part = part.trim();
             let valid =
                 !part.is_empty() && part.len() <= 19 && part.bytes().all(|b| b.is_ascii_digit());
-            let n: u64 = match part.parse() {
-                Ok(n) if valid => n,
-                _ => {
-                    return Err(ProtocolError::InvalidContentLength(quoted(
-                        value.as_bytes(),
-                    )))
-                }
-            };
+            let n: u64 = part
+                .parse()
+                .ok()
+                .filter(|_| valid)
+                .ok_or_else(|| ProtocolError::InvalidContentLength(quoted(value.as_bytes())))?;
             if length.is_some_and(|l| l != n) {
                 return Err(ProtocolError::AmbiguousFraming(
                     "two different Content-Length values".into(),
@@ -199,12 +196,16 @@ impl Scan {
     }
 }
 
+/// A malformed `what` ("request head", ...), and `why`.
+fn malformed(what: &'static str, why: impl Into<String>) -> ProtocolError {
+    let why = why.into();
+    ProtocolError::MalformedHead { what, why }
+}
+
 fn bare(buf: &[u8], i: usize, what: &'static str) -> ProtocolError {
     let which = if buf[i] == b'\r' { "CR" } else { "LF" };
-    ProtocolError::MalformedHead {
-        what,
-        why: format!("a bare {which} at byte {i}: lines must end in CRLF"),
-    }
+    let why = format!("a bare {which} at byte {i}: lines must end in CRLF");
+    malformed(what, why)
 }
 
 /// A head's first bytes as both parsers see them, with its limits: at most `max_bytes` of
@@ -261,30 +262,14 @@ fn parse_request_at(
     let length = match request.parse(&window[..upto]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return scanned.incomplete(eof, REQUEST).map(|()| None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(ProtocolError::TooManyHeaders {
-                limit: limits.max_headers,
-            })
-        }
-        Err(e) => {
-            return Err(ProtocolError::MalformedHead {
-                what: REQUEST,
-                why: describe(e),
-            })
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(scanned.too_many_headers()),
+        Err(e) => return Err(malformed(REQUEST, describe(e))),
     };
     let version = match request.version {
         Some(0) => Version::Http10,
         Some(1) => Version::Http11,
-        _ => {
-            return Err(ProtocolError::MalformedHead {
-                what: REQUEST,
-                why: "unsupported HTTP version".into(),
-            })
-        }
+        _ => return Err(malformed(REQUEST, "unsupported HTTP version")),
     };
-    let method = request.method.unwrap_or_default().to_string();
-    let target = request.path.unwrap_or_default().to_string();
     let headers = to_headers(request.headers, REQUEST)?;
     let framing = Framing::of_request(&headers, version)?;
     if let Some(expect) = headers.get("Expect") {
@@ -295,8 +280,8 @@ fn parse_request_at(
         }
     }
     let head = RequestHead {
-        method,
-        target,
+        method: request.method.unwrap_or_default().to_string(),
+        target: request.path.unwrap_or_default().to_string(),
         version,
         headers,
         framing,
@@ -305,6 +290,12 @@ fn parse_request_at(
 }
 
 impl Scanned<'_> {
+    fn too_many_headers(&self) -> ProtocolError {
+        ProtocolError::TooManyHeaders {
+            limit: self.limits.max_headers,
+        }
+    }
+
     /// What an incomplete head means: an error when it can no longer become a head, else wait.
     fn incomplete(&self, eof: bool, what: &'static str) -> Result<(), ProtocolError> {
         let (window, limits) = (self.window, self.limits);
@@ -313,14 +304,11 @@ impl Scanned<'_> {
         }
         if window.len() >= limits.max_bytes {
             let line_done = window.windows(2).any(|w| w == b"\r\n");
+            let limit = limits.max_bytes;
             return Err(if line_done || what != REQUEST {
-                ProtocolError::HeadTooLarge {
-                    limit: limits.max_bytes,
-                }
+                ProtocolError::HeadTooLarge { limit }
             } else {
-                ProtocolError::TargetTooLong {
-                    limit: limits.max_bytes,
-                }
+                ProtocolError::TargetTooLong { limit }
             });
         }
         if eof {
@@ -352,11 +340,7 @@ pub(crate) fn parse_response_at(
     let (length, fields) = match httparse::parse_headers(&window[fields_at..upto], fields) {
         Ok(httparse::Status::Complete((n, fields))) => (fields_at + n, fields),
         Ok(httparse::Status::Partial) => return scanned.incomplete(eof, RESPONSE).map(|()| None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(ProtocolError::TooManyHeaders {
-                limit: limits.max_headers,
-            })
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(scanned.too_many_headers()),
         Err(_) => {
             let line = window[fields_at..upto]
                 .split(|&b| b == b'\r')
@@ -441,12 +425,9 @@ fn to_headers(
     let bytes = fields.iter().map(|f| f.name.len() + f.value.len()).sum();
     let mut headers = Headers::with_capacity(fields.len(), bytes);
     for field in fields {
-        let value = std::str::from_utf8(field.value).map_err(|_| ProtocolError::MalformedHead {
-            what,
-            why: format!(
-                "the value of header {} is not UTF-8",
-                quoted(field.name.as_bytes())
-            ),
+        let value = std::str::from_utf8(field.value).map_err(|_| {
+            let name = quoted(field.name.as_bytes());
+            malformed(what, format!("the value of header {name} is not UTF-8"))
         })?;
         headers.append(field.name, value);
     }
@@ -499,10 +480,8 @@ fn read_with<R: BufRead, T>(
             }
             // The scan and the parser disagree on where the head ends: never split a stream
             // on a guess.
-            return Err(ProtocolError::MalformedHead {
-                what: "head",
-                why: format!("no end found in \"{}\"", quoted(&acc)),
-            });
+            let why = format!("no end found in \"{}\"", quoted(&acc));
+            return Err(malformed("head", why));
         }
         r.consume(take);
     }

@@ -35,14 +35,6 @@ impl Headers {
         }
     }
 
-    fn name(&self, f: &Field) -> &str {
-        &self.text[f.start..f.mid]
-    }
-
-    fn value(&self, f: &Field) -> &str {
-        &self.text[f.mid..f.end]
-    }
-
     /// The first value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.iter()
@@ -76,9 +68,7 @@ impl Headers {
     /// Removes every field of `name`; returns the first removed value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
         let first = self.get(name).map(str::to_string);
-        if first.is_some() {
-            self.drop_all(name);
-        }
+        self.drop_all(name);
         first
     }
 
@@ -91,7 +81,9 @@ impl Headers {
 
     /// Every field, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|f| (self.name(f), self.value(f)))
+        self.fields
+            .iter()
+            .map(|f| (&self.text[f.start..f.mid], &self.text[f.mid..f.end]))
     }
 
     /// Number of fields.

@@ -1,11 +1,13 @@
 //! The scrape request in proxy form: what Prometheus sends the proxy, and what the proxy hands
 //! a client as the body of its poll.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write as _};
+use std::time::Duration;
 
 use crate::error::{quoted, ProtocolError};
 use crate::head::{self, HeadLimits};
 use crate::headers::Headers;
+use crate::timeout::{parse_scrape_timeout, SCRAPE_TIMEOUT_HEADER};
 
 /// The header that carries the proxy's id of a scrape, echoed in the push.
 pub const ID_HEADER: &str = "Id";
@@ -42,34 +44,28 @@ impl Target {
         if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err(bad());
         }
-        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+        let (scheme, _, host_port, path) = split_authority(url).ok_or_else(bad)?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(bad());
         }
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(end);
         let path = path.split('#').next().unwrap_or("");
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-        let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(bad)?),
-            };
-            (host, port)
-        } else {
-            match host_port.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (host_port, None),
+        // No port, or an empty one after the colon: "".
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+                // After the bracket: nothing, or a colon and the port.
+                let port = after.strip_prefix(':').or(after.is_empty().then_some(""));
+                (host, port.ok_or_else(bad)?)
             }
+            None => host_port.rsplit_once(':').unwrap_or((host_port, "")),
         };
         let port = match port {
-            None | Some("") => None,
-            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
+            "" => None,
+            p if p.bytes().all(|b| b.is_ascii_digit()) => {
                 Some(p.parse::<u16>().map_err(|_| bad())?)
             }
-            Some(_) => return Err(bad()),
+            _ => return Err(bad()),
         };
         let host_ok = !host.is_empty()
             && host
@@ -82,11 +78,7 @@ impl Target {
             scheme,
             host: host.to_ascii_lowercase(),
             port,
-            path_and_query: if path.is_empty() {
-                "/".into()
-            } else {
-                path.into()
-            },
+            path_and_query: if path.is_empty() { "/" } else { path }.into(),
         })
     }
 }
@@ -105,10 +97,24 @@ pub fn is_absolute_url(target: &str) -> bool {
 /// `url` with its userinfo (`user:password@`) cut out, or `None` when it has none: what logs,
 /// error texts and `Host` may show of a scrape URL.
 pub fn without_userinfo(url: &str) -> Option<String> {
+    let (scheme, Some(_), host_port, rest) = split_authority(url)? else {
+        return None;
+    };
+    Some(format!("{scheme}://{host_port}{rest}"))
+}
+
+/// `url` split around its authority: the scheme, the userinfo (`user:password`) if any, the
+/// host and port, and the path, query and fragment; `None` without `://`.
+fn split_authority(url: &str) -> Option<(&str, Option<&str>, &str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (userinfo, _) = rest[..end].rsplit_once('@')?;
-    Some(format!("{scheme}://{}", &rest[userinfo.len() + 1..]))
+    let (authority, rest) = rest.split_at(end);
+    let (userinfo, host_port) = authority
+        .rsplit_once('@')
+        .map_or((None, authority), |(userinfo, host_port)| {
+            (Some(userinfo), host_port)
+        });
+    Some((scheme, userinfo, host_port, rest))
 }
 
 impl ScrapeRequest {
@@ -145,8 +151,7 @@ impl ScrapeRequest {
 
     /// Parses a whole request head from bytes (the body of a poll response).
     pub fn from_bytes(bytes: &[u8], max_head: usize) -> Result<ScrapeRequest, ProtocolError> {
-        let mut r = bytes;
-        ScrapeRequest::parse(&mut r, max_head)
+        ScrapeRequest::parse(&mut &bytes[..], max_head)
     }
 
     /// The parsed URL.
@@ -159,27 +164,24 @@ impl ScrapeRequest {
         self.headers.get(ID_HEADER)
     }
 
+    /// The scraper's timeout (`X-Prometheus-Scrape-Timeout-Seconds`), if set.
+    pub fn scrape_timeout(&self) -> Option<Result<Duration, ProtocolError>> {
+        self.headers
+            .get(SCRAPE_TIMEOUT_HEADER)
+            .map(parse_scrape_timeout)
+    }
+
     /// Writes the request in proxy form, as Go's `Request.WriteProxy` does: the request line
     /// with the absolute URL, `Host`, `User-Agent`, then the other headers sorted by name,
     /// each line ending in CRLF, and the empty line. There is no body.
     pub fn write_proxy_form(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.url.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        match self.headers.get("Host") {
-            Some(host) => Headers::write_field(out, "Host", host),
-            None => {
-                let authority = self
-                    .url
-                    .split_once("://")
-                    .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-                    .unwrap_or("");
-                // As Go's URL.Host: never the userinfo.
-                let authority = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-                Headers::write_field(out, "Host", authority);
-            }
-        }
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{} {} HTTP/1.1\r\n", self.method, self.url);
+        // Without a Host header, as Go's URL.Host: never the userinfo.
+        let host = self.headers.get("Host").unwrap_or_else(|| {
+            split_authority(&self.url).map_or("", |(_, _, host_port, _)| host_port)
+        });
+        Headers::write_field(out, "Host", host);
         if let Some(ua) = self.headers.get("User-Agent") {
             Headers::write_field(out, "User-Agent", ua);
         }

@@ -1,7 +1,7 @@
 //! A serialized HTTP/1.1 response: what a client pushes, and what the proxy returns to the
 //! scraper.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write as _};
 
 use crate::body::read_body;
 use crate::error::ProtocolError;
@@ -42,11 +42,8 @@ impl ResponseHead {
 
     /// Writes the status line, the headers and the empty line.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.reason.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, self.reason);
         self.headers.write_to(out);
         out.extend_from_slice(b"\r\n");
     }
@@ -88,8 +85,7 @@ impl Response {
         max_head: usize,
         max_body: Option<u64>,
     ) -> Result<Response, ProtocolError> {
-        let mut r = bytes;
-        Response::parse(&mut r, max_head, max_body)
+        Response::parse(&mut &bytes[..], max_head, max_body)
     }
 
     /// A response with a plain-text body, as pushed for a failed scrape.

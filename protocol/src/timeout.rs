@@ -12,22 +12,13 @@ pub const PUSH_TIMEOUT_HEADER: &str = "X-Prometheus-Scrape-Timeout";
 
 /// Parses `X-Prometheus-Scrape-Timeout-Seconds`: a positive, finite decimal number of seconds.
 pub fn parse_scrape_timeout(value: &str) -> Result<Duration, ProtocolError> {
-    let text = value.trim_matches([' ', '\t']);
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| ProtocolError::InvalidScrapeTimeout(quoted(value.as_bytes())))?;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(ProtocolError::InvalidScrapeTimeout(quoted(
-            value.as_bytes(),
-        )));
-    }
-    let d = Duration::from_secs_f64(secs);
-    if d < Duration::from_millis(1) {
-        return Err(ProtocolError::InvalidScrapeTimeout(quoted(
-            value.as_bytes(),
-        )));
-    }
-    Ok(d)
+    let bad = || ProtocolError::InvalidScrapeTimeout(quoted(value.as_bytes()));
+    let secs: f64 = value.trim_matches([' ', '\t']).parse().map_err(|_| bad())?;
+    // Refused: not a number of seconds (NaN, infinite, negative), over 1e9 s, under 1 ms.
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| secs <= 1e9 && *d >= Duration::from_millis(1))
+        .ok_or_else(bad)
 }
 
 /// Formats a deadline for `X-Prometheus-Scrape-Timeout-Seconds` the way Prometheus does:
@@ -59,10 +50,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, ProtocolError> {
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)
             .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
         let number: f64 = rest[..num_len].parse().map_err(|_| bad())?;
         rest = &rest[num_len..];
         let unit_len = rest

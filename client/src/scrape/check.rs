@@ -3,10 +3,7 @@
 
 use std::time::Duration;
 
-use pushprox_protocol::{
-    parse_scrape_timeout, without_userinfo, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER,
-    SCRAPE_TIMEOUT_HEADER,
-};
+use pushprox_protocol::{without_userinfo, ProtocolError, ScrapeRequest, HOP_BY_HOP, ID_HEADER};
 
 use crate::config::AllowRule;
 
@@ -66,10 +63,9 @@ pub(super) fn prepare(
         });
     }
     let timeout = request
-        .headers
-        .get(SCRAPE_TIMEOUT_HEADER)
-        .ok_or(ScrapeError::MissingDeadline)
-        .and_then(|v| parse_scrape_timeout(v).map_err(ScrapeError::BadDeadline))?;
+        .scrape_timeout()
+        .ok_or(ScrapeError::MissingDeadline)?;
+    let timeout = timeout.map_err(ScrapeError::BadDeadline)?;
     Ok(Prepared {
         method: request.method.clone(),
         url,
@@ -98,13 +94,10 @@ pub(super) fn target_url(url: &str) -> Result<String, ScrapeError> {
     let bad = || ScrapeError::BadUrl(ProtocolError::MalformedUrl(url.to_string()));
     let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
     let rest = rest.split('#').next().unwrap_or("");
-    let (base, query) = match rest.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (rest, None),
-    };
+    let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut scheme = scheme.to_ascii_lowercase();
     let mut kept = Vec::new();
-    for param in query.unwrap_or("").split('&') {
+    for param in query.split('&') {
         let (key, value) = param.split_once('=').unwrap_or((param, ""));
         if key == "_scheme" {
             match value {

@@ -48,20 +48,13 @@ pub enum ScrapeError {
 }
 
 impl ScrapeError {
+    /// How the scrape ended: timed out, failed at the target, or refused (every other error:
+    /// the client would not perform it).
     pub fn outcome(&self) -> Outcome {
         match self {
-            ScrapeError::WrongHost { .. }
-            | ScrapeError::NotAllowed { .. }
-            | ScrapeError::BadUrl(_)
-            | ScrapeError::BadScheme(_)
-            | ScrapeError::MissingDeadline
-            | ScrapeError::BadDeadline(_)
-            | ScrapeError::BadRequest { .. }
-            | ScrapeError::UserInfo { .. }
-            | ScrapeError::MethodNotAllowed { .. }
-            | ScrapeError::Busy { .. } => Outcome::Refused,
             ScrapeError::Timeout { .. } => Outcome::Timeout,
             ScrapeError::Target { .. } | ScrapeError::Body { .. } => Outcome::TargetError,
+            _ => Outcome::Refused,
         }
     }
 

@@ -11,13 +11,9 @@ use super::ca::{Trusted, TARGET_TRUSTED, TRUSTED};
 fn rustls_error(error: &ureq::Error) -> Option<&TlsError> {
     match error {
         ureq::Error::Rustls(e) => Some(e),
-        ureq::Error::Io(e) => io_rustls_error(e),
+        ureq::Error::Io(e) => e.get_ref()?.downcast_ref::<TlsError>(),
         _ => None,
     }
-}
-
-fn io_rustls_error(error: &io::Error) -> Option<&TlsError> {
-    error.get_ref()?.downcast_ref::<TlsError>()
 }
 
 /// What the client trusts for `peer`.

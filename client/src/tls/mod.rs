@@ -7,7 +7,7 @@ mod ca;
 mod hint;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pushprox_daemon::tls::{certified_key, provider, Origin, Pem, PemError};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
@@ -45,7 +45,8 @@ fn tls_configs_with(
     env_file: Option<PathBuf>,
     env_dirs: Option<std::ffi::OsString>,
 ) -> Result<TlsConfigs, StartupError> {
-    let client_cert = match (&config.flags.tls_cert, &config.flags.tls_key) {
+    let flags = &config.flags;
+    let client_cert = match (&flags.tls_cert, &flags.tls_key) {
         (Some(cert), Some(key)) => {
             let cert = read_pem("--tls.cert", cert)?;
             let key = read_pem("--tls.key", key)?;
@@ -66,33 +67,26 @@ fn tls_configs_with(
         _ => None,
     };
     let proxy = if needed_at_start(config) {
-        let roots =
-            match &config.flags.tls_cacert {
-                Some(path) => {
-                    let _ = TRUSTED.set(Trusted::Flag(format!("--tls.cacert {}", path.display())));
-                    certificates("--tls.cacert", path)?
-                }
-                None => system_roots_recorded(env_file, env_dirs).or_else(|looked| match config
-                    .flags
-                    .proxy_urls
-                    .iter()
-                    .find(|u| u.starts_with("https:"))
-                {
-                    Some(url) => Err(StartupError::NoCaCertificates {
-                        url: url.clone(),
-                        looked,
-                    }),
-                    None => {
-                        warn_no_roots(&looked);
-                        Ok(Vec::new())
+        let roots = match &flags.tls_cacert {
+            Some(path) => ca_file("--tls.cacert", path, &TRUSTED)?,
+            None => match system_roots_recorded(env_file, env_dirs) {
+                Ok(roots) => roots,
+                Err(looked) => {
+                    let https = flags.proxy_urls.iter().find(|u| u.starts_with("https:"));
+                    if let Some(url) = https {
+                        let url = url.clone();
+                        return Err(StartupError::NoCaCertificates { url, looked });
                     }
-                })?,
-            };
+                    warn_no_roots(&looked);
+                    Vec::new()
+                }
+            },
+        };
         Some(trusting(&roots, client_cert.clone()))
     } else {
         None
     };
-    let target = if config.flags.scrape_insecure {
+    let target = if flags.scrape_insecure {
         log::warn!(
             "--scrape.tls.insecure-skip-verify: the certificates of https scrapes (_scheme=https) are not checked; anyone between this client and a target can read and change its metrics (the proxy's certificate is still checked)"
         );
@@ -102,12 +96,8 @@ fn tls_configs_with(
                 .client_cert(client_cert)
                 .build(),
         )
-    } else if let Some(path) = &config.flags.scrape_tls_cacert {
-        let roots = certificates("--scrape.tls.cacert", path)?;
-        let _ = TARGET_TRUSTED.set(Trusted::Flag(format!(
-            "--scrape.tls.cacert {}",
-            path.display()
-        )));
+    } else if let Some(path) = &flags.scrape_tls_cacert {
+        let roots = ca_file("--scrape.tls.cacert", path, &TARGET_TRUSTED)?;
         Some(trusting(&roots, client_cert))
     } else {
         proxy.clone()
@@ -160,13 +150,10 @@ fn warn_no_roots(looked: &str) {
 /// check. Otherwise https scrapes build theirs at the first one ([`target_default`]): the
 /// system's CA certificates take about 1 MiB of memory that an http-only client never needs.
 pub fn needed_at_start(config: &Config) -> bool {
-    config.flags.tls_cacert.is_some()
-        || config.flags.tls_cert.is_some()
-        || config
-            .flags
-            .proxy_urls
-            .iter()
-            .any(|u| u.starts_with("https:"))
+    let flags = &config.flags;
+    flags.tls_cacert.is_some()
+        || flags.tls_cert.is_some()
+        || flags.proxy_urls.iter().any(|u| u.starts_with("https:"))
 }
 
 /// The TLS configuration for https scrapes of a client started without TLS flags and with
@@ -198,11 +185,13 @@ fn der_certificates(pem: &Pem) -> Result<Vec<Certificate<'static>>, StartupError
         .collect())
 }
 
-/// The certificates of the PEM file named by `flag`.
-fn certificates(
+/// The CA certificates of the PEM file named by `flag`, recorded in `trusted` for the hints.
+fn ca_file(
     flag: &'static str,
     path: &Path,
+    trusted: &OnceLock<Trusted>,
 ) -> Result<Vec<Certificate<'static>>, StartupError> {
+    let _ = trusted.set(Trusted::Flag(format!("{flag} {}", path.display())));
     der_certificates(&read_pem(flag, path)?)
 }
 

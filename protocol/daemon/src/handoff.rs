@@ -8,9 +8,11 @@
 //! it, while a waiter that timed out here must [`Receiver::close`] and still get a value that
 //! raced in (a poll, a push, a task), never lose it.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::Instant;
+
+use crate::sync::lock;
 
 enum State<T> {
     /// Nothing sent yet; the thread waiting for the value, once one waits.
@@ -24,16 +26,9 @@ enum State<T> {
     Taken,
 }
 
-struct Shared<T> {
-    state: Mutex<State<T>>,
-}
-
-impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // Nothing here panics while holding the lock; a poisoned one still holds a valid state.
-        crate::sync::lock(&self.state)
-    }
-}
+/// The state both ends share. Nothing here panics while holding its lock; a poisoned one
+/// still holds a valid state.
+type Shared<T> = Mutex<State<T>>;
 
 /// The sending end: sends one value, or says at its drop that none will come.
 pub struct Sender<T> {
@@ -56,9 +51,7 @@ pub enum RecvError {
 
 /// A new hand-off of one value.
 pub fn handoff<T>() -> (Sender<T>, Receiver<T>) {
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::Empty(None)),
-    });
+    let shared = Arc::new(Mutex::new(State::Empty(None)));
     (
         Sender {
             shared: Arc::clone(&shared),
@@ -72,7 +65,7 @@ impl<T> Sender<T> {
     /// gone or closed.
     pub fn send(self, value: T) -> Result<(), T> {
         let waiter = {
-            let mut state = self.shared.lock();
+            let mut state = lock(&self.shared);
             match std::mem::replace(&mut *state, State::Taken) {
                 State::Empty(waiter) => {
                     *state = State::Full(value);
@@ -99,7 +92,7 @@ impl<T> Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let waiter = {
-            let mut state = self.shared.lock();
+            let mut state = lock(&self.shared);
             match &mut *state {
                 State::Empty(waiter) => {
                     let waiter = waiter.take();
@@ -120,7 +113,7 @@ impl<T> Receiver<T> {
     pub fn recv_until(&self, deadline: Instant) -> Result<T, RecvError> {
         loop {
             {
-                let mut state = self.shared.lock();
+                let mut state = lock(&self.shared);
                 match std::mem::replace(&mut *state, State::Taken) {
                     State::Full(v) => return Ok(v),
                     State::Empty(_) if Instant::now() < deadline => {
@@ -130,12 +123,8 @@ impl<T> Receiver<T> {
                         *state = State::Empty(None);
                         return Err(RecvError::Timeout);
                     }
-                    State::SenderGone => {
-                        *state = State::SenderGone;
-                        return Err(RecvError::Disconnected);
-                    }
                     other => {
-                        // Taken or closed: nothing more will come.
+                        // The sender gone, the value taken, or closed: nothing more will come.
                         *state = other;
                         return Err(RecvError::Disconnected);
                     }
@@ -149,7 +138,7 @@ impl<T> Receiver<T> {
     /// Refuses any later value, and returns one that arrived before: what a waiter that
     /// gave up calls, so that a value sent at that very moment is not lost.
     pub fn close(&self) -> Option<T> {
-        let mut state = self.shared.lock();
+        let mut state = lock(&self.shared);
         match std::mem::replace(&mut *state, State::ReceiverGone) {
             State::Full(v) => Some(v),
             _ => None,
@@ -159,7 +148,7 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        *self.shared.lock() = State::ReceiverGone;
+        *lock(&self.shared) = State::ReceiverGone;
     }
 }
 

@@ -24,75 +24,22 @@ pub fn render(out: &mut String) {
         .unwrap_or_default();
     // fields[0] is field 3 (state) of proc(5).
     let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        single(
-            out,
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            (utime + stime) as f64 / ticks_per_second,
-        );
-    }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = |key: &str| {
+    let bytes = |key: &str| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| (kib * 1024).to_string())
     };
-    if let Some(rss) = kib("VmRSS:") {
-        single(
-            out,
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            rss * 1024,
-        );
-    }
-    if let Some(vsz) = kib("VmSize:") {
-        single(
-            out,
-            "process_virtual_memory_bytes",
-            "gauge",
-            "Virtual memory size in bytes.",
-            vsz * 1024,
-        );
-    }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        // The directory handle itself is one of them.
-        let open = dir.count().saturating_sub(1);
-        single(
-            out,
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            open,
-        );
-    }
+    // The directory handle itself is one of them.
+    let open_fds = std::fs::read_dir("/proc/self/fd").map(|dir| dir.count().saturating_sub(1));
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    if let Some(max) = limits
+    let max_fds = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        single(
-            out,
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            max,
-        );
-    }
-    if let Some(threads) = field(20) {
-        single(
-            out,
-            "process_threads",
-            "gauge",
-            "Number of OS threads in the process.",
-            threads,
-        );
-    }
+        .and_then(|v| v.parse::<u64>().ok());
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| {
@@ -100,14 +47,60 @@ pub fn render(out: &mut String) {
                 .find_map(|l| l.strip_prefix("btime ").map(|v| v.trim().to_string()))
         })
         .and_then(|v| v.parse::<u64>().ok());
-    if let (Some(boot), Some(start)) = (boot, field(22)) {
-        single(
-            out,
+    let cpu = field(14)
+        .zip(field(15))
+        .map(|(utime, stime)| (utime + stime) as f64 / ticks_per_second);
+    let start = boot
+        .zip(field(22))
+        .map(|(boot, start)| boot as f64 + start as f64 / ticks_per_second);
+    let series = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            cpu.map(|v| v.to_string()),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            bytes("VmRSS:"),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            bytes("VmSize:"),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            open_fds.ok().map(|v| v.to_string()),
+        ),
+        (
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            max_fds.map(|v| v.to_string()),
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+            field(20).map(|v| v.to_string()),
+        ),
+        (
             "process_start_time_seconds",
             "gauge",
             "Start time of the process since unix epoch in seconds.",
-            boot as f64 + start as f64 / ticks_per_second,
-        );
+            start.map(|v| v.to_string()),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        if let Some(value) = value {
+            single(out, name, kind, help, value);
+        }
     }
 }
 
