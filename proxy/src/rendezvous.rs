@@ -313,12 +313,9 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
 
     /// Takes the scrape waiting for `id`, for its push to finish it.
     pub fn push(&self, id: &str) -> Result<S, PushError> {
-        {
-            let mut waiting = lock(&self.waiting);
-            if let Some(w) = waiting.by_id.remove(id) {
-                waiting.by_deadline.remove(&(w.deadline, w.ticket));
-                return Ok(w.stake);
-            }
+        // Taken out of the waiting scrapes the same way as one given up before it was handed.
+        if let Some(scrape) = self.abandon(id) {
+            return Ok(scrape);
         }
         let expired = lock(&self.expired);
         Err(match expired.iter().rev().find(|(i, _, _)| i == id) {
@@ -428,11 +425,12 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
     /// (zero: no limit), to be answered.
     pub fn expire_parked(&self, max_hold: Duration) -> Vec<(String, P)> {
         let now = Instant::now();
-        let limit = |info: &PollerInfo| match (info.hold.is_zero(), max_hold.is_zero()) {
-            (true, true) => None,
-            (true, false) => Some(max_hold),
-            (false, true) => Some(info.hold),
-            (false, false) => Some(info.hold.min(max_hold)),
+        // The shorter of the two holds that are set.
+        let limit = |info: &PollerInfo| {
+            [info.hold, max_hold]
+                .into_iter()
+                .filter(|hold| !hold.is_zero())
+                .min()
         };
         self.take_parked(|p| limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l))
     }
@@ -463,16 +461,11 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
     /// Scrapes already handed to a client may still receive their push.
     pub fn shut_down(&self) -> Vec<P> {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let mut out = Vec::new();
         for slot in lock(&self.slots).values_mut() {
-            for p in slot.parked.drain(..) {
-                self.parked.fetch_sub(1, Ordering::SeqCst);
-                out.push(p.poll);
-            }
             // Waiting scrapes see their channel close and stop at once.
             slot.scrapes.clear();
         }
-        out
+        self.take_parked_where(|_| true)
     }
 }
 
