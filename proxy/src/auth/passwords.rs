@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::users::{Secret, Users};
@@ -389,10 +389,8 @@ impl Passwords {
             password: password.to_string(),
             reply,
         };
-        match self.jobs.try_send(job) {
-            Ok(()) => answer.recv_timeout(CHECK_DEADLINE).ok(),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
-        }
+        self.jobs.try_send(job).ok()?;
+        answer.recv_timeout(CHECK_DEADLINE).ok()
     }
 
     /// Logs the refusals of sources over their budget: the first at once, then at most one
