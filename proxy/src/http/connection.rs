@@ -314,7 +314,8 @@ fn is_disconnect(e: &io::Error) -> bool {
 
 /// Serves requests on `conn` until it closes, times out, or a handler keeps it.
 pub(super) fn serve(mut conn: Connection) {
-    loop {
+    // A request refused here ends the connection with this answer.
+    let (status, reason) = loop {
         match conn.next_request() {
             Ok(Some(request)) => {
                 // Revocation (issue 16): a kept-alive connection is held to the TLS
@@ -324,9 +325,7 @@ pub(super) fn serve(mut conn: Connection) {
                         "refused request and closed connection from={}: {why}",
                         conn.peer
                     );
-                    conn.exchange.keep_alive = false;
-                    let _ = conn.respond_text(403, &[], &why);
-                    return;
+                    break (403, why);
                 }
                 if conn.stream.expired(conn.shared.limits.max_connection_age) {
                     conn.exchange.keep_alive = false;
@@ -337,30 +336,26 @@ pub(super) fn serve(mut conn: Connection) {
                     After::Kept => return,
                 }
             }
-            Ok(None) => return conn.close(),
+            Ok(None) | Err(NextError::Closed) => return conn.close(),
             Err(NextError::Head(e)) => {
                 log::debug!("refused request from={}: {e}", conn.peer);
-                conn.exchange.keep_alive = false;
-                let status = e.status();
-                let _ = conn.respond_text(status, &[], &e.to_string());
-                return;
+                break (e.status(), e.to_string());
             }
             Err(NextError::TimedOut) => {
                 log::debug!(
                     "closed connection from={}: its request head did not arrive within --web.read-timeout",
                     conn.peer
                 );
-                conn.exchange.keep_alive = false;
                 let reason =
                     "the request head did not arrive within the proxy's --web.read-timeout";
-                let _ = conn.respond_text(408, &[], reason);
-                return;
+                break (408, reason.to_string());
             }
-            Err(NextError::Closed) => return conn.close(),
             Err(NextError::Io(e)) => {
                 log::debug!("connection from={} failed: {e}", conn.peer);
                 return conn.close();
             }
         }
-    }
+    };
+    conn.exchange.keep_alive = false;
+    let _ = conn.respond_text(status, &[], &reason);
 }
