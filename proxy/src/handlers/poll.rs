@@ -1,7 +1,6 @@
 //! `POST /poll`: a client waits for a scrape. The body is its FQDN. The poll is parked,
 //! unanswered and without a thread, until a scrape takes it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use pushprox_protocol::{HOLD_HEADER, LABELS_HEADER, POLLER_HEADER, TARGETS_HEADER};
@@ -36,7 +35,7 @@ pub fn parse_fqdn(body: &[u8]) -> Result<&str, String> {
 }
 
 /// Checks the poll and parks it until a scrape for its FQDN takes it.
-pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> After {
+pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
     let token = match state.auth.client_token(request.header("Authorization")) {
         Ok(t) => t.map(str::to_string),
         Err(refusal) => return super::refuse(state, &request, conn, Guard::Client, &refusal),

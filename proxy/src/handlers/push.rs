@@ -2,7 +2,6 @@
 //! scrape waiting for its id taken, and the body relayed to its scraper on this thread (see
 //! `delivery`), which then goes on with the client's next request.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{Framing, ProtocolError, ResponseHead, DEFAULT_MAX_HEAD, ID_HEADER};
@@ -19,7 +18,7 @@ use crate::state::State;
 const OVERSIZED_HEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// Parses the pushed response head and hands the push to the scrape waiting for its id.
-pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> After {
+pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
     let from = conn.peer();
     // The client certificate's end entity, for its names once the scrape's FQDN is known.
     let certs = conn.peer_certificates().and_then(|c| c.first()).cloned();

@@ -3,7 +3,6 @@
 //! comes on it) and the scrape waits for its push without a thread (see `delivery`); or, when
 //! no poll comes, answered here.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
@@ -43,7 +42,7 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
 }
 
 /// Hands one scrape to a poll, or answers why not.
-pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
+pub fn handle(state: &State, request: Request, conn: Connection) -> After {
     let in_progress = InProgress::start(&state.scrapes_in_progress);
     if !SCRAPE_METHODS.contains(&request.method()) {
         return refuse_method(state, &request, conn);
