@@ -391,7 +391,7 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), StartupError> {
             thread::sleep(tick);
             for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
                 let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
-                poll.answer(408, &reason);
+                poll.answer(408, &[], &reason);
             }
             if last_gone.elapsed() >= GONE_SWEEP {
                 last_gone = Instant::now();
