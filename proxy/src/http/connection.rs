@@ -16,7 +16,7 @@ use pushprox_protocol::{Framing, ProtocolError};
 
 use super::shared::{Shared, Slot};
 use super::shares::{Held, ShareRefusal};
-use super::tls::Stream;
+use super::tls::{is_timeout, Stream};
 use super::RequestHead;
 
 mod read;
@@ -293,13 +293,6 @@ pub(super) enum NextError {
     /// The peer closed in the middle of a head.
     Closed,
     Io(io::Error),
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
 }
 
 fn is_disconnect(e: &io::Error) -> bool {
