@@ -146,10 +146,9 @@ pub struct Connection {
     exchange: Exchange,
     /// When the head being read must be complete.
     deadline: Option<Instant>,
-    /// The read time-out the socket has now (once `read_armed_set`), and whether its write
-    /// time-out is set.
-    read_armed: Option<Duration>,
-    read_armed_set: bool,
+    /// The read time-out the socket has now (`None` until one is set: the outer `Option`),
+    /// and whether its write time-out is set.
+    read_armed: Option<Option<Duration>>,
     write_armed: bool,
 }
 
@@ -173,7 +172,6 @@ impl Connection {
             exchange: Exchange::idle(),
             deadline: None,
             read_armed: None,
-            read_armed_set: false,
             write_armed: false,
         }
     }

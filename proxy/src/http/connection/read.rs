@@ -89,14 +89,13 @@ impl Connection {
             (None, timeout) => timeout,
         };
         let close_enough = match (self.read_armed, timeout) {
-            (Some(armed), Some(want)) => armed <= want + REARM_SLACK,
-            (None, None) => true,
+            (Some(Some(armed)), Some(want)) => armed <= want + REARM_SLACK,
+            (Some(None), None) => true,
             _ => false,
         };
-        if force || !close_enough || !self.read_armed_set {
+        if force || !close_enough {
             self.stream.tcp().set_read_timeout(timeout)?;
-            self.read_armed = timeout;
-            self.read_armed_set = true;
+            self.read_armed = Some(timeout);
         }
         Ok(())
     }
