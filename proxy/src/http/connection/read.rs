@@ -237,10 +237,8 @@ impl Connection {
     /// refused without reading it.
     pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, BodyError> {
         let framing = self.body_framing();
-        if let Framing::Length(n) = framing {
-            if n > limit {
-                return Err(BodyError::TooLarge { limit });
-            }
+        if matches!(framing, Framing::Length(n) if n > limit) {
+            return Err(BodyError::TooLarge { limit });
         }
         if framing == Framing::Length(0) {
             return Ok(Vec::new());
