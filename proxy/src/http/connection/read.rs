@@ -148,18 +148,16 @@ impl Connection {
         // opened sends its request at once), then the connection is closed.
         if self.pos == self.filled {
             self.deadline = self.read_timeout().map(|t| Instant::now() + t);
-            let (_idle, over) = match self.shared.shares.idle(self.peer.ip()) {
-                Ok(held) => (Some(held), None),
-                Err(refusal) => {
-                    self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
-                    (None, Some(refusal))
-                }
-            };
+            // Held (when it is granted) until the first byte came.
+            let idle = self.shared.shares.idle(self.peer.ip());
+            if idle.is_err() {
+                self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
+            }
             match self.read_more(limits.max_bytes) {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => {
-                    if let Some(refusal) = over {
+                    if let Err(refusal) = idle {
                         self.share_refused(refusal, "closed an idle connection");
                     }
                     return Ok(None);
