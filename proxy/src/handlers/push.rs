@@ -65,8 +65,7 @@ pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
     };
     let fail = |body: RequestBody, status: u16, reason: String| -> After {
         crate::warn_limit::REFUSALS.warn("push", || format!("refused push from {from}: {reason}"));
-        body.finish()
-            .respond_text(status, &[], &format!("Error pushing: {reason}"))
+        Connection::finish_body(body).respond_text(status, &[], &format!("Error pushing: {reason}"))
     };
     let parsed = ResponseHead::parse(&mut body, DEFAULT_MAX_HEAD);
     let oversized = declared.is_some_and(|n| n > max)
@@ -116,11 +115,11 @@ pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
     // The rest of the push must arrive before its scrape gives up: a push trickled a byte
     // at a time holds a thread no longer than that.
     if let Some(deadline) = state.rendezvous.deadline_of(&id) {
-        body.set_read_deadline(deadline);
+        body.get_mut().set_read_deadline(deadline);
     }
     // A refusal of this push's credentials, saying which scrape it was for.
     let refuse = |body: RequestBody, refusal| {
-        let (conn, refusal) = (body.finish(), for_scrape(refusal, &id));
+        let (conn, refusal) = (Connection::finish_body(body), for_scrape(refusal, &id));
         super::refuse(state, &request, conn, Guard::Client, &refusal)
     };
     if let Some(fqdn) = state.rendezvous.fqdn_of(&id) {
