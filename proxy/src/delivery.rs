@@ -188,7 +188,7 @@ pub type PushedBody = BodyReader<RequestBody>;
 /// Answers a push whose body is `request_body`; the push's connection goes on with the
 /// client's next request on this thread.
 pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u64) -> After {
-    let conn = request_body.finish();
+    let conn = Connection::finish_body(request_body);
     let (status, reason) = match end {
         RelayEnd::Relayed => (200, String::new()),
         RelayEnd::PushBroken(e @ BodyError::TooLarge { .. }) => (

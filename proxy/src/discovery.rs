@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::metrics::PollRefused;
@@ -83,27 +84,18 @@ impl Announcement {
             rule,
             reason,
         };
-        let labels: Labels = match labels {
-            None => Labels::new(),
-            Some(v) => serde_json::from_str(v).map_err(|e| {
-                bad(
-                    LABELS_HEADER,
-                    PollRefused::Invalid,
-                    format!("it is not a JSON object of strings ({e})"),
-                )
-            })?,
-        };
+        let invalid = |header, reason| bad(header, PollRefused::Invalid, reason);
+        let labels: Labels = json(labels).map_err(|e| {
+            invalid(
+                LABELS_HEADER,
+                format!("it is not a JSON object of strings ({e})"),
+            )
+        })?;
         check(&labels, limits).map_err(|(rule, r)| bad(LABELS_HEADER, rule, r))?;
-        let targets: Vec<AnnouncedTarget> = match targets {
-            None => Vec::new(),
-            Some(v) => serde_json::from_str(v).map_err(|e| {
-                bad(
-                    TARGETS_HEADER,
-                    PollRefused::Invalid,
-                    format!("it is not a JSON array of {{\"port\":N,\"labels\":{{...}}}} ({e})"),
-                )
-            })?,
-        };
+        let targets: Vec<AnnouncedTarget> = json(targets).map_err(|e| {
+            let expected = "a JSON array of {\"port\":N,\"labels\":{...}}";
+            invalid(TARGETS_HEADER, format!("it is not {expected} ({e})"))
+        })?;
         if targets.len() > limits.targets {
             return Err(bad(
                 TARGETS_HEADER,
@@ -117,11 +109,7 @@ impl Announcement {
         }
         for t in &targets {
             if t.port == 0 {
-                return Err(bad(
-                    TARGETS_HEADER,
-                    PollRefused::Invalid,
-                    "it announces port 0".into(),
-                ));
+                return Err(invalid(TARGETS_HEADER, "it announces port 0".into()));
             }
             check(&t.labels, limits).map_err(|(rule, r)| bad(TARGETS_HEADER, rule, r))?;
         }
@@ -157,6 +145,11 @@ impl Announcement {
         }
         Ok(announced)
     }
+}
+
+/// The JSON value of an announcement header; absent: nothing announced.
+fn json<T: DeserializeOwned + Default>(value: Option<&str>) -> serde_json::Result<T> {
+    value.map_or_else(|| Ok(T::default()), serde_json::from_str)
 }
 
 /// Label names as Prometheus takes them, not reserved (`__`), within the count and lengths.

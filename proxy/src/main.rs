@@ -3,6 +3,7 @@
 mod auth;
 mod config;
 mod delivery;
+mod digest;
 mod discovery;
 mod error;
 mod handlers;

@@ -46,18 +46,11 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
-                self.counts[i]
-            );
+        // Every bucket, then +Inf, which holds every observation.
+        let bounds = BUCKETS.iter().map(f64::to_string).chain(["+Inf".into()]);
+        for (bound, n) in bounds.zip(self.counts.iter().chain([&self.count])) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {n}");
         }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
         let braces = if labels.is_empty() {
             String::new()
         } else {

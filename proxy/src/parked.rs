@@ -43,10 +43,8 @@ impl ParkedPoll {
     /// gone or the write fails, so the scrape can go to the next poll. The caller goes on
     /// with the connection (the client's next poll comes on it).
     pub fn hand_over(self, scrape: &[u8]) -> io::Result<After> {
-        let key = fqdn_key(&self.fqdn);
         if self.is_gone() {
-            self.registry.poll_ended(&key, false);
-            self.conn.abandon(499);
+            self.drop_gone();
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "the client closed the poll's connection",
@@ -57,14 +55,17 @@ impl ParkedPoll {
             (MAX_POLLS_HEADER, MAX_POLLS),
         ];
         let answered = self.conn.respond_checked(200, &headers, scrape);
-        self.registry.poll_ended(&key, answered.is_ok());
+        self.registry
+            .poll_ended(&fqdn_key(&self.fqdn), answered.is_ok());
         answered
     }
 
-    /// Answers the poll without a scrape: superseded, or held too long.
-    pub fn answer(self, status: u16, reason: &str) {
+    /// Answers the poll without a scrape (superseded, held too long, the proxy stopping),
+    /// with `extra` headers after the one every poll's answer has.
+    pub fn answer(self, status: u16, extra: &[(&str, &str)], reason: &str) {
         self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
-        let headers = [(MAX_POLLS_HEADER, MAX_POLLS)];
+        let max_polls = [(MAX_POLLS_HEADER, MAX_POLLS)];
+        let headers: Vec<(&str, &str)> = max_polls.iter().chain(extra).copied().collect();
         if let After::Next(conn) = self.conn.respond_text(status, &headers, reason) {
             conn.resume();
         }
@@ -74,17 +75,10 @@ impl ParkedPoll {
     /// balancer retries on its next server without counting this proxy as failed (its pushes
     /// still come here); our client polls again at once on the marker.
     pub fn come_back(self) {
-        self.registry.poll_ended(&fqdn_key(&self.fqdn), false);
-        let headers = [
-            (MAX_POLLS_HEADER, MAX_POLLS),
-            (RETRY_HEADER, RETRY_NEXT),
-            ("Retry-After", "0"),
-        ];
+        let headers = [(RETRY_HEADER, RETRY_NEXT), ("Retry-After", "0")];
         let reason =
             "the proxy is stopping: poll again at once (another proxy, or this one restarted)";
-        if let After::Next(conn) = self.conn.respond_text(404, &headers, reason) {
-            conn.resume();
-        }
+        self.answer(404, &headers, reason);
     }
 
     /// Answers a poll that a newer poll of the same client replaced.
@@ -94,7 +88,7 @@ impl ParkedPoll {
             "Error WaitForScrapeInstruction: request is expired: a newer poll of {} took over",
             self.fqdn
         );
-        self.answer(408, &reason);
+        self.answer(408, &[], &reason);
     }
 
     /// Frees a poll whose client hung up.

@@ -19,24 +19,16 @@ const PRUNE_EVERY: Duration = Duration::from_secs(1);
 const MAX_REMEMBERED: usize = 16 * 1024;
 
 /// How many scrapes of each FQDN were passed on.
+#[derive(Default)]
 pub struct Passing {
     passed: Mutex<Passed>,
 }
 
+#[derive(Default)]
 struct Passed {
     counts: HashMap<String, (u64, Instant)>,
-    pruned: Instant,
-}
-
-impl Default for Passing {
-    fn default() -> Self {
-        Passing {
-            passed: Mutex::new(Passed {
-                counts: HashMap::new(),
-                pruned: Instant::now(),
-            }),
-        }
-    }
+    /// The last pruning; `None`: none yet.
+    pruned: Option<Instant>,
 }
 
 impl Passing {
@@ -50,8 +42,11 @@ impl Passing {
     pub fn passed(&self, key: &str) {
         let now = Instant::now();
         let mut passed = lock(&self.passed);
-        if passed.counts.len() >= PRUNE_ABOVE && now.duration_since(passed.pruned) >= PRUNE_EVERY {
-            passed.pruned = now;
+        let due = passed
+            .pruned
+            .is_none_or(|t| now.duration_since(t) >= PRUNE_EVERY);
+        if passed.counts.len() >= PRUNE_ABOVE && due {
+            passed.pruned = Some(now);
             passed
                 .counts
                 .retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);

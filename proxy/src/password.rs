@@ -19,12 +19,11 @@ pub fn hash_password(user: &str) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let password = password.as_str();
     if password.is_empty() {
         eprintln!("--hash-password: the password read from standard input is empty");
         return ExitCode::from(2);
     }
-    match crate::auth::users::bcrypt_line(user, password) {
+    match crate::auth::users::bcrypt_line(user, &password) {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS

@@ -82,28 +82,26 @@ impl Registry {
         announced: Announcement,
     ) -> Result<Seen, RegistryFull> {
         self.with(|clients| {
-            let now = Instant::now();
-            let mut seen = Seen::Known;
-            if !clients.contains_key(key) {
-                if clients.len() >= self.max_clients {
-                    return Err(RegistryFull {
-                        max_clients: self.max_clients,
-                    });
-                }
-                seen = Seen::New;
+            let (now, announced) = (Instant::now(), Arc::new(announced));
+            if let Some(info) = clients.get_mut(key) {
+                info.announced = announced;
+                info.last_seen = now;
+                return Ok(Seen::Known);
             }
-            let info = clients
-                .entry(key.to_string())
-                .or_insert_with(|| ClientInfo {
-                    fqdn: fqdn.to_string(),
-                    last_seen: now,
-                    polling: false,
-                    scrapes: 0,
-                    announced: Arc::default(),
+            if clients.len() >= self.max_clients {
+                return Err(RegistryFull {
+                    max_clients: self.max_clients,
                 });
-            info.announced = Arc::new(announced);
-            info.last_seen = now;
-            Ok(seen)
+            }
+            let info = ClientInfo {
+                fqdn: fqdn.to_string(),
+                last_seen: now,
+                polling: false,
+                scrapes: 0,
+                announced,
+            };
+            clients.insert(key.to_string(), info);
+            Ok(Seen::New)
         })
     }
 

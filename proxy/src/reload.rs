@@ -20,7 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use pushprox_daemon::sync::{read, write};
-use ring::digest::{Context, SHA256};
+
+use crate::digest::{digest, Digest};
 
 /// Files are hashed up to this size (more than any config, certificate or token file).
 const MAX_HASHED_BYTES: u64 = 4 << 20;
@@ -186,27 +187,17 @@ impl<T: Send + Sync + 'static> Reloader<T> {
 
 /// A digest of each watched file's contents (a file that cannot be read counts by its error,
 /// so its disappearance and return are changes too).
-fn fingerprints(files: &[PathBuf]) -> Vec<[u8; 32]> {
+fn fingerprints(files: &[PathBuf]) -> Vec<Digest> {
     files
         .iter()
         .map(|file| {
             let mut contents = Vec::new();
             let read = std::fs::File::open(file)
                 .and_then(|f| f.take(MAX_HASHED_BYTES).read_to_end(&mut contents));
-            let mut context = Context::new(&SHA256);
             match read {
-                Ok(_) => {
-                    context.update(b"ok");
-                    context.update(&contents);
-                }
-                Err(e) => {
-                    context.update(b"error");
-                    context.update(format!("{:?}", e.kind()).as_bytes());
-                }
+                Ok(_) => digest(&[b"ok", &contents]),
+                Err(e) => digest(&[b"error", format!("{:?}", e.kind()).as_bytes()]),
             }
-            let mut out = [0u8; 32];
-            out.copy_from_slice(context.finish().as_ref());
-            out
         })
         .collect()
 }

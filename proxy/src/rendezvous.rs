@@ -11,7 +11,7 @@
 //! a client is live (seen lately, or a poll of it parked) is asked in one place.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -157,7 +157,6 @@ pub struct Rendezvous<P, S> {
     /// Told when a scrape with an earlier deadline than all others starts waiting.
     earlier: Condvar,
     expired: Mutex<VecDeque<(String, String, Instant)>>,
-    parked: AtomicUsize,
     next_ticket: AtomicU64,
     shutting_down: AtomicBool,
     registry: Arc<Registry>,
@@ -175,7 +174,6 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
             }),
             earlier: Condvar::new(),
             expired: Mutex::new(VecDeque::new()),
-            parked: AtomicUsize::new(0),
             next_ticket: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
         }
@@ -216,8 +214,6 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
             since: Instant::now(),
             info,
         });
-        self.parked.fetch_add(1, Ordering::SeqCst);
-        self.parked.fetch_sub(superseded.len(), Ordering::SeqCst);
         Arrival::Parked { superseded }
     }
 
@@ -232,7 +228,6 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
             let slot = slots.entry(fqdn.to_string()).or_default();
             // The newest poll: the one most likely still connected.
             if let Some(p) = slot.parked.pop_back() {
-                self.parked.fetch_sub(1, Ordering::SeqCst);
                 return Taken::Poll(p.poll);
             }
             // Only a scrape that waits needs a hand-off (the common case needs none).
@@ -261,7 +256,6 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
                 since: Instant::now(),
                 info: PollerInfo::default(),
             });
-            self.parked.fetch_add(1, Ordering::SeqCst);
             Taken::NoPoll { stale: None }
         } else {
             Taken::NoPoll { stale: Some(late) }
@@ -313,12 +307,9 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
 
     /// Takes the scrape waiting for `id`, for its push to finish it.
     pub fn push(&self, id: &str) -> Result<S, PushError> {
-        {
-            let mut waiting = lock(&self.waiting);
-            if let Some(w) = waiting.by_id.remove(id) {
-                waiting.by_deadline.remove(&(w.deadline, w.ticket));
-                return Ok(w.stake);
-            }
+        // Taken out of the waiting scrapes the same way as one given up before it was handed.
+        if let Some(scrape) = self.abandon(id) {
+            return Ok(scrape);
         }
         let expired = lock(&self.expired);
         Err(match expired.iter().rev().find(|(i, _, _)| i == id) {
@@ -416,7 +407,9 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
 
     /// Polls parked now.
     pub fn polls_waiting(&self) -> usize {
-        self.parked.load(Ordering::SeqCst)
+        // Counted when asked (for /metrics and the page), not kept beside the polls.
+        let slots = lock(&self.slots);
+        slots.values().map(|slot| slot.parked.len()).sum()
     }
 
     /// Scrapes waiting for a poll or a push.
@@ -428,11 +421,12 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
     /// (zero: no limit), to be answered.
     pub fn expire_parked(&self, max_hold: Duration) -> Vec<(String, P)> {
         let now = Instant::now();
-        let limit = |info: &PollerInfo| match (info.hold.is_zero(), max_hold.is_zero()) {
-            (true, true) => None,
-            (true, false) => Some(max_hold),
-            (false, true) => Some(info.hold),
-            (false, false) => Some(info.hold.min(max_hold)),
+        // The shorter of the two holds that are set.
+        let limit = |info: &PollerInfo| {
+            [info.hold, max_hold]
+                .into_iter()
+                .filter(|hold| !hold.is_zero())
+                .min()
         };
         self.take_parked(|p| limit(&p.info).is_some_and(|l| now.duration_since(p.since) >= l))
     }
@@ -448,7 +442,6 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
         let mut out = Vec::new();
         for (fqdn, slot) in lock(&self.slots).iter_mut() {
             let taken = take_where(&mut slot.parked, &take);
-            self.parked.fetch_sub(taken.len(), Ordering::SeqCst);
             out.extend(taken.into_iter().map(|poll| (fqdn.clone(), poll)));
         }
         out
@@ -463,16 +456,11 @@ impl<P: Send, S: Send> Rendezvous<P, S> {
     /// Scrapes already handed to a client may still receive their push.
     pub fn shut_down(&self) -> Vec<P> {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let mut out = Vec::new();
         for slot in lock(&self.slots).values_mut() {
-            for p in slot.parked.drain(..) {
-                self.parked.fetch_sub(1, Ordering::SeqCst);
-                out.push(p.poll);
-            }
             // Waiting scrapes see their channel close and stop at once.
             slot.scrapes.clear();
         }
-        out
+        self.take_parked_where(|_| true)
     }
 }
 

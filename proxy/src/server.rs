@@ -88,13 +88,9 @@ fn label(route: Route) -> &'static str {
 }
 
 /// The PushProx endpoints, as the HTTP front's service.
-struct Proxy {
-    state: Arc<State>,
-}
-
-impl Service for Proxy {
+impl Service for State {
     fn handle(&self, mut request: Request, mut conn: Connection) -> After {
-        let state = &self.state;
+        let state = self;
         // A scrape that a trusted balancer forwarded in origin form (issue 11).
         if let Some(target) =
             crate::trusted::apply(&state.config.trusted_proxies, conn.peer(), &mut request)
@@ -170,17 +166,17 @@ impl Service for Proxy {
 
     fn record(&self, label: &'static str, status: u16, took: Duration) {
         match label {
-            crate::metrics::SCRAPE_LABEL => self.state.metrics.proxied(status, took),
-            _ => self.state.metrics.http_request(label, status, took),
+            crate::metrics::SCRAPE_LABEL => self.metrics.proxied(status, took),
+            _ => self.metrics.http_request(label, status, took),
         }
     }
 
     fn refused_busy(&self) {
-        self.state.metrics.rejected_busy();
+        self.metrics.rejected_busy();
     }
 
     fn refused_share(&self, reason: ShareRefusal) {
-        self.state.metrics.share_refused(reason);
+        self.metrics.share_refused(reason);
     }
 }
 
@@ -325,11 +321,8 @@ pub fn run(config: Config) -> Result<(), StartupError> {
         scrapes_in_progress: Arc::new(AtomicUsize::new(0)),
         passing: Default::default(),
     });
-    let proxy = Arc::new(Proxy {
-        state: Arc::clone(&state),
-    });
     let front = Front::new(
-        proxy,
+        Arc::clone(&state) as Arc<dyn Service>,
         limits,
         tls,
         headers,
@@ -398,7 +391,7 @@ fn spawn_janitor(state: Arc<State>) -> Result<(), StartupError> {
             thread::sleep(tick);
             for (fqdn, poll) in state.rendezvous.expire_parked(hold) {
                 let reason = format!("no scrape for {fqdn} within the poll's hold; poll again");
-                poll.answer(408, &reason);
+                poll.answer(408, &[], &reason);
             }
             if last_gone.elapsed() >= GONE_SWEEP {
                 last_gone = Instant::now();

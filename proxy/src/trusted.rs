@@ -28,21 +28,21 @@ impl TrustedNet {
     /// Whether `ip` is in this network; an IPv4-mapped IPv6 peer (`::ffff:10.0.0.1`, seen on
     /// a dual-stack listener) counts as its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        let ip = ip.to_canonical();
+        // The top `prefix` bits (an IPv4 address is in the top 32, see `high_bits`).
+        let mask = u128::MAX
+            .checked_shl(128 - u32::from(self.prefix))
+            .unwrap_or(0);
+        let same_network = high_bits(self.addr) & mask == high_bits(ip) & mask;
+        self.addr.is_ipv4() == ip.is_ipv4() && same_network
+    }
+}
+
+/// The address in the high bits of a `u128`: an IPv6 address whole, an IPv4 one in the top 32.
+fn high_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+        IpAddr::V6(v6) => u128::from(v6),
     }
 }
 

@@ -132,9 +132,7 @@ fn common_names(mut name: &[u8]) -> Option<Vec<String>> {
                 // UTF8String, PrintableString, IA5String, TeletexString (when it is UTF-8);
                 // other string types cannot name a host.
                 if matches!(tag, 0x0C | 0x13 | 0x16 | 0x14) {
-                    if let Ok(text) = std::str::from_utf8(text) {
-                        cns.push(text.to_string());
-                    }
+                    cns.extend(std::str::from_utf8(text).ok().map(str::to_string));
                 }
             }
         }

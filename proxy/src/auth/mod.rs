@@ -26,6 +26,7 @@ use std::time::Duration;
 use base64::Engine;
 use rustls::pki_types::CertificateDer;
 
+use crate::digest::{digest, Digest};
 use crate::reload::View;
 
 pub use passwords::{Passwords, Verdict};
@@ -82,20 +83,6 @@ impl std::fmt::Display for FileError {
 }
 
 impl std::error::Error for FileError {}
-
-/// A SHA-256 digest.
-pub type Digest = [u8; 32];
-
-/// The SHA-256 of the concatenated `parts`.
-pub fn digest(parts: &[&[u8]]) -> Digest {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    for part in parts {
-        context.update(part);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(context.finish().as_ref());
-    out
-}
 
 /// Why a request was refused, with a one-line reason for the requester (never echoing what
 /// it sent).

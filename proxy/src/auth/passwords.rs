@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::users::{Secret, Users};
@@ -389,10 +389,8 @@ impl Passwords {
             password: password.to_string(),
             reply,
         };
-        match self.jobs.try_send(job) {
-            Ok(()) => answer.recv_timeout(CHECK_DEADLINE).ok(),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => None,
-        }
+        self.jobs.try_send(job).ok()?;
+        answer.recv_timeout(CHECK_DEADLINE).ok()
     }
 
     /// Logs the refusals of sources over their budget: the first at once, then at most one
@@ -438,15 +436,10 @@ fn work(queue: &Receiver<Job>) {
 /// The address failures are counted under: IPv4 as is, IPv6 by its /64 (one host usually
 /// has a whole /64).
 fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
+    // An IPv4-mapped IPv6 address is its IPv4 address.
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        v4 => v4,
     }
 }
 

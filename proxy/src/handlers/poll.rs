@@ -1,11 +1,11 @@
 //! `POST /poll`: a client waits for a scrape. The body is its FQDN. The poll is parked,
 //! unanswered and without a thread, until a scrape takes it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use pushprox_protocol::{HOLD_HEADER, LABELS_HEADER, POLLER_HEADER, TARGETS_HEADER};
 
+use super::Guard;
 use crate::discovery::Announcement;
 use crate::http::{After, BodyError, Connection, Request};
 use crate::metrics::PollRefused;
@@ -35,12 +35,10 @@ pub fn parse_fqdn(body: &[u8]) -> Result<&str, String> {
 }
 
 /// Checks the poll and parks it until a scrape for its FQDN takes it.
-pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> After {
+pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
     let token = match state.auth.client_token(request.header("Authorization")) {
         Ok(t) => t.map(str::to_string),
-        Err(refusal) => {
-            return super::refuse(state, &request, conn, super::Guard::Client, &refusal)
-        }
+        Err(refusal) => return super::refuse(state, &request, conn, Guard::Client, &refusal),
     };
     let body = match conn.read_body(MAX_POLL_BODY) {
         Ok(body) => body,
@@ -65,10 +63,10 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
         }
     };
     if let Err(refusal) = state.auth.client_may(token.as_deref(), &fqdn) {
-        return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+        return super::refuse(state, &request, conn, Guard::Client, &refusal);
     }
     if let Err(refusal) = state.auth.certificate_may(conn.peer_certificates(), &fqdn) {
-        return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+        return super::refuse(state, &request, conn, Guard::Client, &refusal);
     }
     let announced = match Announcement::parse(
         request.header(LABELS_HEADER),

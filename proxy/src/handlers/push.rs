@@ -2,11 +2,11 @@
 //! scrape waiting for its id taken, and the body relayed to its scraper on this thread (see
 //! `delivery`), which then goes on with the client's next request.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{Framing, ProtocolError, ResponseHead, DEFAULT_MAX_HEAD, ID_HEADER};
 
+use super::Guard;
 use crate::auth::Refusal;
 use crate::delivery::{answer_push, PushedBody, RelayEnd};
 use crate::http::{After, Connection, Request, RequestBody};
@@ -18,16 +18,19 @@ use crate::state::State;
 const OVERSIZED_HEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// Parses the pushed response head and hands the push to the scrape waiting for its id.
-pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> After {
+pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
     let from = conn.peer();
     // The client certificate's end entity, for its names once the scrape's FQDN is known.
     let certs = conn.peer_certificates().and_then(|c| c.first()).cloned();
     let certs = certs.as_ref().map(std::slice::from_ref);
     let token = match state.auth.client_token(request.header("Authorization")) {
         Ok(t) => t.map(str::to_string),
-        Err(refusal) => {
-            return super::refuse(state, &request, conn, super::Guard::Client, &refusal)
-        }
+        Err(refusal) => return super::refuse(state, &request, conn, Guard::Client, &refusal),
+    };
+    // Whether the token and the certificate may answer scrapes sent to `fqdn`.
+    let may_answer = |fqdn: &str| {
+        let by_token = state.auth.client_may(token.as_deref(), fqdn);
+        by_token.and_then(|()| state.auth.certificate_may(certs, fqdn))
     };
     let max = match state.config.push_max_body {
         0 => u64::MAX,
@@ -62,8 +65,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     };
     let fail = |body: RequestBody, status: u16, reason: String| -> After {
         crate::warn_limit::REFUSALS.warn("push", || format!("refused push from {from}: {reason}"));
-        body.finish()
-            .respond_text(status, &[], &format!("Error pushing: {reason}"))
+        Connection::finish_body(body).respond_text(status, &[], &format!("Error pushing: {reason}"))
     };
     let parsed = ResponseHead::parse(&mut body, DEFAULT_MAX_HEAD);
     let oversized = declared.is_some_and(|n| n > max)
@@ -78,10 +80,7 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             .unwrap_or_default();
         if let Some(id) = &id {
             let fqdn = state.rendezvous.fqdn_of(id);
-            if let Some(fqdn) = fqdn.filter(|f| {
-                state.auth.client_may(token.as_deref(), f).is_ok()
-                    && state.auth.certificate_may(certs, f).is_ok()
-            }) {
+            if let Some(fqdn) = fqdn.filter(|f| may_answer(f).is_ok()) {
                 let reason = format!(
                     "Error scraping: the response of client {fqdn} is larger than the proxy's --push.max-body of {max} bytes"
                 );
@@ -116,19 +115,16 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
     // The rest of the push must arrive before its scrape gives up: a push trickled a byte
     // at a time holds a thread no longer than that.
     if let Some(deadline) = state.rendezvous.deadline_of(&id) {
-        body.set_read_deadline(deadline);
+        body.get_mut().set_read_deadline(deadline);
     }
+    // A refusal of this push's credentials, saying which scrape it was for.
+    let refuse = |body: RequestBody, refusal| {
+        let (conn, refusal) = (Connection::finish_body(body), for_scrape(refusal, &id));
+        super::refuse(state, &request, conn, Guard::Client, &refusal)
+    };
     if let Some(fqdn) = state.rendezvous.fqdn_of(&id) {
-        let allowed = state.auth.client_may(token.as_deref(), &fqdn);
-        if let Err(refusal) = allowed.and_then(|()| state.auth.certificate_may(certs, &fqdn)) {
-            let conn = body.finish();
-            return super::refuse(
-                state,
-                &request,
-                conn,
-                super::Guard::Client,
-                &for_scrape(refusal, &id),
-            );
+        if let Err(refusal) = may_answer(&fqdn) {
+            return refuse(body, refusal);
         }
     }
     let pending = match state.rendezvous.push(&id) {
@@ -137,14 +133,10 @@ pub fn handle(state: &Arc<State>, request: Request, mut conn: Connection) -> Aft
             let (status, reason) = match err {
                 PushError::UnknownId => (404, format!("Error pushing: no scrape with id {id} is waiting (unknown id, or it expired long ago)")),
                 PushError::Expired { fqdn, .. } if state.auth.client_may(token.as_deref(), &fqdn).is_err() => {
-                    let refusal = for_scrape(Refusal::Wrong(format!("the bearer token is not valid for client {fqdn}")), &id);
-                    let conn = body.finish();
-                    return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+                    return refuse(body, Refusal::Wrong(format!("the bearer token is not valid for client {fqdn}")));
                 }
                 PushError::Expired { fqdn, .. } if state.auth.certificate_may(certs, &fqdn).is_err() => {
-                    let refusal = for_scrape(Refusal::Wrong(format!("the client certificate is not valid for client {fqdn}")), &id);
-                    let conn = body.finish();
-                    return super::refuse(state, &request, conn, super::Guard::Client, &refusal);
+                    return refuse(body, Refusal::Wrong(format!("the client certificate is not valid for client {fqdn}")));
                 }
                 PushError::Expired { fqdn, ago } => (
                     410,

@@ -3,7 +3,6 @@
 //! comes on it) and the scrape waits for its push without a thread (see `delivery`); or, when
 //! no poll comes, answered here.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pushprox_protocol::{
@@ -43,7 +42,7 @@ fn refuse_method(state: &State, request: &Request, mut conn: Connection) -> Afte
 }
 
 /// Hands one scrape to a poll, or answers why not.
-pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
+pub fn handle(state: &State, request: Request, conn: Connection) -> After {
     let in_progress = InProgress::start(&state.scrapes_in_progress);
     if !SCRAPE_METHODS.contains(&request.method()) {
         return refuse_method(state, &request, conn);
@@ -130,10 +129,14 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
         in_progress,
     };
     state.rendezvous.expect_push(&id, &key, deadline, pending);
-    let handed = loop {
+    let err = loop {
         match state.rendezvous.take_poll(&key, poll_deadline) {
             Taken::Poll(poll) => match poll.hand_over(&request_bytes) {
-                Ok(after) => break Ok(after),
+                Ok(after) => {
+                    log::debug!("scrape handed to poll fqdn={fqdn} scrape_id={id}");
+                    state.rendezvous.handed(&id);
+                    return after;
+                }
                 Err(e) => log::debug!(
                     "hand-over to poll failed fqdn={fqdn} scrape_id={id}: {e}; offering the scrape to the next poll"
                 ),
@@ -149,18 +152,10 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
                     poll_deadline = deadline.min(Instant::now() + unknown_wait);
                     continue;
                 }
-                break Err(ScrapeError::NoPoll);
+                break ScrapeError::NoPoll;
             }
-            Taken::ShuttingDown => break Err(ScrapeError::ShuttingDown),
+            Taken::ShuttingDown => break ScrapeError::ShuttingDown,
         }
-    };
-    let err = match handed {
-        Ok(after) => {
-            log::debug!("scrape handed to poll fqdn={fqdn} scrape_id={id}");
-            state.rendezvous.handed(&id);
-            return after;
-        }
-        Err(err) => err,
     };
     // A push with a guessed id may have taken the scrape already: it answers it then.
     let Some(pending) = state.rendezvous.abandon(&id) else {
@@ -168,67 +163,46 @@ pub fn handle(state: &Arc<State>, request: Request, conn: Connection) -> After {
     };
     // Counted in progress until answered.
     let PendingScrape {
-        conn,
+        mut conn,
         in_progress: _in_progress,
         ..
     } = pending;
-    let passed = match err {
-        ScrapeError::NoPoll if passes && poll_deadline < deadline => Some((
+    let (kind, reason) = match err {
+        ScrapeError::NoPoll if passes && poll_deadline < deadline => (
             ScrapeOutcome::PassedOn,
             format!("no client polls this proxy for {fqdn}; if every proxy said so, the target answered 404 itself (balancers retry any 404) or no pushprox-client runs with --fqdn={fqdn} (waited --scrape.unknown-fqdn-wait {})", format_duration(unknown_wait)),
-        )),
-        ScrapeError::ShuttingDown => Some((
+        ),
+        ScrapeError::ShuttingDown => (
             ScrapeOutcome::ShuttingDown,
             "the proxy is stopping: a balancer tries its next server".to_string(),
-        )),
-        _ => None,
-    };
-    if let Some((kind, reason)) = passed {
-        state.passing.passed(&key);
-        log::debug!("scrape passed on fqdn={fqdn} scrape_id={id}: {reason}");
-        state.metrics.scrape(kind);
-        return pass_on(conn, &reason);
-    }
-    let (kind, status, reason) = explain(state, err, &fqdn, deadline_in);
-    // The status line (what Prometheus' target page shows) says why; the URL is there.
-    let body = match status {
-        503 => reason.clone(),
-        _ => format!(
-            "Error scraping \"{}\": {reason}",
-            crate::redact::shown(&url)
         ),
+        ScrapeError::NoPoll => {
+            let reason = no_poll(state, &fqdn, deadline_in);
+            // The status line (what Prometheus' target page shows) says why; the URL is there.
+            let body = format!(
+                "Error scraping \"{}\": {reason}",
+                crate::redact::shown(&url)
+            );
+            log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
+            state.metrics.scrape(ScrapeOutcome::NoPoll);
+            return scrape_failed(conn, 504, &reason, &body);
+        }
     };
-    log::warn!("scrape failed fqdn={fqdn} scrape_id={id}: {body}");
+    // This proxy cannot serve the scrape but another may: 404, which a balancer retries on
+    // its next server without counting this one as failed, marked as the proxy's own.
+    state.passing.passed(&key);
+    log::debug!("scrape passed on fqdn={fqdn} scrape_id={id}: {reason}");
     state.metrics.scrape(kind);
-    scrape_failed(conn, status, &reason, &body)
+    conn.set_reason(&pushprox_protocol::reason_with(404, &reason));
+    conn.respond_text(404, &[(RETRY_HEADER, RETRY_NEXT)], &reason)
 }
 
-/// Answers a scrape this proxy cannot serve but another may: 404, which a balancer retries on
-/// its next server without counting this one as failed, marked as the proxy's own.
-fn pass_on(mut conn: Connection, reason: &str) -> After {
-    conn.set_reason(&pushprox_protocol::reason_with(404, reason));
-    conn.respond_text(404, &[(RETRY_HEADER, RETRY_NEXT)], reason)
-}
-
-/// The status and one-line reason of a scrape that reached no client.
-fn explain(
-    state: &State,
-    err: ScrapeError,
-    fqdn: &str,
-    deadline: Duration,
-) -> (ScrapeOutcome, u16, String) {
+/// The one-line reason of a scrape that no poll came for within `deadline`.
+fn no_poll(state: &State, fqdn: &str, deadline: Duration) -> String {
     let within = format_duration(deadline);
-    match err {
-        ScrapeError::NoPoll if state.rendezvous.is_known(fqdn) => (
-            ScrapeOutcome::NoPoll,
-            504,
-            format!("client {fqdn} is registered but no poll of it arrived within {within} (it may be reconnecting or too busy)"),
-        ),
-        ScrapeError::NoPoll => (
-            ScrapeOutcome::NoPoll,
-            504,
-            format!("no client polled for {fqdn} within {within}; is pushprox-client running there with --fqdn={fqdn} and --proxy-url pointing at this proxy?"),
-        ),
-        ScrapeError::ShuttingDown => (ScrapeOutcome::ShuttingDown, 503, "the proxy is shutting down".into()),
+    if state.rendezvous.is_known(fqdn) {
+        format!("client {fqdn} is registered but no poll of it arrived within {within} (it may be reconnecting or too busy)")
+    } else {
+        format!("no client polled for {fqdn} within {within}; is pushprox-client running there with --fqdn={fqdn} and --proxy-url pointing at this proxy?")
     }
 }

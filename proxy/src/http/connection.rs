@@ -16,7 +16,7 @@ use pushprox_protocol::{Framing, ProtocolError};
 
 use super::shared::{Shared, Slot};
 use super::shares::{Held, ShareRefusal};
-use super::tls::Stream;
+use super::tls::{is_timeout, Stream};
 use super::RequestHead;
 
 mod read;
@@ -146,10 +146,9 @@ pub struct Connection {
     exchange: Exchange,
     /// When the head being read must be complete.
     deadline: Option<Instant>,
-    /// The read time-out the socket has now (once `read_armed_set`), and whether its write
-    /// time-out is set.
-    read_armed: Option<Duration>,
-    read_armed_set: bool,
+    /// The read time-out the socket has now (`None` until one is set: the outer `Option`),
+    /// and whether its write time-out is set.
+    read_armed: Option<Option<Duration>>,
     write_armed: bool,
 }
 
@@ -173,7 +172,6 @@ impl Connection {
             exchange: Exchange::idle(),
             deadline: None,
             read_armed: None,
-            read_armed_set: false,
             write_armed: false,
         }
     }
@@ -295,13 +293,6 @@ pub(super) enum NextError {
     Io(io::Error),
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
-}
-
 fn is_disconnect(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -314,7 +305,8 @@ fn is_disconnect(e: &io::Error) -> bool {
 
 /// Serves requests on `conn` until it closes, times out, or a handler keeps it.
 pub(super) fn serve(mut conn: Connection) {
-    loop {
+    // A request refused here ends the connection with this answer.
+    let (status, reason) = loop {
         match conn.next_request() {
             Ok(Some(request)) => {
                 // Revocation (issue 16): a kept-alive connection is held to the TLS
@@ -324,9 +316,7 @@ pub(super) fn serve(mut conn: Connection) {
                         "refused request and closed connection from={}: {why}",
                         conn.peer
                     );
-                    conn.exchange.keep_alive = false;
-                    let _ = conn.respond_text(403, &[], &why);
-                    return;
+                    break (403, why);
                 }
                 if conn.stream.expired(conn.shared.limits.max_connection_age) {
                     conn.exchange.keep_alive = false;
@@ -337,30 +327,26 @@ pub(super) fn serve(mut conn: Connection) {
                     After::Kept => return,
                 }
             }
-            Ok(None) => return conn.close(),
+            Ok(None) | Err(NextError::Closed) => return conn.close(),
             Err(NextError::Head(e)) => {
                 log::debug!("refused request from={}: {e}", conn.peer);
-                conn.exchange.keep_alive = false;
-                let status = e.status();
-                let _ = conn.respond_text(status, &[], &e.to_string());
-                return;
+                break (e.status(), e.to_string());
             }
             Err(NextError::TimedOut) => {
                 log::debug!(
                     "closed connection from={}: its request head did not arrive within --web.read-timeout",
                     conn.peer
                 );
-                conn.exchange.keep_alive = false;
                 let reason =
                     "the request head did not arrive within the proxy's --web.read-timeout";
-                let _ = conn.respond_text(408, &[], reason);
-                return;
+                break (408, reason.to_string());
             }
-            Err(NextError::Closed) => return conn.close(),
             Err(NextError::Io(e)) => {
                 log::debug!("connection from={} failed: {e}", conn.peer);
                 return conn.close();
             }
         }
-    }
+    };
+    conn.exchange.keep_alive = false;
+    let _ = conn.respond_text(status, &[], &reason);
 }

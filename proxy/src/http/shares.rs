@@ -170,8 +170,7 @@ impl Shares {
             if counts.idle == 0 && counts.parked == 0 {
                 map.remove(&ip);
             }
-            // The caller's Held for the total share is not made: give the place back.
-            drop(parked);
+            // No Held is made: `park` gives its place in the parked share back itself.
             return Err(refusal);
         }
         *count += 1;

@@ -223,6 +223,15 @@ pub fn accept(source: &View<TlsSetup>, mut tcp: TcpStream, limit: Duration) -> i
     })))
 }
 
+/// Whether a socket read or write failed for its time-out (`WouldBlock` where the OS says
+/// `EAGAIN`).
+pub(super) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
 /// What Go's net/http answers to plain HTTP on a TLS port, byte for byte.
 const PLAIN_HTTP_ANSWER: &[u8] =
     b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
@@ -237,12 +246,7 @@ fn refuse_plain_http(tcp: &mut TcpStream, limit: Duration) -> io::Result<()> {
         match tcp.peek(&mut first) {
             Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if is_timeout(&e) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the TLS handshake did not start within --web.read-timeout",

@@ -241,17 +241,15 @@ impl WebConfig {
     /// The files this config depends on (itself, then certificate, key and client CA
     /// files), absolute as far as the config path is: what a reloader watches.
     pub fn files(&self) -> Vec<PathBuf> {
-        let mut files = vec![self.path.clone()];
-        if let Some(tls) = &self.tls {
-            for source in [Some(&tls.cert), Some(&tls.key), tls.client_ca.as_ref()]
-                .into_iter()
-                .flatten()
-            {
-                if let PemSource::File(p) = source {
-                    files.push(self.base_dir().join(p));
-                }
-            }
-        }
-        files
+        let sources = self
+            .tls
+            .iter()
+            .flat_map(|tls| [Some(&tls.cert), Some(&tls.key), tls.client_ca.as_ref()])
+            .flatten();
+        let named = sources.filter_map(|source| match source {
+            PemSource::File(p) => Some(self.base_dir().join(p)),
+            PemSource::Inline(_) => None,
+        });
+        std::iter::once(self.path.clone()).chain(named).collect()
     }
 }

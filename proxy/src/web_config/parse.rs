@@ -136,18 +136,15 @@ impl WebConfig {
             headers.push((name, value));
         }
 
-        let users = match raw.basic_auth_users {
-            Some(map) if !map.is_empty() => Some(
-                Users::from_bcrypt_map(map)
-                    .map_err(|e| invalid(&format!("basic_auth_users.{}", e.user), e.reason))?,
-            ),
-            _ => None,
-        };
+        let users = raw
+            .basic_auth_users
+            .filter(|map| !map.is_empty())
+            .map(Users::from_bcrypt_map)
+            .transpose()
+            .map_err(|e| invalid(&format!("basic_auth_users.{}", e.user), e.reason))?;
 
-        let tls = match raw.tls_server_config {
-            None => None,
-            Some(t) => parse_tls(t, path, &invalid)?,
-        };
+        let tls = raw.tls_server_config.map(|t| parse_tls(t, path, &invalid));
+        let tls = tls.transpose()?.flatten();
 
         Ok(WebConfig {
             path: path.to_path_buf(),

@@ -296,10 +296,7 @@ impl ClientCertVerifier for ClientCerts {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        match &self.chain {
-            Some(chain) => chain.root_hint_subjects(),
-            None => &[],
-        }
+        self.chain.as_ref().map_or(&[], |c| c.root_hint_subjects())
     }
 
     fn verify_client_cert(

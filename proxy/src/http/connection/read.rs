@@ -89,14 +89,13 @@ impl Connection {
             (None, timeout) => timeout,
         };
         let close_enough = match (self.read_armed, timeout) {
-            (Some(armed), Some(want)) => armed <= want + REARM_SLACK,
-            (None, None) => true,
+            (Some(Some(armed)), Some(want)) => armed <= want + REARM_SLACK,
+            (Some(None), None) => true,
             _ => false,
         };
-        if force || !close_enough || !self.read_armed_set {
+        if force || !close_enough {
             self.stream.tcp().set_read_timeout(timeout)?;
-            self.read_armed = timeout;
-            self.read_armed_set = true;
+            self.read_armed = Some(timeout);
         }
         Ok(())
     }
@@ -149,18 +148,16 @@ impl Connection {
         // opened sends its request at once), then the connection is closed.
         if self.pos == self.filled {
             self.deadline = self.read_timeout().map(|t| Instant::now() + t);
-            let (_idle, over) = match self.shared.shares.idle(self.peer.ip()) {
-                Ok(held) => (Some(held), None),
-                Err(refusal) => {
-                    self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
-                    (None, Some(refusal))
-                }
-            };
+            // Held (when it is granted) until the first byte came.
+            let idle = self.shared.shares.idle(self.peer.ip());
+            if idle.is_err() {
+                self.deadline = Some(Instant::now() + OVER_SHARE_GRACE);
+            }
             match self.read_more(limits.max_bytes) {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => {
-                    if let Some(refusal) = over {
+                    if let Err(refusal) = idle {
                         self.share_refused(refusal, "closed an idle connection");
                     }
                     return Ok(None);
@@ -238,10 +235,8 @@ impl Connection {
     /// refused without reading it.
     pub fn read_body(&mut self, limit: u64) -> Result<Vec<u8>, BodyError> {
         let framing = self.body_framing();
-        if let Framing::Length(n) = framing {
-            if n > limit {
-                return Err(BodyError::TooLarge { limit });
-            }
+        if matches!(framing, Framing::Length(n) if n > limit) {
+            return Err(BodyError::TooLarge { limit });
         }
         if framing == Framing::Length(0) {
             return Ok(Vec::new());
@@ -264,7 +259,7 @@ impl Connection {
     }
 
     /// Turns the connection into a reader of its request body (at most `limit` bytes), for a
-    /// body too large to hold; [`RequestBody::finish`] gives the connection back. When the
+    /// body too large to hold; [`Connection::finish_body`] gives the connection back. When the
     /// `100 Continue` a client waits for cannot be written, the connection is closed.
     pub fn into_body(mut self, limit: Option<u64>) -> Result<RequestBody, BodyError> {
         if let Err(e) = self.continue_if_expected() {
@@ -272,9 +267,29 @@ impl Connection {
             return Err(BodyError::Broken(e.to_string()));
         }
         let framing = self.body_framing();
-        Ok(RequestBody {
-            reader: BodyReader::new(self, framing, limit),
-        })
+        Ok(BodyReader::new(self, framing, limit))
+    }
+
+    /// The connection back, after reading what is left of its body (up to 64 KiB); a body
+    /// that does not end by then leaves the connection to be closed after its answer.
+    pub fn finish_body(mut reader: RequestBody) -> Connection {
+        let mut drained = 0u64;
+        while !reader.is_done() && drained < MAX_DRAIN {
+            match reader.fill_buf() {
+                Ok([]) | Err(_) => break,
+                Ok(data) => {
+                    let n = data.len();
+                    reader.consume(n);
+                    drained += n as u64;
+                }
+            }
+        }
+        let done = reader.is_done();
+        let mut conn = reader.into_inner();
+        if done {
+            conn.exchange.body = None;
+        }
+        conn
     }
 
     /// Frees the read buffer once nothing is read ahead, so an idle or parked connection
@@ -314,53 +329,6 @@ impl BufRead for Connection {
     }
 }
 
-/// A request body being read by a handler, owning its connection.
-pub struct RequestBody {
-    reader: BodyReader<Connection>,
-}
-
-impl RequestBody {
-    /// The connection back, after reading what is left of the body (up to 64 KiB); a body
-    /// that does not end by then leaves the connection to be closed after its answer.
-    pub fn finish(self) -> Connection {
-        let mut reader = self.reader;
-        let mut drained = 0u64;
-        while !reader.is_done() && drained < MAX_DRAIN {
-            match reader.fill_buf() {
-                Ok([]) | Err(_) => break,
-                Ok(data) => {
-                    let n = data.len();
-                    reader.consume(n);
-                    drained += n as u64;
-                }
-            }
-        }
-        let done = reader.is_done();
-        let mut conn = reader.into_inner();
-        if done {
-            conn.exchange.body = None;
-        }
-        conn
-    }
-
-    /// Moves the time by which the whole body must have arrived.
-    pub fn set_read_deadline(&mut self, deadline: Instant) {
-        self.reader.get_mut().set_read_deadline(deadline);
-    }
-}
-
-impl Read for RequestBody {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(out)
-    }
-}
-
-impl BufRead for RequestBody {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.reader.fill_buf()
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.reader.consume(n)
-    }
-}
+/// A request body being read by a handler: the codec's body reader over the connection that
+/// owns it; [`Connection::finish_body`] gives the connection back.
+pub type RequestBody = BodyReader<Connection>;
