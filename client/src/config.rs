@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::Parser;
 use pushprox_daemon::flags::{duration, DaemonFlags};
 pub use pushprox_daemon::listen::ListenAddr;
 pub use pushprox_protocol::Label;
@@ -133,22 +133,16 @@ pub struct Flags {
     #[arg(long = "sd.target", value_name = "PORT[:NAME=VALUE,...]", value_parser = sd_target)]
     pub sd_targets: Vec<SdTarget>,
 
-    #[command(flatten)]
-    pub limits: ScrapeLimits,
-
-    #[command(flatten)]
-    pub daemon: DaemonFlags,
-}
-
-/// What a proxy can make this client spend: a proxy is trusted with scrapes, not with the
-/// host's threads and memory.
-#[derive(Debug, Args)]
-pub struct ScrapeLimits {
+    // What a proxy can make this client spend: a proxy is trusted with scrapes, not with the
+    // host's threads and memory.
     /// Most scrapes running at once, from all proxies together. A scrape beyond it is not
     /// started: it is answered at once with a 503 push saying so, and counted as refused. Each
     /// running scrape holds a thread and a connection to its target. [Go: none]
     #[arg(long = "scrape.max-in-flight", value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub max_in_flight: u16,
+
+    #[command(flatten)]
+    pub daemon: DaemonFlags,
 }
 
 /// One `--scrape.allow` entry.
@@ -356,7 +350,7 @@ mod tests {
         assert_eq!(f.metrics_addr.port, 9369);
         assert_eq!(f.daemon.log_level, pushprox_daemon::flags::LogLevel::Info);
         assert_eq!(f.max_polls, 4);
-        assert_eq!(f.limits.max_in_flight, 32);
+        assert_eq!(f.max_in_flight, 32);
     }
 
     #[test]

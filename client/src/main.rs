@@ -32,17 +32,11 @@ const PROGRAM: &str = "pushprox-client";
 
 fn main() -> ExitCode {
     let flags = config::Flags::parse();
-    let _running = match startup::start(
+    let daemon = flags.daemon.clone();
+    startup::run(
         PROGRAM,
         &["pushprox_client", "pushprox_daemon"],
-        &flags.daemon,
-    ) {
-        Ok(Some(running)) => running,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => return startup::failed(&e),
-    };
-    match run::run(&flags.into_config()) {
-        Ok(in_flight) => run::wait_for_signal(&in_flight),
-        Err(e) => startup::failed(&e),
-    }
+        &daemon,
+        || run::run(&flags.into_config()).map(|in_flight| run::wait_for_signal(&in_flight)),
+    )
 }

@@ -75,7 +75,7 @@ pub fn run(config: &Config) -> Result<Arc<InFlight>, StartupError> {
         metrics,
         threads: Workers::new("scrape", THREAD_STACK, SCRAPE_THREAD_IDLE),
     });
-    let in_flight = InFlight::new(usize::from(flags.limits.max_in_flight));
+    let in_flight = InFlight::new(usize::from(flags.max_in_flight));
     let instance = pushprox_daemon::ids::instance_id();
     log::debug!("poller instance id {instance}, sent as {POLLER_HEADER} on every poll");
     let announce = crate::link::announcements(&flags.labels, &flags.sd_targets);

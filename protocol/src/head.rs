@@ -453,10 +453,11 @@ type ParseAt<T> = fn(&[u8], HeadLimits, bool) -> Result<Option<(T, usize)>, Prot
 /// Reads a head from `r` with `parse` (a `*_at` function above), consuming exactly its bytes.
 /// `parse` runs only when the scan found an end, a bare line ending, the limit or the end of
 /// the stream: the same points however the bytes arrive, so the answer never depends on how
-/// they were split.
+/// they were split. `blank_ends`: an empty first line is a whole head, as trailers are.
 fn read_with<R: BufRead, T>(
     r: &mut R,
     limits: HeadLimits,
+    blank_ends: bool,
     parse: ParseAt<T>,
 ) -> Result<T, ProtocolError> {
     let mut acc = Vec::new();
@@ -472,7 +473,7 @@ fn read_with<R: BufRead, T>(
         let start = acc.len();
         let take = available.len().min(limits.max_bytes - start);
         acc.extend_from_slice(&available[..take]);
-        let found = scan.run(&acc, false);
+        let found = scan.run(&acc, blank_ends);
         if found != Found::More || acc.len() >= limits.max_bytes {
             if let Some((head, length)) = parse(&acc, limits, false)? {
                 r.consume(length - start);
@@ -492,7 +493,7 @@ pub fn read_request<R: BufRead>(
     r: &mut R,
     limits: HeadLimits,
 ) -> Result<RequestHead, ProtocolError> {
-    read_with(r, limits, parse_request_at)
+    read_with(r, limits, false, parse_request_at)
 }
 
 /// Reads a response head from `r`; the bytes after it are left in `r`.
@@ -500,7 +501,7 @@ pub(crate) fn read_response<R: BufRead>(
     r: &mut R,
     limits: HeadLimits,
 ) -> Result<ResponseHead, ProtocolError> {
-    read_with(r, limits, parse_response_at)
+    read_with(r, limits, false, parse_response_at)
 }
 
 /// Reads one line ending in CRLF, at most `max` bytes with its CRLF, and gives it (without
@@ -575,35 +576,33 @@ pub(crate) fn skip_trailers<R: BufRead>(r: &mut R, max: usize) -> Result<(), Pro
         r.consume(2);
         return Ok(());
     }
-    let mut acc = Vec::new();
+    read_with(r, HeadLimits::bytes(max), true, parse_trailers_at)
+}
+
+const TRAILER: &str = "chunked trailer";
+
+/// The trailer section at the start of `buf`, as [`parse_request_at`] parses a request head:
+/// its length once complete (an empty line alone is a whole, empty one).
+fn parse_trailers_at(
+    buf: &[u8],
+    limits: HeadLimits,
+    eof: bool,
+) -> Result<Option<((), usize)>, ProtocolError> {
     let mut scan = Scan::default();
-    loop {
-        let available = r.fill_buf().map_err(ProtocolError::Io)?;
-        if available.is_empty() {
-            return Err(ProtocolError::UnexpectedEof {
-                context: "chunked trailer",
-            });
-        }
-        let start = acc.len();
-        let take = available.len().min(max - start);
-        acc.extend_from_slice(&available[..take]);
-        match scan.run(&acc, true) {
-            Found::End(n) => {
-                r.consume(n - start);
-                let mut slots = FieldSlots::new();
-                return match httparse::parse_headers(&acc[..n], slots.take(scan.lines)) {
-                    Ok(httparse::Status::Complete(_)) => Ok(()),
-                    _ => Err(ProtocolError::MalformedHeader(quoted(&acc[..n]))),
-                };
+    match scan.run(buf, true) {
+        Found::End(n) => {
+            let mut slots = FieldSlots::new();
+            match httparse::parse_headers(&buf[..n], slots.take(scan.lines)) {
+                Ok(httparse::Status::Complete(_)) => Ok(Some(((), n))),
+                _ => Err(ProtocolError::MalformedHeader(quoted(&buf[..n]))),
             }
-            Found::Bare(i) => return Err(bare(&acc, i, "chunked trailer")),
-            Found::More if acc.len() >= max => {
-                return Err(ProtocolError::InvalidChunk(format!(
-                    "trailers longer than {max} bytes"
-                )))
-            }
-            Found::More => r.consume(take),
         }
+        Found::Bare(i) => Err(bare(buf, i, TRAILER)),
+        Found::More if eof => Err(ProtocolError::UnexpectedEof { context: TRAILER }),
+        Found::More => Err(ProtocolError::InvalidChunk(format!(
+            "trailers longer than {} bytes",
+            limits.max_bytes
+        ))),
     }
 }
 

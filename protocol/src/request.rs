@@ -174,16 +174,17 @@ impl ScrapeRequest {
     /// Writes the request in proxy form, as Go's `Request.WriteProxy` does: the request line
     /// with the absolute URL, `Host`, `User-Agent`, then the other headers sorted by name,
     /// each line ending in CRLF, and the empty line. There is no body.
-    pub fn write_proxy_form(&self, out: &mut Vec<u8>) {
+    pub fn to_proxy_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
         // Writing into a Vec cannot fail.
         let _ = write!(out, "{} {} HTTP/1.1\r\n", self.method, self.url);
         // Without a Host header, as Go's URL.Host: never the userinfo.
         let host = self.headers.get("Host").unwrap_or_else(|| {
             split_authority(&self.url).map_or("", |(_, _, host_port, _)| host_port)
         });
-        Headers::write_field(out, "Host", host);
+        Headers::write_field(&mut out, "Host", host);
         if let Some(ua) = self.headers.get("User-Agent") {
-            Headers::write_field(out, "User-Agent", ua);
+            Headers::write_field(&mut out, "User-Agent", ua);
         }
         let mut rest: Vec<(&str, &str)> = self
             .headers
@@ -199,15 +200,9 @@ impl ScrapeRequest {
                 .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
         });
         for (n, v) in rest {
-            Headers::write_field(out, n, v);
+            Headers::write_field(&mut out, n, v);
         }
         out.extend_from_slice(b"\r\n");
-    }
-
-    /// [`write_proxy_form`](Self::write_proxy_form) into a new buffer.
-    pub fn to_proxy_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        self.write_proxy_form(&mut out);
         out
     }
 }

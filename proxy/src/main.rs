@@ -39,18 +39,14 @@ fn main() -> ExitCode {
         eprintln!("error: {conflict}");
         return ExitCode::from(2);
     }
-    let _running = match startup::start(
+    let daemon = config.daemon.clone();
+    startup::run(
         PROGRAM,
         &["pushprox_proxy", "pushprox_daemon"],
-        &config.daemon,
-    ) {
-        Ok(Some(running)) => running,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => return startup::failed(&e),
-    };
-    log::info!("starting {PROGRAM} version={}", env!("CARGO_PKG_VERSION"));
-    match server::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => startup::failed(&e),
-    }
+        &daemon,
+        || {
+            log::info!("starting {PROGRAM} version={}", env!("CARGO_PKG_VERSION"));
+            server::run(config).map(|()| ExitCode::SUCCESS)
+        },
+    )
 }

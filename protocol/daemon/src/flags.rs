@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 
 use crate::logger::Format;
 
-/// Logging and `--lock-file`: what [`crate::startup::start`] needs.
+/// Logging and `--lock-file`: what [`crate::startup::run`] needs.
 #[derive(Args, Debug, Clone)]
 pub struct DaemonFlags {
     /// Least severe level logged: debug, info, warn or error. [Go: same]

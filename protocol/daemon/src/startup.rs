@@ -1,48 +1,45 @@
 //! The start of both daemons, in one order: logs, panic hook, `--lock-file`, signals.
 
 use std::fmt::Display;
-use std::fs::File;
 use std::process::ExitCode;
 
 use crate::flags::DaemonFlags;
-use crate::lock::{self, Lock, LockError};
-
-/// What start-up leaves behind: keep it until the process ends, as it holds `--lock-file`.
-pub struct Running {
-    _lock: Option<File>,
-}
+use crate::lock::{self, Lock};
 
 /// Starts logging for `crates` (the `log` targets shown), makes a panic one log line and exit
-/// 1, takes `--lock-file`, and makes SIGTERM and SIGINT a request to stop. `Ok(None)`: another
-/// copy of `program` holds the lock file, and this one exits 0.
-pub fn start(
+/// 1, takes `--lock-file`, makes SIGTERM and SIGINT a request to stop, and then runs `daemon`,
+/// holding the lock until it returns. Exits 0 at once when another copy of `program` holds
+/// the lock file; an error of the lock or of `daemon` is logged and exits 1.
+pub fn run<E: Display>(
     program: &str,
     crates: &'static [&'static str],
     flags: &DaemonFlags,
-) -> Result<Option<Running>, LockError> {
+    daemon: impl FnOnce() -> Result<ExitCode, E>,
+) -> ExitCode {
     crate::logger::init(flags.log_level.filter(), crates, flags.log_format);
     install_panic_hook();
-    let lock = match &flags.lock_file {
+    let _lock = match &flags.lock_file {
         None => None,
-        Some(path) => match lock::acquire(path)? {
-            Lock::Held(file) => Some(file),
-            Lock::HeldElsewhere => {
+        Some(path) => match lock::acquire(path) {
+            Ok(Lock::Held(file)) => Some(file),
+            Ok(Lock::HeldElsewhere) => {
                 // Cron starts a copy every minute: 1,440 lines a day at info said nothing.
                 log::debug!(
                     "another {program} holds --lock-file {}; exiting",
                     path.display()
                 );
-                return Ok(None);
+                return ExitCode::SUCCESS;
             }
+            Err(e) => return failed(&e),
         },
     };
     crate::signals::install();
-    Ok(Some(Running { _lock: lock }))
+    daemon().unwrap_or_else(|e| failed(&e))
 }
 
 /// Reports why the daemon could not start or run, once (every `--log.level` shows errors),
 /// and gives exit code 1.
-pub fn failed(e: &dyn Display) -> ExitCode {
+fn failed(e: &dyn Display) -> ExitCode {
     log::error!("{e}");
     ExitCode::from(1)
 }

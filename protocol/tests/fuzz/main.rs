@@ -255,7 +255,7 @@ fn regression_transfer_encoding_error_is_escaped_and_short() {
     }
 }
 
-/// Without a `Host` header, `write_proxy_form` takes everything between `://` and the path as
+/// Without a `Host` header, `to_proxy_bytes` takes everything between `://` and the path as
 /// the host, userinfo included; Go's `WriteProxy` uses `URL.Host`, which has none. The
 /// credentials end up in a header, and a userinfo with a control character makes a request
 /// that no longer parses.
