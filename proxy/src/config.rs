@@ -333,19 +333,6 @@ pub struct RegistrationLimits {
     pub max_targets: usize,
 }
 
-impl RegistrationLimits {
-    /// The limits an announcement is checked against.
-    pub fn announce(&self) -> crate::discovery::AnnounceLimits {
-        crate::discovery::AnnounceLimits {
-            labels: self.max_labels,
-            name_length: self.max_label_name_length,
-            value_length: self.max_label_value_length,
-            bytes: usize::try_from(self.max_label_bytes).unwrap_or(usize::MAX),
-            targets: self.max_targets,
-        }
-    }
-}
-
 /// A size such as `512KiB`, `64MiB`, `1GiB`, `10MB` or `1048576` (bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -465,7 +452,7 @@ mod tests {
         assert_eq!(c.push_max_body, 256 << 20);
         assert_eq!(c.read_timeout, Duration::from_secs(30));
         assert_eq!(c.registration.max_clients, 30_000);
-        assert_eq!(c.registration.announce().bytes, 8192);
+        assert_eq!(c.registration.max_label_bytes, 8192);
         for (args, flag) in [
             (&["--tls.cert", "c.pem"][..], "--tls.key"),
             (&["--tls.key", "k.pem"][..], "--tls.cert"),

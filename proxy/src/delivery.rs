@@ -159,15 +159,13 @@ pub fn scrape_failed(mut conn: Connection, status: u16, detail: &str, body: &str
 }
 
 /// How the relay of a pushed body ended, which decides the push's answer.
-pub enum RelayEnd {
+enum RelayEnd {
     /// The whole body reached the scraper.
     Relayed,
     /// The push broke off or was malformed.
     PushBroken(BodyError),
     /// The scraper went away.
     ScraperGone,
-    /// No scrape took the push: answered with this status and reason.
-    Refused { status: u16, reason: String },
 }
 
 impl RelayEnd {
@@ -176,7 +174,6 @@ impl RelayEnd {
             RelayEnd::Relayed => "relayed".into(),
             RelayEnd::PushBroken(e) => format!("the push broke off: {e}"),
             RelayEnd::ScraperGone => "the scraper went away".into(),
-            RelayEnd::Refused { reason, .. } => reason.clone(),
         }
     }
 }
@@ -187,7 +184,7 @@ pub type PushedBody = BodyReader<RequestBody>;
 
 /// Answers a push whose body is `request_body`; the push's connection goes on with the
 /// client's next request on this thread.
-pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u64) -> After {
+fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u64) -> After {
     let conn = Connection::finish_body(request_body);
     let (status, reason) = match end {
         RelayEnd::Relayed => (200, String::new()),
@@ -205,7 +202,6 @@ pub fn answer_push(request_body: RequestBody, end: &RelayEnd, id: &str, bytes: u
             502,
             format!("the scraper went away after {bytes} bytes of scrape_id={id}"),
         ),
-        RelayEnd::Refused { status, reason } => (*status, reason.clone()),
     };
     if status == 200 {
         conn.respond(200, &[], b"")

@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::config::RegistrationLimits;
 use crate::metrics::PollRefused;
 
 /// Labels by name.
@@ -35,21 +36,6 @@ pub struct AnnouncedTarget {
 pub struct Announcement {
     pub labels: Labels,
     pub targets: Vec<AnnouncedTarget>,
-}
-
-/// The most a client may announce (`--registration.max-*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AnnounceLimits {
-    /// Labels in all: the client's own and every target's own, counted together.
-    pub labels: usize,
-    /// Longest label name, in bytes.
-    pub name_length: usize,
-    /// Longest label value, in bytes.
-    pub value_length: usize,
-    /// Bytes of the client's target groups as `/clients` writes them.
-    pub bytes: usize,
-    /// Announced targets (ports).
-    pub targets: usize,
 }
 
 /// Why an announcement was refused: the header, the rule (the metric's reason) and the
@@ -76,7 +62,7 @@ impl Announcement {
         labels: Option<&str>,
         targets: Option<&str>,
         fqdn: &str,
-        limits: &AnnounceLimits,
+        limits: &RegistrationLimits,
     ) -> Result<Self, AnnounceError> {
         use pushprox_protocol::{LABELS_HEADER, TARGETS_HEADER};
         let bad = |header, rule, reason: String| AnnounceError {
@@ -96,13 +82,13 @@ impl Announcement {
             let expected = "a JSON array of {\"port\":N,\"labels\":{...}}";
             invalid(TARGETS_HEADER, format!("it is not {expected} ({e})"))
         })?;
-        if targets.len() > limits.targets {
+        if targets.len() > limits.max_targets {
             return Err(bad(
                 TARGETS_HEADER,
                 PollRefused::Targets,
                 format!(
                     "over --registration.max-targets={}: {} targets; announce fewer --sd.target ports, or raise the flag on the proxy",
-                    limits.targets,
+                    limits.max_targets,
                     targets.len()
                 ),
             ));
@@ -114,13 +100,13 @@ impl Announcement {
             check(&t.labels, limits).map_err(|(rule, r)| bad(TARGETS_HEADER, rule, r))?;
         }
         let count = labels.len() + targets.iter().map(|t| t.labels.len()).sum::<usize>();
-        if count > limits.labels {
+        if count > limits.max_labels {
             return Err(bad(
                 TARGETS_HEADER,
                 PollRefused::Labels,
                 format!(
                     "over --registration.max-labels={}: {count} labels in all, the client's and its targets' own; announce fewer, or raise the flag on the proxy",
-                    limits.labels
+                    limits.max_labels
                 ),
             ));
         }
@@ -128,7 +114,7 @@ impl Announcement {
         let mut size = ByteCount(0);
         // Writing to a counter cannot fail.
         let _ = write_groups(&mut size, fqdn, &announced);
-        if size.0 > limits.bytes as u64 {
+        if size.0 > limits.max_label_bytes {
             let header = if announced.targets.is_empty() {
                 LABELS_HEADER
             } else {
@@ -139,7 +125,7 @@ impl Announcement {
                 PollRefused::Bytes,
                 format!(
                     "over --registration.max-label-bytes={}: the client's target groups in /clients would take {} bytes (its labels repeat in each target's group); announce fewer or shorter labels, or raise the flag on the proxy",
-                    limits.bytes, size.0
+                    limits.max_label_bytes, size.0
                 ),
             ));
         }
@@ -153,25 +139,25 @@ fn json<T: DeserializeOwned + Default>(value: Option<&str>) -> serde_json::Resul
 }
 
 /// Label names as Prometheus takes them, not reserved (`__`), within the count and lengths.
-fn check(labels: &Labels, limits: &AnnounceLimits) -> Result<(), (PollRefused, String)> {
-    if labels.len() > limits.labels {
+fn check(labels: &Labels, limits: &RegistrationLimits) -> Result<(), (PollRefused, String)> {
+    if labels.len() > limits.max_labels {
         return Err((
             PollRefused::Labels,
             format!(
                 "over --registration.max-labels={}: {} labels in one set; announce fewer, or raise the flag on the proxy",
-                limits.labels,
+                limits.max_labels,
                 labels.len()
             ),
         ));
     }
     for (name, value) in labels {
         let shown: String = name.chars().take(60).flat_map(char::escape_debug).collect();
-        if name.len() > limits.name_length {
+        if name.len() > limits.max_label_name_length {
             return Err((
                 PollRefused::NameLength,
                 format!(
                     "over --registration.max-label-name-length={}: label name \"{shown}...\" is {} bytes long",
-                    limits.name_length,
+                    limits.max_label_name_length,
                     name.len()
                 ),
             ));
@@ -184,12 +170,12 @@ fn check(labels: &Labels, limits: &AnnounceLimits) -> Result<(), (PollRefused, S
                 ),
             ));
         }
-        if value.len() > limits.value_length {
+        if value.len() > limits.max_label_value_length {
             return Err((
                 PollRefused::ValueLength,
                 format!(
                     "over --registration.max-label-value-length={}: the value of label \"{shown}\" is {} bytes long",
-                    limits.value_length,
+                    limits.max_label_value_length,
                     value.len()
                 ),
             ));
@@ -281,12 +267,13 @@ fn merged<'a>(
 mod tests {
     use super::*;
 
-    const LIMITS: AnnounceLimits = AnnounceLimits {
-        labels: 64,
-        name_length: 128,
-        value_length: 1024,
-        bytes: 16 * 1024,
-        targets: 64,
+    const LIMITS: RegistrationLimits = RegistrationLimits {
+        max_clients: 100,
+        max_labels: 64,
+        max_label_name_length: 128,
+        max_label_value_length: 1024,
+        max_label_bytes: 16 * 1024,
+        max_targets: 64,
     };
 
     fn groups(fqdn: &str, a: &Announcement) -> String {
@@ -452,15 +439,15 @@ mod tests {
         )
         .unwrap();
         let size = groups("h.example", &a).len();
-        let exact = AnnounceLimits {
-            bytes: size,
+        let exact = RegistrationLimits {
+            max_label_bytes: size as u64,
             ..LIMITS
         };
         let labels = Some(r#"{"env":"prod"}"#);
         let targets = Some(r#"[{"port":9100,"labels":{"job":"node"}},{"port":9256}]"#);
         assert!(Announcement::parse(labels, targets, "h.example", &exact).is_ok());
-        let under = AnnounceLimits {
-            bytes: size - 1,
+        let under = RegistrationLimits {
+            max_label_bytes: size as u64 - 1,
             ..LIMITS
         };
         let e = Announcement::parse(labels, targets, "h.example", &under).unwrap_err();

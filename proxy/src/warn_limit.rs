@@ -10,13 +10,36 @@ use std::time::{Duration, Instant};
 pub struct WarnLimit {
     interval: Duration,
     /// By kind: a few fixed names, so a list.
-    state: Mutex<Vec<(&'static str, State)>>,
+    state: Mutex<Vec<(&'static str, Throttle)>>,
 }
 
+/// When a line about a repeated event is due (at most once per interval) and how many
+/// events it stands for: the state of every "one line per interval, with a count" log.
 #[derive(Default)]
-struct State {
+pub struct Throttle {
     last: Option<Instant>,
+    /// Events not written about since the last line.
     left_out: u64,
+}
+
+impl Throttle {
+    pub const fn new() -> Throttle {
+        Throttle {
+            last: None,
+            left_out: 0,
+        }
+    }
+
+    /// Counts an event at `now`; when a line is due (the first event, or the first one
+    /// `interval` after the last line), the events since the last line, this one included.
+    pub fn due(&mut self, now: Instant, interval: Duration) -> Option<u64> {
+        self.left_out += 1;
+        if self.last.is_some_and(|t| now.duration_since(t) < interval) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.left_out))
+    }
 }
 
 impl WarnLimit {
@@ -31,33 +54,27 @@ impl WarnLimit {
     /// interval ago; the next line of that kind says how many were left out.
     pub fn warn(&self, kind: &'static str, line: impl FnOnce() -> String) {
         let now = Instant::now();
-        let left_out = {
+        let due = {
             let mut kinds = lock(&self.state);
             let at = match kinds.iter().position(|(k, _)| *k == kind) {
                 Some(at) => at,
                 None => {
-                    kinds.push((kind, State::default()));
+                    kinds.push((kind, Throttle::new()));
                     kinds.len() - 1
                 }
             };
-            let s = &mut kinds[at].1;
-            if s.last
-                .is_some_and(|t| now.duration_since(t) < self.interval)
-            {
-                s.left_out += 1;
-                return;
-            }
-            s.last = Some(now);
-            std::mem::take(&mut s.left_out)
+            kinds[at].1.due(now, self.interval)
+        };
+        let Some(count) = due else {
+            return;
         };
         let line = line();
-        if left_out == 0 {
-            log::warn!("{line}");
-        } else {
-            log::warn!(
+        match count - 1 {
+            0 => log::warn!("{line}"),
+            left_out => log::warn!(
                 "{line} ({left_out} more in the last {}s)",
                 self.interval.as_secs()
-            );
+            ),
         }
     }
 }

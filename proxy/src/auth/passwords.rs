@@ -31,6 +31,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::users::{Secret, Users};
 use super::{digest, Digest};
+use crate::warn_limit::Throttle;
 use pushprox_daemon::sync::lock;
 
 /// Most cached successes; beyond, expired ones are dropped, then the cache starts over.
@@ -168,13 +169,6 @@ struct Cache {
     until: HashMap<Digest, Instant>,
 }
 
-/// How many refusals happened since the last log line about them.
-#[derive(Default)]
-struct RefusalLog {
-    logged: Option<Instant>,
-    count: u64,
-}
-
 /// The password checker; one per process, shared by every request.
 pub struct Passwords {
     limits: PasswordLimits,
@@ -183,7 +177,7 @@ pub struct Passwords {
     sources: Mutex<Sources>,
     /// Checks in flight, by cache key.
     pending: Mutex<HashMap<Digest, Arc<Pending>>>,
-    log: Mutex<RefusalLog>,
+    log: Mutex<Throttle>,
     jobs: Sender<Job>,
     pub counts: PasswordCounts,
 }
@@ -396,21 +390,14 @@ impl Passwords {
     /// Logs the refusals of sources over their budget: the first at once, then at most one
     /// line per interval, with how many there were.
     fn log_refusal(&self, source: IpAddr, now: Instant) {
-        let mut log = lock(&self.log);
-        log.count += 1;
-        let due = log
-            .logged
-            .is_none_or(|t| now.duration_since(t) >= self.limits.failure_interval);
-        if due {
+        let interval = self.limits.failure_interval;
+        if let Some(count) = lock(&self.log).due(now, interval) {
             log::warn!(
-                "refused {} password check(s) with 429 without running them, latest from={source}: more than --auth.max-failures={} failed checks from one address within --auth.failure-interval={} (next such line in {} at the earliest)",
-                log.count,
+                "refused {count} password check(s) with 429 without running them, latest from={source}: more than --auth.max-failures={} failed checks from one address within --auth.failure-interval={} (next such line in {} at the earliest)",
                 self.limits.max_failures,
-                pushprox_protocol::format_duration(self.limits.failure_interval),
-                pushprox_protocol::format_duration(self.limits.failure_interval),
+                pushprox_protocol::format_duration(interval),
+                pushprox_protocol::format_duration(interval),
             );
-            log.logged = Some(now);
-            log.count = 0;
         }
     }
 }

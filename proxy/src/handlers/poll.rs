@@ -72,7 +72,7 @@ pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
         request.header(LABELS_HEADER),
         request.header(TARGETS_HEADER),
         &fqdn,
-        &state.config.registration.announce(),
+        &state.config.registration,
     ) {
         Ok(a) => a,
         Err(e) => {

@@ -8,7 +8,7 @@ use pushprox_protocol::{Framing, ProtocolError, ResponseHead, DEFAULT_MAX_HEAD, 
 
 use super::Guard;
 use crate::auth::Refusal;
-use crate::delivery::{answer_push, PushedBody, RelayEnd};
+use crate::delivery::PushedBody;
 use crate::http::{After, Connection, Request, RequestBody};
 use crate::rendezvous::PushError;
 use crate::state::State;
@@ -156,7 +156,7 @@ pub fn handle(state: &State, request: Request, mut conn: Connection) -> After {
             } else {
                 log::warn!("unknown push from={from} scrape_id={id}: {reason}");
             }
-            return answer_push(body, &RelayEnd::Refused { status, reason }, &id, 0);
+            return Connection::finish_body(body).respond_text(status, &[], &reason);
         }
     };
     let body = PushedBody::new(body, framing, Some(max));

@@ -18,6 +18,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use crate::reload::View;
+use crate::warn_limit::Throttle;
 use pushprox_daemon::sync::lock;
 
 /// How long a handshake may take when `--web.read-timeout` is off.
@@ -274,7 +275,7 @@ fn refuse_plain_http(tcp: &mut TcpStream, limit: Duration) -> io::Result<()> {
 
 /// The last WARN about a refused client certificate, and how many refusals were not logged
 /// since: a flood of bad handshakes writes one line per [`REFUSAL_LOG_EVERY`].
-static REFUSALS: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+static REFUSALS: Mutex<Throttle> = Mutex::new(Throttle::new());
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Logs a handshake refused for its client certificate (missing, not issued by the client
@@ -290,18 +291,14 @@ fn log_refused_certificate(tcp: &TcpStream, e: &io::Error) {
     ) {
         return;
     }
-    let mut refusals = lock(&REFUSALS);
-    refusals.1 += 1;
-    if refusals.0.is_some_and(|t| t.elapsed() < REFUSAL_LOG_EVERY) {
+    let Some(count) = lock(&REFUSALS).due(Instant::now(), REFUSAL_LOG_EVERY) else {
         return;
-    }
+    };
     let peer = tcp
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     log::warn!(
-        "refused TLS handshake from={peer}: the client certificate: {error} ({} such refusal(s) in the last {}s, this one included)",
-        refusals.1,
+        "refused TLS handshake from={peer}: the client certificate: {error} ({count} such refusal(s) in the last {}s, this one included)",
         REFUSAL_LOG_EVERY.as_secs()
     );
-    *refusals = (Some(Instant::now()), 0);
 }

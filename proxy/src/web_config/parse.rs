@@ -173,19 +173,19 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
+// The helpers below say why a value cannot be used; `parse_tls` names the key.
+
 fn pem_source(
     file: Option<String>,
     inline: Option<String>,
     file_key: &str,
     inline_key: &str,
-    invalid: &dyn Fn(&str, String) -> WebConfigError,
-) -> Result<Option<PemSource>, WebConfigError> {
+) -> Result<Option<PemSource>, String> {
     let file = file.filter(|f| !f.is_empty());
     let inline = inline.filter(|t| !t.is_empty());
     match (file, inline) {
-        (Some(_), Some(_)) => Err(invalid(
-            &format!("tls_server_config.{inline_key}"),
-            format!("give either {inline_key} (inline PEM) or {file_key}, not both"),
+        (Some(_), Some(_)) => Err(format!(
+            "give either {inline_key} (inline PEM) or {file_key}, not both"
         )),
         (Some(f), None) => Ok(Some(PemSource::File(PathBuf::from(f)))),
         (None, Some(t)) => Ok(Some(PemSource::Inline(t))),
@@ -193,25 +193,16 @@ fn pem_source(
     }
 }
 
-fn parse_version(
-    key: &str,
-    value: Option<&str>,
-    default: TlsVersion,
-    invalid: &dyn Fn(&str, String) -> WebConfigError,
-) -> Result<TlsVersion, WebConfigError> {
+fn parse_version(value: Option<&str>, default: TlsVersion) -> Result<TlsVersion, String> {
     match value {
         None => Ok(default),
         Some("TLS12") => Ok(TlsVersion::Tls12),
         Some("TLS13") => Ok(TlsVersion::Tls13),
-        Some(old @ ("TLS10" | "TLS11")) => Err(invalid(
-            key,
-            format!(
-                "{old} is not supported: rustls implements TLS 1.2 and 1.3 only (TLS12, TLS13)"
-            ),
+        Some(old @ ("TLS10" | "TLS11")) => Err(format!(
+            "{old} is not supported: rustls implements TLS 1.2 and 1.3 only (TLS12, TLS13)"
         )),
-        Some(other) => Err(invalid(
-            key,
-            format!("unknown TLS version \"{other}\": expected TLS12 or TLS13"),
+        Some(other) => Err(format!(
+            "unknown TLS version \"{other}\": expected TLS12 or TLS13"
         )),
     }
 }
@@ -242,10 +233,7 @@ pub(super) fn suite_name(suite: &SupportedCipherSuite) -> String {
     format!("{:?}", suite.suite())
 }
 
-fn parse_suites(
-    names: &[String],
-    invalid: &dyn Fn(&str, String) -> WebConfigError,
-) -> Result<Vec<SupportedCipherSuite>, WebConfigError> {
+fn parse_suites(names: &[String]) -> Result<Vec<SupportedCipherSuite>, String> {
     let available = rustls::crypto::ring::ALL_CIPHER_SUITES;
     let list = || {
         available
@@ -256,33 +244,22 @@ fn parse_suites(
     };
     let mut suites = Vec::new();
     for name in names {
-        let key = "tls_server_config.cipher_suites";
         match available.iter().find(|s| suite_name(s) == *name) {
             Some(s) if !suites.contains(s) => suites.push(*s),
-            Some(_) => return Err(invalid(key, format!("{name} is listed twice"))),
+            Some(_) => return Err(format!("{name} is listed twice")),
             None if GO_SUITES_RUSTLS_LACKS.contains(&name.as_str()) => {
-                return Err(invalid(
-                    key,
-                    format!("{name} is a Go cipher suite rustls does not implement (no CBC, RC4, 3DES or RSA key exchange); the suites available are: {}", list()),
-                ))
+                return Err(format!("{name} is a Go cipher suite rustls does not implement (no CBC, RC4, 3DES or RSA key exchange); the suites available are: {}", list()))
             }
             None => {
-                return Err(invalid(
-                    key,
-                    format!("unknown cipher suite \"{name}\"; the suites available are: {}", list()),
-                ))
+                return Err(format!("unknown cipher suite \"{name}\"; the suites available are: {}", list()))
             }
         }
     }
     Ok(suites)
 }
 
-fn parse_curves(
-    names: &[String],
-    invalid: &dyn Fn(&str, String) -> WebConfigError,
-) -> Result<Vec<&'static dyn SupportedKxGroup>, WebConfigError> {
+fn parse_curves(names: &[String]) -> Result<Vec<&'static dyn SupportedKxGroup>, String> {
     use rustls::crypto::ring::kx_group;
-    let key = "tls_server_config.curve_preferences";
     let mut groups: Vec<&'static dyn SupportedKxGroup> = Vec::new();
     for name in names {
         let group = match name.as_str() {
@@ -290,20 +267,16 @@ fn parse_curves(
             "CurveP384" => kx_group::SECP384R1,
             "X25519" => kx_group::X25519,
             "CurveP521" => {
-                return Err(invalid(
-                    key,
-                    "CurveP521 is not implemented by rustls' crypto provider (ring); use X25519, CurveP256 or CurveP384".into(),
-                ))
+                return Err("CurveP521 is not implemented by rustls' crypto provider (ring); use X25519, CurveP256 or CurveP384".into())
             }
             other => {
-                return Err(invalid(
-                    key,
-                    format!("unknown curve \"{other}\": expected X25519, CurveP256 or CurveP384"),
+                return Err(format!(
+                    "unknown curve \"{other}\": expected X25519, CurveP256 or CurveP384"
                 ))
             }
         };
         if groups.iter().any(|g| g.name() == group.name()) {
-            return Err(invalid(key, format!("{name} is listed twice")));
+            return Err(format!("{name} is listed twice"));
         }
         groups.push(group);
     }
@@ -315,19 +288,18 @@ fn parse_tls(
     path: &Path,
     invalid: &dyn Fn(&str, String) -> WebConfigError,
 ) -> Result<Option<TlsServerConfig>, WebConfigError> {
-    let cert = pem_source(t.cert_file, t.cert, "cert_file", "cert", &invalid)?;
-    let key = pem_source(t.key_file, t.key, "key_file", "key", &invalid)?;
-    let client_ca = pem_source(
-        t.client_ca_file,
-        t.client_ca,
-        "client_ca_file",
-        "client_ca",
-        &invalid,
-    )?;
+    // A value of `tls_server_config` that cannot be used, and why.
+    let invalid = |key: &str, reason: String| invalid(&format!("tls_server_config.{key}"), reason);
+    let pem = |file, inline, file_key, inline_key| {
+        pem_source(file, inline, file_key, inline_key).map_err(|r| invalid(inline_key, r))
+    };
+    let cert = pem(t.cert_file, t.cert, "cert_file", "cert")?;
+    let key = pem(t.key_file, t.key, "key_file", "key")?;
+    let client_ca = pem(t.client_ca_file, t.client_ca, "client_ca_file", "client_ca")?;
     let auth_name = t.client_auth_type.unwrap_or_default();
     let client_auth = ClientAuth::parse(&auth_name).ok_or_else(|| {
         invalid(
-            "tls_server_config.client_auth_type",
+            "client_auth_type",
             format!("unknown value \"{auth_name}\": expected NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
         )
     })?;
@@ -352,7 +324,7 @@ fn parse_tls(
         ];
         if let Some((name, _)) = others.iter().find(|(_, set)| *set) {
             return Err(invalid(
-                &format!("tls_server_config.{name}"),
+                name,
                 "set without cert_file and key_file, so TLS would be off and this option ignored: add the certificate and key, or remove the option".into(),
             ));
         }
@@ -360,13 +332,13 @@ fn parse_tls(
     }
     let missing = |key: &str| {
         let both = "missing: TLS needs cert_file (or inline cert) and key_file (or inline key)";
-        invalid(&format!("tls_server_config.{key}"), both.into())
+        invalid(key, both.into())
     };
     let cert = cert.ok_or_else(|| missing("cert_file"))?;
     let key = key.ok_or_else(|| missing("key_file"))?;
     if client_auth.verifies() && client_ca.is_none() {
         return Err(invalid(
-            "tls_server_config.client_ca_file",
+            "client_ca_file",
             format!(
                 "missing: client_auth_type {auth_name} verifies client certificates against it"
             ),
@@ -374,7 +346,7 @@ fn parse_tls(
     }
     if client_auth == ClientAuth::NoClientCert && client_ca.is_some() {
         return Err(invalid(
-            "tls_server_config.client_auth_type",
+            "client_auth_type",
             "a client CA is configured but no client certificate is asked for: set client_auth_type (RequireAndVerifyClientCert to authenticate clients)".into(),
         ));
     }
@@ -386,29 +358,22 @@ fn parse_tls(
         )
     {
         return Err(invalid(
-            "tls_server_config.client_allowed_sans",
+            "client_allowed_sans",
             "requires client_auth_type RequireAndVerifyClientCert (or RequireAnyClientCert): with other types a client may send no certificate, leaving nothing to match".into(),
         ));
     }
-    let min_version = parse_version(
-        "tls_server_config.min_version",
-        t.min_version.as_deref(),
-        TlsVersion::Tls12,
-        &invalid,
-    )?;
-    let max_version = parse_version(
-        "tls_server_config.max_version",
-        t.max_version.as_deref(),
-        TlsVersion::Tls13,
-        &invalid,
-    )?;
+    let min_version = parse_version(t.min_version.as_deref(), TlsVersion::Tls12)
+        .map_err(|r| invalid("min_version", r))?;
+    let max_version = parse_version(t.max_version.as_deref(), TlsVersion::Tls13)
+        .map_err(|r| invalid("max_version", r))?;
     if min_version > max_version {
         return Err(invalid(
-            "tls_server_config.min_version",
+            "min_version",
             "TLS13 is above max_version TLS12".into(),
         ));
     }
-    let cipher_suites = parse_suites(&t.cipher_suites.unwrap_or_default(), &invalid)?;
+    let cipher_suites = parse_suites(&t.cipher_suites.unwrap_or_default())
+        .map_err(|r| invalid("cipher_suites", r))?;
     if !cipher_suites.is_empty() {
         let usable = cipher_suites.iter().any(|s| match s.version() {
             v if v == &rustls::version::TLS13 => max_version == TlsVersion::Tls13,
@@ -416,12 +381,13 @@ fn parse_tls(
         });
         if !usable {
             return Err(invalid(
-                "tls_server_config.cipher_suites",
+                "cipher_suites",
                 "none of the listed suites is usable between min_version and max_version".into(),
             ));
         }
     }
-    let curve_preferences = parse_curves(&t.curve_preferences.unwrap_or_default(), &invalid)?;
+    let curve_preferences = parse_curves(&t.curve_preferences.unwrap_or_default())
+        .map_err(|r| invalid("curve_preferences", r))?;
     Ok(Some(TlsServerConfig {
         cert,
         key,

@@ -139,22 +139,16 @@ impl Connection {
 
     /// [`Connection::respond`] that also says whether the answer could be written.
     pub fn respond_checked(
-        mut self,
+        self,
         status: u16,
         headers: &[(&str, &str)],
-        body: &[u8],
+        mut body: &[u8],
     ) -> io::Result<After> {
-        let mut bytes = self.head_bytes(status, headers, Some(body.len() as u64));
-        if !self.exchange.head_only {
-            bytes.extend_from_slice(body);
-        }
-        match self.write_raw(&bytes) {
-            Ok(()) => Ok(self.finish(status, Ok(()))),
-            Err(e) => {
-                self.abandon(499);
-                Err(e)
-            }
-        }
+        let length = Some(body.len() as u64);
+        let (after, relay) = self.respond_stream(status, headers, length, &mut body);
+        relay
+            .sink_error
+            .map_or(Ok(after), |e| Err(io::Error::other(e)))
     }
 
     /// Answers the request with a body streamed from `body` (of `length` bytes when known:
